@@ -1,0 +1,173 @@
+/**
+ * @file llmgw_config.h
+ * @brief gateway.yaml -> immutable configuration tree.
+ *
+ * The file is parsed once at configuration time (in the LLMGatewayConfig
+ * directive, so `apachectl configtest` sees every mistake) into structures
+ * allocated from the configuration pool. After that the tree is read-only
+ * and shared by every thread of every child without locks.
+ *
+ * Errors carry the file, line and column of the offending YAML node and a
+ * plain sentence, e.g.
+ *   gateway.yaml:12:15: backend "a": unknown type "opneai" (expected one of
+ *   openai, anthropic, azure-openai, google, meta, mistral, pool)
+ */
+#ifndef LLMGW_CONFIG_H
+#define LLMGW_CONFIG_H
+
+#include "llmgw.h"
+#include <apr_hash.h>
+
+typedef enum {
+    LLMGW_BACKEND_OPENAI = 0,
+    LLMGW_BACKEND_ANTHROPIC,
+    LLMGW_BACKEND_AZURE_OPENAI,
+    LLMGW_BACKEND_GOOGLE,
+    LLMGW_BACKEND_META,
+    LLMGW_BACKEND_MISTRAL,
+    LLMGW_BACKEND_POOL,
+    LLMGW_BACKEND_TYPE_COUNT
+} llmgw_backend_type_e;
+
+/** What a route serves; derived from the path suffix unless `api:` is set. */
+typedef enum {
+    LLMGW_API_CHAT = 1,
+    LLMGW_API_EMBEDDINGS = 2,
+    LLMGW_API_MODELS = 4
+} llmgw_api_e;
+
+/** Bits of llmgw_route_t.methods. */
+#define LLMGW_METHOD_GET 0x01
+#define LLMGW_METHOD_POST 0x02
+#define LLMGW_METHOD_HEAD 0x04
+#define LLMGW_METHOD_OPTIONS 0x08
+
+/** Pool strategies (issue: pools). */
+typedef enum {
+    LLMGW_STRATEGY_LATENCY = 0,
+    LLMGW_STRATEGY_WEIGHTED,
+    LLMGW_STRATEGY_ROUND_ROBIN,
+    LLMGW_STRATEGY_PRIORITY,
+    LLMGW_STRATEGY_LEAST_BUSY
+} llmgw_strategy_e;
+
+/** Where a YAML node was, for messages (1-based). */
+typedef struct {
+    unsigned long line;
+    unsigned long column;
+} llmgw_mark_t;
+
+typedef struct llmgw_backend_t llmgw_backend_t;
+
+typedef struct {
+    const char *name;          /**< as written in the pool */
+    const llmgw_backend_t *backend; /**< resolved after the whole file is read */
+    int weight;                /**< default 1 */
+    llmgw_mark_t mark;
+} llmgw_pool_member_t;
+
+/**
+ * One entry of `backends:`. Provider fields not given are NULL (strings) or
+ * LLMGW_UNSET (numbers, durations); the getters below apply defaults.
+ * Secrets (api_key) must never be logged or copied into a response.
+ */
+struct llmgw_backend_t {
+    const char *name;
+    llmgw_backend_type_e type;
+    int index;                 /**< position in llmgw_config_t.backends */
+    llmgw_mark_t mark;
+
+    /* provider backends (everything but pool) */
+    const char *api_key;       /**< openai, anthropic, azure, google (AI Studio), meta, mistral */
+    const char *org_id;        /**< openai: OpenAI-Organization */
+    const char *project;       /**< openai: OpenAI-Project */
+    const char *endpoint;      /**< base URL without trailing '/' (required: azure-openai, meta) */
+    const char *default_model;
+    apr_array_header_t *models;    /**< const char *, may be empty */
+    apr_interval_time_t timeout;   /**< whole request, stream included */
+    apr_interval_time_t connect_timeout;
+    apr_interval_time_t first_byte_timeout;
+    apr_interval_time_t idle_timeout;
+    int max_retries;
+    int max_tokens;            /**< anthropic: when the request sets none */
+    const char *deployment_name;   /**< azure-openai */
+    const char *api_version;       /**< azure-openai */
+    const char *project_id;        /**< google (Vertex AI) */
+    const char *location;          /**< google (Vertex AI) */
+    const char *credentials_file;  /**< google (Vertex AI) */
+    int unsupported_drop;      /**< unsupportedParams: drop (1) or error (0, default) */
+
+    /* pools */
+    llmgw_strategy_e strategy;
+    int fallback;              /**< default 1 */
+    int failure_threshold;     /**< consecutive failures before cooldown; LLMGW_UNSET = default */
+    apr_interval_time_t cooldown;  /**< LLMGW_UNSET = default */
+    apr_array_header_t *members;   /**< llmgw_pool_member_t */
+};
+
+typedef struct {
+    const char *name;
+    const char *path;          /**< exact match against r->uri */
+    int methods;               /**< LLMGW_METHOD_* bits; HEAD implied by GET */
+    llmgw_api_e api;
+    const char *backend_name;
+    const llmgw_backend_t *backend;  /**< resolved */
+    llmgw_mark_t mark;
+} llmgw_route_t;
+
+typedef struct {
+    const char *path;                  /**< the file, as given */
+    apr_array_header_t *backends;      /**< llmgw_backend_t * in file order */
+    apr_array_header_t *routes;        /**< llmgw_route_t * in file order */
+    apr_hash_t *backend_by_name;       /**< const char * -> llmgw_backend_t * */
+    apr_hash_t *route_by_path;         /**< const char * -> llmgw_route_t * */
+} llmgw_config_t;
+
+/**
+ * Read and validate a gateway.yaml file.
+ * @param out     receives the configuration, allocated from @p p
+ * @param p       the configuration pool (lives as long as the config)
+ * @param ptemp   scratch pool
+ * @param path    file to read
+ * @param errmsg  on failure: "path:line:column: sentence" from @p p
+ * @return APR_SUCCESS, or LLMGW_ECONFIG / an APR error (unreadable file)
+ */
+apr_status_t llmgw_config_load(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *ptemp,
+                               const char *path, const char **errmsg);
+
+/** As llmgw_config_load, from a buffer; @p name stands for the file in messages. */
+apr_status_t llmgw_config_parse(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *ptemp,
+                                const char *name, const char *text, apr_size_t len,
+                                const char **errmsg);
+
+/**
+ * Parse a duration: "250ms", "30s", "2m", "1h", or a bare integer meaning
+ * seconds. Returns APR_EINVAL for anything else (negative, overflow, junk).
+ */
+apr_status_t llmgw_duration_parse(const char *text, apr_interval_time_t *out);
+
+/** Name of a backend type as written in YAML ("azure-openai"). */
+const char *llmgw_backend_type_name(llmgw_backend_type_e type);
+
+const llmgw_backend_t *llmgw_config_backend(const llmgw_config_t *cfg, const char *name);
+const llmgw_route_t *llmgw_config_route(const llmgw_config_t *cfg, const char *path);
+
+/* Defaults applied on read (see README "gateway.yaml reference"). */
+#define LLMGW_DEFAULT_TIMEOUT apr_time_from_sec(600)
+#define LLMGW_DEFAULT_CONNECT_TIMEOUT apr_time_from_sec(5)
+#define LLMGW_DEFAULT_FIRST_BYTE_TIMEOUT apr_time_from_sec(600)
+#define LLMGW_DEFAULT_IDLE_TIMEOUT apr_time_from_sec(120)
+#define LLMGW_DEFAULT_MAX_RETRIES 2
+#define LLMGW_DEFAULT_ANTHROPIC_MAX_TOKENS 4096
+#define LLMGW_DEFAULT_FAILURE_THRESHOLD 5
+#define LLMGW_DEFAULT_COOLDOWN apr_time_from_sec(30)
+
+apr_interval_time_t llmgw_backend_timeout(const llmgw_backend_t *b);
+apr_interval_time_t llmgw_backend_connect_timeout(const llmgw_backend_t *b);
+apr_interval_time_t llmgw_backend_first_byte_timeout(const llmgw_backend_t *b);
+apr_interval_time_t llmgw_backend_idle_timeout(const llmgw_backend_t *b);
+int llmgw_backend_max_retries(const llmgw_backend_t *b);
+/** 1 when the backend lists @p model in models: or as defaultModel. */
+int llmgw_backend_serves(const llmgw_backend_t *b, const char *model);
+
+#endif /* LLMGW_CONFIG_H */

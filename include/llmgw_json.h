@@ -1,0 +1,20 @@
+/**
+ * @file llmgw_json.h
+ * @brief jansson helpers tied to APR pools.
+ */
+#ifndef LLMGW_JSON_H
+#define LLMGW_JSON_H
+
+#include <jansson.h>
+#include "llmgw.h"
+
+/** Register json_decref of @p j on @p p; returns @p j (the pool now owns that reference). */
+json_t *llmgw_json_pool_own(apr_pool_t *p, json_t *j);
+
+/** Serialise @p j compactly into memory from @p p (one exact-size allocation). */
+const char *llmgw_json_dump(apr_pool_t *p, const json_t *j, apr_size_t *len);
+
+/** String member of an object, or NULL when absent or not a string. Borrowed. */
+const char *llmgw_json_str(const json_t *obj, const char *key);
+
+#endif /* LLMGW_JSON_H */

@@ -1,0 +1,146 @@
+/**
+ * @file llmgw_provider.h
+ * @brief The translator interface: one llmgw_provider_t per backend type.
+ *
+ * A translator is pure. It turns the client's OpenAI request plus the
+ * backend's configuration into an upstream HTTP request (URL, headers,
+ * body), and the upstream's answer (a JSON body, an error body, or SSE
+ * events one at a time) back into OpenAI output. It performs no I/O, so it
+ * is tested from JSON vectors and fuzzed.
+ *
+ * Lifetimes: everything a translator allocates comes from call->pool (the
+ * request pool) except per-event scratch in streams, which must not grow the
+ * request pool per event (a long stream would grow it per token): use
+ * jansson's own heap (json_decref) and emit through the callback, which
+ * copies.
+ *
+ * Streams: the translator emits complete SSE frames ("data: ...\n\n")
+ * through llmgw_stream_t.emit, tagged PREAMBLE (role-only chunks the
+ * gateway may hold back), CONTENT (anything carrying content, tool calls or
+ * a finish_reason) or FINAL (usage chunk, "data: [DONE]"). The glue holds
+ * back PREAMBLE frames until the first CONTENT frame so that a failure
+ * before any content can still be retried invisibly.
+ */
+#ifndef LLMGW_PROVIDER_H
+#define LLMGW_PROVIDER_H
+
+#include <jansson.h>
+#include "llmgw.h"
+#include "llmgw_config.h"
+#include "llmgw_error.h"
+#include "llmgw_sse.h"
+
+/** One client request bound to one backend. */
+typedef struct {
+    apr_pool_t *pool;               /**< request pool */
+    const llmgw_backend_t *backend;
+    llmgw_api_e api;
+    json_t *body;                   /**< client's request, borrowed; do not modify */
+    const char *model;              /**< upstream model id to use (resolved; never NULL) */
+    int stream;                     /**< client asked for "stream": true */
+    int include_usage;              /**< client asked stream_options.include_usage */
+    apr_time_t created;             /**< seconds for `created` when the translator makes ids */
+    apr_array_header_t *dropped;    /**< const char *: parameters dropped (unsupportedParams: drop) */
+} llmgw_call_t;
+
+/** An upstream request. Headers may hold secrets: never log them. */
+typedef struct {
+    const char *method;             /**< "POST" or "GET" */
+    const char *url;
+    apr_array_header_t *headers;    /**< const char *, "Name: value" */
+    const char *body;               /**< NULL for GET */
+    apr_size_t body_len;
+    int stream;                     /**< the upstream answers with SSE */
+} llmgw_http_request_t;
+
+typedef struct {
+    int present;
+    apr_int64_t prompt_tokens;
+    apr_int64_t completion_tokens;
+    apr_int64_t total_tokens;
+} llmgw_usage_t;
+
+/** A translated non-streaming answer. */
+typedef struct {
+    const char *body;               /**< OpenAI JSON for the client, from call->pool */
+    apr_size_t len;
+    llmgw_usage_t usage;
+    const char *model;              /**< model the upstream reports, or call->model */
+} llmgw_response_t;
+
+typedef enum {
+    LLMGW_CHUNK_PREAMBLE = 0,
+    LLMGW_CHUNK_CONTENT,
+    LLMGW_CHUNK_FINAL
+} llmgw_chunk_kind_e;
+
+/** Write one complete SSE frame to the client. Data is copied before return. */
+typedef apr_status_t (*llmgw_emit_fn)(void *baton, llmgw_chunk_kind_e kind, const char *data,
+                                      apr_size_t len);
+
+/** Per-attempt stream state, owned by the glue, filled by the translator. */
+typedef struct {
+    llmgw_call_t *call;
+    llmgw_emit_fn emit;
+    void *baton;
+    int content_emitted;    /**< a CONTENT frame has been emitted */
+    int finish_seen;        /**< a finish_reason has been seen for every choice */
+    int usage_seen;         /**< the upstream's usage has arrived */
+    int done;               /**< the stream is complete and "data: [DONE]" was emitted */
+    llmgw_usage_t usage;
+    const char *model;      /**< as reported by the upstream (call->pool), or NULL */
+    llmgw_error_t *error;   /**< why the stream failed (set with a failure return) */
+    void *priv;             /**< translator-private state (call->pool) */
+} llmgw_stream_t;
+
+typedef struct llmgw_provider_t {
+    const char *type;       /**< "openai", ... as in YAML */
+    unsigned apis;          /**< LLMGW_API_* bits this type serves (models is always local) */
+
+    /**
+     * Build the upstream request. A client request the backend cannot honour
+     * returns LLMGW_EBADREQ with *err set (usually 400 unsupported_parameter).
+     */
+    apr_status_t (*build_request)(llmgw_call_t *call, llmgw_http_request_t *out,
+                                  llmgw_error_t **err);
+
+    /** Translate a 2xx body. Malformed input: LLMGW_EUPSTREAM with *err set (502). */
+    apr_status_t (*parse_response)(llmgw_call_t *call, const char *body, apr_size_t len,
+                                   llmgw_response_t *out, llmgw_error_t **err);
+
+    /**
+     * Translate a non-2xx upstream answer into the error the client would
+     * see for it (status kept, provider message kept, OpenAI shape). Never
+     * NULL, whatever the body (empty, HTML, truncated JSON).
+     */
+    llmgw_error_t *(*parse_error)(llmgw_call_t *call, int status, const char *body,
+                                  apr_size_t len);
+
+    /** Prepare st->priv; st->call/emit/baton are set by the caller. */
+    apr_status_t (*stream_init)(llmgw_stream_t *st);
+
+    /**
+     * One upstream SSE event. Returns APR_SUCCESS to go on, APR_EOF when the
+     * upstream signalled the end and the translator emitted "data: [DONE]"
+     * (st->done set), or a failure (LLMGW_EUPSTREAM, LLMGW_ESTREAM, or the
+     * emit callback's status) with st->error set for upstream faults.
+     */
+    apr_status_t (*stream_event)(llmgw_stream_t *st, const llmgw_sse_event_t *ev);
+
+    /**
+     * The upstream body ended without the terminal event. When the stream is
+     * complete anyway (finish_reason seen, and usage when the client asked
+     * for it), emit what is missing (usage chunk, "data: [DONE]"), set
+     * st->done and return APR_SUCCESS; else set st->error and return
+     * LLMGW_ESTREAM. Never emits an error frame itself: the glue does.
+     */
+    apr_status_t (*stream_end)(llmgw_stream_t *st);
+} llmgw_provider_t;
+
+/** The translator for @p type, or NULL when that type is not implemented yet. */
+const llmgw_provider_t *llmgw_provider_get(llmgw_backend_type_e type);
+
+/* The built-in translators (src/providers/llmgw_provider_*.c). */
+extern const llmgw_provider_t llmgw_provider_openai;
+
+#endif /* LLMGW_PROVIDER_H */

@@ -1,0 +1,14 @@
+/* The static registry of translators, indexed by backend type. */
+#include "llmgw_provider.h"
+
+const llmgw_provider_t *llmgw_provider_get(llmgw_backend_type_e type)
+{
+    /* Types without a translator yet answer NULL: the handler turns that
+     * into a clear 501 instead of pretending to serve them. */
+    switch (type) {
+    case LLMGW_BACKEND_OPENAI:
+        return &llmgw_provider_openai;
+    default:
+        return NULL;
+    }
+}

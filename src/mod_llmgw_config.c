@@ -1,0 +1,247 @@
+/*
+ * Directives and per-server / per-directory configuration.
+ *
+ * gateway.yaml is parsed in the LLMGatewayConfig directive itself, so that
+ * `apachectl configtest` (which never runs post_config) reports every
+ * mistake with file:line:column, and `apachectl graceful` refuses an
+ * invalid file before the running server is signalled.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <apr_strings.h>
+#include <apr_file_io.h>
+#include <http_main.h>
+#include "mod_llmgw_private.h"
+
+void *llmgw_create_srv(apr_pool_t *p, server_rec *s)
+{
+    llmgw_srv_cfg *c = apr_pcalloc(p, sizeof(*c));
+    c->max_body = LLMGW_UNSET;
+    return c;
+}
+
+void *llmgw_merge_srv(apr_pool_t *p, void *basev, void *addv)
+{
+    llmgw_srv_cfg *base = basev, *add = addv;
+    llmgw_srv_cfg *c = apr_pcalloc(p, sizeof(*c));
+
+    /* A virtual host without its own LLMGatewayConfig uses the main one. */
+    c->config_path = add->config_path ? add->config_path : base->config_path;
+    c->gw = add->gw ? add->gw : base->gw;
+    c->max_body = add->max_body != LLMGW_UNSET ? add->max_body : base->max_body;
+    return c;
+}
+
+void *llmgw_create_dir(apr_pool_t *p, char *dir)
+{
+    llmgw_dir_cfg *c = apr_pcalloc(p, sizeof(*c));
+    c->enabled = LLMGW_UNSET;
+    c->max_body = LLMGW_UNSET;
+    return c;
+}
+
+/* Runs in every request's location walk: keep it tiny. */
+void *llmgw_merge_dir(apr_pool_t *p, void *basev, void *addv)
+{
+    llmgw_dir_cfg *base = basev, *add = addv;
+    llmgw_dir_cfg *c = apr_palloc(p, sizeof(*c));
+
+    c->enabled = add->enabled != LLMGW_UNSET ? add->enabled : base->enabled;
+    c->max_body = add->max_body != LLMGW_UNSET ? add->max_body : base->max_body;
+    return c;
+}
+
+apr_off_t llmgw_max_body(request_rec *r)
+{
+    llmgw_dir_cfg *d = ap_get_module_config(r->per_dir_config, &llmgw_module);
+    llmgw_srv_cfg *s = ap_get_module_config(r->server->module_config, &llmgw_module);
+
+    if (d && d->max_body != LLMGW_UNSET)
+        return d->max_body;
+    if (s && s->max_body != LLMGW_UNSET)
+        return s->max_body;
+    return LLMGW_DEFAULT_MAX_BODY;
+}
+
+/*
+ * The last gateway.yaml that loaded, kept in the process pool across
+ * generations. The text lives in malloc'ed memory replaced on each good
+ * load, so repeated graceful restarts do not grow the process pool.
+ */
+typedef struct {
+    char *text;
+    apr_size_t len;
+} last_good_t;
+
+static last_good_t *last_good(process_rec *proc)
+{
+    void *ud = NULL;
+    last_good_t *lg;
+
+    apr_pool_userdata_get(&ud, "llmgw-last-good-yaml", proc->pool);
+    if (ud)
+        return ud;
+    lg = apr_pcalloc(proc->pool, sizeof(*lg));
+    apr_pool_userdata_set(lg, "llmgw-last-good-yaml", apr_pool_cleanup_null, proc->pool);
+    return lg;
+}
+
+static void remember(process_rec *proc, const char *text, apr_size_t len)
+{
+    last_good_t *lg = last_good(proc);
+    char *copy = malloc(len + 1);
+
+    if (!copy)
+        return;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    free(lg->text);
+    lg->text = copy;
+    lg->len = len;
+}
+
+static apr_status_t read_file(apr_pool_t *p, const char *path, char **text, apr_size_t *len)
+{
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_status_t rv;
+
+    rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_OS_DEFAULT, p);
+    if (rv != APR_SUCCESS)
+        return rv;
+    rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
+    if (rv == APR_SUCCESS) {
+        *len = (apr_size_t)fi.size;
+        *text = apr_palloc(p, *len + 1);
+        rv = *len ? apr_file_read_full(f, *text, *len, NULL) : APR_SUCCESS;
+        (*text)[*len] = '\0';
+    }
+    apr_file_close(f);
+    return rv;
+}
+
+/*
+ * Only the live parent re-reading its configuration for a graceful restart
+ * keeps the last good file on error: failing there would stop the whole
+ * server (apache-notes 6.3). configtest, the signalling process of
+ * `-k graceful` and a first start keep failing hard.
+ */
+static int in_live_restart(void)
+{
+    return ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG &&
+           ap_state_query(AP_SQ_RUN_MODE) == AP_SQ_RM_NORMAL && ap_state_query(AP_SQ_CONFIG_GEN) > 1;
+}
+
+static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
+{
+    llmgw_srv_cfg *c = ap_get_module_config(cmd->server->module_config, &llmgw_module);
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+    const char *path, *msg = NULL;
+    char *text = NULL;
+    apr_size_t len = 0;
+    apr_status_t rv;
+    char buf[256];
+
+    if (err)
+        return err;
+    path = ap_server_root_relative(cmd->pool, arg);
+    if (!path)
+        return apr_psprintf(cmd->pool, "LLMGatewayConfig: invalid path '%s'", arg);
+    rv = read_file(cmd->temp_pool, path, &text, &len);
+    if (rv != APR_SUCCESS)
+        msg = apr_psprintf(cmd->pool, "%s: cannot read the file: %s", path,
+                           llmgw_strerror(rv, buf, sizeof(buf)));
+    else
+        rv = llmgw_config_parse(&c->gw, cmd->pool, cmd->temp_pool, path, text, len, &msg);
+    if (rv == APR_SUCCESS) {
+        c->config_path = path;
+        if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG)
+            remember(cmd->server->process, text, len);
+        return NULL;
+    }
+    if (!msg)
+        msg = apr_psprintf(cmd->pool, "%s: %s", path, llmgw_strerror(rv, buf, sizeof(buf)));
+    if (in_live_restart() && last_good(cmd->server->process)->text) {
+        last_good_t *lg = last_good(cmd->server->process);
+        const char *msg2 = NULL;
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, cmd->server,
+                     LLMGW_LOGNO(00008) "LLMGatewayConfig: %s; keeping the previous gateway "
+                                        "configuration",
+                     msg);
+        if (llmgw_config_parse(&c->gw, cmd->pool, cmd->temp_pool, path, lg->text, lg->len,
+                               &msg2) == APR_SUCCESS) {
+            c->config_path = path;
+            return NULL;
+        }
+    }
+    return apr_pstrcat(cmd->pool, "LLMGatewayConfig: ", msg, NULL);
+}
+
+static const char *set_enabled(cmd_parms *cmd, void *mconfig, int flag)
+{
+    llmgw_dir_cfg *d = mconfig;
+    d->enabled = flag ? 1 : 0;
+    return NULL;
+}
+
+/* "4M", "512K", "1048576", "1G" -> bytes. */
+static const char *parse_size(apr_pool_t *p, const char *arg, apr_off_t *out)
+{
+    char *end = NULL;
+    apr_int64_t n;
+
+    if (apr_strtoff(out, arg, &end, 10) != APR_SUCCESS || *out < 0 || end == arg)
+        return apr_psprintf(p, "'%s' is not a size (e.g. 4M, 512K, 1048576)", arg);
+    n = *out;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        n *= 1024;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        n *= 1024 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        n *= (apr_int64_t)1024 * 1024 * 1024;
+        end++;
+        break;
+    default:
+        end = NULL;
+    }
+    if (!end || *end || n <= 0)
+        return apr_psprintf(p, "'%s' is not a positive size (e.g. 4M, 512K, 1048576)", arg);
+    *out = (apr_off_t)n;
+    return NULL;
+}
+
+static const char *set_max_body(cmd_parms *cmd, void *mconfig, const char *arg)
+{
+    apr_off_t n;
+    const char *err = parse_size(cmd->pool, arg, &n);
+
+    if (err)
+        return apr_pstrcat(cmd->pool, "LLMGatewayMaxBody: ", err, NULL);
+    if (cmd->path) {
+        ((llmgw_dir_cfg *)mconfig)->max_body = n;
+    }
+    else {
+        llmgw_srv_cfg *c = ap_get_module_config(cmd->server->module_config, &llmgw_module);
+        c->max_body = n;
+    }
+    return NULL;
+}
+
+const command_rec llmgw_cmds[] = {
+    AP_INIT_TAKE1("LLMGatewayConfig", set_config, NULL, RSRC_CONF,
+                  "Path of the gateway.yaml file (backends, pools and routes)"),
+    AP_INIT_FLAG("LLMGateway", set_enabled, NULL, ACCESS_CONF,
+                 "On to serve this <Location> with the gateway (fast path, no filesystem walk)"),
+    AP_INIT_TAKE1("LLMGatewayMaxBody", set_max_body, NULL, RSRC_CONF | ACCESS_CONF,
+                  "Largest accepted request body, e.g. 4M (default 4M)"),
+    {NULL}};

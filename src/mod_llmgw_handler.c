@@ -1,0 +1,983 @@
+/*
+ * The llmgw handler: read the body, route, call the upstream with retries,
+ * and answer with JSON or a live SSE stream.
+ *
+ * Threading: everything here runs on the request's own thread; the libcurl
+ * callbacks (on_data, client_gone) run inside llmgw_upstream_perform on that
+ * same thread, so they may use r and its filters.
+ *
+ * Memory: per-request data comes from r->pool; stream frames go through one
+ * reused brigade (apr_brigade_write copies into recycled heap buckets), so a
+ * long stream does not grow the request pool per event.
+ */
+#include <string.h>
+#include <apr_strings.h>
+#include <apr_lib.h>
+#include <jansson.h>
+#include "mod_llmgw_private.h"
+#include <scoreboard.h>
+#include "llmgw_error.h"
+#include "llmgw_json.h"
+#include "llmgw_provider.h"
+#include "llmgw_sse.h"
+
+/* Largest upstream body buffered for a non-streaming answer. */
+#define LLMGW_MAX_UPSTREAM_BODY (64 * 1024 * 1024)
+/* Largest single SSE event accepted from an upstream. */
+#define LLMGW_MAX_SSE_EVENT (8 * 1024 * 1024)
+/* A retry hint longer than this is not waited for (providers.md 9.2). */
+#define LLMGW_MAX_RETRY_WAIT apr_time_from_sec(10)
+
+/* The upstream client of this child (a per-child cache, set in child_init). */
+static llmgw_upstream_t *child_upstream;
+
+void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_status_t rv = llmgw_upstream_child_create(&child_upstream, pchild, 64);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     LLMGW_LOGNO(00003) "cannot create the upstream client of this child");
+}
+
+/* One client request. */
+typedef struct {
+    request_rec *r;
+    const llmgw_config_t *gw;
+    const llmgw_route_t *route;
+    const llmgw_backend_t *backend;
+    apr_time_t t0;
+    apr_interval_time_t upstream_time; /* inside upstream transfers and retry waits */
+    int attempts;
+    llmgw_call_t call;
+    const llmgw_provider_t *prov;
+
+    /* streaming */
+    apr_bucket_brigade *bb;     /* reused for every frame */
+    apr_bucket_brigade *held;   /* preamble frames not yet sent */
+    apr_bucket_brigade *probe;  /* scratch for the client-gone check */
+    int committed;              /* status and headers have left */
+    int client_gone;
+    llmgw_sse_parser_t *parser;
+    llmgw_stream_t st;
+    apr_status_t event_rv;      /* first failure of the translator, if any */
+    int upstream_done;          /* the translator saw the terminal event */
+} req_t;
+
+/* ---------------------------------------------------------------------- */
+/* Response helpers                                                         */
+
+static void set_gateway_headers(req_t *q)
+{
+    request_rec *r = q->r;
+    apr_interval_time_t overhead = apr_time_now() - q->t0 - q->upstream_time;
+
+    if (overhead < 0)
+        overhead = 0;
+    if (q->backend) {
+        apr_table_setn(r->err_headers_out, "x-llmgw-backend", q->backend->name);
+        apr_table_setn(r->subprocess_env, "LLMGW_BACKEND", q->backend->name);
+    }
+    if (q->attempts > 0) {
+        const char *n = apr_itoa(r->pool, q->attempts);
+        apr_table_setn(r->err_headers_out, "x-llmgw-attempts", n);
+        apr_table_setn(r->subprocess_env, "LLMGW_ATTEMPTS", n);
+        apr_table_setn(r->subprocess_env, "LLMGW_UPSTREAM_MS",
+                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                    (apr_int64_t)(q->upstream_time / 1000)));
+    }
+    apr_table_setn(r->err_headers_out, "x-llmgw-overhead-ms",
+                   apr_psprintf(r->pool, "%.3f", (double)overhead / 1000.0));
+    if (q->call.model)
+        apr_table_setn(r->subprocess_env, "LLMGW_MODEL", q->call.model);
+    if (q->call.dropped && q->call.dropped->nelts > 0)
+        apr_table_setn(r->err_headers_out, "x-llmgw-dropped-params",
+                       apr_array_pstrcat(r->pool, q->call.dropped, ','));
+}
+
+static void set_usage_env(req_t *q, const llmgw_usage_t *u)
+{
+    if (!u->present)
+        return;
+    apr_table_setn(q->r->subprocess_env, "LLMGW_PROMPT_TOKENS",
+                   apr_psprintf(q->r->pool, "%" APR_INT64_T_FMT, u->prompt_tokens));
+    apr_table_setn(q->r->subprocess_env, "LLMGW_COMPLETION_TOKENS",
+                   apr_psprintf(q->r->pool, "%" APR_INT64_T_FMT, u->completion_tokens));
+}
+
+static int send_json(req_t *q, int status, const char *body, apr_size_t len)
+{
+    request_rec *r = q->r;
+
+    set_gateway_headers(q);
+    r->status = status;
+    ap_set_content_type(r, "application/json");
+    ap_set_content_length(r, (apr_off_t)len);
+    if (!r->header_only)
+        ap_rwrite(body, (int)len, r);
+    return OK;
+}
+
+static int send_error(req_t *q, const llmgw_error_t *e)
+{
+    apr_size_t len;
+    const char *body = llmgw_error_json(q->r->pool, e, &len);
+    if (e->status >= 400 && !apr_table_get(q->r->subprocess_env, "LLMGW_ERROR"))
+        apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR",
+                       e->code ? e->code : (e->type ? e->type : "error"));
+    return send_json(q, e->status, body, len);
+}
+
+static int fail_request(req_t *q, int status, const char *code, const char *param,
+                        const char *msg)
+{
+    return send_error(q, llmgw_error_make(q->r->pool, status, NULL, code, param, "%s", msg));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Routing and methods                                                      */
+
+static int method_bit(request_rec *r)
+{
+    switch (r->method_number) {
+    case M_GET:
+        return r->header_only ? LLMGW_METHOD_HEAD : LLMGW_METHOD_GET;
+    case M_POST:
+        return LLMGW_METHOD_POST;
+    case M_OPTIONS:
+        return LLMGW_METHOD_OPTIONS;
+    default:
+        return 0;
+    }
+}
+
+static const char *allow_header(apr_pool_t *p, int methods)
+{
+    const char *s = "";
+    if (methods & LLMGW_METHOD_GET)
+        s = "GET, HEAD, ";
+    else if (methods & LLMGW_METHOD_HEAD)
+        s = "HEAD, ";
+    if (methods & LLMGW_METHOD_POST)
+        s = apr_pstrcat(p, s, "POST, ", NULL);
+    return apr_pstrcat(p, s, "OPTIONS", NULL);
+}
+
+static int method_allowed(const llmgw_route_t *route, int bit)
+{
+    if (bit == LLMGW_METHOD_OPTIONS)
+        return 1;
+    if (bit == LLMGW_METHOD_HEAD)
+        return (route->methods & (LLMGW_METHOD_GET | LLMGW_METHOD_HEAD)) != 0;
+    return (route->methods & bit) != 0;
+}
+
+/* "/v1/models/<id>" under a models route. Returns the route and the id. */
+static const llmgw_route_t *models_item_route(const llmgw_config_t *gw, apr_pool_t *p,
+                                              const char *uri, const char **id)
+{
+    const char *slash = strrchr(uri, '/');
+    const llmgw_route_t *route;
+
+    if (!slash || slash == uri || slash[1] == '\0')
+        return NULL;
+    route = llmgw_config_route(gw, apr_pstrmemdup(p, uri, (apr_size_t)(slash - uri)));
+    if (!route || route->api != LLMGW_API_MODELS)
+        return NULL;
+    *id = slash + 1;
+    return route;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Models, answered from the configuration                                 */
+
+static void collect_models(const llmgw_backend_t *b, json_t *list, json_t *seen, int depth)
+{
+    int i;
+
+    if (depth > 16)
+        return;
+    if (b->type == LLMGW_BACKEND_POOL) {
+        for (i = 0; b->members && i < b->members->nelts; i++) {
+            const llmgw_pool_member_t *m = &APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t);
+            if (m->backend)
+                collect_models(m->backend, list, seen, depth + 1);
+        }
+        return;
+    }
+    for (i = -1; b->models && i < b->models->nelts; i++) {
+        const char *id = i < 0 ? b->default_model : APR_ARRAY_IDX(b->models, i, const char *);
+        if (!id || json_object_get(seen, id))
+            continue;
+        json_object_set_new(seen, id, json_true());
+        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s}", "id", id, "object", "model",
+                                              "created", (json_int_t)0, "owned_by",
+                                              llmgw_backend_type_name(b->type)));
+    }
+    if (!b->models && b->default_model && !json_object_get(seen, b->default_model)) {
+        json_object_set_new(seen, b->default_model, json_true());
+        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s}", "id", b->default_model,
+                                              "object", "model", "created", (json_int_t)0,
+                                              "owned_by", llmgw_backend_type_name(b->type)));
+    }
+}
+
+static int serve_models(req_t *q, const char *id)
+{
+    json_t *list = llmgw_json_pool_own(q->r->pool, json_array());
+    json_t *seen = llmgw_json_pool_own(q->r->pool, json_object());
+    json_int_t created = (json_int_t)apr_time_sec(ap_scoreboard_image
+                                                      ? ap_scoreboard_image->global->restart_time
+                                                      : q->r->request_time);
+    json_t *out, *m;
+    const char *body;
+    apr_size_t len, i;
+
+    collect_models(q->route->backend, list, seen, 0);
+    json_array_foreach(list, i, m) json_object_set_new(m, "created", json_integer(created));
+    if (!id) {
+        out = llmgw_json_pool_own(q->r->pool, json_pack("{s:s,s:O}", "object", "list", "data", list));
+        body = llmgw_json_dump(q->r->pool, out, &len);
+        return send_json(q, HTTP_OK, body, len);
+    }
+    json_array_foreach(list, i, m)
+    {
+        if (strcmp(llmgw_json_str(m, "id"), id) == 0) {
+            body = llmgw_json_dump(q->r->pool, m, &len);
+            return send_json(q, HTTP_OK, body, len);
+        }
+    }
+    return send_error(q, llmgw_error_make(q->r->pool, HTTP_NOT_FOUND, NULL, "model_not_found",
+                                          "model", "The model '%s' does not exist", id));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request body                                                             */
+
+static int read_body(req_t *q, char **out, apr_size_t *out_len)
+{
+    request_rec *r = q->r;
+    apr_off_t limit = llmgw_max_body(r);
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    apr_size_t cap = 8192, len = 0;
+    char *buf;
+    int eos = 0;
+
+    /* Refuse before reading, so that no "100 Continue" goes out first. */
+    if (cl && apr_atoi64(cl) > limit) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+    if (cl && apr_atoi64(cl) > 0)
+        cap = (apr_size_t)apr_atoi64(cl) + 1;
+    buf = apr_palloc(r->pool, cap);
+    while (!eos) {
+        apr_bucket *b;
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
+                                         65536);
+        if (rv != APR_SUCCESS)
+            return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb); b = APR_BUCKET_NEXT(b)) {
+            const char *data;
+            apr_size_t n;
+            if (APR_BUCKET_IS_EOS(b)) {
+                eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(b))
+                continue;
+            if (apr_bucket_read(b, &data, &n, APR_BLOCK_READ) != APR_SUCCESS)
+                return HTTP_BAD_REQUEST;
+            if ((apr_off_t)(len + n) > limit) {
+                r->connection->keepalive = AP_CONN_CLOSE;
+                return HTTP_REQUEST_ENTITY_TOO_LARGE;
+            }
+            if (len + n + 1 > cap) {
+                char *nb;
+                while (len + n + 1 > cap)
+                    cap *= 2;
+                nb = apr_palloc(r->pool, cap);
+                memcpy(nb, buf, len);
+                buf = nb;
+            }
+            memcpy(buf + len, data, n);
+            len += n;
+        }
+        apr_brigade_cleanup(bb);
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return OK;
+}
+
+static int content_type_ok(request_rec *r)
+{
+    const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    apr_size_t n = strlen("application/json");
+
+    if (!ct)
+        return 1;
+    while (*ct == ' ')
+        ct++;
+    return strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* ---------------------------------------------------------------------- */
+/* Validation of the client's request (the parts every provider relies on) */
+
+static const char *const valid_roles[] = {"system", "developer", "user", "assistant",
+                                          "tool",   "function",  NULL};
+
+static int role_known(const char *role)
+{
+    int i;
+    for (i = 0; valid_roles[i]; i++)
+        if (strcmp(role, valid_roles[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static llmgw_error_t *bad(apr_pool_t *p, const char *param, const char *fmt, const char *arg)
+{
+    return llmgw_error_make(p, HTTP_BAD_REQUEST, NULL, "invalid_value", param, fmt, arg);
+}
+
+static llmgw_error_t *validate_messages(apr_pool_t *p, json_t *msgs)
+{
+    size_t i;
+    json_t *m;
+
+    if (!msgs)
+        return llmgw_error_make(p, 400, NULL, "missing_required_parameter", "messages",
+                                "Missing required parameter: 'messages'.");
+    if (!json_is_array(msgs))
+        return bad(p, "messages", "'messages' must be an array of message objects%s", "");
+    if (json_array_size(msgs) == 0)
+        return bad(p, "messages", "'messages' must contain at least one message%s", "");
+    json_array_foreach(msgs, i, m)
+    {
+        const char *path = apr_psprintf(p, "messages[%zu]", i);
+        json_t *role = json_object_get(m, "role"), *content;
+        if (!json_is_object(m))
+            return bad(p, path, "%s must be an object", path);
+        if (!json_is_string(role))
+            return llmgw_error_make(p, 400, NULL, "missing_required_parameter",
+                                    apr_pstrcat(p, path, ".role", NULL),
+                                    "Missing required parameter: '%s.role'.", path);
+        if (!role_known(json_string_value(role)))
+            return bad(p, apr_pstrcat(p, path, ".role", NULL), "Invalid value for role: '%s'",
+                       json_string_value(role));
+        content = json_object_get(m, "content");
+        if (content && !json_is_string(content) && !json_is_array(content) && !json_is_null(content))
+            return bad(p, apr_pstrcat(p, path, ".content", NULL),
+                       "%s.content must be a string, an array of content parts or null", path);
+    }
+    return NULL;
+}
+
+static llmgw_error_t *check_type(apr_pool_t *p, json_t *body, const char *key, int ok,
+                                 const char *what)
+{
+    if (!json_object_get(body, key) || ok)
+        return NULL;
+    return llmgw_error_make(p, 400, NULL, "invalid_type", key, "'%s' must be %s", key, what);
+}
+
+static llmgw_error_t *validate_chat(apr_pool_t *p, json_t *body)
+{
+    json_t *v;
+    llmgw_error_t *e;
+    json_t *so = json_object_get(body, "stream_options");
+
+    if ((e = validate_messages(p, json_object_get(body, "messages"))) != NULL)
+        return e;
+    v = json_object_get(body, "stream");
+    if ((e = check_type(p, body, "stream", json_is_boolean(v) || json_is_null(v), "a boolean")))
+        return e;
+    v = json_object_get(body, "temperature");
+    if ((e = check_type(p, body, "temperature", json_is_number(v) || json_is_null(v), "a number")))
+        return e;
+    v = json_object_get(body, "top_p");
+    if ((e = check_type(p, body, "top_p", json_is_number(v) || json_is_null(v), "a number")))
+        return e;
+    v = json_object_get(body, "n");
+    if ((e = check_type(p, body, "n", json_is_null(v) || (json_is_integer(v) && json_integer_value(v) >= 1),
+                        "an integer of at least 1")))
+        return e;
+    v = json_object_get(body, "max_tokens");
+    if ((e = check_type(p, body, "max_tokens",
+                        json_is_null(v) || (json_is_integer(v) && json_integer_value(v) >= 1),
+                        "an integer of at least 1")))
+        return e;
+    v = json_object_get(body, "max_completion_tokens");
+    if ((e = check_type(p, body, "max_completion_tokens",
+                        json_is_null(v) || (json_is_integer(v) && json_integer_value(v) >= 1),
+                        "an integer of at least 1")))
+        return e;
+    v = json_object_get(body, "tools");
+    if ((e = check_type(p, body, "tools", json_is_array(v) || json_is_null(v), "an array")))
+        return e;
+    if (so && !json_is_null(so)) {
+        if (!json_is_object(so))
+            return llmgw_error_make(p, 400, NULL, "invalid_type", "stream_options",
+                                    "'stream_options' must be an object");
+        if (!json_is_true(json_object_get(body, "stream")))
+            return llmgw_error_make(p, 400, NULL, "invalid_value", "stream_options",
+                                    "The 'stream_options' parameter is only allowed when "
+                                    "'stream' is enabled.");
+        v = json_object_get(so, "include_usage");
+        if (v && !json_is_boolean(v))
+            return llmgw_error_make(p, 400, NULL, "invalid_type", "stream_options.include_usage",
+                                    "'stream_options.include_usage' must be a boolean");
+    }
+    return NULL;
+}
+
+static llmgw_error_t *validate_embeddings(apr_pool_t *p, json_t *body)
+{
+    json_t *in = json_object_get(body, "input");
+
+    if (!in)
+        return llmgw_error_make(p, 400, NULL, "missing_required_parameter", "input",
+                                "Missing required parameter: 'input'.");
+    if (json_is_string(in))
+        return NULL;
+    if (!json_is_array(in) || json_array_size(in) == 0)
+        return llmgw_error_make(p, 400, NULL, "invalid_value", "input",
+                                "'input' must be a string or a non-empty array");
+    return NULL;
+}
+
+static llmgw_error_t *validate(req_t *q, json_t *body)
+{
+    apr_pool_t *p = q->r->pool;
+    json_t *model = json_object_get(body, "model");
+    llmgw_error_t *e;
+
+    if (!json_is_object(body))
+        return llmgw_error_make(p, 400, NULL, "invalid_json", NULL,
+                                "The request body must be a JSON object.");
+    if ((e = check_type(p, body, "model", json_is_string(model), "a string")))
+        return e;
+    if (q->route->api == LLMGW_API_CHAT)
+        return validate_chat(p, body);
+    return validate_embeddings(p, body);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Streaming to the client                                                  */
+
+static int client_gone_check(void *baton)
+{
+    req_t *q = baton;
+    conn_rec *c = q->r->connection;
+    apr_status_t rv;
+
+    if (q->client_gone || c->aborted)
+        return q->client_gone = 1;
+    /* A speculative non-blocking read sees a closed connection as EOF. */
+    rv = ap_get_brigade(c->input_filters, q->probe, AP_MODE_SPECULATIVE, APR_NONBLOCK_READ, 1);
+    apr_brigade_cleanup(q->probe);
+    if (rv == APR_SUCCESS || APR_STATUS_IS_EAGAIN(rv))
+        return 0;
+    return q->client_gone = 1;
+}
+
+static void commit_stream(req_t *q)
+{
+    request_rec *r = q->r;
+
+    q->committed = 1;
+    set_gateway_headers(q);
+    r->status = HTTP_OK;
+    apr_table_setn(r->subprocess_env, "no-gzip", "1");
+    apr_table_setn(r->subprocess_env, "no-brotli", "1");
+    ap_set_content_type(r, "text/event-stream");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+}
+
+static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
+{
+    conn_rec *c = q->r->connection;
+    apr_status_t rv;
+
+    if (q->held && !APR_BRIGADE_EMPTY(q->held))
+        APR_BRIGADE_CONCAT(q->bb, q->held);
+    apr_brigade_write(q->bb, NULL, NULL, data, len);
+    APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_flush_create(c->bucket_alloc));
+    rv = ap_pass_brigade(q->r->output_filters, q->bb);
+    apr_brigade_cleanup(q->bb);
+    if (rv != APR_SUCCESS || c->aborted) {
+        q->client_gone = 1;
+        return LLMGW_ECLIENTGONE;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t stream_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
+                                apr_size_t len)
+{
+    req_t *q = baton;
+
+    if (q->client_gone)
+        return LLMGW_ECLIENTGONE;
+    /* Hold the preamble back: until content flows, a failure can still be
+     * retried without the client noticing. */
+    if (kind == LLMGW_CHUNK_PREAMBLE && !q->committed) {
+        apr_brigade_write(q->held, NULL, NULL, data, len);
+        return APR_SUCCESS;
+    }
+    if (!q->committed)
+        commit_stream(q);
+    return pass_frame(q, data, len);
+}
+
+static apr_status_t on_sse_event(void *baton, const llmgw_sse_event_t *ev)
+{
+    req_t *q = baton;
+    apr_status_t rv;
+
+    if (q->upstream_done)
+        return APR_SUCCESS; /* anything after the terminal event is ignored */
+    rv = q->prov->stream_event(&q->st, ev);
+    if (rv == APR_EOF) {
+        q->upstream_done = 1;
+        return APR_SUCCESS;
+    }
+    if (rv != APR_SUCCESS && q->event_rv == APR_SUCCESS)
+        q->event_rv = rv;
+    return rv;
+}
+
+static apr_status_t on_stream_data(void *baton, const char *data, apr_size_t len)
+{
+    req_t *q = baton;
+    apr_status_t rv;
+
+    if (q->upstream_done)
+        return APR_SUCCESS;
+    rv = llmgw_sse_parser_feed(q->parser, data, len);
+    if (rv == APR_ENOSPC && !q->st.error)
+        q->st.error = llmgw_error_make(q->r->pool, 502, NULL, "bad_gateway", NULL,
+                                       "upstream sent an oversized stream event");
+    return rv;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Attempts                                                                 */
+
+typedef struct {
+    int ok;
+    llmgw_fail_e fail;
+    int status;
+    llmgw_error_t *error;     /* what the client should see for this failure, if known */
+    apr_interval_time_t hint; /* retry hint, -1 when none */
+} attempt_t;
+
+static void attempt_opts(req_t *q, llmgw_upstream_opts_t *o, apr_time_t deadline)
+{
+    const llmgw_backend_t *b = q->backend;
+
+    memset(o, 0, sizeof(*o));
+    o->connect_timeout = llmgw_backend_connect_timeout(b);
+    o->first_byte_timeout = llmgw_backend_first_byte_timeout(b);
+    o->idle_timeout = llmgw_backend_idle_timeout(b);
+    o->deadline = deadline;
+    o->client_gone = client_gone_check;
+    o->baton = q;
+    o->max_body = LLMGW_MAX_UPSTREAM_BODY;
+}
+
+static void attempt_http_error(req_t *q, const llmgw_upstream_result_t *res, attempt_t *a)
+{
+    a->fail = LLMGW_FAIL_HTTP;
+    a->status = res->status;
+    a->error = q->prov->parse_error(&q->call, res->status, res->body, res->body_len);
+    a->hint = llmgw_retry_after_parse(res->retry_after_ms, res->retry_after, apr_time_now());
+}
+
+static void attempt_plain(req_t *q, const llmgw_http_request_t *hreq, apr_time_t deadline,
+                          attempt_t *a)
+{
+    llmgw_upstream_opts_t o;
+    llmgw_upstream_result_t res;
+    llmgw_response_t out;
+    llmgw_error_t *err = NULL;
+
+    attempt_opts(q, &o, deadline);
+    llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res);
+    q->upstream_time += res.elapsed;
+    if (res.fail != LLMGW_FAIL_NONE) {
+        a->fail = res.fail;
+        return;
+    }
+    if (res.status < 200 || res.status >= 300) {
+        attempt_http_error(q, &res, a);
+        return;
+    }
+    memset(&out, 0, sizeof(out));
+    if (q->prov->parse_response(&q->call, res.body, res.body_len, &out, &err) != APR_SUCCESS) {
+        a->fail = LLMGW_FAIL_PROTOCOL;
+        a->error = err;
+        return;
+    }
+    a->ok = 1;
+    set_usage_env(q, &out.usage);
+    if (out.model)
+        q->call.model = out.model;
+    send_json(q, HTTP_OK, out.body, out.len);
+}
+
+static void stream_reset(req_t *q)
+{
+    memset(&q->st, 0, sizeof(q->st));
+    q->st.call = &q->call;
+    q->st.emit = stream_emit;
+    q->st.baton = q;
+    q->event_rv = APR_SUCCESS;
+    q->upstream_done = 0;
+    apr_brigade_cleanup(q->held);
+    llmgw_sse_parser_reset(q->parser);
+}
+
+/* The upstream body ended: dispatch a last event and finalise if complete. */
+static apr_status_t stream_finish(req_t *q)
+{
+    if (!q->upstream_done) {
+        apr_status_t rv = llmgw_sse_parser_finish(q->parser);
+        if (q->event_rv != APR_SUCCESS)
+            return q->event_rv;
+        (void)rv; /* a partial last line is simply not an event */
+    }
+    if (q->upstream_done)
+        return APR_SUCCESS;
+    return q->prov->stream_end(&q->st);
+}
+
+static void attempt_stream(req_t *q, const llmgw_http_request_t *hreq, apr_time_t deadline,
+                           attempt_t *a)
+{
+    llmgw_upstream_opts_t o;
+    llmgw_upstream_result_t res;
+    apr_status_t rv;
+
+    stream_reset(q);
+    if (q->prov->stream_init(&q->st) != APR_SUCCESS) {
+        a->fail = LLMGW_FAIL_INTERNAL;
+        return;
+    }
+    attempt_opts(q, &o, deadline);
+    o.on_data = on_stream_data;
+    llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res);
+    q->upstream_time += res.elapsed;
+    if (q->client_gone || res.sink_status == LLMGW_ECLIENTGONE ||
+        res.fail == LLMGW_FAIL_CLIENT_GONE) {
+        a->fail = LLMGW_FAIL_CLIENT_GONE;
+        return;
+    }
+    if (res.fail == LLMGW_FAIL_NONE && res.sink_status == APR_SUCCESS &&
+        (res.status < 200 || res.status >= 300)) {
+        attempt_http_error(q, &res, a);
+        return;
+    }
+    if (res.sink_status != APR_SUCCESS) {
+        a->fail = LLMGW_FAIL_PROTOCOL;
+        a->error = q->st.error;
+        return;
+    }
+    if (res.fail != LLMGW_FAIL_NONE && !q->upstream_done) {
+        a->fail = res.fail;
+        return;
+    }
+    rv = stream_finish(q);
+    if (rv == LLMGW_ECLIENTGONE || q->client_gone) {
+        a->fail = LLMGW_FAIL_CLIENT_GONE;
+        return;
+    }
+    if (rv != APR_SUCCESS) {
+        a->fail = q->event_rv != APR_SUCCESS ? LLMGW_FAIL_PROTOCOL : LLMGW_FAIL_STREAM;
+        a->error = q->st.error;
+        return;
+    }
+    a->ok = 1;
+    if (q->st.model)
+        q->call.model = q->st.model;
+    set_usage_env(q, &q->st.usage);
+}
+
+/* End a stream whose content already reached the client: in-band error. */
+static void stream_fail_inband(req_t *q, const attempt_t *a)
+{
+    apr_size_t len;
+    const llmgw_error_t *e = a->error;
+    const char *frame;
+
+    if (!e)
+        e = llmgw_error_exhausted(q->r->pool, a->fail, a->status, q->backend->name);
+    apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR", llmgw_fail_name(q->r->pool, a->fail, a->status));
+    frame = llmgw_error_sse(q->r->pool, e, &len);
+    pass_frame(q, frame, len);
+    q->r->connection->keepalive = AP_CONN_CLOSE;
+}
+
+static double random_unit(void)
+{
+    apr_uint32_t v = 0;
+    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
+        v = (apr_uint32_t)apr_time_now();
+    return (double)v / 4294967296.0;
+}
+
+/* Wait before the next attempt, watching the client. 0 when the wait fits. */
+static int backoff_wait(req_t *q, apr_interval_time_t delay, apr_time_t deadline)
+{
+    apr_time_t start = apr_time_now(), end = start + delay;
+
+    if (end >= deadline)
+        return -1;
+    while (apr_time_now() < end) {
+        apr_interval_time_t left = end - apr_time_now();
+        apr_sleep(left < apr_time_from_msec(100) ? left : apr_time_from_msec(100));
+        if (client_gone_check(q))
+            return -1;
+    }
+    q->upstream_time += apr_time_now() - start;
+    return 0;
+}
+
+static int finish_failed(req_t *q, const attempt_t *a)
+{
+    request_rec *r = q->r;
+    llmgw_action_e action = llmgw_error_action(a->fail, a->status);
+    llmgw_error_t *e;
+
+    apr_table_setn(r->subprocess_env, "LLMGW_ERROR", llmgw_fail_name(r->pool, a->fail, a->status));
+    if (a->fail == LLMGW_FAIL_CLIENT_GONE) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      LLMGW_LOGNO(00004) "client went away; upstream transfer to \"%s\" aborted",
+                      q->backend->name);
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return OK;
+    }
+    if (q->committed) {
+        stream_fail_inband(q, a);
+        return OK;
+    }
+    /* A client error, or an upstream 4xx that is not retryable, keeps the
+     * provider's own status and message; the rest are "exhausted". */
+    if (a->fail == LLMGW_FAIL_HTTP && a->error &&
+        (action == LLMGW_ACTION_FINAL || action == LLMGW_ACTION_FALLBACK))
+        e = a->error;
+    else
+        e = llmgw_error_exhausted(r->pool, a->fail, a->status, q->backend->name);
+    if (e->status == HTTP_TOO_MANY_REQUESTS && a->hint >= 0)
+        apr_table_setn(r->err_headers_out, "Retry-After",
+                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                    (apr_int64_t)((a->hint + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC)));
+    if (action != LLMGW_ACTION_FINAL)
+        apr_table_setn(r->err_headers_out, "x-should-retry", "false");
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  LLMGW_LOGNO(00005) "backend \"%s\" failed after %d attempt(s): %s%s%s",
+                  q->backend->name, q->attempts, llmgw_fail_name(r->pool, a->fail, a->status),
+                  q->call.stream ? " (stream)" : "", "");
+    return send_error(q, e);
+}
+
+static int run_attempts(req_t *q, const llmgw_http_request_t *hreq)
+{
+    const llmgw_backend_t *b = q->backend;
+    apr_time_t deadline = q->t0 + llmgw_backend_timeout(b);
+    int max_attempts = 1 + llmgw_backend_max_retries(b);
+    attempt_t a;
+
+    for (;;) {
+        apr_interval_time_t delay;
+
+        memset(&a, 0, sizeof(a));
+        a.hint = -1;
+        q->attempts++;
+        if (q->call.stream)
+            attempt_stream(q, hreq, deadline, &a);
+        else
+            attempt_plain(q, hreq, deadline, &a);
+        if (a.ok)
+            return OK;
+        if (a.fail == LLMGW_FAIL_CLIENT_GONE || q->committed ||
+            llmgw_error_action(a.fail, a.status) != LLMGW_ACTION_RETRY ||
+            q->attempts >= max_attempts)
+            return finish_failed(q, &a);
+        /* A hint longer than we are willing to wait ends the retries here. */
+        if (a.hint > LLMGW_MAX_RETRY_WAIT)
+            return finish_failed(q, &a);
+        delay = a.hint >= 0 ? a.hint : llmgw_backoff(q->attempts, random_unit());
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r,
+                      LLMGW_LOGNO(00006) "backend \"%s\" attempt %d failed (%s); retrying in %"
+                                         APR_INT64_T_FMT " ms",
+                      b->name, q->attempts, llmgw_fail_name(q->r->pool, a.fail, a.status),
+                      (apr_int64_t)(delay / 1000));
+        if (backoff_wait(q, delay, deadline) != 0) {
+            if (q->client_gone)
+                a.fail = LLMGW_FAIL_CLIENT_GONE;
+            return finish_failed(q, &a);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* The handler                                                              */
+
+static int serve_call(req_t *q, json_t *body)
+{
+    request_rec *r = q->r;
+    const llmgw_backend_t *b = q->route->backend;
+    json_t *model = json_object_get(body, "model");
+    json_t *so = json_object_get(body, "stream_options");
+    llmgw_http_request_t hreq;
+    llmgw_error_t *err = NULL;
+
+    q->backend = b;
+    q->prov = b->type == LLMGW_BACKEND_POOL ? NULL : llmgw_provider_get(b->type);
+    if (!q->prov || !(q->prov->apis & q->route->api))
+        return send_error(q, llmgw_error_make(
+                                 r->pool, HTTP_NOT_IMPLEMENTED, "server_error", "not_implemented",
+                                 NULL,
+                                 "Backend \"%s\" has type \"%s\", which this version of "
+                                 "mod_llmgw does not implement yet for this route.",
+                                 b->name, llmgw_backend_type_name(b->type)));
+    q->call.pool = r->pool;
+    q->call.backend = b;
+    q->call.api = q->route->api;
+    q->call.body = body;
+    q->call.model = json_is_string(model) && *json_string_value(model)
+                        ? json_string_value(model)
+                        : b->default_model;
+    q->call.stream = q->route->api == LLMGW_API_CHAT && json_is_true(json_object_get(body, "stream"));
+    q->call.include_usage = q->call.stream && json_is_true(json_object_get(so, "include_usage"));
+    q->call.created = apr_time_sec(r->request_time);
+    q->call.dropped = apr_array_make(r->pool, 2, sizeof(const char *));
+    if (!q->call.model)
+        return fail_request(q, 400, "missing_required_parameter", "model",
+                            "You must provide a model parameter (the backend has no defaultModel).");
+    if (APLOGrdebug(r))
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      LLMGW_LOGNO(00007) "route \"%s\" -> backend \"%s\" (%s), model \"%s\"%s",
+                      q->route->name, b->name, llmgw_backend_type_name(b->type), q->call.model,
+                      q->call.stream ? ", stream" : "");
+    memset(&hreq, 0, sizeof(hreq));
+    if (q->prov->build_request(&q->call, &hreq, &err) != APR_SUCCESS) {
+        if (!err)
+            err = llmgw_error_make(r->pool, 500, NULL, NULL, NULL,
+                                   "The gateway could not translate this request.");
+        return send_error(q, err);
+    }
+    if (q->call.stream) {
+        conn_rec *c = r->connection;
+        q->bb = apr_brigade_create(r->pool, c->bucket_alloc);
+        q->held = apr_brigade_create(r->pool, c->bucket_alloc);
+        llmgw_sse_parser_create(&q->parser, r->pool, LLMGW_MAX_SSE_EVENT, on_sse_event, q);
+    }
+    q->probe = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    return run_attempts(q, &hreq);
+}
+
+static int serve_post(req_t *q)
+{
+    request_rec *r = q->r;
+    char *text = NULL;
+    apr_size_t len = 0;
+    json_error_t jerr;
+    json_t *body;
+    llmgw_error_t *e;
+    int rc;
+
+    if (!content_type_ok(r))
+        return fail_request(q, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
+                            "Content-Type must be application/json.");
+    rc = read_body(q, &text, &len);
+    if (rc == AP_FILTER_ERROR)
+        return rc; /* the input filter has already answered */
+    if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE)
+        return send_error(q, llmgw_error_make(r->pool, 413, NULL, "request_too_large", NULL,
+                                              "The request body exceeds the limit of %" APR_OFF_T_FMT
+                                              " bytes.",
+                                              llmgw_max_body(r)));
+    if (rc != OK)
+        return fail_request(q, rc, NULL, NULL, "The request body could not be read.");
+    if (len == 0)
+        return fail_request(q, 400, "invalid_json", NULL,
+                            "The request body is empty; expected a JSON object.");
+    body = llmgw_json_pool_own(r->pool, json_loadb(text, len, 0, &jerr));
+    if (!body)
+        return send_error(q, llmgw_error_make(r->pool, 400, NULL, "invalid_json", NULL,
+                                              "We could not parse the JSON body of your request "
+                                              "(line %d, column %d: %s).",
+                                              jerr.line, jerr.column, jerr.text));
+    if ((e = validate(q, body)) != NULL)
+        return send_error(q, e);
+    return serve_call(q, body);
+}
+
+int llmgw_handler(request_rec *r)
+{
+    llmgw_srv_cfg *sc;
+    req_t q;
+    int bit;
+    const char *model_id = NULL;
+
+    if (!r->handler || strcmp(r->handler, LLMGW_HANDLER) != 0)
+        return DECLINED;
+    memset(&q, 0, sizeof(q));
+    q.r = r;
+    q.t0 = apr_time_now();
+    sc = ap_get_module_config(r->server->module_config, &llmgw_module);
+    q.gw = sc ? sc->gw : NULL;
+    if (!q.gw)
+        return fail_request(&q, 500, "not_configured", NULL,
+                            "The gateway is not configured (no LLMGatewayConfig for this server).");
+    q.route = llmgw_config_route(q.gw, r->uri);
+    if (!q.route)
+        q.route = models_item_route(q.gw, r->pool, r->uri, &model_id);
+    if (!q.route)
+        return fail_request(&q, HTTP_NOT_FOUND, "unknown_url", NULL,
+                            apr_psprintf(r->pool, "Unknown request URL: %s %s.", r->method,
+                                         r->uri));
+    apr_table_setn(r->subprocess_env, "LLMGW_ROUTE", q.route->name);
+    bit = method_bit(r);
+    if (!bit || !method_allowed(q.route, bit)) {
+        apr_table_setn(r->err_headers_out, "Allow", allow_header(r->pool, q.route->methods));
+        return send_error(&q, llmgw_error_make(r->pool, HTTP_METHOD_NOT_ALLOWED, NULL,
+                                               "method_not_allowed", NULL,
+                                               "Method %s is not allowed for %s.", r->method,
+                                               r->uri));
+    }
+    if (bit == LLMGW_METHOD_OPTIONS) {
+        apr_table_setn(r->headers_out, "Allow", allow_header(r->pool, q.route->methods));
+        r->status = HTTP_NO_CONTENT;
+        return OK;
+    }
+    if (q.route->api == LLMGW_API_MODELS)
+        return serve_models(&q, model_id);
+    if (model_id)
+        return fail_request(&q, HTTP_NOT_FOUND, "unknown_url", NULL, "Unknown request URL.");
+    return serve_post(&q);
+}
+
+/* Fast path: claim the URI before the filesystem is walked (apache-notes 2.1). */
+int llmgw_translate_name(request_rec *r)
+{
+    llmgw_dir_cfg *d = ap_get_module_config(r->per_dir_config, &llmgw_module);
+
+    if (!d || d->enabled != 1)
+        return DECLINED;
+    r->filename = apr_pstrcat(r->pool, "llmgw:", r->uri, NULL);
+    r->handler = LLMGW_HANDLER;
+    return OK;
+}
+
+int llmgw_map_to_storage(request_rec *r)
+{
+    return (r->filename && strncmp(r->filename, "llmgw:", 6) == 0) ? OK : DECLINED;
+}

@@ -1,0 +1,60 @@
+/*
+ * Private header of the httpd glue (mod_llmgw.c, src/mod_llmgw_*.c).
+ * Core files (src/llmgw_*.c) never include it.
+ */
+#ifndef MOD_LLMGW_PRIVATE_H
+#define MOD_LLMGW_PRIVATE_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <http_core.h>
+#include "llmgw.h"
+#include "llmgw_config.h"
+#include "llmgw_upstream.h"
+
+/* mod_llmgw.c declares the module itself (AP_DECLARE_MODULE); doing both
+ * in one file is a duplicate definition. */
+#ifndef LLMGW_MODULE_MAIN
+APLOG_USE_MODULE(llmgw);
+#endif
+extern module AP_MODULE_DECLARE_DATA llmgw_module;
+
+/* Our log ids; the next free number is in src/next-logno. */
+#define LLMGW_LOGNO(n) "LLMGW" #n ": "
+
+/* Default request-body limit (LLMGatewayMaxBody). */
+#define LLMGW_DEFAULT_MAX_BODY (4 * 1024 * 1024)
+
+/* The handler name of SetHandler / LLMGateway on. */
+#define LLMGW_HANDLER "llmgw"
+
+typedef struct {
+    const char *config_path;   /* LLMGatewayConfig, resolved */
+    llmgw_config_t *gw;        /* parsed gateway.yaml (pconf), NULL when not configured */
+    apr_off_t max_body;        /* LLMGW_UNSET when not set here */
+} llmgw_srv_cfg;
+
+typedef struct {
+    int enabled;               /* LLMGateway on/off, LLMGW_UNSET when not set */
+    apr_off_t max_body;        /* LLMGW_UNSET when not set */
+} llmgw_dir_cfg;
+
+extern const command_rec llmgw_cmds[];
+void *llmgw_create_srv(apr_pool_t *p, server_rec *s);
+void *llmgw_merge_srv(apr_pool_t *p, void *base, void *add);
+void *llmgw_create_dir(apr_pool_t *p, char *dir);
+void *llmgw_merge_dir(apr_pool_t *p, void *base, void *add);
+
+/* Effective body limit for @p r. */
+apr_off_t llmgw_max_body(request_rec *r);
+
+/* Handler and its per-child state. */
+int llmgw_handler(request_rec *r);
+int llmgw_translate_name(request_rec *r);
+int llmgw_map_to_storage(request_rec *r);
+void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s);
+
+#endif /* MOD_LLMGW_PRIVATE_H */
