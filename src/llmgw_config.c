@@ -1,0 +1,1371 @@
+/*
+ * gateway.yaml -> llmgw_config_t.
+ *
+ * Two passes. The libyaml event stream is first turned into a small tree of
+ * nodes (scratch pool) that keeps the line:column of every node; aliases are
+ * refused there because they would hide where a value comes from. The tree is
+ * then walked with one table per mapping (backend, config, pool member,
+ * route): each key names the backend types that accept it, the types that
+ * require it and a parser that writes one field of the target struct. Names
+ * (route -> backend, pool -> member) are recorded as references and resolved
+ * once the whole file is read, because routes may come before backends.
+ *
+ * Secrets: messages quote a value only when it was written literally in the
+ * file, never what a ${VAR} expanded to, and never quote apiKey at all.
+ */
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_file_io.h>
+#include <apr_hash.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <yaml.h>
+
+#include "llmgw_config.h"
+
+#define CFG_MAX_DEPTH 32
+#define CFG_SHOW_MAX 60
+
+/* Type bits of the key tables; ROUTE stands for "not a backend" (routes, pool members). */
+#define T(x) (1u << LLMGW_BACKEND_##x)
+#define T_PROVIDERS (T(OPENAI) | T(ANTHROPIC) | T(AZURE_OPENAI) | T(GOOGLE) | T(META) | T(MISTRAL))
+#define T_OTHER (1u << LLMGW_BACKEND_TYPE_COUNT)
+#define T_ANY 0xffffu
+
+typedef enum { NODE_SCALAR, NODE_SEQ, NODE_MAP } cfg_node_kind_e;
+
+typedef struct {
+    cfg_node_kind_e kind;
+    llmgw_mark_t mark;
+    const char *text;          /* scalars only */
+    int plain;                 /* written without quotes: may be a YAML null */
+    apr_array_header_t *items; /* sequence: nodes; mapping: key, value, key, value ... */
+} cfg_node_t;
+
+#define NODE_AT(n, i) APR_ARRAY_IDX((n)->items, (i), const cfg_node_t *)
+
+/* A name that must match a backend once everything is read. */
+typedef struct {
+    const char *name;
+    const char *shown; /* the name as it may appear in a message */
+    const char *owner;
+    llmgw_mark_t mark;
+    const llmgw_backend_t **slot;
+} cfg_ref_t;
+
+typedef struct {
+    apr_pool_t *p;
+    apr_pool_t *tmp;
+    const char *file;
+    const char *text;
+    apr_size_t len;
+    const char *errmsg;
+    llmgw_config_t *cfg;
+    apr_array_header_t *refs; /* cfg_ref_t */
+    apr_hash_t *route_names;  /* name -> const cfg_node_t * */
+    const char *owner;        /* "backend \"a\"", prefixed to messages; NULL at top level */
+    unsigned typebit;         /* type of the entry being read, for key tables */
+} cfg_ctx_t;
+
+typedef struct cfg_key_t cfg_key_t;
+typedef apr_status_t (*cfg_key_fn)(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                   void *obj);
+struct cfg_key_t {
+    const char *name;
+    unsigned types;    /* backend types that accept the key */
+    unsigned required; /* backend types that must have it */
+    cfg_key_fn parse;
+    size_t offset; /* of the field written by parse */
+    long min, max;
+    const char *const *choices;
+};
+
+#define FIELD(obj, k, type) ((type *)(void *)((char *)(obj) + (k)->offset))
+
+static const char *const backend_type_names[LLMGW_BACKEND_TYPE_COUNT + 1] = {
+    "openai", "anthropic", "azure-openai", "google", "meta", "mistral", "pool", NULL};
+static const char *const strategy_names[] = {"latency",  "weighted",   "round-robin",
+                                             "priority", "least-busy", NULL};
+static const char *const unsupported_names[] = {"error", "drop", NULL};
+static const char *const api_names[] = {"chat", "embeddings", "models", NULL};
+
+/* ---- messages ---------------------------------------------------------- */
+
+static apr_status_t cfg_fail(cfg_ctx_t *c, llmgw_mark_t m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static apr_status_t cfg_fail(cfg_ctx_t *c, llmgw_mark_t m, const char *fmt, ...)
+{
+    va_list ap;
+    const char *msg;
+
+    va_start(ap, fmt);
+    msg = apr_pvsprintf(c->tmp, fmt, ap);
+    va_end(ap);
+    c->errmsg = apr_psprintf(c->p, "%s:%lu:%lu: %s%s%s", c->file, m.line, m.column,
+                             c->owner ? c->owner : "", c->owner ? ": " : "", msg);
+    return LLMGW_ECONFIG;
+}
+
+static llmgw_mark_t mark_of(yaml_mark_t m)
+{
+    llmgw_mark_t out = {(unsigned long)m.line + 1, (unsigned long)m.column + 1};
+    return out;
+}
+
+/* A value for a message: quoted as written, but what a ${VAR} gave stays unseen. */
+static const char *shown(cfg_ctx_t *c, const cfg_node_t *n, const char *value)
+{
+    int expanded = strstr(n->text, "${") != NULL;
+    const char *s = expanded ? n->text : value;
+    const char *more = strlen(s) > CFG_SHOW_MAX ? "..." : "";
+
+    return apr_psprintf(c->tmp, "%s\"%.*s%s\"", expanded ? "the expansion of " : "", CFG_SHOW_MAX,
+                        s, more);
+}
+
+static const char *join_names(cfg_ctx_t *c, const char *const *names, unsigned mask)
+{
+    const char *out = NULL;
+    int i;
+
+    for (i = 0; names[i]; i++) {
+        if (mask & (1u << i))
+            out = out ? apr_pstrcat(c->tmp, out, ", ", names[i], NULL) : names[i];
+    }
+    return out ? out : "";
+}
+
+static const char *kind_name(const cfg_node_t *n)
+{
+    return n->kind == NODE_MAP ? "a mapping" : n->kind == NODE_SEQ ? "a sequence" : "a scalar";
+}
+
+/* ---- YAML events -> node tree ---------------------------------------- */
+
+static llmgw_mark_t mark_at_offset(const cfg_ctx_t *c, apr_size_t off)
+{
+    llmgw_mark_t m = {1, 1};
+    apr_size_t i;
+
+    for (i = 0; i < off && i < c->len; i++) {
+        m.column = c->text[i] == '\n' ? 1 : m.column + 1;
+        m.line += c->text[i] == '\n';
+    }
+    return m;
+}
+
+static apr_status_t yaml_fail(cfg_ctx_t *c, const yaml_parser_t *yp)
+{
+    llmgw_mark_t m = mark_of(yp->problem_mark);
+    const char *problem = yp->problem ? yp->problem : "out of memory";
+
+    if (yp->error == YAML_READER_ERROR)
+        m = mark_at_offset(c, yp->problem_offset);
+    if (!yp->context)
+        return cfg_fail(c, m, "YAML syntax error: %s", problem);
+    return cfg_fail(c, m, "YAML syntax error: %s (%s at %lu:%lu)", problem, yp->context,
+                    (unsigned long)yp->context_mark.line + 1,
+                    (unsigned long)yp->context_mark.column + 1);
+}
+
+static cfg_node_t *node_new(cfg_ctx_t *c, cfg_node_kind_e kind, yaml_mark_t m)
+{
+    cfg_node_t *n = apr_pcalloc(c->tmp, sizeof(*n));
+
+    n->kind = kind;
+    n->mark = mark_of(m);
+    n->text = "";
+    if (kind != NODE_SCALAR)
+        n->items = apr_array_make(c->tmp, 8, sizeof(const cfg_node_t *));
+    return n;
+}
+
+/* The node an event opens; *out stays NULL for the end of a collection. */
+static apr_status_t node_from_event(cfg_ctx_t *c, const yaml_event_t *ev, cfg_node_t **out)
+{
+    const char *value = (const char *)ev->data.scalar.value;
+
+    *out = NULL;
+    switch (ev->type) {
+    case YAML_ALIAS_EVENT:
+        return cfg_fail(c, mark_of(ev->start_mark),
+                        "YAML aliases (*%s) are not supported; write the value out in full",
+                        (const char *)ev->data.alias.anchor);
+    case YAML_SCALAR_EVENT:
+        if (memchr(value, '\0', ev->data.scalar.length))
+            return cfg_fail(c, mark_of(ev->start_mark), "a value contains a NUL character");
+        *out = node_new(c, NODE_SCALAR, ev->start_mark);
+        (*out)->text = apr_pstrmemdup(c->tmp, value, ev->data.scalar.length);
+        (*out)->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        return APR_SUCCESS;
+    case YAML_SEQUENCE_START_EVENT:
+        *out = node_new(c, NODE_SEQ, ev->start_mark);
+        return APR_SUCCESS;
+    case YAML_MAPPING_START_EVENT:
+        *out = node_new(c, NODE_MAP, ev->start_mark);
+        return APR_SUCCESS;
+    default:
+        return APR_SUCCESS;
+    }
+}
+
+static apr_status_t tree_read(cfg_ctx_t *c, yaml_parser_t *yp, int depth, cfg_node_t **out);
+
+static apr_status_t tree_add_child(cfg_ctx_t *c, cfg_node_t *n, const cfg_node_t *child)
+{
+    int i;
+
+    if (n->kind == NODE_MAP && n->items->nelts % 2 == 0) {
+        if (child->kind != NODE_SCALAR)
+            return cfg_fail(c, child->mark, "a mapping key must be a plain name, not %s",
+                            kind_name(child));
+        for (i = 0; i < n->items->nelts; i += 2) {
+            if (strcmp(NODE_AT(n, i)->text, child->text) == 0)
+                return cfg_fail(c, child->mark, "duplicate key \"%s\" (first at line %lu)",
+                                child->text, NODE_AT(n, i)->mark.line);
+        }
+    }
+    APR_ARRAY_PUSH(n->items, const cfg_node_t *) = child;
+    return APR_SUCCESS;
+}
+
+static apr_status_t tree_read_children(cfg_ctx_t *c, yaml_parser_t *yp, int depth, cfg_node_t *n)
+{
+    cfg_node_t *child;
+    apr_status_t rv;
+
+    if (depth >= CFG_MAX_DEPTH)
+        return cfg_fail(c, n->mark, "the file nests deeper than %d levels", CFG_MAX_DEPTH);
+    for (;;) {
+        rv = tree_read(c, yp, depth + 1, &child);
+        if (rv != APR_SUCCESS || !child)
+            return rv;
+        rv = tree_add_child(c, n, child);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+}
+
+/* Read one node and everything below it; *out NULL means "end of the enclosing collection". */
+static apr_status_t tree_read(cfg_ctx_t *c, yaml_parser_t *yp, int depth, cfg_node_t **out)
+{
+    yaml_event_t ev;
+    apr_status_t rv;
+
+    *out = NULL;
+    if (!yaml_parser_parse(yp, &ev))
+        return yaml_fail(c, yp);
+    rv = node_from_event(c, &ev, out);
+    yaml_event_delete(&ev);
+    if (rv != APR_SUCCESS || !*out || (*out)->kind == NODE_SCALAR)
+        return rv;
+    return tree_read_children(c, yp, depth, *out);
+}
+
+static apr_status_t next_event(cfg_ctx_t *c, yaml_parser_t *yp, yaml_event_type_t *type,
+                               llmgw_mark_t *m)
+{
+    yaml_event_t ev;
+
+    if (!yaml_parser_parse(yp, &ev))
+        return yaml_fail(c, yp);
+    *type = ev.type;
+    *m = mark_of(ev.start_mark);
+    yaml_event_delete(&ev);
+    return APR_SUCCESS;
+}
+
+/* stream-start, exactly one document, stream-end. */
+static apr_status_t tree_read_stream(cfg_ctx_t *c, yaml_parser_t *yp, cfg_node_t **root)
+{
+    yaml_event_type_t type = YAML_NO_EVENT;
+    llmgw_mark_t m;
+    apr_status_t rv;
+
+    if ((rv = next_event(c, yp, &type, &m)) != APR_SUCCESS ||
+        (rv = next_event(c, yp, &type, &m)) != APR_SUCCESS)
+        return rv;
+    if (type == YAML_STREAM_END_EVENT)
+        return cfg_fail(c, m, "the file is empty; expected a mapping with backends and routes");
+    if ((rv = tree_read(c, yp, 0, root)) != APR_SUCCESS ||
+        (rv = next_event(c, yp, &type, &m)) != APR_SUCCESS ||
+        (rv = next_event(c, yp, &type, &m)) != APR_SUCCESS)
+        return rv;
+    if (type == YAML_DOCUMENT_START_EVENT)
+        return cfg_fail(c, m, "the file holds more than one YAML document; expected exactly one");
+    return APR_SUCCESS;
+}
+
+static apr_status_t tree_parse(cfg_ctx_t *c, cfg_node_t **root)
+{
+    yaml_parser_t yp;
+    apr_status_t rv;
+
+    if (!yaml_parser_initialize(&yp))
+        return APR_ENOMEM;
+    yaml_parser_set_input_string(&yp, (const unsigned char *)c->text, c->len);
+    rv = tree_read_stream(c, &yp, root);
+    yaml_parser_delete(&yp);
+    return rv;
+}
+
+static const cfg_node_t *map_get(const cfg_node_t *map, const char *key)
+{
+    int i;
+
+    for (i = 0; i + 1 < map->items->nelts; i += 2) {
+        if (strcmp(NODE_AT(map, i)->text, key) == 0)
+            return NODE_AT(map, i + 1);
+    }
+    return NULL;
+}
+
+static int node_is_null(const cfg_node_t *n)
+{
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
+    int i;
+
+    for (i = 0; n->kind == NODE_SCALAR && n->plain && nulls[i]; i++) {
+        if (strcmp(n->text, nulls[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- ${VAR} interpolation -------------------------------------------- */
+
+static int var_name_ok(const char *s, apr_size_t n)
+{
+    apr_size_t i;
+
+    if (n == 0 || apr_isdigit(s[0]))
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (!apr_isalnum(s[i]) && s[i] != '_')
+            return 0;
+    }
+    return 1;
+}
+
+static int env_is_unset(cfg_ctx_t *c, const char *name, apr_size_t n)
+{
+    const char *v = getenv(apr_pstrmemdup(c->tmp, name, n));
+    return !v || !*v;
+}
+
+/* The whole value is one "${VAR}" (no default) and VAR is unset or empty. */
+static int value_is_lone_unset_var(cfg_ctx_t *c, const char *s)
+{
+    apr_size_t n = strlen(s);
+
+    return n > 3 && s[0] == '$' && s[1] == '{' && strchr(s, '}') == s + n - 1 &&
+           var_name_ok(s + 2, n - 3) && env_is_unset(c, s + 2, n - 3);
+}
+
+/* Expand the "${...}" at *sp, append its text to parts and move *sp past the '}'. */
+static apr_status_t expand_var(cfg_ctx_t *c, const char *key, const cfg_node_t *n, const char **sp,
+                               apr_array_header_t *parts)
+{
+    const char *name = *sp + 2, *end = strchr(name, '}'), *colon, *val;
+    apr_size_t len;
+
+    if (!end)
+        return cfg_fail(c, n->mark, "%s has a \"${\" without its closing \"}\"", key);
+    colon = memchr(name, ':', (apr_size_t)(end - name));
+    if (colon && colon[1] != '-')
+        colon = NULL;
+    len = (apr_size_t)((colon ? colon : end) - name);
+    if (!var_name_ok(name, len))
+        return cfg_fail(c, n->mark, "%s: \"${%.*s}\" does not name an environment variable", key,
+                        (int)(end - name), name);
+    val = getenv(apr_pstrmemdup(c->tmp, name, len));
+    if (val && *val)
+        APR_ARRAY_PUSH(parts, const char *) = val;
+    else if (colon)
+        APR_ARRAY_PUSH(parts, const char *) =
+            apr_pstrmemdup(c->tmp, colon + 2, (apr_size_t)(end - colon - 2));
+    else
+        return cfg_fail(c, n->mark, "environment variable %.*s is not set (needed by %s)", (int)len,
+                        name, key);
+    *sp = end + 1;
+    return APR_SUCCESS;
+}
+
+/* "$$" is one literal '$' (so "$${X}" stays "${X}"); a '$' not before '{' is kept as is. */
+static apr_status_t expand(cfg_ctx_t *c, const char *key, const cfg_node_t *n, const char **out)
+{
+    apr_array_header_t *parts = apr_array_make(c->tmp, 4, sizeof(const char *));
+    const char *s = n->text;
+    apr_status_t rv;
+
+    while (*s) {
+        apr_size_t run = strcspn(s, "$");
+        APR_ARRAY_PUSH(parts, const char *) = apr_pstrmemdup(c->tmp, s, run);
+        s += run;
+        if (!*s)
+            break;
+        if (s[1] == '{') {
+            if ((rv = expand_var(c, key, n, &s, parts)) != APR_SUCCESS)
+                return rv;
+            continue;
+        }
+        APR_ARRAY_PUSH(parts, const char *) = "$";
+        s += s[1] == '$' ? 2 : 1;
+    }
+    *out = apr_array_pstrcat(c->tmp, parts, 0);
+    return APR_SUCCESS;
+}
+
+/* The text of a scalar value after interpolation; *out NULL when an optional value is absent. */
+static apr_status_t value_text(cfg_ctx_t *c, const char *key, const cfg_node_t *v, const char *what,
+                               int optional, const char **out)
+{
+    const char *s;
+    apr_status_t rv;
+
+    *out = NULL;
+    if (v->kind != NODE_SCALAR)
+        return cfg_fail(c, v->mark, "%s must be %s, not %s", key, what, kind_name(v));
+    if (optional && value_is_lone_unset_var(c, v->text))
+        return APR_SUCCESS;
+    if ((rv = expand(c, key, v, &s)) != APR_SUCCESS)
+        return rv;
+    if (!*s && optional)
+        return APR_SUCCESS; /* "" or ${X:-} on an optional field: not given */
+    if (!*s)
+        return cfg_fail(c, v->mark, "%s must not be empty", key);
+    for (*out = s; *s; s++) {
+        if (apr_iscntrl(*s))
+            return cfg_fail(c, v->mark, "%s must not contain control characters", key);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t key_text(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                             const char *what, const char **out)
+{
+    return value_text(c, k->name, v, what, !(k->required & c->typebit), out);
+}
+
+/* ---- value parsers --------------------------------------------------- */
+
+static apr_status_t key_skip(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    return APR_SUCCESS; /* read before the other keys */
+}
+
+static apr_status_t key_string(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    const char *s;
+    apr_status_t rv = key_text(c, k, v, "a string", &s);
+
+    if (rv == APR_SUCCESS && s)
+        *FIELD(obj, k, const char *) = apr_pstrdup(c->p, s);
+    return rv;
+}
+
+/* The value is not quoted in messages: a URL may carry credentials. */
+static apr_status_t key_url(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    const char *s;
+    char *url;
+    apr_size_t n, scheme;
+    apr_status_t rv = key_text(c, k, v, "a URL", &s);
+
+    if (rv != APR_SUCCESS || !s)
+        return rv;
+    scheme = strncasecmp(s, "http://", 7) == 0 ? 7 : strncasecmp(s, "https://", 8) == 0 ? 8 : 0;
+    url = apr_pstrdup(c->p, s);
+    for (n = strlen(url); n > scheme && url[n - 1] == '/'; n--)
+        url[n - 1] = '\0';
+    if (!scheme || n == scheme)
+        return cfg_fail(c, v->mark, "%s must be a URL starting with http:// or https://", k->name);
+    *FIELD(obj, k, const char *) = url;
+    return APR_SUCCESS;
+}
+
+static apr_status_t key_duration(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    const char *s;
+    apr_interval_time_t d;
+    apr_status_t rv = key_text(c, k, v, "a duration", &s);
+
+    if (rv != APR_SUCCESS || !s)
+        return rv;
+    if (llmgw_duration_parse(s, &d) != APR_SUCCESS)
+        return cfg_fail(c, v->mark, "%s must be a duration such as 250ms, 30s, 2m or 1h, not %s",
+                        k->name, shown(c, v, s));
+    if (d == 0 && k->min > 0)
+        return cfg_fail(c, v->mark, "%s must be longer than zero", k->name);
+    *FIELD(obj, k, apr_interval_time_t) = d;
+    return APR_SUCCESS;
+}
+
+static int int_parse(const char *s, long *out)
+{
+    long n = 0;
+
+    if (!*s)
+        return 0;
+    for (; apr_isdigit(*s); s++) {
+        if (n > (INT_MAX - (*s - '0')) / 10)
+            return 0;
+        n = n * 10 + (*s - '0');
+    }
+    *out = n;
+    return *s == '\0';
+}
+
+static apr_status_t key_int(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    const char *s;
+    long n;
+    apr_status_t rv = key_text(c, k, v, "an integer", &s);
+
+    if (rv != APR_SUCCESS || !s)
+        return rv;
+    if (!int_parse(s, &n) || n < k->min || n > k->max) {
+        if (k->max == INT_MAX)
+            return cfg_fail(c, v->mark, "%s must be an integer of at least %ld, not %s", k->name,
+                            k->min, shown(c, v, s));
+        return cfg_fail(c, v->mark, "%s must be an integer from %ld to %ld, not %s", k->name,
+                        k->min, k->max, shown(c, v, s));
+    }
+    *FIELD(obj, k, int) = (int)n;
+    return APR_SUCCESS;
+}
+
+static apr_status_t key_bool(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    static const char *const words[] = {"false", "no", "off", "true", "yes", "on", NULL};
+    const char *s;
+    int i;
+    apr_status_t rv = key_text(c, k, v, "true or false", &s);
+
+    if (rv != APR_SUCCESS || !s)
+        return rv;
+    for (i = 0; words[i]; i++) {
+        if (strcasecmp(s, words[i]) == 0) {
+            *FIELD(obj, k, int) = i >= 3;
+            return APR_SUCCESS;
+        }
+    }
+    return cfg_fail(c, v->mark, "%s must be true or false, not %s", k->name, shown(c, v, s));
+}
+
+/* Index of the value in k->choices, or -1 when the (optional) value is absent. */
+static apr_status_t choice_index(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, int *idx)
+{
+    const char *s;
+    apr_status_t rv = key_text(c, k, v, "a string", &s);
+
+    *idx = -1;
+    if (rv != APR_SUCCESS || !s)
+        return rv;
+    for (*idx = 0; k->choices[*idx]; (*idx)++) {
+        if (strcmp(s, k->choices[*idx]) == 0)
+            return APR_SUCCESS;
+    }
+    return cfg_fail(c, v->mark, "%s must be one of %s, not %s", k->name,
+                    join_names(c, k->choices, ~0u), shown(c, v, s));
+}
+
+static apr_status_t key_choice(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    int i;
+    apr_status_t rv = choice_index(c, k, v, &i);
+
+    if (rv == APR_SUCCESS && i >= 0)
+        *FIELD(obj, k, int) = i;
+    return rv;
+}
+
+static apr_status_t key_strategy(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    int i;
+    apr_status_t rv = choice_index(c, k, v, &i);
+
+    if (rv == APR_SUCCESS && i >= 0)
+        ((llmgw_backend_t *)obj)->strategy = (llmgw_strategy_e)i;
+    return rv;
+}
+
+static apr_status_t key_api(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    int i;
+    apr_status_t rv = choice_index(c, k, v, &i);
+
+    if (rv == APR_SUCCESS && i >= 0)
+        ((llmgw_route_t *)obj)->api = (llmgw_api_e)(1 << i);
+    return rv;
+}
+
+static apr_status_t key_models(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    apr_array_header_t *models = *FIELD(obj, k, apr_array_header_t *);
+    const char *s;
+    apr_status_t rv;
+    int i;
+
+    if (v->kind != NODE_SEQ)
+        return cfg_fail(c, v->mark, "%s must be a sequence of model names, not %s", k->name,
+                        kind_name(v));
+    for (i = 0; i < v->items->nelts; i++) {
+        if ((rv = value_text(c, k->name, NODE_AT(v, i), "a model name", 0, &s)) != APR_SUCCESS)
+            return rv;
+        APR_ARRAY_PUSH(models, const char *) = apr_pstrdup(c->p, s);
+    }
+    return APR_SUCCESS;
+}
+
+/* ---- key tables ------------------------------------------------------ */
+
+static apr_status_t keys_apply(cfg_ctx_t *c, const cfg_node_t *map, const cfg_key_t *table,
+                               void *obj);
+static apr_status_t key_config(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj);
+static apr_status_t key_members(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj);
+static apr_status_t key_member_name(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                    void *obj);
+static apr_status_t key_path(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj);
+static apr_status_t key_methods(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj);
+static apr_status_t key_route_backend(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                      void *obj);
+
+#define B(f) offsetof(llmgw_backend_t, f)
+#define KEY_API_KEY_REQUIRED (T(OPENAI) | T(ANTHROPIC) | T(AZURE_OPENAI) | T(MISTRAL))
+
+static const cfg_key_t config_keys[] = {
+    {"apiKey", T_PROVIDERS, KEY_API_KEY_REQUIRED, key_string, B(api_key)},
+    {"orgId", T(OPENAI), 0, key_string, B(org_id)},
+    {"project", T(OPENAI), 0, key_string, B(project)},
+    {"endpoint", T_PROVIDERS, T(AZURE_OPENAI) | T(META), key_url, B(endpoint)},
+    {"defaultModel", T_PROVIDERS, 0, key_string, B(default_model)},
+    {"models", T_PROVIDERS, 0, key_models, B(models)},
+    {"timeout", T_PROVIDERS, 0, key_duration, B(timeout), 1},
+    {"connectTimeout", T_PROVIDERS, 0, key_duration, B(connect_timeout), 1},
+    {"firstByteTimeout", T_PROVIDERS, 0, key_duration, B(first_byte_timeout), 1},
+    {"idleTimeout", T_PROVIDERS, 0, key_duration, B(idle_timeout), 1},
+    {"maxRetries", T_PROVIDERS, 0, key_int, B(max_retries), 0, 10},
+    {"maxTokens", T(ANTHROPIC), 0, key_int, B(max_tokens), 1, INT_MAX},
+    {"deploymentName", T(AZURE_OPENAI), T(AZURE_OPENAI), key_string, B(deployment_name)},
+    {"apiVersion", T(AZURE_OPENAI), T(AZURE_OPENAI), key_string, B(api_version)},
+    {"projectId", T(GOOGLE), 0, key_string, B(project_id)},
+    {"location", T(GOOGLE), 0, key_string, B(location)},
+    {"credentialsFile", T(GOOGLE), 0, key_string, B(credentials_file)},
+    {"unsupportedParams", T_PROVIDERS, 0, key_choice, B(unsupported_drop), 0, 0, unsupported_names},
+    {NULL},
+};
+
+static const cfg_key_t backend_keys[] = {
+    {"name", T_ANY, 0, key_skip},
+    {"type", T_ANY, 0, key_skip},
+    {"config", T_PROVIDERS, T_PROVIDERS, key_config},
+    {"strategy", T(POOL), 0, key_strategy, 0, 0, 0, strategy_names},
+    {"fallback", T(POOL), 0, key_bool, B(fallback)},
+    {"failureThreshold", T(POOL), 0, key_int, B(failure_threshold), 1, INT_MAX},
+    {"cooldown", T(POOL), 0, key_duration, B(cooldown), 0},
+    {"backends", T(POOL), T(POOL), key_members},
+    {NULL},
+};
+
+static const cfg_key_t member_keys[] = {
+    {"name", T_ANY, T_ANY, key_member_name},
+    {"weight", T_ANY, 0, key_int, offsetof(llmgw_pool_member_t, weight), 0, 1000000},
+    {NULL},
+};
+
+static const cfg_key_t route_keys[] = {
+    {"name", T_ANY, T_ANY, key_skip},
+    {"path", T_ANY, T_ANY, key_path},
+    {"methods", T_ANY, 0, key_methods},
+    {"backend", T_ANY, T_ANY, key_route_backend},
+    {"api", T_ANY, 0, key_api, 0, 0, 0, api_names},
+    {NULL},
+};
+
+static const cfg_key_t *key_find(const cfg_key_t *table, const char *name)
+{
+    for (; table->name; table++) {
+        if (strcmp(table->name, name) == 0)
+            return table;
+    }
+    return NULL;
+}
+
+static apr_status_t key_unknown(cfg_ctx_t *c, const cfg_node_t *k, const cfg_key_t *table)
+{
+    const char *hint = "";
+
+    if (table == backend_keys && key_find(config_keys, k->text))
+        hint = " (provider settings go under config:)";
+    return cfg_fail(c, k->mark, "unknown key \"%s\"%s", k->text, hint);
+}
+
+static apr_status_t key_not_for_type(cfg_ctx_t *c, const cfg_node_t *k, const cfg_key_t *key)
+{
+    int many = (key->types & (key->types - 1)) != 0;
+
+    return cfg_fail(c, k->mark, "%s is only valid for type%s %s, not %s", key->name,
+                    many ? "s" : "", join_names(c, backend_type_names, key->types),
+                    join_names(c, backend_type_names, c->typebit));
+}
+
+static apr_status_t keys_apply(cfg_ctx_t *c, const cfg_node_t *map, const cfg_key_t *table,
+                               void *obj)
+{
+    apr_uint32_t seen = 0;
+    const cfg_key_t *key;
+    apr_status_t rv;
+    int i;
+
+    for (i = 0; i + 1 < map->items->nelts; i += 2) {
+        const cfg_node_t *k = NODE_AT(map, i), *v = NODE_AT(map, i + 1);
+        if (!(key = key_find(table, k->text)))
+            return key_unknown(c, k, table);
+        if (!(key->types & c->typebit))
+            return key_not_for_type(c, k, key);
+        seen |= 1u << (key - table);
+        if (node_is_null(v) && (key->required & c->typebit))
+            return cfg_fail(c, v->mark, "%s has no value", key->name);
+        if (!node_is_null(v) && (rv = key->parse(c, key, v, obj)) != APR_SUCCESS)
+            return rv;
+    }
+    for (key = table; key->name; key++) {
+        if ((key->required & c->typebit) && !(seen & (1u << (key - table))))
+            return cfg_fail(c, map->mark, "missing required key \"%s\"", key->name);
+    }
+    return APR_SUCCESS;
+}
+
+/* ---- backends -------------------------------------------------------- */
+
+static void ref_add(cfg_ctx_t *c, const char *name, const cfg_node_t *v,
+                    const llmgw_backend_t **slot)
+{
+    cfg_ref_t *ref = apr_array_push(c->refs);
+
+    ref->name = name;
+    ref->shown = shown(c, v, name);
+    ref->owner = c->owner;
+    ref->mark = v->mark;
+    ref->slot = slot;
+}
+
+static apr_status_t key_config(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    if (v->kind != NODE_MAP)
+        return cfg_fail(c, v->mark, "config must be a mapping, not %s", kind_name(v));
+    return keys_apply(c, v, config_keys, obj);
+}
+
+static apr_status_t key_member_name(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                    void *obj)
+{
+    llmgw_pool_member_t *m = obj;
+    const char *s;
+    apr_status_t rv = value_text(c, "member name", v, "a backend name", 0, &s);
+
+    if (rv != APR_SUCCESS)
+        return rv;
+    m->name = apr_pstrdup(c->p, s);
+    m->mark = v->mark;
+    ref_add(c, m->name, v, &m->backend);
+    return APR_SUCCESS;
+}
+
+static apr_status_t member_read(cfg_ctx_t *c, const cfg_node_t *v, llmgw_pool_member_t *m)
+{
+    m->weight = 1;
+    if (v->kind == NODE_MAP)
+        return keys_apply(c, v, member_keys, m);
+    if (v->kind == NODE_SCALAR && !node_is_null(v))
+        return key_member_name(c, NULL, v, m);
+    return cfg_fail(c, v->mark,
+                    "each member must be a backend name or a mapping with name and "
+                    "weight");
+}
+
+static apr_status_t members_read(cfg_ctx_t *c, const cfg_node_t *v, llmgw_backend_t *b)
+{
+    apr_hash_t *seen = apr_hash_make(c->tmp);
+    llmgw_pool_member_t *m;
+    apr_status_t rv;
+    int i;
+
+    /* Sized once: references point into the array, so it must never move. */
+    b->members = apr_array_make(c->p, v->items->nelts, sizeof(llmgw_pool_member_t));
+    for (i = 0; i < v->items->nelts; i++) {
+        m = apr_array_push(b->members);
+        if ((rv = member_read(c, NODE_AT(v, i), m)) != APR_SUCCESS)
+            return rv;
+        if (apr_hash_get(seen, m->name, APR_HASH_KEY_STRING))
+            return cfg_fail(c, m->mark, "member %s is listed twice",
+                            APR_ARRAY_IDX(c->refs, c->refs->nelts - 1, cfg_ref_t).shown);
+        apr_hash_set(seen, m->name, APR_HASH_KEY_STRING, m);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t key_members(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    llmgw_backend_t *b = obj;
+    const char *owner = c->owner;
+    unsigned typebit = c->typebit;
+    apr_status_t rv;
+
+    if (v->kind != NODE_SEQ || v->items->nelts == 0)
+        return cfg_fail(c, v->mark, "backends must be a non-empty sequence of backend names");
+    c->owner = apr_psprintf(c->tmp, "pool \"%s\"", b->name);
+    c->typebit = T_OTHER;
+    rv = members_read(c, v, b);
+    c->owner = owner;
+    c->typebit = typebit;
+    return rv;
+}
+
+static int name_chars_ok(const char *s)
+{
+    for (; *s; s++) {
+        if (!apr_isalnum(*s) && *s != '.' && *s != '_' && *s != '-')
+            return 0;
+    }
+    return 1;
+}
+
+/* name: first, so that every later message can name the backend. */
+static apr_status_t backend_name(cfg_ctx_t *c, const cfg_node_t *n, llmgw_backend_t *b)
+{
+    const cfg_node_t *v = map_get(n, "name");
+    const llmgw_backend_t *other;
+    const char *s;
+    apr_status_t rv;
+
+    if (!v || node_is_null(v))
+        return cfg_fail(c, v ? v->mark : n->mark, "missing required key \"name\"");
+    if ((rv = value_text(c, "name", v, "a string", 0, &s)) != APR_SUCCESS)
+        return rv;
+    if (!name_chars_ok(s))
+        return cfg_fail(c, v->mark, "name %s may only contain letters, digits, '.', '_' and '-'",
+                        shown(c, v, s));
+    other = apr_hash_get(c->cfg->backend_by_name, s, APR_HASH_KEY_STRING);
+    if (other)
+        return cfg_fail(c, v->mark, "duplicate backend name %s (first at line %lu)", shown(c, v, s),
+                        other->mark.line);
+    b->name = apr_pstrdup(c->p, s);
+    apr_hash_set(c->cfg->backend_by_name, b->name, APR_HASH_KEY_STRING, b);
+    c->owner = apr_psprintf(c->tmp, "backend \"%s\"", b->name);
+    return APR_SUCCESS;
+}
+
+static apr_status_t backend_type(cfg_ctx_t *c, const cfg_node_t *n, llmgw_backend_t *b)
+{
+    const cfg_node_t *v = map_get(n, "type");
+    const char *s;
+    apr_status_t rv;
+    int i;
+
+    if (!v || node_is_null(v))
+        return cfg_fail(c, v ? v->mark : n->mark, "missing required key \"type\"");
+    if ((rv = value_text(c, "type", v, "a string", 0, &s)) != APR_SUCCESS)
+        return rv;
+    for (i = 0; i < LLMGW_BACKEND_TYPE_COUNT; i++) {
+        if (strcmp(s, backend_type_names[i]) == 0) {
+            b->type = (llmgw_backend_type_e)i;
+            c->typebit = 1u << i;
+            return APR_SUCCESS;
+        }
+    }
+    return cfg_fail(c, v->mark, "unknown type %s (expected one of %s)", shown(c, v, s),
+                    join_names(c, backend_type_names, ~0u));
+}
+
+static apr_status_t google_check(cfg_ctx_t *c, const cfg_node_t *n, const llmgw_backend_t *b)
+{
+    llmgw_mark_t m = map_get(n, "config")->mark;
+
+    if (!b->project_id != !b->location)
+        return cfg_fail(c, m, "projectId and location must be given together (Vertex AI)");
+    if (!b->api_key && !b->project_id)
+        return cfg_fail(c, m,
+                        "a google backend needs apiKey (Gemini API), or projectId and "
+                        "location (Vertex AI)");
+    if (b->credentials_file && !b->project_id)
+        return cfg_fail(c, m, "credentialsFile is only used with projectId and location");
+    return APR_SUCCESS;
+}
+
+static apr_status_t pool_check(cfg_ctx_t *c, const cfg_node_t *n, const llmgw_backend_t *b)
+{
+    int i;
+
+    if (b->strategy != LLMGW_STRATEGY_WEIGHTED)
+        return APR_SUCCESS;
+    for (i = 0; i < b->members->nelts; i++) {
+        if (APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t).weight > 0)
+            return APR_SUCCESS;
+    }
+    return cfg_fail(c, map_get(n, "backends")->mark,
+                    "a weighted pool needs at least one member with a weight above 0");
+}
+
+static llmgw_backend_t *backend_new(cfg_ctx_t *c, const cfg_node_t *n, int index)
+{
+    llmgw_backend_t *b = apr_pcalloc(c->p, sizeof(*b));
+
+    b->index = index;
+    b->mark = n->mark;
+    b->models = apr_array_make(c->p, 2, sizeof(const char *));
+    b->members = apr_array_make(c->p, 2, sizeof(llmgw_pool_member_t));
+    b->timeout = b->connect_timeout = LLMGW_UNSET;
+    b->first_byte_timeout = b->idle_timeout = LLMGW_UNSET;
+    b->max_retries = b->max_tokens = b->failure_threshold = LLMGW_UNSET;
+    b->cooldown = LLMGW_UNSET;
+    b->strategy = LLMGW_STRATEGY_LATENCY;
+    b->fallback = 1;
+    return b;
+}
+
+static apr_status_t backend_read(cfg_ctx_t *c, const cfg_node_t *n, int index)
+{
+    llmgw_backend_t *b;
+    apr_status_t rv;
+
+    c->owner = apr_psprintf(c->tmp, "backend #%d", index + 1);
+    if (n->kind != NODE_MAP)
+        return cfg_fail(c, n->mark, "each backend must be a mapping with name and type, not %s",
+                        kind_name(n));
+    b = backend_new(c, n, index);
+    if ((rv = backend_name(c, n, b)) != APR_SUCCESS ||
+        (rv = backend_type(c, n, b)) != APR_SUCCESS ||
+        (rv = keys_apply(c, n, backend_keys, b)) != APR_SUCCESS)
+        return rv;
+    if (b->type == LLMGW_BACKEND_GOOGLE && (rv = google_check(c, n, b)) != APR_SUCCESS)
+        return rv;
+    if (b->type == LLMGW_BACKEND_POOL && (rv = pool_check(c, n, b)) != APR_SUCCESS)
+        return rv;
+    APR_ARRAY_PUSH(c->cfg->backends, llmgw_backend_t *) = b;
+    return APR_SUCCESS;
+}
+
+/* ---- routes ---------------------------------------------------------- */
+
+static apr_status_t route_name(cfg_ctx_t *c, const cfg_node_t *n, llmgw_route_t *r)
+{
+    const cfg_node_t *v = map_get(n, "name"), *other;
+    const char *s;
+    apr_status_t rv;
+
+    if (!v || node_is_null(v))
+        return cfg_fail(c, v ? v->mark : n->mark, "missing required key \"name\"");
+    if ((rv = value_text(c, "name", v, "a string", 0, &s)) != APR_SUCCESS)
+        return rv;
+    if ((other = apr_hash_get(c->route_names, s, APR_HASH_KEY_STRING)))
+        return cfg_fail(c, v->mark, "duplicate route name %s (first at line %lu)", shown(c, v, s),
+                        other->mark.line);
+    apr_hash_set(c->route_names, s, APR_HASH_KEY_STRING, v);
+    r->name = apr_pstrdup(c->p, s);
+    c->owner = apr_psprintf(c->tmp, "route \"%s\"", r->name);
+    return APR_SUCCESS;
+}
+
+static apr_status_t key_path(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    llmgw_route_t *r = obj;
+    const llmgw_route_t *other;
+    const char *s;
+    apr_status_t rv = key_text(c, k, v, "a string", &s);
+
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (s[0] != '/' || strpbrk(s, "?# "))
+        return cfg_fail(c, v->mark, "path %s must start with '/' and hold no '?', '#' or space",
+                        shown(c, v, s));
+    if ((other = llmgw_config_route(c->cfg, s)))
+        return cfg_fail(c, v->mark, "path %s is already used by route \"%s\"", shown(c, v, s),
+                        other->name);
+    r->path = apr_pstrdup(c->p, s);
+    apr_hash_set(c->cfg->route_by_path, r->path, APR_HASH_KEY_STRING, r);
+    return APR_SUCCESS;
+}
+
+static apr_status_t key_methods(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    static const char *const names[] = {"GET", "POST", "HEAD", "OPTIONS", NULL};
+    llmgw_route_t *r = obj;
+    const char *s;
+    apr_status_t rv;
+    int i, j;
+
+    if (v->kind != NODE_SEQ || v->items->nelts == 0)
+        return cfg_fail(c, v->mark, "methods must be a non-empty sequence such as [\"POST\"]");
+    for (i = 0; i < v->items->nelts; i++) {
+        const cfg_node_t *item = NODE_AT(v, i);
+        if ((rv = value_text(c, "methods", item, "a method", 0, &s)) != APR_SUCCESS)
+            return rv;
+        for (j = 0; names[j] && strcasecmp(s, names[j]) != 0; j++)
+            ;
+        if (!names[j])
+            return cfg_fail(c, item->mark,
+                            "unknown method %s (expected GET, POST, HEAD or "
+                            "OPTIONS)",
+                            shown(c, item, s));
+        r->methods |= 1 << j;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t key_route_backend(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                      void *obj)
+{
+    llmgw_route_t *r = obj;
+    const char *s;
+    apr_status_t rv = key_text(c, k, v, "a backend name", &s);
+
+    if (rv != APR_SUCCESS)
+        return rv;
+    r->backend_name = apr_pstrdup(c->p, s);
+    ref_add(c, r->backend_name, v, &r->backend);
+    return APR_SUCCESS;
+}
+
+static int path_ends_with(const char *path, const char *suffix)
+{
+    apr_size_t n = strlen(path), m = strlen(suffix);
+    return n >= m && strcmp(path + n - m, suffix) == 0;
+}
+
+/* What the route serves, its default methods, and whether the two fit. */
+static apr_status_t route_finish(cfg_ctx_t *c, const cfg_node_t *n, llmgw_route_t *r)
+{
+    const cfg_node_t *methods = map_get(n, "methods");
+    int need;
+
+    if (!r->api)
+        r->api = path_ends_with(r->path, "/chat/completions") ? LLMGW_API_CHAT
+                 : path_ends_with(r->path, "/embeddings")     ? LLMGW_API_EMBEDDINGS
+                 : path_ends_with(r->path, "/models")         ? LLMGW_API_MODELS
+                                                              : 0;
+    if (!r->api)
+        return cfg_fail(c, map_get(n, "path")->mark,
+                        "cannot tell what the path serves: end it with /chat/completions, "
+                        "/embeddings or /models, or set api: chat, embeddings or models");
+    need = r->api == LLMGW_API_MODELS ? LLMGW_METHOD_GET : LLMGW_METHOD_POST;
+    if (!r->methods)
+        r->methods = need;
+    if (!(r->methods & need))
+        return cfg_fail(c, methods->mark, "a %s route must allow %s", api_names[r->api / 2],
+                        need == LLMGW_METHOD_GET ? "GET" : "POST");
+    if (r->methods & LLMGW_METHOD_GET)
+        r->methods |= LLMGW_METHOD_HEAD;
+    return APR_SUCCESS;
+}
+
+static apr_status_t route_read(cfg_ctx_t *c, const cfg_node_t *n, int index)
+{
+    llmgw_route_t *r;
+    apr_status_t rv;
+
+    c->owner = apr_psprintf(c->tmp, "route #%d", index + 1);
+    c->typebit = T_OTHER;
+    if (n->kind != NODE_MAP)
+        return cfg_fail(c, n->mark,
+                        "each route must be a mapping with name, path and backend, "
+                        "not %s",
+                        kind_name(n));
+    r = apr_pcalloc(c->p, sizeof(*r));
+    r->mark = n->mark;
+    if ((rv = route_name(c, n, r)) != APR_SUCCESS ||
+        (rv = keys_apply(c, n, route_keys, r)) != APR_SUCCESS ||
+        (rv = route_finish(c, n, r)) != APR_SUCCESS)
+        return rv;
+    APR_ARRAY_PUSH(c->cfg->routes, llmgw_route_t *) = r;
+    return APR_SUCCESS;
+}
+
+/* ---- whole file ------------------------------------------------------ */
+
+static apr_status_t refs_resolve(cfg_ctx_t *c)
+{
+    int i;
+
+    for (i = 0; i < c->refs->nelts; i++) {
+        cfg_ref_t *ref = &APR_ARRAY_IDX(c->refs, i, cfg_ref_t);
+        *ref->slot = llmgw_config_backend(c->cfg, ref->name);
+        c->owner = ref->owner;
+        if (!*ref->slot)
+            return cfg_fail(c, ref->mark, "backend %s is not defined", ref->shown);
+    }
+    c->owner = NULL;
+    return APR_SUCCESS;
+}
+
+static apr_status_t cycle_fail(cfg_ctx_t *c, apr_array_header_t *stack, const llmgw_backend_t *to,
+                               const llmgw_pool_member_t *m)
+{
+    const char *chain = to->name;
+    int i;
+
+    for (i = stack->nelts - 1; APR_ARRAY_IDX(stack, i, const llmgw_backend_t *) != to; i--)
+        ;
+    for (i++; i < stack->nelts; i++)
+        chain = apr_pstrcat(c->tmp, chain, " -> ",
+                            APR_ARRAY_IDX(stack, i, const llmgw_backend_t *)->name, NULL);
+    return cfg_fail(c, m->mark, "pool cycle: %s -> %s", chain, to->name);
+}
+
+/* Depth-first walk; state: 0 unvisited, 1 on the stack, 2 done. */
+static apr_status_t pool_visit(cfg_ctx_t *c, const llmgw_backend_t *b, char *state,
+                               apr_array_header_t *stack)
+{
+    apr_status_t rv;
+    int i;
+
+    state[b->index] = 1;
+    APR_ARRAY_PUSH(stack, const llmgw_backend_t *) = b;
+    for (i = 0; i < b->members->nelts; i++) {
+        const llmgw_pool_member_t *m = &APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t);
+        if (m->backend->type != LLMGW_BACKEND_POOL || state[m->backend->index] == 2)
+            continue;
+        if (state[m->backend->index] == 1)
+            return cycle_fail(c, stack, m->backend, m);
+        if ((rv = pool_visit(c, m->backend, state, stack)) != APR_SUCCESS)
+            return rv;
+    }
+    state[b->index] = 2;
+    apr_array_pop(stack);
+    return APR_SUCCESS;
+}
+
+static apr_status_t pools_check_cycles(cfg_ctx_t *c)
+{
+    apr_array_header_t *all = c->cfg->backends;
+    apr_array_header_t *stack = apr_array_make(c->tmp, 8, sizeof(const llmgw_backend_t *));
+    char *state = apr_pcalloc(c->tmp, (apr_size_t)all->nelts);
+    apr_status_t rv;
+    int i;
+
+    for (i = 0; i < all->nelts; i++) {
+        const llmgw_backend_t *b = APR_ARRAY_IDX(all, i, const llmgw_backend_t *);
+        if (b->type == LLMGW_BACKEND_POOL && !state[i] &&
+            (rv = pool_visit(c, b, state, stack)) != APR_SUCCESS)
+            return rv;
+    }
+    return APR_SUCCESS;
+}
+
+/* The value under a required top-level key: a sequence, non-empty if @p nonempty. */
+static apr_status_t top_list(cfg_ctx_t *c, const cfg_node_t *root, const char *key, int nonempty,
+                             const cfg_node_t **out)
+{
+    const cfg_node_t *v = map_get(root, key);
+
+    *out = v;
+    if (!v || node_is_null(v))
+        return cfg_fail(c, v ? v->mark : root->mark, "missing required key \"%s\"", key);
+    if (v->kind != NODE_SEQ)
+        return cfg_fail(c, v->mark, "%s must be a sequence, not %s", key, kind_name(v));
+    if (nonempty && v->items->nelts == 0)
+        return cfg_fail(c, v->mark, "%s must list at least one entry", key);
+    return APR_SUCCESS;
+}
+
+static apr_status_t config_build(cfg_ctx_t *c, const cfg_node_t *root)
+{
+    const cfg_node_t *backends, *routes;
+    apr_status_t rv;
+    int i;
+
+    if (root->kind != NODE_MAP)
+        return cfg_fail(c, root->mark,
+                        "the top level must be a mapping with backends and "
+                        "routes, not %s",
+                        node_is_null(root) ? "an empty document" : kind_name(root));
+    for (i = 0; i < root->items->nelts; i += 2) {
+        const cfg_node_t *k = NODE_AT(root, i);
+        if (strcmp(k->text, "backends") != 0 && strcmp(k->text, "routes") != 0)
+            return cfg_fail(c, k->mark,
+                            "unknown top-level key \"%s\" (expected backends and "
+                            "routes)",
+                            k->text);
+    }
+    if ((rv = top_list(c, root, "backends", 1, &backends)) != APR_SUCCESS ||
+        (rv = top_list(c, root, "routes", 0, &routes)) != APR_SUCCESS)
+        return rv;
+    for (i = 0; i < backends->items->nelts; i++) {
+        if ((rv = backend_read(c, NODE_AT(backends, i), i)) != APR_SUCCESS)
+            return rv;
+    }
+    for (i = 0; i < routes->items->nelts; i++) {
+        if ((rv = route_read(c, NODE_AT(routes, i), i)) != APR_SUCCESS)
+            return rv;
+    }
+    if ((rv = refs_resolve(c)) != APR_SUCCESS)
+        return rv;
+    return pools_check_cycles(c);
+}
+
+apr_status_t llmgw_config_parse(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *ptemp,
+                                const char *name, const char *text, apr_size_t len,
+                                const char **errmsg)
+{
+    cfg_ctx_t ctx = {0};
+    cfg_node_t *root = NULL;
+    llmgw_config_t *cfg = apr_pcalloc(p, sizeof(*cfg));
+    apr_status_t rv;
+
+    *out = NULL;
+    cfg->path = apr_pstrdup(p, name);
+    cfg->backends = apr_array_make(p, 8, sizeof(llmgw_backend_t *));
+    cfg->routes = apr_array_make(p, 8, sizeof(llmgw_route_t *));
+    cfg->backend_by_name = apr_hash_make(p);
+    cfg->route_by_path = apr_hash_make(p);
+    ctx.p = p;
+    ctx.file = name;
+    ctx.text = text ? text : "";
+    ctx.len = text ? len : 0;
+    ctx.cfg = cfg;
+    if ((rv = apr_pool_create(&ctx.tmp, ptemp)) != APR_SUCCESS)
+        return rv;
+    ctx.refs = apr_array_make(ctx.tmp, 16, sizeof(cfg_ref_t));
+    ctx.route_names = apr_hash_make(ctx.tmp);
+    rv = tree_parse(&ctx, &root);
+    if (rv == APR_SUCCESS)
+        rv = config_build(&ctx, root);
+    /* The scratch pool holds expanded secrets: give it back now, not with ptemp. */
+    apr_pool_destroy(ctx.tmp);
+    if (rv == APR_SUCCESS)
+        *out = cfg;
+    if (errmsg)
+        *errmsg = ctx.errmsg          ? ctx.errmsg
+                  : rv == APR_SUCCESS ? NULL
+                                      : apr_psprintf(p, "%s: out of memory", name);
+    return rv;
+}
+
+static apr_status_t file_read(apr_pool_t *p, const char *path, char **buf, apr_size_t *len)
+{
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_status_t rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p);
+
+    if (rv != APR_SUCCESS)
+        return rv;
+    if ((rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f)) != APR_SUCCESS)
+        goto leave;
+    *len = (apr_size_t)fi.size;
+    *buf = apr_palloc(p, *len + 1);
+    (*buf)[*len] = '\0';
+    if (*len > 0)
+        rv = apr_file_read_full(f, *buf, *len, NULL);
+leave:
+    apr_file_close(f);
+    return rv;
+}
+
+apr_status_t llmgw_config_load(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *ptemp,
+                               const char *path, const char **errmsg)
+{
+    char *buf, err[120];
+    apr_size_t len;
+    apr_status_t rv = file_read(ptemp, path, &buf, &len);
+
+    *out = NULL;
+    if (rv == APR_SUCCESS)
+        return llmgw_config_parse(out, p, ptemp, path, buf, len, errmsg);
+    if (errmsg)
+        *errmsg = apr_psprintf(p, "%s: cannot read the file: %s", path,
+                               apr_strerror(rv, err, sizeof(err)));
+    return rv;
+}
+
+/* ---- durations, names and getters ------------------------------------- */
+
+apr_status_t llmgw_duration_parse(const char *text, apr_interval_time_t *out)
+{
+    apr_int64_t n = 0, unit;
+    const char *s = text;
+
+    if (!s || !apr_isdigit(*s))
+        return APR_EINVAL;
+    for (; apr_isdigit(*s); s++) {
+        if (n > (APR_INT64_MAX - (*s - '0')) / 10)
+            return APR_EINVAL;
+        n = n * 10 + (*s - '0');
+    }
+    unit = !strcmp(s, "") || !strcmp(s, "s") ? APR_USEC_PER_SEC
+           : !strcmp(s, "ms")                ? 1000
+           : !strcmp(s, "m")                 ? 60 * APR_USEC_PER_SEC
+           : !strcmp(s, "h")                 ? 3600 * APR_USEC_PER_SEC
+                                             : 0;
+    if (!unit || n > APR_INT64_MAX / unit)
+        return APR_EINVAL;
+    *out = n * unit;
+    return APR_SUCCESS;
+}
+
+const char *llmgw_backend_type_name(llmgw_backend_type_e type)
+{
+    if ((unsigned)type >= LLMGW_BACKEND_TYPE_COUNT)
+        return "unknown";
+    return backend_type_names[type];
+}
+
+const llmgw_backend_t *llmgw_config_backend(const llmgw_config_t *cfg, const char *name)
+{
+    return name ? apr_hash_get(cfg->backend_by_name, name, APR_HASH_KEY_STRING) : NULL;
+}
+
+const llmgw_route_t *llmgw_config_route(const llmgw_config_t *cfg, const char *path)
+{
+    return path ? apr_hash_get(cfg->route_by_path, path, APR_HASH_KEY_STRING) : NULL;
+}
+
+static apr_interval_time_t or_default(apr_interval_time_t v, apr_interval_time_t dflt)
+{
+    return v == LLMGW_UNSET ? dflt : v;
+}
+
+apr_interval_time_t llmgw_backend_timeout(const llmgw_backend_t *b)
+{
+    return or_default(b->timeout, LLMGW_DEFAULT_TIMEOUT);
+}
+
+apr_interval_time_t llmgw_backend_connect_timeout(const llmgw_backend_t *b)
+{
+    return or_default(b->connect_timeout, LLMGW_DEFAULT_CONNECT_TIMEOUT);
+}
+
+apr_interval_time_t llmgw_backend_first_byte_timeout(const llmgw_backend_t *b)
+{
+    return or_default(b->first_byte_timeout, LLMGW_DEFAULT_FIRST_BYTE_TIMEOUT);
+}
+
+apr_interval_time_t llmgw_backend_idle_timeout(const llmgw_backend_t *b)
+{
+    return or_default(b->idle_timeout, LLMGW_DEFAULT_IDLE_TIMEOUT);
+}
+
+int llmgw_backend_max_retries(const llmgw_backend_t *b)
+{
+    return b->max_retries == LLMGW_UNSET ? LLMGW_DEFAULT_MAX_RETRIES : b->max_retries;
+}
+
+int llmgw_backend_serves(const llmgw_backend_t *b, const char *model)
+{
+    int i;
+
+    if (!model)
+        return 0;
+    if (b->default_model && strcmp(b->default_model, model) == 0)
+        return 1;
+    for (i = 0; b->models && i < b->models->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(b->models, i, const char *), model) == 0)
+            return 1;
+    }
+    return 0;
+}
