@@ -10,8 +10,7 @@
 #include <http_main.h>
 #include "llmgw_version.h"
 
-static int llmgw_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
-                             server_rec *s)
+static int llmgw_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
     apr_status_t rv;
 
@@ -44,15 +43,10 @@ static void llmgw_register_hooks(apr_pool_t *p)
     ap_hook_handler(llmgw_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
-AP_DECLARE_MODULE(llmgw) = {
-    STANDARD20_MODULE_STUFF,
-    llmgw_create_dir,
-    llmgw_merge_dir,
-    llmgw_create_srv,
-    llmgw_merge_srv,
-    llmgw_cmds,
-    llmgw_register_hooks,
+AP_DECLARE_MODULE(llmgw) = {STANDARD20_MODULE_STUFF, llmgw_create_dir, llmgw_merge_dir,
+                            llmgw_create_srv,        llmgw_merge_srv,  llmgw_cmds,
+                            llmgw_register_hooks,
 #if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
-    AP_MODULE_FLAG_NONE
+                            AP_MODULE_FLAG_NONE
 #endif
 };

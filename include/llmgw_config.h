@@ -30,11 +30,7 @@ typedef enum {
 } llmgw_backend_type_e;
 
 /** What a route serves; derived from the path suffix unless `api:` is set. */
-typedef enum {
-    LLMGW_API_CHAT = 1,
-    LLMGW_API_EMBEDDINGS = 2,
-    LLMGW_API_MODELS = 4
-} llmgw_api_e;
+typedef enum { LLMGW_API_CHAT = 1, LLMGW_API_EMBEDDINGS = 2, LLMGW_API_MODELS = 4 } llmgw_api_e;
 
 /** Bits of llmgw_route_t.methods. */
 #define LLMGW_METHOD_GET 0x01
@@ -60,9 +56,9 @@ typedef struct {
 typedef struct llmgw_backend_t llmgw_backend_t;
 
 typedef struct {
-    const char *name;          /**< as written in the pool */
+    const char *name;               /**< as written in the pool */
     const llmgw_backend_t *backend; /**< resolved after the whole file is read */
-    int weight;                /**< default 1 */
+    int weight;                     /**< default 1 */
     llmgw_mark_t mark;
 } llmgw_pool_member_t;
 
@@ -74,53 +70,53 @@ typedef struct {
 struct llmgw_backend_t {
     const char *name;
     llmgw_backend_type_e type;
-    int index;                 /**< position in llmgw_config_t.backends */
+    int index; /**< position in llmgw_config_t.backends */
     llmgw_mark_t mark;
 
     /* provider backends (everything but pool) */
-    const char *api_key;       /**< openai, anthropic, azure, google (AI Studio), meta, mistral */
-    const char *org_id;        /**< openai: OpenAI-Organization */
-    const char *project;       /**< openai: OpenAI-Project */
-    const char *endpoint;      /**< base URL without trailing '/' (required: azure-openai, meta) */
+    const char *api_key;  /**< openai, anthropic, azure, google (AI Studio), meta, mistral */
+    const char *org_id;   /**< openai: OpenAI-Organization */
+    const char *project;  /**< openai: OpenAI-Project */
+    const char *endpoint; /**< base URL without trailing '/' (required: azure-openai, meta) */
     const char *default_model;
-    apr_array_header_t *models;    /**< const char *, may be empty */
-    apr_interval_time_t timeout;   /**< whole request, stream included */
+    apr_array_header_t *models;  /**< const char *, may be empty */
+    apr_interval_time_t timeout; /**< whole request, stream included */
     apr_interval_time_t connect_timeout;
     apr_interval_time_t first_byte_timeout;
     apr_interval_time_t idle_timeout;
     int max_retries;
-    int max_tokens;            /**< anthropic: when the request sets none */
-    const char *deployment_name;   /**< azure-openai */
-    const char *api_version;       /**< azure-openai */
-    const char *project_id;        /**< google (Vertex AI) */
-    const char *location;          /**< google (Vertex AI) */
-    const char *credentials_file;  /**< google (Vertex AI) */
-    int unsupported_drop;      /**< unsupportedParams: drop (1) or error (0, default) */
+    int max_tokens;               /**< anthropic: when the request sets none */
+    const char *deployment_name;  /**< azure-openai */
+    const char *api_version;      /**< azure-openai */
+    const char *project_id;       /**< google (Vertex AI) */
+    const char *location;         /**< google (Vertex AI) */
+    const char *credentials_file; /**< google (Vertex AI) */
+    int unsupported_drop;         /**< unsupportedParams: drop (1) or error (0, default) */
 
     /* pools */
     llmgw_strategy_e strategy;
-    int fallback;              /**< default 1 */
-    int failure_threshold;     /**< consecutive failures before cooldown; LLMGW_UNSET = default */
-    apr_interval_time_t cooldown;  /**< LLMGW_UNSET = default */
-    apr_array_header_t *members;   /**< llmgw_pool_member_t */
+    int fallback;          /**< default 1 */
+    int failure_threshold; /**< consecutive failures before cooldown; LLMGW_UNSET = default */
+    apr_interval_time_t cooldown; /**< LLMGW_UNSET = default */
+    apr_array_header_t *members;  /**< llmgw_pool_member_t */
 };
 
 typedef struct {
     const char *name;
-    const char *path;          /**< exact match against r->uri */
-    int methods;               /**< LLMGW_METHOD_* bits; HEAD implied by GET */
+    const char *path; /**< exact match against r->uri */
+    int methods;      /**< LLMGW_METHOD_* bits; HEAD implied by GET */
     llmgw_api_e api;
     const char *backend_name;
-    const llmgw_backend_t *backend;  /**< resolved */
+    const llmgw_backend_t *backend; /**< resolved */
     llmgw_mark_t mark;
 } llmgw_route_t;
 
 typedef struct {
-    const char *path;                  /**< the file, as given */
-    apr_array_header_t *backends;      /**< llmgw_backend_t * in file order */
-    apr_array_header_t *routes;        /**< llmgw_route_t * in file order */
-    apr_hash_t *backend_by_name;       /**< const char * -> llmgw_backend_t * */
-    apr_hash_t *route_by_path;         /**< const char * -> llmgw_route_t * */
+    const char *path;             /**< the file, as given */
+    apr_array_header_t *backends; /**< llmgw_backend_t * in file order */
+    apr_array_header_t *routes;   /**< llmgw_route_t * in file order */
+    apr_hash_t *backend_by_name;  /**< const char * -> llmgw_backend_t * */
+    apr_hash_t *route_by_path;    /**< const char * -> llmgw_route_t * */
 } llmgw_config_t;
 
 /**

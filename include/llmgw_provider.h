@@ -32,25 +32,26 @@
 
 /** One client request bound to one backend. */
 typedef struct {
-    apr_pool_t *pool;               /**< request pool */
+    apr_pool_t *pool; /**< request pool */
     const llmgw_backend_t *backend;
     llmgw_api_e api;
-    json_t *body;                   /**< client's request, borrowed; do not modify */
-    const char *model;              /**< upstream model id to use (resolved; never NULL) */
-    int stream;                     /**< client asked for "stream": true */
-    int include_usage;              /**< client asked stream_options.include_usage */
-    apr_time_t created;             /**< seconds for `created` when the translator makes ids */
-    apr_array_header_t *dropped;    /**< const char *: parameters dropped (unsupportedParams: drop) */
+    json_t *body;                /**< client's request, borrowed; do not modify */
+    const char *model;           /**< upstream model id to use (resolved; never NULL) */
+    int stream;                  /**< client asked for "stream": true */
+    int include_usage;           /**< client asked stream_options.include_usage */
+    apr_time_t created;          /**< seconds for `created` when the translator makes ids */
+    apr_array_header_t *dropped; /**< const char *: parameters dropped (unsupportedParams: drop) */
+    const char *access_token;    /**< OAuth2 token the glue obtained (Vertex AI), else NULL */
 } llmgw_call_t;
 
 /** An upstream request. Headers may hold secrets: never log them. */
 typedef struct {
-    const char *method;             /**< "POST" or "GET" */
+    const char *method; /**< "POST" or "GET" */
     const char *url;
-    apr_array_header_t *headers;    /**< const char *, "Name: value" */
-    const char *body;               /**< NULL for GET */
+    apr_array_header_t *headers; /**< const char *, "Name: value" */
+    const char *body;            /**< NULL for GET */
     apr_size_t body_len;
-    int stream;                     /**< the upstream answers with SSE */
+    int stream; /**< the upstream answers with SSE */
 } llmgw_http_request_t;
 
 typedef struct {
@@ -62,10 +63,10 @@ typedef struct {
 
 /** A translated non-streaming answer. */
 typedef struct {
-    const char *body;               /**< OpenAI JSON for the client, from call->pool */
+    const char *body; /**< OpenAI JSON for the client, from call->pool */
     apr_size_t len;
     llmgw_usage_t usage;
-    const char *model;              /**< model the upstream reports, or call->model */
+    const char *model; /**< model the upstream reports, or call->model */
 } llmgw_response_t;
 
 typedef enum {
@@ -83,19 +84,19 @@ typedef struct {
     llmgw_call_t *call;
     llmgw_emit_fn emit;
     void *baton;
-    int content_emitted;    /**< a CONTENT frame has been emitted */
-    int finish_seen;        /**< a finish_reason has been seen for every choice */
-    int usage_seen;         /**< the upstream's usage has arrived */
-    int done;               /**< the stream is complete and "data: [DONE]" was emitted */
+    int content_emitted; /**< a CONTENT frame has been emitted */
+    int finish_seen;     /**< a finish_reason has been seen for every choice */
+    int usage_seen;      /**< the upstream's usage has arrived */
+    int done;            /**< the stream is complete and "data: [DONE]" was emitted */
     llmgw_usage_t usage;
-    const char *model;      /**< as reported by the upstream (call->pool), or NULL */
-    llmgw_error_t *error;   /**< why the stream failed (set with a failure return) */
-    void *priv;             /**< translator-private state (call->pool) */
+    const char *model;    /**< as reported by the upstream (call->pool), or NULL */
+    llmgw_error_t *error; /**< why the stream failed (set with a failure return) */
+    void *priv;           /**< translator-private state (call->pool) */
 } llmgw_stream_t;
 
 typedef struct llmgw_provider_t {
-    const char *type;       /**< "openai", ... as in YAML */
-    unsigned apis;          /**< LLMGW_API_* bits this type serves (models is always local) */
+    const char *type; /**< "openai", ... as in YAML */
+    unsigned apis;    /**< LLMGW_API_* bits this type serves (models is always local) */
 
     /**
      * Build the upstream request. A client request the backend cannot honour
@@ -113,8 +114,7 @@ typedef struct llmgw_provider_t {
      * see for it (status kept, provider message kept, OpenAI shape). Never
      * NULL, whatever the body (empty, HTML, truncated JSON).
      */
-    llmgw_error_t *(*parse_error)(llmgw_call_t *call, int status, const char *body,
-                                  apr_size_t len);
+    llmgw_error_t *(*parse_error)(llmgw_call_t *call, int status, const char *body, apr_size_t len);
 
     /** Prepare st->priv; st->call/emit/baton are set by the caller. */
     apr_status_t (*stream_init)(llmgw_stream_t *st);

@@ -18,11 +18,11 @@
 #include "llmgw.h"
 
 typedef struct {
-    const char *event;   /**< value of `event:`, "" when none ("message") */
+    const char *event; /**< value of `event:`, "" when none ("message") */
     apr_size_t event_len;
-    const char *data;    /**< data lines joined by "\n", NUL-terminated */
+    const char *data; /**< data lines joined by "\n", NUL-terminated */
     apr_size_t data_len;
-    const char *id;      /**< last `id:` of this event, "" when none */
+    const char *id; /**< last `id:` of this event, "" when none */
 } llmgw_sse_event_t;
 
 /** Called once per event; a non-success return stops the feed and is returned by it. */
@@ -34,8 +34,8 @@ typedef struct llmgw_sse_parser_t llmgw_sse_parser_t;
  * @param max_event largest event (all its lines) accepted, e.g. 4 MiB
  * The parser's buffer grows from @p p up to @p max_event and is then reused.
  */
-apr_status_t llmgw_sse_parser_create(llmgw_sse_parser_t **out, apr_pool_t *p,
-                                     apr_size_t max_event, llmgw_sse_event_fn fn, void *baton);
+apr_status_t llmgw_sse_parser_create(llmgw_sse_parser_t **out, apr_pool_t *p, apr_size_t max_event,
+                                     llmgw_sse_event_fn fn, void *baton);
 
 /** Feed bytes. Returns APR_SUCCESS, APR_ENOSPC, or the callback's failure. */
 apr_status_t llmgw_sse_parser_feed(llmgw_sse_parser_t *sp, const char *data, apr_size_t len);

@@ -29,8 +29,7 @@ typedef struct llmgw_upstream_t llmgw_upstream_t;
 apr_status_t llmgw_upstream_global_init(apr_pool_t *pconf);
 
 /** Per child (child_init): the handle stack and the DNS/TLS-session share. */
-apr_status_t llmgw_upstream_child_create(llmgw_upstream_t **out, apr_pool_t *pchild,
-                                         int max_idle);
+apr_status_t llmgw_upstream_child_create(llmgw_upstream_t **out, apr_pool_t *pchild, int max_idle);
 
 typedef struct {
     apr_interval_time_t connect_timeout;
@@ -54,18 +53,18 @@ typedef struct {
 } llmgw_upstream_opts_t;
 
 typedef struct {
-    int status;                 /**< HTTP status, 0 when none arrived */
-    llmgw_fail_e fail;          /**< LLMGW_FAIL_NONE for a complete exchange of any status */
-    apr_status_t sink_status;   /**< on_data's failure, else APR_SUCCESS */
-    const char *body;           /**< buffered body (non-2xx always), from the request pool */
+    int status;               /**< HTTP status, 0 when none arrived */
+    llmgw_fail_e fail;        /**< LLMGW_FAIL_NONE for a complete exchange of any status */
+    apr_status_t sink_status; /**< on_data's failure, else APR_SUCCESS */
+    const char *body;         /**< buffered body (non-2xx always), from the request pool */
     apr_size_t body_len;
-    const char *retry_after;    /**< header values, NULL when absent */
+    const char *retry_after; /**< header values, NULL when absent */
     const char *retry_after_ms;
     const char *content_type;
-    apr_interval_time_t ttfb;   /**< until the first response byte */
+    apr_interval_time_t ttfb; /**< until the first response byte */
     apr_interval_time_t elapsed;
-    long new_connections;       /**< 0 when a kept-alive connection was reused */
-    const char *detail;         /**< libcurl's error text (no headers, safe to log) */
+    long new_connections; /**< 0 when a kept-alive connection was reused */
+    const char *detail;   /**< libcurl's error text (no headers, safe to log) */
 } llmgw_upstream_result_t;
 
 /**

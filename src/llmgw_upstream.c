@@ -203,8 +203,7 @@ static int buf_append(xfer_t *x, const char *data, apr_size_t n)
     return 0;
 }
 
-static const char *header_value(apr_pool_t *p, const char *line, apr_size_t n,
-                                const char *name)
+static const char *header_value(apr_pool_t *p, const char *line, apr_size_t n, const char *name)
 {
     apr_size_t nl = strlen(name);
     const char *v, *end = line + n;
@@ -444,8 +443,7 @@ static CURLcode run(handle_t *h, xfer_t *x)
 
 apr_status_t llmgw_upstream_perform(llmgw_upstream_t *up, apr_pool_t *p,
                                     const llmgw_http_request_t *req,
-                                    const llmgw_upstream_opts_t *opts,
-                                    llmgw_upstream_result_t *res)
+                                    const llmgw_upstream_opts_t *opts, llmgw_upstream_result_t *res)
 {
     handle_t *h;
     struct curl_slist *hdrs;

@@ -129,7 +129,8 @@ static apr_status_t read_file(apr_pool_t *p, const char *path, char **text, apr_
 static int in_live_restart(void)
 {
     return ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG &&
-           ap_state_query(AP_SQ_RUN_MODE) == AP_SQ_RM_NORMAL && ap_state_query(AP_SQ_CONFIG_GEN) > 1;
+           ap_state_query(AP_SQ_RUN_MODE) == AP_SQ_RM_NORMAL &&
+           ap_state_query(AP_SQ_CONFIG_GEN) > 1;
 }
 
 static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
@@ -168,8 +169,8 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
                      LLMGW_LOGNO(00008) "LLMGatewayConfig: %s; keeping the previous gateway "
                                         "configuration",
                      msg);
-        if (llmgw_config_parse(&c->gw, cmd->pool, cmd->temp_pool, path, lg->text, lg->len,
-                               &msg2) == APR_SUCCESS) {
+        if (llmgw_config_parse(&c->gw, cmd->pool, cmd->temp_pool, path, lg->text, lg->len, &msg2) ==
+            APR_SUCCESS) {
             c->config_path = path;
             return NULL;
         }

@@ -52,15 +52,15 @@ typedef struct {
     const llmgw_provider_t *prov;
 
     /* streaming */
-    apr_bucket_brigade *bb;     /* reused for every frame */
-    apr_bucket_brigade *held;   /* preamble frames not yet sent */
-    apr_bucket_brigade *probe;  /* scratch for the client-gone check */
-    int committed;              /* status and headers have left */
+    apr_bucket_brigade *bb;    /* reused for every frame */
+    apr_bucket_brigade *held;  /* preamble frames not yet sent */
+    apr_bucket_brigade *probe; /* scratch for the client-gone check */
+    int committed;             /* status and headers have left */
     int client_gone;
     llmgw_sse_parser_t *parser;
     llmgw_stream_t st;
-    apr_status_t event_rv;      /* first failure of the translator, if any */
-    int upstream_done;          /* the translator saw the terminal event */
+    apr_status_t event_rv; /* first failure of the translator, if any */
+    int upstream_done;     /* the translator saw the terminal event */
 } req_t;
 
 /* ---------------------------------------------------------------------- */
@@ -81,9 +81,9 @@ static void set_gateway_headers(req_t *q)
         const char *n = apr_itoa(r->pool, q->attempts);
         apr_table_setn(r->err_headers_out, "x-llmgw-attempts", n);
         apr_table_setn(r->subprocess_env, "LLMGW_ATTEMPTS", n);
-        apr_table_setn(r->subprocess_env, "LLMGW_UPSTREAM_MS",
-                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
-                                    (apr_int64_t)(q->upstream_time / 1000)));
+        apr_table_setn(
+            r->subprocess_env, "LLMGW_UPSTREAM_MS",
+            apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)(q->upstream_time / 1000)));
     }
     apr_table_setn(r->err_headers_out, "x-llmgw-overhead-ms",
                    apr_psprintf(r->pool, "%.3f", (double)overhead / 1000.0));
@@ -127,8 +127,7 @@ static int send_error(req_t *q, const llmgw_error_t *e)
     return send_json(q, e->status, body, len);
 }
 
-static int fail_request(req_t *q, int status, const char *code, const char *param,
-                        const char *msg)
+static int fail_request(req_t *q, int status, const char *code, const char *param, const char *msg)
 {
     return send_error(q, llmgw_error_make(q->r->pool, status, NULL, code, param, "%s", msg));
 }
@@ -215,9 +214,9 @@ static void collect_models(const llmgw_backend_t *b, json_t *list, json_t *seen,
     }
     if (!b->models && b->default_model && !json_object_get(seen, b->default_model)) {
         json_object_set_new(seen, b->default_model, json_true());
-        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s}", "id", b->default_model,
-                                              "object", "model", "created", (json_int_t)0,
-                                              "owned_by", llmgw_backend_type_name(b->type)));
+        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s}", "id", b->default_model, "object",
+                                              "model", "created", (json_int_t)0, "owned_by",
+                                              llmgw_backend_type_name(b->type)));
     }
 }
 
@@ -225,22 +224,22 @@ static int serve_models(req_t *q, const char *id)
 {
     json_t *list = llmgw_json_pool_own(q->r->pool, json_array());
     json_t *seen = llmgw_json_pool_own(q->r->pool, json_object());
-    json_int_t created = (json_int_t)apr_time_sec(ap_scoreboard_image
-                                                      ? ap_scoreboard_image->global->restart_time
-                                                      : q->r->request_time);
+    json_int_t created = (json_int_t)apr_time_sec(
+        ap_scoreboard_image ? ap_scoreboard_image->global->restart_time : q->r->request_time);
     json_t *out, *m;
     const char *body;
     apr_size_t len, i;
 
     collect_models(q->route->backend, list, seen, 0);
-    json_array_foreach(list, i, m) json_object_set_new(m, "created", json_integer(created));
+    json_array_foreach (list, i, m)
+        json_object_set_new(m, "created", json_integer(created));
     if (!id) {
-        out = llmgw_json_pool_own(q->r->pool, json_pack("{s:s,s:O}", "object", "list", "data", list));
+        out =
+            llmgw_json_pool_own(q->r->pool, json_pack("{s:s,s:O}", "object", "list", "data", list));
         body = llmgw_json_dump(q->r->pool, out, &len);
         return send_json(q, HTTP_OK, body, len);
     }
-    json_array_foreach(list, i, m)
-    {
+    json_array_foreach (list, i, m) {
         if (strcmp(llmgw_json_str(m, "id"), id) == 0) {
             body = llmgw_json_dump(q->r->pool, m, &len);
             return send_json(q, HTTP_OK, body, len);
@@ -273,8 +272,8 @@ static int read_body(req_t *q, char **out, apr_size_t *out_len)
     buf = apr_palloc(r->pool, cap);
     while (!eos) {
         apr_bucket *b;
-        apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
-                                         65536);
+        apr_status_t rv =
+            ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, 65536);
         if (rv != APR_SUCCESS)
             return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
         for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb); b = APR_BUCKET_NEXT(b)) {
@@ -356,8 +355,7 @@ static llmgw_error_t *validate_messages(apr_pool_t *p, json_t *msgs)
         return bad(p, "messages", "'messages' must be an array of message objects%s", "");
     if (json_array_size(msgs) == 0)
         return bad(p, "messages", "'messages' must contain at least one message%s", "");
-    json_array_foreach(msgs, i, m)
-    {
+    json_array_foreach (msgs, i, m) {
         const char *path = apr_psprintf(p, "messages[%zu]", i);
         json_t *role = json_object_get(m, "role"), *content;
         if (!json_is_object(m))
@@ -370,7 +368,8 @@ static llmgw_error_t *validate_messages(apr_pool_t *p, json_t *msgs)
             return bad(p, apr_pstrcat(p, path, ".role", NULL), "Invalid value for role: '%s'",
                        json_string_value(role));
         content = json_object_get(m, "content");
-        if (content && !json_is_string(content) && !json_is_array(content) && !json_is_null(content))
+        if (content && !json_is_string(content) && !json_is_array(content) &&
+            !json_is_null(content))
             return bad(p, apr_pstrcat(p, path, ".content", NULL),
                        "%s.content must be a string, an array of content parts or null", path);
     }
@@ -403,7 +402,8 @@ static llmgw_error_t *validate_chat(apr_pool_t *p, json_t *body)
     if ((e = check_type(p, body, "top_p", json_is_number(v) || json_is_null(v), "a number")))
         return e;
     v = json_object_get(body, "n");
-    if ((e = check_type(p, body, "n", json_is_null(v) || (json_is_integer(v) && json_integer_value(v) >= 1),
+    if ((e = check_type(p, body, "n",
+                        json_is_null(v) || (json_is_integer(v) && json_integer_value(v) >= 1),
                         "an integer of at least 1")))
         return e;
     v = json_object_get(body, "max_tokens");
@@ -717,7 +717,8 @@ static void stream_fail_inband(req_t *q, const attempt_t *a)
 
     if (!e)
         e = llmgw_error_exhausted(q->r->pool, a->fail, a->status, q->backend->name);
-    apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR", llmgw_fail_name(q->r->pool, a->fail, a->status));
+    apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR",
+                   llmgw_fail_name(q->r->pool, a->fail, a->status));
     frame = llmgw_error_sse(q->r->pool, e, &len);
     pass_frame(q, frame, len);
     q->r->connection->keepalive = AP_CONN_CLOSE;
@@ -774,9 +775,10 @@ static int finish_failed(req_t *q, const attempt_t *a)
     else
         e = llmgw_error_exhausted(r->pool, a->fail, a->status, q->backend->name);
     if (e->status == HTTP_TOO_MANY_REQUESTS && a->hint >= 0)
-        apr_table_setn(r->err_headers_out, "Retry-After",
-                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
-                                    (apr_int64_t)((a->hint + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC)));
+        apr_table_setn(
+            r->err_headers_out, "Retry-After",
+            apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                         (apr_int64_t)((a->hint + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC)));
     if (action != LLMGW_ACTION_FINAL)
         apr_table_setn(r->err_headers_out, "x-should-retry", "false");
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
@@ -813,11 +815,12 @@ static int run_attempts(req_t *q, const llmgw_http_request_t *hreq)
         if (a.hint > LLMGW_MAX_RETRY_WAIT)
             return finish_failed(q, &a);
         delay = a.hint >= 0 ? a.hint : llmgw_backoff(q->attempts, random_unit());
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r,
-                      LLMGW_LOGNO(00006) "backend \"%s\" attempt %d failed (%s); retrying in %"
-                                         APR_INT64_T_FMT " ms",
-                      b->name, q->attempts, llmgw_fail_name(q->r->pool, a.fail, a.status),
-                      (apr_int64_t)(delay / 1000));
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, q->r,
+            LLMGW_LOGNO(
+                00006) "backend \"%s\" attempt %d failed (%s); retrying in %" APR_INT64_T_FMT " ms",
+            b->name, q->attempts, llmgw_fail_name(q->r->pool, a.fail, a.status),
+            (apr_int64_t)(delay / 1000));
         if (backoff_wait(q, delay, deadline) != 0) {
             if (q->client_gone)
                 a.fail = LLMGW_FAIL_CLIENT_GONE;
@@ -841,26 +844,27 @@ static int serve_call(req_t *q, json_t *body)
     q->backend = b;
     q->prov = b->type == LLMGW_BACKEND_POOL ? NULL : llmgw_provider_get(b->type);
     if (!q->prov || !(q->prov->apis & q->route->api))
-        return send_error(q, llmgw_error_make(
-                                 r->pool, HTTP_NOT_IMPLEMENTED, "server_error", "not_implemented",
-                                 NULL,
-                                 "Backend \"%s\" has type \"%s\", which this version of "
-                                 "mod_llmgw does not implement yet for this route.",
-                                 b->name, llmgw_backend_type_name(b->type)));
+        return send_error(q,
+                          llmgw_error_make(r->pool, HTTP_NOT_IMPLEMENTED, "server_error",
+                                           "not_implemented", NULL,
+                                           "Backend \"%s\" has type \"%s\", which this version of "
+                                           "mod_llmgw does not implement yet for this route.",
+                                           b->name, llmgw_backend_type_name(b->type)));
     q->call.pool = r->pool;
     q->call.backend = b;
     q->call.api = q->route->api;
     q->call.body = body;
-    q->call.model = json_is_string(model) && *json_string_value(model)
-                        ? json_string_value(model)
-                        : b->default_model;
-    q->call.stream = q->route->api == LLMGW_API_CHAT && json_is_true(json_object_get(body, "stream"));
+    q->call.model = json_is_string(model) && *json_string_value(model) ? json_string_value(model)
+                                                                       : b->default_model;
+    q->call.stream =
+        q->route->api == LLMGW_API_CHAT && json_is_true(json_object_get(body, "stream"));
     q->call.include_usage = q->call.stream && json_is_true(json_object_get(so, "include_usage"));
     q->call.created = apr_time_sec(r->request_time);
     q->call.dropped = apr_array_make(r->pool, 2, sizeof(const char *));
     if (!q->call.model)
-        return fail_request(q, 400, "missing_required_parameter", "model",
-                            "You must provide a model parameter (the backend has no defaultModel).");
+        return fail_request(
+            q, 400, "missing_required_parameter", "model",
+            "You must provide a model parameter (the backend has no defaultModel).");
     if (APLOGrdebug(r))
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       LLMGW_LOGNO(00007) "route \"%s\" -> backend \"%s\" (%s), model \"%s\"%s",
@@ -900,10 +904,10 @@ static int serve_post(req_t *q)
     if (rc == AP_FILTER_ERROR)
         return rc; /* the input filter has already answered */
     if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE)
-        return send_error(q, llmgw_error_make(r->pool, 413, NULL, "request_too_large", NULL,
-                                              "The request body exceeds the limit of %" APR_OFF_T_FMT
-                                              " bytes.",
-                                              llmgw_max_body(r)));
+        return send_error(
+            q, llmgw_error_make(r->pool, 413, NULL, "request_too_large", NULL,
+                                "The request body exceeds the limit of %" APR_OFF_T_FMT " bytes.",
+                                llmgw_max_body(r)));
     if (rc != OK)
         return fail_request(q, rc, NULL, NULL, "The request body could not be read.");
     if (len == 0)
@@ -941,17 +945,16 @@ int llmgw_handler(request_rec *r)
     if (!q.route)
         q.route = models_item_route(q.gw, r->pool, r->uri, &model_id);
     if (!q.route)
-        return fail_request(&q, HTTP_NOT_FOUND, "unknown_url", NULL,
-                            apr_psprintf(r->pool, "Unknown request URL: %s %s.", r->method,
-                                         r->uri));
+        return fail_request(
+            &q, HTTP_NOT_FOUND, "unknown_url", NULL,
+            apr_psprintf(r->pool, "Unknown request URL: %s %s.", r->method, r->uri));
     apr_table_setn(r->subprocess_env, "LLMGW_ROUTE", q.route->name);
     bit = method_bit(r);
     if (!bit || !method_allowed(q.route, bit)) {
         apr_table_setn(r->err_headers_out, "Allow", allow_header(r->pool, q.route->methods));
-        return send_error(&q, llmgw_error_make(r->pool, HTTP_METHOD_NOT_ALLOWED, NULL,
-                                               "method_not_allowed", NULL,
-                                               "Method %s is not allowed for %s.", r->method,
-                                               r->uri));
+        return send_error(
+            &q, llmgw_error_make(r->pool, HTTP_METHOD_NOT_ALLOWED, NULL, "method_not_allowed", NULL,
+                                 "Method %s is not allowed for %s.", r->method, r->uri));
     }
     if (bit == LLMGW_METHOD_OPTIONS) {
         apr_table_setn(r->headers_out, "Allow", allow_header(r->pool, q.route->methods));

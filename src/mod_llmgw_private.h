@@ -32,14 +32,14 @@ extern module AP_MODULE_DECLARE_DATA llmgw_module;
 #define LLMGW_HANDLER "llmgw"
 
 typedef struct {
-    const char *config_path;   /* LLMGatewayConfig, resolved */
-    llmgw_config_t *gw;        /* parsed gateway.yaml (pconf), NULL when not configured */
-    apr_off_t max_body;        /* LLMGW_UNSET when not set here */
+    const char *config_path; /* LLMGatewayConfig, resolved */
+    llmgw_config_t *gw;      /* parsed gateway.yaml (pconf), NULL when not configured */
+    apr_off_t max_body;      /* LLMGW_UNSET when not set here */
 } llmgw_srv_cfg;
 
 typedef struct {
-    int enabled;               /* LLMGateway on/off, LLMGW_UNSET when not set */
-    apr_off_t max_body;        /* LLMGW_UNSET when not set */
+    int enabled;        /* LLMGateway on/off, LLMGW_UNSET when not set */
+    apr_off_t max_body; /* LLMGW_UNSET when not set */
 } llmgw_dir_cfg;
 
 extern const command_rec llmgw_cmds[];
