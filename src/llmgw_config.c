@@ -1159,6 +1159,47 @@ static apr_status_t pools_check_cycles(cfg_ctx_t *c)
 }
 
 /* The value under a required top-level key: a sequence, non-empty if @p nonempty. */
+/* Anthropic has no embeddings API (providers.md 5.8); every other type has. */
+static int type_serves(llmgw_backend_type_e type, llmgw_api_e api)
+{
+    return api != LLMGW_API_EMBEDDINGS || type != LLMGW_BACKEND_ANTHROPIC;
+}
+
+/* Some backend reachable from @p b can serve @p api (pools: any member). */
+static int backend_serves_api(const llmgw_backend_t *b, llmgw_api_e api, int depth)
+{
+    int i;
+
+    if (b->type != LLMGW_BACKEND_POOL)
+        return type_serves(b->type, api);
+    for (i = 0; depth < 32 && b->members && i < b->members->nelts; i++) {
+        const llmgw_pool_member_t *m = &APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t);
+        if (m->backend && backend_serves_api(m->backend, api, depth + 1))
+            return 1;
+    }
+    return 0;
+}
+
+/* Refused at configtest time rather than at the first request. */
+static apr_status_t routes_check_apis(cfg_ctx_t *c)
+{
+    int i;
+
+    for (i = 0; i < c->cfg->routes->nelts; i++) {
+        const llmgw_route_t *r = APR_ARRAY_IDX(c->cfg->routes, i, const llmgw_route_t *);
+        if (r->api == LLMGW_API_MODELS || backend_serves_api(r->backend, r->api, 0))
+            continue;
+        return cfg_fail(c, r->mark,
+                        "route \"%s\": backend \"%s\" cannot serve embeddings (the %s API has "
+                        "none)",
+                        r->name, r->backend->name,
+                        r->backend->type == LLMGW_BACKEND_POOL
+                            ? "pool's members' providers"
+                            : llmgw_backend_type_name(r->backend->type));
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t top_list(cfg_ctx_t *c, const cfg_node_t *root, const char *key, int nonempty,
                              const cfg_node_t **out)
 {
@@ -1204,9 +1245,9 @@ static apr_status_t config_build(cfg_ctx_t *c, const cfg_node_t *root)
         if ((rv = route_read(c, NODE_AT(routes, i), i)) != APR_SUCCESS)
             return rv;
     }
-    if ((rv = refs_resolve(c)) != APR_SUCCESS)
+    if ((rv = refs_resolve(c)) != APR_SUCCESS || (rv = pools_check_cycles(c)) != APR_SUCCESS)
         return rv;
-    return pools_check_cycles(c);
+    return routes_check_apis(c);
 }
 
 apr_status_t llmgw_config_parse(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *ptemp,

@@ -541,6 +541,7 @@ static const struct {
     {"pool_missing_member.yaml", 7, 16, "pool \"p\": backend \"ghost\" is not defined"},
     {"pool_cycle_self.yaml", 5, 19, "pool cycle: loop -> loop"},
     {"pool_cycle_indirect.yaml", 13, 9, "pool cycle: a -> b -> c -> a"},
+    {"embeddings_anthropic.yaml", 7, 5, "backend \"claude\" cannot serve embeddings"},
     {"pool_dup_member.yaml", 7, 16, "member \"a\" is listed twice"},
     {"route_missing_backend.yaml", 6, 14, "route \"chat\": backend \"nowhere\" is not defined"},
     {"bad_duration.yaml", 6, 16, "timeout must be a duration"},
