@@ -41,6 +41,8 @@ typedef struct {
     int include_usage;           /**< client asked stream_options.include_usage */
     apr_time_t created;          /**< seconds for `created` when the translator makes ids */
     apr_array_header_t *dropped; /**< const char *: parameters dropped (unsupportedParams: drop) */
+    const char *raw_body;        /**< the client's body as received (call->body parsed from it) */
+    apr_size_t raw_len;          /**< may be forwarded as is when nothing in it changes */
     const char *access_token;    /**< OAuth2 token the glue obtained (Vertex AI), else NULL */
 } llmgw_call_t;
 

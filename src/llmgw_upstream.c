@@ -140,6 +140,8 @@ apr_status_t llmgw_upstream_child_create(llmgw_upstream_t **out, apr_pool_t *pch
     return APR_SUCCESS;
 }
 
+static void set_fixed_options(llmgw_upstream_t *up, handle_t *h);
+
 static handle_t *handle_get(llmgw_upstream_t *up)
 {
     handle_t *h;
@@ -162,6 +164,7 @@ static handle_t *handle_get(llmgw_upstream_t *up)
         handle_destroy(h);
         return NULL;
     }
+    set_fixed_options(up, h);
     return h;
 }
 
@@ -266,19 +269,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static void set_options(CURL *e, handle_t *h, llmgw_upstream_t *up, const llmgw_http_request_t *req,
-                        const llmgw_upstream_opts_t *opts, struct curl_slist *hdrs, xfer_t *x)
+/* Options that never change for a handle: set once, when it is made. */
+static void set_fixed_options(llmgw_upstream_t *up, handle_t *h)
 {
-    apr_interval_time_t left = opts->deadline - apr_time_now();
-    long total_ms = left > 1000 ? (long)(left / 1000) : 1;
-    long connect_ms = (long)(opts->connect_timeout / 1000);
+    CURL *e = h->easy;
 
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms > 0 ? connect_ms : 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, total_ms);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 15L);
@@ -287,19 +285,40 @@ static void set_options(CURL *e, handle_t *h, llmgw_upstream_t *up, const llmgw_
     /* Only the endpoints of gateway.yaml: no proxy picked up from whatever
      * environment httpd happened to be started with. */
     curl_easy_setopt(e, CURLOPT_PROXY, "");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
     curl_easy_setopt(e, CURLOPT_SHARE, up->share);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+}
+
+/*
+ * Options of one transfer. Every option that varies is set on every
+ * transfer, so the handle needs no curl_easy_reset (which would also throw
+ * away the fixed options above).
+ */
+static void set_options(CURL *e, const llmgw_http_request_t *req,
+                        const llmgw_upstream_opts_t *opts, struct curl_slist *hdrs, xfer_t *x)
+{
+    apr_interval_time_t left = opts->deadline - apr_time_now();
+    long total_ms = left > 1000 ? (long)(left / 1000) : 1;
+    long connect_ms = (long)(opts->connect_timeout / 1000);
+
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms > 0 ? connect_ms : 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, total_ms);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     if (req->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
+                         req->method && strcmp(req->method, "POST") != 0 ? req->method : NULL);
     }
-    else if (req->method && strcmp(req->method, "GET") != 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+    else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
+                         req->method && strcmp(req->method, "GET") != 0 ? req->method : NULL);
     }
 }
 
@@ -462,8 +481,7 @@ apr_status_t llmgw_upstream_perform(llmgw_upstream_t *up, apr_pool_t *p,
     x.easy = h->easy;
     x.start = x.last_data = apr_time_now();
     h->errbuf[0] = '\0';
-    curl_easy_reset(h->easy);
-    set_options(h->easy, h, up, req, opts, hdrs, &x);
+    set_options(h->easy, req, opts, hdrs, &x);
     curl_multi_add_handle(h->multi, h->easy);
     cc = run(h, &x);
     if (res->fail == LLMGW_FAIL_NONE && res->sink_status == APR_SUCCESS)

@@ -921,6 +921,8 @@ static int serve_post(req_t *q)
                                               jerr.line, jerr.column, jerr.text));
     if ((e = validate(q, body)) != NULL)
         return send_error(q, e);
+    q->call.raw_body = text;
+    q->call.raw_len = len;
     return serve_call(q, body);
 }
 
