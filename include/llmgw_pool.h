@@ -1,0 +1,173 @@
+/**
+ * @file llmgw_pool.h
+ * @brief Pools: the ordered candidates of a request, the retry/fallback
+ *        decision after a failed attempt, and the error when all failed.
+ *
+ * A route names a backend or a pool; pools may list pools. For one request
+ * llmgw_pool_candidates() flattens that tree depth-first into the list of
+ * provider backends to try, in order: at each level the pool's strategy
+ * (llmgw_strategy.h) orders its members, members cooling down are dropped,
+ * a member whose cooldown is over (its probe is due) is moved to the front
+ * of its level so it gets probed promptly, and a pool with `fallback:
+ * false` contributes only its first choice. A backend reachable twice
+ * appears once, at its first place. Each candidate carries the model to
+ * send (DESIGN.md 5).
+ *
+ * The glue then runs, per candidate (all functions below are pure; the
+ * stats calls are llmgw_stats.h):
+ *
+ *   av = llmgw_stats_available(slot, now)   COOLING: skip (another request
+ *                                           took the probe); PROBE: this is it
+ *   loop:
+ *     llmgw_stats_begin(slot) ... attempt ... llmgw_stats_end(slot)
+ *     ok    -> llmgw_stats_success(...), answer
+ *     fail  -> cooled = llmgw_stats_failure(slot, now, fail, status,
+ *                          llmgw_pool_failure_threshold(c->pool),
+ *                          llmgw_pool_cooldown(c->pool))
+ *              switch (llmgw_pool_next(&outcome)):
+ *              RETRY_SAME  -> llmgw_stats_retry(slot), back off, loop
+ *              NEXT_MEMBER -> llmgw_stats_fallback(slot and pool slot), next
+ *              STOP        -> answer with the failure (FINAL: the provider's
+ *                             own error; committed: in-band error event)
+ *   nothing left -> llmgw_pool_exhausted(...)
+ */
+#ifndef LLMGW_POOL_H
+#define LLMGW_POOL_H
+
+#include "llmgw.h"
+#include "llmgw_config.h"
+#include "llmgw_error.h"
+#include "llmgw_strategy.h"
+
+/** Deepest nesting of pools followed (configtest rejects cycles). */
+#define LLMGW_POOL_MAX_DEPTH 8
+
+/** One backend to try. */
+typedef struct {
+    const llmgw_backend_t *backend; /**< a provider backend, never a pool */
+    const llmgw_backend_t *pool;    /**< the pool listing it directly; NULL for a lone backend */
+    const char *model;              /**< model to send (never NULL) */
+    int prefers_model;              /**< the backend lists the requested model */
+    int probe;                      /**< its cooldown is over: the attempt would be its probe */
+    int slot;                       /**< stats slot of backend, -1 when none */
+    int pool_slot;                  /**< stats slot of pool, -1 when none */
+} llmgw_candidate_t;
+
+typedef struct {
+    int nelts;
+    llmgw_candidate_t *items;
+    int cooling;                       /**< members left out: cooling down */
+    apr_interval_time_t cooldown_left; /**< least cooldown left among those, -1 when none */
+    int no_model;                      /**< members left out: no model to send */
+} llmgw_candidates_t;
+
+/** What the expansion reads besides the configuration. */
+typedef struct {
+    void *stats;        /**< shared stats segment, or NULL (all members available) */
+    const int *slot_of; /**< stats slot per llmgw_backend_t.index, or NULL */
+    int nslots;         /**< entries in slot_of */
+    apr_time_t now;     /**< for cooldowns */
+    apr_uint64_t seed;  /**< randomness for this request's strategies */
+} llmgw_pool_env_t;
+
+/**
+ * The candidates for a request to @p target (a backend or a pool).
+ *
+ * Model (DESIGN.md 5): a lone backend uses @p model, else its defaultModel;
+ * a pool member uses @p model when it lists it (models: or defaultModel),
+ * else its defaultModel, else @p model. Members that list @p model come
+ * first at every level. A member left without any model is left out.
+ *
+ * A lone backend is always its own single candidate, cooling or not: there
+ * is nothing to fall back to, and refusing would only turn a possibly
+ * passing outage into certain errors. (Record its failures with threshold
+ * llmgw_pool_failure_threshold(NULL) == 0.)
+ *
+ * @param model  the request's model, or NULL
+ * @param out    allocated from @p p; filled even on APR_ENOENT/LLMGW_EBADREQ
+ * @return APR_SUCCESS with at least one candidate; APR_ENOENT when every
+ *         member is cooling down (answer with llmgw_pool_exhausted, n = 0);
+ *         LLMGW_EBADREQ when no member has a model to send (a 400: the
+ *         request must name one); APR_EINVAL for pools nested deeper than
+ *         LLMGW_POOL_MAX_DEPTH or a NULL target
+ */
+apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target, const char *model,
+                                   const llmgw_pool_env_t *env, llmgw_candidates_t **out);
+
+/** Consecutive failures before cooldown for members of @p pool; 0 (no breaker) for NULL. */
+int llmgw_pool_failure_threshold(const llmgw_backend_t *pool);
+
+/** Cooldown period for members of @p pool (default when unset). */
+apr_interval_time_t llmgw_pool_cooldown(const llmgw_backend_t *pool);
+
+/* ------------------------------------------------------------------ */
+/* After a failed attempt                                              */
+
+typedef enum {
+    LLMGW_POOL_RETRY_SAME = 1, /**< back off, then try this member again */
+    LLMGW_POOL_NEXT_MEMBER,    /**< try the next candidate now */
+    LLMGW_POOL_STOP            /**< answer the client with this failure */
+} llmgw_pool_next_e;
+
+typedef struct {
+    llmgw_action_e action;        /**< llmgw_error_action(fail, status) */
+    int attempts;                 /**< attempts on this member, the failed one included */
+    int max_retries;              /**< llmgw_backend_max_retries(member) */
+    int fallback;                 /**< the pool may fall back and a next candidate exists */
+    int committed;                /**< response bytes already reached the client */
+    int cooling;                  /**< llmgw_stats_failure returned 1 for this failure */
+    apr_interval_time_t hint;     /**< upstream retry hint, -1 when none */
+    apr_interval_time_t max_wait; /**< longest hint worth waiting for; < 0: no limit */
+} llmgw_pool_outcome_t;
+
+/**
+ * The fallback decision table (DESIGN.md 6, providers.md 9.2), first
+ * matching row wins:
+ *
+ *   committed                                   STOP         (in-band error)
+ *   action FINAL (400, 404*, 413, 422, ...)     STOP         (*404 is FALLBACK)
+ *   action RETRY, attempts <= max_retries,
+ *     member not cooling, hint <= max_wait      RETRY_SAME
+ *   action RETRY or FALLBACK, fallback          NEXT_MEMBER
+ *   otherwise                                   STOP
+ */
+llmgw_pool_next_e llmgw_pool_next(const llmgw_pool_outcome_t *o);
+
+/** The last failure of one candidate, for llmgw_pool_exhausted. */
+typedef struct {
+    const char *backend; /**< its name */
+    llmgw_fail_e fail;
+    int status;                 /**< upstream HTTP status for LLMGW_FAIL_HTTP */
+    apr_interval_time_t hint;   /**< retry hint, -1 when none */
+    const llmgw_error_t *error; /**< the provider's translated error, or NULL */
+} llmgw_pool_failure_t;
+
+/**
+ * The client's error when every candidate failed or was cooling
+ * (providers.md 9.2 last column, DESIGN.md 6):
+ *
+ *   nothing attempted (all cooling)     503 upstream_unavailable,
+ *                                       Retry-After = least cooldown left
+ *   every failure an HTTP 429           429 rate_limit_exceeded (insufficient_quota
+ *                                       when every one says so), Retry-After =
+ *                                       smallest hint
+ *   every failure an HTTP 404           404 model_not_found (the last provider error)
+ *   otherwise                           llmgw_error_exhausted() of the last
+ *                                       failure that is not a 429: 504 timeouts,
+ *                                       503 5xx, 502 connect/reset/auth, ...
+ *
+ * The message names the pool (when @p pool_name is set), the counts and the
+ * last backend's error class; never a key.
+ *
+ * @param failures     @p n last failures, in attempt order
+ * @param cooling      members skipped because they were cooling down
+ * @param cooldown_left least cooldown left among those, -1 when none
+ * @param retry_after  receives the Retry-After delay, -1 for none
+ * @return an error from @p p
+ */
+llmgw_error_t *llmgw_pool_exhausted(apr_pool_t *p, const char *pool_name,
+                                    const llmgw_pool_failure_t *failures, int n, int cooling,
+                                    apr_interval_time_t cooldown_left,
+                                    apr_interval_time_t *retry_after);
+
+#endif /* LLMGW_POOL_H */

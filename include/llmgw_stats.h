@@ -1,0 +1,349 @@
+/**
+ * @file llmgw_stats.h
+ * @brief Per-backend statistics in one shared-memory segment, shared by
+ *        every httpd child, and the cooldown (circuit breaker) state.
+ *
+ * The glue creates one anonymous apr_shm segment in post_config (in
+ * s->process->pool, so it survives graceful restarts), calls
+ * llmgw_stats_init() on a new one and llmgw_stats_assign() on every
+ * (re)start; children inherit the mapping and only update counters. Every
+ * function here works on a plain `void *base`, so the unit tests use
+ * malloc'ed memory.
+ *
+ * Layout (all offsets in bytes, little details in the structs below):
+ *
+ *   base
+ *   +----------------------------------------------------------------+ 0
+ *   | header (64 bytes)                                              |
+ *   |   magic "LGWS" | layout_version | capacity | slot_size          |
+ *   |   created (apr_time_t) | generation | reserved                  |
+ *   +----------------------------------------------------------------+ 64
+ *   | slot 0 (256 bytes, 64-aligned)                                 |
+ *   |     0  name[64]                      "" while FREE             |
+ *   |    64  state, kind                   FREE/ACTIVE/RETIRED, type |
+ *   |    72  inflight, consecutive_failures            32-bit        |
+ *   |    80  latency_ewma_us, ttfb_ewma_us              32-bit        |
+ *   |    88  latency_samples, rr_cursor                 32-bit        |
+ *   |    96  requests, successes, errors[6], retries,   64-bit        |
+ *   |        fallbacks, aborted, prompt_tokens,                      |
+ *   |        completion_tokens                                       |
+ *   |   200  cooldown_until, probe_since,               apr_time_t,   |
+ *   |        last_success, last_failure                 0 = none      |
+ *   |   232  reserved                                                |
+ *   +----------------------------------------------------------------+ 320
+ *   | slot 1                                                         |
+ *   +----------------------------------------------------------------+ 576
+ *   | ...                                                            |
+ *   | slot capacity-1                                                |
+ *   +----------------------------------------------------------------+ 64 + 256 * capacity
+ *
+ * One slot per configured backend, pools included (a pool's slot holds its
+ * round-robin cursor, and the glue may count the pool's own requests,
+ * fallbacks and outcomes there). Slots are keyed by backend name: a name
+ * keeps its slot, and so its counters, across graceful restarts. A slot
+ * whose name left the configuration becomes RETIRED and is never handed to
+ * another name while the segment lives, because children of the previous
+ * generation may still be writing to it (apache-notes.md 5.2).
+ *
+ * Concurrency: the identity fields (name, state, kind) and the header are
+ * written only by llmgw_stats_init/assign, which run in the single-threaded
+ * parent. Everything else is updated lock-free with apr_atomic_*; readers
+ * load field by field, so a snapshot is not atomic across fields, which is
+ * fine for metrics (mod_status reads the scoreboard the same way).
+ *
+ * 64-bit fields use APR's 64-bit atomics. Where 8-byte atomics are not
+ * lock-free APR falls back to a process-local mutex, which would be wrong
+ * across processes, so llmgw_stats.c refuses to build there
+ * (_Static_assert). On 32-bit targets APR before 1.7.4 reads 64-bit fields
+ * with a plain load that may tear; the updates stay atomic, a torn
+ * counter only shows in one status page, and a torn cooldown deadline at
+ * worst misjudges one availability check (the probe CAS then fails safely).
+ *
+ * Cooldown state machine of one backend (times injected by the caller):
+ *
+ *   AVAILABLE --failure #threshold (or 401/402/403)--> COOLING
+ *   COOLING   --now >= cooldown_until-->  probe possible
+ *   probe possible --first llmgw_stats_available() wins the CAS--> PROBE
+ *                  (every other caller sees COOLING while it runs)
+ *   PROBE --success--> AVAILABLE (counters of the breaker reset)
+ *   PROBE --failure--> COOLING again for another cooldown period
+ *   PROBE --llmgw_stats_probe_release() (attempt never made)--> probe possible
+ *
+ * A probe that never ends (its child died) is given up after
+ * LLMGW_STATS_PROBE_STALE and the next caller probes.
+ */
+#ifndef LLMGW_STATS_H
+#define LLMGW_STATS_H
+
+#include "llmgw.h"
+#include "llmgw_config.h"
+#include "llmgw_error.h"
+
+#define LLMGW_STATS_MAGIC 0x5357474cU /* "LGWS" read as little-endian bytes */
+#define LLMGW_STATS_LAYOUT_VERSION 1U
+/** Longest stored name, NUL included; longer names are shortened (see assign). */
+#define LLMGW_STATS_NAME_MAX 64
+/** Slot kind when the backend type is not known. */
+#define LLMGW_STATS_KIND_UNKNOWN 0xffffffffU
+/** A probe running longer than this is taken to be lost (its child died). */
+#define LLMGW_STATS_PROBE_STALE apr_time_from_sec(900)
+
+typedef enum {
+    LLMGW_STATS_SLOT_FREE = 0,
+    LLMGW_STATS_SLOT_ACTIVE = 1,
+    LLMGW_STATS_SLOT_RETIRED = 2
+} llmgw_stats_slot_state_e;
+
+/** Error classes counted per backend (the `class` label of llmgw_errors_total). */
+typedef enum {
+    LLMGW_STATS_ERR_4XX = 0,  /**< upstream 4xx other than 429 */
+    LLMGW_STATS_ERR_429,      /**< upstream 429: rate limited */
+    LLMGW_STATS_ERR_5XX,      /**< upstream 5xx (and any other non-2xx answer) */
+    LLMGW_STATS_ERR_TIMEOUT,  /**< connect/first-byte/overall timeout, idle stream */
+    LLMGW_STATS_ERR_CONNECT,  /**< DNS, TCP, TLS: nothing was sent */
+    LLMGW_STATS_ERR_PROTOCOL, /**< reset after sending, malformed or cut answer */
+    LLMGW_STATS_ERR_COUNT
+} llmgw_stats_err_e;
+
+typedef struct {
+    apr_uint32_t magic;
+    apr_uint32_t layout_version;
+    apr_uint32_t capacity;            /**< number of slots */
+    apr_uint32_t slot_size;           /**< sizeof(llmgw_stats_slot_t) at creation */
+    apr_uint64_t created;             /**< apr_time_t of llmgw_stats_init */
+    volatile apr_uint32_t generation; /**< number of llmgw_stats_assign runs */
+    apr_uint32_t reserved0;
+    apr_uint64_t reserved[4];
+} llmgw_stats_header_t;
+
+typedef struct {
+    char name[LLMGW_STATS_NAME_MAX];
+    volatile apr_uint32_t state; /**< llmgw_stats_slot_state_e */
+    volatile apr_uint32_t kind;  /**< llmgw_backend_type_e, or LLMGW_STATS_KIND_UNKNOWN */
+
+    volatile apr_uint32_t inflight;
+    volatile apr_uint32_t consecutive_failures;
+    volatile apr_uint32_t latency_ewma_us; /**< whole attempt; 0 = no sample yet */
+    volatile apr_uint32_t ttfb_ewma_us;    /**< time to first byte; 0 = no sample yet */
+    volatile apr_uint32_t latency_samples; /**< since creation or the last recovery */
+    volatile apr_uint32_t rr_cursor;       /**< round-robin turn of a pool */
+
+    volatile apr_uint64_t requests; /**< attempts started */
+    volatile apr_uint64_t successes;
+    volatile apr_uint64_t errors[LLMGW_STATS_ERR_COUNT];
+    volatile apr_uint64_t retries;
+    volatile apr_uint64_t fallbacks;
+    volatile apr_uint64_t aborted; /**< ended by the client or the gateway, not the upstream */
+    volatile apr_uint64_t prompt_tokens;
+    volatile apr_uint64_t completion_tokens;
+
+    volatile apr_uint64_t cooldown_until; /**< apr_time_t; 0 = not cooling */
+    volatile apr_uint64_t probe_since;    /**< apr_time_t a probe started; 0 = none */
+    volatile apr_uint64_t last_success;   /**< apr_time_t; 0 = never */
+    volatile apr_uint64_t last_failure;   /**< apr_time_t; 0 = never */
+    apr_uint64_t reserved[3];
+} llmgw_stats_slot_t;
+
+/** Bytes of shared memory for @p capacity slots. */
+apr_size_t llmgw_stats_size(int capacity);
+
+/** A capacity with room to grow for @p nbackends backends: max(64, 2 * n). */
+int llmgw_stats_capacity_for(int nbackends);
+
+/**
+ * Format a new segment: header, every slot FREE and zero.
+ * @param base      at least llmgw_stats_size(@p capacity) bytes, 8-byte aligned
+ *                  (apr_shm gives page alignment; 64 avoids false sharing)
+ * @param now       creation time recorded in the header
+ * @return APR_SUCCESS, or APR_EINVAL for a NULL/misaligned base or capacity < 1
+ */
+apr_status_t llmgw_stats_init(void *base, int capacity, apr_time_t now);
+
+/**
+ * 1 when @p base holds a segment of this layout (magic, version, slot size)
+ * that fits in @p size bytes and has at least @p capacity slots; 0 when the
+ * caller must create and init a new segment. Whether the names of a new
+ * configuration fit is llmgw_stats_assign's APR_ENOSPC.
+ */
+int llmgw_stats_fits(const void *base, apr_size_t size, int capacity);
+
+/**
+ * Map backend names to slots; parent only, single-threaded, on every
+ * (re)start. Known names (ACTIVE or RETIRED) keep their slot and counters;
+ * new names take the first FREE slot, zeroed; ACTIVE slots whose name is
+ * not in @p names become RETIRED and are never given to another name.
+ * Names of LLMGW_STATS_NAME_MAX bytes or more are stored as a prefix plus a
+ * hash of the whole name, so distinct names never share a slot.
+ *
+ * @param names  @p n names (duplicates get the same slot)
+ * @param kinds  @p n backend types (llmgw_backend_type_e), or NULL
+ * @param out_slot receives the slot index of each name
+ * @return APR_SUCCESS; APR_ENOSPC when the free slots do not suffice, and
+ *         then nothing was changed; APR_EINVAL for a segment that is not ours
+ */
+apr_status_t llmgw_stats_assign(void *base, const char *const *names, const int *kinds, int n,
+                                int *out_slot);
+
+/**
+ * llmgw_stats_assign for every backend of @p cfg, pools included, with
+ * their types: what post_config calls.
+ * @param slot_of  receives an array from @p p, indexed by llmgw_backend_t.index,
+ *                 holding each backend's slot (the llmgw_pool_env_t.slot_of)
+ * @return as llmgw_stats_assign
+ */
+apr_status_t llmgw_stats_assign_config(void *base, const llmgw_config_t *cfg, apr_pool_t *p,
+                                       int **slot_of);
+
+/** Slot @p index, or NULL when @p base is NULL or @p index is out of range. */
+llmgw_stats_slot_t *llmgw_stats_slot(void *base, int index);
+
+/** Map an outcome to its error class; -1 when it is not the upstream's fault. */
+int llmgw_stats_classify(llmgw_fail_e fail, int status);
+
+/** "4xx", "429", "5xx", "timeout", "connect", "protocol". */
+const char *llmgw_stats_err_name(llmgw_stats_err_e e);
+
+/*
+ * Recording, from any thread of any child. Each function accepts a NULL
+ * slot and then does nothing, so the glue need not test for a missing
+ * segment.
+ */
+
+/** An attempt starts: requests++, inflight++. Pair with llmgw_stats_end. */
+void llmgw_stats_begin(llmgw_stats_slot_t *s);
+
+/** The attempt is over, whatever happened: inflight-- (never below 0). */
+void llmgw_stats_end(llmgw_stats_slot_t *s);
+
+/**
+ * A successful attempt. Clears the breaker (consecutive failures, cooldown,
+ * probe); a backend that was cooling starts a fresh latency average so the
+ * latency strategy measures it again.
+ * @param latency  whole attempt
+ * @param ttfb     time to first byte, < 0 when unknown
+ * @param prompt_tokens, completion_tokens  usage, < 0 when unknown
+ */
+void llmgw_stats_success(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t latency,
+                         apr_interval_time_t ttfb, apr_int64_t prompt_tokens,
+                         apr_int64_t completion_tokens);
+
+/**
+ * A failed attempt: counts its class and feeds the breaker. Retryable
+ * failures (llmgw_error_action() == RETRY) count as consecutive failures;
+ * the @p threshold-th one, and every further one, (re)arms the cooldown:
+ * cooldown_until = now + @p cooldown. 401/402/403 arm it at once (the
+ * gateway's credential or billing, providers.md 9.2). Client errors (400,
+ * 404, ...) and client/gateway aborts (CLIENT_GONE, INTERNAL) are counted
+ * but leave the breaker alone. A failed probe re-arms the cooldown.
+ * @param threshold  consecutive failures before cooldown; <= 0 disables it
+ * @return 1 when the backend is cooling because of this failure, else 0
+ */
+int llmgw_stats_failure(llmgw_stats_slot_t *s, apr_time_t now, llmgw_fail_e fail, int status,
+                        int threshold, apr_interval_time_t cooldown);
+
+/** The attempt will be repeated on the same backend. */
+void llmgw_stats_retry(llmgw_stats_slot_t *s);
+
+/** The request moves on to the next candidate (count it on the member left, and the pool). */
+void llmgw_stats_fallback(llmgw_stats_slot_t *s);
+
+typedef enum {
+    LLMGW_STATS_AVAILABLE = 0, /**< not cooling: use it */
+    LLMGW_STATS_COOLING,       /**< skip it */
+    LLMGW_STATS_PROBE          /**< cooldown over: the caller's attempt is the single probe */
+} llmgw_stats_avail_e;
+
+/**
+ * Claim the right to use a backend now. When its cooldown has expired,
+ * exactly one caller (across processes) gets LLMGW_STATS_PROBE; it must end
+ * the probe with llmgw_stats_success/failure, or llmgw_stats_probe_release
+ * when it does not make the attempt after all. A NULL slot is AVAILABLE.
+ */
+llmgw_stats_avail_e llmgw_stats_available(llmgw_stats_slot_t *s, apr_time_t now);
+
+/**
+ * As llmgw_stats_available, without claiming: LLMGW_STATS_PROBE means a
+ * probe could start now. For ordering candidates.
+ */
+llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, apr_time_t now);
+
+/** Give up a claimed probe without an outcome (e.g. the client left first). */
+void llmgw_stats_probe_release(llmgw_stats_slot_t *s);
+
+/**
+ * Lock-free EWMA with alpha 1/8 in microseconds: the first sample sets the
+ * value, later ones move it an eighth of the way. A lost race retries.
+ */
+void llmgw_stats_ewma_update(volatile apr_uint32_t *v, apr_interval_time_t sample);
+
+/* ------------------------------------------------------------------ */
+/* Reading: snapshot and renderers                                     */
+
+typedef enum {
+    LLMGW_STATS_UP = 0,
+    LLMGW_STATS_IN_COOLDOWN, /**< skipped; remaining time in cooldown_until - now */
+    LLMGW_STATS_PROBING      /**< cooldown over, one probe request is running */
+} llmgw_stats_health_e;
+
+/** A plain copy of one ACTIVE slot. */
+typedef struct {
+    int slot;
+    char name[LLMGW_STATS_NAME_MAX];
+    int kind; /**< llmgw_backend_type_e, or -1 unknown */
+    llmgw_stats_health_e health;
+    apr_uint64_t requests, successes, errors[LLMGW_STATS_ERR_COUNT];
+    apr_uint64_t retries, fallbacks, aborted, prompt_tokens, completion_tokens;
+    apr_uint32_t inflight, consecutive_failures, latency_ewma_us, ttfb_ewma_us, latency_samples;
+    apr_time_t cooldown_until, probe_since, last_success, last_failure;
+} llmgw_stats_view_t;
+
+typedef struct {
+    apr_time_t created;      /**< the segment's creation */
+    apr_time_t now;          /**< when the snapshot was taken */
+    apr_uint32_t generation; /**< assign runs; the glue may overwrite it with httpd's */
+    int capacity;
+    int retired; /**< RETIRED slots (not listed) */
+    int nelts;
+    llmgw_stats_view_t *items; /**< ACTIVE slots in slot order */
+} llmgw_stats_snapshot_t;
+
+/**
+ * Copy every ACTIVE slot of @p base into @p p. Torn reads across fields are
+ * accepted; each field is read atomically.
+ * @return APR_SUCCESS, or APR_EINVAL when @p base is not a segment of ours
+ */
+apr_status_t llmgw_stats_snapshot(apr_pool_t *p, const void *base, apr_time_t now,
+                                  llmgw_stats_snapshot_t **out);
+
+/** Sum of the error classes. */
+apr_uint64_t llmgw_stats_view_errors(const llmgw_stats_view_t *v);
+
+/** errors / (successes + errors), 0 when nothing finished. */
+double llmgw_stats_view_error_rate(const llmgw_stats_view_t *v);
+
+/** "up", "cooldown", "probing". */
+const char *llmgw_stats_health_name(llmgw_stats_health_e h);
+
+/**
+ * The snapshot as JSON (compact), from @p p:
+ * {"generation":N,"created":unix_s,"time":unix_s,"capacity":N,"retired":N,
+ *  "backends":[{"name","type","slot","state","requests","successes",
+ *   "errors":{"4xx",...},"errors_total","aborted","retries","fallbacks",
+ *   "inflight","error_rate","latency_ms","ttfb_ms","latency_samples",
+ *   "tokens":{"prompt","completion","total"},"consecutive_failures",
+ *   "cooldown_remaining_ms","last_success","last_failure"}, ...]}
+ * latency_ms/ttfb_ms/last_* are null when there is no value yet.
+ */
+const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len);
+
+/**
+ * Prometheus text exposition format 0.0.4 (serve as
+ * "text/plain; version=0.0.4; charset=utf-8"), from @p p.
+ */
+const char *llmgw_stats_prometheus(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
+                                   apr_size_t *len);
+
+/** A self-contained HTML page (UTF-8) for people, from @p p. */
+const char *llmgw_stats_html(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len);
+
+#endif /* LLMGW_STATS_H */

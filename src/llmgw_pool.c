@@ -1,0 +1,450 @@
+/*
+ * Pools: candidate expansion (nested pools flattened depth-first, with the
+ * strategy of each level), the retry/fallback decision table, and the error
+ * a client gets when every candidate failed. Also the strategy registry.
+ *
+ * Everything here is pure apart from reading the shared stats (and the
+ * round-robin strategy bumping its pool's cursor); results come from the
+ * request pool passed in.
+ */
+#include <string.h>
+#include <apr_atomic.h>
+#include <apr_strings.h>
+#include "llmgw_pool.h"
+#include "llmgw_stats.h"
+
+/* ------------------------------------------------------------------ */
+/* Strategy registry                                                   */
+
+static const llmgw_strategy_t *const strategies[] = {
+    [LLMGW_STRATEGY_LATENCY] = &llmgw_strategy_latency,
+    [LLMGW_STRATEGY_WEIGHTED] = &llmgw_strategy_weighted,
+    [LLMGW_STRATEGY_ROUND_ROBIN] = &llmgw_strategy_round_robin,
+    [LLMGW_STRATEGY_PRIORITY] = &llmgw_strategy_priority,
+    [LLMGW_STRATEGY_LEAST_BUSY] = &llmgw_strategy_least_busy,
+};
+
+#define NSTRATEGIES ((int)(sizeof(strategies) / sizeof(strategies[0])))
+
+const llmgw_strategy_t *llmgw_strategy_get(llmgw_strategy_e e)
+{
+    return (int)e >= 0 && (int)e < NSTRATEGIES ? strategies[e] : NULL;
+}
+
+const llmgw_strategy_t *llmgw_strategy_find(const char *name)
+{
+    int i;
+
+    for (i = 0; name && i < NSTRATEGIES; i++) {
+        if (strcmp(strategies[i]->name, name) == 0)
+            return strategies[i];
+    }
+    return NULL;
+}
+
+int llmgw_pool_failure_threshold(const llmgw_backend_t *pool)
+{
+    if (!pool)
+        return 0;
+    return pool->failure_threshold == LLMGW_UNSET ? LLMGW_DEFAULT_FAILURE_THRESHOLD
+                                                  : pool->failure_threshold;
+}
+
+apr_interval_time_t llmgw_pool_cooldown(const llmgw_backend_t *pool)
+{
+    if (!pool || pool->cooldown == LLMGW_UNSET)
+        return LLMGW_DEFAULT_COOLDOWN;
+    return pool->cooldown;
+}
+
+/* ------------------------------------------------------------------ */
+/* Candidate expansion                                                 */
+
+typedef struct {
+    apr_pool_t *p;
+    const llmgw_pool_env_t *env;
+    const char *model;
+    apr_uint64_t rng;
+    llmgw_candidates_t *out;
+} expand_t;
+
+/* One member of a pool level: its candidates and what its parent's strategy sees. */
+typedef struct {
+    apr_array_header_t *list; /* llmgw_candidate_t, in order */
+    llmgw_strategy_cand_t feat;
+    int probe; /* its first candidate is due a probe */
+} member_t;
+
+static int slot_of(const expand_t *x, const llmgw_backend_t *b)
+{
+    const llmgw_pool_env_t *env = x->env;
+
+    if (!env->stats || !env->slot_of || b->index < 0 || b->index >= env->nslots)
+        return -1;
+    return env->slot_of[b->index];
+}
+
+static llmgw_stats_slot_t *slot_ptr(const expand_t *x, int slot)
+{
+    return slot >= 0 ? llmgw_stats_slot(x->env->stats, slot) : NULL;
+}
+
+/* The model a pool member sends (DESIGN.md 5); NULL when it has none. */
+static const char *member_model(const llmgw_backend_t *b, const char *model, int *prefers)
+{
+    *prefers = model && llmgw_backend_serves(b, model);
+    if (*prefers)
+        return model;
+    return b->default_model ? b->default_model : model;
+}
+
+static void read_features(llmgw_strategy_cand_t *f, const llmgw_stats_slot_t *s)
+{
+    /* Atomic loads from a read-only view; the casts only satisfy the APR prototypes. */
+    volatile llmgw_stats_slot_t *v = (volatile llmgw_stats_slot_t *)s;
+
+    f->inflight = apr_atomic_read32(&v->inflight);
+    f->latency_us = apr_atomic_read32(&v->latency_ewma_us);
+    f->ttfb_us = apr_atomic_read32(&v->ttfb_ewma_us);
+    f->samples = apr_atomic_read32(&v->latency_samples);
+    f->requests = apr_atomic_read64(&v->requests);
+}
+
+static void note_cooling(expand_t *x, const llmgw_stats_slot_t *s)
+{
+    apr_interval_time_t left =
+        (apr_time_t)apr_atomic_read64((volatile apr_uint64_t *)&s->cooldown_until) - x->env->now;
+
+    if (left < 0)
+        left = 0; /* expired, and a probe is already running */
+    x->out->cooling++;
+    if (x->out->cooldown_left < 0 || left < x->out->cooldown_left)
+        x->out->cooldown_left = left;
+}
+
+/* A provider backend as a member of @p pool: zero or one candidate. */
+static void leaf_member(expand_t *x, const llmgw_backend_t *b, const llmgw_backend_t *pool,
+                        member_t *m)
+{
+    llmgw_candidate_t *c;
+    llmgw_stats_slot_t *s = slot_ptr(x, slot_of(x, b));
+    llmgw_stats_avail_e avail = llmgw_stats_peek(s, x->env->now);
+    int prefers;
+    const char *model = member_model(b, x->model, &prefers);
+
+    m->feat.prefers_model = prefers;
+    if (s)
+        read_features(&m->feat, s);
+    if (avail == LLMGW_STATS_COOLING) {
+        note_cooling(x, s);
+        return;
+    }
+    if (!model) {
+        x->out->no_model++;
+        return;
+    }
+    m->feat.available = 1;
+    m->probe = avail == LLMGW_STATS_PROBE;
+    c = apr_array_push(m->list);
+    c->backend = b;
+    c->pool = pool;
+    c->model = model;
+    c->prefers_model = prefers;
+    c->probe = m->probe;
+    c->slot = slot_of(x, b);
+    c->pool_slot = slot_of(x, pool);
+}
+
+static int listed(const apr_array_header_t *list, const llmgw_backend_t *b)
+{
+    int i;
+
+    for (i = 0; i < list->nelts; i++) {
+        if (APR_ARRAY_IDX(list, i, llmgw_candidate_t).backend == b)
+            return 1;
+    }
+    return 0;
+}
+
+static void append_new(apr_array_header_t *into, const apr_array_header_t *from)
+{
+    int i;
+
+    for (i = 0; i < from->nelts; i++) {
+        const llmgw_candidate_t *c = &APR_ARRAY_IDX(from, i, llmgw_candidate_t);
+        if (!listed(into, c->backend))
+            *(llmgw_candidate_t *)apr_array_push(into) = *c;
+    }
+}
+
+/* Stable: members due a probe first, the rest in the strategy's order. */
+static void probes_first(const member_t *members, int *order, int n_usable)
+{
+    int i, j, k = 0;
+
+    for (i = 0; i < n_usable; i++) {
+        if (!members[order[i]].probe)
+            continue;
+        for (j = i; j > k; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+        k++;
+    }
+}
+
+static apr_status_t expand_pool(expand_t *x, const llmgw_backend_t *pool, int depth,
+                                member_t *self);
+
+static apr_status_t expand_member(expand_t *x, const llmgw_pool_member_t *pm,
+                                  const llmgw_backend_t *pool, int depth, member_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->list = apr_array_make(x->p, 2, sizeof(llmgw_candidate_t));
+    if (!pm->backend)
+        return APR_SUCCESS; /* unresolved: configtest prevents it */
+    if (pm->backend->type == LLMGW_BACKEND_POOL) {
+        apr_status_t rv = expand_pool(x, pm->backend, depth + 1, m);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    else {
+        leaf_member(x, pm->backend, pool, m);
+    }
+    m->feat.weight = pm->weight;
+    return APR_SUCCESS;
+}
+
+/*
+ * Order one pool level and flatten it into self->list. A nested pool looks
+ * to its parent's strategy like its own first choice (that is what would
+ * serve the request), with the weight the parent gives it.
+ */
+static apr_status_t expand_pool(expand_t *x, const llmgw_backend_t *pool, int depth, member_t *self)
+{
+    const llmgw_strategy_t *st = llmgw_strategy_get(pool->strategy);
+    int i, n = pool->members ? pool->members->nelts : 0, n_usable = 0;
+    member_t *members;
+    llmgw_strategy_cand_t *feats;
+    int *order;
+    llmgw_stats_slot_t *own = slot_ptr(x, slot_of(x, pool));
+    apr_status_t rv;
+
+    if (depth > LLMGW_POOL_MAX_DEPTH || !st)
+        return APR_EINVAL;
+    if (n == 0)
+        return APR_SUCCESS;
+    members = apr_pcalloc(x->p, sizeof(*members) * n);
+    feats = apr_pcalloc(x->p, sizeof(*feats) * n);
+    order = apr_pcalloc(x->p, sizeof(*order) * n);
+    for (i = 0; i < n; i++) {
+        rv = expand_member(x, &APR_ARRAY_IDX(pool->members, i, llmgw_pool_member_t), pool, depth,
+                           &members[i]);
+        if (rv != APR_SUCCESS)
+            return rv;
+        feats[i] = members[i].feat;
+    }
+    rv = st->select(feats, n, llmgw_strategy_rand(&x->rng), own ? &own->rr_cursor : NULL, order,
+                    &n_usable);
+    if (rv != APR_SUCCESS && rv != APR_ENOENT)
+        return rv;
+    probes_first(members, order, n_usable);
+    if (!pool->fallback && n_usable > 1)
+        n_usable = 1;
+    for (i = 0; i < n_usable; i++)
+        append_new(self->list, members[order[i]].list);
+    if (n_usable > 0) {
+        self->feat = members[order[0]].feat;
+        self->probe = members[order[0]].probe;
+    }
+    self->feat.available = self->list->nelts > 0;
+    return APR_SUCCESS;
+}
+
+static llmgw_candidates_t *candidates_new(apr_pool_t *p)
+{
+    llmgw_candidates_t *out = apr_pcalloc(p, sizeof(*out));
+
+    out->cooldown_left = -1;
+    return out;
+}
+
+/* A route to one backend: itself, whatever its cooldown. */
+static apr_status_t lone_backend(expand_t *x, const llmgw_backend_t *b)
+{
+    llmgw_candidate_t *c;
+    const char *model = x->model ? x->model : b->default_model;
+
+    if (!model) {
+        x->out->no_model = 1;
+        return LLMGW_EBADREQ;
+    }
+    c = apr_pcalloc(x->p, sizeof(*c));
+    c->backend = b;
+    c->model = model;
+    c->prefers_model = x->model && llmgw_backend_serves(b, x->model);
+    c->slot = slot_of(x, b);
+    c->pool_slot = -1;
+    x->out->items = c;
+    x->out->nelts = 1;
+    return APR_SUCCESS;
+}
+
+apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target, const char *model,
+                                   const llmgw_pool_env_t *env, llmgw_candidates_t **out)
+{
+    expand_t x;
+    member_t root;
+    apr_status_t rv;
+
+    *out = candidates_new(p);
+    if (!target || !env)
+        return APR_EINVAL;
+    x.p = p;
+    x.env = env;
+    x.model = model && *model ? model : NULL;
+    x.rng = env->seed;
+    x.out = *out;
+    if (target->type != LLMGW_BACKEND_POOL)
+        return lone_backend(&x, target);
+    memset(&root, 0, sizeof(root));
+    root.list = apr_array_make(p, 4, sizeof(llmgw_candidate_t));
+    rv = expand_pool(&x, target, 0, &root);
+    if (rv != APR_SUCCESS)
+        return rv;
+    (*out)->nelts = root.list->nelts;
+    (*out)->items = (llmgw_candidate_t *)root.list->elts;
+    if (root.list->nelts > 0)
+        return APR_SUCCESS;
+    return (*out)->no_model > 0 && (*out)->cooling == 0 ? LLMGW_EBADREQ : APR_ENOENT;
+}
+
+/* ------------------------------------------------------------------ */
+/* The decision table                                                  */
+
+static int may_retry_here(const llmgw_pool_outcome_t *o)
+{
+    int max_retries = o->max_retries > 0 ? o->max_retries : 0;
+
+    if (o->action != LLMGW_ACTION_RETRY || o->cooling || o->attempts > max_retries)
+        return 0;
+    return o->hint < 0 || o->max_wait < 0 || o->hint <= o->max_wait;
+}
+
+llmgw_pool_next_e llmgw_pool_next(const llmgw_pool_outcome_t *o)
+{
+    if (o->committed || o->action == LLMGW_ACTION_FINAL)
+        return LLMGW_POOL_STOP;
+    if (may_retry_here(o))
+        return LLMGW_POOL_RETRY_SAME;
+    if (o->fallback && (o->action == LLMGW_ACTION_RETRY || o->action == LLMGW_ACTION_FALLBACK))
+        return LLMGW_POOL_NEXT_MEMBER;
+    return LLMGW_POOL_STOP;
+}
+
+/* ------------------------------------------------------------------ */
+/* Every candidate failed                                              */
+
+static int is_http(const llmgw_pool_failure_t *f, int status)
+{
+    return f->fail == LLMGW_FAIL_HTTP && f->status == status;
+}
+
+static int all_http(const llmgw_pool_failure_t *f, int n, int status)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (!is_http(&f[i], status))
+            return 0;
+    }
+    return n > 0;
+}
+
+static int has_code(const llmgw_pool_failure_t *f, const char *code)
+{
+    return f->error && f->error->code && strcmp(f->error->code, code) == 0;
+}
+
+static const char *context(apr_pool_t *p, const char *pool_name, int n, int cooling)
+{
+    if (!pool_name)
+        return "";
+    if (cooling == 0)
+        return apr_psprintf(p, "Pool \"%s\": all %d tried member(s) failed; last: ", pool_name, n);
+    return apr_psprintf(p, "Pool \"%s\": all %d tried member(s) failed, %d cooling down; last: ",
+                        pool_name, n, cooling);
+}
+
+static llmgw_error_t *all_rate_limited(apr_pool_t *p, const llmgw_pool_failure_t *f, int n,
+                                       apr_interval_time_t *retry_after)
+{
+    int i, quota = 1;
+    const llmgw_pool_failure_t *last = &f[n - 1];
+
+    for (i = 0; i < n; i++) {
+        quota = quota && has_code(&f[i], "insufficient_quota");
+        if (f[i].hint >= 0 && (*retry_after < 0 || f[i].hint < *retry_after))
+            *retry_after = f[i].hint;
+    }
+    if (quota) {
+        /* Waiting does not clear a quota: no Retry-After. */
+        *retry_after = -1;
+        return llmgw_error_make(p, 429, "insufficient_quota", "insufficient_quota", NULL,
+                                "backend \"%s\" has exhausted its quota", last->backend);
+    }
+    return llmgw_error_exhausted(p, last->fail, last->status, last->backend);
+}
+
+static llmgw_error_t *all_not_found(apr_pool_t *p, const llmgw_pool_failure_t *last)
+{
+    if (last->error && last->error->status == 404)
+        return llmgw_error_make(p, 404, last->error->type, last->error->code, last->error->param,
+                                "%s", last->error->message);
+    return llmgw_error_make(p, 404, NULL, "model_not_found", "model",
+                            "backend \"%s\" does not know the requested model", last->backend);
+}
+
+/* The last failure that is not a 429: 429s only decide when all were 429. */
+static const llmgw_pool_failure_t *deciding(const llmgw_pool_failure_t *f, int n)
+{
+    int i;
+
+    for (i = n - 1; i >= 0; i--) {
+        if (!is_http(&f[i], 429))
+            return &f[i];
+    }
+    return &f[n - 1];
+}
+
+llmgw_error_t *llmgw_pool_exhausted(apr_pool_t *p, const char *pool_name,
+                                    const llmgw_pool_failure_t *failures, int n, int cooling,
+                                    apr_interval_time_t cooldown_left,
+                                    apr_interval_time_t *retry_after)
+{
+    const llmgw_pool_failure_t *last;
+    llmgw_error_t *e;
+
+    *retry_after = -1;
+    if (n <= 0 || !failures) {
+        *retry_after = cooldown_left >= 0 ? cooldown_left : -1;
+        if (!pool_name)
+            return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
+                                    "The backend is cooling down after repeated failures.");
+        return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
+                                "Pool \"%s\": every member is cooling down after repeated "
+                                "failures.",
+                                pool_name);
+    }
+    if (all_http(failures, n, 429))
+        e = all_rate_limited(p, failures, n, retry_after);
+    else if (all_http(failures, n, 404))
+        e = all_not_found(p, &failures[n - 1]);
+    else {
+        last = deciding(failures, n);
+        e = llmgw_error_exhausted(p, last->fail, last->status, last->backend);
+    }
+    e->message = apr_pstrcat(p, context(p, pool_name, n, cooling), e->message, NULL);
+    return e;
+}

@@ -1,0 +1,999 @@
+/*
+ * Shared per-backend statistics: segment layout, slot assignment, lock-free
+ * recording, the cooldown state machine, and the snapshot renderers (JSON,
+ * Prometheus text, HTML). The layout diagram is in include/llmgw_stats.h.
+ *
+ * Nothing here allocates on the request path; recording functions touch
+ * only the slot with apr_atomic_*. The snapshot and renderers allocate
+ * from the caller's pool (the status request's).
+ */
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <apr_atomic.h>
+#include <apr_strings.h>
+#include <jansson.h>
+#include "llmgw_stats.h"
+#include "llmgw_json.h"
+
+/*
+ * APR's 64-bit atomics fall back to a process-local mutex where the CPU has
+ * no lock-free 8-byte operations; on shared memory that would silently lose
+ * updates between children. Refuse to build rather than miscount.
+ */
+_Static_assert(__atomic_always_lock_free(sizeof(apr_uint64_t), 0),
+               "llmgw_stats needs lock-free 64-bit atomics across processes");
+_Static_assert(sizeof(llmgw_stats_header_t) == 64, "header is one cache line");
+_Static_assert(sizeof(llmgw_stats_slot_t) % 64 == 0, "slots are whole cache lines");
+_Static_assert(offsetof(llmgw_stats_slot_t, requests) % 8 == 0, "64-bit fields are aligned");
+
+#define HDR_SIZE sizeof(llmgw_stats_header_t)
+#define SLOT_SIZE sizeof(llmgw_stats_slot_t)
+
+/* Largest capacity accepted, so size arithmetic cannot overflow. */
+#define MAX_CAPACITY 65536
+
+/* Atomic access to fields of a const slot (the readers) needs a cast. */
+#define R32(f) apr_atomic_read32((volatile apr_uint32_t *)&(f))
+#define R64(f) apr_atomic_read64((volatile apr_uint64_t *)&(f))
+
+static llmgw_stats_header_t *header(const void *base)
+{
+    return (llmgw_stats_header_t *)base;
+}
+
+static llmgw_stats_slot_t *slot_at(const void *base, int i)
+{
+    return (llmgw_stats_slot_t *)((char *)base + HDR_SIZE + (apr_size_t)i * SLOT_SIZE);
+}
+
+static int is_ours(const void *base)
+{
+    const llmgw_stats_header_t *h = header(base);
+
+    return base && h->magic == LLMGW_STATS_MAGIC &&
+           h->layout_version == LLMGW_STATS_LAYOUT_VERSION && h->slot_size == SLOT_SIZE &&
+           h->capacity >= 1 && h->capacity <= MAX_CAPACITY;
+}
+
+apr_size_t llmgw_stats_size(int capacity)
+{
+    if (capacity < 1 || capacity > MAX_CAPACITY)
+        return 0;
+    return HDR_SIZE + (apr_size_t)capacity * SLOT_SIZE;
+}
+
+int llmgw_stats_capacity_for(int nbackends)
+{
+    if (nbackends > MAX_CAPACITY / 2)
+        return MAX_CAPACITY;
+    return nbackends * 2 > 64 ? nbackends * 2 : 64;
+}
+
+apr_status_t llmgw_stats_init(void *base, int capacity, apr_time_t now)
+{
+    llmgw_stats_header_t *h = base;
+
+    if (!base || ((apr_uintptr_t)base & 7) != 0 || capacity < 1 || capacity > MAX_CAPACITY)
+        return APR_EINVAL;
+    memset(base, 0, llmgw_stats_size(capacity));
+    h->magic = LLMGW_STATS_MAGIC;
+    h->layout_version = LLMGW_STATS_LAYOUT_VERSION;
+    h->capacity = (apr_uint32_t)capacity;
+    h->slot_size = SLOT_SIZE;
+    h->created = (apr_uint64_t)now;
+    return APR_SUCCESS;
+}
+
+int llmgw_stats_fits(const void *base, apr_size_t size, int capacity)
+{
+    if (!base || size < HDR_SIZE || !is_ours(base))
+        return 0;
+    return header(base)->capacity >= (apr_uint32_t)(capacity > 0 ? capacity : 1) &&
+           llmgw_stats_size((int)header(base)->capacity) <= size;
+}
+
+/* ------------------------------------------------------------------ */
+/* Slot assignment (parent only)                                       */
+
+/* FNV-1a: stable across processes and builds, enough to tell names apart. */
+static apr_uint64_t name_hash(const char *s)
+{
+    apr_uint64_t h = 14695981039346656037ULL;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/*
+ * The key stored in a slot. Names that fit are kept as they are; longer
+ * ones become a prefix plus "~" and 16 hex digits of the whole name's hash,
+ * so two long names sharing a prefix never share counters.
+ */
+static void slot_key(const char *name, char key[LLMGW_STATS_NAME_MAX])
+{
+    apr_size_t n = strlen(name);
+    const apr_size_t prefix = LLMGW_STATS_NAME_MAX - 1 - 17;
+
+    if (n < LLMGW_STATS_NAME_MAX) {
+        memcpy(key, name, n + 1);
+        return;
+    }
+    memcpy(key, name, prefix);
+    apr_snprintf(key + prefix, LLMGW_STATS_NAME_MAX - prefix, "~%016" APR_UINT64_T_HEX_FMT,
+                 name_hash(name));
+}
+
+/* Slot holding @p key (ACTIVE or RETIRED), or -1. */
+static int slot_find(const void *base, const char *key)
+{
+    int i, cap = (int)header(base)->capacity;
+
+    for (i = 0; i < cap; i++) {
+        const llmgw_stats_slot_t *s = slot_at(base, i);
+        if (s->state != LLMGW_STATS_SLOT_FREE && strcmp(s->name, key) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int slot_first_free(const void *base)
+{
+    int i, cap = (int)header(base)->capacity;
+
+    for (i = 0; i < cap; i++) {
+        if (slot_at(base, i)->state == LLMGW_STATS_SLOT_FREE)
+            return i;
+    }
+    return -1;
+}
+
+/* Slots that new names would need: distinct names without a slot yet. */
+static int slots_needed(const void *base, const char *const *names, int n, apr_size_t *free_out)
+{
+    char key[LLMGW_STATS_NAME_MAX], other[LLMGW_STATS_NAME_MAX];
+    int i, j, needed = 0, cap = (int)header(base)->capacity;
+    apr_size_t nfree = 0;
+
+    for (i = 0; i < cap; i++)
+        nfree += slot_at(base, i)->state == LLMGW_STATS_SLOT_FREE;
+    for (i = 0; i < n; i++) {
+        int dup = 0;
+        slot_key(names[i], key);
+        if (slot_find(base, key) >= 0)
+            continue;
+        for (j = 0; j < i && !dup; j++) {
+            slot_key(names[j], other);
+            dup = strcmp(key, other) == 0;
+        }
+        needed += !dup;
+    }
+    *free_out = nfree;
+    return needed;
+}
+
+static void slot_take(llmgw_stats_slot_t *s, const char *key)
+{
+    memset(s, 0, SLOT_SIZE);
+    memcpy(s->name, key, strlen(key) + 1);
+    s->kind = LLMGW_STATS_KIND_UNKNOWN;
+}
+
+static int in_names(const char *key, const char *const *names, int n)
+{
+    char other[LLMGW_STATS_NAME_MAX];
+    int i;
+
+    for (i = 0; i < n; i++) {
+        slot_key(names[i], other);
+        if (strcmp(key, other) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+apr_status_t llmgw_stats_assign(void *base, const char *const *names, const int *kinds, int n,
+                                int *out_slot)
+{
+    char key[LLMGW_STATS_NAME_MAX];
+    apr_size_t nfree;
+    int i, cap;
+
+    if (!base || !is_ours(base) || n < 0 || (n > 0 && (!names || !out_slot)))
+        return APR_EINVAL;
+    /* Check room first, so a failure leaves the segment as it was. */
+    if ((apr_size_t)slots_needed(base, names, n, &nfree) > nfree)
+        return APR_ENOSPC;
+    cap = (int)header(base)->capacity;
+    for (i = 0; i < cap; i++) {
+        llmgw_stats_slot_t *s = slot_at(base, i);
+        if (s->state == LLMGW_STATS_SLOT_ACTIVE && !in_names(s->name, names, n))
+            s->state = LLMGW_STATS_SLOT_RETIRED;
+    }
+    for (i = 0; i < n; i++) {
+        llmgw_stats_slot_t *s;
+        int idx;
+
+        slot_key(names[i], key);
+        idx = slot_find(base, key);
+        if (idx < 0) {
+            idx = slot_first_free(base);
+            slot_take(slot_at(base, idx), key);
+        }
+        s = slot_at(base, idx);
+        if (kinds)
+            s->kind = kinds[i] >= 0 ? (apr_uint32_t)kinds[i] : LLMGW_STATS_KIND_UNKNOWN;
+        s->state = LLMGW_STATS_SLOT_ACTIVE;
+        out_slot[i] = idx;
+    }
+    apr_atomic_inc32(&header(base)->generation);
+    return APR_SUCCESS;
+}
+
+apr_status_t llmgw_stats_assign_config(void *base, const llmgw_config_t *cfg, apr_pool_t *p,
+                                       int **slot_of)
+{
+    int i, n = cfg->backends->nelts;
+    const char **names = apr_palloc(p, sizeof(*names) * (n + 1));
+    int *kinds = apr_palloc(p, sizeof(*kinds) * (n + 1));
+
+    *slot_of = apr_pcalloc(p, sizeof(int) * (n + 1));
+    for (i = 0; i < n; i++) {
+        const llmgw_backend_t *b = APR_ARRAY_IDX(cfg->backends, i, const llmgw_backend_t *);
+        names[i] = b->name;
+        kinds[i] = (int)b->type;
+    }
+    return llmgw_stats_assign(base, names, kinds, n, *slot_of);
+}
+
+llmgw_stats_slot_t *llmgw_stats_slot(void *base, int index)
+{
+    if (!base || index < 0 || (apr_uint32_t)index >= header(base)->capacity)
+        return NULL;
+    return slot_at(base, index);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recording                                                           */
+
+static const char *const err_names[LLMGW_STATS_ERR_COUNT] = {"4xx",     "429",     "5xx",
+                                                             "timeout", "connect", "protocol"};
+
+const char *llmgw_stats_err_name(llmgw_stats_err_e e)
+{
+    return (int)e >= 0 && e < LLMGW_STATS_ERR_COUNT ? err_names[e] : "unknown";
+}
+
+int llmgw_stats_classify(llmgw_fail_e fail, int status)
+{
+    switch (fail) {
+    case LLMGW_FAIL_CONNECT:
+        return LLMGW_STATS_ERR_CONNECT;
+    case LLMGW_FAIL_TIMEOUT:
+    case LLMGW_FAIL_IDLE:
+        return LLMGW_STATS_ERR_TIMEOUT;
+    case LLMGW_FAIL_RESET:
+    case LLMGW_FAIL_PROTOCOL:
+    case LLMGW_FAIL_STREAM:
+        return LLMGW_STATS_ERR_PROTOCOL;
+    case LLMGW_FAIL_HTTP:
+        if (status == 429)
+            return LLMGW_STATS_ERR_429;
+        return status >= 400 && status < 500 ? LLMGW_STATS_ERR_4XX : LLMGW_STATS_ERR_5XX;
+    default:
+        return -1;
+    }
+}
+
+void llmgw_stats_begin(llmgw_stats_slot_t *s)
+{
+    if (!s)
+        return;
+    apr_atomic_inc64(&s->requests);
+    apr_atomic_inc32(&s->inflight);
+}
+
+void llmgw_stats_end(llmgw_stats_slot_t *s)
+{
+    apr_uint32_t old;
+
+    if (!s)
+        return;
+    /* A CAS loop instead of dec32, so an unpaired end cannot wrap to 2^32-1. */
+    do {
+        old = apr_atomic_read32(&s->inflight);
+        if (old == 0)
+            return;
+    } while (apr_atomic_cas32(&s->inflight, old - 1, old) != old);
+}
+
+void llmgw_stats_ewma_update(volatile apr_uint32_t *v, apr_interval_time_t sample)
+{
+    apr_uint32_t old, nv, us;
+
+    /* 0 means "no sample yet", so the fastest possible sample is 1 us. */
+    if (sample < 1)
+        us = 1;
+    else if (sample > (apr_interval_time_t)APR_UINT32_MAX - 1)
+        us = APR_UINT32_MAX - 1;
+    else
+        us = (apr_uint32_t)sample;
+    do {
+        old = apr_atomic_read32(v);
+        nv = old ? (apr_uint32_t)((apr_int64_t)old + (((apr_int64_t)us - (apr_int64_t)old) / 8))
+                 : us;
+        if (nv == 0)
+            nv = 1;
+    } while (apr_atomic_cas32(v, nv, old) != old);
+}
+
+/* A cooling backend answered: forget its breaker state and stale latency. */
+static void recover(llmgw_stats_slot_t *s)
+{
+    if (apr_atomic_read64(&s->cooldown_until) != 0 &&
+        apr_atomic_xchg64(&s->cooldown_until, 0) != 0) {
+        apr_atomic_set32(&s->latency_samples, 0);
+        apr_atomic_set32(&s->latency_ewma_us, 0);
+        apr_atomic_set32(&s->ttfb_ewma_us, 0);
+    }
+    if (apr_atomic_read64(&s->probe_since) != 0)
+        apr_atomic_set64(&s->probe_since, 0);
+    if (apr_atomic_read32(&s->consecutive_failures) != 0)
+        apr_atomic_set32(&s->consecutive_failures, 0);
+}
+
+static void add_tokens(volatile apr_uint64_t *counter, apr_int64_t n)
+{
+    if (n > 0)
+        apr_atomic_add64(counter, (apr_uint64_t)n);
+}
+
+void llmgw_stats_success(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t latency,
+                         apr_interval_time_t ttfb, apr_int64_t prompt_tokens,
+                         apr_int64_t completion_tokens)
+{
+    if (!s)
+        return;
+    recover(s);
+    apr_atomic_inc64(&s->successes);
+    llmgw_stats_ewma_update(&s->latency_ewma_us, latency);
+    if (ttfb >= 0)
+        llmgw_stats_ewma_update(&s->ttfb_ewma_us, ttfb);
+    apr_atomic_inc32(&s->latency_samples);
+    add_tokens(&s->prompt_tokens, prompt_tokens);
+    add_tokens(&s->completion_tokens, completion_tokens);
+    apr_atomic_set64(&s->last_success, (apr_uint64_t)now);
+}
+
+/* Start (or extend) a cooldown and end any probe: it failed. */
+static void arm(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t cooldown)
+{
+    apr_time_t until = now + (cooldown > 0 ? cooldown : 0);
+
+    /* 0 means "not cooling"; a cooldown at time 0 (tests) must still count. */
+    apr_atomic_set64(&s->cooldown_until, (apr_uint64_t)(until > 0 ? until : 1));
+    apr_atomic_set64(&s->probe_since, 0);
+}
+
+int llmgw_stats_failure(llmgw_stats_slot_t *s, apr_time_t now, llmgw_fail_e fail, int status,
+                        int threshold, apr_interval_time_t cooldown)
+{
+    int cls = llmgw_stats_classify(fail, status);
+    llmgw_action_e action;
+    apr_uint32_t count;
+
+    if (!s)
+        return 0;
+    if (cls < 0) {
+        apr_atomic_inc64(&s->aborted);
+        return 0;
+    }
+    apr_atomic_inc64(&s->errors[cls]);
+    apr_atomic_set64(&s->last_failure, (apr_uint64_t)now);
+    if (threshold <= 0)
+        return 0;
+    action = llmgw_error_action(fail, status);
+    if (action == LLMGW_ACTION_FALLBACK && (status == 401 || status == 402 || status == 403)) {
+        apr_atomic_inc32(&s->consecutive_failures);
+        arm(s, now, cooldown);
+        return 1;
+    }
+    if (action != LLMGW_ACTION_RETRY)
+        return 0;
+    count = apr_atomic_inc32(&s->consecutive_failures) + 1;
+    if (count < (apr_uint32_t)threshold)
+        return 0;
+    arm(s, now, cooldown);
+    return 1;
+}
+
+void llmgw_stats_retry(llmgw_stats_slot_t *s)
+{
+    if (s)
+        apr_atomic_inc64(&s->retries);
+}
+
+void llmgw_stats_fallback(llmgw_stats_slot_t *s)
+{
+    if (s)
+        apr_atomic_inc64(&s->fallbacks);
+}
+
+/* A probe is running and recent enough to be alive. */
+static int probe_running(apr_uint64_t since, apr_time_t now)
+{
+    return since != 0 && now - (apr_time_t)since < LLMGW_STATS_PROBE_STALE;
+}
+
+llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, apr_time_t now)
+{
+    apr_uint64_t until;
+
+    if (!s)
+        return LLMGW_STATS_AVAILABLE;
+    until = R64(s->cooldown_until);
+    if (until == 0)
+        return LLMGW_STATS_AVAILABLE;
+    if (now < (apr_time_t)until || probe_running(R64(s->probe_since), now))
+        return LLMGW_STATS_COOLING;
+    return LLMGW_STATS_PROBE;
+}
+
+llmgw_stats_avail_e llmgw_stats_available(llmgw_stats_slot_t *s, apr_time_t now)
+{
+    apr_uint64_t since, mark = (apr_uint64_t)(now > 0 ? now : 1);
+    llmgw_stats_avail_e a = llmgw_stats_peek(s, now);
+
+    if (a != LLMGW_STATS_PROBE)
+        return a;
+    /* Exactly one caller moves probe_since from the value it read. */
+    since = apr_atomic_read64(&s->probe_since);
+    if (probe_running(since, now))
+        return LLMGW_STATS_COOLING;
+    if (apr_atomic_cas64(&s->probe_since, mark, since) != since)
+        return LLMGW_STATS_COOLING;
+    return LLMGW_STATS_PROBE;
+}
+
+void llmgw_stats_probe_release(llmgw_stats_slot_t *s)
+{
+    if (s)
+        apr_atomic_set64(&s->probe_since, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshot                                                            */
+
+static llmgw_stats_health_e health_of(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    if (v->cooldown_until == 0)
+        return LLMGW_STATS_UP;
+    if (now >= v->cooldown_until && probe_running((apr_uint64_t)v->probe_since, now))
+        return LLMGW_STATS_PROBING;
+    return LLMGW_STATS_IN_COOLDOWN;
+}
+
+static void view_read(llmgw_stats_view_t *v, const llmgw_stats_slot_t *s, int i, apr_time_t now)
+{
+    apr_uint32_t kind = R32(s->kind);
+    int e;
+
+    v->slot = i;
+    memcpy(v->name, s->name, LLMGW_STATS_NAME_MAX);
+    v->name[LLMGW_STATS_NAME_MAX - 1] = '\0';
+    v->kind = kind < (apr_uint32_t)LLMGW_BACKEND_TYPE_COUNT ? (int)kind : -1;
+    v->requests = R64(s->requests);
+    v->successes = R64(s->successes);
+    for (e = 0; e < LLMGW_STATS_ERR_COUNT; e++)
+        v->errors[e] = R64(s->errors[e]);
+    v->retries = R64(s->retries);
+    v->fallbacks = R64(s->fallbacks);
+    v->aborted = R64(s->aborted);
+    v->prompt_tokens = R64(s->prompt_tokens);
+    v->completion_tokens = R64(s->completion_tokens);
+    v->inflight = R32(s->inflight);
+    v->consecutive_failures = R32(s->consecutive_failures);
+    v->latency_ewma_us = R32(s->latency_ewma_us);
+    v->ttfb_ewma_us = R32(s->ttfb_ewma_us);
+    v->latency_samples = R32(s->latency_samples);
+    v->cooldown_until = (apr_time_t)R64(s->cooldown_until);
+    v->probe_since = (apr_time_t)R64(s->probe_since);
+    v->last_success = (apr_time_t)R64(s->last_success);
+    v->last_failure = (apr_time_t)R64(s->last_failure);
+    v->health = health_of(v, now);
+}
+
+apr_status_t llmgw_stats_snapshot(apr_pool_t *p, const void *base, apr_time_t now,
+                                  llmgw_stats_snapshot_t **out)
+{
+    const llmgw_stats_header_t *h = header(base);
+    llmgw_stats_snapshot_t *snap;
+    int i;
+
+    if (!base || !is_ours(base))
+        return APR_EINVAL;
+    snap = apr_pcalloc(p, sizeof(*snap));
+    snap->created = (apr_time_t)h->created;
+    snap->now = now;
+    snap->generation = R32(h->generation);
+    snap->capacity = (int)h->capacity;
+    snap->items = apr_pcalloc(p, sizeof(llmgw_stats_view_t) * h->capacity);
+    for (i = 0; i < snap->capacity; i++) {
+        const llmgw_stats_slot_t *s = slot_at(base, i);
+        apr_uint32_t state = R32(s->state);
+        if (state == LLMGW_STATS_SLOT_RETIRED)
+            snap->retired++;
+        if (state == LLMGW_STATS_SLOT_ACTIVE)
+            view_read(&snap->items[snap->nelts++], s, i, now);
+    }
+    *out = snap;
+    return APR_SUCCESS;
+}
+
+apr_uint64_t llmgw_stats_view_errors(const llmgw_stats_view_t *v)
+{
+    apr_uint64_t n = 0;
+    int e;
+
+    for (e = 0; e < LLMGW_STATS_ERR_COUNT; e++)
+        n += v->errors[e];
+    return n;
+}
+
+double llmgw_stats_view_error_rate(const llmgw_stats_view_t *v)
+{
+    apr_uint64_t errors = llmgw_stats_view_errors(v), done = v->successes + errors;
+
+    return done ? (double)errors / (double)done : 0.0;
+}
+
+const char *llmgw_stats_health_name(llmgw_stats_health_e h)
+{
+    switch (h) {
+    case LLMGW_STATS_IN_COOLDOWN:
+        return "cooldown";
+    case LLMGW_STATS_PROBING:
+        return "probing";
+    default:
+        return "up";
+    }
+}
+
+static const char *kind_name(int kind)
+{
+    return kind >= 0 ? llmgw_backend_type_name((llmgw_backend_type_e)kind) : "unknown";
+}
+
+/* Cooldown left, 0 when not cooling or already expired. */
+static apr_interval_time_t cooldown_left(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return v->cooldown_until > now ? v->cooldown_until - now : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON                                                                */
+
+static json_t *json_time_or_null(apr_time_t t)
+{
+    return t ? json_real((double)t / APR_USEC_PER_SEC) : json_null();
+}
+
+static json_t *json_ms_or_null(apr_uint32_t us)
+{
+    return us ? json_real((double)us / 1000.0) : json_null();
+}
+
+static json_t *json_count(apr_uint64_t n)
+{
+    /* json_int_t is long long; a counter never gets near 2^63, but clamp anyway. */
+    return json_integer(n > (apr_uint64_t)LLONG_MAX ? LLONG_MAX : (json_int_t)n);
+}
+
+static json_t *view_json(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    json_t *o = json_object(), *errors = json_object(), *tokens = json_object();
+    int e;
+
+    for (e = 0; e < LLMGW_STATS_ERR_COUNT; e++)
+        json_object_set_new(errors, err_names[e], json_count(v->errors[e]));
+    json_object_set_new(tokens, "prompt", json_count(v->prompt_tokens));
+    json_object_set_new(tokens, "completion", json_count(v->completion_tokens));
+    json_object_set_new(tokens, "total", json_count(v->prompt_tokens + v->completion_tokens));
+    json_object_set_new(o, "name", json_string(v->name));
+    json_object_set_new(o, "type", json_string(kind_name(v->kind)));
+    json_object_set_new(o, "slot", json_integer(v->slot));
+    json_object_set_new(o, "state", json_string(llmgw_stats_health_name(v->health)));
+    json_object_set_new(o, "requests", json_count(v->requests));
+    json_object_set_new(o, "successes", json_count(v->successes));
+    json_object_set_new(o, "errors", errors);
+    json_object_set_new(o, "errors_total", json_count(llmgw_stats_view_errors(v)));
+    json_object_set_new(o, "aborted", json_count(v->aborted));
+    json_object_set_new(o, "retries", json_count(v->retries));
+    json_object_set_new(o, "fallbacks", json_count(v->fallbacks));
+    json_object_set_new(o, "inflight", json_integer(v->inflight));
+    json_object_set_new(o, "error_rate", json_real(llmgw_stats_view_error_rate(v)));
+    json_object_set_new(o, "latency_ms", json_ms_or_null(v->latency_ewma_us));
+    json_object_set_new(o, "ttfb_ms", json_ms_or_null(v->ttfb_ewma_us));
+    json_object_set_new(o, "latency_samples", json_integer(v->latency_samples));
+    json_object_set_new(o, "tokens", tokens);
+    json_object_set_new(o, "consecutive_failures", json_integer(v->consecutive_failures));
+    json_object_set_new(o, "cooldown_remaining_ms",
+                        json_integer((json_int_t)(cooldown_left(v, now) / 1000)));
+    json_object_set_new(o, "last_success", json_time_or_null(v->last_success));
+    json_object_set_new(o, "last_failure", json_time_or_null(v->last_failure));
+    return o;
+}
+
+const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len)
+{
+    json_t *root = json_object(), *list = json_array();
+    const char *text;
+    int i;
+
+    for (i = 0; i < snap->nelts; i++)
+        json_array_append_new(list, view_json(&snap->items[i], snap->now));
+    json_object_set_new(root, "generation", json_integer(snap->generation));
+    json_object_set_new(root, "created", json_time_or_null(snap->created));
+    json_object_set_new(root, "time", json_time_or_null(snap->now));
+    json_object_set_new(root, "capacity", json_integer(snap->capacity));
+    json_object_set_new(root, "retired", json_integer(snap->retired));
+    json_object_set_new(root, "backends", list);
+    text = llmgw_json_dump(p, root, len);
+    json_decref(root);
+    return text;
+}
+
+/* ------------------------------------------------------------------ */
+/* Text building for the Prometheus and HTML renderers                 */
+
+typedef struct {
+    apr_pool_t *p;
+    apr_array_header_t *parts; /* const char *, joined at the end */
+} text_t;
+
+static void text_init(text_t *t, apr_pool_t *p)
+{
+    t->p = p;
+    t->parts = apr_array_make(p, 256, sizeof(const char *));
+}
+
+static void text_add(text_t *t, const char *s)
+{
+    APR_ARRAY_PUSH(t->parts, const char *) = s;
+}
+
+static void text_addf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void text_addf(text_t *t, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    text_add(t, apr_pvsprintf(t->p, fmt, ap));
+    va_end(ap);
+}
+
+static const char *text_done(text_t *t, apr_size_t *len)
+{
+    const char *s = apr_array_pstrcat(t->p, t->parts, 0);
+
+    if (len)
+        *len = strlen(s);
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* Prometheus text exposition 0.0.4                                    */
+
+/* A label value: backslash, double quote and line feed are escaped. */
+static const char *prom_label(apr_pool_t *p, const char *s)
+{
+    char *out = apr_palloc(p, strlen(s) * 2 + 1), *o = out;
+
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"') {
+            *o++ = '\\';
+            *o++ = *s;
+        }
+        else if (*s == '\n') {
+            *o++ = '\\';
+            *o++ = 'n';
+        }
+        else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+typedef enum { PROM_COUNTER, PROM_GAUGE } prom_type_e;
+
+static void prom_family(text_t *t, const char *name, prom_type_e type, const char *help)
+{
+    text_addf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+              type == PROM_COUNTER ? "counter" : "gauge");
+}
+
+/* One integer-valued sample per backend, for every backend of the snapshot. */
+typedef apr_uint64_t (*prom_value_fn)(const llmgw_stats_view_t *v, apr_time_t now);
+
+static void prom_per_backend(text_t *t, const llmgw_stats_snapshot_t *snap, const char **labels,
+                             const char *name, prom_value_fn fn)
+{
+    int i;
+
+    for (i = 0; i < snap->nelts; i++)
+        text_addf(t, "%s{backend=\"%s\"} %" APR_UINT64_T_FMT "\n", name, labels[i],
+                  fn(&snap->items[i], snap->now));
+}
+
+static apr_uint64_t pv_requests(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return v->requests;
+}
+
+static apr_uint64_t pv_successes(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return v->successes;
+}
+
+static apr_uint64_t pv_aborted(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return v->aborted;
+}
+
+static apr_uint64_t pv_retries(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return v->retries;
+}
+
+static apr_uint64_t pv_fallbacks(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return v->fallbacks;
+}
+
+static apr_uint64_t pv_inflight(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return v->inflight;
+}
+
+static apr_uint64_t pv_cooldown(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return v->health != LLMGW_STATS_UP;
+}
+
+static apr_uint64_t pv_consecutive(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return v->consecutive_failures;
+}
+
+/* Microseconds as seconds, exactly (no binary floating point). */
+static const char *prom_seconds(apr_pool_t *p, apr_uint64_t us)
+{
+    return apr_psprintf(p, "%" APR_UINT64_T_FMT ".%06" APR_UINT64_T_FMT, us / 1000000,
+                        us % 1000000);
+}
+
+static void prom_counters(text_t *t, const llmgw_stats_snapshot_t *snap, const char **labels)
+{
+    int i, e;
+
+    prom_family(t, "llmgw_requests_total", PROM_COUNTER,
+                "Upstream attempts started (for a pool: requests routed to it).");
+    prom_per_backend(t, snap, labels, "llmgw_requests_total", pv_requests);
+    prom_family(t, "llmgw_successes_total", PROM_COUNTER, "Attempts that succeeded.");
+    prom_per_backend(t, snap, labels, "llmgw_successes_total", pv_successes);
+    prom_family(t, "llmgw_errors_total", PROM_COUNTER, "Failed attempts by error class.");
+    for (i = 0; i < snap->nelts; i++) {
+        for (e = 0; e < LLMGW_STATS_ERR_COUNT; e++)
+            text_addf(t, "llmgw_errors_total{backend=\"%s\",class=\"%s\"} %" APR_UINT64_T_FMT "\n",
+                      labels[i], err_names[e], snap->items[i].errors[e]);
+    }
+    prom_family(t, "llmgw_aborted_total", PROM_COUNTER,
+                "Attempts ended by the client or the gateway, not the upstream.");
+    prom_per_backend(t, snap, labels, "llmgw_aborted_total", pv_aborted);
+    prom_family(t, "llmgw_retries_total", PROM_COUNTER, "Attempts repeated on the same backend.");
+    prom_per_backend(t, snap, labels, "llmgw_retries_total", pv_retries);
+    prom_family(t, "llmgw_fallbacks_total", PROM_COUNTER,
+                "Times a request moved on to the next pool member.");
+    prom_per_backend(t, snap, labels, "llmgw_fallbacks_total", pv_fallbacks);
+    prom_family(t, "llmgw_tokens_total", PROM_COUNTER, "Tokens used by successful attempts.");
+    for (i = 0; i < snap->nelts; i++) {
+        const llmgw_stats_view_t *v = &snap->items[i];
+        text_addf(t, "llmgw_tokens_total{backend=\"%s\",kind=\"prompt\"} %" APR_UINT64_T_FMT "\n",
+                  labels[i], v->prompt_tokens);
+        text_addf(t,
+                  "llmgw_tokens_total{backend=\"%s\",kind=\"completion\"} %" APR_UINT64_T_FMT "\n",
+                  labels[i], v->completion_tokens);
+    }
+}
+
+static void prom_gauges(text_t *t, const llmgw_stats_snapshot_t *snap, const char **labels)
+{
+    int i;
+
+    prom_family(t, "llmgw_inflight", PROM_GAUGE, "Attempts in progress.");
+    prom_per_backend(t, snap, labels, "llmgw_inflight", pv_inflight);
+    prom_family(t, "llmgw_latency_ewma_seconds", PROM_GAUGE,
+                "Moving average (alpha 1/8) of successful attempt latency; 0 before any sample.");
+    for (i = 0; i < snap->nelts; i++)
+        text_addf(t, "llmgw_latency_ewma_seconds{backend=\"%s\"} %s\n", labels[i],
+                  prom_seconds(t->p, snap->items[i].latency_ewma_us));
+    prom_family(t, "llmgw_ttfb_ewma_seconds", PROM_GAUGE,
+                "Moving average (alpha 1/8) of time to first byte; 0 before any sample.");
+    for (i = 0; i < snap->nelts; i++)
+        text_addf(t, "llmgw_ttfb_ewma_seconds{backend=\"%s\"} %s\n", labels[i],
+                  prom_seconds(t->p, snap->items[i].ttfb_ewma_us));
+    prom_family(t, "llmgw_cooldown", PROM_GAUGE,
+                "1 while the backend is skipped by the circuit breaker (cooling or probing).");
+    prom_per_backend(t, snap, labels, "llmgw_cooldown", pv_cooldown);
+    prom_family(t, "llmgw_cooldown_remaining_seconds", PROM_GAUGE,
+                "Time left in the current cooldown.");
+    for (i = 0; i < snap->nelts; i++)
+        text_addf(t, "llmgw_cooldown_remaining_seconds{backend=\"%s\"} %s\n", labels[i],
+                  prom_seconds(t->p, (apr_uint64_t)cooldown_left(&snap->items[i], snap->now)));
+    prom_family(t, "llmgw_consecutive_failures", PROM_GAUGE,
+                "Retryable failures since the last success.");
+    prom_per_backend(t, snap, labels, "llmgw_consecutive_failures", pv_consecutive);
+    prom_family(t, "llmgw_backend_info", PROM_GAUGE, "Backend type, as a label; always 1.");
+    for (i = 0; i < snap->nelts; i++)
+        text_addf(t, "llmgw_backend_info{backend=\"%s\",type=\"%s\"} 1\n", labels[i],
+                  prom_label(t->p, kind_name(snap->items[i].kind)));
+    prom_family(t, "llmgw_stats_created_seconds", PROM_GAUGE,
+                "Unix time the statistics segment was created (counters start there).");
+    text_addf(t, "llmgw_stats_created_seconds %s\n",
+              prom_seconds(t->p, (apr_uint64_t)(snap->created > 0 ? snap->created : 0)));
+}
+
+const char *llmgw_stats_prometheus(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
+                                   apr_size_t *len)
+{
+    const char **labels = apr_palloc(p, sizeof(const char *) * (snap->nelts + 1));
+    text_t t;
+    int i;
+
+    for (i = 0; i < snap->nelts; i++)
+        labels[i] = prom_label(p, snap->items[i].name);
+    text_init(&t, p);
+    prom_counters(&t, snap, labels);
+    prom_gauges(&t, snap, labels);
+    return text_done(&t, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* HTML                                                                */
+
+static const char *html_escape(apr_pool_t *p, const char *s)
+{
+    apr_size_t n = 0;
+    const char *c;
+    char *out;
+
+    for (c = s; *c; c++)
+        n += strchr("<>&\"'", *c) ? 6 : 1;
+    out = apr_palloc(p, n + 1);
+    out[0] = '\0';
+    for (n = 0, c = s; *c; c++) {
+        const char *rep = *c == '<'    ? "&lt;"
+                          : *c == '>'  ? "&gt;"
+                          : *c == '&'  ? "&amp;"
+                          : *c == '"'  ? "&quot;"
+                          : *c == '\'' ? "&#39;"
+                                       : NULL;
+        if (rep) {
+            memcpy(out + n, rep, strlen(rep));
+            n += strlen(rep);
+        }
+        else {
+            out[n++] = *c;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static const char *html_ms(apr_pool_t *p, apr_uint32_t us)
+{
+    return us ? apr_psprintf(p, "%.1f ms", (double)us / 1000.0) : "&ndash;";
+}
+
+static const char *html_time(apr_pool_t *p, apr_time_t t)
+{
+    char buf[APR_RFC822_DATE_LEN];
+
+    if (!t || apr_rfc822_date(buf, t) != APR_SUCCESS)
+        return "&ndash;";
+    return apr_pstrdup(p, buf);
+}
+
+static const char *html_cooldown(apr_pool_t *p, const llmgw_stats_view_t *v, apr_time_t now)
+{
+    apr_interval_time_t left = cooldown_left(v, now);
+
+    if (v->health == LLMGW_STATS_UP)
+        return "&ndash;";
+    if (v->health == LLMGW_STATS_PROBING)
+        return "probe running";
+    if (left == 0)
+        return "over: next request probes";
+    return apr_psprintf(p, "%.1f s", (double)left / APR_USEC_PER_SEC);
+}
+
+static const char *html_errors(apr_pool_t *p, const llmgw_stats_view_t *v)
+{
+    text_t t;
+    int e;
+
+    text_init(&t, p);
+    text_addf(&t, "%" APR_UINT64_T_FMT, llmgw_stats_view_errors(v));
+    for (e = 0; e < LLMGW_STATS_ERR_COUNT; e++) {
+        if (v->errors[e])
+            text_addf(&t, " <small>%s:%" APR_UINT64_T_FMT "</small>", err_names[e], v->errors[e]);
+    }
+    return text_done(&t, NULL);
+}
+
+static void html_row(text_t *t, const llmgw_stats_view_t *v, apr_time_t now)
+{
+    text_addf(t,
+              "<tr><td class=\"name\">%s</td><td>%s</td>"
+              "<td><span class=\"state %s\">%s</span></td>"
+              "<td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td><td>%s</td>"
+              "<td>%.1f %%</td><td>%u</td><td>%s</td><td>%s</td>"
+              "<td>%" APR_UINT64_T_FMT " / %" APR_UINT64_T_FMT "</td>"
+              "<td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td>"
+              "<td>%u</td><td>%s</td><td>%s</td></tr>\n",
+              html_escape(t->p, v->name), html_escape(t->p, kind_name(v->kind)),
+              llmgw_stats_health_name(v->health), llmgw_stats_health_name(v->health), v->requests,
+              v->successes, html_errors(t->p, v), 100.0 * llmgw_stats_view_error_rate(v),
+              v->inflight, html_ms(t->p, v->latency_ewma_us), html_ms(t->p, v->ttfb_ewma_us),
+              v->prompt_tokens, v->completion_tokens, v->retries, v->fallbacks,
+              v->consecutive_failures, html_cooldown(t->p, v, now),
+              html_time(t->p, v->last_failure));
+}
+
+static const char html_head[] =
+    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+    "<title>mod_llmgw status</title>\n<style>\n"
+    "body{font-family:sans-serif;margin:1.5em;color:#222}\n"
+    "table{border-collapse:collapse}\n"
+    "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}\n"
+    "th{background:#eee}td.name{text-align:left;font-family:monospace}\n"
+    ".state{padding:.1em .5em;border-radius:.3em;color:#fff;font-weight:bold}\n"
+    ".up{background:#2e7d32}.cooldown{background:#c62828}.probing{background:#ef6c00}\n"
+    "small{color:#666}\n"
+    "</style></head><body>\n<h1>mod_llmgw status</h1>\n";
+
+static const char html_columns[] =
+    "<table>\n<tr><th>Backend</th><th>Type</th><th>State</th><th>Requests</th>"
+    "<th>Successes</th><th>Errors</th><th>Error rate</th><th>In flight</th>"
+    "<th>Latency</th><th>TTFB</th><th>Tokens (prompt / completion)</th><th>Retries</th>"
+    "<th>Fallbacks</th><th>Consecutive failures</th><th>Cooldown</th><th>Last failure</th></tr>\n";
+
+const char *llmgw_stats_html(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len)
+{
+    text_t t;
+    int i;
+
+    text_init(&t, p);
+    text_add(&t, html_head);
+    text_addf(&t,
+              "<p>Now: %s. Counters since %s (configuration generation %u; "
+              "%d of %d slots used, %d retired).</p>\n",
+              html_time(p, snap->now), html_time(p, snap->created), snap->generation, snap->nelts,
+              snap->capacity, snap->retired);
+    if (snap->nelts == 0) {
+        text_add(&t, "<p>No backends are configured.</p>\n</body></html>\n");
+        return text_done(&t, len);
+    }
+    text_add(&t, html_columns);
+    for (i = 0; i < snap->nelts; i++)
+        html_row(&t, &snap->items[i], snap->now);
+    text_add(&t, "</table>\n<p><small>Latency and TTFB are moving averages of successful "
+                 "attempts. Also as <code>?format=json</code> and "
+                 "<code>?format=prometheus</code>.</small></p>\n</body></html>\n");
+    return text_done(&t, len);
+}

@@ -1,0 +1,627 @@
+/* Check suite for pools: candidates, the fallback decision table, the final error
+ * (src/llmgw_pool.c). */
+#include <stdlib.h>
+#include <string.h>
+#include <apr_atomic.h>
+#include <apr_strings.h>
+#include "llmgw_config.h"
+#include "llmgw_pool.h"
+#include "llmgw_stats.h"
+#include "test_util.h"
+
+#define T0 apr_time_from_sec(1700000000)
+#define SEC(n) apr_time_from_sec(n)
+
+/* Three providers; a and c list gpt-4o, b does not; d has no defaultModel. */
+static const char backends_yaml[] =
+    "backends:\n"
+    "  - name: a\n"
+    "    type: openai\n"
+    "    config: {apiKey: k, defaultModel: gpt-4o, models: [gpt-4o, gpt-4o-mini]}\n"
+    "  - name: b\n"
+    "    type: anthropic\n"
+    "    config: {apiKey: k, defaultModel: claude-x}\n"
+    "  - name: c\n"
+    "    type: mistral\n"
+    "    config: {apiKey: k, defaultModel: m-large, models: [gpt-4o]}\n"
+    "  - name: d\n"
+    "    type: openai\n"
+    "    config: {apiKey: k, maxRetries: 1}\n";
+
+typedef struct {
+    llmgw_config_t *cfg;
+    void *stats;
+    int *slot_of;
+    llmgw_pool_env_t env;
+} world_t;
+
+/* Parse backends_yaml plus @p pools_yaml, with a stats segment holding every backend. */
+static world_t *world(const char *pools_yaml)
+{
+    world_t *w = apr_pcalloc(test_pool, sizeof(*w));
+    const char *text = apr_pstrcat(test_pool, backends_yaml, pools_yaml, "routes: []\n", NULL);
+    const char *err = NULL;
+    const char **names;
+    int i, n;
+    apr_size_t size;
+
+    ck_assert_msg(llmgw_config_parse(&w->cfg, test_pool, test_pool, "t.yaml", text, strlen(text),
+                                     &err) == APR_SUCCESS,
+                  "%s", err ? err : "?");
+    n = w->cfg->backends->nelts;
+    names = apr_pcalloc(test_pool, sizeof(*names) * n);
+    for (i = 0; i < n; i++)
+        names[i] = APR_ARRAY_IDX(w->cfg->backends, i, const llmgw_backend_t *)->name;
+    size = llmgw_stats_size(16);
+    w->stats = apr_pcalloc(test_pool, size);
+    ck_assert_int_eq(llmgw_stats_init(w->stats, 16, T0), APR_SUCCESS);
+    w->slot_of = apr_pcalloc(test_pool, sizeof(int) * n);
+    ck_assert_int_eq(llmgw_stats_assign(w->stats, names, NULL, n, w->slot_of), APR_SUCCESS);
+    w->env.stats = w->stats;
+    w->env.slot_of = w->slot_of;
+    w->env.nslots = n;
+    w->env.now = T0;
+    w->env.seed = 1;
+    return w;
+}
+
+static const llmgw_backend_t *be(world_t *w, const char *name)
+{
+    const llmgw_backend_t *b = llmgw_config_backend(w->cfg, name);
+
+    ck_assert_ptr_nonnull(b);
+    return b;
+}
+
+static llmgw_stats_slot_t *slot(world_t *w, const char *name)
+{
+    return llmgw_stats_slot(w->stats, w->slot_of[be(w, name)->index]);
+}
+
+/* Candidates of @p target as "name:model name:model ...", probes marked with "!". */
+static const char *cands(world_t *w, const char *target, const char *model, apr_status_t expect,
+                         llmgw_candidates_t **out)
+{
+    llmgw_candidates_t *c;
+    const char *s = "";
+    int i;
+
+    ck_assert_int_eq(llmgw_pool_candidates(test_pool, be(w, target), model, &w->env, &c), expect);
+    for (i = 0; i < c->nelts; i++)
+        s = apr_pstrcat(test_pool, s, i ? " " : "", c->items[i].probe ? "!" : "",
+                        c->items[i].backend->name, ":", c->items[i].model, NULL);
+    if (out)
+        *out = c;
+    return s;
+}
+
+static void setup(void)
+{
+    test_pool_setup();
+    apr_atomic_init(test_pool);
+}
+
+/* ------------------------------------------------------------------ */
+/* Model resolution (DESIGN.md 5)                                      */
+
+START_TEST(test_lone_backend)
+{
+    world_t *w = world("");
+    llmgw_candidates_t *c;
+    int i;
+
+    ck_assert_str_eq(cands(w, "a", "gpt-4o-mini", APR_SUCCESS, &c), "a:gpt-4o-mini");
+    ck_assert_ptr_null(c->items[0].pool);
+    ck_assert_int_eq(c->items[0].slot, w->slot_of[be(w, "a")->index]);
+    ck_assert_int_eq(c->items[0].pool_slot, -1);
+    ck_assert_int_eq(c->items[0].prefers_model, 1);
+    /* Any model the client names is passed on; none means the defaultModel. */
+    ck_assert_str_eq(cands(w, "b", "claude-other", APR_SUCCESS, NULL), "b:claude-other");
+    ck_assert_str_eq(cands(w, "b", NULL, APR_SUCCESS, NULL), "b:claude-x");
+    ck_assert_str_eq(cands(w, "b", "", APR_SUCCESS, NULL), "b:claude-x");
+    ck_assert_str_eq(cands(w, "d", NULL, LLMGW_EBADREQ, NULL), "");
+    /* A lone backend is tried even while cooling: there is nothing else. */
+    for (i = 0; i < 5; i++)
+        llmgw_stats_failure(slot(w, "a"), T0, LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    ck_assert_str_eq(cands(w, "a", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
+    ck_assert_int_eq(llmgw_pool_failure_threshold(NULL), 0);
+}
+END_TEST
+
+START_TEST(test_pool_models)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    backends: [{name: b}, {name: a}, {name: c}]\n");
+    llmgw_candidates_t *c;
+
+    /* a and c list gpt-4o and come first; b falls back with its own model. */
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, &c), "a:gpt-4o c:gpt-4o b:claude-x");
+    ck_assert_int_eq(c->items[0].prefers_model, 1);
+    ck_assert_int_eq(c->items[2].prefers_model, 0);
+    ck_assert_ptr_eq(c->items[0].pool, be(w, "p"));
+    ck_assert_int_eq(c->items[0].pool_slot, w->slot_of[be(w, "p")->index]);
+    /* Listed as defaultModel counts as listed. */
+    ck_assert_str_eq(cands(w, "p", "claude-x", APR_SUCCESS, NULL), "b:claude-x a:gpt-4o c:m-large");
+    /* Nobody lists it: everyone uses their own default, in the strategy's order. */
+    ck_assert_str_eq(cands(w, "p", "llama-3", APR_SUCCESS, NULL), "b:claude-x a:gpt-4o c:m-large");
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "b:claude-x a:gpt-4o c:m-large");
+}
+END_TEST
+
+START_TEST(test_pool_member_without_default)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    backends: [{name: d}, {name: b}]\n"
+                       "  - name: q\n"
+                       "    type: pool\n"
+                       "    backends: [{name: d}]\n");
+    llmgw_candidates_t *c;
+
+    /* d has no defaultModel: it sends the request's model, or is left out. */
+    ck_assert_str_eq(cands(w, "p", "llama-3", APR_SUCCESS, NULL), "d:llama-3 b:claude-x");
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, &c), "b:claude-x");
+    ck_assert_int_eq(c->no_model, 1);
+    /* Nobody can serve a request without a model: the client must name one. */
+    cands(w, "q", NULL, LLMGW_EBADREQ, &c);
+    ck_assert_int_eq(c->nelts, 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Cooldown in the candidate list                                      */
+
+START_TEST(test_cooling_members)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    failureThreshold: 2\n"
+                       "    cooldown: 20s\n"
+                       "    backends: [{name: a}, {name: b}, {name: c}]\n");
+    const llmgw_backend_t *p = be(w, "p");
+    llmgw_candidates_t *c;
+
+    ck_assert_int_eq(llmgw_pool_failure_threshold(p), 2);
+    ck_assert_int_eq(llmgw_pool_cooldown(p), SEC(20));
+    llmgw_stats_failure(slot(w, "b"), T0 - SEC(5), LLMGW_FAIL_HTTP, 503, 2, SEC(20));
+    llmgw_stats_failure(slot(w, "b"), T0 - SEC(5), LLMGW_FAIL_HTTP, 503, 2, SEC(20));
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, &c), "a:gpt-4o c:m-large");
+    ck_assert_int_eq(c->cooling, 1);
+    ck_assert_int_eq(c->cooldown_left, SEC(15));
+    /* Everyone cooling: nothing to try, and how long until one is back. */
+    llmgw_stats_failure(slot(w, "a"), T0, LLMGW_FAIL_HTTP, 401, 2, SEC(20));
+    llmgw_stats_failure(slot(w, "c"), T0 - SEC(12), LLMGW_FAIL_HTTP, 403, 2, SEC(20));
+    cands(w, "p", NULL, APR_ENOENT, &c);
+    ck_assert_int_eq(c->nelts, 0);
+    ck_assert_int_eq(c->cooling, 3);
+    ck_assert_int_eq(c->cooldown_left, SEC(8));
+}
+END_TEST
+
+START_TEST(test_down_member_skipped_probed_returned)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    failureThreshold: 3\n"
+                       "    cooldown: 30s\n"
+                       "    backends: [{name: b}, {name: a}]\n");
+    const llmgw_backend_t *p = be(w, "p");
+    llmgw_stats_slot_t *sb = slot(w, "b");
+    llmgw_candidates_t *c;
+    int i;
+
+    /* b, the primary, fails three times in a row: skipped for 30 s. */
+    for (i = 0; i < 3; i++)
+        llmgw_stats_failure(sb, T0, LLMGW_FAIL_CONNECT, 0, llmgw_pool_failure_threshold(p),
+                            llmgw_pool_cooldown(p));
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
+    w->env.now = T0 + SEC(29);
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
+    /* Cooldown over: b is put first, as the probe. */
+    w->env.now = T0 + SEC(30);
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, &c), "!b:claude-x a:gpt-4o");
+    /* One request claims the probe; concurrent requests no longer list b. */
+    ck_assert_int_eq(llmgw_stats_available(sb, w->env.now), LLMGW_STATS_PROBE);
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
+    /* The probe succeeds: b is primary again. */
+    llmgw_stats_success(sb, w->env.now + SEC(1), 200000, 50000, 10, 10);
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "b:claude-x a:gpt-4o");
+}
+END_TEST
+
+START_TEST(test_probe_goes_first_whatever_the_strategy)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: latency\n"
+                       "    fallback: false\n"
+                       "    backends: [{name: a}, {name: c}]\n");
+    int i;
+
+    /* c is slow; a is fast; c's cooldown is over. */
+    for (i = 0; i < 10; i++) {
+        llmgw_stats_success(slot(w, "a"), T0, 10000, -1, 0, 0);
+        llmgw_stats_success(slot(w, "c"), T0, 900000, -1, 0, 0);
+    }
+    llmgw_stats_failure(slot(w, "c"), T0 - SEC(60), LLMGW_FAIL_TIMEOUT, 0, 1, SEC(30));
+    /* Even with fallback off (one candidate), the probe is what gets sent. */
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "!c:gpt-4o");
+    ck_assert_int_eq(llmgw_stats_available(slot(w, "c"), T0), LLMGW_STATS_PROBE);
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "a:gpt-4o");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Strategies through the pool                                         */
+
+START_TEST(test_weighted_pool)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: weighted\n"
+                       "    backends: [{name: a, weight: 70}, {name: b, weight: 30}]\n");
+    apr_uint64_t rng = 5;
+    int i, first_a = 0;
+
+    for (i = 0; i < 10000; i++) {
+        llmgw_candidates_t *c;
+        w->env.seed = llmgw_strategy_rand(&rng);
+        ck_assert_int_eq(llmgw_pool_candidates(test_pool, be(w, "p"), NULL, &w->env, &c),
+                         APR_SUCCESS);
+        ck_assert_int_eq(c->nelts, 2);
+        first_a += strcmp(c->items[0].backend->name, "a") == 0;
+    }
+    ck_assert_msg(first_a >= 6800 && first_a <= 7200, "a first %d of 10000", first_a);
+}
+END_TEST
+
+START_TEST(test_round_robin_shared_cursor)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: round-robin\n"
+                       "    backends: [{name: a}, {name: b}, {name: c}]\n");
+    llmgw_stats_slot_t *ps = slot(w, "p");
+
+    /* The cursor lives in the pool's slot: every "process" sharing it rotates together. */
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o b:claude-x c:m-large");
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "b:claude-x c:m-large a:gpt-4o");
+    ck_assert_uint_eq(ps->rr_cursor, 2);
+    ps->rr_cursor = 8;
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "c:m-large a:gpt-4o b:claude-x");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Nested pools                                                        */
+
+START_TEST(test_nested_pools)
+{
+    world_t *w = world("  - name: inner\n"
+                       "    type: pool\n"
+                       "    strategy: round-robin\n"
+                       "    backends: [{name: a}, {name: b}]\n"
+                       "  - name: outer\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    backends: [{name: inner}, {name: a}, {name: c}]\n");
+    llmgw_candidates_t *c;
+
+    /* Depth-first with each level's strategy; a appears once, at its first place. */
+    ck_assert_str_eq(cands(w, "outer", NULL, APR_SUCCESS, &c), "a:gpt-4o b:claude-x c:m-large");
+    ck_assert_ptr_eq(c->items[0].pool, be(w, "inner"));
+    ck_assert_ptr_eq(c->items[2].pool, be(w, "outer"));
+    ck_assert_str_eq(cands(w, "outer", NULL, APR_SUCCESS, NULL), "b:claude-x a:gpt-4o c:m-large");
+    /* The inner pool counts as serving gpt-4o when its first choice does. */
+    ck_assert_str_eq(cands(w, "outer", "gpt-4o", APR_SUCCESS, NULL),
+                     "a:gpt-4o b:claude-x c:gpt-4o");
+}
+END_TEST
+
+START_TEST(test_nested_fallback_false)
+{
+    world_t *w = world("  - name: inner\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    fallback: false\n"
+                       "    backends: [{name: b}, {name: a}]\n"
+                       "  - name: outer\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    backends: [{name: inner}, {name: c}]\n"
+                       "  - name: single\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    fallback: false\n"
+                       "    backends: [{name: inner}, {name: c}]\n");
+
+    /* A pool without fallback contributes only its first choice. */
+    ck_assert_str_eq(cands(w, "outer", NULL, APR_SUCCESS, NULL), "b:claude-x c:m-large");
+    ck_assert_str_eq(cands(w, "single", NULL, APR_SUCCESS, NULL), "b:claude-x");
+    /* Its first choice cooling: the next available one stands in. */
+    llmgw_stats_failure(slot(w, "b"), T0, LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    ck_assert_str_eq(cands(w, "outer", NULL, APR_SUCCESS, NULL), "a:gpt-4o c:m-large");
+}
+END_TEST
+
+START_TEST(test_nesting_depth_bound)
+{
+    const char *yaml = "";
+    world_t *w;
+    int i;
+
+    /* pool0 -> pool1 -> ... -> pool9 -> a: ten levels, deeper than the bound. */
+    for (i = 0; i < 10; i++)
+        yaml = apr_psprintf(test_pool,
+                            "%s  - name: pool%d\n    type: pool\n    backends: [{name: %s}]\n",
+                            yaml, i, i < 9 ? apr_psprintf(test_pool, "pool%d", i + 1) : "a");
+    w = world(yaml);
+    cands(w, "pool0", NULL, APR_EINVAL, NULL);
+    /* LLMGW_POOL_MAX_DEPTH + 1 levels are fine. */
+    ck_assert_str_eq(cands(w, "pool1", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
+}
+END_TEST
+
+START_TEST(test_without_stats)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: round-robin\n"
+                       "    backends: [{name: a}, {name: b}]\n");
+    llmgw_candidates_t *c;
+
+    /* No segment (e.g. before child_init): everything available, no slots. */
+    w->env.stats = NULL;
+    ck_assert_int_eq(llmgw_pool_candidates(test_pool, be(w, "p"), NULL, &w->env, &c), APR_SUCCESS);
+    ck_assert_int_eq(c->nelts, 2);
+    ck_assert_int_eq(c->items[0].slot, -1);
+    ck_assert_int_eq(c->items[0].pool_slot, -1);
+    ck_assert_int_eq(llmgw_pool_candidates(test_pool, NULL, NULL, &w->env, &c), APR_EINVAL);
+    /* Defaults when the pool sets nothing. */
+    ck_assert_int_eq(llmgw_pool_failure_threshold(be(w, "p")), LLMGW_DEFAULT_FAILURE_THRESHOLD);
+    ck_assert_int_eq(llmgw_pool_cooldown(be(w, "p")), LLMGW_DEFAULT_COOLDOWN);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* The decision table                                                  */
+
+START_TEST(test_decision_table)
+{
+    static const struct {
+        llmgw_fail_e fail;
+        int status;
+        int attempts, max_retries, fallback, committed, cooling;
+        apr_interval_time_t hint;
+        llmgw_pool_next_e want;
+    } rows[] = {
+        /* retryable: same member while retries last, then the next one */
+        {LLMGW_FAIL_HTTP, 500, 1, 2, 1, 0, 0, -1, LLMGW_POOL_RETRY_SAME},
+        {LLMGW_FAIL_HTTP, 500, 2, 2, 1, 0, 0, -1, LLMGW_POOL_RETRY_SAME},
+        {LLMGW_FAIL_HTTP, 500, 3, 2, 1, 0, 0, -1, LLMGW_POOL_NEXT_MEMBER},
+        {LLMGW_FAIL_HTTP, 500, 3, 2, 0, 0, 0, -1, LLMGW_POOL_STOP},
+        {LLMGW_FAIL_HTTP, 503, 1, 0, 1, 0, 0, -1, LLMGW_POOL_NEXT_MEMBER},
+        {LLMGW_FAIL_CONNECT, 0, 1, 2, 1, 0, 0, -1, LLMGW_POOL_RETRY_SAME},
+        {LLMGW_FAIL_TIMEOUT, 0, 1, 2, 0, 0, 0, -1, LLMGW_POOL_RETRY_SAME},
+        {LLMGW_FAIL_RESET, 0, 1, 2, 1, 0, 0, -1, LLMGW_POOL_RETRY_SAME},
+        {LLMGW_FAIL_HTTP, 529, 1, 2, 1, 0, 0, -1, LLMGW_POOL_RETRY_SAME},
+        /* 429: wait for a short hint; a long one moves on at once */
+        {LLMGW_FAIL_HTTP, 429, 1, 2, 1, 0, 0, SEC(2), LLMGW_POOL_RETRY_SAME},
+        {LLMGW_FAIL_HTTP, 429, 1, 2, 1, 0, 0, SEC(10), LLMGW_POOL_RETRY_SAME},
+        {LLMGW_FAIL_HTTP, 429, 1, 2, 1, 0, 0, SEC(11), LLMGW_POOL_NEXT_MEMBER},
+        {LLMGW_FAIL_HTTP, 429, 1, 2, 0, 0, 0, SEC(60), LLMGW_POOL_STOP},
+        /* the member just went into cooldown: do not hammer it */
+        {LLMGW_FAIL_HTTP, 503, 1, 2, 1, 0, 1, -1, LLMGW_POOL_NEXT_MEMBER},
+        {LLMGW_FAIL_HTTP, 503, 1, 2, 0, 0, 1, -1, LLMGW_POOL_STOP},
+        /* the gateway's credential or the model: no retry, but another member may */
+        {LLMGW_FAIL_HTTP, 401, 1, 2, 1, 0, 0, -1, LLMGW_POOL_NEXT_MEMBER},
+        {LLMGW_FAIL_HTTP, 403, 1, 2, 0, 0, 0, -1, LLMGW_POOL_STOP},
+        {LLMGW_FAIL_HTTP, 404, 1, 2, 1, 0, 0, -1, LLMGW_POOL_NEXT_MEMBER},
+        /* the client's request is wrong: never retried, never failed over */
+        {LLMGW_FAIL_HTTP, 400, 1, 2, 1, 0, 0, -1, LLMGW_POOL_STOP},
+        {LLMGW_FAIL_HTTP, 413, 1, 2, 1, 0, 0, -1, LLMGW_POOL_STOP},
+        {LLMGW_FAIL_HTTP, 422, 1, 2, 1, 0, 0, -1, LLMGW_POOL_STOP},
+        {LLMGW_FAIL_CLIENT_GONE, 0, 1, 2, 1, 0, 0, -1, LLMGW_POOL_STOP},
+        /* bytes already reached the client: nothing can be redone */
+        {LLMGW_FAIL_STREAM, 0, 1, 2, 1, 1, 0, -1, LLMGW_POOL_STOP},
+        {LLMGW_FAIL_IDLE, 0, 1, 2, 1, 1, 0, -1, LLMGW_POOL_STOP},
+        /* ...but before the first byte a broken stream is an ordinary failure */
+        {LLMGW_FAIL_STREAM, 0, 1, 2, 1, 0, 0, -1, LLMGW_POOL_RETRY_SAME},
+        {LLMGW_FAIL_PROTOCOL, 0, 3, 2, 1, 0, 0, -1, LLMGW_POOL_NEXT_MEMBER},
+        /* an unset maxRetries counts as none */
+        {LLMGW_FAIL_HTTP, 502, 1, LLMGW_UNSET, 1, 0, 0, -1, LLMGW_POOL_NEXT_MEMBER},
+    };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        llmgw_pool_outcome_t o;
+        memset(&o, 0, sizeof(o));
+        o.action = llmgw_error_action(rows[i].fail, rows[i].status);
+        o.attempts = rows[i].attempts;
+        o.max_retries = rows[i].max_retries;
+        o.fallback = rows[i].fallback;
+        o.committed = rows[i].committed;
+        o.cooling = rows[i].cooling;
+        o.hint = rows[i].hint;
+        o.max_wait = SEC(10);
+        ck_assert_msg(llmgw_pool_next(&o) == rows[i].want, "row %d: got %d, want %d", (int)i,
+                      llmgw_pool_next(&o), rows[i].want);
+    }
+}
+END_TEST
+
+START_TEST(test_decision_no_wait_limit)
+{
+    llmgw_pool_outcome_t o;
+
+    memset(&o, 0, sizeof(o));
+    o.action = LLMGW_ACTION_RETRY;
+    o.attempts = 1;
+    o.max_retries = 1;
+    o.hint = SEC(3600);
+    o.max_wait = -1;
+    ck_assert_int_eq(llmgw_pool_next(&o), LLMGW_POOL_RETRY_SAME);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Every candidate failed                                              */
+
+static llmgw_pool_failure_t failure(const char *backend, llmgw_fail_e fail, int status,
+                                    apr_interval_time_t hint)
+{
+    llmgw_pool_failure_t f;
+
+    memset(&f, 0, sizeof(f));
+    f.backend = backend;
+    f.fail = fail;
+    f.status = status;
+    f.hint = hint;
+    return f;
+}
+
+START_TEST(test_exhausted_all_cooling)
+{
+    apr_interval_time_t ra;
+    llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "llm-pool", NULL, 0, 2, SEC(12), &ra);
+
+    ck_assert_int_eq(e->status, 503);
+    ck_assert_str_eq(e->code, "upstream_unavailable");
+    ck_assert_ptr_nonnull(strstr(e->message, "llm-pool"));
+    ck_assert_ptr_nonnull(strstr(e->message, "cooling down"));
+    ck_assert_int_eq(ra, SEC(12));
+}
+END_TEST
+
+START_TEST(test_exhausted_rate_limited)
+{
+    llmgw_pool_failure_t f[3] = {failure("a", LLMGW_FAIL_HTTP, 429, SEC(20)),
+                                 failure("b", LLMGW_FAIL_HTTP, 429, -1),
+                                 failure("c", LLMGW_FAIL_HTTP, 429, SEC(7))};
+    llmgw_error_t quota;
+    apr_interval_time_t ra;
+    llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "p", f, 3, 0, -1, &ra);
+
+    /* All rate limited: 429 with the smallest hint. */
+    ck_assert_int_eq(e->status, 429);
+    ck_assert_str_eq(e->code, "rate_limit_exceeded");
+    ck_assert_int_eq(ra, SEC(7));
+    ck_assert_ptr_nonnull(strstr(e->message, "Pool \"p\": all 3 tried member(s) failed"));
+    ck_assert_ptr_nonnull(strstr(e->message, "\"c\""));
+    /* No hints at all: no Retry-After. */
+    f[0].hint = f[2].hint = -1;
+    e = llmgw_pool_exhausted(test_pool, "p", f, 3, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 429);
+    ck_assert_int_eq(ra, -1);
+    /* Every one out of quota: waiting will not help. */
+    memset(&quota, 0, sizeof(quota));
+    quota.status = 429;
+    quota.code = "insufficient_quota";
+    f[0].error = f[1].error = f[2].error = &quota;
+    f[1].hint = SEC(1);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 3, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 429);
+    ck_assert_str_eq(e->code, "insufficient_quota");
+    ck_assert_int_eq(ra, -1);
+}
+END_TEST
+
+START_TEST(test_exhausted_mixed)
+{
+    static const struct {
+        llmgw_fail_e fail1;
+        int status1;
+        llmgw_fail_e fail2;
+        int status2;
+        int want;
+        const char *code;
+    } rows[] = {
+        {LLMGW_FAIL_TIMEOUT, 0, LLMGW_FAIL_TIMEOUT, 0, 504, "upstream_timeout"},
+        {LLMGW_FAIL_HTTP, 503, LLMGW_FAIL_IDLE, 0, 504, "upstream_timeout"},
+        {LLMGW_FAIL_TIMEOUT, 0, LLMGW_FAIL_HTTP, 500, 503, "upstream_unavailable"},
+        {LLMGW_FAIL_HTTP, 529, LLMGW_FAIL_HTTP, 503, 503, "upstream_unavailable"},
+        {LLMGW_FAIL_HTTP, 503, LLMGW_FAIL_CONNECT, 0, 502, "bad_gateway"},
+        {LLMGW_FAIL_CONNECT, 0, LLMGW_FAIL_RESET, 0, 502, "bad_gateway"},
+        {LLMGW_FAIL_HTTP, 500, LLMGW_FAIL_HTTP, 401, 502, "upstream_auth_failed"},
+        /* a 429 among others does not decide: the last other failure does */
+        {LLMGW_FAIL_HTTP, 503, LLMGW_FAIL_HTTP, 429, 503, "upstream_unavailable"},
+        {LLMGW_FAIL_TIMEOUT, 0, LLMGW_FAIL_HTTP, 429, 504, "upstream_timeout"},
+        /* 404 from some only: another backend knew the model */
+        {LLMGW_FAIL_HTTP, 404, LLMGW_FAIL_HTTP, 502, 503, "upstream_unavailable"},
+    };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        llmgw_pool_failure_t f[2] = {failure("a", rows[i].fail1, rows[i].status1, -1),
+                                     failure("b", rows[i].fail2, rows[i].status2, SEC(3))};
+        apr_interval_time_t ra;
+        llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "p", f, 2, 1, SEC(5), &ra);
+        ck_assert_msg(e->status == rows[i].want, "row %d: status %d", (int)i, e->status);
+        ck_assert_str_eq(e->code, rows[i].code);
+        ck_assert_int_eq(ra, -1);
+        ck_assert_ptr_nonnull(strstr(e->message, "1 cooling down"));
+    }
+}
+END_TEST
+
+START_TEST(test_exhausted_not_found_and_lone)
+{
+    llmgw_error_t provider;
+    llmgw_pool_failure_t f[2] = {failure("a", LLMGW_FAIL_HTTP, 404, -1),
+                                 failure("b", LLMGW_FAIL_HTTP, 404, -1)};
+    apr_interval_time_t ra;
+    llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, -1, &ra);
+
+    /* Nobody knows the model: 404, not a gateway error. */
+    ck_assert_int_eq(e->status, 404);
+    ck_assert_str_eq(e->code, "model_not_found");
+    /* The provider's own message when it gave one. */
+    memset(&provider, 0, sizeof(provider));
+    provider.status = 404;
+    provider.type = "invalid_request_error";
+    provider.code = "model_not_found";
+    provider.message = "The model `gpt-9` does not exist";
+    f[1].error = &provider;
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, -1, &ra);
+    ck_assert_ptr_nonnull(strstr(e->message, "The model `gpt-9` does not exist"));
+    /* A lone backend: the plain exhausted error, no pool wording. */
+    f[0] = failure("solo", LLMGW_FAIL_TIMEOUT, 0, -1);
+    e = llmgw_pool_exhausted(test_pool, NULL, f, 1, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 504);
+    ck_assert_str_eq(e->message,
+                     llmgw_error_exhausted(test_pool, LLMGW_FAIL_TIMEOUT, 0, "solo")->message);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pool");
+    TCase *tc = tcase_create("pool");
+
+    tcase_add_checked_fixture(tc, setup, test_pool_teardown);
+    tcase_add_test(tc, test_lone_backend);
+    tcase_add_test(tc, test_pool_models);
+    tcase_add_test(tc, test_pool_member_without_default);
+    tcase_add_test(tc, test_cooling_members);
+    tcase_add_test(tc, test_down_member_skipped_probed_returned);
+    tcase_add_test(tc, test_probe_goes_first_whatever_the_strategy);
+    tcase_add_test(tc, test_weighted_pool);
+    tcase_add_test(tc, test_round_robin_shared_cursor);
+    tcase_add_test(tc, test_nested_pools);
+    tcase_add_test(tc, test_nested_fallback_false);
+    tcase_add_test(tc, test_nesting_depth_bound);
+    tcase_add_test(tc, test_without_stats);
+    tcase_add_test(tc, test_decision_table);
+    tcase_add_test(tc, test_decision_no_wait_limit);
+    tcase_add_test(tc, test_exhausted_all_cooling);
+    tcase_add_test(tc, test_exhausted_rate_limited);
+    tcase_add_test(tc, test_exhausted_mixed);
+    tcase_add_test(tc, test_exhausted_not_found_and_lone);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;
+}
