@@ -21,6 +21,8 @@ static int llmgw_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, LLMGW_LOGNO(00001) "curl_global_init failed");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    if (llmgw_stats_post_config(pconf, s) != OK)
+        return HTTP_INTERNAL_SERVER_ERROR;
     if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG)
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                      LLMGW_LOGNO(00002) "mod_llmgw %s configured (generation %d)", LLMGW_VERSION,
@@ -41,6 +43,7 @@ static void llmgw_register_hooks(apr_pool_t *p)
     ap_hook_translate_name(llmgw_translate_name, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_map_to_storage(llmgw_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(llmgw_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(llmgw_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(llmgw) = {STANDARD20_MODULE_STUFF, llmgw_create_dir, llmgw_merge_dir,

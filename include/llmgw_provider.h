@@ -144,5 +144,10 @@ const llmgw_provider_t *llmgw_provider_get(llmgw_backend_type_e type);
 
 /* The built-in translators (src/providers/llmgw_provider_*.c). */
 extern const llmgw_provider_t llmgw_provider_openai;
+extern const llmgw_provider_t llmgw_provider_azure_openai;
+extern const llmgw_provider_t llmgw_provider_meta;
+extern const llmgw_provider_t llmgw_provider_mistral;
+extern const llmgw_provider_t llmgw_provider_anthropic;
+extern const llmgw_provider_t llmgw_provider_google;
 
 #endif /* LLMGW_PROVIDER_H */

@@ -3,11 +3,13 @@
 
 const llmgw_provider_t *llmgw_provider_get(llmgw_backend_type_e type)
 {
-    /* Types without a translator yet answer NULL: the handler turns that
-     * into a clear 501 instead of pretending to serve them. */
+    /* A type without a translator answers NULL: the handler turns that into
+     * a clear 501 instead of pretending to serve it. */
     switch (type) {
     case LLMGW_BACKEND_OPENAI:
         return &llmgw_provider_openai;
+    case LLMGW_BACKEND_ANTHROPIC:
+        return &llmgw_provider_anthropic;
     default:
         return NULL;
     }

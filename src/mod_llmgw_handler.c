@@ -20,6 +20,8 @@
 #include "llmgw_json.h"
 #include "llmgw_provider.h"
 #include "llmgw_sse.h"
+#include "llmgw_stats.h"
+#include "llmgw_pool.h"
 
 /* Largest upstream body buffered for a non-streaming answer. */
 #define LLMGW_MAX_UPSTREAM_BODY (64 * 1024 * 1024)
@@ -356,7 +358,7 @@ static llmgw_error_t *validate_messages(apr_pool_t *p, json_t *msgs)
     if (json_array_size(msgs) == 0)
         return bad(p, "messages", "'messages' must contain at least one message%s", "");
     json_array_foreach (msgs, i, m) {
-        const char *path = apr_psprintf(p, "messages[%zu]", i);
+        const char *path = apr_psprintf(p, "messages[%" APR_SIZE_T_FMT "]", i);
         json_t *role = json_object_get(m, "role"), *content;
         if (!json_is_object(m))
             return bad(p, path, "%s must be an object", path);
@@ -575,6 +577,8 @@ typedef struct {
     int status;
     llmgw_error_t *error;     /* what the client should see for this failure, if known */
     apr_interval_time_t hint; /* retry hint, -1 when none */
+    apr_interval_time_t elapsed, ttfb;
+    llmgw_usage_t usage;      /* of a successful attempt */
 } attempt_t;
 
 static void attempt_opts(req_t *q, llmgw_upstream_opts_t *o, apr_time_t deadline)
@@ -610,6 +614,8 @@ static void attempt_plain(req_t *q, const llmgw_http_request_t *hreq, apr_time_t
     attempt_opts(q, &o, deadline);
     llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res);
     q->upstream_time += res.elapsed;
+    a->elapsed = res.elapsed;
+    a->ttfb = res.ttfb;
     if (res.fail != LLMGW_FAIL_NONE) {
         a->fail = res.fail;
         return;
@@ -625,6 +631,7 @@ static void attempt_plain(req_t *q, const llmgw_http_request_t *hreq, apr_time_t
         return;
     }
     a->ok = 1;
+    a->usage = out.usage;
     set_usage_env(q, &out.usage);
     if (out.model)
         q->call.model = out.model;
@@ -673,6 +680,8 @@ static void attempt_stream(req_t *q, const llmgw_http_request_t *hreq, apr_time_
     o.on_data = on_stream_data;
     llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res);
     q->upstream_time += res.elapsed;
+    a->elapsed = res.elapsed;
+    a->ttfb = res.ttfb;
     if (q->client_gone || res.sink_status == LLMGW_ECLIENTGONE ||
         res.fail == LLMGW_FAIL_CLIENT_GONE) {
         a->fail = LLMGW_FAIL_CLIENT_GONE;
@@ -703,6 +712,7 @@ static void attempt_stream(req_t *q, const llmgw_http_request_t *hreq, apr_time_
         return;
     }
     a->ok = 1;
+    a->usage = q->st.usage;
     if (q->st.model)
         q->call.model = q->st.model;
     set_usage_env(q, &q->st.usage);
@@ -749,84 +759,256 @@ static int backoff_wait(req_t *q, apr_interval_time_t delay, apr_time_t deadline
     return 0;
 }
 
-static int finish_failed(req_t *q, const attempt_t *a)
+/* What ends a candidate's turn. */
+typedef enum { TURN_ANSWERED, TURN_NEXT, TURN_STOP } turn_e;
+
+static int answer_client_gone(req_t *q)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r,
+                  LLMGW_LOGNO(00004) "client went away; upstream transfer to \"%s\" aborted",
+                  q->backend ? q->backend->name : "-");
+    apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR", "client_gone");
+    q->r->connection->keepalive = AP_CONN_CLOSE;
+    return OK;
+}
+
+static void set_retry_after(request_rec *r, apr_interval_time_t wait)
+{
+    if (wait < 0)
+        return;
+    apr_table_setn(r->err_headers_out, "Retry-After",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                (apr_int64_t)((wait + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC)));
+}
+
+/*
+ * Every candidate failed (or the last one stopped the request). A lone
+ * backend's non-retryable 4xx keeps the provider's own status and message;
+ * everything else is summarised as providers.md 9.2 says.
+ */
+static int answer_failed(req_t *q, const llmgw_candidates_t *cl,
+                         const llmgw_pool_failure_t *failures, int n)
 {
     request_rec *r = q->r;
-    llmgw_action_e action = llmgw_error_action(a->fail, a->status);
+    const llmgw_pool_failure_t *last = n > 0 ? &failures[n - 1] : NULL;
+    apr_interval_time_t retry_after = -1;
     llmgw_error_t *e;
+    llmgw_action_e action = last ? llmgw_error_action(last->fail, last->status) : LLMGW_ACTION_RETRY;
 
-    apr_table_setn(r->subprocess_env, "LLMGW_ERROR", llmgw_fail_name(r->pool, a->fail, a->status));
-    if (a->fail == LLMGW_FAIL_CLIENT_GONE) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      LLMGW_LOGNO(00004) "client went away; upstream transfer to \"%s\" aborted",
-                      q->backend->name);
-        r->connection->keepalive = AP_CONN_CLOSE;
-        return OK;
-    }
-    if (q->committed) {
-        stream_fail_inband(q, a);
-        return OK;
-    }
-    /* A client error, or an upstream 4xx that is not retryable, keeps the
-     * provider's own status and message; the rest are "exhausted". */
-    if (a->fail == LLMGW_FAIL_HTTP && a->error &&
-        (action == LLMGW_ACTION_FINAL || action == LLMGW_ACTION_FALLBACK))
-        e = a->error;
-    else
-        e = llmgw_error_exhausted(r->pool, a->fail, a->status, q->backend->name);
-    if (e->status == HTTP_TOO_MANY_REQUESTS && a->hint >= 0)
-        apr_table_setn(
-            r->err_headers_out, "Retry-After",
-            apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
-                         (apr_int64_t)((a->hint + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC)));
-    if (action != LLMGW_ACTION_FINAL)
-        apr_table_setn(r->err_headers_out, "x-should-retry", "false");
+    if (last)
+        apr_table_setn(r->subprocess_env, "LLMGW_ERROR",
+                       llmgw_fail_name(r->pool, last->fail, last->status));
+    if (last && last->error &&
+        (action == LLMGW_ACTION_FINAL || (n == 1 && action == LLMGW_ACTION_FALLBACK)))
+        return send_error(q, last->error);
+    e = llmgw_pool_exhausted(r->pool, q->route->backend->name, failures, n, cl ? cl->cooling : 0,
+                             cl ? cl->cooldown_left : -1, &retry_after);
+    set_retry_after(r, retry_after);
+    apr_table_setn(r->err_headers_out, "x-should-retry", "false");
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  LLMGW_LOGNO(00005) "backend \"%s\" failed after %d attempt(s): %s%s%s",
-                  q->backend->name, q->attempts, llmgw_fail_name(r->pool, a->fail, a->status),
-                  q->call.stream ? " (stream)" : "", "");
+                  LLMGW_LOGNO(00005) "route \"%s\": every upstream attempt failed (%d attempt(s), "
+                                     "last: %s)",
+                  q->route->name, q->attempts,
+                  last ? llmgw_fail_name(r->pool, last->fail, last->status) : "all cooling down");
     return send_error(q, e);
 }
 
-static int run_attempts(req_t *q, const llmgw_http_request_t *hreq)
+static void attempt_run(req_t *q, const llmgw_http_request_t *hreq, apr_time_t deadline,
+                        attempt_t *a)
 {
-    const llmgw_backend_t *b = q->backend;
-    apr_time_t deadline = q->t0 + llmgw_backend_timeout(b);
-    int max_attempts = 1 + llmgw_backend_max_retries(b);
-    attempt_t a;
+    memset(a, 0, sizeof(*a));
+    a->hint = -1;
+    q->attempts++;
+    if (q->call.stream)
+        attempt_stream(q, hreq, deadline, a);
+    else
+        attempt_plain(q, hreq, deadline, a);
+}
 
+static void stats_success(req_t *q, llmgw_stats_slot_t *slot, const attempt_t *a)
+{
+    const llmgw_usage_t *u = &a->usage;
+    llmgw_stats_success(slot, apr_time_now(), a->elapsed, a->ttfb,
+                        u->present ? u->prompt_tokens : -1, u->present ? u->completion_tokens : -1);
+}
+
+/* Prepare q->call and the upstream request for candidate @p c. */
+static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
+                                        llmgw_http_request_t *hreq)
+{
+    request_rec *r = q->r;
+    const llmgw_backend_t *b = c->backend;
+    llmgw_error_t *err = NULL;
+
+    q->backend = b;
+    q->prov = llmgw_provider_get(b->type);
+    if (!q->prov || !(q->prov->apis & q->route->api))
+        return llmgw_error_make(r->pool, HTTP_NOT_IMPLEMENTED, "server_error", "not_implemented",
+                                NULL,
+                                "Backend \"%s\" has type \"%s\", which this version of "
+                                "mod_llmgw does not implement yet for this route.",
+                                b->name, llmgw_backend_type_name(b->type));
+    q->call.backend = b;
+    q->call.model = c->model;
+    q->call.dropped = apr_array_make(r->pool, 2, sizeof(const char *));
+    if (APLOGrdebug(r))
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      LLMGW_LOGNO(00007) "route \"%s\" -> backend \"%s\" (%s), model \"%s\"%s%s",
+                      q->route->name, b->name, llmgw_backend_type_name(b->type), c->model,
+                      q->call.stream ? ", stream" : "", c->probe ? ", probe" : "");
+    memset(hreq, 0, sizeof(*hreq));
+    if (q->prov->build_request(&q->call, hreq, &err) != APR_SUCCESS)
+        return err ? err
+                   : llmgw_error_make(r->pool, 500, NULL, NULL, NULL,
+                                      "The gateway could not translate this request.");
+    return NULL;
+}
+
+/*
+ * One candidate: attempts with retries until it succeeds, the decision
+ * table says to move on, or the request must stop. @p fail receives the
+ * candidate's last failure.
+ */
+static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
+                             llmgw_pool_failure_t *fail)
+{
+    const llmgw_backend_t *b = c->backend;
+    llmgw_stats_slot_t *slot = llmgw_stats_slot(llmgw_glue_stats_base(), c->slot);
+    llmgw_stats_slot_t *pool_slot = llmgw_stats_slot(llmgw_glue_stats_base(), c->pool_slot);
+    apr_time_t deadline = apr_time_now() + llmgw_backend_timeout(b);
+    llmgw_http_request_t hreq;
+    llmgw_pool_outcome_t o;
+    attempt_t a;
+    int attempts = 0;
+
+    memset(fail, 0, sizeof(*fail));
+    fail->backend = b->name;
+    fail->hint = -1;
+    fail->error = candidate_prepare(q, c, &hreq);
+    if (fail->error) {
+        if (c->probe)
+            llmgw_stats_probe_release(slot);
+        fail->fail = LLMGW_FAIL_HTTP;
+        fail->status = fail->error->status;
+        return has_next && c->pool && c->pool->fallback ? TURN_NEXT : TURN_STOP;
+    }
     for (;;) {
         apr_interval_time_t delay;
+        llmgw_pool_next_e next;
 
-        memset(&a, 0, sizeof(a));
-        a.hint = -1;
-        q->attempts++;
-        if (q->call.stream)
-            attempt_stream(q, hreq, deadline, &a);
-        else
-            attempt_plain(q, hreq, deadline, &a);
-        if (a.ok)
-            return OK;
-        if (a.fail == LLMGW_FAIL_CLIENT_GONE || q->committed ||
-            llmgw_error_action(a.fail, a.status) != LLMGW_ACTION_RETRY ||
-            q->attempts >= max_attempts)
-            return finish_failed(q, &a);
-        /* A hint longer than we are willing to wait ends the retries here. */
-        if (a.hint > LLMGW_MAX_RETRY_WAIT)
-            return finish_failed(q, &a);
-        delay = a.hint >= 0 ? a.hint : llmgw_backoff(q->attempts, random_unit());
-        ap_log_rerror(
-            APLOG_MARK, APLOG_INFO, 0, q->r,
-            LLMGW_LOGNO(
-                00006) "backend \"%s\" attempt %d failed (%s); retrying in %" APR_INT64_T_FMT " ms",
-            b->name, q->attempts, llmgw_fail_name(q->r->pool, a.fail, a.status),
-            (apr_int64_t)(delay / 1000));
+        attempts++;
+        llmgw_stats_begin(slot);
+        attempt_run(q, &hreq, deadline, &a);
+        llmgw_stats_end(slot);
+        if (a.ok) {
+            stats_success(q, slot, &a);
+            return TURN_ANSWERED;
+        }
+        fail->fail = a.fail;
+        fail->status = a.status;
+        fail->hint = a.hint;
+        fail->error = a.error;
+        memset(&o, 0, sizeof(o));
+        o.cooling = llmgw_stats_failure(slot, apr_time_now(), a.fail, a.status,
+                                        llmgw_pool_failure_threshold(c->pool),
+                                        llmgw_pool_cooldown(c->pool));
+        if (a.fail == LLMGW_FAIL_CLIENT_GONE || q->client_gone)
+            return TURN_STOP;
+        o.action = llmgw_error_action(a.fail, a.status);
+        o.attempts = attempts;
+        o.max_retries = llmgw_backend_max_retries(b);
+        o.fallback = has_next && c->pool && c->pool->fallback;
+        o.committed = q->committed;
+        o.hint = a.hint;
+        o.max_wait = LLMGW_MAX_RETRY_WAIT;
+        next = llmgw_pool_next(&o);
+        if (next == LLMGW_POOL_NEXT_MEMBER) {
+            llmgw_stats_fallback(slot);
+            llmgw_stats_fallback(pool_slot);
+            return TURN_NEXT;
+        }
+        if (next == LLMGW_POOL_STOP)
+            return TURN_STOP;
+        llmgw_stats_retry(slot);
+        delay = a.hint >= 0 ? a.hint : llmgw_backoff(attempts, random_unit());
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r,
+                      LLMGW_LOGNO(00006) "backend \"%s\" attempt %d failed (%s); retrying in %"
+                                         APR_INT64_T_FMT " ms",
+                      b->name, attempts, llmgw_fail_name(q->r->pool, a.fail, a.status),
+                      (apr_int64_t)(delay / 1000));
         if (backoff_wait(q, delay, deadline) != 0) {
             if (q->client_gone)
-                a.fail = LLMGW_FAIL_CLIENT_GONE;
-            return finish_failed(q, &a);
+                return TURN_STOP;
+            return o.fallback ? TURN_NEXT : TURN_STOP;
         }
     }
+}
+
+static apr_uint64_t random_seed(void)
+{
+    apr_uint64_t v = 0;
+    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
+        v = (apr_uint64_t)apr_time_now();
+    return v;
+}
+
+static int run_candidates(req_t *q, const char *model)
+{
+    request_rec *r = q->r;
+    llmgw_srv_cfg *sc = ap_get_module_config(r->server->module_config, &llmgw_module);
+    llmgw_pool_env_t env;
+    llmgw_candidates_t *cl = NULL;
+    llmgw_pool_failure_t *failures;
+    apr_status_t rv;
+    int i, nf = 0;
+
+    memset(&env, 0, sizeof(env));
+    env.stats = llmgw_glue_stats_base();
+    env.slot_of = env.stats ? sc->slot_of : NULL;
+    env.nslots = env.stats ? sc->nslots : 0;
+    env.now = apr_time_now();
+    /* Randomness only matters when a pool has to choose. */
+    env.seed = q->route->backend->type == LLMGW_BACKEND_POOL ? random_seed() : 0;
+    rv = llmgw_pool_candidates(r->pool, q->route->backend, model, &env, &cl);
+    if (rv == LLMGW_EBADREQ)
+        return fail_request(q, 400, "missing_required_parameter", "model",
+                            "You must provide a model parameter (no backend of this route has "
+                            "a defaultModel).");
+    if (rv == APR_ENOENT)
+        return answer_failed(q, cl, NULL, 0);
+    if (rv != APR_SUCCESS)
+        return fail_request(q, 500, NULL, NULL, "The gateway could not order this route's backends.");
+    failures = apr_pcalloc(r->pool, sizeof(*failures) * (apr_size_t)cl->nelts);
+    for (i = 0; i < cl->nelts; i++) {
+        const llmgw_candidate_t *c = &cl->items[i];
+        llmgw_stats_slot_t *slot = llmgw_stats_slot(env.stats, c->slot);
+        llmgw_stats_avail_e avail = llmgw_stats_available(slot, apr_time_now());
+        turn_e turn;
+        llmgw_candidate_t mine = *c;
+
+        /* Another request took this member's probe meanwhile. */
+        if (avail == LLMGW_STATS_COOLING && c->pool)
+            continue;
+        mine.probe = avail == LLMGW_STATS_PROBE;
+        turn = candidate_turn(q, &mine, i + 1 < cl->nelts, &failures[nf]);
+        if (turn == TURN_ANSWERED)
+            return OK;
+        nf++;
+        if (q->client_gone || failures[nf - 1].fail == LLMGW_FAIL_CLIENT_GONE)
+            return answer_client_gone(q);
+        if (q->committed) {
+            attempt_t a;
+            memset(&a, 0, sizeof(a));
+            a.fail = failures[nf - 1].fail;
+            a.status = failures[nf - 1].status;
+            a.error = (llmgw_error_t *)failures[nf - 1].error;
+            stream_fail_inband(q, &a);
+            return OK;
+        }
+        if (turn == TURN_STOP)
+            break;
+    }
+    return answer_failed(q, cl, failures, nf);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -835,48 +1017,16 @@ static int run_attempts(req_t *q, const llmgw_http_request_t *hreq)
 static int serve_call(req_t *q, json_t *body)
 {
     request_rec *r = q->r;
-    const llmgw_backend_t *b = q->route->backend;
     json_t *model = json_object_get(body, "model");
     json_t *so = json_object_get(body, "stream_options");
-    llmgw_http_request_t hreq;
-    llmgw_error_t *err = NULL;
 
-    q->backend = b;
-    q->prov = b->type == LLMGW_BACKEND_POOL ? NULL : llmgw_provider_get(b->type);
-    if (!q->prov || !(q->prov->apis & q->route->api))
-        return send_error(q,
-                          llmgw_error_make(r->pool, HTTP_NOT_IMPLEMENTED, "server_error",
-                                           "not_implemented", NULL,
-                                           "Backend \"%s\" has type \"%s\", which this version of "
-                                           "mod_llmgw does not implement yet for this route.",
-                                           b->name, llmgw_backend_type_name(b->type)));
     q->call.pool = r->pool;
-    q->call.backend = b;
     q->call.api = q->route->api;
     q->call.body = body;
-    q->call.model = json_is_string(model) && *json_string_value(model) ? json_string_value(model)
-                                                                       : b->default_model;
     q->call.stream =
         q->route->api == LLMGW_API_CHAT && json_is_true(json_object_get(body, "stream"));
     q->call.include_usage = q->call.stream && json_is_true(json_object_get(so, "include_usage"));
     q->call.created = apr_time_sec(r->request_time);
-    q->call.dropped = apr_array_make(r->pool, 2, sizeof(const char *));
-    if (!q->call.model)
-        return fail_request(
-            q, 400, "missing_required_parameter", "model",
-            "You must provide a model parameter (the backend has no defaultModel).");
-    if (APLOGrdebug(r))
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      LLMGW_LOGNO(00007) "route \"%s\" -> backend \"%s\" (%s), model \"%s\"%s",
-                      q->route->name, b->name, llmgw_backend_type_name(b->type), q->call.model,
-                      q->call.stream ? ", stream" : "");
-    memset(&hreq, 0, sizeof(hreq));
-    if (q->prov->build_request(&q->call, &hreq, &err) != APR_SUCCESS) {
-        if (!err)
-            err = llmgw_error_make(r->pool, 500, NULL, NULL, NULL,
-                                   "The gateway could not translate this request.");
-        return send_error(q, err);
-    }
     if (q->call.stream) {
         conn_rec *c = r->connection;
         q->bb = apr_brigade_create(r->pool, c->bucket_alloc);
@@ -884,7 +1034,9 @@ static int serve_call(req_t *q, json_t *body)
         llmgw_sse_parser_create(&q->parser, r->pool, LLMGW_MAX_SSE_EVENT, on_sse_event, q);
     }
     q->probe = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    return run_attempts(q, &hreq);
+    return run_candidates(q, json_is_string(model) && *json_string_value(model)
+                                 ? json_string_value(model)
+                                 : NULL);
 }
 
 static int serve_post(req_t *q)

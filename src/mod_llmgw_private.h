@@ -30,11 +30,14 @@ extern module AP_MODULE_DECLARE_DATA llmgw_module;
 
 /* The handler name of SetHandler / LLMGateway on. */
 #define LLMGW_HANDLER "llmgw"
+#define LLMGW_STATUS_HANDLER "llmgw-status"
 
 typedef struct {
     const char *config_path; /* LLMGatewayConfig, resolved */
     llmgw_config_t *gw;      /* parsed gateway.yaml (pconf), NULL when not configured */
     apr_off_t max_body;      /* LLMGW_UNSET when not set here */
+    int *slot_of;            /* stats slot per backend index (post_config), or NULL */
+    int nslots;              /* entries in slot_of */
 } llmgw_srv_cfg;
 
 typedef struct {
@@ -56,5 +59,11 @@ int llmgw_handler(request_rec *r);
 int llmgw_translate_name(request_rec *r);
 int llmgw_map_to_storage(request_rec *r);
 void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s);
+
+/* Shared statistics (mod_llmgw_stats.c). */
+int llmgw_stats_post_config(apr_pool_t *pconf, server_rec *s);
+int llmgw_status_handler(request_rec *r);
+/* The segment of this generation, NULL when there is none. */
+void *llmgw_glue_stats_base(void);
 
 #endif /* MOD_LLMGW_PRIVATE_H */

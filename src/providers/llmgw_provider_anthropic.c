@@ -1,0 +1,1989 @@
+/*
+ * The `anthropic` translator (providers.md 5): OpenAI chat completions to
+ * and from the Claude Messages API.
+ *
+ * Requests are rebuilt from scratch, never copied: system and developer
+ * messages are hoisted into `system`, the rest becomes strictly alternating
+ * user/assistant turns, tool calls and results become tool_use/tool_result
+ * blocks. A client field Anthropic cannot honour is refused with a 400 that
+ * names it, or dropped and recorded in call->dropped when the backend says
+ * `unsupportedParams: drop` (DESIGN.md 4). Fields that change nothing in the
+ * answer (store, service_tier, prompt_cache_key, ...) and unknown fields are
+ * not forwarded (providers.md 2.1).
+ *
+ * Answers: content blocks become message content and tool_calls; streams are
+ * translated event by event (providers.md 5.6 and 10.3), so the client sees
+ * every token as soon as Anthropic sends it.
+ *
+ * Memory: per request everything comes from call->pool or is a jansson value
+ * freed before returning. Per stream event only jansson's heap and a stack
+ * buffer are used; call->pool grows only once per stream (id, model) and when
+ * the block table doubles for a new content block, never per token.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <apr_sha1.h>
+#include <apr_strings.h>
+#include "llmgw_provider.h"
+#include "llmgw_json.h"
+
+#define ANTHROPIC_DEFAULT_ENDPOINT "https://api.anthropic.com"
+#define ANTHROPIC_VERSION "2023-06-01"
+
+/* providers.md 5.2: the json_object emulation. */
+#define JSON_OBJECT_INSTRUCTION "Respond with a single valid JSON object and nothing else."
+
+/* providers.md 5.3 rule 5: the API wants the first turn to be the user's. */
+#define FIRST_TURN_PLACEHOLDER "."
+
+/* Upstream messages longer than this (bytes) are cut, "..." included. */
+#define ANTHROPIC_MAX_MESSAGE 2000
+
+/* Content blocks per message we track in a stream; far above any real answer. */
+#define ANTHROPIC_MAX_BLOCKS 65536
+
+/* Most chunks are a few hundred bytes: frame them on the stack. */
+#define ANTHROPIC_FRAME_STACK 4096
+
+#define SSE_PREFIX "data: "
+#define SSE_PREFIX_LEN (sizeof(SSE_PREFIX) - 1)
+#define SSE_DONE "data: [DONE]\n\n"
+
+/* Anthropic's token counters, kept apart until the OpenAI sums are made. */
+typedef struct {
+    int present;
+    apr_int64_t input;
+    apr_int64_t cache_write;
+    apr_int64_t cache_read;
+    apr_int64_t output;
+    apr_int64_t thinking;
+    int has_thinking;
+} native_usage_t;
+
+/* ---------------------------------------------------------------------- */
+/* Shared helpers                                                         */
+/* ---------------------------------------------------------------------- */
+
+static int str_eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+static int is_null_or_absent(const json_t *v)
+{
+    return !v || json_is_null(v);
+}
+
+/* A token count, or 0 when absent or nonsense; returns 1 when present. */
+static int count_of(const json_t *obj, const char *key, apr_int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    double d = json_is_real(v) ? json_real_value(v) : -1.0;
+
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (apr_int64_t)json_integer_value(v);
+        return 1;
+    }
+    if (d >= 0.0 && d < 9007199254740992.0) {
+        *out = (apr_int64_t)d;
+        return 1;
+    }
+    return 0;
+}
+
+/* Take every counter @p usage carries (stream counters are cumulative). */
+static void usage_update(native_usage_t *u, const json_t *usage)
+{
+    json_t *details = json_object_get(usage, "output_tokens_details");
+
+    if (!json_is_object(usage))
+        return;
+    u->present = 1;
+    count_of(usage, "input_tokens", &u->input);
+    count_of(usage, "cache_creation_input_tokens", &u->cache_write);
+    count_of(usage, "cache_read_input_tokens", &u->cache_read);
+    count_of(usage, "output_tokens", &u->output);
+    if (count_of(details, "thinking_tokens", &u->thinking))
+        u->has_thinking = 1;
+}
+
+/* providers.md 5.5: cached input counts as prompt, thinking as completion. */
+static void usage_totals(const native_usage_t *u, llmgw_usage_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->present = u->present;
+    out->prompt_tokens = u->input + u->cache_write + u->cache_read;
+    out->completion_tokens = u->output;
+    out->total_tokens = out->prompt_tokens + out->completion_tokens;
+}
+
+/* The OpenAI usage object (new reference). */
+static json_t *usage_json(const native_usage_t *u)
+{
+    llmgw_usage_t t;
+    json_t *j, *details;
+
+    usage_totals(u, &t);
+    j = json_object();
+    json_object_set_new(j, "prompt_tokens", json_integer(t.prompt_tokens));
+    json_object_set_new(j, "completion_tokens", json_integer(t.completion_tokens));
+    json_object_set_new(j, "total_tokens", json_integer(t.total_tokens));
+    details = json_object();
+    json_object_set_new(details, "cached_tokens", json_integer(u->cache_read));
+    if (u->cache_write > 0)
+        json_object_set_new(details, "cache_write_tokens", json_integer(u->cache_write));
+    json_object_set_new(j, "prompt_tokens_details", details);
+    if (u->has_thinking)
+        json_object_set_new(j, "completion_tokens_details",
+                            json_pack("{s:I}", "reasoning_tokens", (json_int_t)u->thinking));
+    return j;
+}
+
+/* providers.md 5.5: stop_reason -> finish_reason; unknown reasons end normally. */
+static const char *finish_reason(const char *stop_reason, int legacy)
+{
+    if (str_eq(stop_reason, "tool_use"))
+        return legacy ? "function_call" : "tool_calls";
+    if (str_eq(stop_reason, "max_tokens") || str_eq(stop_reason, "model_context_window_exceeded"))
+        return "length";
+    if (str_eq(stop_reason, "refusal"))
+        return "content_filter";
+    return "stop";
+}
+
+/* The client used the legacy `functions` API: answers go back in that shape. */
+static int uses_legacy_functions(const json_t *req)
+{
+    return json_is_array(json_object_get(req, "functions")) &&
+           is_null_or_absent(json_object_get(req, "tools"));
+}
+
+/*
+ * Compact JSON with the shortest numbers that still read back the same
+ * (jansson prints 38.7 as 38.700000000000003), for the arguments strings the
+ * client sees. From @p p; NULL when @p j cannot be serialised.
+ */
+static const char *dump_short(apr_pool_t *p, const json_t *j)
+{
+    static const int precisions[] = {15, 16, 17};
+    size_t i;
+
+    for (i = 0; i < sizeof(precisions) / sizeof(precisions[0]); i++) {
+        char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(precisions[i]));
+        json_t *back = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+        int same = back && json_equal(back, j);
+        const char *out = same || i + 1 == 3 ? apr_pstrdup(p, text ? text : "") : NULL;
+
+        json_decref(back);
+        free(text);
+        if (out)
+            return *out ? out : NULL;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests: context and errors                                           */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    llmgw_call_t *call;
+    apr_pool_t *p;
+    const json_t *req;   /* the client's body, borrowed, never modified */
+    json_t *system;      /* text blocks for `system` (new reference) */
+    int system_plain;    /* every system block came from a plain string */
+    json_t *turns;       /* [{"role","content":[blocks]}] (new reference) */
+    json_t *used_tools;  /* names of tools called in the history (new reference) */
+    json_t *legacy_open; /* legacy calls awaiting their result: [{"name","id"}] */
+    int legacy;          /* the client used `functions` */
+    int legacy_calls;    /* legacy function_call ordinal */
+    llmgw_error_t **err;
+} build_t;
+
+static apr_status_t fail(build_t *bx, const char *code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static apr_status_t fail(build_t *bx, const char *code, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    const char *msg;
+
+    va_start(ap, fmt);
+    msg = apr_pvsprintf(bx->p, fmt, ap);
+    va_end(ap);
+    *bx->err = llmgw_error_make(bx->p, 400, "invalid_request_error", code, param, "%s", msg);
+    return LLMGW_EBADREQ;
+}
+
+/*
+ * A top-level parameter Anthropic cannot honour: refused, or dropped and
+ * recorded when the backend allows it. @p param is a static string.
+ */
+static apr_status_t refuse_param(build_t *bx, const char *param, const char *code, const char *why)
+{
+    llmgw_call_t *call = bx->call;
+
+    if (call->backend->unsupported_drop == 1) {
+        if (!call->dropped)
+            call->dropped = apr_array_make(bx->p, 2, sizeof(const char *));
+        APR_ARRAY_PUSH(call->dropped, const char *) = param;
+        return APR_SUCCESS;
+    }
+    return fail(bx, code, param, "'%s' is not supported by backend \"%s\" (anthropic): %s.", param,
+                call->backend->name, why);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests: content blocks                                               */
+/* ---------------------------------------------------------------------- */
+
+/* {"type":"text","text":s} sharing the client's string (new reference). */
+static json_t *text_block(json_t *s)
+{
+    json_t *b = json_object();
+
+    json_object_set_new(b, "type", json_string("text"));
+    json_object_set(b, "text", s);
+    return b;
+}
+
+static int is_empty_string(const json_t *s)
+{
+    return json_is_string(s) && json_string_length(s) == 0;
+}
+
+/* Append @p s as a text block unless it is empty (the API rejects empty blocks). */
+static void push_text(json_t *blocks, json_t *s)
+{
+    if (!is_empty_string(s))
+        json_array_append_new(blocks, text_block(s));
+}
+
+static int base64_payload_ok(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++) {
+        char c = *s;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/' || c == '='))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Split "data:<media type>[;params];base64,<payload>" (providers.md 2.2).
+ * The media type comes back lower-cased, from the pool; the payload points
+ * into @p uri. Returns 0 for anything that is not base64 data.
+ */
+static int parse_data_uri(apr_pool_t *p, const char *uri, const char **media, const char **data)
+{
+    const char *comma, *semi;
+    char *m, *c;
+
+    if (strncasecmp(uri, "data:", 5) != 0)
+        return 0;
+    uri += 5;
+    comma = strchr(uri, ',');
+    if (!comma || comma - uri < 8 || strncasecmp(comma - 7, ";base64", 7) != 0)
+        return 0;
+    semi = memchr(uri, ';', (apr_size_t)(comma - uri));
+    if (semi == uri)
+        return 0;
+    m = apr_pstrmemdup(p, uri, (apr_size_t)(semi - uri));
+    for (c = m; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    *media = strcmp(m, "image/jpg") == 0 ? "image/jpeg" : m;
+    *data = comma + 1;
+    return base64_payload_ok(*data);
+}
+
+static int image_type_ok(const char *media)
+{
+    return str_eq(media, "image/jpeg") || str_eq(media, "image/png") ||
+           str_eq(media, "image/gif") || str_eq(media, "image/webp");
+}
+
+/* {"type":kind,"source":{"type":"base64","media_type":m,"data":d}} (new reference). */
+static json_t *base64_block(const char *kind, const char *media, const char *data)
+{
+    return json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", kind, "source", "type", "base64",
+                     "media_type", media, "data", data);
+}
+
+static apr_status_t image_part(build_t *bx, const json_t *part, const char *param, json_t *blocks)
+{
+    json_t *iu = json_object_get(part, "image_url");
+    const char *url = json_is_string(iu) ? json_string_value(iu) : llmgw_json_str(iu, "url");
+    const char *uparam = apr_pstrcat(bx->p, param, ".image_url.url", NULL);
+    const char *media, *data;
+
+    if (!url)
+        return fail(bx, "invalid_value", uparam, "'%s' must be a URL or a data URI.", uparam);
+    if (strncasecmp(url, "data:", 5) == 0) {
+        if (!parse_data_uri(bx->p, url, &media, &data))
+            return fail(bx, "invalid_value", uparam,
+                        "'%s' is not a valid base64 data URI (data:<type>;base64,<data>).", uparam);
+        if (!image_type_ok(media))
+            return fail(bx, "unsupported_value", uparam,
+                        "Image type '%s' is not supported by Anthropic models "
+                        "(use image/jpeg, image/png, image/gif or image/webp).",
+                        media);
+        json_array_append_new(blocks, base64_block("image", media, data));
+        return APR_SUCCESS;
+    }
+    if (strncasecmp(url, "https://", 8) != 0 && strncasecmp(url, "http://", 7) != 0)
+        return fail(bx, "invalid_value", uparam, "'%s' must be an http(s) URL or a data URI.",
+                    uparam);
+    json_array_append_new(blocks, json_pack("{s:s, s:{s:s, s:s}}", "type", "image", "source",
+                                            "type", "url", "url", url));
+    return APR_SUCCESS;
+}
+
+/* `file` parts: inline PDFs become documents; uploaded OpenAI files mean nothing here. */
+static apr_status_t file_part(build_t *bx, const json_t *part, const char *param, json_t *blocks)
+{
+    json_t *file = json_object_get(part, "file");
+    const char *fd = llmgw_json_str(file, "file_data");
+    const char *name = llmgw_json_str(file, "filename");
+    const char *media, *data;
+    json_t *doc;
+
+    if (json_object_get(file, "file_id"))
+        return fail(bx, "unsupported_value", apr_pstrcat(bx->p, param, ".file.file_id", NULL),
+                    "Files uploaded to OpenAI cannot be used with Anthropic models; "
+                    "send the file inline as file_data.");
+    param = apr_pstrcat(bx->p, param, ".file.file_data", NULL);
+    if (!fd || !parse_data_uri(bx->p, fd, &media, &data))
+        return fail(bx, "invalid_value", param, "'%s' must be a base64 data URI.", param);
+    if (!str_eq(media, "application/pdf"))
+        return fail(bx, "unsupported_value", param,
+                    "File type '%s' is not supported by Anthropic models (use application/pdf).",
+                    media);
+    doc = base64_block("document", media, data);
+    if (name && *name)
+        json_object_set_new(doc, "title", json_string(name));
+    json_array_append_new(blocks, doc);
+    return APR_SUCCESS;
+}
+
+/* One part of a user message. */
+static apr_status_t user_part(build_t *bx, const json_t *part, const char *param, json_t *blocks)
+{
+    const char *type = llmgw_json_str(part, "type");
+    json_t *text = json_object_get(part, "text");
+
+    if (str_eq(type, "text") && json_is_string(text)) {
+        push_text(blocks, text);
+        return APR_SUCCESS;
+    }
+    if (str_eq(type, "image_url"))
+        return image_part(bx, part, param, blocks);
+    if (str_eq(type, "file"))
+        return file_part(bx, part, param, blocks);
+    if (str_eq(type, "input_audio"))
+        return fail(bx, "unsupported_value", param,
+                    "Audio input is not supported by Anthropic models.");
+    return fail(bx, "invalid_value", param, "'%s' is not a valid content part (type '%s').", param,
+                type ? type : "(none)");
+}
+
+/* Text-only content (system, tool, assistant): strings and text/refusal parts. */
+static apr_status_t text_parts(build_t *bx, const json_t *content, const char *param,
+                               int refusal_ok, json_t *blocks)
+{
+    size_t j;
+    json_t *part;
+
+    if (json_is_string(content)) {
+        push_text(blocks, (json_t *)content);
+        return APR_SUCCESS;
+    }
+    if (is_null_or_absent(content))
+        return APR_SUCCESS;
+    if (!json_is_array(content))
+        return fail(bx, "invalid_type", param, "'%s' must be a string or an array of parts.",
+                    param);
+    json_array_foreach (content, j, part) {
+        const char *type = llmgw_json_str(part, "type");
+        json_t *text = json_object_get(part, str_eq(type, "refusal") ? "refusal" : "text");
+
+        if (!json_is_string(text) ||
+            !(str_eq(type, "text") || (refusal_ok && str_eq(type, "refusal"))))
+            return fail(bx, "invalid_value",
+                        apr_psprintf(bx->p, "%s[%" APR_SIZE_T_FMT "]", param, j),
+                        "'%s[%" APR_SIZE_T_FMT "]' must be a text part here.", param, j);
+        push_text(blocks, text);
+    }
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests: messages (providers.md 5.3)                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Append blocks (stolen) as a turn, merging with the previous turn of the same role. */
+static void add_turn(build_t *bx, const char *role, json_t *blocks)
+{
+    size_t n = json_array_size(bx->turns);
+    json_t *last = n ? json_array_get(bx->turns, n - 1) : NULL;
+
+    if (json_array_size(blocks) == 0) {
+        json_decref(blocks);
+        return;
+    }
+    if (last && str_eq(llmgw_json_str(last, "role"), role)) {
+        json_array_extend(json_object_get(last, "content"), blocks);
+        json_decref(blocks);
+        return;
+    }
+    json_array_append_new(bx->turns, json_pack("{s:s, s:o}", "role", role, "content", blocks));
+}
+
+static int tool_id_ok(const char *id)
+{
+    if (!*id)
+        return 0;
+    for (; *id; id++) {
+        char c = *id;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * providers.md 5.3 rule 7: Anthropic wants ids matching ^[a-zA-Z0-9_-]+$;
+ * ids made by other providers are mapped deterministically, so that a
+ * tool_use and its tool_result still agree.
+ */
+static const char *tool_id(apr_pool_t *p, const char *id)
+{
+    unsigned char digest[APR_SHA1_DIGESTSIZE];
+    apr_sha1_ctx_t ctx;
+    char hex[25];
+    int i;
+
+    if (tool_id_ok(id))
+        return id;
+    apr_sha1_init(&ctx);
+    apr_sha1_update_binary(&ctx, (const unsigned char *)id, (unsigned int)strlen(id));
+    apr_sha1_final(digest, &ctx);
+    for (i = 0; i < 12; i++)
+        apr_snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    return apr_pstrcat(p, "t_", hex, NULL);
+}
+
+static apr_status_t system_message(build_t *bx, const json_t *m, const char *param)
+{
+    json_t *content = json_object_get(m, "content");
+    json_t *blocks = json_array();
+    apr_status_t rv;
+
+    rv = text_parts(bx, content, apr_pstrcat(bx->p, param, ".content", NULL), 0, blocks);
+    if (rv == APR_SUCCESS) {
+        if (!json_is_string(content) && json_array_size(blocks) > 0)
+            bx->system_plain = 0;
+        json_array_extend(bx->system, blocks);
+    }
+    json_decref(blocks);
+    return rv;
+}
+
+static apr_status_t user_message(build_t *bx, const json_t *m, const char *param)
+{
+    json_t *content = json_object_get(m, "content");
+    json_t *blocks, *part;
+    size_t j;
+
+    param = apr_pstrcat(bx->p, param, ".content", NULL);
+    if (json_is_string(content) || is_null_or_absent(content)) {
+        blocks = json_array();
+        if (json_is_string(content))
+            push_text(blocks, content);
+        add_turn(bx, "user", blocks);
+        return APR_SUCCESS;
+    }
+    if (!json_is_array(content))
+        return fail(bx, "invalid_type", param, "'%s' must be a string or an array of parts.",
+                    param);
+    blocks = json_array();
+    json_array_foreach (content, j, part) {
+        apr_status_t rv =
+            user_part(bx, part, apr_psprintf(bx->p, "%s[%" APR_SIZE_T_FMT "]", param, j), blocks);
+        if (rv != APR_SUCCESS) {
+            json_decref(blocks);
+            return rv;
+        }
+    }
+    add_turn(bx, "user", blocks);
+    return APR_SUCCESS;
+}
+
+/* A tool call's arguments string -> the tool_use input object (new reference). */
+static apr_status_t tool_input(build_t *bx, const json_t *args, const char *param, json_t **out)
+{
+    const char *s = json_is_string(args) ? json_string_value(args) : NULL;
+    apr_size_t n = s ? json_string_length(args) : 0;
+
+    *out = NULL;
+    if (json_is_object(args)) {
+        *out = json_incref((json_t *)args); /* lenient: some clients send the object */
+        return APR_SUCCESS;
+    }
+    if (is_null_or_absent(args) || (s && strspn(s, " \t\r\n") == n)) {
+        *out = json_object();
+        return APR_SUCCESS;
+    }
+    if (s)
+        *out = json_loadb(s, n, 0, NULL);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return fail(bx, "invalid_value", param,
+                    "'%s' must be a JSON object encoded as a string (Anthropic needs the tool "
+                    "input as an object).",
+                    param);
+    }
+    return APR_SUCCESS;
+}
+
+/* {"type":"tool_use",...} for one call; @p id already mapped. */
+static apr_status_t tool_use_block(build_t *bx, const char *id, const json_t *fn, const char *param,
+                                   json_t *blocks)
+{
+    const char *name = llmgw_json_str(fn, "name");
+    json_t *input;
+    apr_status_t rv;
+
+    if (!name || !*name)
+        return fail(bx, "invalid_value", apr_pstrcat(bx->p, param, ".name", NULL),
+                    "'%s.name' must be a non-empty string.", param);
+    rv = tool_input(bx, json_object_get(fn, "arguments"),
+                    apr_pstrcat(bx->p, param, ".arguments", NULL), &input);
+    if (rv != APR_SUCCESS)
+        return rv;
+    json_object_set_new(bx->used_tools, name, json_true());
+    json_array_append_new(blocks, json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", id,
+                                            "name", name, "input", input));
+    return APR_SUCCESS;
+}
+
+static apr_status_t tool_calls(build_t *bx, const json_t *calls, const char *param, json_t *blocks)
+{
+    size_t j;
+    json_t *tc;
+
+    if (is_null_or_absent(calls))
+        return APR_SUCCESS;
+    if (!json_is_array(calls))
+        return fail(bx, "invalid_type", param, "'%s' must be an array.", param);
+    json_array_foreach (calls, j, tc) {
+        const char *p = apr_psprintf(bx->p, "%s[%" APR_SIZE_T_FMT "]", param, j);
+        const char *id = llmgw_json_str(tc, "id");
+        const char *type = llmgw_json_str(tc, "type");
+        apr_status_t rv;
+
+        if (type && !str_eq(type, "function"))
+            return fail(bx, "unsupported_value", apr_pstrcat(bx->p, p, ".type", NULL),
+                        "Only function tool calls can be sent to Anthropic models.");
+        if (!id)
+            return fail(bx, "missing_required_parameter", apr_pstrcat(bx->p, p, ".id", NULL),
+                        "Missing required parameter: '%s.id'.", p);
+        rv = tool_use_block(bx, tool_id(bx->p, id), json_object_get(tc, "function"),
+                            apr_pstrcat(bx->p, p, ".function", NULL), blocks);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    return APR_SUCCESS;
+}
+
+/* Legacy assistant function_call (providers.md 2.1 rule 3). */
+static apr_status_t legacy_call(build_t *bx, const json_t *fc, const char *param, json_t *blocks)
+{
+    const char *id, *name = llmgw_json_str(fc, "name");
+
+    if (is_null_or_absent(fc))
+        return APR_SUCCESS;
+    id = apr_psprintf(bx->p, "call_fn_%d", ++bx->legacy_calls);
+    if (name)
+        json_array_append_new(bx->legacy_open, json_pack("{s:s, s:s}", "name", name, "id", id));
+    return tool_use_block(bx, id, fc, param, blocks);
+}
+
+static apr_status_t assistant_message(build_t *bx, const json_t *m, const char *param)
+{
+    json_t *blocks = json_array();
+    apr_status_t rv;
+
+    rv = text_parts(bx, json_object_get(m, "content"), apr_pstrcat(bx->p, param, ".content", NULL),
+                    1, blocks);
+    if (rv == APR_SUCCESS)
+        rv = tool_calls(bx, json_object_get(m, "tool_calls"),
+                        apr_pstrcat(bx->p, param, ".tool_calls", NULL), blocks);
+    if (rv == APR_SUCCESS)
+        rv = legacy_call(bx, json_object_get(m, "function_call"),
+                         apr_pstrcat(bx->p, param, ".function_call", NULL), blocks);
+    if (rv != APR_SUCCESS) {
+        json_decref(blocks);
+        return rv;
+    }
+    add_turn(bx, "assistant", blocks);
+    return APR_SUCCESS;
+}
+
+/* A tool_result block in a user turn; empty results carry no content at all. */
+static apr_status_t tool_result(build_t *bx, const char *id, const json_t *content,
+                                const char *param)
+{
+    json_t *texts = json_array();
+    json_t *block;
+    apr_status_t rv;
+
+    rv = text_parts(bx, content, param, 0, texts);
+    if (rv != APR_SUCCESS) {
+        json_decref(texts);
+        return rv;
+    }
+    block = json_pack("{s:s, s:s}", "type", "tool_result", "tool_use_id", id);
+    if (json_is_string(content) && json_array_size(texts) == 1)
+        json_object_set(block, "content", (json_t *)content);
+    else if (json_array_size(texts) > 0)
+        json_object_set(block, "content", texts);
+    json_decref(texts);
+    add_turn(bx, "user", json_pack("[o]", block));
+    return APR_SUCCESS;
+}
+
+static apr_status_t tool_message(build_t *bx, const json_t *m, const char *param)
+{
+    const char *id = llmgw_json_str(m, "tool_call_id");
+
+    if (!id)
+        return fail(bx, "missing_required_parameter",
+                    apr_pstrcat(bx->p, param, ".tool_call_id", NULL),
+                    "Missing required parameter: '%s.tool_call_id'.", param);
+    return tool_result(bx, tool_id(bx->p, id), json_object_get(m, "content"),
+                       apr_pstrcat(bx->p, param, ".content", NULL));
+}
+
+/* Legacy role "function": the result of the oldest open call of that name. */
+static apr_status_t function_message(build_t *bx, const json_t *m, const char *param)
+{
+    const char *name = llmgw_json_str(m, "name");
+    size_t k;
+    json_t *open;
+
+    json_array_foreach (bx->legacy_open, k, open) {
+        if (str_eq(llmgw_json_str(open, "name"), name)) {
+            const char *id = apr_pstrdup(bx->p, llmgw_json_str(open, "id"));
+            json_array_remove(bx->legacy_open, k);
+            return tool_result(bx, id, json_object_get(m, "content"),
+                               apr_pstrcat(bx->p, param, ".content", NULL));
+        }
+    }
+    return fail(bx, "invalid_value", apr_pstrcat(bx->p, param, ".name", NULL),
+                "'%s' answers no earlier assistant function_call named '%s'.", param,
+                name ? name : "");
+}
+
+static apr_status_t one_message(build_t *bx, const json_t *m, size_t i)
+{
+    const char *param = apr_psprintf(bx->p, "messages[%" APR_SIZE_T_FMT "]", i);
+    const char *role = llmgw_json_str(m, "role");
+
+    if (str_eq(role, "system") || str_eq(role, "developer"))
+        return system_message(bx, m, param);
+    if (str_eq(role, "user"))
+        return user_message(bx, m, param);
+    if (str_eq(role, "assistant"))
+        return assistant_message(bx, m, param);
+    if (str_eq(role, "tool"))
+        return tool_message(bx, m, param);
+    if (str_eq(role, "function"))
+        return function_message(bx, m, param);
+    return fail(bx, "invalid_value", apr_pstrcat(bx->p, param, ".role", NULL),
+                "Invalid value for '%s.role': '%s'.", param, role ? role : "(none)");
+}
+
+/* Inside a user turn, tool_result blocks must come first (stable otherwise). */
+static void results_first(json_t *turn)
+{
+    json_t *content = json_object_get(turn, "content");
+    json_t *sorted = json_array(), *rest = json_array(), *b;
+    size_t i;
+
+    json_array_foreach (content, i, b) {
+        int result = str_eq(llmgw_json_str(b, "type"), "tool_result");
+        json_array_append(result ? sorted : rest, b);
+    }
+    json_array_extend(sorted, rest);
+    json_object_set_new(turn, "content", sorted);
+    json_decref(rest);
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* providers.md 5.3 rule 6: a prefill must not end in whitespace. */
+static void strip_prefill(build_t *bx)
+{
+    size_t n = json_array_size(bx->turns);
+    json_t *turn = n ? json_array_get(bx->turns, n - 1) : NULL;
+    json_t *content = json_object_get(turn, "content");
+    size_t k = json_array_size(content);
+    json_t *last = k ? json_array_get(content, k - 1) : NULL;
+    json_t *text = json_object_get(last, "text");
+    const char *s;
+    size_t len;
+
+    if (!str_eq(llmgw_json_str(turn, "role"), "assistant") || !json_is_string(text))
+        return;
+    s = json_string_value(text);
+    len = json_string_length(text);
+    while (len > 0 && is_space(s[len - 1]))
+        len--;
+    if (len == json_string_length(text))
+        return;
+    if (len > 0) {
+        json_object_set_new(last, "text", json_stringn(s, len));
+        return;
+    }
+    json_array_remove(content, k - 1);
+    if (json_array_size(content) == 0)
+        json_array_remove(bx->turns, n - 1);
+}
+
+/* A turn that is one plain text block is sent as a string, the API's short form. */
+static void shorten_turn(json_t *turn)
+{
+    json_t *content = json_object_get(turn, "content");
+    json_t *b = json_array_get(content, 0);
+
+    if (json_array_size(content) == 1 && json_object_size(b) == 2 &&
+        str_eq(llmgw_json_str(b, "type"), "text"))
+        json_object_set(turn, "content", json_object_get(b, "text"));
+}
+
+static apr_status_t finish_turns(build_t *bx)
+{
+    size_t i;
+    json_t *turn;
+
+    json_array_foreach (bx->turns, i, turn) {
+        if (str_eq(llmgw_json_str(turn, "role"), "user"))
+            results_first(turn);
+    }
+    strip_prefill(bx);
+    if (json_array_size(bx->turns) == 0)
+        return fail(bx, "invalid_value", "messages",
+                    "'messages' must contain at least one user or assistant message with "
+                    "content.");
+    turn = json_array_get(bx->turns, 0);
+    if (str_eq(llmgw_json_str(turn, "role"), "assistant"))
+        json_array_insert_new(
+            bx->turns, 0,
+            json_pack("{s:s, s:s}", "role", "user", "content", FIRST_TURN_PLACEHOLDER));
+    json_array_foreach (bx->turns, i, turn) {
+        shorten_turn(turn);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t convert_messages(build_t *bx)
+{
+    json_t *msgs = json_object_get(bx->req, "messages");
+    size_t i;
+    json_t *m;
+
+    if (!json_is_array(msgs))
+        return fail(bx, "invalid_type", "messages", "'messages' must be an array of messages.");
+    json_array_foreach (msgs, i, m) {
+        apr_status_t rv;
+
+        if (!json_is_object(m))
+            return fail(bx, "invalid_type", apr_psprintf(bx->p, "messages[%" APR_SIZE_T_FMT "]", i),
+                        "'messages[%" APR_SIZE_T_FMT "]' must be an object.", i);
+        rv = one_message(bx, m, i);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    return finish_turns(bx);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests: tools and tool_choice (providers.md 5.4)                     */
+/* ---------------------------------------------------------------------- */
+
+/* JSON Schema for input_schema: the root must say type "object" (new reference). */
+static json_t *input_schema(const json_t *params)
+{
+    json_t *s;
+
+    if (!json_is_object(params))
+        return json_pack("{s:s, s:{}}", "type", "object", "properties");
+    if (json_object_get(params, "type"))
+        return json_incref((json_t *)params);
+    s = json_copy((json_t *)params); /* shallow: the members stay the client's */
+    json_object_set_new(s, "type", json_string("object"));
+    return s;
+}
+
+/* One OpenAI function definition -> an Anthropic tool (new reference in *out). */
+static apr_status_t tool_def(build_t *bx, const json_t *fn, const char *param, json_t **out)
+{
+    const char *name = llmgw_json_str(fn, "name");
+    json_t *desc = json_object_get(fn, "description");
+    json_t *params = json_object_get(fn, "parameters");
+    json_t *t;
+
+    if (!name || !*name)
+        return fail(bx, "invalid_value", apr_pstrcat(bx->p, param, ".name", NULL),
+                    "'%s.name' must be a non-empty string.", param);
+    if (!is_null_or_absent(params) && !json_is_object(params))
+        return fail(bx, "invalid_type", apr_pstrcat(bx->p, param, ".parameters", NULL),
+                    "'%s.parameters' must be a JSON Schema object.", param);
+    t = json_pack("{s:s}", "name", name);
+    if (json_is_string(desc) && json_string_length(desc) > 0)
+        json_object_set(t, "description", desc);
+    json_object_set_new(t, "input_schema", input_schema(params));
+    if (json_is_true(json_object_get(fn, "strict")))
+        json_object_set_new(t, "strict", json_true());
+    *out = t;
+    return APR_SUCCESS;
+}
+
+/* Name of the tool a tools[] item defines, NULL when it is no function tool. */
+static const char *defined_name(const json_t *item, int legacy)
+{
+    return llmgw_json_str(legacy ? item : json_object_get(item, "function"), "name");
+}
+
+/* `allowed_tools` lists tools as {"type":"function","function":{"name"}} or {"name"}. */
+static int tool_allowed(const json_t *allowed, const char *name)
+{
+    size_t i;
+    json_t *t;
+
+    if (!allowed)
+        return 1;
+    json_array_foreach (allowed, i, t) {
+        const char *n = llmgw_json_str(json_object_get(t, "function"), "name");
+        if (str_eq(n ? n : llmgw_json_str(t, "name"), name))
+            return 1;
+    }
+    return 0;
+}
+
+/* tools / legacy functions -> Anthropic tools (new reference in *out, NULL when none). */
+static apr_status_t convert_tools(build_t *bx, const json_t *allowed, json_t **out)
+{
+    const char *key = bx->legacy ? "functions" : "tools";
+    json_t *tools = json_object_get(bx->req, key);
+    json_t *list;
+    size_t i;
+    json_t *item;
+
+    *out = NULL;
+    if (is_null_or_absent(tools))
+        return APR_SUCCESS;
+    if (!json_is_array(tools))
+        return fail(bx, "invalid_type", key, "'%s' must be an array.", key);
+    list = json_array();
+    json_array_foreach (tools, i, item) {
+        const char *param = apr_psprintf(bx->p, "%s[%" APR_SIZE_T_FMT "]", key, i);
+        const char *type = llmgw_json_str(item, "type");
+        json_t *t = NULL;
+        apr_status_t rv;
+
+        if (!bx->legacy && !str_eq(type, "function")) {
+            json_decref(list);
+            return fail(bx, "unsupported_value", param,
+                        "Only function tools can be used with Anthropic models ('%s' has type "
+                        "'%s').",
+                        param, type ? type : "(none)");
+        }
+        if (!tool_allowed(allowed, defined_name(item, bx->legacy)))
+            continue;
+        rv = tool_def(bx, bx->legacy ? item : json_object_get(item, "function"),
+                      bx->legacy ? param : apr_pstrcat(bx->p, param, ".function", NULL), &t);
+        if (rv != APR_SUCCESS) {
+            json_decref(list);
+            return rv;
+        }
+        json_array_append_new(list, t);
+    }
+    *out = list;
+    return APR_SUCCESS;
+}
+
+static json_t *choice_of_type(const char *type)
+{
+    return json_pack("{s:s}", "type", type);
+}
+
+/* Legacy function_call -> an Anthropic tool_choice (new reference in *out). */
+static apr_status_t legacy_choice(build_t *bx, const json_t *fc, json_t **out)
+{
+    const char *s = json_is_string(fc) ? json_string_value(fc) : NULL;
+    const char *name = llmgw_json_str(fc, "name");
+
+    if (str_eq(s, "auto") || str_eq(s, "none"))
+        *out = choice_of_type(s);
+    else if (name)
+        *out = json_pack("{s:s, s:s}", "type", "tool", "name", name);
+    else if (!is_null_or_absent(fc))
+        return fail(bx, "invalid_value", "function_call",
+                    "'function_call' must be \"none\", \"auto\" or {\"name\": ...}.");
+    return APR_SUCCESS;
+}
+
+/*
+ * tool_choice -> an Anthropic tool_choice (new reference in *out, NULL when
+ * absent). *allowed receives the allowed_tools list (borrowed), if any.
+ */
+static apr_status_t map_choice(build_t *bx, const json_t *tc, json_t **out, json_t **allowed)
+{
+    const char *s = json_is_string(tc) ? json_string_value(tc) : NULL;
+    const char *type = llmgw_json_str(tc, "type");
+    json_t *at = json_object_get(tc, "allowed_tools");
+    const char *mode = llmgw_json_str(at, "mode");
+
+    *out = NULL;
+    *allowed = NULL;
+    if (bx->legacy && is_null_or_absent(tc))
+        return legacy_choice(bx, json_object_get(bx->req, "function_call"), out);
+    if (is_null_or_absent(tc))
+        return APR_SUCCESS;
+    if (str_eq(s, "auto") || str_eq(s, "none"))
+        *out = choice_of_type(s);
+    else if (str_eq(s, "required"))
+        *out = choice_of_type("any");
+    else if (str_eq(type, "function") && llmgw_json_str(json_object_get(tc, "function"), "name"))
+        *out = json_pack("{s:s, s:s}", "type", "tool", "name",
+                         llmgw_json_str(json_object_get(tc, "function"), "name"));
+    else if (str_eq(type, "allowed_tools") && json_is_array(json_object_get(at, "tools")) &&
+             (str_eq(mode, "auto") || str_eq(mode, "required"))) {
+        *out = choice_of_type(str_eq(mode, "auto") ? "auto" : "any");
+        *allowed = json_object_get(at, "tools");
+    }
+    else if (str_eq(type, "custom"))
+        return fail(bx, "unsupported_value", "tool_choice",
+                    "Custom tools cannot be used with Anthropic models.");
+    else
+        return fail(bx, "invalid_value", "tool_choice",
+                    "Invalid value for 'tool_choice': expected \"none\", \"auto\", \"required\", "
+                    "a function or allowed_tools.");
+    return APR_SUCCESS;
+}
+
+/*
+ * The API refuses a history with tool_use blocks unless tools are defined:
+ * when the client sends none, declare the ones the history used and forbid
+ * calling them, which is what "no tools" means to the client.
+ */
+static json_t *history_tools(build_t *bx)
+{
+    json_t *list = json_array();
+    const char *name;
+    json_t *v;
+
+    json_object_foreach (bx->used_tools, name, v) {
+        json_array_append_new(list, json_pack("{s:s, s:{s:s, s:{}}}", "name", name, "input_schema",
+                                              "type", "object", "properties"));
+    }
+    return list;
+}
+
+static apr_status_t set_tools(build_t *bx, json_t *body)
+{
+    json_t *choice, *allowed, *tools;
+    int serial = bx->legacy || json_is_false(json_object_get(bx->req, "parallel_tool_calls"));
+    apr_status_t rv;
+
+    rv = map_choice(bx, json_object_get(bx->req, "tool_choice"), &choice, &allowed);
+    if (rv == APR_SUCCESS)
+        rv = convert_tools(bx, allowed, &tools);
+    if (rv != APR_SUCCESS) {
+        json_decref(choice);
+        return rv;
+    }
+    if (json_array_size(tools) == 0) {
+        const char *type = llmgw_json_str(choice, "type");
+        int forced = type && !str_eq(type, "auto") && !str_eq(type, "none");
+
+        json_decref(tools);
+        json_decref(choice);
+        if (forced)
+            return fail(bx, "invalid_value", bx->legacy ? "function_call" : "tool_choice",
+                        "A tool must be called, but no tool is defined.");
+        if (json_object_size(bx->used_tools) == 0)
+            return APR_SUCCESS;
+        json_object_set_new(body, "tools", history_tools(bx));
+        json_object_set_new(body, "tool_choice", choice_of_type("none"));
+        return APR_SUCCESS;
+    }
+    if (serial && !choice)
+        choice = choice_of_type("auto");
+    if (serial && !str_eq(llmgw_json_str(choice, "type"), "none"))
+        json_object_set_new(choice, "disable_parallel_tool_use", json_true());
+    json_object_set_new(body, "tools", tools);
+    if (choice)
+        json_object_set_new(body, "tool_choice", choice);
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests: parameters (providers.md 5.2)                                */
+/* ---------------------------------------------------------------------- */
+
+static int number_is(const json_t *v, double x)
+{
+    return json_is_number(v) && json_number_value(v) == x;
+}
+
+/* 1 when @p v asks for nothing beyond what Anthropic does anyway. */
+typedef int (*harmless_fn)(const json_t *v);
+
+static int harmless_null(const json_t *v)
+{
+    return is_null_or_absent(v);
+}
+
+static int harmless_false(const json_t *v)
+{
+    return is_null_or_absent(v) || json_is_false(v);
+}
+
+static int harmless_zero(const json_t *v)
+{
+    return is_null_or_absent(v) || number_is(v, 0.0);
+}
+
+static int harmless_one(const json_t *v)
+{
+    return is_null_or_absent(v) || number_is(v, 1.0);
+}
+
+static int harmless_empty(const json_t *v)
+{
+    return is_null_or_absent(v) || (json_is_object(v) && json_object_size(v) == 0);
+}
+
+static int harmless_text_only(const json_t *v)
+{
+    return is_null_or_absent(v) || (json_is_array(v) && json_array_size(v) == 1 &&
+                                    str_eq(json_string_value(json_array_get(v, 0)), "text"));
+}
+
+static int harmless_medium(const json_t *v)
+{
+    return is_null_or_absent(v) || str_eq(json_string_value(v), "medium");
+}
+
+/* Anthropic does not reason unless asked: "none"/"minimal" need nothing. */
+static int harmless_effort(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    return is_null_or_absent(v) || str_eq(s, "none") || str_eq(s, "minimal");
+}
+
+static const struct {
+    const char *name;
+    const char *code;
+    harmless_fn harmless;
+    const char *why;
+} unsupported_params[] = {
+    {"n", "unsupported_value", harmless_one, "only one choice can be generated"},
+    {"logprobs", "unsupported_parameter", harmless_false, "log probabilities are not available"},
+    {"top_logprobs", "unsupported_parameter", harmless_zero, "log probabilities are not available"},
+    {"logit_bias", "unsupported_parameter", harmless_empty, "token biases cannot be applied"},
+    {"presence_penalty", "unsupported_parameter", harmless_zero,
+     "repetition penalties are not available"},
+    {"frequency_penalty", "unsupported_parameter", harmless_zero,
+     "repetition penalties are not available"},
+    {"seed", "unsupported_parameter", harmless_null, "sampling cannot be seeded"},
+    {"modalities", "unsupported_value", harmless_text_only, "only text output is available"},
+    {"audio", "unsupported_parameter", harmless_null, "audio output is not available"},
+    {"web_search_options", "unsupported_parameter", harmless_null,
+     "OpenAI's web search is not available"},
+    {"verbosity", "unsupported_parameter", harmless_medium, "verbosity cannot be set"},
+    {"reasoning_effort", "unsupported_value", harmless_effort,
+     "reasoning effort is not mapped to Anthropic thinking"},
+};
+
+static apr_status_t check_unsupported(build_t *bx)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(unsupported_params) / sizeof(unsupported_params[0]); i++) {
+        json_t *v = json_object_get(bx->req, unsupported_params[i].name);
+        apr_status_t rv;
+
+        if (unsupported_params[i].harmless(v))
+            continue;
+        rv = refuse_param(bx, unsupported_params[i].name, unsupported_params[i].code,
+                          unsupported_params[i].why);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    return APR_SUCCESS;
+}
+
+/* max_completion_tokens, else max_tokens, else the backend's maxTokens. */
+static apr_status_t set_max_tokens(build_t *bx, json_t *body)
+{
+    static const char *const keys[] = {"max_completion_tokens", "max_tokens"};
+    int dflt = bx->call->backend->max_tokens;
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        json_t *v = json_object_get(bx->req, keys[i]);
+
+        if (is_null_or_absent(v))
+            continue;
+        if (!json_is_integer(v) || json_integer_value(v) < 1)
+            return fail(bx, "invalid_value", keys[i], "'%s' must be an integer of at least 1.",
+                        keys[i]);
+        json_object_set_new(body, "max_tokens", json_integer(json_integer_value(v)));
+        return APR_SUCCESS;
+    }
+    if (dflt == LLMGW_UNSET || dflt < 1)
+        dflt = LLMGW_DEFAULT_ANTHROPIC_MAX_TOKENS;
+    json_object_set_new(body, "max_tokens", json_integer(dflt));
+    return APR_SUCCESS;
+}
+
+/*
+ * providers.md 5.1/5.2: temperature clamped to Anthropic's 0..1; top_p only
+ * without temperature, since newer models refuse the two together.
+ */
+static apr_status_t set_sampling(build_t *bx, json_t *body)
+{
+    json_t *t = json_object_get(bx->req, "temperature");
+    json_t *top = json_object_get(bx->req, "top_p");
+
+    if (!is_null_or_absent(t) && !json_is_number(t))
+        return fail(bx, "invalid_type", "temperature", "'temperature' must be a number.");
+    if (!is_null_or_absent(top) && !json_is_number(top))
+        return fail(bx, "invalid_type", "top_p", "'top_p' must be a number.");
+    if (json_is_number(t)) {
+        double x = json_number_value(t);
+        if (x > 1.0 || x < 0.0)
+            json_object_set_new(body, "temperature", json_real(x > 1.0 ? 1.0 : 0.0));
+        else
+            json_object_set(body, "temperature", t);
+    }
+    if (!json_is_number(top))
+        return APR_SUCCESS;
+    if (!json_is_number(t)) {
+        json_object_set(body, "top_p", top);
+        return APR_SUCCESS;
+    }
+    if (number_is(top, 1.0))
+        return APR_SUCCESS;
+    return refuse_param(bx, "top_p", "unsupported_parameter",
+                        "Anthropic models accept temperature or top_p, not both");
+}
+
+static apr_status_t set_stop(build_t *bx, json_t *body)
+{
+    json_t *stop = json_object_get(bx->req, "stop");
+    size_t i;
+    json_t *s;
+
+    if (is_null_or_absent(stop))
+        return APR_SUCCESS;
+    if (json_is_string(stop)) {
+        json_object_set_new(body, "stop_sequences", json_pack("[O]", stop));
+        return APR_SUCCESS;
+    }
+    if (!json_is_array(stop))
+        return fail(bx, "invalid_type", "stop", "'stop' must be a string or an array of strings.");
+    json_array_foreach (stop, i, s) {
+        if (!json_is_string(s))
+            return fail(bx, "invalid_type", "stop",
+                        "'stop' must be a string or an array of strings.");
+    }
+    if (json_array_size(stop) > 0)
+        json_object_set(body, "stop_sequences", stop);
+    return APR_SUCCESS;
+}
+
+/* safety_identifier (or the older user) is the opaque end-user id. */
+static void set_metadata(build_t *bx, json_t *body)
+{
+    const char *id = llmgw_json_str(bx->req, "safety_identifier");
+
+    if (!id || !*id)
+        id = llmgw_json_str(bx->req, "user");
+    if (id && *id)
+        json_object_set_new(body, "metadata", json_pack("{s:s}", "user_id", id));
+}
+
+static void add_system_text(build_t *bx, const char *text)
+{
+    json_t *s = json_string(text);
+
+    json_array_append_new(bx->system, text_block(s));
+    json_decref(s);
+}
+
+/* providers.md 5.2: json_schema -> output_config.format; json_object -> an instruction. */
+static apr_status_t set_response_format(build_t *bx, json_t *body)
+{
+    json_t *rf = json_object_get(bx->req, "response_format");
+    const char *type = llmgw_json_str(rf, "type");
+    json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+
+    if (is_null_or_absent(rf) || str_eq(type, "text"))
+        return APR_SUCCESS;
+    if (str_eq(type, "json_schema") && json_is_object(schema)) {
+        json_object_set_new(
+            body, "output_config",
+            json_pack("{s:{s:s, s:O}}", "format", "type", "json_schema", "schema", schema));
+        return APR_SUCCESS;
+    }
+    if (str_eq(type, "json_object") || str_eq(type, "json_schema")) {
+        add_system_text(bx, JSON_OBJECT_INSTRUCTION);
+        return APR_SUCCESS;
+    }
+    return refuse_param(bx, "response_format", "unsupported_value",
+                        "only text, json_object and json_schema formats are available");
+}
+
+/* `system` as a string when it is one plain string, else text blocks. */
+static void set_system(build_t *bx, json_t *body)
+{
+    size_t n = json_array_size(bx->system);
+
+    if (n == 0)
+        return;
+    if (n == 1 && bx->system_plain)
+        json_object_set(body, "system", json_object_get(json_array_get(bx->system, 0), "text"));
+    else
+        json_object_set(body, "system", bx->system);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests: the whole request                                            */
+/* ---------------------------------------------------------------------- */
+
+static apr_array_header_t *make_headers(llmgw_call_t *call)
+{
+    const llmgw_backend_t *b = call->backend;
+    apr_array_header_t *h = apr_array_make(call->pool, 5, sizeof(const char *));
+
+    if (b->api_key && *b->api_key)
+        APR_ARRAY_PUSH(h, const char *) = apr_pstrcat(call->pool, "x-api-key: ", b->api_key, NULL);
+    APR_ARRAY_PUSH(h, const char *) = "anthropic-version: " ANTHROPIC_VERSION;
+    APR_ARRAY_PUSH(h, const char *) = "content-type: application/json";
+    /* Without this, curl waits for "100 Continue" before sending large bodies. */
+    APR_ARRAY_PUSH(h, const char *) = "Expect:";
+    return h;
+}
+
+static apr_status_t build_body(build_t *bx, json_t *body)
+{
+    apr_status_t rv;
+
+    if (json_object_set_new(body, "model", json_string(bx->call->model)) != 0)
+        return fail(bx, "invalid_value", "model", "The model name is not valid UTF-8.");
+    if ((rv = check_unsupported(bx)) != APR_SUCCESS || (rv = convert_messages(bx)) != APR_SUCCESS ||
+        (rv = set_response_format(bx, body)) != APR_SUCCESS ||
+        (rv = set_max_tokens(bx, body)) != APR_SUCCESS)
+        return rv;
+    set_system(bx, body);
+    json_object_set(body, "messages", bx->turns);
+    if ((rv = set_tools(bx, body)) != APR_SUCCESS || (rv = set_sampling(bx, body)) != APR_SUCCESS ||
+        (rv = set_stop(bx, body)) != APR_SUCCESS)
+        return rv;
+    set_metadata(bx, body);
+    if (bx->call->stream)
+        json_object_set_new(body, "stream", json_true());
+    return APR_SUCCESS;
+}
+
+static apr_status_t anthropic_build_request(llmgw_call_t *call, llmgw_http_request_t *out,
+                                            llmgw_error_t **err)
+{
+    const llmgw_backend_t *b = call->backend;
+    build_t bx;
+    json_t *body;
+    apr_status_t rv;
+
+    memset(&bx, 0, sizeof(bx));
+    bx.call = call;
+    bx.p = call->pool;
+    bx.req = call->body;
+    bx.err = err;
+    if (call->api != LLMGW_API_CHAT) {
+        *err =
+            llmgw_error_make(call->pool, 400, "invalid_request_error", "unsupported_value", "model",
+                             "backend \"%s\" (anthropic) serves chat completions only", b->name);
+        return LLMGW_EUNSUPPORTED;
+    }
+    if (!json_is_object(call->body))
+        return fail(&bx, NULL, NULL, "The request body must be a JSON object.");
+
+    bx.legacy = uses_legacy_functions(call->body);
+    bx.system = json_array();
+    bx.system_plain = 1;
+    bx.turns = json_array();
+    bx.used_tools = json_object();
+    bx.legacy_open = json_array();
+    body = json_object();
+    rv = build_body(&bx, body);
+    if (rv == APR_SUCCESS) {
+        out->body = llmgw_json_dump(call->pool, body, &out->body_len);
+        rv = out->body ? APR_SUCCESS : APR_ENOMEM;
+    }
+    json_decref(body);
+    json_decref(bx.system);
+    json_decref(bx.turns);
+    json_decref(bx.used_tools);
+    json_decref(bx.legacy_open);
+    if (rv != APR_SUCCESS)
+        return rv;
+
+    out->method = "POST";
+    out->url = apr_pstrcat(call->pool, b->endpoint ? b->endpoint : ANTHROPIC_DEFAULT_ENDPOINT,
+                           "/v1/messages", NULL);
+    out->headers = make_headers(call);
+    out->stream = call->stream;
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Answers (providers.md 5.5)                                             */
+/* ---------------------------------------------------------------------- */
+
+static llmgw_error_t *bad_response(apr_pool_t *p)
+{
+    return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
+                            "upstream returned an invalid response");
+}
+
+/* The text of every text block, in order, as one JSON string (new reference), or null. */
+static json_t *joined_text(const json_t *content)
+{
+    apr_size_t total = 0, at = 0;
+    size_t i;
+    json_t *b, *out;
+    char *buf;
+    int any = 0;
+
+    json_array_foreach (content, i, b) {
+        json_t *t = json_object_get(b, "text");
+        if (str_eq(llmgw_json_str(b, "type"), "text") && json_is_string(t)) {
+            total += json_string_length(t);
+            any = 1;
+        }
+    }
+    if (!any)
+        return json_null();
+    buf = malloc(total + 1);
+    if (!buf)
+        return NULL;
+    json_array_foreach (content, i, b) {
+        json_t *t = json_object_get(b, "text");
+        if (str_eq(llmgw_json_str(b, "type"), "text") && json_is_string(t)) {
+            memcpy(buf + at, json_string_value(t), json_string_length(t));
+            at += json_string_length(t);
+        }
+    }
+    out = json_stringn_nocheck(buf, total);
+    free(buf);
+    return out;
+}
+
+/* One OpenAI tool call for a tool_use block (new reference), NULL when malformed. */
+static json_t *tool_call_of(apr_pool_t *p, const json_t *block)
+{
+    const char *id = llmgw_json_str(block, "id");
+    const char *name = llmgw_json_str(block, "name");
+    json_t *input = json_object_get(block, "input");
+    const char *args;
+
+    if (!id || !name)
+        return NULL;
+    args = is_null_or_absent(input) ? "{}" : dump_short(p, input);
+    if (!args)
+        return NULL;
+    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
+                     name, "arguments", args);
+}
+
+/* The assistant message for a Messages API answer (new reference), NULL when malformed. */
+static json_t *message_of(apr_pool_t *p, const json_t *content, int legacy)
+{
+    json_t *msg = json_pack("{s:s, s:o, s:n}", "role", "assistant", "content", joined_text(content),
+                            "refusal");
+    json_t *calls = json_array();
+    size_t i;
+    json_t *b;
+
+    json_array_foreach (content, i, b) {
+        json_t *tc;
+
+        if (!str_eq(llmgw_json_str(b, "type"), "tool_use"))
+            continue;
+        if (!(tc = tool_call_of(p, b))) {
+            json_decref(calls);
+            json_decref(msg);
+            return NULL;
+        }
+        json_array_append_new(calls, tc);
+    }
+    if (legacy && json_array_size(calls) > 0)
+        json_object_set(msg, "function_call",
+                        json_object_get(json_array_get(calls, 0), "function"));
+    else if (json_array_size(calls) > 0)
+        json_object_set(msg, "tool_calls", calls);
+    json_decref(calls);
+    return msg;
+}
+
+static const char *completion_id(apr_pool_t *p, const char *native, apr_time_t created)
+{
+    if (native && *native)
+        return apr_pstrcat(p, "chatcmpl-", native, NULL);
+    return apr_psprintf(p, "chatcmpl-llmgw-%" APR_TIME_T_FMT, created);
+}
+
+static apr_status_t anthropic_parse_response(llmgw_call_t *call, const char *body, apr_size_t len,
+                                             llmgw_response_t *out, llmgw_error_t **err)
+{
+    apr_pool_t *p = call->pool;
+    json_t *j = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
+    json_t *content = json_object_get(j, "content"), *msg = NULL, *res;
+    const char *type = llmgw_json_str(j, "type");
+    const char *model = llmgw_json_str(j, "model");
+    native_usage_t u;
+
+    memset(&u, 0, sizeof(u));
+    if (json_is_array(content) && (!type || str_eq(type, "message")))
+        msg = message_of(p, content, uses_legacy_functions(call->body));
+    if (!msg) {
+        json_decref(j);
+        *err = bad_response(p);
+        return LLMGW_EUPSTREAM;
+    }
+    out->model = model && *model ? apr_pstrdup(p, model) : call->model;
+    res = json_pack(
+        "{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}]}", "id",
+        completion_id(p, llmgw_json_str(j, "id"), call->created), "object", "chat.completion",
+        "created", (json_int_t)call->created, "model", out->model, "choices", "index", 0, "message",
+        msg, "logprobs", "finish_reason",
+        finish_reason(llmgw_json_str(j, "stop_reason"), uses_legacy_functions(call->body)));
+    usage_update(&u, json_object_get(j, "usage"));
+    usage_totals(&u, &out->usage);
+    if (u.present)
+        json_object_set_new(res, "usage", usage_json(&u));
+    out->body = res ? llmgw_json_dump(p, res, &out->len) : NULL;
+    json_decref(res);
+    json_decref(j);
+    return out->body ? APR_SUCCESS : APR_ENOMEM;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Errors (providers.md 5.7)                                              */
+/* ---------------------------------------------------------------------- */
+
+/* A copy of @p s of at most ANTHROPIC_MAX_MESSAGE bytes, cut on a UTF-8 boundary. */
+static const char *clip_message(apr_pool_t *p, const char *s)
+{
+    apr_size_t n = strlen(s);
+    apr_size_t cut = ANTHROPIC_MAX_MESSAGE - 3;
+
+    if (n <= ANTHROPIC_MAX_MESSAGE)
+        return apr_pstrdup(p, s);
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+        cut--;
+    return apr_pstrcat(p, apr_pstrmemdup(p, s, cut), "...", NULL);
+}
+
+/* The HTTP status Anthropic uses for an error type (stream errors carry only the type). */
+static int status_of_type(const char *type)
+{
+    static const struct {
+        const char *type;
+        int status;
+    } map[] = {
+        {"invalid_request_error", 400}, {"authentication_error", 401},
+        {"billing_error", 402},         {"permission_error", 403},
+        {"not_found_error", 404},       {"request_too_large", 413},
+        {"rate_limit_error", 429},      {"api_error", 500},
+        {"timeout_error", 504},         {"overloaded_error", 529},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (str_eq(type, map[i].type))
+            return map[i].status;
+    return 502;
+}
+
+/* A spend cap: waiting does not help (providers.md 9.1). */
+static int is_spend_limit(const char *code)
+{
+    return str_eq(code, "enforced_spend_limit_reached") ||
+           str_eq(code, "contract_spend_limit_reached");
+}
+
+/*
+ * The client-facing error for an Anthropic error of HTTP @p status; @p e is
+ * the body's "error" object or NULL. Credential and billing problems are the
+ * gateway's, so their provider text is not passed on.
+ */
+static llmgw_error_t *map_error(apr_pool_t *p, int status, const json_t *e)
+{
+    const char *msg = llmgw_json_str(e, "message");
+    const char *code = llmgw_json_str(json_object_get(e, "details"), "error_code");
+
+    msg = msg && *msg ? clip_message(p, msg) : apr_psprintf(p, "upstream returned HTTP %d", status);
+    switch (status) {
+    case 401:
+    case 403:
+        return llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
+                                "the upstream rejected the gateway's credentials (HTTP %d)",
+                                status);
+    case 402:
+        return llmgw_error_make(p, 502, "server_error", "upstream_billing_error", NULL,
+                                "the upstream refused the gateway's account for billing "
+                                "reasons (HTTP 402)");
+    case 404:
+        if (strncmp(msg, "model:", 6) == 0)
+            return llmgw_error_make(p, 404, "invalid_request_error", "model_not_found", "model",
+                                    "%s", msg);
+        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL, "%s", msg);
+    case 413:
+        return llmgw_error_make(p, 413, "invalid_request_error", "request_too_large", NULL, "%s",
+                                msg);
+    case 429:
+        return llmgw_error_make(p, 429, "rate_limit_error",
+                                is_spend_limit(code) ? "insufficient_quota" : "rate_limit_exceeded",
+                                NULL, "%s", msg);
+    case 504:
+        return llmgw_error_make(p, 504, "server_error", "upstream_timeout", NULL, "%s", msg);
+    case 529:
+        return llmgw_error_make(p, 503, "server_error", "upstream_overloaded", NULL, "%s", msg);
+    default:
+        break;
+    }
+    if (status < 400 || status > 599)
+        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
+                                "upstream returned HTTP %d", status);
+    return llmgw_error_make(p, status, NULL, NULL, NULL, "%s", msg);
+}
+
+static llmgw_error_t *anthropic_parse_error(llmgw_call_t *call, int status, const char *body,
+                                            apr_size_t len)
+{
+    json_t *j = body && len ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
+    json_t *e = json_object_get(j, "error");
+    llmgw_error_t *out = map_error(call->pool, status, json_is_object(e) ? e : NULL);
+
+    json_decref(j);
+    return out;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Streams (providers.md 5.6)                                             */
+/* ---------------------------------------------------------------------- */
+
+enum { BLOCK_UNKNOWN = 0, BLOCK_TEXT, BLOCK_TOOL, BLOCK_IGNORED };
+
+typedef struct {
+    unsigned char kind;
+    int tool; /* OpenAI tool-call index for BLOCK_TOOL */
+} block_t;
+
+/* Stream state kept in llmgw_stream_t.priv, from call->pool. */
+typedef struct {
+    const char *id;  /* "chatcmpl-<message id>" */
+    int started;     /* the role chunk was emitted */
+    int finished;    /* the finish chunk was emitted */
+    int tools;       /* tool calls so far */
+    int legacy;      /* answer in the legacy function_call shape */
+    block_t *blocks; /* by native content-block index */
+    int cap;
+    native_usage_t usage;
+} anth_stream_t;
+
+static apr_status_t stream_fail(llmgw_stream_t *st, apr_status_t rv, const char *code,
+                                const char *msg)
+{
+    st->error = llmgw_error_make(st->call->pool, 502, "server_error", code, NULL, "%s", msg);
+    return rv;
+}
+
+static apr_status_t malformed(llmgw_stream_t *st)
+{
+    return stream_fail(st, LLMGW_EUPSTREAM, "bad_gateway",
+                       "upstream sent a malformed stream event");
+}
+
+static apr_status_t anthropic_stream_init(llmgw_stream_t *st)
+{
+    anth_stream_t *as = apr_pcalloc(st->call->pool, sizeof(*as));
+
+    as->legacy = uses_legacy_functions(st->call->body);
+    st->priv = as;
+    return APR_SUCCESS;
+}
+
+/* Frame @p j as "data: <json>\n\n" and hand it to the client. */
+static apr_status_t emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j)
+{
+    char stack[ANTHROPIC_FRAME_STACK];
+    size_t n = j ? json_dumpb(j, NULL, 0, JSON_COMPACT) : 0;
+    size_t total = SSE_PREFIX_LEN + n + 2;
+    char *buf;
+    apr_status_t rv;
+
+    if (n == 0)
+        return APR_ENOMEM;
+    buf = total <= sizeof(stack) ? stack : malloc(total);
+    if (!buf)
+        return APR_ENOMEM;
+    memcpy(buf, SSE_PREFIX, SSE_PREFIX_LEN);
+    json_dumpb(j, buf + SSE_PREFIX_LEN, n, JSON_COMPACT);
+    memcpy(buf + SSE_PREFIX_LEN + n, "\n\n", 2);
+    rv = st->emit(st->baton, kind, buf, total);
+    if (buf != stack)
+        free(buf);
+    if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
+        st->content_emitted = 1;
+    return rv;
+}
+
+/* The fields every chunk shares (new reference). */
+static json_t *chunk_base(llmgw_stream_t *st)
+{
+    anth_stream_t *as = st->priv;
+
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", as->id, "object", "chat.completion.chunk",
+                     "created", (json_int_t)st->call->created, "model",
+                     st->model ? st->model : st->call->model);
+}
+
+/* Emit a chunk for choice 0 with @p delta (stolen) and @p finish (NULL: none yet). */
+static apr_status_t emit_delta(llmgw_stream_t *st, llmgw_chunk_kind_e kind, json_t *delta,
+                               const char *finish)
+{
+    json_t *chunk = chunk_base(st);
+    json_t *choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
+                               "finish_reason", finish ? json_string(finish) : json_null());
+    apr_status_t rv;
+
+    json_object_set_new(chunk, "choices", json_pack("[o]", choice));
+    if (st->call->include_usage)
+        json_object_set_new(chunk, "usage", json_null());
+    rv = emit_json(st, kind, chunk);
+    json_decref(chunk);
+    return rv;
+}
+
+/* The role chunk, once, before anything else (held back by the glue until content). */
+static apr_status_t ensure_started(llmgw_stream_t *st)
+{
+    anth_stream_t *as = st->priv;
+
+    if (as->started)
+        return APR_SUCCESS;
+    if (!as->id)
+        as->id = completion_id(st->call->pool, NULL, st->call->created);
+    as->started = 1;
+    return emit_delta(st, LLMGW_CHUNK_PREAMBLE,
+                      json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL);
+}
+
+static apr_status_t emit_text(llmgw_stream_t *st, const json_t *text)
+{
+    apr_status_t rv;
+
+    if (!json_is_string(text) || json_string_length(text) == 0)
+        return APR_SUCCESS;
+    if ((rv = ensure_started(st)) != APR_SUCCESS)
+        return rv;
+    return emit_delta(st, LLMGW_CHUNK_CONTENT, json_pack("{s:O}", "content", text), NULL);
+}
+
+/* A tool-call fragment: the opening one carries id/name, later ones arguments only. */
+static apr_status_t emit_tool(llmgw_stream_t *st, int index, const char *id, const char *name,
+                              const json_t *args)
+{
+    anth_stream_t *as = st->priv;
+    json_t *fn = json_object(), *delta;
+    apr_status_t rv;
+
+    if ((rv = ensure_started(st)) != APR_SUCCESS) {
+        json_decref(fn);
+        return rv;
+    }
+    if (name)
+        json_object_set_new(fn, "name", json_string(name));
+    json_object_set_new(fn, "arguments", args ? json_incref((json_t *)args) : json_string(""));
+    if (as->legacy) {
+        delta = json_pack("{s:o}", "function_call", fn);
+    }
+    else {
+        json_t *call = json_pack("{s:i}", "index", index);
+        if (id) {
+            json_object_set_new(call, "id", json_string(id));
+            json_object_set_new(call, "type", json_string("function"));
+        }
+        json_object_set_new(call, "function", fn);
+        delta = json_pack("{s:[o]}", "tool_calls", call);
+    }
+    return emit_delta(st, LLMGW_CHUNK_CONTENT, delta, NULL);
+}
+
+/* The slot for native block @p index, NULL when the index is out of bounds. */
+static block_t *block_at(llmgw_stream_t *st, const json_t *index, int grow)
+{
+    anth_stream_t *as = st->priv;
+    json_int_t k = json_is_integer(index) ? json_integer_value(index) : -1;
+
+    if (k < 0 || k >= ANTHROPIC_MAX_BLOCKS)
+        return NULL;
+    if (k >= as->cap && grow) {
+        int cap = as->cap ? as->cap : 8;
+        block_t *grown;
+
+        while (cap <= k)
+            cap *= 2;
+        grown = apr_pcalloc(st->call->pool, sizeof(*grown) * (apr_size_t)cap);
+        if (as->cap)
+            memcpy(grown, as->blocks, sizeof(*grown) * (apr_size_t)as->cap);
+        as->blocks = grown;
+        as->cap = cap;
+    }
+    return k < as->cap ? &as->blocks[k] : NULL;
+}
+
+static void note_model(llmgw_stream_t *st, const char *model)
+{
+    if (!st->model && model && *model)
+        st->model = apr_pstrdup(st->call->pool, model);
+}
+
+static apr_status_t on_message_start(llmgw_stream_t *st, const json_t *ev)
+{
+    anth_stream_t *as = st->priv;
+    json_t *msg = json_object_get(ev, "message");
+
+    if (!json_is_object(msg))
+        return malformed(st);
+    if (!as->id)
+        as->id = completion_id(st->call->pool, llmgw_json_str(msg, "id"), st->call->created);
+    note_model(st, llmgw_json_str(msg, "model"));
+    usage_update(&as->usage, json_object_get(msg, "usage"));
+    usage_totals(&as->usage, &st->usage);
+    return ensure_started(st);
+}
+
+static apr_status_t on_block_start(llmgw_stream_t *st, const json_t *ev)
+{
+    anth_stream_t *as = st->priv;
+    json_t *cb = json_object_get(ev, "content_block");
+    const char *type = llmgw_json_str(cb, "type");
+    block_t *b = block_at(st, json_object_get(ev, "index"), 1);
+    const char *id, *name;
+
+    if (!b || !json_is_object(cb))
+        return malformed(st);
+    if (str_eq(type, "text")) {
+        b->kind = BLOCK_TEXT;
+        return emit_text(st, json_object_get(cb, "text"));
+    }
+    if (!str_eq(type, "tool_use") || (as->legacy && as->tools > 0)) {
+        b->kind = BLOCK_IGNORED; /* thinking, server tools, a 2nd legacy call... */
+        return APR_SUCCESS;
+    }
+    id = llmgw_json_str(cb, "id");
+    name = llmgw_json_str(cb, "name");
+    if (!id || !name)
+        return malformed(st);
+    b->kind = BLOCK_TOOL;
+    b->tool = as->tools++;
+    return emit_tool(st, b->tool, id, name, NULL);
+}
+
+static apr_status_t on_block_delta(llmgw_stream_t *st, const json_t *ev)
+{
+    json_t *delta = json_object_get(ev, "delta");
+    const char *type = llmgw_json_str(delta, "type");
+    block_t *b = block_at(st, json_object_get(ev, "index"), 0);
+    json_t *partial;
+
+    if (!json_is_object(delta))
+        return malformed(st);
+    if (str_eq(type, "text_delta")) {
+        if (b && b->kind != BLOCK_TEXT && b->kind != BLOCK_UNKNOWN)
+            return APR_SUCCESS;
+        return emit_text(st, json_object_get(delta, "text"));
+    }
+    if (!str_eq(type, "input_json_delta") || !b || b->kind != BLOCK_TOOL)
+        return APR_SUCCESS; /* thinking, signatures, citations, server tools */
+    partial = json_object_get(delta, "partial_json");
+    if (!json_is_string(partial) || json_string_length(partial) == 0)
+        return APR_SUCCESS;
+    return emit_tool(st, b->tool, NULL, NULL, partial);
+}
+
+static apr_status_t emit_finish(llmgw_stream_t *st, const char *stop_reason)
+{
+    anth_stream_t *as = st->priv;
+    apr_status_t rv;
+
+    if ((rv = ensure_started(st)) != APR_SUCCESS)
+        return rv;
+    as->finished = 1;
+    st->finish_seen = 1;
+    return emit_delta(st, LLMGW_CHUNK_CONTENT, json_object(),
+                      finish_reason(stop_reason, as->legacy));
+}
+
+static apr_status_t on_message_delta(llmgw_stream_t *st, const json_t *ev)
+{
+    anth_stream_t *as = st->priv;
+    json_t *usage = json_object_get(ev, "usage");
+    const char *stop = llmgw_json_str(json_object_get(ev, "delta"), "stop_reason");
+
+    if (json_is_object(usage)) {
+        usage_update(&as->usage, usage);
+        usage_totals(&as->usage, &st->usage);
+        st->usage_seen = 1;
+    }
+    if (!stop || as->finished)
+        return APR_SUCCESS;
+    return emit_finish(st, stop);
+}
+
+/* The tail of a complete stream: the usage chunk if asked, then [DONE]. */
+static apr_status_t emit_tail(llmgw_stream_t *st)
+{
+    anth_stream_t *as = st->priv;
+    apr_status_t rv;
+
+    if (st->call->include_usage) {
+        json_t *chunk = chunk_base(st);
+
+        json_object_set_new(chunk, "choices", json_array());
+        json_object_set_new(chunk, "usage", usage_json(&as->usage));
+        rv = emit_json(st, LLMGW_CHUNK_FINAL, chunk);
+        json_decref(chunk);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, SSE_DONE, sizeof(SSE_DONE) - 1);
+    if (rv == APR_SUCCESS)
+        st->done = 1;
+    return rv;
+}
+
+/* message_stop ends the message even without a stop_reason ("null -> stop"). */
+static apr_status_t on_message_stop(llmgw_stream_t *st)
+{
+    anth_stream_t *as = st->priv;
+    apr_status_t rv;
+
+    if (!as->finished && (rv = emit_finish(st, NULL)) != APR_SUCCESS)
+        return rv;
+    rv = emit_tail(st);
+    return rv == APR_SUCCESS ? APR_EOF : rv;
+}
+
+/* An in-band error: mapped as the same error over HTTP would be (providers.md 5.7). */
+static apr_status_t on_error_event(llmgw_stream_t *st, const json_t *ev)
+{
+    json_t *e = json_object_get(ev, "error");
+    const char *type = llmgw_json_str(e, "type");
+
+    st->error = map_error(st->call->pool, status_of_type(type), json_is_object(e) ? e : NULL);
+    if (!llmgw_json_str(e, "message"))
+        st->error->message = "upstream reported an error during the stream";
+    if (!st->error->code)
+        st->error->code = "bad_gateway";
+    return LLMGW_EUPSTREAM;
+}
+
+static apr_status_t dispatch(llmgw_stream_t *st, const char *type, const json_t *ev)
+{
+    if (str_eq(type, "content_block_delta"))
+        return on_block_delta(st, ev);
+    if (str_eq(type, "content_block_start"))
+        return on_block_start(st, ev);
+    if (str_eq(type, "message_start"))
+        return on_message_start(st, ev);
+    if (str_eq(type, "message_delta"))
+        return on_message_delta(st, ev);
+    if (str_eq(type, "message_stop"))
+        return on_message_stop(st);
+    if (str_eq(type, "error"))
+        return on_error_event(st, ev);
+    return APR_SUCCESS; /* ping, content_block_stop, and types added later */
+}
+
+static apr_status_t anthropic_stream_event(llmgw_stream_t *st, const llmgw_sse_event_t *ev)
+{
+    const char *d = ev->data ? ev->data : "";
+    apr_size_t n = ev->data ? ev->data_len : 0;
+    const char *type;
+    json_t *j;
+    apr_status_t rv;
+
+    if (st->done)
+        return APR_EOF;
+    while (n > 0 && is_space(*d)) {
+        d++;
+        n--;
+    }
+    if (n == 0)
+        return APR_SUCCESS;
+    j = json_loadb(d, n, JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return malformed(st);
+    }
+    /* The data's own type is authoritative; the event name is only a fallback. */
+    type = llmgw_json_str(j, "type");
+    if (!type && ev->event && *ev->event)
+        type = ev->event;
+    rv = dispatch(st, type, j);
+    json_decref(j);
+    return rv;
+}
+
+static apr_status_t anthropic_stream_end(llmgw_stream_t *st)
+{
+    anth_stream_t *as = st->priv;
+
+    if (st->done)
+        return APR_SUCCESS;
+    /* A stop_reason arrived: only message_stop is missing, nothing of the answer. */
+    if (as->finished)
+        return emit_tail(st);
+    return stream_fail(st, LLMGW_ESTREAM, "upstream_stream_truncated",
+                       "upstream stream ended before the response was complete");
+}
+
+const llmgw_provider_t llmgw_provider_anthropic = {
+    .type = "anthropic",
+    .apis = LLMGW_API_CHAT,
+    .build_request = anthropic_build_request,
+    .parse_response = anthropic_parse_response,
+    .parse_error = anthropic_parse_error,
+    .stream_init = anthropic_stream_init,
+    .stream_event = anthropic_stream_event,
+    .stream_end = anthropic_stream_end,
+};
