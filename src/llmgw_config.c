@@ -948,6 +948,10 @@ static apr_status_t backend_read(cfg_ctx_t *c, const cfg_node_t *n, int index)
         return rv;
     if (b->type == LLMGW_BACKEND_POOL && (rv = pool_check(c, n, b)) != APR_SUCCESS)
         return rv;
+    /* Azure always serves its deployment: that is the model of a request
+     * that names none, and what /v1/models lists for it. */
+    if (b->type == LLMGW_BACKEND_AZURE_OPENAI && !b->default_model)
+        b->default_model = b->deployment_name;
     APR_ARRAY_PUSH(c->cfg->backends, llmgw_backend_t *) = b;
     return APR_SUCCESS;
 }

@@ -8,8 +8,16 @@ const llmgw_provider_t *llmgw_provider_get(llmgw_backend_type_e type)
     switch (type) {
     case LLMGW_BACKEND_OPENAI:
         return &llmgw_provider_openai;
+    case LLMGW_BACKEND_AZURE_OPENAI:
+        return &llmgw_provider_azure_openai;
+    case LLMGW_BACKEND_META:
+        return &llmgw_provider_meta;
+    case LLMGW_BACKEND_MISTRAL:
+        return &llmgw_provider_mistral;
     case LLMGW_BACKEND_ANTHROPIC:
         return &llmgw_provider_anthropic;
+    case LLMGW_BACKEND_GOOGLE:
+        return &llmgw_provider_google;
     default:
         return NULL;
     }

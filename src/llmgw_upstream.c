@@ -455,7 +455,7 @@ static CURLcode run(handle_t *h, xfer_t *x)
                 return CURLE_ABORTED_BY_CALLBACK;
             }
         }
-        curl_multi_poll(h->multi, NULL, 0, poll_ms(x, now), NULL);
+        curl_multi_wait(h->multi, NULL, 0, poll_ms(x, now), NULL);
     }
     return CURLE_OK;
 }

@@ -22,6 +22,7 @@
 #include "llmgw_sse.h"
 #include "llmgw_stats.h"
 #include "llmgw_pool.h"
+#include "llmgw_google_auth.h"
 
 /* Largest upstream body buffered for a non-streaming answer. */
 #define LLMGW_MAX_UPSTREAM_BODY (64 * 1024 * 1024)
@@ -30,8 +31,10 @@
 /* A retry hint longer than this is not waited for (providers.md 9.2). */
 #define LLMGW_MAX_RETRY_WAIT apr_time_from_sec(10)
 
-/* The upstream client of this child (a per-child cache, set in child_init). */
+/* Per-child caches, set in child_init: the upstream client and the
+ * Vertex AI access tokens. */
 static llmgw_upstream_t *child_upstream;
+static llmgw_google_auth_t *child_google_auth;
 
 void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s)
 {
@@ -39,6 +42,10 @@ void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s)
     if (rv != APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                      LLMGW_LOGNO(00003) "cannot create the upstream client of this child");
+    rv = llmgw_google_auth_create(&child_google_auth, pchild);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     LLMGW_LOGNO(00012) "cannot create the Vertex AI token cache of this child");
 }
 
 /* One client request. */
@@ -851,6 +858,15 @@ static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
     q->call.backend = b;
     q->call.model = c->model;
     q->call.dropped = apr_array_make(r->pool, 2, sizeof(const char *));
+    q->call.access_token = NULL;
+    if (b->type == LLMGW_BACKEND_GOOGLE && b->project_id) {
+        /* Vertex AI: a cached token, refreshed by one thread before expiry. */
+        if (llmgw_google_auth_token(child_google_auth, child_upstream, b, r->pool,
+                                    &q->call.access_token, &err) != APR_SUCCESS)
+            return err ? err
+                       : llmgw_error_make(r->pool, 502, NULL, "upstream_auth_failed", NULL,
+                                          "Backend \"%s\": no Vertex AI access token.", b->name);
+    }
     if (APLOGrdebug(r))
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                       LLMGW_LOGNO(00007) "route \"%s\" -> backend \"%s\" (%s), model \"%s\"%s%s",
@@ -862,6 +878,23 @@ static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
                    : llmgw_error_make(r->pool, 500, NULL, NULL, NULL,
                                       "The gateway could not translate this request.");
     return NULL;
+}
+
+/*
+ * Vertex AI answers 401 when a cached token was revoked or expired early:
+ * drop it, fetch a new one and try once more (providers.md 9.2).
+ */
+static int vertex_reauth(req_t *q, const llmgw_candidate_t *c, const attempt_t *a, int *done,
+                         llmgw_http_request_t *hreq)
+{
+    const llmgw_backend_t *b = c->backend;
+
+    if (*done || a->fail != LLMGW_FAIL_HTTP || a->status != HTTP_UNAUTHORIZED ||
+        b->type != LLMGW_BACKEND_GOOGLE || !b->project_id || q->committed)
+        return 0;
+    *done = 1;
+    llmgw_google_auth_invalidate(child_google_auth, b);
+    return candidate_prepare(q, c, hreq) == NULL;
 }
 
 /*
@@ -879,7 +912,7 @@ static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
     llmgw_http_request_t hreq;
     llmgw_pool_outcome_t o;
     attempt_t a;
-    int attempts = 0;
+    int attempts = 0, reauth = 0;
 
     memset(fail, 0, sizeof(*fail));
     fail->backend = b->name;
@@ -888,7 +921,10 @@ static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
     if (fail->error) {
         if (c->probe)
             llmgw_stats_probe_release(slot);
-        fail->fail = LLMGW_FAIL_HTTP;
+        /* Not an upstream failure: the request cannot be sent to this
+         * member at all (translation refused, type not implemented, no
+         * token). Its error is the answer unless another member can try. */
+        fail->fail = LLMGW_FAIL_INTERNAL;
         fail->status = fail->error->status;
         return has_next && c->pool && c->pool->fallback ? TURN_NEXT : TURN_STOP;
     }
@@ -908,6 +944,8 @@ static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
         fail->status = a.status;
         fail->hint = a.hint;
         fail->error = a.error;
+        if (vertex_reauth(q, c, &a, &reauth, &hreq))
+            continue;
         memset(&o, 0, sizeof(o));
         o.cooling = llmgw_stats_failure(slot, apr_time_now(), a.fail, a.status,
                                         llmgw_pool_failure_threshold(c->pool),

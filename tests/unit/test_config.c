@@ -142,6 +142,8 @@ START_TEST(test_full_providers)
     ck_assert_str_eq(b->deployment_name, "gpt4o-prod");
     ck_assert_str_eq(b->api_version, "2024-10-21");
     ck_assert_int_eq(b->timeout, apr_time_from_sec(45));
+    /* No defaultModel: Azure serves its deployment. */
+    ck_assert_str_eq(b->default_model, "gpt4o-prod");
 
     b = llmgw_config_backend(cfg, "gemini");
     ck_assert_int_eq(b->type, LLMGW_BACKEND_GOOGLE);

@@ -234,6 +234,58 @@ START_TEST(request_shared_members_untouched)
 }
 END_TEST
 
+/* Build @p text as the glue would, with the raw bytes attached; returns the body sent. */
+static const char *build_raw(const char *text, const char *model, llmgw_http_request_t *out)
+{
+    json_t *request = llmgw_json_pool_own(test_pool, test_parse_json(text, strlen(text)));
+    llmgw_call_t *call = make_call(NULL, request, make_backend(NULL));
+    llmgw_error_t *err = NULL;
+
+    call->model = model;
+    call->raw_body = text;
+    call->raw_len = strlen(text);
+    ck_assert_int_eq(P->build_request(call, out, &err), APR_SUCCESS);
+    return out->body;
+}
+
+START_TEST(request_raw_body_forwarded_when_unchanged)
+{
+    static const char *plain =
+        "{\"model\": \"m\",  \"messages\": [{\"role\":\"user\",\"content\":\"x\"}]}";
+    static const char *stream_usage = "{\"model\":\"m\",\"stream\":true,\"stream_options\":"
+                                      "{\"include_usage\":true},\"messages\":[]}";
+    llmgw_http_request_t out;
+
+    /* Same model, nothing to edit: the very bytes the client sent. */
+    ck_assert_ptr_eq(build_raw(plain, "m", &out), plain);
+    ck_assert_uint_eq(out.body_len, strlen(plain));
+    ck_assert_ptr_eq(build_raw(stream_usage, "m", &out), stream_usage);
+}
+END_TEST
+
+START_TEST(request_raw_body_rebuilt_when_edited)
+{
+    static const char *plain =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+    static const char *stream = "{\"model\":\"m\",\"stream\":true,\"messages\":[]}";
+    static const char *no_model = "{\"messages\":[]}";
+    llmgw_http_request_t out;
+    json_t *sent;
+
+    /* Another model: rewritten. */
+    ck_assert_ptr_ne(build_raw(plain, "other", &out), plain);
+    sent = llmgw_json_pool_own(test_pool, test_parse_json(out.body, out.body_len));
+    ck_assert_str_eq(json_string_value(json_object_get(sent, "model")), "other");
+    /* A stream without include_usage: the gateway must add it. */
+    ck_assert_ptr_ne(build_raw(stream, "m", &out), stream);
+    sent = llmgw_json_pool_own(test_pool, test_parse_json(out.body, out.body_len));
+    ck_assert(
+        json_is_true(json_object_get(json_object_get(sent, "stream_options"), "include_usage")));
+    /* No model in the request (defaultModel used): rewritten. */
+    ck_assert_ptr_ne(build_raw(no_model, "m", &out), no_model);
+}
+END_TEST
+
 START_TEST(provider_identity)
 {
     ck_assert_ptr_eq(llmgw_provider_get(LLMGW_BACKEND_OPENAI), P);
@@ -295,7 +347,9 @@ START_TEST(response_vectors)
     }
     ck_assert_ptr_nonnull(out.body);
     ck_assert_uint_eq(out.len, strlen(out.body));
-    ck_assert_msg(!strchr(out.body, '\n'), "%s: body not compact", name);
+    /* openai answers are forwarded byte for byte: no re-serialisation. */
+    ck_assert_msg(out.len == len && memcmp(out.body, bytes, len) == 0,
+                  "%s: body is not the upstream's bytes", name);
     body = llmgw_json_pool_own(test_pool, test_parse_json(out.body, out.len));
     ck_assert_json_eq(body, json_object_get(exp, "body"));
     ck_assert_str_eq(out.model, json_string_value(json_object_get(exp, "model")));
@@ -337,8 +391,7 @@ START_TEST(error_vectors)
     e = P->parse_error(call, (int)json_integer_value(json_object_get(in, "status")), bytes, len);
     assert_error(e, json_object_get(exp, "error"), name);
     wire = llmgw_error_json(test_pool, e, &wire_len);
-    json_array_foreach(banned, i, word)
-    {
+    json_array_foreach (banned, i, word) {
         ck_assert_msg(!strstr(wire, json_string_value(word)), "%s: error leaks \"%s\": %s", name,
                       json_string_value(word), wire);
     }
@@ -521,8 +574,7 @@ static void assert_no_usage_member(const json_t *frames, const char *name)
     size_t i;
     json_t *f;
 
-    json_array_foreach(frames, i, f)
-    {
+    json_array_foreach (frames, i, f) {
         json_t *j = json_object_get(f, "json");
         ck_assert_msg(!json_object_get(j, "usage"), "%s: frame %zu carries usage", name, i);
     }
@@ -543,8 +595,7 @@ START_TEST(stream_vectors)
     size_t i;
     json_t *ev, *got_error;
 
-    json_array_foreach(json_object_get(in, "events"), i, ev)
-    {
+    json_array_foreach (json_object_get(in, "events"), i, ev) {
         rv = feed(st, ev);
         if (rv != APR_SUCCESS)
             break;
@@ -682,8 +733,7 @@ static const char *sse_text(const json_t *events)
     size_t i;
     json_t *ev;
 
-    json_array_foreach(events, i, ev)
-    {
+    json_array_foreach (events, i, ev) {
         char *text = json_is_string(ev) ? NULL : json_dumps(ev, JSON_COMPACT);
         out = apr_pstrcat(test_pool, out, "data: ", text ? text : json_string_value(ev), "\r\n\r\n",
                           NULL);
@@ -765,6 +815,8 @@ static Suite *openai_suite(void)
     tcase_add_loop_test(tc, request_vectors, 0, count_vectors("request"));
     tcase_add_test(tc, request_shared_members_untouched);
     tcase_add_test(tc, provider_identity);
+    tcase_add_test(tc, request_raw_body_forwarded_when_unchanged);
+    tcase_add_test(tc, request_raw_body_rebuilt_when_edited);
     suite_add_tcase(s, tc);
 
     tc = fixture("response");

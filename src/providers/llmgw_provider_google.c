@@ -1,0 +1,2567 @@
+/*
+ * The `google` translator (providers.md 6): Gemini on AI Studio and on
+ * Vertex AI. One JSON translation, two transports:
+ *
+ *   AI Studio  <endpoint>/v1beta/models/<model>:<method>     x-goog-api-key
+ *   Vertex AI  <host>/v1/projects/<p>/locations/<l>/publishers/google/models/<model>:<method>
+ *              Authorization: Bearer <call->access_token>
+ *
+ * The native body is built from scratch (unknown client fields are never
+ * copied). Messages become `contents` with strict user/model alternation:
+ * tool results are gathered into one user content that answers the model
+ * turn directly before it, in the order of its calls (providers.md 6.4).
+ *
+ * Thought signatures travel inside the OpenAI tool-call id as
+ * "<base>__thought__<signature>" (6.6), so a stateless client round-trips
+ * them without knowing; base ids we made up ("call_gw...") never go back to
+ * Google, ids Google made do.
+ *
+ * Gemini streams have no terminator: every event is a partial response, the
+ * finishReason comes with the last one and the end of the HTTP body ends the
+ * stream. Finish chunks are therefore written in stream_end, which refuses
+ * (LLMGW_ESTREAM) a body that ended before every candidate had finished.
+ *
+ * Memory: requests and whole answers use call->pool; stream events use only
+ * jansson's heap and a stack buffer (plus a few one-off allocations when the
+ * stream starts), so a long stream does not grow the request pool.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <apr_base64.h>
+#include <apr_general.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include "llmgw_provider.h"
+#include "llmgw_json.h"
+#include "llmgw_google_auth.h"
+
+#define GOOGLE_AISTUDIO_ENDPOINT "https://generativelanguage.googleapis.com"
+#define GOOGLE_FILES_PREFIX "https://generativelanguage.googleapis.com/v1beta/files/"
+
+/* 6.6: separator between base id and signature, and our own base ids. */
+#define THOUGHT_SEP "__thought__"
+#define THOUGHT_SEP_LEN (sizeof(THOUGHT_SEP) - 1)
+#define GW_ID_PREFIX "call_gw"
+#define LEGACY_ID_PREFIX "call_fn_"
+#define SKIP_SIGNATURE "skip_thought_signature_validator"
+#define RANDOM_ID_CHARS 22
+
+/* Upstream messages longer than this (bytes) are cut, "..." included. */
+#define GOOGLE_MAX_MESSAGE 2000
+/* candidateCount is at most 8 today; far above is a broken upstream. */
+#define GOOGLE_MAX_CHOICES 128
+/* Most chunks are a few hundred bytes: frame them on the stack. */
+#define GOOGLE_FRAME_STACK 4096
+
+#define SSE_PREFIX "data: "
+#define SSE_PREFIX_LEN (sizeof(SSE_PREFIX) - 1)
+#define SSE_DONE "data: [DONE]\n\n"
+
+/* ---------------------------------------------------------------------- */
+/* Small helpers                                                          */
+/* ---------------------------------------------------------------------- */
+
+static int is_null_or_absent(const json_t *v)
+{
+    return !v || json_is_null(v);
+}
+
+static void push_header(apr_array_header_t *h, const char *line)
+{
+    APR_ARRAY_PUSH(h, const char *) = line;
+}
+
+static int is_vertex(const llmgw_backend_t *b)
+{
+    return b->project_id && *b->project_id;
+}
+
+/* @p n random characters of [A-Za-z0-9] into @p out (not NUL-terminated). */
+static void random_base62(char *out, apr_size_t n)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char bytes[64];
+    apr_size_t i;
+
+    if (n > sizeof(bytes))
+        n = sizeof(bytes);
+    if (apr_generate_random_bytes(bytes, n) != APR_SUCCESS) {
+        /* Ids need to be unique, not secret: a time-seeded mix will do. */
+        apr_uint64_t x = (apr_uint64_t)apr_time_now() ^ (apr_uint64_t)(apr_uintptr_t)out;
+        for (i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes[i] = (unsigned char)x;
+        }
+    }
+    for (i = 0; i < n; i++)
+        out[i] = alphabet[bytes[i] % 62];
+}
+
+/* A copy of @p s of at most GOOGLE_MAX_MESSAGE bytes, cut on a UTF-8 boundary. */
+static const char *clip_message(apr_pool_t *p, const char *s)
+{
+    apr_size_t n = strlen(s);
+    apr_size_t cut = GOOGLE_MAX_MESSAGE - 3;
+
+    if (n <= GOOGLE_MAX_MESSAGE)
+        return apr_pstrdup(p, s);
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+        cut--;
+    return apr_pstrcat(p, apr_pstrmemdup(p, s, cut), "...", NULL);
+}
+
+/* A non-negative token count, 0 when absent or nonsense. */
+static apr_int64_t count_of(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    double d;
+
+    if (json_is_integer(v))
+        return json_integer_value(v) > 0 ? (apr_int64_t)json_integer_value(v) : 0;
+    d = json_is_real(v) ? json_real_value(v) : -1.0;
+    return d > 0.0 && d < 9007199254740992.0 ? (apr_int64_t)d : 0;
+}
+
+/*
+ * Model ids go into the URL path: only characters that cannot change the
+ * path (no '/', '?', '%', ':') are accepted. A "models/" prefix, as Google's
+ * own SDKs write it, is removed.
+ */
+static const char *path_model(const char *model)
+{
+    const char *s;
+
+    if (strncmp(model, "models/", 7) == 0)
+        model += 7;
+    if (!apr_isalnum(*model) || strlen(model) > 200)
+        return NULL;
+    for (s = model; *s; s++) {
+        if (!apr_isalnum(*s) && *s != '-' && *s != '_' && *s != '.' && *s != '@')
+            return NULL;
+    }
+    return model;
+}
+
+/*
+ * Does this model validate thought signatures (Gemini 3 and later, 6.6)?
+ * Decided from the id: "gemini-1..." and "gemini-2..." do not; other
+ * "gemini-" ids, versioned or aliases such as "gemini-flash-latest", are
+ * taken to be current models.
+ */
+static int validates_signatures(const char *model)
+{
+    if (strncmp(model, "gemini-", 7) != 0)
+        return 0;
+    model += 7;
+    if ((model[0] == '1' || model[0] == '2') && !apr_isdigit(model[1]))
+        return 0;
+    return 1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* URLs and headers                                                       */
+/* ---------------------------------------------------------------------- */
+
+static const char *vertex_host(apr_pool_t *p, const llmgw_backend_t *b)
+{
+    const char *loc = b->location;
+
+    if (b->endpoint)
+        return b->endpoint;
+    if (strcmp(loc, "global") == 0)
+        return "https://aiplatform.googleapis.com";
+    if (strcmp(loc, "us") == 0 || strcmp(loc, "eu") == 0)
+        return apr_pstrcat(p, "https://aiplatform.", loc, ".rep.googleapis.com", NULL);
+    return apr_pstrcat(p, "https://", loc, "-aiplatform.googleapis.com", NULL);
+}
+
+/* The URL of @p method ("generateContent", "predict", ...) for @p model. */
+static const char *model_url(apr_pool_t *p, const llmgw_backend_t *b, const char *model,
+                             const char *method)
+{
+    if (!is_vertex(b))
+        return apr_pstrcat(p, b->endpoint ? b->endpoint : GOOGLE_AISTUDIO_ENDPOINT,
+                           "/v1beta/models/", model, ":", method, NULL);
+    return apr_pstrcat(p, vertex_host(p, b), "/v1/projects/", b->project_id, "/locations/",
+                       b->location, "/publishers/google/models/", model, ":", method, NULL);
+}
+
+/* Credentials live only here and in the upstream request: never logged. */
+static apr_status_t make_headers(llmgw_call_t *call, int stream, apr_array_header_t **out,
+                                 llmgw_error_t **err)
+{
+    const llmgw_backend_t *b = call->backend;
+    apr_pool_t *p = call->pool;
+    apr_array_header_t *h = apr_array_make(p, 5, sizeof(const char *));
+
+    if (is_vertex(b)) {
+        /* The glue fetches the token (llmgw_google_auth_token) before building. */
+        if (!call->access_token || !*call->access_token) {
+            *err = llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
+                                    "backend \"%s\" (Vertex AI) has no access token", b->name);
+            return APR_EINVAL;
+        }
+        push_header(h, apr_pstrcat(p, "Authorization: Bearer ", call->access_token, NULL));
+    }
+    else if (b->api_key && *b->api_key) {
+        push_header(h, apr_pstrcat(p, "x-goog-api-key: ", b->api_key, NULL));
+    }
+    push_header(h, "Content-Type: application/json");
+    push_header(h, stream ? "Accept: text/event-stream" : "Accept: application/json");
+    /* Without this, curl waits for "100 Continue" before sending large bodies. */
+    push_header(h, "Expect:");
+    *out = h;
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request translation: context and failures                              */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    llmgw_call_t *call;
+    apr_pool_t *p;
+    const json_t *in;   /* the client's body, borrowed */
+    llmgw_error_t *err; /* set with every failure */
+    int legacy;         /* the client used `functions` / `function_call` */
+    int legacy_calls;   /* legacy function_call messages seen so far */
+} rq_t;
+
+static apr_status_t rq_fail(rq_t *rq, const char *code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static apr_status_t rq_fail(rq_t *rq, const char *code, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    const char *msg;
+
+    va_start(ap, fmt);
+    msg = apr_pvsprintf(rq->p, fmt, ap);
+    va_end(ap);
+    rq->err = llmgw_error_make(rq->p, 400, "invalid_request_error", code, param, "%s", msg);
+    return LLMGW_EBADREQ;
+}
+
+static apr_status_t rq_type(rq_t *rq, const char *param, const char *what)
+{
+    return rq_fail(rq, "invalid_type", param, "'%s' must be %s.", param, what);
+}
+
+/*
+ * A parameter Gemini cannot honour (DESIGN.md 4): refused with a 400 naming
+ * it, or, with `unsupportedParams: drop`, dropped and named in
+ * call->dropped (the glue turns that into x-llmgw-dropped-params).
+ */
+static apr_status_t rq_unsupported(rq_t *rq, const char *param)
+{
+    if (rq->call->backend->unsupported_drop == 1) {
+        if (!rq->call->dropped)
+            rq->call->dropped = apr_array_make(rq->p, 2, sizeof(const char *));
+        APR_ARRAY_PUSH(rq->call->dropped, const char *) = param;
+        return APR_SUCCESS;
+    }
+    return rq_fail(rq, "unsupported_parameter", param,
+                   "Unsupported parameter: '%s' is not supported by the google backend \"%s\".",
+                   param, rq->call->backend->name);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request translation: parameters                                        */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * OpenAI-only parameters that change the answer: Gemini has no equivalent,
+ * so they are unsupported (400, or dropped and named). Parameters that do
+ * not change the answer (user, safety_identifier, store, metadata,
+ * service_tier, prompt_cache_*) are ignored, as are unknown fields.
+ */
+static const char *const meaning_params[] = {"audio",     "prediction", "web_search_options",
+                                             "verbosity", "moderation", NULL};
+
+static apr_status_t check_unsupported(rq_t *rq)
+{
+    const json_t *in = rq->in;
+    json_t *v;
+    apr_status_t rv;
+    int i;
+
+    for (i = 0; meaning_params[i]; i++) {
+        if (is_null_or_absent(json_object_get(in, meaning_params[i])))
+            continue;
+        if ((rv = rq_unsupported(rq, meaning_params[i])) != APR_SUCCESS)
+            return rv;
+    }
+    v = json_object_get(in, "logit_bias");
+    if (json_is_object(v) && json_object_size(v) > 0 &&
+        (rv = rq_unsupported(rq, "logit_bias")) != APR_SUCCESS)
+        return rv;
+    v = json_object_get(in, "modalities");
+    if (!is_null_or_absent(v) &&
+        !(json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)) &&
+          strcmp(json_string_value(json_array_get(v, 0)), "text") == 0) &&
+        (rv = rq_unsupported(rq, "modalities")) != APR_SUCCESS)
+        return rv;
+    /* Gemini may call several functions at once whatever we ask. */
+    if (json_is_false(json_object_get(in, "parallel_tool_calls")) &&
+        (rv = rq_unsupported(rq, "parallel_tool_calls")) != APR_SUCCESS)
+        return rv;
+    return APR_SUCCESS;
+}
+
+/* Copy a number member of the client's body into @p gc under @p native. */
+static apr_status_t copy_number(rq_t *rq, json_t *gc, const char *key, const char *native)
+{
+    json_t *v = json_object_get(rq->in, key);
+
+    if (is_null_or_absent(v))
+        return APR_SUCCESS;
+    if (!json_is_number(v))
+        return rq_type(rq, key, "a number");
+    json_object_set(gc, native, v);
+    return APR_SUCCESS;
+}
+
+static apr_status_t copy_integer(rq_t *rq, json_t *gc, const char *key, const char *native)
+{
+    json_t *v = json_object_get(rq->in, key);
+
+    if (is_null_or_absent(v))
+        return APR_SUCCESS;
+    if (!json_is_integer(v))
+        return rq_type(rq, key, "an integer");
+    json_object_set(gc, native, v);
+    return APR_SUCCESS;
+}
+
+static apr_status_t map_stop(rq_t *rq, json_t *gc)
+{
+    json_t *v = json_object_get(rq->in, "stop");
+    size_t i;
+    json_t *s;
+
+    if (is_null_or_absent(v))
+        return APR_SUCCESS;
+    if (json_is_string(v)) {
+        json_object_set_new(gc, "stopSequences", json_pack("[O]", v));
+        return APR_SUCCESS;
+    }
+    if (!json_is_array(v))
+        return rq_type(rq, "stop", "a string, an array of strings or null");
+    json_array_foreach (v, i, s) {
+        if (!json_is_string(s))
+            return rq_type(rq, "stop", "a string, an array of strings or null");
+    }
+    if (json_array_size(v) > 0)
+        json_object_set(gc, "stopSequences", v);
+    return APR_SUCCESS;
+}
+
+/* max_completion_tokens wins over the deprecated max_tokens. */
+static apr_status_t map_max_tokens(rq_t *rq, json_t *gc)
+{
+    const char *key = "max_completion_tokens";
+    json_t *v = json_object_get(rq->in, key);
+
+    if (is_null_or_absent(v)) {
+        key = "max_tokens";
+        v = json_object_get(rq->in, key);
+    }
+    if (is_null_or_absent(v))
+        return APR_SUCCESS;
+    if (!json_is_integer(v) || json_integer_value(v) < 1)
+        return rq_type(rq, key, "an integer of at least 1");
+    json_object_set(gc, "maxOutputTokens", v);
+    return APR_SUCCESS;
+}
+
+static apr_status_t map_n(rq_t *rq, json_t *gc)
+{
+    json_t *v = json_object_get(rq->in, "n");
+
+    if (is_null_or_absent(v))
+        return APR_SUCCESS;
+    if (!json_is_integer(v) || json_integer_value(v) < 1)
+        return rq_type(rq, "n", "an integer of at least 1");
+    if (json_integer_value(v) > 1)
+        json_object_set(gc, "candidateCount", v);
+    return APR_SUCCESS;
+}
+
+static apr_status_t map_logprobs(rq_t *rq, json_t *gc)
+{
+    json_t *lp = json_object_get(rq->in, "logprobs");
+    json_t *top = json_object_get(rq->in, "top_logprobs");
+
+    if (!is_null_or_absent(lp) && !json_is_boolean(lp))
+        return rq_type(rq, "logprobs", "a boolean");
+    if (json_is_true(lp))
+        json_object_set_new(gc, "responseLogprobs", json_true());
+    if (is_null_or_absent(top))
+        return APR_SUCCESS;
+    if (!json_is_integer(top) || json_integer_value(top) < 0)
+        return rq_type(rq, "top_logprobs", "an integer of at least 0");
+    if (!json_is_true(lp))
+        return rq_fail(rq, "invalid_value", "top_logprobs",
+                       "'top_logprobs' requires 'logprobs' to be true.");
+    json_object_set(gc, "logprobs", top);
+    return APR_SUCCESS;
+}
+
+/* response_format -> responseMimeType (+ responseJsonSchema, plain JSON Schema). */
+static apr_status_t map_response_format(rq_t *rq, json_t *gc)
+{
+    json_t *rf = json_object_get(rq->in, "response_format");
+    const char *type;
+    json_t *js, *schema;
+
+    if (is_null_or_absent(rf))
+        return APR_SUCCESS;
+    type = llmgw_json_str(rf, "type");
+    if (!json_is_object(rf) || !type)
+        return rq_type(rq, "response_format", "an object with a 'type'");
+    if (strcmp(type, "text") == 0)
+        return APR_SUCCESS;
+    if (strcmp(type, "json_object") == 0) {
+        json_object_set_new(gc, "responseMimeType", json_string("application/json"));
+        return APR_SUCCESS;
+    }
+    if (strcmp(type, "json_schema") != 0)
+        return rq_fail(rq, "invalid_value", "response_format.type",
+                       "Invalid value for 'response_format.type': '%s'.", type);
+    js = json_object_get(rf, "json_schema");
+    if (!json_is_object(js))
+        return rq_fail(rq, "missing_required_parameter", "response_format.json_schema",
+                       "Missing required parameter: 'response_format.json_schema'.");
+    schema = json_object_get(js, "schema");
+    if (!is_null_or_absent(schema) && !json_is_object(schema))
+        return rq_type(rq, "response_format.json_schema.schema", "an object");
+    json_object_set_new(gc, "responseMimeType", json_string("application/json"));
+    if (json_is_object(schema))
+        json_object_set(gc, "responseJsonSchema", schema);
+    return APR_SUCCESS;
+}
+
+/*
+ * reasoning_effort -> thinkingConfig. Gemini 2.x models take a token
+ * budget, later ones a level (providers.md 6.3 Option).
+ */
+static apr_status_t map_reasoning(rq_t *rq, json_t *gc)
+{
+    static const struct {
+        const char *effort;
+        int budget;
+        const char *level;
+    } table[] = {{"none", 0, "MINIMAL"},  {"minimal", 512, "MINIMAL"},
+                 {"low", 1024, "LOW"},    {"medium", 8192, "MEDIUM"},
+                 {"high", 24576, "HIGH"}, {"xhigh", 24576, "HIGH"},
+                 {"max", 24576, "HIGH"},  {NULL, 0, NULL}};
+    json_t *v = json_object_get(rq->in, "reasoning_effort");
+    const char *model = rq->call->model;
+    int i;
+
+    if (is_null_or_absent(v))
+        return APR_SUCCESS;
+    if (!json_is_string(v))
+        return rq_type(rq, "reasoning_effort", "a string");
+    for (i = 0; table[i].effort; i++) {
+        if (strcmp(json_string_value(v), table[i].effort) != 0)
+            continue;
+        if (strncmp(model, "gemini-", 7) == 0 && !validates_signatures(model))
+            json_object_set_new(gc, "thinkingConfig",
+                                json_pack("{s:i}", "thinkingBudget", table[i].budget));
+        else
+            json_object_set_new(gc, "thinkingConfig",
+                                json_pack("{s:s}", "thinkingLevel", table[i].level));
+        return APR_SUCCESS;
+    }
+    return rq_fail(rq, "invalid_value", "reasoning_effort",
+                   "Invalid value for 'reasoning_effort': '%s'.", json_string_value(v));
+}
+
+static apr_status_t build_generation_config(rq_t *rq, json_t *body)
+{
+    json_t *gc = json_object();
+    apr_status_t rv;
+
+    if ((rv = copy_number(rq, gc, "temperature", "temperature")) != APR_SUCCESS ||
+        (rv = copy_number(rq, gc, "top_p", "topP")) != APR_SUCCESS ||
+        (rv = map_max_tokens(rq, gc)) != APR_SUCCESS || (rv = map_stop(rq, gc)) != APR_SUCCESS ||
+        (rv = map_n(rq, gc)) != APR_SUCCESS ||
+        (rv = copy_number(rq, gc, "presence_penalty", "presencePenalty")) != APR_SUCCESS ||
+        (rv = copy_number(rq, gc, "frequency_penalty", "frequencyPenalty")) != APR_SUCCESS ||
+        (rv = copy_integer(rq, gc, "seed", "seed")) != APR_SUCCESS ||
+        (rv = map_logprobs(rq, gc)) != APR_SUCCESS ||
+        (rv = map_response_format(rq, gc)) != APR_SUCCESS ||
+        (rv = map_reasoning(rq, gc)) != APR_SUCCESS) {
+        json_decref(gc);
+        return rv;
+    }
+    if (json_object_size(gc) > 0)
+        json_object_set_new(body, "generationConfig", gc);
+    else
+        json_decref(gc);
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request translation: tools                                             */
+/* ---------------------------------------------------------------------- */
+
+/* Gemini function names: [A-Za-z_][A-Za-z0-9_.:-]{0,127}. */
+static int gemini_name_ok(const char *name)
+{
+    const char *s;
+
+    if (!(apr_isalpha(*name) || *name == '_') || strlen(name) > 128)
+        return 0;
+    for (s = name + 1; *s; s++) {
+        if (!apr_isalnum(*s) && !strchr("_.:-", *s))
+            return 0;
+    }
+    return 1;
+}
+
+/* One OpenAI function definition -> a functionDeclaration (new reference). */
+static apr_status_t declaration(rq_t *rq, const json_t *fn, const char *path, json_t **out)
+{
+    const char *name = llmgw_json_str(fn, "name");
+    json_t *desc = json_object_get(fn, "description");
+    json_t *params = json_object_get(fn, "parameters");
+    json_t *d;
+
+    if (!json_is_object(fn))
+        return rq_type(rq, path, "an object");
+    if (!name)
+        return rq_fail(rq, "missing_required_parameter", apr_pstrcat(rq->p, path, ".name", NULL),
+                       "Missing required parameter: '%s.name'.", path);
+    if (!gemini_name_ok(name))
+        return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".name", NULL),
+                       "Function name '%s' is not valid for Gemini: it must start with a letter "
+                       "or '_' and use only letters, digits, '_', '.', ':' and '-' (at most 128).",
+                       name);
+    if (!is_null_or_absent(desc) && !json_is_string(desc))
+        return rq_type(rq, apr_pstrcat(rq->p, path, ".description", NULL), "a string");
+    if (!is_null_or_absent(params) && !json_is_object(params))
+        return rq_type(rq, apr_pstrcat(rq->p, path, ".parameters", NULL), "an object");
+    d = json_pack("{s:s}", "name", name);
+    if (json_is_string(desc))
+        json_object_set(d, "description", desc);
+    /* Plain JSON Schema as it is (6.5 Rule); `strict` is OpenAI's only. */
+    if (json_is_object(params))
+        json_object_set(d, "parametersJsonSchema", params);
+    *out = d;
+    return APR_SUCCESS;
+}
+
+/* tools (or legacy functions) -> declarations, in the client's order. */
+static apr_status_t collect_declarations(rq_t *rq, json_t *decls)
+{
+    json_t *tools = json_object_get(rq->in, "tools");
+    json_t *functions = json_object_get(rq->in, "functions");
+    size_t i;
+    json_t *t, *d;
+    apr_status_t rv;
+
+    if (is_null_or_absent(tools) && json_is_array(functions)) {
+        rq->legacy = 1;
+        json_array_foreach (functions, i, t) {
+            if ((rv = declaration(rq, t, apr_psprintf(rq->p, "functions[%" APR_SIZE_T_FMT "]", i),
+                                  &d)) != APR_SUCCESS)
+                return rv;
+            json_array_append_new(decls, d);
+        }
+        return APR_SUCCESS;
+    }
+    if (!is_null_or_absent(functions) && !json_is_array(functions))
+        return rq_type(rq, "functions", "an array");
+    if (is_null_or_absent(tools))
+        return APR_SUCCESS;
+    if (!json_is_array(tools))
+        return rq_type(rq, "tools", "an array");
+    json_array_foreach (tools, i, t) {
+        const char *path = apr_psprintf(rq->p, "tools[%" APR_SIZE_T_FMT "]", i);
+        const char *type = llmgw_json_str(t, "type");
+
+        if (type && strcmp(type, "custom") == 0)
+            return rq_fail(rq, "unsupported_value", apr_pstrcat(rq->p, path, ".type", NULL),
+                           "Custom tools are not supported by the google backend; use function "
+                           "tools.");
+        if (!type || strcmp(type, "function") != 0)
+            return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".type", NULL),
+                           "Invalid value for '%s.type': expected 'function'.", path);
+        rv = declaration(rq, json_object_get(t, "function"),
+                         apr_pstrcat(rq->p, path, ".function", NULL), &d);
+        if (rv != APR_SUCCESS)
+            return rv;
+        json_array_append_new(decls, d);
+    }
+    return APR_SUCCESS;
+}
+
+static int declared(const json_t *decls, const char *name)
+{
+    size_t i;
+    json_t *d;
+
+    json_array_foreach (decls, i, d) {
+        if (strcmp(llmgw_json_str(d, "name"), name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The function name of {"type":"function","function":{"name":N}} (or legacy {"name":N}). */
+static const char *choice_name(const json_t *tc)
+{
+    const char *name = llmgw_json_str(json_object_get(tc, "function"), "name");
+    return name ? name : llmgw_json_str(tc, "name");
+}
+
+/* allowed_tools: names of the listed function tools, all declared. */
+static apr_status_t allowed_names(rq_t *rq, const json_t *at, const json_t *decls, json_t *names)
+{
+    json_t *list = json_object_get(at, "tools");
+    size_t i;
+    json_t *t;
+
+    if (!json_is_array(list) || json_array_size(list) == 0)
+        return rq_type(rq, "tool_choice.allowed_tools.tools", "a non-empty array");
+    json_array_foreach (list, i, t) {
+        const char *name = choice_name(t);
+        if (!name || !declared(decls, name))
+            return rq_fail(rq, "invalid_value", "tool_choice.allowed_tools.tools",
+                           "tool_choice.allowed_tools.tools[%" APR_SIZE_T_FMT
+                           "] names no declared function.",
+                           i);
+        json_array_append_new(names, json_string(name));
+    }
+    return APR_SUCCESS;
+}
+
+/* Keep only the declarations named in @p names (allowed_tools with mode auto). */
+static void keep_declarations(json_t *decls, const json_t *names)
+{
+    size_t i = 0;
+
+    while (i < json_array_size(decls)) {
+        const char *name = llmgw_json_str(json_array_get(decls, i), "name");
+        size_t j;
+        json_t *n;
+        int keep = 0;
+
+        json_array_foreach (names, j, n) {
+            if (strcmp(json_string_value(n), name) == 0)
+                keep = 1;
+        }
+        if (keep)
+            i++;
+        else
+            json_array_remove(decls, i);
+    }
+}
+
+/* tool_choice (or legacy function_call) -> functionCallingConfig, NULL for "absent". */
+static apr_status_t map_tool_choice(rq_t *rq, json_t *decls, json_t **fcc)
+{
+    const char *key = rq->legacy ? "function_call" : "tool_choice";
+    json_t *tc = json_object_get(rq->in, key);
+    const char *mode = json_is_string(tc) ? json_string_value(tc) : NULL;
+    const char *type = llmgw_json_str(tc, "type");
+    json_t *names;
+    apr_status_t rv;
+
+    *fcc = NULL;
+    if (is_null_or_absent(tc))
+        return APR_SUCCESS;
+    if (mode && (strcmp(mode, "auto") == 0 || strcmp(mode, "none") == 0)) {
+        *fcc = json_pack("{s:s}", "mode", strcmp(mode, "auto") == 0 ? "AUTO" : "NONE");
+        return APR_SUCCESS;
+    }
+    if (mode && strcmp(mode, "required") == 0 && !rq->legacy) {
+        *fcc = json_pack("{s:s}", "mode", "ANY");
+        return APR_SUCCESS;
+    }
+    if (mode || !json_is_object(tc))
+        return rq_fail(rq, "invalid_value", key, "Invalid value for '%s'.", key);
+    if (type && strcmp(type, "custom") == 0)
+        return rq_fail(rq, "unsupported_value", key,
+                       "Custom tools are not supported by the google backend.");
+    if (type && strcmp(type, "allowed_tools") == 0) {
+        json_t *at = json_object_get(tc, "allowed_tools");
+        const char *m = llmgw_json_str(at, "mode");
+        int required = m && strcmp(m, "required") == 0;
+
+        if (!m || (!required && strcmp(m, "auto") != 0))
+            return rq_fail(rq, "invalid_value", "tool_choice.allowed_tools.mode",
+                           "Invalid value for 'tool_choice.allowed_tools.mode'.");
+        names = json_array();
+        if ((rv = allowed_names(rq, at, decls, names)) != APR_SUCCESS) {
+            json_decref(names);
+            return rv;
+        }
+        if (!required) {
+            keep_declarations(decls, names);
+            json_decref(names);
+            *fcc = json_pack("{s:s}", "mode", "AUTO");
+            return APR_SUCCESS;
+        }
+        *fcc = json_pack("{s:s, s:o}", "mode", "ANY", "allowedFunctionNames", names);
+        return APR_SUCCESS;
+    }
+    if (!choice_name(tc) || (type && strcmp(type, "function") != 0))
+        return rq_fail(rq, "invalid_value", key, "Invalid value for '%s'.", key);
+    if (!declared(decls, choice_name(tc)))
+        return rq_fail(rq, "invalid_value", key, "'%s' names function '%s', which is not declared.",
+                       key, choice_name(tc));
+    *fcc = json_pack("{s:s, s:[s]}", "mode", "ANY", "allowedFunctionNames", choice_name(tc));
+    return APR_SUCCESS;
+}
+
+static apr_status_t build_tools(rq_t *rq, json_t *body)
+{
+    json_t *decls = json_array();
+    json_t *fcc = NULL;
+    apr_status_t rv;
+
+    if ((rv = collect_declarations(rq, decls)) != APR_SUCCESS ||
+        (json_array_size(decls) > 0 && (rv = map_tool_choice(rq, decls, &fcc)) != APR_SUCCESS)) {
+        json_decref(decls);
+        return rv;
+    }
+    if (json_array_size(decls) == 0) {
+        const char *key = rq->legacy ? "function_call" : "tool_choice";
+        const char *mode = llmgw_json_str(rq->in, key);
+        json_t *tc = json_object_get(rq->in, key);
+
+        json_decref(decls);
+        /* Forcing a call without any function to call cannot be honoured. */
+        if (!is_null_or_absent(tc) &&
+            !(mode && (strcmp(mode, "none") == 0 || strcmp(mode, "auto") == 0)))
+            return rq_fail(rq, "invalid_value", key,
+                           "'%s' requires at least one function in 'tools'.", key);
+        return APR_SUCCESS;
+    }
+    json_object_set_new(body, "tools", json_pack("[{s:o}]", "functionDeclarations", decls));
+    if (fcc)
+        json_object_set_new(body, "toolConfig", json_pack("{s:o}", "functionCallingConfig", fcc));
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request translation: content parts                                     */
+/* ---------------------------------------------------------------------- */
+
+static int base64_ok(const char *s)
+{
+    apr_size_t n = strlen(s), pad = 0, i;
+
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '=') {
+            pad++;
+            continue;
+        }
+        if (pad || !(apr_isalnum(s[i]) || s[i] == '+' || s[i] == '/'))
+            return 0;
+    }
+    return pad <= 2;
+}
+
+/*
+ * "data:<media type>[;params];base64,<payload>" -> {"inlineData":{...}}
+ * (new reference); NULL when @p uri is not such a URI with base64 data.
+ */
+static json_t *inline_data(apr_pool_t *p, const char *uri)
+{
+    const char *comma = strchr(uri, ',');
+    const char *semi;
+    char *mime, *c;
+    apr_size_t hlen;
+
+    if (strncasecmp(uri, "data:", 5) != 0 || !comma)
+        return NULL;
+    uri += 5;
+    hlen = (apr_size_t)(comma - uri);
+    if (hlen < 7 || strncasecmp(comma - 7, ";base64", 7) != 0 || !base64_ok(comma + 1))
+        return NULL;
+    semi = memchr(uri, ';', hlen);
+    mime = apr_pstrmemdup(p, uri, (apr_size_t)(semi - uri));
+    if (!*mime || !strchr(mime, '/'))
+        return NULL;
+    for (c = mime; *c; c++)
+        *c = (char)apr_tolower(*c);
+    return json_pack("{s:{s:s, s:s}}", "inlineData", "mimeType", mime, "data", comma + 1);
+}
+
+/* Media type from a file name extension, NULL when unknown. */
+static const char *mime_from_uri(const char *uri)
+{
+    static const char *const table[] = {
+        "png",  "image/png",  "jpg",  "image/jpeg",      "jpeg", "image/jpeg",
+        "gif",  "image/gif",  "webp", "image/webp",      "heic", "image/heic",
+        "heif", "image/heif", "pdf",  "application/pdf", NULL};
+    const char *end = uri + strcspn(uri, "?#");
+    const char *dot = end;
+    int i;
+
+    while (dot > uri && dot[-1] != '.' && dot[-1] != '/')
+        dot--;
+    if (dot == uri || dot[-1] != '.')
+        return NULL;
+    for (i = 0; table[i]; i += 2) {
+        if (strlen(table[i]) == (apr_size_t)(end - dot) &&
+            strncasecmp(dot, table[i], (apr_size_t)(end - dot)) == 0)
+            return table[i + 1];
+    }
+    return NULL;
+}
+
+/* gs:// (Vertex AI) or Files-API (Gemini API) URIs are passed by reference. */
+static json_t *file_data(const char *uri)
+{
+    const char *mime = mime_from_uri(uri);
+    json_t *fd = json_pack("{s:s}", "fileUri", uri);
+
+    if (mime)
+        json_object_set_new(fd, "mimeType", json_string(mime));
+    return json_pack("{s:o}", "fileData", fd);
+}
+
+/*
+ * image_url: data URIs are inlined. Remote https images would need a fetch
+ * (providers.md 6.4 Rule), and a translator does no I/O, so they are
+ * refused with a 400 that says what to send instead; only URIs Google
+ * itself can read are passed by reference (6.4 Option).
+ */
+static apr_status_t image_part(rq_t *rq, const json_t *part, const char *path, json_t *parts)
+{
+    json_t *iu = json_object_get(part, "image_url");
+    const char *url = json_is_string(iu) ? json_string_value(iu) : llmgw_json_str(iu, "url");
+    const char *upath = apr_pstrcat(rq->p, path, ".image_url.url", NULL);
+    int vertex = is_vertex(rq->call->backend);
+    json_t *d;
+
+    if (!url)
+        return rq_fail(rq, "missing_required_parameter", upath, "Missing required parameter: '%s'.",
+                       upath);
+    if (strncasecmp(url, "data:", 5) == 0) {
+        if (!(d = inline_data(rq->p, url)))
+            return rq_fail(rq, "invalid_value", upath,
+                           "'%s' is not a valid base64 data URI (data:<media type>;base64,...).",
+                           upath);
+        json_array_append_new(parts, d);
+        return APR_SUCCESS;
+    }
+    if ((vertex && strncmp(url, "gs://", 5) == 0 && url[5]) ||
+        (!vertex && strncmp(url, GOOGLE_FILES_PREFIX, sizeof(GOOGLE_FILES_PREFIX) - 1) == 0)) {
+        json_array_append_new(parts, file_data(url));
+        return APR_SUCCESS;
+    }
+    if (strncasecmp(url, "https://", 8) == 0 || strncasecmp(url, "http://", 7) == 0)
+        return rq_fail(rq, "unsupported_value", upath,
+                       "Image URLs are not fetched for the google backend \"%s\": send the image "
+                       "as a data URI (data:image/png;base64,...)%s.",
+                       rq->call->backend->name,
+                       vertex ? " or a gs:// URI" : " or a Gemini Files API URI");
+    return rq_fail(rq, "invalid_value", upath, "'%s' must be an https URL or a data URI.", upath);
+}
+
+static apr_status_t audio_part(rq_t *rq, const json_t *part, const char *path, json_t *parts)
+{
+    json_t *ia = json_object_get(part, "input_audio");
+    const char *data = llmgw_json_str(ia, "data");
+    const char *format = llmgw_json_str(ia, "format");
+    const char *mime;
+
+    if (!data || !base64_ok(data))
+        return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".input_audio.data", NULL),
+                       "'%s.input_audio.data' must be base64 audio data.", path);
+    if (format && strcmp(format, "wav") == 0)
+        mime = "audio/wav";
+    else if (format && strcmp(format, "mp3") == 0)
+        mime = "audio/mp3";
+    else
+        return rq_fail(rq, "unsupported_value",
+                       apr_pstrcat(rq->p, path, ".input_audio.format", NULL),
+                       "Audio format must be 'wav' or 'mp3'.");
+    json_array_append_new(
+        parts, json_pack("{s:{s:s, s:s}}", "inlineData", "mimeType", mime, "data", data));
+    return APR_SUCCESS;
+}
+
+static apr_status_t file_part(rq_t *rq, const json_t *part, const char *path, json_t *parts)
+{
+    json_t *f = json_object_get(part, "file");
+    const char *fd = llmgw_json_str(f, "file_data");
+    json_t *d;
+
+    if (!is_null_or_absent(json_object_get(f, "file_id")))
+        return rq_fail(rq, "unsupported_value", apr_pstrcat(rq->p, path, ".file.file_id", NULL),
+                       "OpenAI file ids mean nothing to the google backend; send the file as "
+                       "file_data (a data URI).");
+    if (!fd || !(d = inline_data(rq->p, fd)))
+        return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".file.file_data", NULL),
+                       "'%s.file.file_data' must be a base64 data URI.", path);
+    json_array_append_new(parts, d);
+    return APR_SUCCESS;
+}
+
+static void add_text(json_t *parts, const char *text)
+{
+    if (*text)
+        json_array_append_new(parts, json_pack("{s:s}", "text", text));
+}
+
+static apr_status_t text_of_part(rq_t *rq, const json_t *part, const char *path, const char **text)
+{
+    *text = llmgw_json_str(part, "text");
+    if (!*text)
+        return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".text", NULL),
+                       "'%s.text' must be a string.", path);
+    return APR_SUCCESS;
+}
+
+/* Content parts of a user message. */
+static apr_status_t user_parts(rq_t *rq, const json_t *content, const char *mpath, json_t *parts)
+{
+    size_t j;
+    json_t *part;
+    apr_status_t rv;
+
+    if (json_is_string(content)) {
+        add_text(parts, json_string_value(content));
+        return APR_SUCCESS;
+    }
+    if (is_null_or_absent(content))
+        return APR_SUCCESS;
+    json_array_foreach (content, j, part) {
+        const char *path = apr_psprintf(rq->p, "%s.content[%" APR_SIZE_T_FMT "]", mpath, j);
+        const char *type = llmgw_json_str(part, "type");
+        const char *text;
+
+        if (!type)
+            return rq_fail(rq, "invalid_value", path, "'%s' must be a content part with a type.",
+                           path);
+        if (strcmp(type, "text") == 0) {
+            if ((rv = text_of_part(rq, part, path, &text)) != APR_SUCCESS)
+                return rv;
+            add_text(parts, text);
+            continue;
+        }
+        if (strcmp(type, "image_url") == 0)
+            rv = image_part(rq, part, path, parts);
+        else if (strcmp(type, "input_audio") == 0)
+            rv = audio_part(rq, part, path, parts);
+        else if (strcmp(type, "file") == 0)
+            rv = file_part(rq, part, path, parts);
+        else
+            rv = rq_fail(rq, "invalid_value", path, "Invalid content part type '%s'.", type);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    return APR_SUCCESS;
+}
+
+/* Text of system/developer/assistant content: text (and, for assistants, refusal) parts. */
+static apr_status_t text_parts(rq_t *rq, const json_t *content, const char *mpath, int refusal_ok,
+                               json_t *parts)
+{
+    size_t j;
+    json_t *part;
+
+    if (json_is_string(content)) {
+        add_text(parts, json_string_value(content));
+        return APR_SUCCESS;
+    }
+    if (is_null_or_absent(content))
+        return APR_SUCCESS;
+    json_array_foreach (content, j, part) {
+        const char *path = apr_psprintf(rq->p, "%s.content[%" APR_SIZE_T_FMT "]", mpath, j);
+        const char *type = llmgw_json_str(part, "type");
+        const char *key = type && refusal_ok && strcmp(type, "refusal") == 0 ? "refusal" : "text";
+        const char *text = llmgw_json_str(part, key);
+
+        if (!type || (strcmp(type, "text") != 0 && strcmp(key, "refusal") != 0))
+            return rq_fail(rq, "invalid_value", path,
+                           "Only text content parts are allowed in '%s'.", path);
+        if (!text)
+            return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".", key, NULL),
+                           "'%s.%s' must be a string.", path, key);
+        add_text(parts, text);
+    }
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request translation: tool calls and tool results                      */
+/* ---------------------------------------------------------------------- */
+
+/* A tool call of the latest assistant turn, waiting for its result. */
+typedef struct {
+    const char *id; /* as the client sent it */
+    const char *name;
+    const char *native_id; /* functionCall.id Google made, or NULL */
+} call_slot_t;
+
+typedef struct {
+    apr_array_header_t *slots; /* call_slot_t */
+    json_t *answers;           /* functionResponse parts by slot, null until answered */
+    const char *path;          /* the assistant message */
+} pending_t;
+
+static void pending_reset(pending_t *pend)
+{
+    json_decref(pend->answers);
+    pend->answers = NULL;
+    pend->slots = NULL;
+}
+
+/* Split "<base>__thought__<signature>" (6.6); *sig is NULL when there is none. */
+static void split_id(apr_pool_t *p, const char *id, const char **base, const char **sig)
+{
+    const char *sep = strstr(id, THOUGHT_SEP);
+
+    *base = sep ? apr_pstrmemdup(p, id, (apr_size_t)(sep - id)) : id;
+    *sig = sep && sep[THOUGHT_SEP_LEN] ? sep + THOUGHT_SEP_LEN : NULL;
+}
+
+/* Base ids Google made go back to it; ours (and legacy ones) do not. */
+static const char *native_id(const char *base)
+{
+    if (!*base || strncmp(base, GW_ID_PREFIX, sizeof(GW_ID_PREFIX) - 1) == 0 ||
+        strncmp(base, LEGACY_ID_PREFIX, sizeof(LEGACY_ID_PREFIX) - 1) == 0)
+        return NULL;
+    return base;
+}
+
+static int all_space(const char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+        s++;
+    return *s == '\0';
+}
+
+/* arguments (a JSON string, as OpenAI sends it) -> args object (new reference). */
+static apr_status_t call_args(rq_t *rq, const json_t *fn, const char *path, json_t **args)
+{
+    json_t *a = json_object_get(fn, "arguments");
+    const char *apath = apr_pstrcat(rq->p, path, ".function.arguments", NULL);
+
+    if (json_is_object(a)) { /* lenient: some clients send the object itself */
+        *args = json_incref(a);
+        return APR_SUCCESS;
+    }
+    if (is_null_or_absent(a) || (json_is_string(a) && all_space(json_string_value(a)))) {
+        *args = json_object();
+        return APR_SUCCESS;
+    }
+    if (!json_is_string(a))
+        return rq_type(rq, apath, "a JSON string");
+    *args = json_loadb(json_string_value(a), json_string_length(a), JSON_DECODE_ANY, NULL);
+    if (!json_is_object(*args)) {
+        json_decref(*args);
+        *args = NULL;
+        return rq_fail(rq, "invalid_value", apath,
+                       "'%s' must be a JSON object; Gemini cannot take other arguments.", apath);
+    }
+    return APR_SUCCESS;
+}
+
+/* One assistant tool call -> a functionCall part; records the slot. */
+static apr_status_t call_part(rq_t *rq, const json_t *fn, const char *id, const char *path,
+                              const char *extra_sig, json_t *parts, pending_t *pend)
+{
+    const char *name = llmgw_json_str(fn, "name");
+    call_slot_t *slot;
+    const char *base, *sig;
+    json_t *args, *fc, *part;
+    apr_status_t rv;
+
+    if (!name)
+        return rq_fail(rq, "missing_required_parameter",
+                       apr_pstrcat(rq->p, path, ".function.name", NULL),
+                       "Missing required parameter: '%s.function.name'.", path);
+    if ((rv = call_args(rq, fn, path, &args)) != APR_SUCCESS)
+        return rv;
+    split_id(rq->p, id, &base, &sig);
+    if (!sig)
+        sig = extra_sig;
+    fc = json_pack("{s:s, s:o}", "name", name, "args", args);
+    if (native_id(base))
+        json_object_set_new(fc, "id", json_string(base));
+    part = json_pack("{s:o}", "functionCall", fc);
+    if (sig)
+        json_object_set_new(part, "thoughtSignature", json_string(sig));
+    json_array_append_new(parts, part);
+
+    slot = apr_array_push(pend->slots);
+    slot->id = id;
+    slot->name = name;
+    slot->native_id = native_id(base);
+    json_array_append_new(pend->answers, json_null());
+    return APR_SUCCESS;
+}
+
+static apr_status_t assistant_calls(rq_t *rq, const json_t *m, const char *mpath, json_t *parts,
+                                    pending_t *pend)
+{
+    json_t *calls = json_object_get(m, "tool_calls");
+    json_t *legacy = json_object_get(m, "function_call");
+    size_t j;
+    json_t *tc;
+    apr_status_t rv;
+
+    pend->slots = apr_array_make(rq->p, 4, sizeof(call_slot_t));
+    pend->answers = json_array();
+    pend->path = mpath;
+    if (!is_null_or_absent(calls) && !json_is_array(calls))
+        return rq_type(rq, apr_pstrcat(rq->p, mpath, ".tool_calls", NULL), "an array");
+    json_array_foreach (calls, j, tc) {
+        const char *path = apr_psprintf(rq->p, "%s.tool_calls[%" APR_SIZE_T_FMT "]", mpath, j);
+        const char *id = llmgw_json_str(tc, "id");
+        const char *type = llmgw_json_str(tc, "type");
+        json_t *google = json_object_get(json_object_get(tc, "extra_content"), "google");
+
+        if (type && strcmp(type, "function") != 0)
+            return rq_fail(rq, "unsupported_value", apr_pstrcat(rq->p, path, ".type", NULL),
+                           "Only function tool calls can be sent to the google backend.");
+        if (!id || !*id)
+            return rq_fail(rq, "missing_required_parameter", apr_pstrcat(rq->p, path, ".id", NULL),
+                           "Missing required parameter: '%s.id'.", path);
+        rv = call_part(rq, json_object_get(tc, "function"), id, path,
+                       llmgw_json_str(google, "thought_signature"), parts, pend);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    if (json_is_object(legacy)) {
+        /* Legacy normalisation (providers.md 2.1 rule 3). */
+        const char *id = apr_psprintf(rq->p, LEGACY_ID_PREFIX "%d", ++rq->legacy_calls);
+        json_t *fn = json_pack("{s:O?, s:O?}", "name", json_object_get(legacy, "name"), "arguments",
+                               json_object_get(legacy, "arguments"));
+
+        rv = call_part(rq, fn, id, apr_pstrcat(rq->p, mpath, ".function_call", NULL), NULL, parts,
+                       pend);
+        json_decref(fn);
+        return rv;
+    }
+    return APR_SUCCESS;
+}
+
+/* Tool output -> the functionResponse `response` object (6.4 step 4), new reference. */
+static json_t *tool_response(const char *text)
+{
+    json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+
+    if (json_is_object(v))
+        return v;
+    if (!v)
+        v = json_string(text);
+    return json_pack("{s:o}", "output", v);
+}
+
+/* The text of a tool message: a string or text parts, concatenated. */
+static apr_status_t tool_text(rq_t *rq, const json_t *content, const char *mpath, const char **out)
+{
+    json_t *parts = json_array();
+    apr_status_t rv = text_parts(rq, content, mpath, 0, parts);
+    const char *text = "";
+    size_t j;
+    json_t *part;
+
+    json_array_foreach (parts, j, part) {
+        text = apr_pstrcat(rq->p, text, llmgw_json_str(part, "text"), NULL);
+    }
+    json_decref(parts);
+    *out = text;
+    return rv;
+}
+
+/* A tool (or legacy function) message answers one call of the latest assistant turn. */
+static apr_status_t tool_result(rq_t *rq, const json_t *m, const char *mpath, int legacy,
+                                pending_t *pend)
+{
+    const char *key = legacy ? "name" : "tool_call_id";
+    const char *want = llmgw_json_str(m, key);
+    const char *kpath = apr_pstrcat(rq->p, mpath, ".", key, NULL);
+    const char *text;
+    call_slot_t *slot = NULL;
+    json_t *fr;
+    int k;
+    apr_status_t rv;
+
+    if (!want)
+        return rq_fail(rq, "missing_required_parameter", kpath, "Missing required parameter: '%s'.",
+                       kpath);
+    for (k = 0; pend->slots && k < pend->slots->nelts; k++) {
+        call_slot_t *s = &APR_ARRAY_IDX(pend->slots, k, call_slot_t);
+        int answered = !json_is_null(json_array_get(pend->answers, (size_t)k));
+
+        if (strcmp(legacy ? s->name : s->id, want) != 0 || (legacy && answered))
+            continue;
+        if (answered)
+            return rq_fail(rq, "invalid_value", kpath, "Tool call '%s' is answered more than once.",
+                           want);
+        slot = s;
+        break;
+    }
+    if (!slot)
+        return rq_fail(rq, "invalid_value", kpath,
+                       "'%s' does not match a tool call of the preceding assistant message.",
+                       kpath);
+    if ((rv = tool_text(rq, json_object_get(m, "content"), mpath, &text)) != APR_SUCCESS)
+        return rv;
+    fr = json_pack("{s:s, s:o}", "name", slot->name, "response", tool_response(text));
+    if (slot->native_id)
+        json_object_set_new(fr, "id", json_string(slot->native_id));
+    json_array_set_new(pend->answers, (size_t)k, json_pack("{s:o}", "functionResponse", fr));
+    return APR_SUCCESS;
+}
+
+/* Append @p parts (stolen) as a @p role content; consecutive same-role contents merge. */
+static void add_content(json_t *contents, const char *role, json_t *parts)
+{
+    size_t n = json_array_size(contents);
+    json_t *last = n ? json_array_get(contents, n - 1) : NULL;
+
+    if (json_array_size(parts) == 0) {
+        json_decref(parts);
+        return;
+    }
+    if (last && strcmp(llmgw_json_str(last, "role"), role) == 0) {
+        json_array_extend(json_object_get(last, "parts"), parts);
+        json_decref(parts);
+        return;
+    }
+    json_array_append_new(contents, json_pack("{s:s, s:o}", "role", role, "parts", parts));
+}
+
+/*
+ * The results of the latest assistant turn become one user content, in the
+ * order of its calls (6.4 step 5). A turn left unanswered before the next
+ * message is refused, as OpenAI does; at the very end it is allowed.
+ */
+static apr_status_t flush_results(rq_t *rq, pending_t *pend, json_t *contents, int at_end)
+{
+    size_t k, n = json_array_size(pend->answers), missing = 0;
+    const char *first_missing = NULL;
+
+    if (!pend->slots || n == 0) {
+        pending_reset(pend);
+        return APR_SUCCESS;
+    }
+    for (k = 0; k < n; k++) {
+        if (json_is_null(json_array_get(pend->answers, k))) {
+            if (!first_missing)
+                first_missing = APR_ARRAY_IDX(pend->slots, (int)k, call_slot_t).id;
+            missing++;
+        }
+    }
+    if (missing == n && at_end) {
+        pending_reset(pend);
+        return APR_SUCCESS;
+    }
+    if (missing)
+        return rq_fail(rq, "invalid_value", pend->path,
+                       "An assistant message with 'tool_calls' must be followed by tool messages "
+                       "responding to each 'tool_call_id'; '%s' has no response.",
+                       first_missing);
+    add_content(contents, "user", json_incref(pend->answers));
+    pending_reset(pend);
+    return APR_SUCCESS;
+}
+
+/* Does this user content carry anything but tool results (a new user turn)? */
+static int user_turn(const json_t *content)
+{
+    json_t *parts = json_object_get(content, "parts");
+    size_t i;
+    json_t *part;
+
+    if (strcmp(llmgw_json_str(content, "role"), "user") != 0)
+        return 0;
+    json_array_foreach (parts, i, part) {
+        if (!json_object_get(part, "functionResponse"))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Gemini 3+ rejects a current-turn functionCall without its signature; when
+ * the history lost it (another provider answered, or the client stripped
+ * the id), the documented sentinel stands in (6.6).
+ */
+static void mark_missing_signatures(json_t *contents)
+{
+    size_t i, start = 0, n = json_array_size(contents);
+
+    for (i = 0; i < n; i++) {
+        if (user_turn(json_array_get(contents, i)))
+            start = i + 1;
+    }
+    for (i = start; i < n; i++) {
+        json_t *c = json_array_get(contents, i);
+        json_t *parts = json_object_get(c, "parts");
+        size_t j;
+        json_t *part;
+
+        if (strcmp(llmgw_json_str(c, "role"), "model") != 0)
+            continue;
+        json_array_foreach (parts, j, part) {
+            if (!json_object_get(part, "functionCall"))
+                continue;
+            if (!json_object_get(part, "thoughtSignature"))
+                json_object_set_new(part, "thoughtSignature", json_string(SKIP_SIGNATURE));
+            break;
+        }
+    }
+}
+
+/* One message of the conversation. */
+static apr_status_t add_message(rq_t *rq, const json_t *m, const char *path, json_t *system,
+                                json_t *contents, pending_t *pend)
+{
+    const char *role = llmgw_json_str(m, "role");
+    json_t *content = json_object_get(m, "content");
+    json_t *parts;
+    apr_status_t rv;
+
+    if (!json_is_object(m) || !role)
+        return rq_fail(rq, "invalid_value", path, "'%s' must be a message with a role.", path);
+    if (!is_null_or_absent(content) && !json_is_string(content) && !json_is_array(content))
+        return rq_type(rq, apr_pstrcat(rq->p, path, ".content", NULL),
+                       "a string, an array of content parts or null");
+    if (strcmp(role, "tool") == 0 || strcmp(role, "function") == 0)
+        return tool_result(rq, m, path, role[0] == 'f', pend);
+    if ((rv = flush_results(rq, pend, contents, 0)) != APR_SUCCESS)
+        return rv;
+    if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
+        return text_parts(rq, content, path, 0, system);
+    parts = json_array();
+    if (strcmp(role, "user") == 0) {
+        rv = user_parts(rq, content, path, parts);
+        role = "user";
+    }
+    else if (strcmp(role, "assistant") == 0) {
+        rv = text_parts(rq, content, path, 1, parts);
+        if (rv == APR_SUCCESS)
+            rv = assistant_calls(rq, m, path, parts, pend);
+        role = "model";
+    }
+    else {
+        rv = rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".role", NULL),
+                     "Invalid value for role: '%s'.", role);
+    }
+    if (rv != APR_SUCCESS) {
+        json_decref(parts);
+        return rv;
+    }
+    add_content(contents, role, parts);
+    return APR_SUCCESS;
+}
+
+static apr_status_t build_contents(rq_t *rq, json_t *body)
+{
+    json_t *msgs = json_object_get(rq->in, "messages");
+    json_t *system = json_array(), *contents = json_array();
+    pending_t pend = {NULL, NULL, NULL};
+    apr_status_t rv = APR_SUCCESS;
+    size_t i;
+    json_t *m;
+
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        rv = rq_type(rq, "messages", "a non-empty array of messages");
+    json_array_foreach (msgs, i, m) {
+        rv = add_message(rq, m, apr_psprintf(rq->p, "messages[%" APR_SIZE_T_FMT "]", i), system,
+                         contents, &pend);
+        if (rv != APR_SUCCESS)
+            break;
+    }
+    if (rv == APR_SUCCESS)
+        rv = flush_results(rq, &pend, contents, 1);
+    pending_reset(&pend);
+    if (rv == APR_SUCCESS && json_array_size(contents) == 0)
+        rv = rq_fail(rq, "invalid_value", "messages",
+                     "Gemini needs at least one user or assistant message besides the system "
+                     "instructions.");
+    if (rv != APR_SUCCESS) {
+        json_decref(system);
+        json_decref(contents);
+        return rv;
+    }
+    /* Gemini wants the conversation to open with the user (6.4 step 6). */
+    if (strcmp(llmgw_json_str(json_array_get(contents, 0), "role"), "model") == 0)
+        json_array_insert_new(contents, 0,
+                              json_pack("{s:s, s:[{s:s}]}", "role", "user", "parts", "text", "."));
+    if (validates_signatures(rq->call->model))
+        mark_missing_signatures(contents);
+    json_object_set_new(body, "contents", contents);
+    if (json_array_size(system) > 0)
+        json_object_set_new(body, "systemInstruction", json_pack("{s:o}", "parts", system));
+    else
+        json_decref(system);
+    return APR_SUCCESS;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request translation: entry points                                      */
+/* ---------------------------------------------------------------------- */
+
+static apr_status_t finish_request(rq_t *rq, json_t *body, const char *url, int stream,
+                                   llmgw_http_request_t *out)
+{
+    apr_status_t rv = make_headers(rq->call, stream, &out->headers, &rq->err);
+
+    if (rv == APR_SUCCESS) {
+        out->body = llmgw_json_dump(rq->p, body, &out->body_len);
+        rv = out->body ? APR_SUCCESS : APR_ENOMEM;
+    }
+    json_decref(body);
+    out->method = "POST";
+    out->url = url;
+    out->stream = stream;
+    return rv;
+}
+
+static apr_status_t build_chat(rq_t *rq, const char *model, llmgw_http_request_t *out)
+{
+    json_t *body = json_object();
+    int stream = rq->call->stream;
+    apr_status_t rv;
+
+    if ((rv = check_unsupported(rq)) != APR_SUCCESS ||
+        (rv = build_contents(rq, body)) != APR_SUCCESS ||
+        (rv = build_tools(rq, body)) != APR_SUCCESS ||
+        (rv = build_generation_config(rq, body)) != APR_SUCCESS) {
+        json_decref(body);
+        return rv;
+    }
+    return finish_request(rq, body,
+                          model_url(rq->p, rq->call->backend, model,
+                                    stream ? "streamGenerateContent?alt=sse" : "generateContent"),
+                          stream, out);
+}
+
+/* The texts of `input`; token ids cannot be translated (providers.md 2.6). */
+static apr_status_t embedding_inputs(rq_t *rq, json_t **texts)
+{
+    json_t *in = json_object_get(rq->in, "input");
+    size_t i;
+    json_t *v;
+
+    if (json_is_string(in)) {
+        if (json_string_length(in) == 0)
+            return rq_fail(rq, "invalid_value", "input", "'input' cannot be an empty string.");
+        *texts = json_pack("[O]", in);
+        return APR_SUCCESS;
+    }
+    if (!json_is_array(in) || json_array_size(in) == 0)
+        return rq_type(rq, "input", "a string or a non-empty array of strings");
+    json_array_foreach (in, i, v) {
+        if (json_is_integer(v) || json_is_array(v))
+            return rq_fail(rq, "unsupported_value", "input",
+                           "Token-id input cannot be sent to the google backend; send text.");
+        if (!json_is_string(v))
+            return rq_type(rq, "input", "a string or an array of strings");
+        if (json_string_length(v) == 0)
+            return rq_fail(rq, "invalid_value",
+                           apr_psprintf(rq->p, "input[%" APR_SIZE_T_FMT "]", i),
+                           "'input[%" APR_SIZE_T_FMT "]' cannot be an empty string.", i);
+    }
+    *texts = json_incref(in);
+    return APR_SUCCESS;
+}
+
+static apr_status_t embedding_options(rq_t *rq, json_t **dims)
+{
+    json_t *d = json_object_get(rq->in, "dimensions");
+    json_t *fmt = json_object_get(rq->in, "encoding_format");
+
+    *dims = NULL;
+    if (!is_null_or_absent(fmt) &&
+        !(json_is_string(fmt) && (strcmp(json_string_value(fmt), "float") == 0 ||
+                                  strcmp(json_string_value(fmt), "base64") == 0)))
+        return rq_fail(rq, "invalid_value", "encoding_format",
+                       "'encoding_format' must be 'float' or 'base64'.");
+    if (is_null_or_absent(d))
+        return APR_SUCCESS;
+    if (!json_is_integer(d) || json_integer_value(d) < 1)
+        return rq_type(rq, "dimensions", "an integer of at least 1");
+    *dims = d;
+    return APR_SUCCESS;
+}
+
+static json_t *text_content(const json_t *text)
+{
+    return json_pack("{s:[{s:O}]}", "parts", "text", text);
+}
+
+/*
+ * Newer Gemini embedding models on Vertex AI answer at :embedContent, one
+ * input per call; text-embedding-* and gemini-embedding-001 at :predict
+ * (providers.md 6.10). This is the rule Google's own SDK applies.
+ */
+static int vertex_embed_content(const char *model)
+{
+    return strstr(model, "gemini") && strcmp(model, "gemini-embedding-001") != 0;
+}
+
+static json_t *vertex_embeddings(const char *model, json_t *texts, const json_t *dims,
+                                 const char **method)
+{
+    json_t *list, *body, *t;
+    size_t i;
+
+    if (vertex_embed_content(model)) {
+        body = json_pack("{s:o}", "content", text_content(json_array_get(texts, 0)));
+        if (dims)
+            json_object_set_new(body, "embedContentConfig",
+                                json_pack("{s:O}", "outputDimensionality", dims));
+        *method = "embedContent";
+        return body;
+    }
+    list = json_array();
+    json_array_foreach (texts, i, t) {
+        json_array_append_new(list, json_pack("{s:O}", "content", t));
+    }
+    body = json_pack("{s:o}", "instances", list);
+    if (dims)
+        json_object_set_new(body, "parameters", json_pack("{s:O}", "outputDimensionality", dims));
+    *method = "predict";
+    return body;
+}
+
+static json_t *aistudio_embeddings(const char *model, json_t *texts, const json_t *dims, int single,
+                                   const char **method)
+{
+    json_t *list, *body, *t;
+    size_t i;
+
+    if (single) {
+        body = json_pack("{s:o}", "content", text_content(json_array_get(texts, 0)));
+        if (dims)
+            json_object_set(body, "outputDimensionality", (json_t *)dims);
+        *method = "embedContent";
+        return body;
+    }
+    list = json_array();
+    json_array_foreach (texts, i, t) {
+        json_t *r = json_pack("{s:s+, s:o}", "model", "models/", model, "content", text_content(t));
+        if (dims)
+            json_object_set(r, "outputDimensionality", (json_t *)dims);
+        json_array_append_new(list, r);
+    }
+    *method = "batchEmbedContents";
+    return json_pack("{s:o}", "requests", list);
+}
+
+/*
+ * Embeddings: on AI Studio one input goes to :embedContent, several to
+ * :batchEmbedContents; on Vertex AI to :predict (all inputs as instances)
+ * or :embedContent (one input). One client request is one upstream
+ * request: inputs are never fanned out.
+ */
+static apr_status_t build_embeddings(rq_t *rq, const char *model, llmgw_http_request_t *out)
+{
+    const llmgw_backend_t *b = rq->call->backend;
+    int single = json_is_string(json_object_get(rq->in, "input"));
+    json_t *texts = NULL, *dims = NULL, *body;
+    const char *method;
+    apr_status_t rv;
+
+    if ((rv = embedding_inputs(rq, &texts)) != APR_SUCCESS)
+        return rv;
+    if ((rv = embedding_options(rq, &dims)) != APR_SUCCESS) {
+        json_decref(texts);
+        return rv;
+    }
+    if (is_vertex(b) && vertex_embed_content(model) && json_array_size(texts) > 1) {
+        json_decref(texts);
+        return rq_fail(rq, "unsupported_value", "input",
+                       "Vertex AI model '%s' embeds one input per request; send one string.",
+                       model);
+    }
+    if (is_vertex(b))
+        body = vertex_embeddings(model, texts, dims, &method);
+    else
+        body = aistudio_embeddings(model, texts, dims, single, &method);
+    json_decref(texts);
+    return finish_request(rq, body, model_url(rq->p, b, model, method), 0, out);
+}
+
+static apr_status_t google_build_request(llmgw_call_t *call, llmgw_http_request_t *out,
+                                         llmgw_error_t **err)
+{
+    rq_t rq;
+    const char *model;
+    apr_status_t rv;
+
+    memset(&rq, 0, sizeof(rq));
+    rq.call = call;
+    rq.p = call->pool;
+    rq.in = call->body;
+    if (call->api != LLMGW_API_CHAT && call->api != LLMGW_API_EMBEDDINGS) {
+        *err = llmgw_error_make(call->pool, 400, NULL, NULL, NULL,
+                                "backend \"%s\" (google) does not serve this API",
+                                call->backend->name);
+        return LLMGW_EUNSUPPORTED;
+    }
+    if (!json_is_object(call->body)) {
+        *err = llmgw_error_make(call->pool, 400, NULL, NULL, NULL,
+                                "the request body must be a JSON object");
+        return LLMGW_EBADREQ;
+    }
+    model = path_model(call->model);
+    if (!model) {
+        *err = llmgw_error_make(call->pool, 400, NULL, "invalid_value", "model",
+                                "The model name '%s' cannot be used with the google backend.",
+                                call->model);
+        return LLMGW_EBADREQ;
+    }
+    if (call->api == LLMGW_API_CHAT)
+        rv = build_chat(&rq, model, out);
+    else
+        rv = build_embeddings(&rq, model, out);
+    if (rv != APR_SUCCESS)
+        *err = rq.err;
+    return rv;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Answers: pieces shared by responses and streams                        */
+/* ---------------------------------------------------------------------- */
+
+static llmgw_error_t *bad_response(apr_pool_t *p, const char *what)
+{
+    return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
+                            "upstream returned an invalid response (%s)", what);
+}
+
+/* The client used legacy `functions`: answers use `function_call` (2.1 rule 4). */
+static int legacy_request(const json_t *body)
+{
+    return is_null_or_absent(json_object_get(body, "tools")) &&
+           json_is_array(json_object_get(body, "functions"));
+}
+
+static const char *const filter_reasons[] = {"SAFETY",   "BLOCKLIST",    "PROHIBITED_CONTENT",
+                                             "SPII",     "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
+                                             "LANGUAGE", "RECITATION",   "IMAGE_RECITATION",
+                                             NULL};
+
+/*
+ * finishReason -> finish_reason (6.8). *filter receives a static copy of
+ * the native reason when the answer was cut by a filter, else NULL.
+ */
+static const char *map_finish(const char *native, const char **filter)
+{
+    int i;
+
+    *filter = NULL;
+    if (!native)
+        return "stop";
+    if (strcmp(native, "MAX_TOKENS") == 0 || strcmp(native, "CONTINUATION") == 0)
+        return "length";
+    for (i = 0; filter_reasons[i]; i++) {
+        if (strcmp(native, filter_reasons[i]) == 0) {
+            *filter = filter_reasons[i];
+            return "content_filter";
+        }
+    }
+    /* STOP, OTHER, MALFORMED_FUNCTION_CALL and the rest end normally. */
+    return "stop";
+}
+
+/* Where a filter cut the answer, the client learns why (as a refusal). */
+static json_t *filter_refusal(const char *reason)
+{
+    return json_sprintf("Gemini stopped the response (finishReason %s).", reason);
+}
+
+typedef struct {
+    llmgw_usage_t u;
+    apr_int64_t cached;
+    apr_int64_t thoughts;
+} gusage_t;
+
+/* usageMetadata -> usage (6.8): thinking counts as completion, tool-use prompt as prompt. */
+static void read_usage(const json_t *um, gusage_t *g)
+{
+    memset(g, 0, sizeof(*g));
+    if (!json_is_object(um))
+        return;
+    g->u.present = 1;
+    g->thoughts = count_of(um, "thoughtsTokenCount");
+    g->cached = count_of(um, "cachedContentTokenCount");
+    g->u.prompt_tokens = count_of(um, "promptTokenCount") + count_of(um, "toolUsePromptTokenCount");
+    g->u.completion_tokens = count_of(um, "candidatesTokenCount") + g->thoughts;
+    g->u.total_tokens = g->u.prompt_tokens + g->u.completion_tokens;
+}
+
+static json_t *usage_json(const gusage_t *g)
+{
+    return json_pack("{s:I, s:I, s:I, s:{s:I}, s:{s:I}}", "prompt_tokens",
+                     (json_int_t)g->u.prompt_tokens, "completion_tokens",
+                     (json_int_t)g->u.completion_tokens, "total_tokens",
+                     (json_int_t)g->u.total_tokens, "prompt_tokens_details", "cached_tokens",
+                     (json_int_t)g->cached, "completion_tokens_details", "reasoning_tokens",
+                     (json_int_t)g->thoughts);
+}
+
+/* The OpenAI id of a functionCall part (6.6), new reference. */
+static json_t *tool_call_id(const json_t *part)
+{
+    const char *nid = llmgw_json_str(json_object_get(part, "functionCall"), "id");
+    const char *sig = llmgw_json_str(part, "thoughtSignature");
+    char base[sizeof(GW_ID_PREFIX) + RANDOM_ID_CHARS];
+
+    if (!nid || !*nid) {
+        memcpy(base, GW_ID_PREFIX, sizeof(GW_ID_PREFIX) - 1);
+        random_base62(base + sizeof(GW_ID_PREFIX) - 1, RANDOM_ID_CHARS);
+        base[sizeof(base) - 1] = '\0';
+        nid = base;
+    }
+    if (sig && *sig)
+        return json_sprintf("%s" THOUGHT_SEP "%s", nid, sig);
+    return json_string(nid);
+}
+
+/* A functionCall part -> an OpenAI tool call (new reference), NULL when malformed. */
+static json_t *tool_call_json(const json_t *part)
+{
+    json_t *fc = json_object_get(part, "functionCall");
+    const char *name = llmgw_json_str(fc, "name");
+    json_t *args = json_object_get(fc, "args");
+    json_t *empty = NULL, *out;
+    char *text;
+
+    if (!json_is_object(fc) || !name || !*name ||
+        (!is_null_or_absent(args) && !json_is_object(args)))
+        return NULL;
+    if (is_null_or_absent(args))
+        args = empty = json_object();
+    text = json_dumps(args, JSON_COMPACT);
+    json_decref(empty);
+    if (!text)
+        return NULL;
+    out = json_pack("{s:o, s:s, s:{s:s, s:s}}", "id", tool_call_id(part), "type", "function",
+                    "function", "name", name, "arguments", text);
+    free(text);
+    return out;
+}
+
+/* The legacy shape of a tool call: {"name","arguments"} (new reference). */
+static json_t *legacy_call(const json_t *tool_call)
+{
+    return json_deep_copy(json_object_get(tool_call, "function"));
+}
+
+static json_t *token_bytes(const char *token)
+{
+    json_t *b = json_array();
+    const unsigned char *s;
+
+    for (s = (const unsigned char *)token; *s; s++)
+        json_array_append_new(b, json_integer(*s));
+    return b;
+}
+
+static json_t *logprob_entry(const json_t *c)
+{
+    const char *token = llmgw_json_str(c, "token");
+    json_t *lp = json_object_get(c, "logProbability");
+
+    if (!token)
+        token = "";
+    return json_pack("{s:s, s:f, s:o}", "token", token, "logprob",
+                     json_is_number(lp) ? json_number_value(lp) : 0.0, "bytes", token_bytes(token));
+}
+
+/* logprobsResult -> OpenAI choice logprobs (new reference). */
+static json_t *logprobs_json(const json_t *lr)
+{
+    json_t *chosen = json_object_get(lr, "chosenCandidates");
+    json_t *top = json_object_get(lr, "topCandidates");
+    json_t *content = json_array();
+    size_t i, j;
+    json_t *c, *t;
+
+    json_array_foreach (chosen, i, c) {
+        json_t *entry = logprob_entry(c);
+        json_t *alts = json_array();
+
+        json_array_foreach (json_object_get(json_array_get(top, i), "candidates"), j, t) {
+            json_array_append_new(alts, logprob_entry(t));
+        }
+        json_object_set_new(entry, "top_logprobs", alts);
+        json_array_append_new(content, entry);
+    }
+    return json_pack("{s:o, s:n}", "content", content, "refusal");
+}
+
+/* The position of a candidate: its `index`, else its place in the array; -1 if absurd. */
+static int candidate_index(const json_t *cand, size_t pos)
+{
+    json_t *v = json_object_get(cand, "index");
+    json_int_t k = json_is_integer(v) ? json_integer_value(v) : (json_int_t)pos;
+
+    return k >= 0 && k < GOOGLE_MAX_CHOICES ? (int)k : -1;
+}
+
+/* "chatcmpl-<responseId>", or a fresh id (jansson string, new reference). */
+static json_t *completion_id(const json_t *resp)
+{
+    const char *rid = llmgw_json_str(resp, "responseId");
+    char gen[RANDOM_ID_CHARS + 1];
+
+    if (rid && *rid)
+        return json_sprintf("chatcmpl-%s", rid);
+    random_base62(gen, RANDOM_ID_CHARS);
+    gen[RANDOM_ID_CHARS] = '\0';
+    return json_sprintf("chatcmpl-gw%s", gen);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Answers: non-streaming chat                                            */
+/* ---------------------------------------------------------------------- */
+
+/* One candidate -> one choice (new reference), NULL when malformed. */
+static json_t *candidate_choice(llmgw_call_t *call, const json_t *cand, size_t pos)
+{
+    int k = candidate_index(cand, pos);
+    json_t *parts = json_object_get(json_object_get(cand, "content"), "parts");
+    json_t *calls = json_array(), *message, *choice, *lr;
+    const char *text = NULL, *filter, *finish;
+    size_t i;
+    json_t *part;
+
+    if (!json_is_object(cand) || k < 0 || (!is_null_or_absent(parts) && !json_is_array(parts))) {
+        json_decref(calls);
+        return NULL;
+    }
+    json_array_foreach (parts, i, part) {
+        const char *t = llmgw_json_str(part, "text");
+
+        if (json_object_get(part, "functionCall")) {
+            json_t *tc = tool_call_json(part);
+            if (!tc) {
+                json_decref(calls);
+                return NULL;
+            }
+            json_array_append_new(calls, tc);
+        }
+        else if (t && !json_is_true(json_object_get(part, "thought"))) {
+            text = apr_pstrcat(call->pool, text ? text : "", t, NULL);
+        }
+    }
+    finish = map_finish(llmgw_json_str(cand, "finishReason"), &filter);
+    message = json_pack("{s:s, s:s?, s:n}", "role", "assistant", "content", text, "refusal");
+    if (filter)
+        json_object_set_new(message, "refusal", filter_refusal(filter));
+    if (json_array_size(calls) > 0 && legacy_request(call->body)) {
+        json_object_set_new(message, "function_call", legacy_call(json_array_get(calls, 0)));
+        finish = "function_call";
+    }
+    else if (json_array_size(calls) > 0) {
+        json_object_set(message, "tool_calls", calls);
+        finish = "tool_calls"; /* Gemini says STOP for tool calls */
+    }
+    json_decref(calls);
+    choice = json_pack("{s:i, s:o, s:n, s:s}", "index", k, "message", message, "logprobs",
+                       "finish_reason", finish);
+    lr = json_object_get(cand, "logprobsResult");
+    if (json_is_object(lr) && json_is_true(json_object_get(call->body, "logprobs")))
+        json_object_set_new(choice, "logprobs", logprobs_json(lr));
+    return choice;
+}
+
+/* A prompt blocked before any candidate (6.8 Rule): one empty content_filter choice. */
+static json_t *blocked_choice(void)
+{
+    return json_pack("{s:i, s:{s:s, s:n, s:n}, s:n, s:s}", "index", 0, "message", "role",
+                     "assistant", "content", "refusal", "logprobs", "finish_reason",
+                     "content_filter");
+}
+
+static apr_status_t parse_chat(llmgw_call_t *call, json_t *j, llmgw_response_t *out,
+                               llmgw_error_t **err)
+{
+    json_t *cands = json_object_get(j, "candidates");
+    const char *block = llmgw_json_str(json_object_get(j, "promptFeedback"), "blockReason");
+    const char *model = llmgw_json_str(j, "modelVersion");
+    json_t *choices = json_array(), *resp, *c;
+    gusage_t g;
+    size_t i;
+
+    if (!is_null_or_absent(cands) && !json_is_array(cands)) {
+        json_decref(choices);
+        *err = bad_response(call->pool, "candidates is not an array");
+        return LLMGW_EUPSTREAM;
+    }
+    json_array_foreach (cands, i, c) {
+        json_t *choice = candidate_choice(call, c, i);
+        if (!choice) {
+            json_decref(choices);
+            *err = bad_response(call->pool, "malformed candidate");
+            return LLMGW_EUPSTREAM;
+        }
+        json_array_append_new(choices, choice);
+    }
+    if (json_array_size(choices) == 0 && block)
+        json_array_append_new(choices, blocked_choice());
+    if (json_array_size(choices) == 0) {
+        json_decref(choices);
+        *err = bad_response(call->pool, "no candidates");
+        return LLMGW_EUPSTREAM;
+    }
+    out->model = model && *model ? apr_pstrdup(call->pool, model) : call->model;
+    resp =
+        json_pack("{s:o, s:s, s:I, s:s, s:o}", "id", completion_id(j), "object", "chat.completion",
+                  "created", (json_int_t)call->created, "model", out->model, "choices", choices);
+    read_usage(json_object_get(j, "usageMetadata"), &g);
+    out->usage = g.u;
+    if (g.u.present)
+        json_object_set_new(resp, "usage", usage_json(&g));
+    out->body = llmgw_json_dump(call->pool, resp, &out->len);
+    json_decref(resp);
+    return out->body ? APR_SUCCESS : APR_ENOMEM;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Answers: embeddings                                                    */
+/* ---------------------------------------------------------------------- */
+
+/* The vectors of any of the three native shapes (borrowed values arrays in @p out). */
+static int embedding_vectors(const json_t *j, json_t *out, apr_int64_t *tokens, int *counted)
+{
+    json_t *single = json_object_get(json_object_get(j, "embedding"), "values");
+    json_t *list = json_object_get(j, "embeddings");
+    json_t *preds = json_object_get(j, "predictions");
+    size_t i;
+    json_t *e;
+
+    *tokens = 0;
+    *counted = 0;
+    if (single) {
+        json_array_append(out, single);
+        if (json_is_object(json_object_get(j, "usageMetadata"))) {
+            *tokens = count_of(json_object_get(j, "usageMetadata"), "promptTokenCount");
+            *counted = 1;
+        }
+        return 1;
+    }
+    if (json_is_array(list)) {
+        json_array_foreach (list, i, e) {
+            json_array_append(out, json_object_get(e, "values"));
+        }
+        return 1;
+    }
+    if (!json_is_array(preds))
+        return 0;
+    json_array_foreach (preds, i, e) {
+        json_t *emb = json_object_get(e, "embeddings");
+        json_t *stats = json_object_get(emb, "statistics");
+
+        json_array_append(out, json_object_get(emb, "values"));
+        if (json_is_object(stats)) {
+            *tokens += count_of(stats, "token_count");
+            *counted = 1;
+        }
+    }
+    return 1;
+}
+
+/* Little-endian float32 vector, base64 with padding (providers.md 2.6). */
+static json_t *base64_vector(apr_pool_t *p, const json_t *values)
+{
+    size_t n = json_array_size(values), i;
+    unsigned char *bytes = apr_palloc(p, n * 4 + 1);
+    char *text;
+
+    for (i = 0; i < n; i++) {
+        float f = (float)json_number_value(json_array_get(values, i));
+        apr_uint32_t u;
+
+        memcpy(&u, &f, 4);
+        bytes[4 * i] = (unsigned char)(u & 0xff);
+        bytes[4 * i + 1] = (unsigned char)((u >> 8) & 0xff);
+        bytes[4 * i + 2] = (unsigned char)((u >> 16) & 0xff);
+        bytes[4 * i + 3] = (unsigned char)(u >> 24);
+    }
+    text = apr_palloc(p, (apr_size_t)apr_base64_encode_len((int)(n * 4)));
+    apr_base64_encode_binary(text, bytes, (int)(n * 4));
+    return json_string(text);
+}
+
+static int numbers_only(const json_t *values)
+{
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(values) || json_array_size(values) == 0)
+        return 0;
+    json_array_foreach (values, i, v) {
+        if (!json_is_number(v))
+            return 0;
+    }
+    return 1;
+}
+
+static apr_status_t parse_embeddings(llmgw_call_t *call, const json_t *j, llmgw_response_t *out,
+                                     llmgw_error_t **err)
+{
+    json_t *input = json_object_get(call->body, "input");
+    size_t want = json_is_array(input) ? json_array_size(input) : 1, i;
+    int b64 = strcmp(llmgw_json_str(call->body, "encoding_format")
+                         ? llmgw_json_str(call->body, "encoding_format")
+                         : "",
+                     "base64") == 0;
+    json_t *vectors = json_array(), *data = json_array(), *v, *resp;
+    apr_int64_t tokens;
+    int counted;
+
+    if (!embedding_vectors(j, vectors, &tokens, &counted) || json_array_size(vectors) != want) {
+        json_decref(vectors);
+        json_decref(data);
+        *err = bad_response(call->pool, "embeddings do not match the inputs");
+        return LLMGW_EUPSTREAM;
+    }
+    json_array_foreach (vectors, i, v) {
+        if (!numbers_only(v)) {
+            json_decref(vectors);
+            json_decref(data);
+            *err = bad_response(call->pool, "embedding values are not numbers");
+            return LLMGW_EUPSTREAM;
+        }
+        json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index",
+                                              (int)i, "embedding",
+                                              b64 ? base64_vector(call->pool, v) : json_incref(v)));
+    }
+    json_decref(vectors);
+    resp = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model",
+                     call->model, "usage", "prompt_tokens", (json_int_t)tokens, "total_tokens",
+                     (json_int_t)tokens);
+    memset(&out->usage, 0, sizeof(out->usage));
+    out->usage.present = counted;
+    out->usage.prompt_tokens = out->usage.total_tokens = tokens;
+    out->model = call->model;
+    out->body = llmgw_json_dump(call->pool, resp, &out->len);
+    json_decref(resp);
+    return out->body ? APR_SUCCESS : APR_ENOMEM;
+}
+
+static apr_status_t google_parse_response(llmgw_call_t *call, const char *body, apr_size_t len,
+                                          llmgw_response_t *out, llmgw_error_t **err)
+{
+    json_t *j = json_loadb(body ? body : "", body ? len : 0, 0, NULL);
+    apr_status_t rv;
+
+    if (!json_is_object(j)) {
+        json_decref(j);
+        *err = bad_response(call->pool, "not a JSON object");
+        return LLMGW_EUPSTREAM;
+    }
+    if (call->api == LLMGW_API_EMBEDDINGS)
+        rv = parse_embeddings(call, j, out, err);
+    else
+        rv = parse_chat(call, j, out, err);
+    json_decref(j);
+    return rv;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Errors                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* Does any details[] entry (google.rpc.ErrorInfo) carry this reason? */
+static int has_reason(const json_t *e, const char *reason)
+{
+    size_t i;
+    json_t *d;
+
+    json_array_foreach (json_object_get(e, "details"), i, d) {
+        const char *r = llmgw_json_str(d, "reason");
+        if (r && strcmp(r, reason) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static llmgw_error_t *auth_failed(apr_pool_t *p, int status)
+{
+    /* The gateway's own key or token was refused: no provider text goes out. */
+    return llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
+                            "the upstream rejected the gateway's credentials (HTTP %d)", status);
+}
+
+/* A Google error object ({"code","message","status","details"}) in the OpenAI shape. */
+static llmgw_error_t *google_error(apr_pool_t *p, int status, const json_t *e)
+{
+    const char *gstatus = llmgw_json_str(e, "status");
+    const char *msg = llmgw_json_str(e, "message");
+    char *code = NULL;
+
+    if (status == 401 || status == 403 || has_reason(e, "API_KEY_INVALID") ||
+        (gstatus &&
+         (strcmp(gstatus, "UNAUTHENTICATED") == 0 || strcmp(gstatus, "PERMISSION_DENIED") == 0)))
+        return auth_failed(p, status);
+    msg = msg && *msg ? clip_message(p, msg) : apr_psprintf(p, "upstream returned HTTP %d", status);
+    if (gstatus && *gstatus) {
+        char *s;
+        code = apr_pstrdup(p, gstatus);
+        for (s = code; *s; s++)
+            *s = (char)apr_tolower(*s);
+    }
+    /* Billing or region: the gateway's account, not the client's request. */
+    if (gstatus && strcmp(gstatus, "FAILED_PRECONDITION") == 0)
+        return llmgw_error_make(p, 502, "server_error", code, NULL, "%s", msg);
+    if (status == 404)
+        return llmgw_error_make(p, 404, NULL, "model_not_found", "model", "%s", msg);
+    return llmgw_error_make(p, status, NULL, code, NULL, "%s", msg);
+}
+
+/* The error object of a Google error body, also in the array form ([{"error":...}]). */
+static json_t *error_object(json_t *j)
+{
+    if (json_is_array(j))
+        j = json_array_get(j, 0);
+    return json_object_get(j, "error");
+}
+
+static llmgw_error_t *google_parse_error(llmgw_call_t *call, int status, const char *body,
+                                         apr_size_t len)
+{
+    apr_pool_t *p = call->pool;
+    json_t *j, *e;
+    llmgw_error_t *out;
+
+    if (status == 401 || status == 403)
+        return auth_failed(p, status);
+    if (status < 400 || status > 599)
+        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
+                                "upstream returned HTTP %d", status);
+    j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+    e = error_object(j);
+    if (json_is_object(e))
+        out = google_error(p, status, e);
+    else
+        out = llmgw_error_make(p, status, NULL, NULL, NULL, "upstream returned HTTP %d", status);
+    json_decref(j);
+    return out;
+}
+
+apr_interval_time_t llmgw_google_retry_delay(const char *body, apr_size_t len)
+{
+    json_t *j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+    apr_interval_time_t out = -1;
+    size_t i;
+    json_t *d;
+
+    json_array_foreach (json_object_get(error_object(j), "details"), i, d) {
+        const char *type = llmgw_json_str(d, "@type");
+        const char *delay = llmgw_json_str(d, "retryDelay");
+
+        if (type && delay && strstr(type, "google.rpc.RetryInfo")) {
+            out = llmgw_go_duration_parse(delay);
+            break;
+        }
+    }
+    json_decref(j);
+    return out;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Streams                                                                */
+/* ---------------------------------------------------------------------- */
+
+/* One candidate of a stream. */
+typedef struct {
+    int seen;             /* the candidate has appeared */
+    int role_sent;        /* its role chunk went out */
+    int ntools;           /* tool calls emitted */
+    const char *finish;   /* mapped finish_reason once the native one arrived */
+    const char *filtered; /* native reason when a filter cut it (static) */
+    int blocked;          /* the prompt itself was blocked (6.8: no refusal text) */
+} gcand_t;
+
+/* Stream state in llmgw_stream_t.priv, from call->pool. */
+typedef struct {
+    gcand_t *cands;
+    int cap;
+    int seen;      /* highest candidate index + 1 */
+    int expected;  /* candidates asked for (n) */
+    int nfinished; /* candidates with a finishReason */
+    const char *id;
+    const char *model;
+    int legacy;
+    int logprobs;
+    gusage_t usage;
+} gstream_t;
+
+static apr_status_t stream_fail(llmgw_stream_t *st, apr_status_t rv, const char *msg)
+{
+    st->error =
+        llmgw_error_make(st->call->pool, 502, "server_error", "bad_gateway", NULL, "%s", msg);
+    return rv;
+}
+
+static apr_status_t malformed(llmgw_stream_t *st)
+{
+    return stream_fail(st, LLMGW_EUPSTREAM, "upstream sent a malformed stream event");
+}
+
+static apr_status_t incomplete(llmgw_stream_t *st)
+{
+    return stream_fail(st, LLMGW_ESTREAM, "upstream stream ended before the response was complete");
+}
+
+static apr_status_t google_stream_init(llmgw_stream_t *st)
+{
+    gstream_t *gs = apr_pcalloc(st->call->pool, sizeof(*gs));
+    json_t *n = json_object_get(st->call->body, "n");
+
+    gs->expected = 1;
+    if (json_is_integer(n) && json_integer_value(n) > 1 &&
+        json_integer_value(n) <= GOOGLE_MAX_CHOICES)
+        gs->expected = (int)json_integer_value(n);
+    gs->legacy = legacy_request(st->call->body);
+    gs->logprobs = json_is_true(json_object_get(st->call->body, "logprobs"));
+    st->priv = gs;
+    return APR_SUCCESS;
+}
+
+/* Frame @p j as "data: <json>\n\n", hand it to the client, and release @p j. */
+static apr_status_t emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, json_t *j)
+{
+    char stack[GOOGLE_FRAME_STACK];
+    size_t n = j ? json_dumpb(j, NULL, 0, JSON_COMPACT) : 0;
+    size_t total = SSE_PREFIX_LEN + n + 2;
+    char *buf;
+    apr_status_t rv;
+
+    if (n == 0) {
+        json_decref(j);
+        return APR_ENOMEM;
+    }
+    buf = total <= sizeof(stack) ? stack : malloc(total);
+    if (!buf) {
+        json_decref(j);
+        return APR_ENOMEM;
+    }
+    memcpy(buf, SSE_PREFIX, SSE_PREFIX_LEN);
+    json_dumpb(j, buf + SSE_PREFIX_LEN, n, JSON_COMPACT);
+    json_decref(j);
+    memcpy(buf + SSE_PREFIX_LEN + n, "\n\n", 2);
+    rv = st->emit(st->baton, kind, buf, total);
+    if (buf != stack)
+        free(buf);
+    if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
+        st->content_emitted = 1;
+    return rv;
+}
+
+/* A chunk for choice @p k carrying @p delta (stolen). */
+static json_t *chunk(llmgw_stream_t *st, int k, json_t *delta, const char *finish)
+{
+    gstream_t *gs = st->priv;
+    json_t *c = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s?}]}", "id", gs->id, "object",
+                          "chat.completion.chunk", "created", (json_int_t)st->call->created,
+                          "model", gs->model, "choices", "index", k, "delta", delta, "logprobs",
+                          "finish_reason", finish);
+
+    if (c && st->call->include_usage)
+        json_object_set_new(c, "usage", json_null());
+    return c;
+}
+
+/* Id and model come with the first event; they are fixed for the whole stream. */
+static void note_first_event(llmgw_stream_t *st, const json_t *ev)
+{
+    gstream_t *gs = st->priv;
+    const char *model;
+    json_t *id;
+
+    if (gs->id)
+        return;
+    id = completion_id(ev);
+    gs->id = apr_pstrdup(st->call->pool, json_string_value(id));
+    json_decref(id);
+    model = llmgw_json_str(ev, "modelVersion");
+    if (model && *model)
+        st->model = apr_pstrdup(st->call->pool, model);
+    gs->model = st->model ? st->model : st->call->model;
+}
+
+static gcand_t *candidate_slot(llmgw_stream_t *st, int k)
+{
+    gstream_t *gs = st->priv;
+
+    if (k >= gs->cap) {
+        int cap = gs->cap ? gs->cap : 2;
+        gcand_t *grown;
+
+        while (cap <= k)
+            cap *= 2;
+        grown = apr_pcalloc(st->call->pool, sizeof(*grown) * (apr_size_t)cap);
+        if (gs->cap)
+            memcpy(grown, gs->cands, sizeof(*grown) * (apr_size_t)gs->cap);
+        gs->cands = grown;
+        gs->cap = cap;
+    }
+    if (k >= gs->seen)
+        gs->seen = k + 1;
+    gs->cands[k].seen = 1;
+    return &gs->cands[k];
+}
+
+static void update_finish_seen(llmgw_stream_t *st)
+{
+    gstream_t *gs = st->priv;
+
+    st->finish_seen = gs->nfinished >= (gs->seen > gs->expected ? gs->seen : gs->expected);
+}
+
+static apr_status_t emit_role(llmgw_stream_t *st, int k, gcand_t *c)
+{
+    if (c->role_sent)
+        return APR_SUCCESS;
+    c->role_sent = 1;
+    return emit_json(
+        st, LLMGW_CHUNK_PREAMBLE,
+        chunk(st, k, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
+}
+
+static apr_status_t emit_text(llmgw_stream_t *st, int k, const char *text, const json_t *lr)
+{
+    gstream_t *gs = st->priv;
+    json_t *c = chunk(st, k, json_pack("{s:s}", "content", text), NULL);
+
+    if (c && lr && gs->logprobs)
+        json_object_set_new(json_array_get(json_object_get(c, "choices"), 0), "logprobs",
+                            logprobs_json(lr));
+    return emit_json(st, LLMGW_CHUNK_CONTENT, c);
+}
+
+/* A functionCall arrives whole: one chunk with the complete arguments (6.9). */
+static apr_status_t emit_tool_call(llmgw_stream_t *st, int k, gcand_t *c, const json_t *part)
+{
+    gstream_t *gs = st->priv;
+    json_t *tc = tool_call_json(part);
+    json_t *delta;
+
+    if (!tc)
+        return malformed(st);
+    if (gs->legacy) {
+        /* Legacy clients get the first call as function_call; they cannot take more. */
+        delta = c->ntools == 0 ? json_pack("{s:o}", "function_call", legacy_call(tc)) : NULL;
+        json_decref(tc);
+        c->ntools++;
+        return delta ? emit_json(st, LLMGW_CHUNK_CONTENT, chunk(st, k, delta, NULL)) : APR_SUCCESS;
+    }
+    json_object_set_new(tc, "index", json_integer(c->ntools++));
+    delta = json_pack("{s:[o]}", "tool_calls", tc);
+    return emit_json(st, LLMGW_CHUNK_CONTENT, chunk(st, k, delta, NULL));
+}
+
+static void note_finish(llmgw_stream_t *st, gcand_t *c, const char *native)
+{
+    gstream_t *gs = st->priv;
+    const char *filter;
+
+    if (c->finish)
+        return;
+    c->finish = map_finish(native, &filter);
+    c->filtered = filter;
+    gs->nfinished++;
+}
+
+/* The new parts of one candidate, as they come. */
+static apr_status_t on_candidate(llmgw_stream_t *st, const json_t *cand, size_t pos)
+{
+    int k = candidate_index(cand, pos);
+    json_t *parts = json_object_get(json_object_get(cand, "content"), "parts");
+    json_t *lr = json_object_get(cand, "logprobsResult");
+    const char *finish = llmgw_json_str(cand, "finishReason");
+    gcand_t *c;
+    size_t i;
+    json_t *part;
+    apr_status_t rv;
+
+    if (!json_is_object(cand) || k < 0 || (!is_null_or_absent(parts) && !json_is_array(parts)))
+        return malformed(st);
+    c = candidate_slot(st, k);
+    if ((rv = emit_role(st, k, c)) != APR_SUCCESS)
+        return rv;
+    json_array_foreach (parts, i, part) {
+        const char *text = llmgw_json_str(part, "text");
+
+        if (json_object_get(part, "functionCall"))
+            rv = emit_tool_call(st, k, c, part);
+        else if (text && *text && !json_is_true(json_object_get(part, "thought")))
+            rv = emit_text(st, k, text, json_is_object(lr) ? lr : NULL);
+        if (rv != APR_SUCCESS)
+            return rv;
+        if (text && *text)
+            lr = NULL; /* logprobs go with the first text of the event */
+    }
+    if (finish)
+        note_finish(st, c, finish);
+    return APR_SUCCESS;
+}
+
+/* No candidates: a blocked prompt (6.8), or an event with only usage. */
+static apr_status_t on_no_candidates(llmgw_stream_t *st, const json_t *ev)
+{
+    gstream_t *gs = st->priv;
+    const char *block = llmgw_json_str(json_object_get(ev, "promptFeedback"), "blockReason");
+    gcand_t *c;
+
+    if (!block)
+        return APR_SUCCESS;
+    c = candidate_slot(st, 0);
+    if (!c->finish) {
+        c->finish = "content_filter";
+        c->blocked = 1;
+        gs->nfinished++;
+    }
+    return emit_role(st, 0, c);
+}
+
+/* An in-band error from the upstream: the client will see its message. */
+static apr_status_t stream_error_event(llmgw_stream_t *st, const json_t *e)
+{
+    json_t *code = json_object_get(e, "code");
+    int status =
+        json_is_integer(code) && json_integer_value(code) >= 400 && json_integer_value(code) <= 599
+            ? (int)json_integer_value(code)
+            : 502;
+
+    st->error = google_error(st->call->pool, status, e);
+    return LLMGW_EUPSTREAM;
+}
+
+static apr_status_t on_event(llmgw_stream_t *st, const json_t *ev)
+{
+    gstream_t *gs = st->priv;
+    json_t *cands = json_object_get(ev, "candidates");
+    json_t *um = json_object_get(ev, "usageMetadata");
+    size_t i;
+    json_t *c;
+    apr_status_t rv = APR_SUCCESS;
+
+    if (!is_null_or_absent(json_object_get(ev, "error")))
+        return stream_error_event(st, json_object_get(ev, "error"));
+    if (!is_null_or_absent(cands) && !json_is_array(cands))
+        return malformed(st);
+    note_first_event(st, ev);
+    if (json_is_object(um)) {
+        read_usage(um, &gs->usage); /* cumulative: the last one is final */
+        st->usage = gs->usage.u;
+        st->usage_seen = 1;
+    }
+    if (json_array_size(cands) == 0)
+        rv = on_no_candidates(st, ev);
+    json_array_foreach (cands, i, c) {
+        if ((rv = on_candidate(st, c, i)) != APR_SUCCESS)
+            break;
+    }
+    update_finish_seen(st);
+    return rv;
+}
+
+/* Finish chunks for every candidate, the usage chunk if asked, then [DONE]. */
+static apr_status_t finalize(llmgw_stream_t *st)
+{
+    gstream_t *gs = st->priv;
+    apr_status_t rv = APR_SUCCESS;
+    int k;
+
+    if (!st->finish_seen || !gs->id)
+        return incomplete(st);
+    for (k = 0; k < gs->seen && rv == APR_SUCCESS; k++) {
+        gcand_t *c = &gs->cands[k];
+        const char *finish = c->finish;
+
+        if (!c->seen)
+            continue;
+        if (c->ntools > 0)
+            finish = gs->legacy ? "function_call" : "tool_calls";
+        rv = emit_role(st, k, c);
+        if (rv == APR_SUCCESS && c->filtered && !c->blocked && c->ntools == 0)
+            rv = emit_json(
+                st, LLMGW_CHUNK_CONTENT,
+                chunk(st, k, json_pack("{s:o}", "refusal", filter_refusal(c->filtered)), NULL));
+        if (rv == APR_SUCCESS)
+            rv = emit_json(st, LLMGW_CHUNK_CONTENT, chunk(st, k, json_object(), finish));
+    }
+    if (rv == APR_SUCCESS && st->call->include_usage && st->usage_seen)
+        rv = emit_json(st, LLMGW_CHUNK_FINAL,
+                       json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", gs->id, "object",
+                                 "chat.completion.chunk", "created", (json_int_t)st->call->created,
+                                 "model", gs->model, "choices", "usage", usage_json(&gs->usage)));
+    if (rv == APR_SUCCESS)
+        rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, SSE_DONE, sizeof(SSE_DONE) - 1);
+    if (rv == APR_SUCCESS)
+        st->done = 1;
+    return rv;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static apr_status_t google_stream_event(llmgw_stream_t *st, const llmgw_sse_event_t *ev)
+{
+    const char *d = ev->data ? ev->data : "";
+    apr_size_t n = ev->data ? ev->data_len : 0;
+    json_t *j;
+    apr_status_t rv;
+
+    if (st->done)
+        return APR_EOF;
+    while (n > 0 && is_space(*d)) {
+        d++;
+        n--;
+    }
+    while (n > 0 && is_space(d[n - 1]))
+        n--;
+    if (n == 0)
+        return APR_SUCCESS;
+    /* Gemini never sends this; a relay in front of it might. */
+    if (n == 6 && memcmp(d, "[DONE]", 6) == 0) {
+        rv = finalize(st);
+        return rv == APR_SUCCESS ? APR_EOF : rv;
+    }
+    j = json_loadb(d, n, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return malformed(st);
+    }
+    rv = on_event(st, j);
+    json_decref(j);
+    return rv;
+}
+
+static apr_status_t google_stream_end(llmgw_stream_t *st)
+{
+    if (st->done)
+        return APR_SUCCESS;
+    return finalize(st);
+}
+
+const llmgw_provider_t llmgw_provider_google = {
+    .type = "google",
+    .apis = LLMGW_API_CHAT | LLMGW_API_EMBEDDINGS,
+    .build_request = google_build_request,
+    .parse_response = google_parse_response,
+    .parse_error = google_parse_error,
+    .stream_init = google_stream_init,
+    .stream_event = google_stream_event,
+    .stream_end = google_stream_end,
+};
