@@ -12,16 +12,23 @@ import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
 
+from mock_anthropic import ANTHROPIC_KEY, MockAnthropic  # noqa: E402
+from mock_dialects import MISTRAL_KEY, MockMistral  # noqa: E402
 from mock_openai import DEFAULT_KEY, MockOpenAI  # noqa: E402
 
 
 def main():
     state_file = sys.argv[1]
-    mocks = {"openai": MockOpenAI(models=("gpt-4o-mini", "gpt-4o", "text-embedding-3-small"))}
+    mocks = {
+        "openai": (MockOpenAI(models=("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")),
+                   DEFAULT_KEY),
+        "anthropic": (MockAnthropic(models=("claude-sonnet-mock",)), ANTHROPIC_KEY),
+        "mistral": (MockMistral(), MISTRAL_KEY),
+    }
     state = {}
-    for name, mock in mocks.items():
+    for name, (mock, key) in mocks.items():
         mock.start()
-        state[name] = {"url": mock.url, "key": DEFAULT_KEY}
+        state[name] = {"url": mock.url, "key": key}
     tmp = state_file + ".tmp"
     with open(tmp, "w") as f:
         json.dump(state, f)
@@ -30,7 +37,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *a: done.set())
     signal.signal(signal.SIGINT, lambda *a: done.set())
     done.wait()
-    for mock in mocks.values():
+    for mock, _ in mocks.values():
         mock.stop()
 
 

@@ -70,6 +70,7 @@ typedef struct {
     llmgw_stream_t st;
     apr_status_t event_rv; /* first failure of the translator, if any */
     int upstream_done;     /* the translator saw the terminal event */
+    int answered;          /* a candidate answered the request */
 } req_t;
 
 /* ---------------------------------------------------------------------- */
@@ -990,23 +991,15 @@ static apr_uint64_t random_seed(void)
     return v;
 }
 
-static int run_candidates(req_t *q, const char *model)
+static int walk_candidates(req_t *q, const char *model, const llmgw_pool_env_t *penv)
 {
     request_rec *r = q->r;
-    llmgw_srv_cfg *sc = ap_get_module_config(r->server->module_config, &llmgw_module);
-    llmgw_pool_env_t env;
+    llmgw_pool_env_t env = *penv;
     llmgw_candidates_t *cl = NULL;
     llmgw_pool_failure_t *failures;
     apr_status_t rv;
     int i, nf = 0;
 
-    memset(&env, 0, sizeof(env));
-    env.stats = llmgw_glue_stats_base();
-    env.slot_of = env.stats ? sc->slot_of : NULL;
-    env.nslots = env.stats ? sc->nslots : 0;
-    env.now = apr_time_now();
-    /* Randomness only matters when a pool has to choose. */
-    env.seed = q->route->backend->type == LLMGW_BACKEND_POOL ? random_seed() : 0;
     rv = llmgw_pool_candidates(r->pool, q->route->backend, model, &env, &cl);
     if (rv == LLMGW_EBADREQ)
         return fail_request(q, 400, "missing_required_parameter", "model",
@@ -1029,8 +1022,10 @@ static int run_candidates(req_t *q, const char *model)
             continue;
         mine.probe = avail == LLMGW_STATS_PROBE;
         turn = candidate_turn(q, &mine, i + 1 < cl->nelts, &failures[nf]);
-        if (turn == TURN_ANSWERED)
+        if (turn == TURN_ANSWERED) {
+            q->answered = 1;
             return OK;
+        }
         nf++;
         if (q->client_gone || failures[nf - 1].fail == LLMGW_FAIL_CLIENT_GONE)
             return answer_client_gone(q);
@@ -1047,6 +1042,43 @@ static int run_candidates(req_t *q, const char *model)
             break;
     }
     return answer_failed(q, cl, failures, nf);
+}
+
+/*
+ * A route to a pool also counts in the pool's own slot: requests routed to
+ * it and whether the pool as a whole answered (no breaker at that level).
+ */
+static int run_candidates(req_t *q, const char *model)
+{
+    request_rec *r = q->r;
+    llmgw_srv_cfg *sc = ap_get_module_config(r->server->module_config, &llmgw_module);
+    const llmgw_backend_t *target = q->route->backend;
+    llmgw_stats_slot_t *pool_slot = NULL;
+    llmgw_pool_env_t env;
+    apr_time_t start = apr_time_now();
+    int rc;
+
+    memset(&env, 0, sizeof(env));
+    env.stats = llmgw_glue_stats_base();
+    env.slot_of = env.stats ? sc->slot_of : NULL;
+    env.nslots = env.stats ? sc->nslots : 0;
+    env.now = start;
+    if (target->type == LLMGW_BACKEND_POOL) {
+        /* Randomness only matters when a pool has to choose. */
+        env.seed = random_seed();
+        if (env.slot_of && target->index < env.nslots)
+            pool_slot = llmgw_stats_slot(env.stats, env.slot_of[target->index]);
+    }
+    llmgw_stats_begin(pool_slot);
+    rc = walk_candidates(q, model, &env);
+    llmgw_stats_end(pool_slot);
+    if (pool_slot && q->answered)
+        llmgw_stats_success(pool_slot, apr_time_now(), apr_time_now() - start, -1, -1, -1);
+    else if (pool_slot)
+        llmgw_stats_failure(pool_slot, apr_time_now(),
+                            q->client_gone ? LLMGW_FAIL_CLIENT_GONE : LLMGW_FAIL_HTTP, r->status, 0,
+                            0);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------- */
