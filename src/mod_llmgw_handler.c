@@ -609,6 +609,9 @@ static void attempt_http_error(req_t *q, const llmgw_upstream_result_t *res, att
     a->status = res->status;
     a->error = q->prov->parse_error(&q->call, res->status, res->body, res->body_len);
     a->hint = llmgw_retry_after_parse(res->retry_after_ms, res->retry_after, apr_time_now());
+    /* Google puts its hint in the body (providers.md 9.1: after the headers). */
+    if (a->hint < 0 && q->backend->type == LLMGW_BACKEND_GOOGLE)
+        a->hint = llmgw_google_retry_delay(res->body, res->body_len);
 }
 
 static void attempt_plain(req_t *q, const llmgw_http_request_t *hreq, apr_time_t deadline,
@@ -954,6 +957,12 @@ static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
         if (a.fail == LLMGW_FAIL_CLIENT_GONE || q->client_gone)
             return TURN_STOP;
         o.action = llmgw_error_action(a.fail, a.status);
+        /* A 400 the translator recognised as the gateway's own credential or
+         * account problem (Gemini API_KEY_INVALID, FAILED_PRECONDITION) is
+         * not the client's fault: another member may serve it. */
+        if (a.fail == LLMGW_FAIL_HTTP && a.status == HTTP_BAD_REQUEST && a.error &&
+            a.error->status >= 500)
+            o.action = LLMGW_ACTION_FALLBACK;
         o.attempts = attempts;
         o.max_retries = llmgw_backend_max_retries(b);
         o.fallback = has_next && c->pool && c->pool->fallback;

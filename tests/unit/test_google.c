@@ -25,9 +25,6 @@
 #include "llmgw_json.h"
 #include "llmgw_google_auth.h"
 
-/* Declared in llmgw_provider.h once the registry lists it. */
-extern const llmgw_provider_t llmgw_provider_google;
-
 static const llmgw_provider_t *P = &llmgw_provider_google;
 
 /* ---------------------------------------------------------------------- */
@@ -284,6 +281,7 @@ END_TEST
 
 START_TEST(provider_identity)
 {
+    ck_assert_ptr_eq(llmgw_provider_get(LLMGW_BACKEND_GOOGLE), P);
     ck_assert_str_eq(P->type, "google");
     ck_assert_uint_eq(P->apis, LLMGW_API_CHAT | LLMGW_API_EMBEDDINGS);
     ck_assert_ptr_nonnull(P->build_request);
