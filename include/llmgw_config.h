@@ -98,6 +98,7 @@ struct llmgw_backend_t {
     int fallback;          /**< default 1 */
     int failure_threshold; /**< consecutive failures before cooldown; LLMGW_UNSET = default */
     apr_interval_time_t cooldown; /**< LLMGW_UNSET = default */
+    int max_attempts; /**< attempts per client request across members; LLMGW_UNSET = default */
     apr_array_header_t *members;  /**< llmgw_pool_member_t */
 };
 
@@ -157,6 +158,7 @@ const llmgw_route_t *llmgw_config_route(const llmgw_config_t *cfg, const char *p
 #define LLMGW_DEFAULT_ANTHROPIC_MAX_TOKENS 4096
 #define LLMGW_DEFAULT_FAILURE_THRESHOLD 5
 #define LLMGW_DEFAULT_COOLDOWN apr_time_from_sec(30)
+#define LLMGW_DEFAULT_MAX_ATTEMPTS 3
 
 apr_interval_time_t llmgw_backend_timeout(const llmgw_backend_t *b);
 apr_interval_time_t llmgw_backend_connect_timeout(const llmgw_backend_t *b);

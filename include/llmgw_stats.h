@@ -244,6 +244,12 @@ int llmgw_stats_failure(llmgw_stats_slot_t *s, apr_time_t now, llmgw_fail_e fail
 /** The attempt will be repeated on the same backend. */
 void llmgw_stats_retry(llmgw_stats_slot_t *s);
 
+/**
+ * Put a backend in cooldown now, whatever its failure count: for failures
+ * that waiting will not clear (an exhausted quota, providers.md 9.2).
+ */
+void llmgw_stats_cool(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t cooldown);
+
 /** The request moves on to the next candidate (count it on the member left, and the pool). */
 void llmgw_stats_fallback(llmgw_stats_slot_t *s);
 

@@ -669,6 +669,7 @@ static const cfg_key_t backend_keys[] = {
     {"fallback", T(POOL), 0, key_bool, B(fallback)},
     {"failureThreshold", T(POOL), 0, key_int, B(failure_threshold), 1, INT_MAX},
     {"cooldown", T(POOL), 0, key_duration, B(cooldown), 0},
+    {"maxAttempts", T(POOL), 0, key_int, B(max_attempts), 1, 100},
     {"backends", T(POOL), T(POOL), key_members},
     {NULL},
 };
@@ -925,6 +926,7 @@ static llmgw_backend_t *backend_new(cfg_ctx_t *c, const cfg_node_t *n, int index
     b->first_byte_timeout = b->idle_timeout = LLMGW_UNSET;
     b->max_retries = b->max_tokens = b->failure_threshold = LLMGW_UNSET;
     b->cooldown = LLMGW_UNSET;
+    b->max_attempts = LLMGW_UNSET;
     b->strategy = LLMGW_STRATEGY_LATENCY;
     b->fallback = 1;
     return b;

@@ -409,6 +409,13 @@ int llmgw_stats_failure(llmgw_stats_slot_t *s, apr_time_t now, llmgw_fail_e fail
     return 1;
 }
 
+void llmgw_stats_cool(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t cooldown)
+{
+    if (!s)
+        return;
+    arm(s, now, cooldown);
+}
+
 void llmgw_stats_retry(llmgw_stats_slot_t *s)
 {
     if (s)

@@ -71,6 +71,7 @@ typedef struct {
     apr_status_t event_rv; /* first failure of the translator, if any */
     int upstream_done;     /* the translator saw the terminal event */
     int answered;          /* a candidate answered the request */
+    int max_attempts;      /* cap across a pool's members; 0 = none (lone backend) */
 } req_t;
 
 /* ---------------------------------------------------------------------- */
@@ -884,6 +885,31 @@ static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
     return NULL;
 }
 
+static int is_quota(const attempt_t *a)
+{
+    return a->fail == LLMGW_FAIL_HTTP && a->error && a->error->code &&
+           strcmp(a->error->code, "insufficient_quota") == 0;
+}
+
+/*
+ * Chat requests are not idempotent for billing: a pool caps the attempts of
+ * one client request across its members (maxAttempts, default 3). A retry
+ * on the same member never takes the last attempt while another member is
+ * waiting for its turn.
+ */
+static llmgw_pool_next_e apply_attempt_cap(req_t *q, llmgw_pool_next_e next, int can_fall_back)
+{
+    int left = q->max_attempts - q->attempts;
+
+    if (q->max_attempts <= 0 || next == LLMGW_POOL_STOP)
+        return next;
+    if (left <= 0)
+        return LLMGW_POOL_STOP;
+    if (next == LLMGW_POOL_RETRY_SAME && can_fall_back && left <= 1)
+        return LLMGW_POOL_NEXT_MEMBER;
+    return next;
+}
+
 /*
  * Vertex AI answers 401 when a cached token was revoked or expired early:
  * drop it, fetch a new one and try once more (providers.md 9.2).
@@ -963,6 +989,16 @@ static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
         if (a.fail == LLMGW_FAIL_HTTP && a.status == HTTP_BAD_REQUEST && a.error &&
             a.error->status >= 500)
             o.action = LLMGW_ACTION_FALLBACK;
+        if (is_quota(&a)) {
+            /* Waiting will not clear an exhausted quota: no retry here, and
+             * the member sits out (providers.md 9.2). */
+            o.action = LLMGW_ACTION_FALLBACK;
+            if (c->pool && llmgw_pool_failure_threshold(c->pool) > 0) {
+                apr_interval_time_t cd = llmgw_pool_cooldown(c->pool);
+                llmgw_stats_cool(slot, apr_time_now(), a.hint > cd ? a.hint : cd);
+                o.cooling = 1;
+            }
+        }
         o.attempts = attempts;
         o.max_retries = llmgw_backend_max_retries(b);
         o.fallback = has_next && c->pool && c->pool->fallback;
@@ -970,6 +1006,7 @@ static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
         o.hint = a.hint;
         o.max_wait = LLMGW_MAX_RETRY_WAIT;
         next = llmgw_pool_next(&o);
+        next = apply_attempt_cap(q, next, o.fallback);
         if (next == LLMGW_POOL_NEXT_MEMBER) {
             llmgw_stats_fallback(slot);
             llmgw_stats_fallback(pool_slot);
@@ -1029,6 +1066,11 @@ static int walk_candidates(req_t *q, const char *model, const llmgw_pool_env_t *
         /* Another request took this member's probe meanwhile. */
         if (avail == LLMGW_STATS_COOLING && c->pool)
             continue;
+        if (q->max_attempts > 0 && q->attempts >= q->max_attempts) {
+            if (avail == LLMGW_STATS_PROBE)
+                llmgw_stats_probe_release(slot);
+            break;
+        }
         mine.probe = avail == LLMGW_STATS_PROBE;
         turn = candidate_turn(q, &mine, i + 1 < cl->nelts, &failures[nf]);
         if (turn == TURN_ANSWERED) {
@@ -1077,6 +1119,8 @@ static int run_candidates(req_t *q, const char *model)
         env.seed = random_seed();
         if (env.slot_of && target->index < env.nslots)
             pool_slot = llmgw_stats_slot(env.stats, env.slot_of[target->index]);
+        q->max_attempts = target->max_attempts != LLMGW_UNSET ? target->max_attempts
+                                                              : LLMGW_DEFAULT_MAX_ATTEMPTS;
     }
     llmgw_stats_begin(pool_slot);
     rc = walk_candidates(q, model, &env);

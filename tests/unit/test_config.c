@@ -189,12 +189,14 @@ START_TEST(test_full_pools)
     ck_assert_int_eq(member_at(inner, 1)->weight, 1);
     ck_assert_int_eq(inner->failure_threshold, LLMGW_UNSET);
     ck_assert_int_eq(inner->cooldown, LLMGW_UNSET);
+    ck_assert_int_eq(inner->max_attempts, LLMGW_UNSET);
 
     ck_assert_int_eq(pool->index, 8);
     ck_assert_int_eq(pool->strategy, LLMGW_STRATEGY_WEIGHTED);
     ck_assert_int_eq(pool->fallback, 1);
     ck_assert_int_eq(pool->failure_threshold, 3);
     ck_assert_int_eq(pool->cooldown, apr_time_from_sec(10));
+    ck_assert_int_eq(pool->max_attempts, 4);
     ck_assert_int_eq(pool->members->nelts, 3);
     m = member_at(pool, 0);
     ck_assert_str_eq(m->name, "openai-a");
