@@ -202,7 +202,7 @@ START_TEST(test_full_pools)
     ck_assert_str_eq(m->name, "openai-a");
     ck_assert_int_eq(m->weight, 70);
     ck_assert_ptr_eq(m->backend, llmgw_config_backend(cfg, "openai-a"));
-    ck_assert_uint_eq(m->mark.line, 73);
+    ck_assert_uint_eq(m->mark.line, 74);
     ck_assert_uint_eq(m->mark.column, 17);
     m = member_at(pool, 1);
     ck_assert_str_eq(m->name, "claude.main");
@@ -229,7 +229,7 @@ START_TEST(test_full_routes)
     ck_assert_int_eq(r->methods, LLMGW_METHOD_POST | LLMGW_METHOD_OPTIONS);
     ck_assert_str_eq(r->backend_name, "llm-pool");
     ck_assert_ptr_eq(r->backend, llmgw_config_backend(cfg, "llm-pool"));
-    ck_assert_uint_eq(r->mark.line, 79);
+    ck_assert_uint_eq(r->mark.line, 80);
     ck_assert_uint_eq(r->mark.column, 5);
 
     r = llmgw_config_route(cfg, "/v1/embeddings");
