@@ -354,7 +354,7 @@ static int poll_ms(xfer_t *x, apr_time_t now)
 
 static llmgw_fail_e map_curl_code(CURLcode cc, xfer_t *x)
 {
-    long connect_us = 0;
+    long request_bytes = 0;
 
     switch (cc) {
     case CURLE_OK:
@@ -370,9 +370,10 @@ static llmgw_fail_e map_curl_code(CURLcode cc, xfer_t *x)
     case CURLE_URL_MALFORMAT:
         return LLMGW_FAIL_CONNECT;
     case CURLE_OPERATION_TIMEDOUT:
-        /* A timeout while still connecting is a connect failure. */
-        curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-        return connect_us == 0 && !x->got_headers ? LLMGW_FAIL_CONNECT : LLMGW_FAIL_TIMEOUT;
+        /* A timeout before the request went out is a connect failure. The
+         * connect time cannot tell: it is 0 on a reused connection too. */
+        curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+        return request_bytes == 0 && !x->got_headers ? LLMGW_FAIL_CONNECT : LLMGW_FAIL_TIMEOUT;
     case CURLE_WRITE_ERROR:
         return x->too_big ? LLMGW_FAIL_PROTOCOL : LLMGW_FAIL_NONE;
     default:
