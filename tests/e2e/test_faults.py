@@ -1,0 +1,423 @@
+"""Upstream failures: retries with backoff and Retry-After, what is never retried, the
+status after exhausted retries, the four timeouts, broken streams, client disconnects.
+
+Timing checks use the mock's recorded arrival times (same clock as the test).
+"""
+
+import json
+import re
+import socket
+import time
+
+import pytest
+import requests
+
+import harness
+from conftest import start_gateway
+from harness import assert_openai_error, chat_body, post, read_sse
+from mock_openai import DEFAULT_KEY, Fault, openai_error
+
+# The module logs upstream failures; any line with an LLMGW id is expected here.
+pytestmark = pytest.mark.allow_log()
+
+FAST = dict(connectTimeout="1s", firstByteTimeout="1s", idleTimeout="1s", timeout="6s")
+
+
+@pytest.fixture(scope="module")
+def blackhole():
+    """A loopback port whose accept queue is full: connecting to it hangs (SYNs dropped)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+    yield port
+    for c in fillers:
+        c.close()
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def gw(request, module_so, mock, blackhole):
+    dead = f"http://127.0.0.1:{harness.free_port()}/v1"
+    hole = f"http://127.0.0.1:{blackhole}/v1"
+    ob = harness.openai_backend
+    yaml = harness.gateway_yaml(
+        backends=[
+            ob("retry", mock.url, DEFAULT_KEY, defaultModel="gpt-mock", maxRetries=2, **FAST),
+            ob("twice", mock.url, DEFAULT_KEY, defaultModel="gpt-mock", maxRetries=1, **FAST),
+            ob("once", mock.url, DEFAULT_KEY, defaultModel="gpt-mock", maxRetries=0, **FAST),
+            ob("dead", dead, DEFAULT_KEY, defaultModel="gpt-mock", maxRetries=1,
+               connectTimeout="500ms", timeout="5s"),
+            ob("blackhole", hole, DEFAULT_KEY, defaultModel="gpt-mock", maxRetries=0,
+               connectTimeout="500ms", timeout="5s"),
+            ob("overall", mock.url, DEFAULT_KEY, defaultModel="gpt-mock", maxRetries=0,
+               timeout="1500ms", firstByteTimeout="5s", idleTimeout="5s"),
+            ob("patient", mock.url, DEFAULT_KEY, defaultModel="gpt-mock", maxRetries=0,
+               timeout="30s", firstByteTimeout="20s", idleTimeout="20s"),
+        ],
+        routes=[harness.route(n, f"/v1/{n}/chat/completions", n)
+                for n in ("retry", "twice", "once", "dead", "blackhole", "overall",
+                          "patient")])
+    return start_gateway(request, "faults", yaml)
+
+
+def url(gw, backend):
+    return gw.url(f"/v1/{backend}/chat/completions")
+
+
+def gaps(reqs):
+    return [round(b.t - a.t, 3) for a, b in zip(reqs, reqs[1:])]
+
+
+# -- retries ---------------------------------------------------------------------------------
+
+def test_retry_after_is_honoured(gw, mock):
+    mock.script(Fault(status=429, headers={"Retry-After": "1"}), Fault())
+    r = post(url(gw, "retry"), chat_body("after a pause"))
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "echo: after a pause"
+    assert r.headers["x-llmgw-attempts"] == "2"
+    reqs = mock.requests
+    assert len(reqs) == 2
+    assert 0.95 <= reqs[1].t - reqs[0].t < 2.5, gaps(reqs)
+    assert reqs[0].raw == reqs[1].raw  # every attempt sends the same body
+
+
+def test_backoff_after_500_is_about_half_a_second(gw, mock):
+    mock.script(Fault(status=500), Fault())
+    r = post(url(gw, "retry"), chat_body("backoff"))
+    assert r.status_code == 200, r.text
+    assert r.headers["x-llmgw-attempts"] == "2"
+    reqs = mock.requests
+    assert len(reqs) == 2
+    assert 0.35 <= reqs[1].t - reqs[0].t <= 1.0, gaps(reqs)
+
+
+def test_backoff_grows_exponentially(gw, mock):
+    mock.script(Fault(status=503), Fault(status=503), Fault())
+    r = post(url(gw, "retry"), chat_body("grow"))
+    assert r.status_code == 200, r.text
+    assert r.headers["x-llmgw-attempts"] == "3"
+    reqs = mock.requests
+    assert len(reqs) == 3
+    g = gaps(reqs)
+    assert 0.35 <= g[0] <= 1.0, g
+    assert 0.7 <= g[1] <= 1.6, g
+    assert len({r.raw for r in reqs}) == 1
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 529])
+def test_retryable_status_is_retried(gw, mock, status):
+    mock.script(Fault(status=status), Fault())
+    r = post(url(gw, "twice"), chat_body(f"retry {status}"))
+    assert r.status_code == 200, r.text
+    assert r.headers["x-llmgw-attempts"] == "2"
+    assert len(mock.requests) == 2
+
+
+@pytest.mark.parametrize("status,client_status", [(400, {400}), (404, {404}), (413, {413}),
+                                                  (422, {400, 422})])
+def test_client_errors_are_not_retried_and_keep_the_message(gw, mock, status, client_status):
+    msg = f"Distinctive upstream complaint number {status}"
+    mock.script(Fault(status=status, body=openai_error(msg, param="messages", code="bad_thing")))
+    r = post(url(gw, "retry"), chat_body("not retried"))
+    assert r.status_code in client_status, (r.status_code, r.text)
+    err = assert_openai_error(r, r.status_code)
+    assert msg in err["message"]
+    time.sleep(0.7)  # a (wrong) retry would have arrived by now
+    assert len(mock.requests) == 1
+    assert r.headers["x-llmgw-attempts"] == "1"
+    assert r.headers["x-llmgw-backend"] == "retry"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_upstream_auth_failure_is_502_and_not_retried(gw, mock, status):
+    mock.script(Fault(status=status))
+    r = post(url(gw, "retry"), chat_body("auth"))
+    assert_openai_error(r, 502, code="upstream_auth_failed")
+    time.sleep(0.7)
+    assert len(mock.requests) == 1
+
+
+def test_exhausted_retries_on_500_give_503(gw, mock):
+    mock.script(*[Fault(status=500)] * 3)
+    r = post(url(gw, "retry"), chat_body("exhaust"))
+    assert_openai_error(r, 503, code="upstream_unavailable")
+    assert r.headers["x-llmgw-attempts"] == "3"
+    assert r.headers["x-llmgw-backend"] == "retry"
+    assert len(mock.requests) == 3
+
+
+@pytest.mark.parametrize("status,client_status,code", [
+    (502, 503, "upstream_unavailable"), (503, 503, "upstream_unavailable"),
+    (504, 503, "upstream_unavailable"), (529, 503, "upstream_unavailable"),
+    (429, 429, "rate_limit_exceeded")])
+def test_exhausted_retries_status(gw, mock, status, client_status, code):
+    mock.script(*[Fault(status=status)] * 2)
+    r = post(url(gw, "twice"), chat_body("exhaust"))
+    assert_openai_error(r, client_status, code=code)
+    assert r.headers["x-llmgw-attempts"] == "2"
+    assert len(mock.requests) == 2
+
+
+def test_exhausted_429_tells_the_client_when_to_retry(gw, mock):
+    mock.script(*[Fault(status=429, headers={"Retry-After": "1"})] * 2)
+    r = post(url(gw, "twice"), chat_body("rate limited"))
+    assert_openai_error(r, 429, code="rate_limit_exceeded")
+    assert re.fullmatch(r"\d+", r.headers.get("Retry-After", "")), r.headers
+
+
+def test_long_retry_after_is_not_waited_out(gw, mock):
+    mock.script(*[Fault(status=429, headers={"Retry-After": "30"})] * 3)
+    t0 = time.monotonic()
+    r = post(url(gw, "retry"), chat_body("too long to wait"))
+    elapsed = time.monotonic() - t0
+    assert_openai_error(r, 429, code="rate_limit_exceeded")
+    assert elapsed < 7, elapsed  # the backend timeout is 6s; 30s must never be slept
+
+
+def test_connect_refused_is_retried_then_502(gw, mock):
+    t0 = time.monotonic()
+    r = post(url(gw, "dead"), chat_body("nobody home"))
+    elapsed = time.monotonic() - t0
+    assert_openai_error(r, 502, code="bad_gateway")
+    assert r.headers["x-llmgw-attempts"] == "2"
+    assert r.headers["x-llmgw-backend"] == "dead"
+    assert 0.35 <= elapsed < 3, elapsed
+
+
+def test_connect_timeout_is_honoured(gw, mock):
+    t0 = time.monotonic()
+    r = post(url(gw, "blackhole"), chat_body("hanging connect"))
+    elapsed = time.monotonic() - t0
+    assert r.status_code in (502, 504), r.text
+    assert_openai_error(r, r.status_code)
+    assert 0.4 <= elapsed < 1.8, elapsed
+
+
+# -- timeouts ------------------------------------------------------------------------------
+
+def test_first_byte_timeout_gives_504(gw, mock):
+    mock.script(Fault(delay=3))
+    t0 = time.monotonic()
+    r = post(url(gw, "once"), chat_body("slow to answer"))
+    elapsed = time.monotonic() - t0
+    assert_openai_error(r, 504, code="upstream_timeout")
+    assert 0.9 <= elapsed < 2.0, elapsed
+
+
+def test_first_byte_timeout_is_retried(gw, mock):
+    mock.script(Fault(delay=3), Fault())
+    t0 = time.monotonic()
+    r = post(url(gw, "retry"), chat_body("second try is fast"))
+    elapsed = time.monotonic() - t0
+    assert r.status_code == 200, r.text
+    assert r.headers["x-llmgw-attempts"] == "2"
+    assert elapsed < 3.0, elapsed
+
+
+def test_stream_first_byte_timeout_before_headers_gives_504(gw, mock):
+    mock.script(Fault(delay=3))
+    r = post(url(gw, "once"), chat_body("slow stream", stream=True), stream=True)
+    assert_openai_error(r, 504, code="upstream_timeout")
+
+
+def test_stream_first_event_timeout_gives_504(gw, mock):
+    """Headers came but no event: nothing reached the client yet, so it is a plain 504."""
+    mock.script(Fault(first_event_delay=3))
+    t0 = time.monotonic()
+    r = post(url(gw, "once"), chat_body("silent stream", stream=True), stream=True)
+    elapsed = time.monotonic() - t0
+    assert_openai_error(r, 504, code="upstream_timeout")
+    assert elapsed < 2.2, elapsed
+
+
+def test_overall_timeout_non_streaming(gw, mock):
+    mock.script(Fault(delay=4))
+    t0 = time.monotonic()
+    r = post(url(gw, "overall"), chat_body("whole request too slow"))
+    elapsed = time.monotonic() - t0
+    assert_openai_error(r, 504, code="upstream_timeout")
+    assert 1.3 <= elapsed < 2.8, elapsed
+
+
+@pytest.mark.parametrize("backend,delay", [("overall", 4), ("once", 3)])
+def test_timeout_on_a_reused_upstream_connection_is_still_a_timeout(gw, mock, backend, delay):
+    """The same timeouts on a pooled keep-alive connection (warmed up by a first request
+    from the same client connection, so the same worker handles both)."""
+    with requests.Session() as s:
+        assert post(url(gw, backend), chat_body("warm up"), session=s).status_code == 200
+        mock.script(Fault(delay=delay))
+        r = post(url(gw, backend), chat_body("then slow"), session=s)
+    assert_openai_error(r, 504, code="upstream_timeout")
+    assert mock.requests[0].conn == mock.requests[1].conn  # really reused
+
+
+def assert_stream_failed(res):
+    """The stream ended with one error event and without [DONE]."""
+    assert not res.done, res.data
+    assert len(res.errors) == 1, res.data
+    assert res.data[-1] == json.dumps(res.errors[0], separators=(",", ":")) or \
+        json.loads(res.data[-1]) == res.errors[0]
+    err = res.errors[0]["error"]
+    for k in ("message", "type", "param", "code"):
+        assert k in err, err
+
+
+def test_overall_timeout_cuts_a_long_stream(gw, mock):
+    mock.script(Fault(chunks=[f"w{i} " for i in range(10)], chunk_delay=0.4))
+    r = post(url(gw, "overall"), chat_body("long stream", stream=True), stream=True)
+    assert r.status_code == 200
+    res = read_sse(r)
+    elapsed = res.events[-1][0] - res.t0
+    assert_stream_failed(res)
+    assert res.text and "w9" not in res.text
+    assert 1.0 <= elapsed < 2.8, elapsed
+
+
+def test_idle_timeout_ends_stalled_stream_with_error_event(gw, mock):
+    mock.script(Fault(chunks=["partial ", "answer ", "never ", "finished"], stall_after=3))
+    r = post(url(gw, "once"), chat_body("stall", stream=True), stream=True)
+    assert r.status_code == 200
+    res = read_sse(r)
+    assert_stream_failed(res)
+    assert res.text == "partial answer "
+    silence = res.events[-1][0] - res.content_times[-1]
+    assert 0.8 <= silence < 2.5, silence
+    rec = mock.wait_outcome(0, timeout=3)
+    assert rec.outcome == "client_closed" and rec.closed_at is not None  # upstream aborted
+
+
+def test_stream_cut_mid_content_ends_with_error_event(gw, mock):
+    mock.script(Fault(chunks=["cut ", "in ", "the ", "middle"], drop_after=3))
+    r = post(url(gw, "once"), chat_body("cut", stream=True), stream=True)
+    assert r.status_code == 200
+    res = read_sse(r)
+    assert_stream_failed(res)
+    assert res.text == "cut in "
+
+
+def test_stream_ending_cleanly_before_finish_reason_is_an_error(gw, mock):
+    mock.script(Fault(chunks=["looks ", "fine ", "but ", "is not"], end_after=3))
+    r = post(url(gw, "once"), chat_body("early end", stream=True), stream=True)
+    assert r.status_code == 200
+    res = read_sse(r)
+    assert_stream_failed(res)
+    assert res.finish_reasons == []
+
+
+def test_malformed_event_ends_with_error_event(gw, mock):
+    mock.script(Fault(chunks=["good ", "then ", "garbage"], malformed_after=3))
+    r = post(url(gw, "once"), chat_body("malformed", stream=True), stream=True)
+    assert r.status_code == 200
+    res = read_sse(r)
+    assert_stream_failed(res)
+    assert res.text == "good then "
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_finished_stream_without_done_is_completed_at_once(gw, mock, include_usage):
+    mock.script(Fault(no_done=True))
+    body = chat_body("no done marker", stream=True)
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    t0 = time.monotonic()
+    r = post(url(gw, "patient"), body, stream=True)  # idleTimeout 20s
+    res = read_sse(r)
+    elapsed = time.monotonic() - t0
+    assert res.done and res.data[-1] == "[DONE]"
+    assert res.errors == []
+    assert res.text == "echo: no done marker"
+    assert res.finish_reasons == ["stop"]
+    assert any("usage" in c for c in res.chunks) == include_usage
+    assert elapsed < 2.0, elapsed
+
+
+def test_stream_upstream_503_before_stream_is_retried_invisibly(gw, mock):
+    mock.script(Fault(status=503), Fault())
+    r = post(url(gw, "retry"), chat_body("second time lucky", stream=True), stream=True)
+    assert r.status_code == 200
+    assert r.headers["x-llmgw-attempts"] == "2"
+    res = read_sse(r)
+    assert res.done and res.errors == []
+    assert res.text == "echo: second time lucky"
+
+
+def test_stream_cut_before_content_is_never_a_clean_partial_answer(gw, mock):
+    """Cut after the role chunk: the gateway may retry invisibly (nothing was shown yet);
+    whatever it does, a [DONE] answer must be complete and carry one role chunk."""
+    mock.script(Fault(drop_after=1), Fault())
+    r = post(url(gw, "retry"), chat_body("role then cut", stream=True), stream=True)
+    if r.status_code != 200:
+        assert_openai_error(r, r.status_code)
+        return
+    res = read_sse(r)
+    if res.done:
+        assert res.errors == []
+        assert res.text == "echo: role then cut"
+        roles = [c for c in res.chunks if c["choices"] and "role" in c["choices"][0]["delta"]]
+        assert len(roles) == 1, res.data
+        assert len(mock.requests) == 2
+    else:
+        assert_stream_failed(res)
+
+
+def test_stream_upstream_400_is_a_plain_json_error(gw, mock):
+    mock.script(Fault(status=400, body=openai_error("bad stream request", param="messages")))
+    r = post(url(gw, "retry"), chat_body("bad", stream=True), stream=True)
+    err = assert_openai_error(r, 400)
+    assert "bad stream request" in err["message"]
+
+
+def test_stream_exhausted_retries_is_a_plain_json_503(gw, mock):
+    mock.script(*[Fault(status=500)] * 2)
+    r = post(url(gw, "twice"), chat_body("down", stream=True), stream=True)
+    assert_openai_error(r, 503, code="upstream_unavailable")
+
+
+# -- client disconnects ----------------------------------------------------------------------
+
+def _open_request(gw, path, body):
+    data = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    s.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(data)}\r\n\r\n").encode() + data)
+    return s
+
+
+def test_client_disconnect_mid_stream_aborts_upstream(gw, mock):
+    mock.script(Fault(chunks=[f"tok{i} " for i in range(60)], chunk_delay=0.25))  # ~15 s
+    s = _open_request(gw, "/v1/patient/chat/completions", chat_body("long", stream=True))
+    seen = b""
+    while len(re.findall(rb'"content":"[^"]', seen)) < 2:
+        piece = s.recv(65536)
+        assert piece, seen
+        seen += piece
+    s.close()
+    t_close = time.monotonic()
+    rec = mock.wait_outcome(0, timeout=5)
+    assert rec.outcome == "client_closed", rec
+    assert rec.closed_at - t_close < 2.0, rec.closed_at - t_close
+    assert rec.events_sent < 20
+
+
+def test_client_disconnect_while_waiting_aborts_upstream(gw, mock):
+    mock.script(Fault(delay=15))
+    s = _open_request(gw, "/v1/patient/chat/completions", chat_body("waiting"))
+    mock.wait_requests(1)
+    time.sleep(0.3)
+    s.close()
+    t_close = time.monotonic()
+    rec = mock.wait_outcome(0, timeout=5)
+    assert rec.outcome == "client_closed", rec
+    assert rec.closed_at - t_close < 2.5, rec.closed_at - t_close
+    assert len(mock.requests) == 1  # a client that left is not retried for
