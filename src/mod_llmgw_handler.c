@@ -813,7 +813,10 @@ static int answer_failed(req_t *q, const llmgw_candidates_t *cl,
     if (last && last->error &&
         (action == LLMGW_ACTION_FINAL || (n == 1 && action == LLMGW_ACTION_FALLBACK)))
         return send_error(q, last->error);
-    e = llmgw_pool_exhausted(r->pool, q->route->backend->name, failures, n, cl ? cl->cooling : 0,
+    e = llmgw_pool_exhausted(r->pool,
+                             q->route->backend->type == LLMGW_BACKEND_POOL ? q->route->backend->name
+                                                                           : NULL,
+                             failures, n, cl ? cl->cooling : 0,
                              cl ? cl->cooldown_left : -1, &retry_after);
     set_retry_after(r, retry_after);
     apr_table_setn(r->err_headers_out, "x-should-retry", "false");
