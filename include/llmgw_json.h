@@ -17,4 +17,7 @@ const char *llmgw_json_dump(apr_pool_t *p, const json_t *j, apr_size_t *len);
 /** String member of an object, or NULL when absent or not a string. Borrowed. */
 const char *llmgw_json_str(const json_t *obj, const char *key);
 
+/** @p v is missing (NULL, as json_object_get answers for an absent member) or JSON null. */
+int llmgw_json_is_absent(const json_t *v);
+
 #endif /* LLMGW_JSON_H */

@@ -290,6 +290,13 @@ llmgw_action_e llmgw_error_action(llmgw_fail_e fail, int status)
     }
 }
 
+/* "<who> failed: <what>", a server_error of @p status with @p code. */
+static llmgw_error_t *failed(apr_pool_t *p, int status, const char *code, const char *who,
+                             const char *what)
+{
+    return llmgw_error_make(p, status, "server_error", code, NULL, "%s failed: %s", who, what);
+}
+
 static llmgw_error_t *exhausted_http(apr_pool_t *p, int status, const char *who)
 {
     if (status == 429)
@@ -300,8 +307,7 @@ static llmgw_error_t *exhausted_http(apr_pool_t *p, int status, const char *who)
                                 "%s rejected the gateway's credentials: upstream returned HTTP %d",
                                 who, status);
     if (status == 408)
-        return llmgw_error_make(p, 504, "server_error", "upstream_timeout", NULL,
-                                "%s failed: upstream returned HTTP 408", who);
+        return failed(p, 504, "upstream_timeout", who, "upstream returned HTTP 408");
     if (status == 409)
         return llmgw_error_make(p, 409, NULL, NULL, NULL, "%s failed: upstream returned HTTP 409",
                                 who);
@@ -325,36 +331,33 @@ static llmgw_error_t *exhausted_http(apr_pool_t *p, int status, const char *who)
  *   other HTTP                      502 server_error           bad_gateway
  *   INTERNAL CLIENT_GONE NONE       500 server_error           null
  */
+static const struct {
+    llmgw_fail_e fail;
+    int status;
+    const char *code;
+    const char *what;
+} exhausted_map[] = {
+    {LLMGW_FAIL_CONNECT, 502, "bad_gateway", "could not connect"},
+    {LLMGW_FAIL_RESET, 502, "bad_gateway", "connection reset"},
+    {LLMGW_FAIL_PROTOCOL, 502, "bad_gateway", "malformed upstream response"},
+    {LLMGW_FAIL_STREAM, 502, "bad_gateway", "upstream stream ended before it was complete"},
+    {LLMGW_FAIL_TIMEOUT, 504, "upstream_timeout", "upstream timed out"},
+    {LLMGW_FAIL_IDLE, 504, "upstream_timeout", "upstream stream went idle"},
+};
+
 llmgw_error_t *llmgw_error_exhausted(apr_pool_t *p, llmgw_fail_e fail, int status,
                                      const char *backend)
 {
     const char *who = apr_psprintf(p, "backend \"%s\"", backend ? backend : "(none)");
+    size_t i;
 
-    switch (fail) {
-    case LLMGW_FAIL_CONNECT:
-        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                                "%s failed: could not connect", who);
-    case LLMGW_FAIL_RESET:
-        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                                "%s failed: connection reset", who);
-    case LLMGW_FAIL_PROTOCOL:
-        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                                "%s failed: malformed upstream response", who);
-    case LLMGW_FAIL_STREAM:
-        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                                "%s failed: upstream stream ended before it was complete", who);
-    case LLMGW_FAIL_TIMEOUT:
-        return llmgw_error_make(p, 504, "server_error", "upstream_timeout", NULL,
-                                "%s failed: upstream timed out", who);
-    case LLMGW_FAIL_IDLE:
-        return llmgw_error_make(p, 504, "server_error", "upstream_timeout", NULL,
-                                "%s failed: upstream stream went idle", who);
-    case LLMGW_FAIL_HTTP:
+    if (fail == LLMGW_FAIL_HTTP)
         return exhausted_http(p, status, who);
-    default:
-        return llmgw_error_make(p, 500, "server_error", NULL, NULL, "%s failed: internal error",
-                                who);
-    }
+    for (i = 0; i < sizeof(exhausted_map) / sizeof(exhausted_map[0]); i++)
+        if (exhausted_map[i].fail == fail)
+            return failed(p, exhausted_map[i].status, exhausted_map[i].code, who,
+                          exhausted_map[i].what);
+    return failed(p, 500, NULL, who, "internal error");
 }
 
 /* ------------------------------------------------------------------ */
@@ -370,6 +373,41 @@ static const char *skip_ows(const char *s)
     return s;
 }
 
+/* The digits of "123", "1.5", ".5" or "5.", as scan_decimal read them. */
+typedef struct {
+    uint64_t whole; /* stops growing once past the caller's limit */
+    uint64_t frac;  /* the first nine fraction digits */
+    uint64_t scale; /* 10 to the number of fraction digits in frac */
+    int digits;     /* digits read in both parts */
+    int inexact;    /* a nonzero fraction digit past the ninth was dropped */
+    int big;        /* a whole-part digit came while whole was past @p max_whole */
+} decimal_t;
+
+/* Read an unsigned decimal at @p s into @p d; returns the first character after it. */
+static const char *scan_decimal(const char *s, uint64_t max_whole, decimal_t *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->scale = 1;
+    for (; *s >= '0' && *s <= '9'; s++, d->digits++) {
+        if (d->whole <= max_whole)
+            d->whole = d->whole * 10 + (uint64_t)(*s - '0');
+        else
+            d->big = 1;
+    }
+    if (*s != '.')
+        return s;
+    for (s++; *s >= '0' && *s <= '9'; s++, d->digits++) {
+        if (d->scale < 1000000000) {
+            d->frac = d->frac * 10 + (uint64_t)(*s - '0');
+            d->scale *= 10;
+        }
+        else if (*s != '0') {
+            d->inexact = 1;
+        }
+    }
+    return s;
+}
+
 /*
  * A non-negative decimal "123", "1.5", ".5" or "5." surrounded by optional
  * whitespace, times @p unit_usec, in integer arithmetic (a double would turn
@@ -379,32 +417,17 @@ static const char *skip_ows(const char *s)
 static apr_interval_time_t parse_decimal(const char *s, uint64_t unit_usec)
 {
     const uint64_t max_whole = (uint64_t)MAX_DELAY_USEC / unit_usec;
-    uint64_t whole = 0, frac = 0, scale = 1, usec;
-    int digits = 0, inexact = 0;
+    decimal_t d;
+    uint64_t usec;
 
-    s = skip_ows(s);
-    for (; *s >= '0' && *s <= '9'; s++, digits++) {
-        if (whole <= max_whole)
-            whole = whole * 10 + (uint64_t)(*s - '0');
-    }
-    if (*s == '.') {
-        for (s++; *s >= '0' && *s <= '9'; s++, digits++) {
-            if (scale < 1000000000) {
-                frac = frac * 10 + (uint64_t)(*s - '0');
-                scale *= 10;
-            }
-            else if (*s != '0') {
-                inexact = 1;
-            }
-        }
-    }
-    if (digits == 0 || *skip_ows(s) != '\0')
+    s = scan_decimal(skip_ows(s), max_whole, &d);
+    if (d.digits == 0 || *skip_ows(s) != '\0')
         return -1;
-    if (whole > max_whole)
+    if (d.whole > max_whole)
         return MAX_DELAY_USEC;
     /* frac < scale <= 1e9 and unit_usec <= 1e6: no overflow. */
-    usec = whole * unit_usec + frac * unit_usec / scale;
-    if (inexact || (frac * unit_usec) % scale != 0)
+    usec = d.whole * unit_usec + d.frac * unit_usec / d.scale;
+    if (d.inexact || (d.frac * unit_usec) % d.scale != 0)
         usec++;
     return usec > (uint64_t)MAX_DELAY_USEC ? MAX_DELAY_USEC : (apr_interval_time_t)usec;
 }
@@ -477,28 +500,15 @@ static uint64_t go_unit(const char **s)
  */
 static int64_t go_term(const char **sp)
 {
-    const char *s = *sp;
-    uint64_t whole = 0, frac = 0, scale = 1, unit, ns;
-    int digits = 0;
+    decimal_t d;
+    const char *s = scan_decimal(*sp, (UINT64_MAX - 9) / 10, &d);
+    uint64_t unit, ns;
 
-    for (; *s >= '0' && *s <= '9'; s++, digits++) {
-        if (whole > (UINT64_MAX - 9) / 10)
-            return -1;
-        whole = whole * 10 + (uint64_t)(*s - '0');
-    }
-    if (*s == '.') {
-        for (s++; *s >= '0' && *s <= '9'; s++, digits++) {
-            if (scale < 1000000000) {
-                frac = frac * 10 + (uint64_t)(*s - '0');
-                scale *= 10;
-            }
-        }
-    }
-    if (digits == 0 || (unit = go_unit(&s)) == 0)
+    if (d.big || d.digits == 0 || (unit = go_unit(&s)) == 0)
         return -1;
-    if (whole > (uint64_t)INT64_MAX / unit)
+    if (d.whole > (uint64_t)INT64_MAX / unit)
         return -1;
-    ns = whole * unit + frac * (unit / scale) + frac * (unit % scale) / scale;
+    ns = d.whole * unit + d.frac * (unit / d.scale) + d.frac * (unit % d.scale) / d.scale;
     if (ns > (uint64_t)INT64_MAX)
         return -1;
     *sp = s;

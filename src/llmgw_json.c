@@ -40,3 +40,8 @@ const char *llmgw_json_str(const json_t *obj, const char *key)
     json_t *v = json_object_get(obj, key);
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
+
+int llmgw_json_is_absent(const json_t *v)
+{
+    return !v || json_is_null(v);
+}

@@ -10,26 +10,16 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <apr_base64.h>
 #include <apr_hash.h>
 #include <apr_sha1.h>
 #include <apr_strings.h>
 #include "llmgw_openai_compat.h"
+#include "llmgw_provider_util.h"
 #include "llmgw_json.h"
-
-/* Upstream messages longer than this (bytes) are cut, "..." included. */
-#define OAI_MAX_MESSAGE 2000
 
 /* OpenAI caps n at 128; anything far above is a broken upstream, not a
  * reason to grow the request pool. */
 #define OAI_MAX_CHOICES 1024
-
-/* Most chunks are a few hundred bytes: frame them on the stack. */
-#define OAI_FRAME_STACK 4096
-
-#define SSE_PREFIX "data: "
-#define SSE_PREFIX_LEN (sizeof(SSE_PREFIX) - 1)
-#define SSE_DONE "data: [DONE]\n\n"
 
 /* Per choice index, in oai_stream_t.flags. */
 #define CHOICE_FINISHED 0x01
@@ -54,16 +44,6 @@ typedef struct {
 /* ---------------------------------------------------------------------- */
 /* Small helpers                                                          */
 /* ---------------------------------------------------------------------- */
-
-static void push_header(apr_array_header_t *h, const char *line)
-{
-    APR_ARRAY_PUSH(h, const char *) = line;
-}
-
-static int is_null_or_absent(const json_t *v)
-{
-    return !v || json_is_null(v);
-}
 
 /* Member @p key of @p obj, or NULL when absent or JSON null. Borrowed. */
 static json_t *member(const json_t *obj, const char *key)
@@ -93,12 +73,6 @@ static const char *make_id(apr_pool_t *p, const char *prefix)
     for (i = 0; i < sizeof(raw); i++)
         apr_snprintf(hex + 2 * i, 3, "%02x", raw[i]);
     return apr_pstrcat(p, prefix, hex, NULL);
-}
-
-/* Client asked for the legacy function-calling shape (providers.md 2.1 rule 4). */
-static int uses_legacy_functions(const json_t *body)
-{
-    return json_is_array(json_object_get(body, "functions")) && !member(body, "tools");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -218,7 +192,8 @@ void llmgw_oai_bearer_auth(const llmgw_call_t *call, apr_array_header_t *headers
     const char *key = call->backend->api_key;
 
     if (key && *key)
-        push_header(headers, apr_pstrcat(call->pool, "Authorization: Bearer ", key, NULL));
+        llmgw_prov_push_header(headers,
+                               apr_pstrcat(call->pool, "Authorization: Bearer ", key, NULL));
 }
 
 apr_status_t llmgw_oai_build_request(const llmgw_oai_dialect_t *d, llmgw_call_t *call,
@@ -280,10 +255,10 @@ apr_status_t llmgw_oai_build_request(const llmgw_oai_dialect_t *d, llmgw_call_t 
 
     h = apr_array_make(call->pool, 7, sizeof(const char *));
     d->auth(call, h);
-    push_header(h, "Content-Type: application/json");
-    push_header(h, stream ? "Accept: text/event-stream" : "Accept: application/json");
+    llmgw_prov_push_header(h, "Content-Type: application/json");
+    llmgw_prov_push_header(h, stream ? "Accept: text/event-stream" : "Accept: application/json");
     /* Without this, curl waits for "100 Continue" before sending large bodies. */
-    push_header(h, "Expect:");
+    llmgw_prov_push_header(h, "Expect:");
     out->method = "POST";
     out->url = d->url ? d->url(call, base, path) : apr_pstrcat(call->pool, base, path, NULL);
     out->headers = h;
@@ -298,21 +273,8 @@ apr_status_t llmgw_oai_build_request(const llmgw_oai_dialect_t *d, llmgw_call_t 
 /* A token count, or 0 when absent or nonsense; returns 1 when present. */
 static int usage_count(const json_t *usage, const char *key, apr_int64_t *out)
 {
-    json_t *v = json_object_get(usage, key);
-    double d;
-
     *out = 0;
-    if (json_is_integer(v) && json_integer_value(v) >= 0) {
-        *out = (apr_int64_t)json_integer_value(v);
-        return 1;
-    }
-    /* Some OpenAI-compatible servers write counts as 12.0. */
-    d = json_is_real(v) ? json_real_value(v) : -1.0;
-    if (d >= 0.0 && d < 9007199254740992.0) {
-        *out = (apr_int64_t)d;
-        return 1;
-    }
-    return 0;
+    return llmgw_prov_token_count(usage, key, out);
 }
 
 static void read_usage(const json_t *usage, llmgw_usage_t *out)
@@ -367,7 +329,7 @@ static const char *map_finish(const json_t *v, int legacy)
 {
     const char *s = json_is_string(v) ? json_string_value(v) : NULL;
 
-    if (is_null_or_absent(v))
+    if (llmgw_json_is_absent(v))
         return NULL;
     if (s && (strcmp(s, "tool_calls") == 0 || strcmp(s, "function_call") == 0))
         return legacy ? "function_call" : "tool_calls";
@@ -571,7 +533,7 @@ static const char *str_or(const json_t *j, const char *key, const char *dflt)
 static json_t *normalise_completion(llmgw_call_t *call, const json_t *j, llmgw_usage_t *u)
 {
     json_t *choices = json_object_get(j, "choices"), *out, *list, *c, *created;
-    int legacy = uses_legacy_functions(call->body);
+    int legacy = llmgw_prov_legacy_functions(call->body);
     const char *id = str_or(j, "id", NULL);
     size_t i;
 
@@ -606,38 +568,13 @@ static int wants_base64(const llmgw_call_t *call)
     return f && strcmp(f, "base64") == 0;
 }
 
-/* A float vector as float32 little-endian, base64 (providers.md 2.6). NULL if not numbers. */
-static json_t *vector_base64(apr_pool_t *p, const json_t *vec)
-{
-    apr_size_t n = json_array_size(vec), i;
-    unsigned char *raw = apr_palloc(p, n * 4 + 1);
-    char *text = apr_palloc(p, (apr_size_t)apr_base64_encode_len((int)(n * 4)));
-    json_t *v;
-
-    json_array_foreach (vec, i, v) {
-        float f;
-        apr_uint32_t bits;
-
-        if (!json_is_number(v))
-            return NULL;
-        f = (float)json_number_value(v);
-        memcpy(&bits, &f, sizeof(bits));
-        raw[4 * i] = (unsigned char)(bits & 0xFF);
-        raw[4 * i + 1] = (unsigned char)((bits >> 8) & 0xFF);
-        raw[4 * i + 2] = (unsigned char)((bits >> 16) & 0xFF);
-        raw[4 * i + 3] = (unsigned char)((bits >> 24) & 0xFF);
-    }
-    apr_base64_encode(text, (const char *)raw, (int)(n * 4));
-    return json_string(text);
-}
-
 static json_t *clean_embedding(apr_pool_t *p, const json_t *item, size_t pos, int base64)
 {
     json_t *idx = json_object_get(item, "index"), *vec = json_object_get(item, "embedding");
     json_t *emb;
 
     if (json_is_array(vec))
-        emb = base64 ? vector_base64(p, vec) : json_copy(vec);
+        emb = base64 ? llmgw_prov_float32_base64(p, vec) : json_copy(vec);
     else if (json_is_string(vec))
         emb = json_copy(vec); /* already base64: the upstream did it for us */
     else
@@ -682,12 +619,6 @@ static json_t *normalise_embeddings(llmgw_call_t *call, const llmgw_oai_dialect_
 /* Answers                                                                */
 /* ---------------------------------------------------------------------- */
 
-static llmgw_error_t *bad_response(apr_pool_t *p)
-{
-    return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                            "upstream returned an invalid response");
-}
-
 /* A 2xx body that is only an error report is no answer for the client. */
 static int is_error_only(const llmgw_call_t *call, const json_t *j)
 {
@@ -707,7 +638,7 @@ apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t
 
     if (!json_is_object(j) || is_error_only(call, j)) {
         json_decref(j);
-        *err = bad_response(call->pool);
+        *err = llmgw_prov_bad_response(call->pool, NULL);
         return LLMGW_EUPSTREAM;
     }
     if (!d->normalise) {
@@ -726,7 +657,7 @@ apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t
                                                    : normalise_completion(call, j, &out->usage);
         if (!answer) {
             json_decref(j);
-            *err = bad_response(call->pool);
+            *err = llmgw_prov_bad_response(call->pool, NULL);
             return LLMGW_EUPSTREAM;
         }
         json_decref(j);
@@ -741,19 +672,6 @@ apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t
 /* ---------------------------------------------------------------------- */
 /* Errors                                                                 */
 /* ---------------------------------------------------------------------- */
-
-/* A copy of @p s of at most OAI_MAX_MESSAGE bytes, cut on a UTF-8 boundary. */
-static const char *clip_message(apr_pool_t *p, const char *s)
-{
-    apr_size_t n = strlen(s);
-    apr_size_t cut = OAI_MAX_MESSAGE - 3;
-
-    if (n <= OAI_MAX_MESSAGE)
-        return apr_pstrdup(p, s);
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    return apr_pstrcat(p, apr_pstrmemdup(p, s, cut), "...", NULL);
-}
 
 /* @p msg with every occurrence of the backend's key replaced: upstreams echo it at times. */
 static const char *redact_key(apr_pool_t *p, const char *msg, const char *key)
@@ -799,12 +717,8 @@ static llmgw_error_t *generic_error(apr_pool_t *p, int status)
 /* openai: OpenAI's own error object, kept as it is. */
 static llmgw_error_t *error_from_object(apr_pool_t *p, int status, const json_t *e)
 {
-    const char *msg = llmgw_json_str(e, "message");
+    const char *msg = llmgw_prov_upstream_message(p, llmgw_json_str(e, "message"), status);
 
-    if (msg && *msg)
-        msg = clip_message(p, msg);
-    else
-        msg = apr_psprintf(p, "upstream returned HTTP %d", status);
     return llmgw_error_make(p, status, opt_str(p, e, "type"), error_code(p, e),
                             opt_str(p, e, "param"), "%s", msg);
 }
@@ -875,7 +789,7 @@ static llmgw_error_t *normalised_error(apr_pool_t *p, int status, const json_t *
         msg = message_text(p, json_object_get(e, "message"));
     if (!msg)
         msg = message_text(p, json_object_get(e, "detail"));
-    msg = msg ? clip_message(p, msg) : apr_psprintf(p, "upstream returned HTTP %d", status);
+    msg = llmgw_prov_upstream_message(p, msg, status);
     code = error_code(p, e);
     if (!code || all_digits(code))
         code = standard_code(status);
@@ -891,8 +805,7 @@ llmgw_error_t *llmgw_oai_parse_error(const llmgw_oai_dialect_t *d, llmgw_call_t 
 
     /* Only error statuses are passed on as they are. */
     if (status < 400 || status > 599)
-        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                                "upstream returned HTTP %d", status);
+        return llmgw_prov_odd_status(p, status);
     j = body && len ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
     if (!d->normalise) {
         e = json_object_get(j, "error");
@@ -909,9 +822,7 @@ llmgw_error_t *llmgw_oai_parse_error(const llmgw_oai_dialect_t *d, llmgw_call_t 
     /* The gateway's own key was refused: not the client's fault, and some
      * upstreams echo part of the key, so none of their text goes out. */
     if (out->status == 401 || out->status == 403)
-        return llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
-                                "the upstream rejected the gateway's credentials (HTTP %d)",
-                                status);
+        return llmgw_prov_auth_failed(p, status);
     out->message = redact_key(p, out->message, call->backend->api_key);
     return out;
 }
@@ -919,23 +830,6 @@ llmgw_error_t *llmgw_oai_parse_error(const llmgw_oai_dialect_t *d, llmgw_call_t 
 /* ---------------------------------------------------------------------- */
 /* Streams: framing and bookkeeping                                       */
 /* ---------------------------------------------------------------------- */
-
-static apr_status_t stream_fail(llmgw_stream_t *st, apr_status_t rv, const char *msg)
-{
-    st->error =
-        llmgw_error_make(st->call->pool, 502, "server_error", "bad_gateway", NULL, "%s", msg);
-    return rv;
-}
-
-static apr_status_t malformed(llmgw_stream_t *st)
-{
-    return stream_fail(st, LLMGW_EUPSTREAM, "upstream sent a malformed stream event");
-}
-
-static apr_status_t incomplete(llmgw_stream_t *st)
-{
-    return stream_fail(st, LLMGW_ESTREAM, "upstream stream ended before the response was complete");
-}
 
 static apr_status_t release_usage(void *data)
 {
@@ -950,50 +844,13 @@ apr_status_t llmgw_oai_stream_init(const llmgw_oai_dialect_t *d, llmgw_stream_t 
 {
     apr_pool_t *p = st->call->pool;
     oai_stream_t *os = apr_pcalloc(p, sizeof(*os));
-    json_t *n = json_object_get(st->call->body, "n");
 
     os->d = d;
-    os->expected = 1;
-    if (json_is_integer(n) && json_integer_value(n) > 1 && json_integer_value(n) <= OAI_MAX_CHOICES)
-        os->expected = (int)json_integer_value(n);
-    os->legacy = d->normalise && uses_legacy_functions(st->call->body);
+    os->expected = llmgw_prov_choices_asked(st->call->body, OAI_MAX_CHOICES);
+    os->legacy = d->normalise && llmgw_prov_legacy_functions(st->call->body);
     apr_pool_cleanup_register(p, os, release_usage, apr_pool_cleanup_null);
     st->priv = os;
     return APR_SUCCESS;
-}
-
-/* Frame @p j as "data: <json>\n\n" and hand it to the client. */
-static apr_status_t emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j)
-{
-    char stack[OAI_FRAME_STACK];
-    size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT);
-    size_t total = SSE_PREFIX_LEN + n + 2;
-    char *buf;
-    apr_status_t rv;
-
-    if (n == 0)
-        return APR_ENOMEM;
-    buf = total <= sizeof(stack) ? stack : malloc(total);
-    if (!buf)
-        return APR_ENOMEM;
-    memcpy(buf, SSE_PREFIX, SSE_PREFIX_LEN);
-    json_dumpb(j, buf + SSE_PREFIX_LEN, n, JSON_COMPACT);
-    memcpy(buf + SSE_PREFIX_LEN + n, "\n\n", 2);
-    rv = st->emit(st->baton, kind, buf, total);
-    if (buf != stack)
-        free(buf);
-    if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
-        st->content_emitted = 1;
-    return rv;
-}
-
-static apr_status_t emit_done(llmgw_stream_t *st)
-{
-    apr_status_t rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, SSE_DONE, sizeof(SSE_DONE) - 1);
-
-    if (rv == APR_SUCCESS)
-        st->done = 1;
-    return rv;
 }
 
 /* Make room for choice @p k. */
@@ -1043,10 +900,10 @@ static int is_role_only(const json_t *choice)
     const char *key;
     json_t *v;
 
-    if (!is_null_or_absent(json_object_get(choice, "finish_reason")) ||
-        !is_null_or_absent(json_object_get(choice, "logprobs")))
+    if (!llmgw_json_is_absent(json_object_get(choice, "finish_reason")) ||
+        !llmgw_json_is_absent(json_object_get(choice, "logprobs")))
         return 0;
-    if (is_null_or_absent(delta))
+    if (llmgw_json_is_absent(delta))
         return 1;
     if (!json_is_object(delta))
         return 0;
@@ -1083,9 +940,9 @@ static apr_status_t track_choices(llmgw_stream_t *st, const json_t *choices, int
         int k = choice_index(c);
 
         if (k < 0)
-            return malformed(st);
+            return llmgw_prov_malformed(st);
         note_choice(st, k);
-        if (!is_null_or_absent(json_object_get(c, "finish_reason")))
+        if (!llmgw_json_is_absent(json_object_get(c, "finish_reason")))
             note_finished(st, k);
         if (!is_role_only(c))
             *preamble = 0;
@@ -1103,7 +960,8 @@ static apr_status_t stream_error_event(llmgw_stream_t *st, const json_t *e)
 
     if (code && all_digits(code) && ((oai_stream_t *)st->priv)->d->normalise)
         code = NULL;
-    msg = msg && *msg ? clip_message(p, msg) : "upstream reported an error during the stream";
+    msg = msg && *msg ? llmgw_prov_clip_message(p, msg)
+                      : "upstream reported an error during the stream";
     msg = redact_key(p, msg, st->call->backend->api_key);
     st->error =
         llmgw_error_make(p, 502, "server_error", code ? code : "bad_gateway", NULL, "%s", msg);
@@ -1140,17 +998,17 @@ static apr_status_t forward_chunk(llmgw_stream_t *st, json_t *chunk)
             /* The usage chunk we asked for ourselves is not the client's. */
             if (!st->call->include_usage)
                 return APR_SUCCESS;
-            return emit_json(st, LLMGW_CHUNK_FINAL, chunk);
+            return llmgw_prov_emit_json(st, LLMGW_CHUNK_FINAL, chunk);
         }
     }
     if (!json_is_array(choices))
-        return malformed(st);
+        return llmgw_prov_malformed(st);
     rv = track_choices(st, choices, &preamble);
     if (rv != APR_SUCCESS)
         return rv;
     if (!st->call->include_usage)
         json_object_del(chunk, "usage");
-    return emit_json(st, preamble ? LLMGW_CHUNK_PREAMBLE : LLMGW_CHUNK_CONTENT, chunk);
+    return llmgw_prov_emit_json(st, preamble ? LLMGW_CHUNK_PREAMBLE : LLMGW_CHUNK_CONTENT, chunk);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1242,7 +1100,7 @@ static json_t *clean_stream_choices(llmgw_stream_t *st, const json_t *choices)
 
         if (k < 0 || !json_is_object(c)) {
             json_decref(out);
-            malformed(st);
+            llmgw_prov_malformed(st);
             return NULL;
         }
         grow_choices(st, k);
@@ -1305,7 +1163,7 @@ static apr_status_t emit_held_usage(llmgw_stream_t *st)
     if (!chunk)
         return APR_ENOMEM;
     json_object_set(chunk, "usage", os->usage);
-    rv = emit_json(st, LLMGW_CHUNK_FINAL, chunk);
+    rv = llmgw_prov_emit_json(st, LLMGW_CHUNK_FINAL, chunk);
     json_decref(chunk);
     return rv;
 }
@@ -1320,7 +1178,7 @@ static apr_status_t normalise_chunk(llmgw_stream_t *st, json_t *chunk)
         hold_usage(st, usage);
     if (!json_is_array(choices)) {
         /* A usage-only event may come without choices at all. */
-        return usage && !choices ? APR_SUCCESS : malformed(st);
+        return usage && !choices ? APR_SUCCESS : llmgw_prov_malformed(st);
     }
     kept = clean_stream_choices(st, choices);
     if (!kept)
@@ -1340,7 +1198,7 @@ static apr_status_t normalise_chunk(llmgw_stream_t *st, json_t *chunk)
         json_object_set_new(out, "usage", json_null());
     rv = track_choices(st, json_object_get(out, "choices"), &preamble);
     if (rv == APR_SUCCESS)
-        rv = emit_json(st, preamble ? LLMGW_CHUNK_PREAMBLE : LLMGW_CHUNK_CONTENT, out);
+        rv = llmgw_prov_emit_json(st, preamble ? LLMGW_CHUNK_PREAMBLE : LLMGW_CHUNK_CONTENT, out);
     json_decref(out);
     return rv;
 }
@@ -1355,10 +1213,10 @@ static apr_status_t on_done(llmgw_stream_t *st)
 
     /* [DONE] before every choice finished: the answer is cut short. */
     if (!st->finish_seen)
-        return incomplete(st);
+        return llmgw_prov_incomplete(st);
     rv = emit_held_usage(st);
     if (rv == APR_SUCCESS)
-        rv = emit_done(st);
+        rv = llmgw_prov_emit_done(st);
     return rv == APR_SUCCESS ? APR_EOF : rv;
 }
 
@@ -1367,7 +1225,7 @@ static apr_status_t on_chunk(llmgw_stream_t *st, json_t *chunk)
     oai_stream_t *os = st->priv;
     json_t *e = json_object_get(chunk, "error");
 
-    if (!is_null_or_absent(e))
+    if (!llmgw_json_is_absent(e))
         return stream_error_event(st, e);
     if (!os->d->normalise) {
         note_model(st, chunk);
@@ -1376,35 +1234,25 @@ static apr_status_t on_chunk(llmgw_stream_t *st, json_t *chunk)
     return normalise_chunk(st, chunk);
 }
 
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 apr_status_t llmgw_oai_stream_event(llmgw_stream_t *st, const llmgw_sse_event_t *ev)
 {
-    const char *d = ev->data ? ev->data : "";
-    apr_size_t n = ev->data ? ev->data_len : 0;
+    const char *d;
+    apr_size_t n;
     json_t *chunk;
     apr_status_t rv;
 
     if (st->done)
         return APR_EOF;
-    while (n > 0 && is_space(*d)) {
-        d++;
-        n--;
-    }
-    while (n > 0 && is_space(d[n - 1]))
-        n--;
+    llmgw_prov_event_data(ev, &d, &n);
     if (n == 0)
         return APR_SUCCESS; /* nothing to say: a keep-alive of sorts */
-    if (n == 6 && memcmp(d, "[DONE]", 6) == 0)
+    if (llmgw_prov_is_done_marker(d, n))
         return on_done(st);
 
     chunk = json_loadb(d, n, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(chunk)) {
         json_decref(chunk);
-        return malformed(st);
+        return llmgw_prov_malformed(st);
     }
     rv = on_chunk(st, chunk);
     json_decref(chunk);
@@ -1420,9 +1268,9 @@ apr_status_t llmgw_oai_stream_end(llmgw_stream_t *st)
     /* Complete without the sentinel: every choice finished, and the usage
      * the client asked for arrived. */
     if (!st->finish_seen || (st->call->include_usage && !st->usage_seen))
-        return incomplete(st);
+        return llmgw_prov_incomplete(st);
     rv = emit_held_usage(st);
-    return rv == APR_SUCCESS ? emit_done(st) : rv;
+    return rv == APR_SUCCESS ? llmgw_prov_emit_done(st) : rv;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1744,24 +1592,6 @@ static apr_status_t rebuild_tool(rebuild_t *rb, const json_t *tool, size_t i, js
     return APR_SUCCESS;
 }
 
-/* Is function @p name among the allowed tools of an allowed_tools choice (NULL: all)? */
-static int tool_allowed(const json_t *allowed, const char *name)
-{
-    json_t *t;
-    size_t i;
-
-    if (!allowed)
-        return 1;
-    json_array_foreach (allowed, i, t) {
-        const char *n = llmgw_json_str(json_object_get(t, "function"), "name");
-        if (!n)
-            n = llmgw_json_str(t, "name");
-        if (n && strcmp(n, name) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* tool_choice in the profile's words; *allowed receives allowed_tools' list (borrowed). */
 static apr_status_t rebuild_tool_choice(rebuild_t *rb, const json_t *choice, json_t **out,
                                         const json_t **allowed)
@@ -1809,7 +1639,7 @@ static apr_status_t rebuild_tools(rebuild_t *rb)
 
         if (rv != APR_SUCCESS)
             break;
-        if (tool_allowed(allowed, name ? name : ""))
+        if (llmgw_prov_tool_allowed(allowed, name ? name : ""))
             rv = rebuild_tool(rb, t, i, list);
     }
     if (rv == APR_SUCCESS && json_array_size(list) > 0) {

@@ -28,6 +28,7 @@
 #include <apr_sha1.h>
 #include <apr_strings.h>
 #include "llmgw_provider.h"
+#include "llmgw_provider_util.h"
 #include "llmgw_json.h"
 
 #define ANTHROPIC_DEFAULT_ENDPOINT "https://api.anthropic.com"
@@ -39,18 +40,8 @@
 /* providers.md 5.3 rule 5: the API wants the first turn to be the user's. */
 #define FIRST_TURN_PLACEHOLDER "."
 
-/* Upstream messages longer than this (bytes) are cut, "..." included. */
-#define ANTHROPIC_MAX_MESSAGE 2000
-
 /* Content blocks per message we track in a stream; far above any real answer. */
 #define ANTHROPIC_MAX_BLOCKS 65536
-
-/* Most chunks are a few hundred bytes: frame them on the stack. */
-#define ANTHROPIC_FRAME_STACK 4096
-
-#define SSE_PREFIX "data: "
-#define SSE_PREFIX_LEN (sizeof(SSE_PREFIX) - 1)
-#define SSE_DONE "data: [DONE]\n\n"
 
 /* Anthropic's token counters, kept apart until the OpenAI sums are made. */
 typedef struct {
@@ -72,28 +63,6 @@ static int str_eq(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
-static int is_null_or_absent(const json_t *v)
-{
-    return !v || json_is_null(v);
-}
-
-/* A token count, or 0 when absent or nonsense; returns 1 when present. */
-static int count_of(const json_t *obj, const char *key, apr_int64_t *out)
-{
-    json_t *v = json_object_get(obj, key);
-    double d = json_is_real(v) ? json_real_value(v) : -1.0;
-
-    if (json_is_integer(v) && json_integer_value(v) >= 0) {
-        *out = (apr_int64_t)json_integer_value(v);
-        return 1;
-    }
-    if (d >= 0.0 && d < 9007199254740992.0) {
-        *out = (apr_int64_t)d;
-        return 1;
-    }
-    return 0;
-}
-
 /* Take every counter @p usage carries (stream counters are cumulative). */
 static void usage_update(native_usage_t *u, const json_t *usage)
 {
@@ -102,11 +71,11 @@ static void usage_update(native_usage_t *u, const json_t *usage)
     if (!json_is_object(usage))
         return;
     u->present = 1;
-    count_of(usage, "input_tokens", &u->input);
-    count_of(usage, "cache_creation_input_tokens", &u->cache_write);
-    count_of(usage, "cache_read_input_tokens", &u->cache_read);
-    count_of(usage, "output_tokens", &u->output);
-    if (count_of(details, "thinking_tokens", &u->thinking))
+    llmgw_prov_token_count(usage, "input_tokens", &u->input);
+    llmgw_prov_token_count(usage, "cache_creation_input_tokens", &u->cache_write);
+    llmgw_prov_token_count(usage, "cache_read_input_tokens", &u->cache_read);
+    llmgw_prov_token_count(usage, "output_tokens", &u->output);
+    if (llmgw_prov_token_count(details, "thinking_tokens", &u->thinking))
         u->has_thinking = 1;
 }
 
@@ -152,13 +121,6 @@ static const char *finish_reason(const char *stop_reason, int legacy)
     if (str_eq(stop_reason, "refusal"))
         return "content_filter";
     return "stop";
-}
-
-/* The client used the legacy `functions` API: answers go back in that shape. */
-static int uses_legacy_functions(const json_t *req)
-{
-    return json_is_array(json_object_get(req, "functions")) &&
-           is_null_or_absent(json_object_get(req, "tools"));
 }
 
 /*
@@ -209,12 +171,10 @@ static apr_status_t fail(build_t *bx, const char *code, const char *param, const
 static apr_status_t fail(build_t *bx, const char *code, const char *param, const char *fmt, ...)
 {
     va_list ap;
-    const char *msg;
 
     va_start(ap, fmt);
-    msg = apr_pvsprintf(bx->p, fmt, ap);
+    *bx->err = llmgw_prov_vbad_request(bx->p, code, param, fmt, ap);
     va_end(ap);
-    *bx->err = llmgw_error_make(bx->p, 400, "invalid_request_error", code, param, "%s", msg);
     return LLMGW_EBADREQ;
 }
 
@@ -403,7 +363,7 @@ static apr_status_t text_parts(build_t *bx, const json_t *content, const char *p
         push_text(blocks, (json_t *)content);
         return APR_SUCCESS;
     }
-    if (is_null_or_absent(content))
+    if (llmgw_json_is_absent(content))
         return APR_SUCCESS;
     if (!json_is_array(content))
         return fail(bx, "invalid_type", param, "'%s' must be a string or an array of parts.",
@@ -502,7 +462,7 @@ static apr_status_t user_message(build_t *bx, const json_t *m, const char *param
     size_t j;
 
     param = apr_pstrcat(bx->p, param, ".content", NULL);
-    if (json_is_string(content) || is_null_or_absent(content)) {
+    if (json_is_string(content) || llmgw_json_is_absent(content)) {
         blocks = json_array();
         if (json_is_string(content))
             push_text(blocks, content);
@@ -536,7 +496,7 @@ static apr_status_t tool_input(build_t *bx, const json_t *args, const char *para
         *out = json_incref((json_t *)args); /* lenient: some clients send the object */
         return APR_SUCCESS;
     }
-    if (is_null_or_absent(args) || (s && strspn(s, " \t\r\n") == n)) {
+    if (llmgw_json_is_absent(args) || (s && strspn(s, " \t\r\n") == n)) {
         *out = json_object();
         return APR_SUCCESS;
     }
@@ -579,7 +539,7 @@ static apr_status_t tool_calls(build_t *bx, const json_t *calls, const char *par
     size_t j;
     json_t *tc;
 
-    if (is_null_or_absent(calls))
+    if (llmgw_json_is_absent(calls))
         return APR_SUCCESS;
     if (!json_is_array(calls))
         return fail(bx, "invalid_type", param, "'%s' must be an array.", param);
@@ -608,7 +568,7 @@ static apr_status_t legacy_call(build_t *bx, const json_t *fc, const char *param
 {
     const char *id, *name = llmgw_json_str(fc, "name");
 
-    if (is_null_or_absent(fc))
+    if (llmgw_json_is_absent(fc))
         return APR_SUCCESS;
     id = apr_psprintf(bx->p, "call_fn_%d", ++bx->legacy_calls);
     if (name)
@@ -847,7 +807,7 @@ static apr_status_t tool_def(build_t *bx, const json_t *fn, const char *param, j
     if (!name || !*name)
         return fail(bx, "invalid_value", apr_pstrcat(bx->p, param, ".name", NULL),
                     "'%s.name' must be a non-empty string.", param);
-    if (!is_null_or_absent(params) && !json_is_object(params))
+    if (!llmgw_json_is_absent(params) && !json_is_object(params))
         return fail(bx, "invalid_type", apr_pstrcat(bx->p, param, ".parameters", NULL),
                     "'%s.parameters' must be a JSON Schema object.", param);
     t = json_pack("{s:s}", "name", name);
@@ -866,22 +826,6 @@ static const char *defined_name(const json_t *item, int legacy)
     return llmgw_json_str(legacy ? item : json_object_get(item, "function"), "name");
 }
 
-/* `allowed_tools` lists tools as {"type":"function","function":{"name"}} or {"name"}. */
-static int tool_allowed(const json_t *allowed, const char *name)
-{
-    size_t i;
-    json_t *t;
-
-    if (!allowed)
-        return 1;
-    json_array_foreach (allowed, i, t) {
-        const char *n = llmgw_json_str(json_object_get(t, "function"), "name");
-        if (str_eq(n ? n : llmgw_json_str(t, "name"), name))
-            return 1;
-    }
-    return 0;
-}
-
 /* tools / legacy functions -> Anthropic tools (new reference in *out, NULL when none). */
 static apr_status_t convert_tools(build_t *bx, const json_t *allowed, json_t **out)
 {
@@ -892,7 +836,7 @@ static apr_status_t convert_tools(build_t *bx, const json_t *allowed, json_t **o
     json_t *item;
 
     *out = NULL;
-    if (is_null_or_absent(tools))
+    if (llmgw_json_is_absent(tools))
         return APR_SUCCESS;
     if (!json_is_array(tools))
         return fail(bx, "invalid_type", key, "'%s' must be an array.", key);
@@ -910,7 +854,7 @@ static apr_status_t convert_tools(build_t *bx, const json_t *allowed, json_t **o
                         "'%s').",
                         param, type ? type : "(none)");
         }
-        if (!tool_allowed(allowed, defined_name(item, bx->legacy)))
+        if (!llmgw_prov_tool_allowed(allowed, defined_name(item, bx->legacy)))
             continue;
         rv = tool_def(bx, bx->legacy ? item : json_object_get(item, "function"),
                       bx->legacy ? param : apr_pstrcat(bx->p, param, ".function", NULL), &t);
@@ -939,7 +883,7 @@ static apr_status_t legacy_choice(build_t *bx, const json_t *fc, json_t **out)
         *out = choice_of_type(s);
     else if (name)
         *out = json_pack("{s:s, s:s}", "type", "tool", "name", name);
-    else if (!is_null_or_absent(fc))
+    else if (!llmgw_json_is_absent(fc))
         return fail(bx, "invalid_value", "function_call",
                     "'function_call' must be \"none\", \"auto\" or {\"name\": ...}.");
     return APR_SUCCESS;
@@ -958,9 +902,9 @@ static apr_status_t map_choice(build_t *bx, const json_t *tc, json_t **out, json
 
     *out = NULL;
     *allowed = NULL;
-    if (bx->legacy && is_null_or_absent(tc))
+    if (bx->legacy && llmgw_json_is_absent(tc))
         return legacy_choice(bx, json_object_get(bx->req, "function_call"), out);
-    if (is_null_or_absent(tc))
+    if (llmgw_json_is_absent(tc))
         return APR_SUCCESS;
     if (str_eq(s, "auto") || str_eq(s, "none"))
         *out = choice_of_type(s);
@@ -1054,45 +998,45 @@ typedef int (*harmless_fn)(const json_t *v);
 
 static int harmless_null(const json_t *v)
 {
-    return is_null_or_absent(v);
+    return llmgw_json_is_absent(v);
 }
 
 static int harmless_false(const json_t *v)
 {
-    return is_null_or_absent(v) || json_is_false(v);
+    return llmgw_json_is_absent(v) || json_is_false(v);
 }
 
 static int harmless_zero(const json_t *v)
 {
-    return is_null_or_absent(v) || number_is(v, 0.0);
+    return llmgw_json_is_absent(v) || number_is(v, 0.0);
 }
 
 static int harmless_one(const json_t *v)
 {
-    return is_null_or_absent(v) || number_is(v, 1.0);
+    return llmgw_json_is_absent(v) || number_is(v, 1.0);
 }
 
 static int harmless_empty(const json_t *v)
 {
-    return is_null_or_absent(v) || (json_is_object(v) && json_object_size(v) == 0);
+    return llmgw_json_is_absent(v) || (json_is_object(v) && json_object_size(v) == 0);
 }
 
 static int harmless_text_only(const json_t *v)
 {
-    return is_null_or_absent(v) || (json_is_array(v) && json_array_size(v) == 1 &&
-                                    str_eq(json_string_value(json_array_get(v, 0)), "text"));
+    return llmgw_json_is_absent(v) || (json_is_array(v) && json_array_size(v) == 1 &&
+                                       str_eq(json_string_value(json_array_get(v, 0)), "text"));
 }
 
 static int harmless_medium(const json_t *v)
 {
-    return is_null_or_absent(v) || str_eq(json_string_value(v), "medium");
+    return llmgw_json_is_absent(v) || str_eq(json_string_value(v), "medium");
 }
 
 /* Anthropic does not reason unless asked: "none"/"minimal" need nothing. */
 static int harmless_effort(const json_t *v)
 {
     const char *s = json_string_value(v);
-    return is_null_or_absent(v) || str_eq(s, "none") || str_eq(s, "minimal");
+    return llmgw_json_is_absent(v) || str_eq(s, "none") || str_eq(s, "minimal");
 }
 
 static const struct {
@@ -1147,7 +1091,7 @@ static apr_status_t set_max_tokens(build_t *bx, json_t *body)
     for (i = 0; i < 2; i++) {
         json_t *v = json_object_get(bx->req, keys[i]);
 
-        if (is_null_or_absent(v))
+        if (llmgw_json_is_absent(v))
             continue;
         if (!json_is_integer(v) || json_integer_value(v) < 1)
             return fail(bx, "invalid_value", keys[i], "'%s' must be an integer of at least 1.",
@@ -1170,9 +1114,9 @@ static apr_status_t set_sampling(build_t *bx, json_t *body)
     json_t *t = json_object_get(bx->req, "temperature");
     json_t *top = json_object_get(bx->req, "top_p");
 
-    if (!is_null_or_absent(t) && !json_is_number(t))
+    if (!llmgw_json_is_absent(t) && !json_is_number(t))
         return fail(bx, "invalid_type", "temperature", "'temperature' must be a number.");
-    if (!is_null_or_absent(top) && !json_is_number(top))
+    if (!llmgw_json_is_absent(top) && !json_is_number(top))
         return fail(bx, "invalid_type", "top_p", "'top_p' must be a number.");
     if (json_is_number(t)) {
         double x = json_number_value(t);
@@ -1195,25 +1139,12 @@ static apr_status_t set_sampling(build_t *bx, json_t *body)
 
 static apr_status_t set_stop(build_t *bx, json_t *body)
 {
-    json_t *stop = json_object_get(bx->req, "stop");
-    size_t i;
-    json_t *s;
+    json_t *seqs;
 
-    if (is_null_or_absent(stop))
-        return APR_SUCCESS;
-    if (json_is_string(stop)) {
-        json_object_set_new(body, "stop_sequences", json_pack("[O]", stop));
-        return APR_SUCCESS;
-    }
-    if (!json_is_array(stop))
+    if (!llmgw_prov_stop_sequences(json_object_get(bx->req, "stop"), &seqs))
         return fail(bx, "invalid_type", "stop", "'stop' must be a string or an array of strings.");
-    json_array_foreach (stop, i, s) {
-        if (!json_is_string(s))
-            return fail(bx, "invalid_type", "stop",
-                        "'stop' must be a string or an array of strings.");
-    }
-    if (json_array_size(stop) > 0)
-        json_object_set(body, "stop_sequences", stop);
+    if (seqs)
+        json_object_set_new(body, "stop_sequences", seqs);
     return APR_SUCCESS;
 }
 
@@ -1243,7 +1174,7 @@ static apr_status_t set_response_format(build_t *bx, json_t *body)
     const char *type = llmgw_json_str(rf, "type");
     json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
 
-    if (is_null_or_absent(rf) || str_eq(type, "text"))
+    if (llmgw_json_is_absent(rf) || str_eq(type, "text"))
         return APR_SUCCESS;
     if (str_eq(type, "json_schema") && json_is_object(schema)) {
         json_object_set_new(
@@ -1333,7 +1264,7 @@ static apr_status_t anthropic_build_request(llmgw_call_t *call, llmgw_http_reque
     if (!json_is_object(call->body))
         return fail(&bx, NULL, NULL, "The request body must be a JSON object.");
 
-    bx.legacy = uses_legacy_functions(call->body);
+    bx.legacy = llmgw_prov_legacy_functions(call->body);
     bx.system = json_array();
     bx.system_plain = 1;
     bx.turns = json_array();
@@ -1364,12 +1295,6 @@ static apr_status_t anthropic_build_request(llmgw_call_t *call, llmgw_http_reque
 /* ---------------------------------------------------------------------- */
 /* Answers (providers.md 5.5)                                             */
 /* ---------------------------------------------------------------------- */
-
-static llmgw_error_t *bad_response(apr_pool_t *p)
-{
-    return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                            "upstream returned an invalid response");
-}
 
 /* The text of every text block, in order, as one JSON string (new reference), or null. */
 static json_t *joined_text(const json_t *content)
@@ -1414,7 +1339,7 @@ static json_t *tool_call_of(apr_pool_t *p, const json_t *block)
 
     if (!id || !name)
         return NULL;
-    args = is_null_or_absent(input) ? "{}" : dump_short(p, input);
+    args = llmgw_json_is_absent(input) ? "{}" : dump_short(p, input);
     if (!args)
         return NULL;
     return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
@@ -1470,10 +1395,10 @@ static apr_status_t anthropic_parse_response(llmgw_call_t *call, const char *bod
 
     memset(&u, 0, sizeof(u));
     if (json_is_array(content) && (!type || str_eq(type, "message")))
-        msg = message_of(p, content, uses_legacy_functions(call->body));
+        msg = message_of(p, content, llmgw_prov_legacy_functions(call->body));
     if (!msg) {
         json_decref(j);
-        *err = bad_response(p);
+        *err = llmgw_prov_bad_response(p, NULL);
         return LLMGW_EUPSTREAM;
     }
     out->model = model && *model ? apr_pstrdup(p, model) : call->model;
@@ -1482,7 +1407,7 @@ static apr_status_t anthropic_parse_response(llmgw_call_t *call, const char *bod
         completion_id(p, llmgw_json_str(j, "id"), call->created), "object", "chat.completion",
         "created", (json_int_t)call->created, "model", out->model, "choices", "index", 0, "message",
         msg, "logprobs", "finish_reason",
-        finish_reason(llmgw_json_str(j, "stop_reason"), uses_legacy_functions(call->body)));
+        finish_reason(llmgw_json_str(j, "stop_reason"), llmgw_prov_legacy_functions(call->body)));
     usage_update(&u, json_object_get(j, "usage"));
     usage_totals(&u, &out->usage);
     if (u.present)
@@ -1496,19 +1421,6 @@ static apr_status_t anthropic_parse_response(llmgw_call_t *call, const char *bod
 /* ---------------------------------------------------------------------- */
 /* Errors (providers.md 5.7)                                              */
 /* ---------------------------------------------------------------------- */
-
-/* A copy of @p s of at most ANTHROPIC_MAX_MESSAGE bytes, cut on a UTF-8 boundary. */
-static const char *clip_message(apr_pool_t *p, const char *s)
-{
-    apr_size_t n = strlen(s);
-    apr_size_t cut = ANTHROPIC_MAX_MESSAGE - 3;
-
-    if (n <= ANTHROPIC_MAX_MESSAGE)
-        return apr_pstrdup(p, s);
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    return apr_pstrcat(p, apr_pstrmemdup(p, s, cut), "...", NULL);
-}
 
 /* The HTTP status Anthropic uses for an error type (stream errors carry only the type). */
 static int status_of_type(const char *type)
@@ -1545,16 +1457,13 @@ static int is_spend_limit(const char *code)
  */
 static llmgw_error_t *map_error(apr_pool_t *p, int status, const json_t *e)
 {
-    const char *msg = llmgw_json_str(e, "message");
+    const char *msg = llmgw_prov_upstream_message(p, llmgw_json_str(e, "message"), status);
     const char *code = llmgw_json_str(json_object_get(e, "details"), "error_code");
 
-    msg = msg && *msg ? clip_message(p, msg) : apr_psprintf(p, "upstream returned HTTP %d", status);
     switch (status) {
     case 401:
     case 403:
-        return llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
-                                "the upstream rejected the gateway's credentials (HTTP %d)",
-                                status);
+        return llmgw_prov_auth_failed(p, status);
     case 402:
         return llmgw_error_make(p, 502, "server_error", "upstream_billing_error", NULL,
                                 "the upstream refused the gateway's account for billing "
@@ -1579,8 +1488,7 @@ static llmgw_error_t *map_error(apr_pool_t *p, int status, const json_t *e)
         break;
     }
     if (status < 400 || status > 599)
-        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                                "upstream returned HTTP %d", status);
+        return llmgw_prov_odd_status(p, status);
     return llmgw_error_make(p, status, NULL, NULL, NULL, "%s", msg);
 }
 
@@ -1618,51 +1526,13 @@ typedef struct {
     native_usage_t usage;
 } anth_stream_t;
 
-static apr_status_t stream_fail(llmgw_stream_t *st, apr_status_t rv, const char *code,
-                                const char *msg)
-{
-    st->error = llmgw_error_make(st->call->pool, 502, "server_error", code, NULL, "%s", msg);
-    return rv;
-}
-
-static apr_status_t malformed(llmgw_stream_t *st)
-{
-    return stream_fail(st, LLMGW_EUPSTREAM, "bad_gateway",
-                       "upstream sent a malformed stream event");
-}
-
 static apr_status_t anthropic_stream_init(llmgw_stream_t *st)
 {
     anth_stream_t *as = apr_pcalloc(st->call->pool, sizeof(*as));
 
-    as->legacy = uses_legacy_functions(st->call->body);
+    as->legacy = llmgw_prov_legacy_functions(st->call->body);
     st->priv = as;
     return APR_SUCCESS;
-}
-
-/* Frame @p j as "data: <json>\n\n" and hand it to the client. */
-static apr_status_t emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j)
-{
-    char stack[ANTHROPIC_FRAME_STACK];
-    size_t n = j ? json_dumpb(j, NULL, 0, JSON_COMPACT) : 0;
-    size_t total = SSE_PREFIX_LEN + n + 2;
-    char *buf;
-    apr_status_t rv;
-
-    if (n == 0)
-        return APR_ENOMEM;
-    buf = total <= sizeof(stack) ? stack : malloc(total);
-    if (!buf)
-        return APR_ENOMEM;
-    memcpy(buf, SSE_PREFIX, SSE_PREFIX_LEN);
-    json_dumpb(j, buf + SSE_PREFIX_LEN, n, JSON_COMPACT);
-    memcpy(buf + SSE_PREFIX_LEN + n, "\n\n", 2);
-    rv = st->emit(st->baton, kind, buf, total);
-    if (buf != stack)
-        free(buf);
-    if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
-        st->content_emitted = 1;
-    return rv;
 }
 
 /* The fields every chunk shares (new reference). */
@@ -1687,7 +1557,7 @@ static apr_status_t emit_delta(llmgw_stream_t *st, llmgw_chunk_kind_e kind, json
     json_object_set_new(chunk, "choices", json_pack("[o]", choice));
     if (st->call->include_usage)
         json_object_set_new(chunk, "usage", json_null());
-    rv = emit_json(st, kind, chunk);
+    rv = llmgw_prov_emit_json(st, kind, chunk);
     json_decref(chunk);
     return rv;
 }
@@ -1782,7 +1652,7 @@ static apr_status_t on_message_start(llmgw_stream_t *st, const json_t *ev)
     json_t *msg = json_object_get(ev, "message");
 
     if (!json_is_object(msg))
-        return malformed(st);
+        return llmgw_prov_malformed(st);
     if (!as->id)
         as->id = completion_id(st->call->pool, llmgw_json_str(msg, "id"), st->call->created);
     note_model(st, llmgw_json_str(msg, "model"));
@@ -1800,7 +1670,7 @@ static apr_status_t on_block_start(llmgw_stream_t *st, const json_t *ev)
     const char *id, *name;
 
     if (!b || !json_is_object(cb))
-        return malformed(st);
+        return llmgw_prov_malformed(st);
     if (str_eq(type, "text")) {
         b->kind = BLOCK_TEXT;
         return emit_text(st, json_object_get(cb, "text"));
@@ -1812,7 +1682,7 @@ static apr_status_t on_block_start(llmgw_stream_t *st, const json_t *ev)
     id = llmgw_json_str(cb, "id");
     name = llmgw_json_str(cb, "name");
     if (!id || !name)
-        return malformed(st);
+        return llmgw_prov_malformed(st);
     b->kind = BLOCK_TOOL;
     b->tool = as->tools++;
     return emit_tool(st, b->tool, id, name, NULL);
@@ -1826,7 +1696,7 @@ static apr_status_t on_block_delta(llmgw_stream_t *st, const json_t *ev)
     json_t *partial;
 
     if (!json_is_object(delta))
-        return malformed(st);
+        return llmgw_prov_malformed(st);
     if (str_eq(type, "text_delta")) {
         if (b && b->kind != BLOCK_TEXT && b->kind != BLOCK_UNKNOWN)
             return APR_SUCCESS;
@@ -1880,15 +1750,12 @@ static apr_status_t emit_tail(llmgw_stream_t *st)
 
         json_object_set_new(chunk, "choices", json_array());
         json_object_set_new(chunk, "usage", usage_json(&as->usage));
-        rv = emit_json(st, LLMGW_CHUNK_FINAL, chunk);
+        rv = llmgw_prov_emit_json(st, LLMGW_CHUNK_FINAL, chunk);
         json_decref(chunk);
         if (rv != APR_SUCCESS)
             return rv;
     }
-    rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, SSE_DONE, sizeof(SSE_DONE) - 1);
-    if (rv == APR_SUCCESS)
-        st->done = 1;
-    return rv;
+    return llmgw_prov_emit_done(st);
 }
 
 /* message_stop ends the message even without a stop_reason ("null -> stop"). */
@@ -1936,24 +1803,20 @@ static apr_status_t dispatch(llmgw_stream_t *st, const char *type, const json_t 
 
 static apr_status_t anthropic_stream_event(llmgw_stream_t *st, const llmgw_sse_event_t *ev)
 {
-    const char *d = ev->data ? ev->data : "";
-    apr_size_t n = ev->data ? ev->data_len : 0;
-    const char *type;
+    const char *d, *type;
+    apr_size_t n;
     json_t *j;
     apr_status_t rv;
 
     if (st->done)
         return APR_EOF;
-    while (n > 0 && is_space(*d)) {
-        d++;
-        n--;
-    }
+    llmgw_prov_event_data(ev, &d, &n);
     if (n == 0)
         return APR_SUCCESS;
     j = json_loadb(d, n, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
-        return malformed(st);
+        return llmgw_prov_malformed(st);
     }
     /* The data's own type is authoritative; the event name is only a fallback. */
     type = llmgw_json_str(j, "type");
@@ -1973,8 +1836,8 @@ static apr_status_t anthropic_stream_end(llmgw_stream_t *st)
     /* A stop_reason arrived: only message_stop is missing, nothing of the answer. */
     if (as->finished)
         return emit_tail(st);
-    return stream_fail(st, LLMGW_ESTREAM, "upstream_stream_truncated",
-                       "upstream stream ended before the response was complete");
+    return llmgw_prov_stream_fail(st, LLMGW_ESTREAM, "upstream_stream_truncated",
+                                  "upstream stream ended before the response was complete");
 }
 
 const llmgw_provider_t llmgw_provider_anthropic = {

@@ -29,11 +29,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <apr_base64.h>
 #include <apr_general.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include "llmgw_provider.h"
+#include "llmgw_provider_util.h"
 #include "llmgw_json.h"
 #include "llmgw_google_auth.h"
 
@@ -48,30 +48,12 @@
 #define SKIP_SIGNATURE "skip_thought_signature_validator"
 #define RANDOM_ID_CHARS 22
 
-/* Upstream messages longer than this (bytes) are cut, "..." included. */
-#define GOOGLE_MAX_MESSAGE 2000
 /* candidateCount is at most 8 today; far above is a broken upstream. */
 #define GOOGLE_MAX_CHOICES 128
-/* Most chunks are a few hundred bytes: frame them on the stack. */
-#define GOOGLE_FRAME_STACK 4096
-
-#define SSE_PREFIX "data: "
-#define SSE_PREFIX_LEN (sizeof(SSE_PREFIX) - 1)
-#define SSE_DONE "data: [DONE]\n\n"
 
 /* ---------------------------------------------------------------------- */
 /* Small helpers                                                          */
 /* ---------------------------------------------------------------------- */
-
-static int is_null_or_absent(const json_t *v)
-{
-    return !v || json_is_null(v);
-}
-
-static void push_header(apr_array_header_t *h, const char *line)
-{
-    APR_ARRAY_PUSH(h, const char *) = line;
-}
 
 static int is_vertex(const llmgw_backend_t *b)
 {
@@ -101,29 +83,13 @@ static void random_base62(char *out, apr_size_t n)
         out[i] = alphabet[bytes[i] % 62];
 }
 
-/* A copy of @p s of at most GOOGLE_MAX_MESSAGE bytes, cut on a UTF-8 boundary. */
-static const char *clip_message(apr_pool_t *p, const char *s)
-{
-    apr_size_t n = strlen(s);
-    apr_size_t cut = GOOGLE_MAX_MESSAGE - 3;
-
-    if (n <= GOOGLE_MAX_MESSAGE)
-        return apr_pstrdup(p, s);
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    return apr_pstrcat(p, apr_pstrmemdup(p, s, cut), "...", NULL);
-}
-
 /* A non-negative token count, 0 when absent or nonsense. */
 static apr_int64_t count_of(const json_t *obj, const char *key)
 {
-    json_t *v = json_object_get(obj, key);
-    double d;
+    apr_int64_t n = 0;
 
-    if (json_is_integer(v))
-        return json_integer_value(v) > 0 ? (apr_int64_t)json_integer_value(v) : 0;
-    d = json_is_real(v) ? json_real_value(v) : -1.0;
-    return d > 0.0 && d < 9007199254740992.0 ? (apr_int64_t)d : 0;
+    llmgw_prov_token_count(obj, key, &n);
+    return n;
 }
 
 /*
@@ -205,15 +171,16 @@ static apr_status_t make_headers(llmgw_call_t *call, int stream, apr_array_heade
                                     "backend \"%s\" (Vertex AI) has no access token", b->name);
             return APR_EINVAL;
         }
-        push_header(h, apr_pstrcat(p, "Authorization: Bearer ", call->access_token, NULL));
+        llmgw_prov_push_header(h,
+                               apr_pstrcat(p, "Authorization: Bearer ", call->access_token, NULL));
     }
     else if (b->api_key && *b->api_key) {
-        push_header(h, apr_pstrcat(p, "x-goog-api-key: ", b->api_key, NULL));
+        llmgw_prov_push_header(h, apr_pstrcat(p, "x-goog-api-key: ", b->api_key, NULL));
     }
-    push_header(h, "Content-Type: application/json");
-    push_header(h, stream ? "Accept: text/event-stream" : "Accept: application/json");
+    llmgw_prov_push_header(h, "Content-Type: application/json");
+    llmgw_prov_push_header(h, stream ? "Accept: text/event-stream" : "Accept: application/json");
     /* Without this, curl waits for "100 Continue" before sending large bodies. */
-    push_header(h, "Expect:");
+    llmgw_prov_push_header(h, "Expect:");
     *out = h;
     return APR_SUCCESS;
 }
@@ -237,12 +204,10 @@ static apr_status_t rq_fail(rq_t *rq, const char *code, const char *param, const
 static apr_status_t rq_fail(rq_t *rq, const char *code, const char *param, const char *fmt, ...)
 {
     va_list ap;
-    const char *msg;
 
     va_start(ap, fmt);
-    msg = apr_pvsprintf(rq->p, fmt, ap);
+    rq->err = llmgw_prov_vbad_request(rq->p, code, param, fmt, ap);
     va_end(ap);
-    rq->err = llmgw_error_make(rq->p, 400, "invalid_request_error", code, param, "%s", msg);
     return LLMGW_EBADREQ;
 }
 
@@ -290,7 +255,7 @@ static apr_status_t check_unsupported(rq_t *rq)
     int i;
 
     for (i = 0; meaning_params[i]; i++) {
-        if (is_null_or_absent(json_object_get(in, meaning_params[i])))
+        if (llmgw_json_is_absent(json_object_get(in, meaning_params[i])))
             continue;
         if ((rv = rq_unsupported(rq, meaning_params[i])) != APR_SUCCESS)
             return rv;
@@ -300,7 +265,7 @@ static apr_status_t check_unsupported(rq_t *rq)
         (rv = rq_unsupported(rq, "logit_bias")) != APR_SUCCESS)
         return rv;
     v = json_object_get(in, "modalities");
-    if (!is_null_or_absent(v) &&
+    if (!llmgw_json_is_absent(v) &&
         !(json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)) &&
           strcmp(json_string_value(json_array_get(v, 0)), "text") == 0) &&
         (rv = rq_unsupported(rq, "modalities")) != APR_SUCCESS)
@@ -312,51 +277,38 @@ static apr_status_t check_unsupported(rq_t *rq)
     return APR_SUCCESS;
 }
 
-/* Copy a number member of the client's body into @p gc under @p native. */
-static apr_status_t copy_number(rq_t *rq, json_t *gc, const char *key, const char *native)
+/* Copy member @p key of the client's body into @p gc under @p native, a number or an integer. */
+static apr_status_t copy_numeric(rq_t *rq, json_t *gc, const char *key, const char *native,
+                                 int integer)
 {
     json_t *v = json_object_get(rq->in, key);
 
-    if (is_null_or_absent(v))
+    if (llmgw_json_is_absent(v))
         return APR_SUCCESS;
-    if (!json_is_number(v))
-        return rq_type(rq, key, "a number");
+    if (integer ? !json_is_integer(v) : !json_is_number(v))
+        return rq_type(rq, key, integer ? "an integer" : "a number");
     json_object_set(gc, native, v);
     return APR_SUCCESS;
+}
+
+static apr_status_t copy_number(rq_t *rq, json_t *gc, const char *key, const char *native)
+{
+    return copy_numeric(rq, gc, key, native, 0);
 }
 
 static apr_status_t copy_integer(rq_t *rq, json_t *gc, const char *key, const char *native)
 {
-    json_t *v = json_object_get(rq->in, key);
-
-    if (is_null_or_absent(v))
-        return APR_SUCCESS;
-    if (!json_is_integer(v))
-        return rq_type(rq, key, "an integer");
-    json_object_set(gc, native, v);
-    return APR_SUCCESS;
+    return copy_numeric(rq, gc, key, native, 1);
 }
 
 static apr_status_t map_stop(rq_t *rq, json_t *gc)
 {
-    json_t *v = json_object_get(rq->in, "stop");
-    size_t i;
-    json_t *s;
+    json_t *seqs;
 
-    if (is_null_or_absent(v))
-        return APR_SUCCESS;
-    if (json_is_string(v)) {
-        json_object_set_new(gc, "stopSequences", json_pack("[O]", v));
-        return APR_SUCCESS;
-    }
-    if (!json_is_array(v))
+    if (!llmgw_prov_stop_sequences(json_object_get(rq->in, "stop"), &seqs))
         return rq_type(rq, "stop", "a string, an array of strings or null");
-    json_array_foreach (v, i, s) {
-        if (!json_is_string(s))
-            return rq_type(rq, "stop", "a string, an array of strings or null");
-    }
-    if (json_array_size(v) > 0)
-        json_object_set(gc, "stopSequences", v);
+    if (seqs)
+        json_object_set_new(gc, "stopSequences", seqs);
     return APR_SUCCESS;
 }
 
@@ -366,11 +318,11 @@ static apr_status_t map_max_tokens(rq_t *rq, json_t *gc)
     const char *key = "max_completion_tokens";
     json_t *v = json_object_get(rq->in, key);
 
-    if (is_null_or_absent(v)) {
+    if (llmgw_json_is_absent(v)) {
         key = "max_tokens";
         v = json_object_get(rq->in, key);
     }
-    if (is_null_or_absent(v))
+    if (llmgw_json_is_absent(v))
         return APR_SUCCESS;
     if (!json_is_integer(v) || json_integer_value(v) < 1)
         return rq_type(rq, key, "an integer of at least 1");
@@ -382,7 +334,7 @@ static apr_status_t map_n(rq_t *rq, json_t *gc)
 {
     json_t *v = json_object_get(rq->in, "n");
 
-    if (is_null_or_absent(v))
+    if (llmgw_json_is_absent(v))
         return APR_SUCCESS;
     if (!json_is_integer(v) || json_integer_value(v) < 1)
         return rq_type(rq, "n", "an integer of at least 1");
@@ -396,11 +348,11 @@ static apr_status_t map_logprobs(rq_t *rq, json_t *gc)
     json_t *lp = json_object_get(rq->in, "logprobs");
     json_t *top = json_object_get(rq->in, "top_logprobs");
 
-    if (!is_null_or_absent(lp) && !json_is_boolean(lp))
+    if (!llmgw_json_is_absent(lp) && !json_is_boolean(lp))
         return rq_type(rq, "logprobs", "a boolean");
     if (json_is_true(lp))
         json_object_set_new(gc, "responseLogprobs", json_true());
-    if (is_null_or_absent(top))
+    if (llmgw_json_is_absent(top))
         return APR_SUCCESS;
     if (!json_is_integer(top) || json_integer_value(top) < 0)
         return rq_type(rq, "top_logprobs", "an integer of at least 0");
@@ -418,7 +370,7 @@ static apr_status_t map_response_format(rq_t *rq, json_t *gc)
     const char *type;
     json_t *js, *schema;
 
-    if (is_null_or_absent(rf))
+    if (llmgw_json_is_absent(rf))
         return APR_SUCCESS;
     type = llmgw_json_str(rf, "type");
     if (!json_is_object(rf) || !type)
@@ -437,7 +389,7 @@ static apr_status_t map_response_format(rq_t *rq, json_t *gc)
         return rq_fail(rq, "missing_required_parameter", "response_format.json_schema",
                        "Missing required parameter: 'response_format.json_schema'.");
     schema = json_object_get(js, "schema");
-    if (!is_null_or_absent(schema) && !json_is_object(schema))
+    if (!llmgw_json_is_absent(schema) && !json_is_object(schema))
         return rq_type(rq, "response_format.json_schema.schema", "an object");
     json_object_set_new(gc, "responseMimeType", json_string("application/json"));
     if (json_is_object(schema))
@@ -463,7 +415,7 @@ static apr_status_t map_reasoning(rq_t *rq, json_t *gc)
     const char *model = rq->call->model;
     int i;
 
-    if (is_null_or_absent(v))
+    if (llmgw_json_is_absent(v))
         return APR_SUCCESS;
     if (!json_is_string(v))
         return rq_type(rq, "reasoning_effort", "a string");
@@ -543,9 +495,9 @@ static apr_status_t declaration(rq_t *rq, const json_t *fn, const char *path, js
                        "Function name '%s' is not valid for Gemini: it must start with a letter "
                        "or '_' and use only letters, digits, '_', '.', ':' and '-' (at most 128).",
                        name);
-    if (!is_null_or_absent(desc) && !json_is_string(desc))
+    if (!llmgw_json_is_absent(desc) && !json_is_string(desc))
         return rq_type(rq, apr_pstrcat(rq->p, path, ".description", NULL), "a string");
-    if (!is_null_or_absent(params) && !json_is_object(params))
+    if (!llmgw_json_is_absent(params) && !json_is_object(params))
         return rq_type(rq, apr_pstrcat(rq->p, path, ".parameters", NULL), "an object");
     d = json_pack("{s:s}", "name", name);
     if (json_is_string(desc))
@@ -566,7 +518,7 @@ static apr_status_t collect_declarations(rq_t *rq, json_t *decls)
     json_t *t, *d;
     apr_status_t rv;
 
-    if (is_null_or_absent(tools) && json_is_array(functions)) {
+    if (llmgw_json_is_absent(tools) && json_is_array(functions)) {
         rq->legacy = 1;
         json_array_foreach (functions, i, t) {
             if ((rv = declaration(rq, t, apr_psprintf(rq->p, "functions[%" APR_SIZE_T_FMT "]", i),
@@ -576,9 +528,9 @@ static apr_status_t collect_declarations(rq_t *rq, json_t *decls)
         }
         return APR_SUCCESS;
     }
-    if (!is_null_or_absent(functions) && !json_is_array(functions))
+    if (!llmgw_json_is_absent(functions) && !json_is_array(functions))
         return rq_type(rq, "functions", "an array");
-    if (is_null_or_absent(tools))
+    if (llmgw_json_is_absent(tools))
         return APR_SUCCESS;
     if (!json_is_array(tools))
         return rq_type(rq, "tools", "an array");
@@ -675,7 +627,7 @@ static apr_status_t map_tool_choice(rq_t *rq, json_t *decls, json_t **fcc)
     apr_status_t rv;
 
     *fcc = NULL;
-    if (is_null_or_absent(tc))
+    if (llmgw_json_is_absent(tc))
         return APR_SUCCESS;
     if (mode && (strcmp(mode, "auto") == 0 || strcmp(mode, "none") == 0)) {
         *fcc = json_pack("{s:s}", "mode", strcmp(mode, "auto") == 0 ? "AUTO" : "NONE");
@@ -739,7 +691,7 @@ static apr_status_t build_tools(rq_t *rq, json_t *body)
 
         json_decref(decls);
         /* Forcing a call without any function to call cannot be honoured. */
-        if (!is_null_or_absent(tc) &&
+        if (!llmgw_json_is_absent(tc) &&
             !(mode && (strcmp(mode, "none") == 0 || strcmp(mode, "auto") == 0)))
             return rq_fail(rq, "invalid_value", key,
                            "'%s' requires at least one function in 'tools'.", key);
@@ -900,7 +852,7 @@ static apr_status_t file_part(rq_t *rq, const json_t *part, const char *path, js
     const char *fd = llmgw_json_str(f, "file_data");
     json_t *d;
 
-    if (!is_null_or_absent(json_object_get(f, "file_id")))
+    if (!llmgw_json_is_absent(json_object_get(f, "file_id")))
         return rq_fail(rq, "unsupported_value", apr_pstrcat(rq->p, path, ".file.file_id", NULL),
                        "OpenAI file ids mean nothing to the google backend; send the file as "
                        "file_data (a data URI).");
@@ -937,7 +889,7 @@ static apr_status_t user_parts(rq_t *rq, const json_t *content, const char *mpat
         add_text(parts, json_string_value(content));
         return APR_SUCCESS;
     }
-    if (is_null_or_absent(content))
+    if (llmgw_json_is_absent(content))
         return APR_SUCCESS;
     json_array_foreach (content, j, part) {
         const char *path = apr_psprintf(rq->p, "%s.content[%" APR_SIZE_T_FMT "]", mpath, j);
@@ -978,7 +930,7 @@ static apr_status_t text_parts(rq_t *rq, const json_t *content, const char *mpat
         add_text(parts, json_string_value(content));
         return APR_SUCCESS;
     }
-    if (is_null_or_absent(content))
+    if (llmgw_json_is_absent(content))
         return APR_SUCCESS;
     json_array_foreach (content, j, part) {
         const char *path = apr_psprintf(rq->p, "%s.content[%" APR_SIZE_T_FMT "]", mpath, j);
@@ -1056,7 +1008,7 @@ static apr_status_t call_args(rq_t *rq, const json_t *fn, const char *path, json
         *args = json_incref(a);
         return APR_SUCCESS;
     }
-    if (is_null_or_absent(a) || (json_is_string(a) && all_space(json_string_value(a)))) {
+    if (llmgw_json_is_absent(a) || (json_is_string(a) && all_space(json_string_value(a)))) {
         *args = json_object();
         return APR_SUCCESS;
     }
@@ -1119,7 +1071,7 @@ static apr_status_t assistant_calls(rq_t *rq, const json_t *m, const char *mpath
     pend->slots = apr_array_make(rq->p, 4, sizeof(call_slot_t));
     pend->answers = json_array();
     pend->path = mpath;
-    if (!is_null_or_absent(calls) && !json_is_array(calls))
+    if (!llmgw_json_is_absent(calls) && !json_is_array(calls))
         return rq_type(rq, apr_pstrcat(rq->p, mpath, ".tool_calls", NULL), "an array");
     json_array_foreach (calls, j, tc) {
         const char *path = apr_psprintf(rq->p, "%s.tool_calls[%" APR_SIZE_T_FMT "]", mpath, j);
@@ -1333,7 +1285,7 @@ static apr_status_t add_message(rq_t *rq, const json_t *m, const char *path, jso
 
     if (!json_is_object(m) || !role)
         return rq_fail(rq, "invalid_value", path, "'%s' must be a message with a role.", path);
-    if (!is_null_or_absent(content) && !json_is_string(content) && !json_is_array(content))
+    if (!llmgw_json_is_absent(content) && !json_is_string(content) && !json_is_array(content))
         return rq_type(rq, apr_pstrcat(rq->p, path, ".content", NULL),
                        "a string, an array of content parts or null");
     if (strcmp(role, "tool") == 0 || strcmp(role, "function") == 0)
@@ -1483,12 +1435,12 @@ static apr_status_t embedding_options(rq_t *rq, json_t **dims)
     json_t *fmt = json_object_get(rq->in, "encoding_format");
 
     *dims = NULL;
-    if (!is_null_or_absent(fmt) &&
+    if (!llmgw_json_is_absent(fmt) &&
         !(json_is_string(fmt) && (strcmp(json_string_value(fmt), "float") == 0 ||
                                   strcmp(json_string_value(fmt), "base64") == 0)))
         return rq_fail(rq, "invalid_value", "encoding_format",
                        "'encoding_format' must be 'float' or 'base64'.");
-    if (is_null_or_absent(d))
+    if (llmgw_json_is_absent(d))
         return APR_SUCCESS;
     if (!json_is_integer(d) || json_integer_value(d) < 1)
         return rq_type(rq, "dimensions", "an integer of at least 1");
@@ -1636,19 +1588,6 @@ static apr_status_t google_build_request(llmgw_call_t *call, llmgw_http_request_
 /* Answers: pieces shared by responses and streams                        */
 /* ---------------------------------------------------------------------- */
 
-static llmgw_error_t *bad_response(apr_pool_t *p, const char *what)
-{
-    return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                            "upstream returned an invalid response (%s)", what);
-}
-
-/* The client used legacy `functions`: answers use `function_call` (2.1 rule 4). */
-static int legacy_request(const json_t *body)
-{
-    return is_null_or_absent(json_object_get(body, "tools")) &&
-           json_is_array(json_object_get(body, "functions"));
-}
-
 static const char *const filter_reasons[] = {"SAFETY",   "BLOCKLIST",    "PROHIBITED_CONTENT",
                                              "SPII",     "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
                                              "LANGUAGE", "RECITATION",   "IMAGE_RECITATION",
@@ -1741,9 +1680,9 @@ static json_t *tool_call_json(const json_t *part)
     char *text;
 
     if (!json_is_object(fc) || !name || !*name ||
-        (!is_null_or_absent(args) && !json_is_object(args)))
+        (!llmgw_json_is_absent(args) && !json_is_object(args)))
         return NULL;
-    if (is_null_or_absent(args))
+    if (llmgw_json_is_absent(args))
         args = empty = json_object();
     text = json_dumps(args, JSON_COMPACT);
     json_decref(empty);
@@ -1840,7 +1779,7 @@ static json_t *candidate_choice(llmgw_call_t *call, const json_t *cand, size_t p
     size_t i;
     json_t *part;
 
-    if (!json_is_object(cand) || k < 0 || (!is_null_or_absent(parts) && !json_is_array(parts))) {
+    if (!json_is_object(cand) || k < 0 || (!llmgw_json_is_absent(parts) && !json_is_array(parts))) {
         json_decref(calls);
         return NULL;
     }
@@ -1863,7 +1802,7 @@ static json_t *candidate_choice(llmgw_call_t *call, const json_t *cand, size_t p
     message = json_pack("{s:s, s:s?, s:n}", "role", "assistant", "content", text, "refusal");
     if (filter)
         json_object_set_new(message, "refusal", filter_refusal(filter));
-    if (json_array_size(calls) > 0 && legacy_request(call->body)) {
+    if (json_array_size(calls) > 0 && llmgw_prov_legacy_functions(call->body)) {
         json_object_set_new(message, "function_call", legacy_call(json_array_get(calls, 0)));
         finish = "function_call";
     }
@@ -1898,16 +1837,16 @@ static apr_status_t parse_chat(llmgw_call_t *call, json_t *j, llmgw_response_t *
     gusage_t g;
     size_t i;
 
-    if (!is_null_or_absent(cands) && !json_is_array(cands)) {
+    if (!llmgw_json_is_absent(cands) && !json_is_array(cands)) {
         json_decref(choices);
-        *err = bad_response(call->pool, "candidates is not an array");
+        *err = llmgw_prov_bad_response(call->pool, "candidates is not an array");
         return LLMGW_EUPSTREAM;
     }
     json_array_foreach (cands, i, c) {
         json_t *choice = candidate_choice(call, c, i);
         if (!choice) {
             json_decref(choices);
-            *err = bad_response(call->pool, "malformed candidate");
+            *err = llmgw_prov_bad_response(call->pool, "malformed candidate");
             return LLMGW_EUPSTREAM;
         }
         json_array_append_new(choices, choice);
@@ -1916,7 +1855,7 @@ static apr_status_t parse_chat(llmgw_call_t *call, json_t *j, llmgw_response_t *
         json_array_append_new(choices, blocked_choice());
     if (json_array_size(choices) == 0) {
         json_decref(choices);
-        *err = bad_response(call->pool, "no candidates");
+        *err = llmgw_prov_bad_response(call->pool, "no candidates");
         return LLMGW_EUPSTREAM;
     }
     out->model = model && *model ? apr_pstrdup(call->pool, model) : call->model;
@@ -1976,28 +1915,6 @@ static int embedding_vectors(const json_t *j, json_t *out, apr_int64_t *tokens, 
     return 1;
 }
 
-/* Little-endian float32 vector, base64 with padding (providers.md 2.6). */
-static json_t *base64_vector(apr_pool_t *p, const json_t *values)
-{
-    size_t n = json_array_size(values), i;
-    unsigned char *bytes = apr_palloc(p, n * 4 + 1);
-    char *text;
-
-    for (i = 0; i < n; i++) {
-        float f = (float)json_number_value(json_array_get(values, i));
-        apr_uint32_t u;
-
-        memcpy(&u, &f, 4);
-        bytes[4 * i] = (unsigned char)(u & 0xff);
-        bytes[4 * i + 1] = (unsigned char)((u >> 8) & 0xff);
-        bytes[4 * i + 2] = (unsigned char)((u >> 16) & 0xff);
-        bytes[4 * i + 3] = (unsigned char)(u >> 24);
-    }
-    text = apr_palloc(p, (apr_size_t)apr_base64_encode_len((int)(n * 4)));
-    apr_base64_encode_binary(text, bytes, (int)(n * 4));
-    return json_string(text);
-}
-
 static int numbers_only(const json_t *values)
 {
     size_t i;
@@ -2028,19 +1945,19 @@ static apr_status_t parse_embeddings(llmgw_call_t *call, const json_t *j, llmgw_
     if (!embedding_vectors(j, vectors, &tokens, &counted) || json_array_size(vectors) != want) {
         json_decref(vectors);
         json_decref(data);
-        *err = bad_response(call->pool, "embeddings do not match the inputs");
+        *err = llmgw_prov_bad_response(call->pool, "embeddings do not match the inputs");
         return LLMGW_EUPSTREAM;
     }
     json_array_foreach (vectors, i, v) {
         if (!numbers_only(v)) {
             json_decref(vectors);
             json_decref(data);
-            *err = bad_response(call->pool, "embedding values are not numbers");
+            *err = llmgw_prov_bad_response(call->pool, "embedding values are not numbers");
             return LLMGW_EUPSTREAM;
         }
-        json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index",
-                                              (int)i, "embedding",
-                                              b64 ? base64_vector(call->pool, v) : json_incref(v)));
+        json_array_append_new(
+            data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", (int)i, "embedding",
+                            b64 ? llmgw_prov_float32_base64(call->pool, v) : json_incref(v)));
     }
     json_decref(vectors);
     resp = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model",
@@ -2063,7 +1980,7 @@ static apr_status_t google_parse_response(llmgw_call_t *call, const char *body, 
 
     if (!json_is_object(j)) {
         json_decref(j);
-        *err = bad_response(call->pool, "not a JSON object");
+        *err = llmgw_prov_bad_response(call->pool, "not a JSON object");
         return LLMGW_EUPSTREAM;
     }
     if (call->api == LLMGW_API_EMBEDDINGS)
@@ -2092,13 +2009,6 @@ static int has_reason(const json_t *e, const char *reason)
     return 0;
 }
 
-static llmgw_error_t *auth_failed(apr_pool_t *p, int status)
-{
-    /* The gateway's own key or token was refused: no provider text goes out. */
-    return llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
-                            "the upstream rejected the gateway's credentials (HTTP %d)", status);
-}
-
 /* A Google error object ({"code","message","status","details"}) in the OpenAI shape. */
 static llmgw_error_t *google_error(apr_pool_t *p, int status, const json_t *e)
 {
@@ -2109,8 +2019,8 @@ static llmgw_error_t *google_error(apr_pool_t *p, int status, const json_t *e)
     if (status == 401 || status == 403 || has_reason(e, "API_KEY_INVALID") ||
         (gstatus &&
          (strcmp(gstatus, "UNAUTHENTICATED") == 0 || strcmp(gstatus, "PERMISSION_DENIED") == 0)))
-        return auth_failed(p, status);
-    msg = msg && *msg ? clip_message(p, msg) : apr_psprintf(p, "upstream returned HTTP %d", status);
+        return llmgw_prov_auth_failed(p, status);
+    msg = llmgw_prov_upstream_message(p, msg, status);
     if (gstatus && *gstatus) {
         char *s;
         code = apr_pstrdup(p, gstatus);
@@ -2141,10 +2051,9 @@ static llmgw_error_t *google_parse_error(llmgw_call_t *call, int status, const c
     llmgw_error_t *out;
 
     if (status == 401 || status == 403)
-        return auth_failed(p, status);
+        return llmgw_prov_auth_failed(p, status);
     if (status < 400 || status > 599)
-        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                                "upstream returned HTTP %d", status);
+        return llmgw_prov_odd_status(p, status);
     j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
     e = error_object(j);
     if (json_is_object(e))
@@ -2203,33 +2112,12 @@ typedef struct {
     gusage_t usage;
 } gstream_t;
 
-static apr_status_t stream_fail(llmgw_stream_t *st, apr_status_t rv, const char *msg)
-{
-    st->error =
-        llmgw_error_make(st->call->pool, 502, "server_error", "bad_gateway", NULL, "%s", msg);
-    return rv;
-}
-
-static apr_status_t malformed(llmgw_stream_t *st)
-{
-    return stream_fail(st, LLMGW_EUPSTREAM, "upstream sent a malformed stream event");
-}
-
-static apr_status_t incomplete(llmgw_stream_t *st)
-{
-    return stream_fail(st, LLMGW_ESTREAM, "upstream stream ended before the response was complete");
-}
-
 static apr_status_t google_stream_init(llmgw_stream_t *st)
 {
     gstream_t *gs = apr_pcalloc(st->call->pool, sizeof(*gs));
-    json_t *n = json_object_get(st->call->body, "n");
 
-    gs->expected = 1;
-    if (json_is_integer(n) && json_integer_value(n) > 1 &&
-        json_integer_value(n) <= GOOGLE_MAX_CHOICES)
-        gs->expected = (int)json_integer_value(n);
-    gs->legacy = legacy_request(st->call->body);
+    gs->expected = llmgw_prov_choices_asked(st->call->body, GOOGLE_MAX_CHOICES);
+    gs->legacy = llmgw_prov_legacy_functions(st->call->body);
     gs->logprobs = json_is_true(json_object_get(st->call->body, "logprobs"));
     st->priv = gs;
     return APR_SUCCESS;
@@ -2238,30 +2126,9 @@ static apr_status_t google_stream_init(llmgw_stream_t *st)
 /* Frame @p j as "data: <json>\n\n", hand it to the client, and release @p j. */
 static apr_status_t emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, json_t *j)
 {
-    char stack[GOOGLE_FRAME_STACK];
-    size_t n = j ? json_dumpb(j, NULL, 0, JSON_COMPACT) : 0;
-    size_t total = SSE_PREFIX_LEN + n + 2;
-    char *buf;
-    apr_status_t rv;
+    apr_status_t rv = llmgw_prov_emit_json(st, kind, j);
 
-    if (n == 0) {
-        json_decref(j);
-        return APR_ENOMEM;
-    }
-    buf = total <= sizeof(stack) ? stack : malloc(total);
-    if (!buf) {
-        json_decref(j);
-        return APR_ENOMEM;
-    }
-    memcpy(buf, SSE_PREFIX, SSE_PREFIX_LEN);
-    json_dumpb(j, buf + SSE_PREFIX_LEN, n, JSON_COMPACT);
     json_decref(j);
-    memcpy(buf + SSE_PREFIX_LEN + n, "\n\n", 2);
-    rv = st->emit(st->baton, kind, buf, total);
-    if (buf != stack)
-        free(buf);
-    if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
-        st->content_emitted = 1;
     return rv;
 }
 
@@ -2355,7 +2222,7 @@ static apr_status_t emit_tool_call(llmgw_stream_t *st, int k, gcand_t *c, const 
     json_t *delta;
 
     if (!tc)
-        return malformed(st);
+        return llmgw_prov_malformed(st);
     if (gs->legacy) {
         /* Legacy clients get the first call as function_call; they cannot take more. */
         delta = c->ntools == 0 ? json_pack("{s:o}", "function_call", legacy_call(tc)) : NULL;
@@ -2392,8 +2259,8 @@ static apr_status_t on_candidate(llmgw_stream_t *st, const json_t *cand, size_t 
     json_t *part;
     apr_status_t rv;
 
-    if (!json_is_object(cand) || k < 0 || (!is_null_or_absent(parts) && !json_is_array(parts)))
-        return malformed(st);
+    if (!json_is_object(cand) || k < 0 || (!llmgw_json_is_absent(parts) && !json_is_array(parts)))
+        return llmgw_prov_malformed(st);
     c = candidate_slot(st, k);
     if ((rv = emit_role(st, k, c)) != APR_SUCCESS)
         return rv;
@@ -2454,10 +2321,10 @@ static apr_status_t on_event(llmgw_stream_t *st, const json_t *ev)
     json_t *c;
     apr_status_t rv = APR_SUCCESS;
 
-    if (!is_null_or_absent(json_object_get(ev, "error")))
+    if (!llmgw_json_is_absent(json_object_get(ev, "error")))
         return stream_error_event(st, json_object_get(ev, "error"));
-    if (!is_null_or_absent(cands) && !json_is_array(cands))
-        return malformed(st);
+    if (!llmgw_json_is_absent(cands) && !json_is_array(cands))
+        return llmgw_prov_malformed(st);
     note_first_event(st, ev);
     if (json_is_object(um)) {
         read_usage(um, &gs->usage); /* cumulative: the last one is final */
@@ -2482,7 +2349,7 @@ static apr_status_t finalize(llmgw_stream_t *st)
     int k;
 
     if (!st->finish_seen || !gs->id)
-        return incomplete(st);
+        return llmgw_prov_incomplete(st);
     for (k = 0; k < gs->seen && rv == APR_SUCCESS; k++) {
         gcand_t *c = &gs->cands[k];
         const char *finish = c->finish;
@@ -2505,43 +2372,31 @@ static apr_status_t finalize(llmgw_stream_t *st)
                                  "chat.completion.chunk", "created", (json_int_t)st->call->created,
                                  "model", gs->model, "choices", "usage", usage_json(&gs->usage)));
     if (rv == APR_SUCCESS)
-        rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, SSE_DONE, sizeof(SSE_DONE) - 1);
-    if (rv == APR_SUCCESS)
-        st->done = 1;
+        rv = llmgw_prov_emit_done(st);
     return rv;
-}
-
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
 static apr_status_t google_stream_event(llmgw_stream_t *st, const llmgw_sse_event_t *ev)
 {
-    const char *d = ev->data ? ev->data : "";
-    apr_size_t n = ev->data ? ev->data_len : 0;
+    const char *d;
+    apr_size_t n;
     json_t *j;
     apr_status_t rv;
 
     if (st->done)
         return APR_EOF;
-    while (n > 0 && is_space(*d)) {
-        d++;
-        n--;
-    }
-    while (n > 0 && is_space(d[n - 1]))
-        n--;
+    llmgw_prov_event_data(ev, &d, &n);
     if (n == 0)
         return APR_SUCCESS;
     /* Gemini never sends this; a relay in front of it might. */
-    if (n == 6 && memcmp(d, "[DONE]", 6) == 0) {
+    if (llmgw_prov_is_done_marker(d, n)) {
         rv = finalize(st);
         return rv == APR_SUCCESS ? APR_EOF : rv;
     }
     j = json_loadb(d, n, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
-        return malformed(st);
+        return llmgw_prov_malformed(st);
     }
     rv = on_event(st, j);
     json_decref(j);

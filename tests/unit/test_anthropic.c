@@ -10,183 +10,28 @@
  *     (raw data, no event name) or {"event":name,"data":<object or string>}.
  * plus cases that are clearer in C (emit failures, pool growth, SSE round trip).
  */
-#include <dirent.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <apr_strings.h>
-#include <apr_tables.h> /* before test_util.h, which uses apr_array_header_t */
-#include "test_util.h"
-#include "llmgw_provider.h"
+#include "test_vectors.h"
 #include "llmgw_json.h"
 
 extern const llmgw_provider_t llmgw_provider_anthropic;
 static const llmgw_provider_t *P = &llmgw_provider_anthropic;
+static const char *const DIRS[] = {"anthropic", NULL};
 
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                */
 /* ---------------------------------------------------------------------- */
 
-static const char *rv_name(apr_status_t rv)
-{
-    switch (rv) {
-    case APR_SUCCESS:
-        return "success";
-    case APR_EOF:
-        return "eof";
-    case LLMGW_EBADREQ:
-        return "ebadreq";
-    case LLMGW_EUNSUPPORTED:
-        return "eunsupported";
-    case LLMGW_EUPSTREAM:
-        return "eupstream";
-    case LLMGW_ESTREAM:
-        return "estream";
-    case LLMGW_ECLIENTGONE:
-        return "eclientgone";
-    default:
-        return apr_psprintf(test_pool, "status %d", rv);
-    }
-}
-
-static const char *str_or(const json_t *obj, const char *key, const char *dflt)
-{
-    const char *s = llmgw_json_str(obj, key);
-    return s ? apr_pstrdup(test_pool, s) : dflt;
-}
-
-/* A vector file, owned by test_pool. */
-static json_t *load(const char *dir, const char *name, const char *suffix)
-{
-    json_t *j = test_load_json(apr_pstrcat(test_pool, "anthropic/", dir, "/", name, suffix, NULL));
-    return llmgw_json_pool_own(test_pool, j);
-}
-
-/* The base name of vector @p i in @p dir ("case" for "case.in.json"). */
-static const char *vector_name(const char *dir, int i)
-{
-    apr_array_header_t *names =
-        test_list_dir(apr_pstrcat(test_pool, "anthropic/", dir, NULL), ".in.json");
-    const char *file;
-
-    ck_assert_int_lt(i, names->nelts);
-    file = APR_ARRAY_IDX(names, i, const char *);
-    return apr_pstrmemdup(test_pool, file, strlen(file) - strlen(".in.json"));
-}
-
-static int int_or(const json_t *obj, const char *key, int dflt)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
-}
-
 static llmgw_backend_t *make_backend(const json_t *b)
 {
-    llmgw_backend_t *be = apr_pcalloc(test_pool, sizeof(*be));
-
-    be->name = str_or(b, "name", "claude");
-    be->type = LLMGW_BACKEND_ANTHROPIC;
-    be->api_key = str_or(b, "apiKey", NULL);
-    be->endpoint = str_or(b, "endpoint", NULL);
-    be->models = apr_array_make(test_pool, 1, sizeof(const char *));
-    be->timeout = be->connect_timeout = LLMGW_UNSET;
-    be->first_byte_timeout = be->idle_timeout = LLMGW_UNSET;
-    be->max_retries = LLMGW_UNSET;
-    be->max_tokens = int_or(b, "maxTokens", LLMGW_UNSET);
-    be->unsupported_drop = json_is_true(json_object_get(b, "unsupportedDrop"));
-    return be;
+    return test_backend(b, LLMGW_BACKEND_ANTHROPIC, "claude");
 }
 
-static int flag(const json_t *obj, const char *key, int dflt)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
-
-/* A call as the glue would make it: stream flags from the body unless the vector overrides. */
 static llmgw_call_t *make_call(const json_t *c, json_t *request, const llmgw_backend_t *be)
 {
-    llmgw_call_t *call = apr_pcalloc(test_pool, sizeof(*call));
-    const char *api = str_or(c, "api", "chat");
-    json_t *opts = json_object_get(request, "stream_options");
-    int stream = json_is_true(json_object_get(request, "stream"));
-
-    call->pool = test_pool;
-    call->backend = be;
-    call->api = strcmp(api, "embeddings") == 0 ? LLMGW_API_EMBEDDINGS
-                : strcmp(api, "models") == 0   ? LLMGW_API_MODELS
-                                               : LLMGW_API_CHAT;
-    call->body = request;
-    call->model = str_or(c, "model", "claude-test");
-    call->stream = flag(c, "stream", stream);
-    call->include_usage = flag(
-        c, "include_usage", call->stream && json_is_true(json_object_get(opts, "include_usage")));
-    call->created = 1764000000;
-    call->dropped = apr_array_make(test_pool, 1, sizeof(const char *));
-    return call;
-}
-
-/* llmgw_error_t as {"status","type","code","param","message"} (new reference). */
-static json_t *error_to_json(const llmgw_error_t *e)
-{
-    if (!e)
-        return json_null();
-    return json_pack("{s:i, s:s?, s:s?, s:s?, s:s?}", "status", e->status, "type", e->type, "code",
-                     e->code, "param", e->param, "message", e->message);
-}
-
-static void assert_error(const llmgw_error_t *got, const json_t *expected, const char *name)
-{
-    json_t *g = llmgw_json_pool_own(test_pool, error_to_json(got));
-    apr_size_t len;
-    const char *text;
-    json_t *wire;
-
-    ck_assert_msg(got != NULL, "%s: no error", name);
-    ck_assert_json_eq(g, expected);
-    /* The client-facing form must carry the same message. */
-    text = llmgw_error_json(test_pool, got, &len);
-    wire = llmgw_json_pool_own(test_pool, test_parse_json(text, len));
-    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(wire, "error"), "message")),
-                     got->message);
-}
-
-static int cmp_cstr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Sorted JSON array of the header lines, so that order does not matter. */
-static json_t *sorted_lines(const char **lines, int n)
-{
-    json_t *arr = llmgw_json_pool_own(test_pool, json_array());
-    const char **copy = apr_pmemdup(test_pool, lines, sizeof(*lines) * (apr_size_t)(n ? n : 1));
-    int i;
-
-    qsort(copy, (size_t)n, sizeof(*copy), cmp_cstr);
-    for (i = 0; i < n; i++)
-        json_array_append_new(arr, json_string(copy[i]));
-    return arr;
-}
-
-static json_t *sorted_json_lines(const json_t *arr)
-{
-    int n = (int)json_array_size(arr), i;
-    const char **lines = apr_pcalloc(test_pool, sizeof(*lines) * (apr_size_t)(n + 1));
-
-    for (i = 0; i < n; i++)
-        lines[i] = json_string_value(json_array_get(arr, (size_t)i));
-    return sorted_lines(lines, n);
-}
-
-static json_t *dropped_json(const llmgw_call_t *call)
-{
-    json_t *arr = llmgw_json_pool_own(test_pool, json_array());
-    int i;
-
-    for (i = 0; i < call->dropped->nelts; i++)
-        json_array_append_new(arr, json_string(APR_ARRAY_IDX(call->dropped, i, const char *)));
-    return arr;
+    return test_call(c, request, be, "claude-test");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -201,46 +46,23 @@ static llmgw_call_t *request_call(const json_t *in, json_t *request)
 
 START_TEST(request_vectors)
 {
-    const char *name = vector_name("request", _i);
-    json_t *in = load("request", name, ".in.json");
-    json_t *exp = load("request", name, ".expected.json");
-    json_t *request = json_object_get(in, "request");
-    json_t *before = llmgw_json_pool_own(test_pool, json_deep_copy(request));
-    llmgw_call_t *call = request_call(in, request);
-    json_t *dropped = json_object_get(exp, "dropped");
-    llmgw_http_request_t out;
-    llmgw_error_t *err = NULL;
-    apr_status_t rv;
-    json_t *body;
+    test_vector_t v = test_vector_at(DIRS, "request", _i);
+    llmgw_call_t *call = request_call(v.in, json_object_get(v.in, "request"));
+    json_t *dropped = json_object_get(v.exp, "dropped");
+    llmgw_error_t *err;
 
-    memset(&out, 0, sizeof(out));
-    rv = P->build_request(call, &out, &err);
-    ck_assert_msg(json_equal(request, before), "%s: the client's body was modified", name);
-    ck_assert_msg(strcmp(rv_name(rv), str_or(exp, "rv", "success")) == 0, "%s: rv %s (%s)", name,
-                  rv_name(rv), err ? err->message : "no error");
-    if (rv != APR_SUCCESS) {
-        assert_error(err, json_object_get(exp, "error"), name);
+    if (test_check_request(P, call, &v, &err) != APR_SUCCESS)
         return;
-    }
-    ck_assert_str_eq(out.method, json_string_value(json_object_get(exp, "method")));
-    ck_assert_str_eq(out.url, json_string_value(json_object_get(exp, "url")));
-    ck_assert_int_eq(out.stream, json_is_true(json_object_get(exp, "stream")));
-    ck_assert_json_eq(sorted_lines((const char **)out.headers->elts, out.headers->nelts),
-                      sorted_json_lines(json_object_get(exp, "headers")));
-    ck_assert_ptr_nonnull(out.body);
-    ck_assert_uint_eq(out.body_len, strlen(out.body));
-    body = llmgw_json_pool_own(test_pool, test_parse_json(out.body, out.body_len));
-    ck_assert_json_eq(body, json_object_get(exp, "body"));
     if (!dropped)
         dropped = llmgw_json_pool_own(test_pool, json_array());
-    ck_assert_json_eq(dropped_json(call), dropped);
+    ck_assert_json_eq(test_dropped_json(call), dropped);
 }
 END_TEST
 
 /* Building twice gives the same bytes: nothing of the first build leaks into the second. */
 START_TEST(request_build_twice_same)
 {
-    json_t *in = load("request", "worked_example_10_3", ".in.json");
+    json_t *in = test_vector_named("anthropic", "request", "worked_example_10_3").in;
     json_t *request = json_object_get(in, "request");
     llmgw_call_t *call = request_call(in, request);
     llmgw_http_request_t a, b;
@@ -256,7 +78,7 @@ END_TEST
 /* The key goes in x-api-key only, never in the URL or the body. */
 START_TEST(request_key_only_in_header)
 {
-    json_t *in = load("request", "worked_example_10_3", ".in.json");
+    json_t *in = test_vector_named("anthropic", "request", "worked_example_10_3").in;
     llmgw_call_t *call = request_call(in, json_object_get(in, "request"));
     const char *key = call->backend->api_key;
     llmgw_http_request_t out;
@@ -280,14 +102,7 @@ END_TEST
 
 START_TEST(provider_identity)
 {
-    ck_assert_str_eq(P->type, "anthropic");
-    ck_assert_uint_eq(P->apis, LLMGW_API_CHAT);
-    ck_assert_ptr_nonnull(P->build_request);
-    ck_assert_ptr_nonnull(P->parse_response);
-    ck_assert_ptr_nonnull(P->parse_error);
-    ck_assert_ptr_nonnull(P->stream_init);
-    ck_assert_ptr_nonnull(P->stream_event);
-    ck_assert_ptr_nonnull(P->stream_end);
+    test_assert_provider(P, "anthropic", LLMGW_API_CHAT);
 }
 END_TEST
 
@@ -295,79 +110,24 @@ END_TEST
 /* Responses and errors                                                   */
 /* ---------------------------------------------------------------------- */
 
-/* The upstream bytes of a vector: "raw" as is, or "body" pretty-printed. */
-static const char *upstream_bytes(const json_t *in, apr_size_t *len)
-{
-    json_t *raw = json_object_get(in, "raw");
-    char *text;
-    const char *copy;
-
-    if (json_is_string(raw)) {
-        *len = json_string_length(raw);
-        return json_string_value(raw);
-    }
-    text = json_dumps(json_object_get(in, "body"), JSON_INDENT(2) | JSON_ENCODE_ANY);
-    ck_assert_ptr_nonnull(text);
-    copy = apr_pstrdup(test_pool, text);
-    free(text);
-    *len = strlen(copy);
-    return copy;
-}
-
-static json_t *request_or_empty(const json_t *in)
-{
-    json_t *r = json_object_get(in, "request");
-    return r ? r : llmgw_json_pool_own(test_pool, json_object());
-}
-
 START_TEST(response_vectors)
 {
-    const char *name = vector_name("response", _i);
-    json_t *in = load("response", name, ".in.json");
-    json_t *exp = load("response", name, ".expected.json");
+    test_vector_t v = test_vector_at(DIRS, "response", _i);
     llmgw_call_t *call =
-        make_call(json_object_get(in, "call"), request_or_empty(in), make_backend(NULL));
-    json_t *usage = json_object_get(exp, "usage");
+        make_call(json_object_get(v.in, "call"), test_vector_request(v.in), make_backend(NULL));
     llmgw_response_t out;
-    llmgw_error_t *err = NULL;
-    apr_size_t len;
-    const char *bytes = upstream_bytes(in, &len);
-    apr_status_t rv;
     json_t *body;
 
-    memset(&out, 0, sizeof(out));
-    rv = P->parse_response(call, bytes, len, &out, &err);
-    ck_assert_msg(strcmp(rv_name(rv), str_or(exp, "rv", "success")) == 0, "%s: rv %s", name,
-                  rv_name(rv));
-    if (rv != APR_SUCCESS) {
-        assert_error(err, json_object_get(exp, "error"), name);
+    if (test_check_response(P, call, &v, &out, &body) != APR_SUCCESS)
         return;
-    }
-    ck_assert_ptr_nonnull(out.body);
-    ck_assert_uint_eq(out.len, strlen(out.body));
-    ck_assert_msg(!strchr(out.body, '\n'), "%s: body not compact", name);
-    body = llmgw_json_pool_own(test_pool, test_parse_json(out.body, out.len));
-    ck_assert_json_eq(body, json_object_get(exp, "body"));
-    ck_assert_str_eq(out.model, json_string_value(json_object_get(exp, "model")));
-    ck_assert_int_eq(out.usage.present, json_is_true(json_object_get(usage, "present")));
-    ck_assert_int_eq(out.usage.prompt_tokens,
-                     json_integer_value(json_object_get(usage, "prompt_tokens")));
-    ck_assert_int_eq(out.usage.completion_tokens,
-                     json_integer_value(json_object_get(usage, "completion_tokens")));
-    ck_assert_int_eq(out.usage.total_tokens,
-                     json_integer_value(json_object_get(usage, "total_tokens")));
+    ck_assert_msg(!strchr(out.body, '\n'), "%s: body not compact", v.name);
+    test_assert_json_named(body, json_object_get(v.exp, "body"), v.name);
 }
 END_TEST
 
 START_TEST(response_null_body)
 {
-    llmgw_call_t *call = make_call(NULL, NULL, make_backend(NULL));
-    llmgw_response_t out;
-    llmgw_error_t *err = NULL;
-
-    ck_assert_int_eq(P->parse_response(call, NULL, 0, &out, &err), LLMGW_EUPSTREAM);
-    ck_assert_int_eq(err->status, 502);
-    ck_assert_str_eq(err->code, "bad_gateway");
+    test_check_null_response(P, make_call(NULL, NULL, make_backend(NULL)));
 }
 END_TEST
 
@@ -407,35 +167,15 @@ END_TEST
 
 START_TEST(error_vectors)
 {
-    const char *name = vector_name("error", _i);
-    json_t *in = load("error", name, ".in.json");
-    json_t *exp = load("error", name, ".expected.json");
-    llmgw_call_t *call = make_call(NULL, NULL, make_backend(NULL));
-    json_t *banned = json_object_get(in, "must_not_contain");
-    apr_size_t len, wire_len, i;
-    const char *bytes = upstream_bytes(in, &len);
-    llmgw_error_t *e;
-    const char *wire;
-    json_t *word;
+    test_vector_t v = test_vector_at(DIRS, "error", _i);
 
-    e = P->parse_error(call, (int)json_integer_value(json_object_get(in, "status")), bytes, len);
-    assert_error(e, json_object_get(exp, "error"), name);
-    wire = llmgw_error_json(test_pool, e, &wire_len);
-    json_array_foreach (banned, i, word) {
-        ck_assert_msg(!strstr(wire, json_string_value(word)), "%s: error leaks \"%s\": %s", name,
-                      json_string_value(word), wire);
-    }
+    test_check_error(P, make_call(NULL, NULL, make_backend(NULL)), &v);
 }
 END_TEST
 
 START_TEST(error_null_body)
 {
-    llmgw_call_t *call = make_call(NULL, NULL, make_backend(NULL));
-    llmgw_error_t *e = P->parse_error(call, 500, NULL, 0);
-
-    ck_assert_int_eq(e->status, 500);
-    ck_assert_str_eq(e->type, "server_error");
-    ck_assert_str_eq(e->message, "upstream returned HTTP 500");
+    test_check_null_error(P, make_call(NULL, NULL, make_backend(NULL)), 500);
 }
 END_TEST
 
@@ -469,112 +209,31 @@ END_TEST
 /* Streams                                                                */
 /* ---------------------------------------------------------------------- */
 
-typedef struct {
-    json_t *frames; /* [{"kind":..., "json"|"text":...}], owned by test_pool */
-    int calls;
-    int fail_at; /* 1-based emit call that fails, 0 = never */
-    apr_status_t fail_rv;
-} recorder_t;
-
-static const char *kind_name(llmgw_chunk_kind_e kind)
-{
-    switch (kind) {
-    case LLMGW_CHUNK_PREAMBLE:
-        return "preamble";
-    case LLMGW_CHUNK_CONTENT:
-        return "content";
-    default:
-        return "final";
-    }
-}
-
-/* Checks the SSE framing and records the payload as JSON for comparison. */
-static apr_status_t record_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                                apr_size_t len)
-{
-    recorder_t *r = baton;
-    const char *payload;
-    apr_size_t plen;
-    json_t *frame;
-
-    if (++r->calls == r->fail_at)
-        return r->fail_rv;
-    ck_assert_uint_gt(len, 8);
-    ck_assert_msg(memcmp(data, "data: ", 6) == 0, "frame does not start with data:");
-    ck_assert_msg(memcmp(data + len - 2, "\n\n", 2) == 0, "frame does not end with a blank line");
-    payload = data + 6;
-    plen = len - 8;
-    ck_assert_msg(!memchr(payload, '\n', plen) && !memchr(payload, '\r', plen),
-                  "frame spans several lines");
-    if (plen == 6 && memcmp(payload, "[DONE]", 6) == 0)
-        frame = json_pack("{s:s, s:s}", "kind", kind_name(kind), "text", "[DONE]");
-    else
-        frame = json_pack("{s:s, s:o}", "kind", kind_name(kind), "json",
-                          test_parse_json(payload, plen));
-    json_array_append_new(r->frames, frame);
-    return APR_SUCCESS;
-}
-
-static llmgw_stream_t *make_stream(llmgw_call_t *call, recorder_t *rec)
-{
-    llmgw_stream_t *st = apr_pcalloc(test_pool, sizeof(*st));
-
-    rec->frames = llmgw_json_pool_own(test_pool, json_array());
-    st->call = call;
-    st->emit = record_emit;
-    st->baton = rec;
-    ck_assert_int_eq(P->stream_init(st), APR_SUCCESS);
-    return st;
-}
-
 static llmgw_call_t *stream_call(const json_t *c, const json_t *request)
 {
-    json_t *r = request ? json_deep_copy(request) : json_object();
+    return make_call(c, test_stream_request(request), make_backend(NULL));
+}
 
-    llmgw_json_pool_own(test_pool, r);
-    json_object_set_new(r, "stream", json_true());
-    return make_call(c, r, make_backend(NULL));
+/* A stream of a plain streaming call, recording into @p rec. */
+static llmgw_stream_t *plain_stream(test_recorder_t *rec)
+{
+    return test_stream(P, stream_call(NULL, NULL), rec);
 }
 
 /* Feed one vector event (see the file comment for the forms). */
-static apr_status_t feed(llmgw_stream_t *st, const json_t *item)
+static apr_status_t feed(const llmgw_provider_t *prov, llmgw_stream_t *st, const json_t *item)
 {
-    llmgw_sse_event_t ev = {"", 0, NULL, 0, ""};
+    const char *event = "";
     const json_t *data = item;
-    char *text = NULL;
-    apr_status_t rv;
 
     if (json_is_object(item) && json_object_get(item, "event") && json_object_get(item, "data")) {
-        ev.event = json_string_value(json_object_get(item, "event"));
+        event = json_string_value(json_object_get(item, "event"));
         data = json_object_get(item, "data");
     }
     else if (json_is_object(item) && llmgw_json_str(item, "type")) {
-        ev.event = llmgw_json_str(item, "type");
+        event = llmgw_json_str(item, "type");
     }
-    ev.event_len = strlen(ev.event);
-    if (json_is_string(data)) {
-        ev.data = json_string_value(data);
-        ev.data_len = json_string_length(data);
-    }
-    else {
-        text = json_dumps(data, JSON_COMPACT);
-        ev.data = text;
-        ev.data_len = strlen(text);
-    }
-    rv = P->stream_event(st, &ev);
-    free(text);
-    return rv;
-}
-
-static void assert_no_usage_member(const json_t *frames, const char *name)
-{
-    size_t i;
-    json_t *f;
-
-    json_array_foreach (frames, i, f) {
-        json_t *j = json_object_get(f, "json");
-        ck_assert_msg(!json_object_get(j, "usage"), "%s: frame %zu carries usage", name, i);
-    }
+    return test_feed(prov, st, event, data);
 }
 
 /* Rule 6 of providers.md 2.4 with include_usage: "usage":null on every chunk but the last. */
@@ -621,58 +280,21 @@ static void assert_same_ids(const json_t *frames, const char *name)
 
 START_TEST(stream_vectors)
 {
-    const char *name = vector_name("stream", _i);
-    json_t *in = load("stream", name, ".in.json");
-    json_t *exp = load("stream", name, ".expected.json");
-    llmgw_call_t *call = stream_call(json_object_get(in, "call"), json_object_get(in, "request"));
-    json_t *usage = json_object_get(exp, "usage");
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
-    apr_status_t rv = APR_SUCCESS;
-    size_t i;
-    json_t *ev, *got_error;
+    test_vector_t v = test_vector_at(DIRS, "stream", _i);
+    test_recorder_t rec = {0};
+    llmgw_call_t *call =
+        stream_call(json_object_get(v.in, "call"), json_object_get(v.in, "request"));
 
-    json_array_foreach (json_object_get(in, "events"), i, ev) {
-        rv = feed(st, ev);
-        if (rv != APR_SUCCESS)
-            break;
-    }
-    if (rv == APR_SUCCESS && json_is_true(json_object_get(in, "end")))
-        rv = P->stream_end(st);
-
-    ck_assert_msg(strcmp(rv_name(rv), str_or(exp, "rv", "")) == 0, "%s: rv %s", name, rv_name(rv));
-    ck_assert_json_eq(rec.frames, json_object_get(exp, "frames"));
+    test_check_stream(P, test_stream(P, call, &rec), &rec, &v, feed);
     if (call->include_usage)
-        assert_usage_members(rec.frames, name);
-    else
-        assert_no_usage_member(rec.frames, name);
-    assert_same_ids(rec.frames, name);
-    ck_assert_int_eq(st->done, json_is_true(json_object_get(exp, "done")));
-    ck_assert_int_eq(st->finish_seen, json_is_true(json_object_get(exp, "finish_seen")));
-    ck_assert_int_eq(st->usage_seen, json_is_true(json_object_get(exp, "usage_seen")));
-    ck_assert_int_eq(st->content_emitted, json_is_true(json_object_get(exp, "content_emitted")));
-    if (json_is_string(json_object_get(exp, "model")))
-        ck_assert_str_eq(st->model, json_string_value(json_object_get(exp, "model")));
-    else
-        ck_assert_ptr_null(st->model);
-    got_error = llmgw_json_pool_own(test_pool, error_to_json(st->error));
-    ck_assert_json_eq(got_error, json_object_get(exp, "error"));
-    if (usage) {
-        ck_assert_int_eq(st->usage.present, 1);
-        ck_assert_int_eq(st->usage.prompt_tokens,
-                         json_integer_value(json_object_get(usage, "prompt_tokens")));
-        ck_assert_int_eq(st->usage.completion_tokens,
-                         json_integer_value(json_object_get(usage, "completion_tokens")));
-        ck_assert_int_eq(st->usage.total_tokens,
-                         json_integer_value(json_object_get(usage, "total_tokens")));
-    }
+        assert_usage_members(rec.frames, v.name);
+    assert_same_ids(rec.frames, v.name);
 }
 END_TEST
 
 static apr_status_t feed_text(llmgw_stream_t *st, const char *event, const char *data)
 {
-    llmgw_sse_event_t ev = {event, strlen(event), data, strlen(data), ""};
-    return P->stream_event(st, &ev);
+    return test_feed_text(P, st, event, data);
 }
 
 static const char *MSG_START =
@@ -691,27 +313,22 @@ static const char *MSG_STOP = "{\"type\":\"message_stop\"}";
 
 START_TEST(stream_emit_failure_propagates)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
 
     rec.fail_at = 2;
     rec.fail_rv = LLMGW_ECLIENTGONE;
     ck_assert_int_eq(feed_text(st, "message_start", MSG_START), APR_SUCCESS);
     ck_assert_int_eq(feed_text(st, "content_block_start", TEXT_START), APR_SUCCESS);
     ck_assert_int_eq(feed_text(st, "content_block_delta", TEXT_DELTA), LLMGW_ECLIENTGONE);
-    /* The client left: not an upstream fault, and nothing counts as delivered. */
-    ck_assert_ptr_null(st->error);
-    ck_assert_int_eq(st->content_emitted, 0);
-    ck_assert_int_eq(json_array_size(rec.frames), 1);
+    test_assert_client_left(st, &rec, 1);
 }
 END_TEST
 
 START_TEST(stream_emit_failure_on_done)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
 
     rec.fail_at = 4; /* role, text, finish, [DONE] */
     rec.fail_rv = APR_ECONNRESET;
@@ -726,9 +343,8 @@ END_TEST
 
 START_TEST(stream_emit_failure_at_end)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
 
     rec.fail_at = 4;
     rec.fail_rv = LLMGW_ECLIENTGONE;
@@ -742,9 +358,8 @@ END_TEST
 
 START_TEST(stream_nothing_after_done)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
 
     ck_assert_int_eq(feed_text(st, "message_start", MSG_START), APR_SUCCESS);
     ck_assert_int_eq(feed_text(st, "message_delta", MSG_DELTA), APR_SUCCESS);
@@ -760,9 +375,8 @@ END_TEST
 /* A text delta larger than any stack buffer is forwarded whole. */
 START_TEST(stream_large_delta)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
     char *text = apr_palloc(test_pool, 100001);
     json_t *ev, *delta;
 
@@ -771,7 +385,7 @@ START_TEST(stream_large_delta)
     ev = llmgw_json_pool_own(test_pool,
                              json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta",
                                        "index", 0, "delta", "type", "text_delta", "text", text));
-    ck_assert_int_eq(feed(st, ev), APR_SUCCESS);
+    ck_assert_int_eq(feed(P, st, ev), APR_SUCCESS);
     ck_assert_int_eq(json_array_size(rec.frames), 2);
     delta = json_object_get(
         json_array_get(
@@ -845,96 +459,45 @@ static const char *sse_text(const json_t *events)
     return out;
 }
 
-static apr_status_t on_sse(void *baton, const llmgw_sse_event_t *ev)
-{
-    return P->stream_event(baton, ev);
-}
-
 /* providers.md 10.3 as wire bytes, one byte at a time, through the real SSE parser. */
 START_TEST(stream_through_sse_parser)
 {
-    json_t *in = load("stream", "worked_example_10_3", ".in.json");
-    json_t *exp = load("stream", "worked_example_10_3", ".expected.json");
-    llmgw_call_t *call = stream_call(json_object_get(in, "call"), NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
-    const char *bytes = sse_text(json_object_get(in, "events"));
-    llmgw_sse_parser_t *sp;
-    apr_status_t rv = APR_SUCCESS;
-    apr_size_t i, n = strlen(bytes);
+    test_vector_t v = test_vector_named("anthropic", "stream", "worked_example_10_3");
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = test_stream(P, stream_call(json_object_get(v.in, "call"), NULL), &rec);
 
-    ck_assert_int_eq(llmgw_sse_parser_create(&sp, test_pool, 1 << 20, on_sse, st), APR_SUCCESS);
-    for (i = 0; i < n && rv == APR_SUCCESS; i++)
-        rv = llmgw_sse_parser_feed(sp, bytes + i, 1);
-    /* message_stop is dispatched on the CR of its closing blank line. */
-    ck_assert_int_eq(rv, APR_EOF);
-    ck_assert_uint_ge(i, n - 1);
-    ck_assert_json_eq(rec.frames, json_object_get(exp, "frames"));
-    ck_assert_int_eq(st->done, 1);
+    test_assert_sse_replay(P, st, &rec, sse_text(json_object_get(v.in, "events")), &v);
 }
 END_TEST
 
 /* ---------------------------------------------------------------------- */
-
-/* Before any test runs, so without Check's assertions (they need a running test). */
-static int count_vectors(const char *dir)
-{
-    char path[1024];
-    const char *suffix = ".in.json";
-    size_t sl = strlen(suffix);
-    struct dirent *de;
-    DIR *d;
-    int n = 0;
-
-    snprintf(path, sizeof(path), "%s/anthropic/%s", LLMGW_TEST_DATA, dir);
-    d = opendir(path);
-    if (!d) {
-        fprintf(stderr, "cannot open %s\n", path);
-        exit(EXIT_FAILURE);
-    }
-    while ((de = readdir(d)) != NULL) {
-        size_t nl = strlen(de->d_name);
-        if (nl > sl && strcmp(de->d_name + nl - sl, suffix) == 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
-static TCase *fixture(const char *name)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, test_pool_setup, test_pool_teardown);
-    return tc;
-}
 
 static Suite *anthropic_suite(void)
 {
     Suite *s = suite_create("anthropic");
     TCase *tc;
 
-    tc = fixture("request");
-    tcase_add_loop_test(tc, request_vectors, 0, count_vectors("request"));
+    tc = test_fixture("request");
+    tcase_add_loop_test(tc, request_vectors, 0, test_vector_count(DIRS, "request"));
     tcase_add_test(tc, request_build_twice_same);
     tcase_add_test(tc, request_key_only_in_header);
     tcase_add_test(tc, provider_identity);
     suite_add_tcase(s, tc);
 
-    tc = fixture("response");
-    tcase_add_loop_test(tc, response_vectors, 0, count_vectors("response"));
+    tc = test_fixture("response");
+    tcase_add_loop_test(tc, response_vectors, 0, test_vector_count(DIRS, "response"));
     tcase_add_test(tc, response_null_body);
     tcase_add_test(tc, response_arguments_round_trip);
     suite_add_tcase(s, tc);
 
-    tc = fixture("error");
-    tcase_add_loop_test(tc, error_vectors, 0, count_vectors("error"));
+    tc = test_fixture("error");
+    tcase_add_loop_test(tc, error_vectors, 0, test_vector_count(DIRS, "error"));
     tcase_add_test(tc, error_null_body);
     tcase_add_test(tc, error_long_message_truncated);
     suite_add_tcase(s, tc);
 
-    tc = fixture("stream");
-    tcase_add_loop_test(tc, stream_vectors, 0, count_vectors("stream"));
+    tc = test_fixture("stream");
+    tcase_add_loop_test(tc, stream_vectors, 0, test_vector_count(DIRS, "stream"));
     tcase_add_test(tc, stream_emit_failure_propagates);
     tcase_add_test(tc, stream_emit_failure_on_done);
     tcase_add_test(tc, stream_emit_failure_at_end);

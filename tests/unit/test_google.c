@@ -13,161 +13,33 @@
  * Plus cases that are clearer in C: the thought-signature round trip, the
  * SSE parser end to end, emit failures, retry hints.
  */
-#include <dirent.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
-#include <apr_tables.h> /* before test_util.h, which uses apr_array_header_t */
-#include "test_util.h"
-#include "llmgw_provider.h"
+#include "test_vectors.h"
 #include "llmgw_json.h"
 #include "llmgw_google_auth.h"
 
 static const llmgw_provider_t *P = &llmgw_provider_google;
+static const char *const DIRS[] = {"google", NULL};
 
 /* ---------------------------------------------------------------------- */
 /* Helpers                                                                */
 /* ---------------------------------------------------------------------- */
 
-static const char *rv_name(apr_status_t rv)
-{
-    switch (rv) {
-    case APR_SUCCESS:
-        return "success";
-    case APR_EOF:
-        return "eof";
-    case APR_EINVAL:
-        return "einval";
-    case LLMGW_EBADREQ:
-        return "ebadreq";
-    case LLMGW_EUNSUPPORTED:
-        return "eunsupported";
-    case LLMGW_EUPSTREAM:
-        return "eupstream";
-    case LLMGW_ESTREAM:
-        return "estream";
-    case LLMGW_ECLIENTGONE:
-        return "eclientgone";
-    default:
-        return apr_psprintf(test_pool, "status %d", rv);
-    }
-}
-
-static const char *str_or(const json_t *obj, const char *key, const char *dflt)
-{
-    const char *s = llmgw_json_str(obj, key);
-    return s ? apr_pstrdup(test_pool, s) : dflt;
-}
-
-static json_t *load(const char *dir, const char *name, const char *suffix)
-{
-    json_t *j = test_load_json(apr_pstrcat(test_pool, "google/", dir, "/", name, suffix, NULL));
-    return llmgw_json_pool_own(test_pool, j);
-}
-
-static const char *vector_name(const char *dir, int i)
-{
-    apr_array_header_t *names =
-        test_list_dir(apr_pstrcat(test_pool, "google/", dir, NULL), ".in.json");
-    const char *file;
-
-    ck_assert_int_lt(i, names->nelts);
-    file = APR_ARRAY_IDX(names, i, const char *);
-    return apr_pstrmemdup(test_pool, file, strlen(file) - strlen(".in.json"));
-}
-
 static llmgw_backend_t *make_backend(const json_t *b)
 {
-    llmgw_backend_t *be = apr_pcalloc(test_pool, sizeof(*be));
-    const char *unsupported = str_or(b, "unsupportedParams", "error");
+    llmgw_backend_t *be = test_backend(b, LLMGW_BACKEND_GOOGLE, "gemini-test");
 
-    be->name = str_or(b, "name", "gemini-test");
-    be->type = LLMGW_BACKEND_GOOGLE;
-    be->api_key = str_or(b, "apiKey", b ? NULL : "AIza-test-key");
-    be->endpoint = str_or(b, "endpoint", NULL);
-    be->project_id = str_or(b, "projectId", NULL);
-    be->location = str_or(b, "location", NULL);
-    be->credentials_file = str_or(b, "credentialsFile", NULL);
-    be->models = apr_array_make(test_pool, 1, sizeof(const char *));
-    be->timeout = be->connect_timeout = LLMGW_UNSET;
-    be->first_byte_timeout = be->idle_timeout = LLMGW_UNSET;
-    be->max_retries = be->max_tokens = LLMGW_UNSET;
-    be->unsupported_drop = strcmp(unsupported, "drop") == 0;
+    if (!b)
+        be->api_key = "AIza-test-key";
     return be;
-}
-
-static int flag(const json_t *obj, const char *key, int dflt)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
 
 static llmgw_call_t *make_call(const json_t *c, json_t *request, const llmgw_backend_t *be)
 {
-    llmgw_call_t *call = apr_pcalloc(test_pool, sizeof(*call));
-    const char *api = str_or(c, "api", "chat");
-    json_t *opts = json_object_get(request, "stream_options");
-    int stream = json_is_true(json_object_get(request, "stream"));
-
-    if (!request)
-        request = llmgw_json_pool_own(test_pool, json_object());
-    call->pool = test_pool;
-    call->backend = be;
-    call->api = strcmp(api, "embeddings") == 0 ? LLMGW_API_EMBEDDINGS
-                : strcmp(api, "models") == 0   ? LLMGW_API_MODELS
-                                               : LLMGW_API_CHAT;
-    call->body = request;
-    call->model = str_or(c, "model", "gemini-2.5-flash");
-    call->stream = flag(c, "stream", stream);
-    call->include_usage = flag(
-        c, "include_usage", call->stream && json_is_true(json_object_get(opts, "include_usage")));
-    call->created = 1764000000;
-    call->dropped = apr_array_make(test_pool, 1, sizeof(const char *));
-    call->access_token = str_or(c, "access_token", NULL);
-    return call;
-}
-
-static json_t *error_to_json(const llmgw_error_t *e)
-{
-    if (!e)
-        return json_null();
-    return json_pack("{s:i, s:s?, s:s?, s:s?, s:s?}", "status", e->status, "type", e->type, "code",
-                     e->code, "param", e->param, "message", e->message);
-}
-
-static void assert_error(const llmgw_error_t *got, const json_t *expected, const char *name)
-{
-    ck_assert_msg(got != NULL, "%s: no error", name);
-    ck_assert_json_eq(llmgw_json_pool_own(test_pool, error_to_json(got)), expected);
-}
-
-static int cmp_cstr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static json_t *sorted_lines(const char **lines, int n)
-{
-    json_t *arr = llmgw_json_pool_own(test_pool, json_array());
-    const char **copy = apr_pmemdup(test_pool, lines, sizeof(*lines) * (apr_size_t)(n ? n : 1));
-    int i;
-
-    qsort(copy, (size_t)n, sizeof(*copy), cmp_cstr);
-    for (i = 0; i < n; i++)
-        json_array_append_new(arr, json_string(copy[i]));
-    return arr;
-}
-
-static json_t *sorted_json_lines(const json_t *arr)
-{
-    int n = (int)json_array_size(arr), i;
-    const char **lines = apr_pcalloc(test_pool, sizeof(*lines) * (apr_size_t)(n + 1));
-
-    for (i = 0; i < n; i++)
-        lines[i] = json_string_value(json_array_get(arr, (size_t)i));
-    return sorted_lines(lines, n);
+    return test_call(c, request ? request : test_empty_object(), be, "gemini-2.5-flash");
 }
 
 /*
@@ -227,54 +99,21 @@ static json_t *masked(const json_t *j)
     return json_deep_copy(j);
 }
 
-static json_t *dropped_json(const llmgw_call_t *call)
-{
-    json_t *arr = llmgw_json_pool_own(test_pool, json_array());
-    int i;
-
-    for (i = 0; i < call->dropped->nelts; i++)
-        json_array_append_new(arr, json_string(APR_ARRAY_IDX(call->dropped, i, const char *)));
-    return arr;
-}
-
 /* ---------------------------------------------------------------------- */
 /* Requests                                                               */
 /* ---------------------------------------------------------------------- */
 
 START_TEST(request_vectors)
 {
-    const char *name = vector_name("request", _i);
-    json_t *in = load("request", name, ".in.json");
-    json_t *exp = load("request", name, ".expected.json");
-    json_t *request = json_object_get(in, "request");
-    json_t *before = llmgw_json_pool_own(test_pool, json_deep_copy(request));
-    llmgw_call_t *call = make_call(json_object_get(in, "call"), request,
-                                   make_backend(json_object_get(in, "backend")));
-    json_t *want_dropped = json_object_get(exp, "dropped");
-    llmgw_http_request_t out;
-    llmgw_error_t *err = NULL;
-    apr_status_t rv;
-    json_t *body;
+    test_vector_t v = test_vector_at(DIRS, "request", _i);
+    llmgw_call_t *call = make_call(json_object_get(v.in, "call"), json_object_get(v.in, "request"),
+                                   make_backend(json_object_get(v.in, "backend")));
+    json_t *want_dropped = json_object_get(v.exp, "dropped");
+    llmgw_error_t *err;
 
-    memset(&out, 0, sizeof(out));
-    rv = P->build_request(call, &out, &err);
-    ck_assert_msg(json_equal(request, before), "%s: the client's body was modified", name);
-    ck_assert_msg(strcmp(rv_name(rv), str_or(exp, "rv", "success")) == 0, "%s: rv %s (%s)", name,
-                  rv_name(rv), err ? err->message : "");
-    if (rv != APR_SUCCESS) {
-        assert_error(err, json_object_get(exp, "error"), name);
+    if (test_check_request(P, call, &v, &err) != APR_SUCCESS)
         return;
-    }
-    ck_assert_str_eq(out.method, json_string_value(json_object_get(exp, "method")));
-    ck_assert_str_eq(out.url, json_string_value(json_object_get(exp, "url")));
-    ck_assert_int_eq(out.stream, json_is_true(json_object_get(exp, "stream")));
-    ck_assert_json_eq(sorted_lines((const char **)out.headers->elts, out.headers->nelts),
-                      sorted_json_lines(json_object_get(exp, "headers")));
-    ck_assert_ptr_nonnull(out.body);
-    ck_assert_uint_eq(out.body_len, strlen(out.body));
-    body = llmgw_json_pool_own(test_pool, test_parse_json(out.body, out.body_len));
-    ck_assert_json_eq(body, json_object_get(exp, "body"));
-    ck_assert_json_eq(dropped_json(call),
+    ck_assert_json_eq(test_dropped_json(call),
                       want_dropped ? want_dropped : llmgw_json_pool_own(test_pool, json_array()));
 }
 END_TEST
@@ -282,21 +121,14 @@ END_TEST
 START_TEST(provider_identity)
 {
     ck_assert_ptr_eq(llmgw_provider_get(LLMGW_BACKEND_GOOGLE), P);
-    ck_assert_str_eq(P->type, "google");
-    ck_assert_uint_eq(P->apis, LLMGW_API_CHAT | LLMGW_API_EMBEDDINGS);
-    ck_assert_ptr_nonnull(P->build_request);
-    ck_assert_ptr_nonnull(P->parse_response);
-    ck_assert_ptr_nonnull(P->parse_error);
-    ck_assert_ptr_nonnull(P->stream_init);
-    ck_assert_ptr_nonnull(P->stream_event);
-    ck_assert_ptr_nonnull(P->stream_end);
+    test_assert_provider(P, "google", LLMGW_API_CHAT | LLMGW_API_EMBEDDINGS);
 }
 END_TEST
 
 /* Two builds of one call give the same bytes: nothing of the first leaks into the second. */
 START_TEST(request_build_twice)
 {
-    json_t *in = load("request", "tool_results_merged_in_call_order", ".in.json");
+    json_t *in = test_vector_named("google", "request", "tool_results_merged_in_call_order").in;
     llmgw_call_t *call = make_call(json_object_get(in, "call"), json_object_get(in, "request"),
                                    make_backend(json_object_get(in, "backend")));
     llmgw_http_request_t a, b;
@@ -313,101 +145,35 @@ END_TEST
 /* Responses and errors                                                   */
 /* ---------------------------------------------------------------------- */
 
-static const char *upstream_bytes(const json_t *in, apr_size_t *len)
-{
-    json_t *raw = json_object_get(in, "raw");
-    char *text;
-    const char *copy;
-
-    if (json_is_string(raw)) {
-        *len = json_string_length(raw);
-        return json_string_value(raw);
-    }
-    text = json_dumps(json_object_get(in, "body"), JSON_INDENT(2) | JSON_ENCODE_ANY);
-    ck_assert_ptr_nonnull(text);
-    copy = apr_pstrdup(test_pool, text);
-    free(text);
-    *len = strlen(copy);
-    return copy;
-}
-
-static json_t *request_of(const json_t *in)
-{
-    json_t *r = json_object_get(in, "request");
-    return r ? r : llmgw_json_pool_own(test_pool, json_object());
-}
-
 START_TEST(response_vectors)
 {
-    const char *name = vector_name("response", _i);
-    json_t *in = load("response", name, ".in.json");
-    json_t *exp = load("response", name, ".expected.json");
-    llmgw_call_t *call = make_call(json_object_get(in, "call"), request_of(in),
-                                   make_backend(json_object_get(in, "backend")));
-    json_t *usage = json_object_get(exp, "usage");
+    test_vector_t v = test_vector_at(DIRS, "response", _i);
+    llmgw_call_t *call = make_call(json_object_get(v.in, "call"), test_vector_request(v.in),
+                                   make_backend(json_object_get(v.in, "backend")));
     llmgw_response_t out;
-    llmgw_error_t *err = NULL;
-    apr_size_t len;
-    const char *bytes = upstream_bytes(in, &len);
-    apr_status_t rv;
     json_t *body;
 
-    memset(&out, 0, sizeof(out));
-    rv = P->parse_response(call, bytes, len, &out, &err);
-    ck_assert_msg(strcmp(rv_name(rv), str_or(exp, "rv", "success")) == 0, "%s: rv %s", name,
-                  rv_name(rv));
-    if (rv != APR_SUCCESS) {
-        assert_error(err, json_object_get(exp, "error"), name);
+    if (test_check_response(P, call, &v, &out, &body) != APR_SUCCESS)
         return;
-    }
-    ck_assert_ptr_nonnull(out.body);
-    ck_assert_uint_eq(out.len, strlen(out.body));
-    body = llmgw_json_pool_own(test_pool, test_parse_json(out.body, out.len));
-    ck_assert_json_eq(llmgw_json_pool_own(test_pool, masked(body)), json_object_get(exp, "body"));
-    ck_assert_str_eq(out.model, json_string_value(json_object_get(exp, "model")));
-    ck_assert_int_eq(out.usage.present, json_is_true(json_object_get(usage, "present")));
-    ck_assert_int_eq(out.usage.prompt_tokens,
-                     json_integer_value(json_object_get(usage, "prompt_tokens")));
-    ck_assert_int_eq(out.usage.completion_tokens,
-                     json_integer_value(json_object_get(usage, "completion_tokens")));
-    ck_assert_int_eq(out.usage.total_tokens,
-                     json_integer_value(json_object_get(usage, "total_tokens")));
+    test_assert_json_named(llmgw_json_pool_own(test_pool, masked(body)),
+                           json_object_get(v.exp, "body"), v.name);
 }
 END_TEST
 
 START_TEST(response_null_body)
 {
-    llmgw_call_t *call = make_call(NULL, NULL, make_backend(NULL));
-    llmgw_response_t out;
-    llmgw_error_t *err = NULL;
-
-    ck_assert_int_eq(P->parse_response(call, NULL, 0, &out, &err), LLMGW_EUPSTREAM);
-    ck_assert_int_eq(err->status, 502);
-    ck_assert_str_eq(err->code, "bad_gateway");
+    test_check_null_response(P, make_call(NULL, NULL, make_backend(NULL)));
 }
 END_TEST
 
 START_TEST(error_vectors)
 {
-    const char *name = vector_name("error", _i);
-    json_t *in = load("error", name, ".in.json");
-    json_t *exp = load("error", name, ".expected.json");
-    llmgw_call_t *call = make_call(NULL, NULL, make_backend(NULL));
-    json_t *banned = json_object_get(in, "must_not_contain");
-    json_t *delay = json_object_get(exp, "retry_delay_ms");
-    apr_size_t len, wire_len, i;
-    const char *bytes = upstream_bytes(in, &len);
-    llmgw_error_t *e;
-    const char *wire;
-    json_t *word;
+    test_vector_t v = test_vector_at(DIRS, "error", _i);
+    json_t *delay = json_object_get(v.exp, "retry_delay_ms");
+    apr_size_t len;
+    const char *bytes = test_upstream_bytes(v.in, &len);
 
-    e = P->parse_error(call, (int)json_integer_value(json_object_get(in, "status")), bytes, len);
-    assert_error(e, json_object_get(exp, "error"), name);
-    wire = llmgw_error_json(test_pool, e, &wire_len);
-    json_array_foreach (banned, i, word) {
-        ck_assert_msg(!strstr(wire, json_string_value(word)), "%s: error leaks \"%s\": %s", name,
-                      json_string_value(word), wire);
-    }
+    test_check_error(P, make_call(NULL, NULL, make_backend(NULL)), &v);
     ck_assert_int_eq(llmgw_google_retry_delay(bytes, len),
                      json_is_integer(delay) ? json_integer_value(delay) * 1000 : -1);
 }
@@ -415,12 +181,7 @@ END_TEST
 
 START_TEST(error_null_body)
 {
-    llmgw_call_t *call = make_call(NULL, NULL, make_backend(NULL));
-    llmgw_error_t *e = P->parse_error(call, 503, NULL, 0);
-
-    ck_assert_int_eq(e->status, 503);
-    ck_assert_str_eq(e->type, "server_error");
-    ck_assert_str_eq(e->message, "upstream returned HTTP 503");
+    test_check_null_error(P, make_call(NULL, NULL, make_backend(NULL)), 503);
     ck_assert_int_eq(llmgw_google_retry_delay(NULL, 0), -1);
 }
 END_TEST
@@ -558,157 +319,37 @@ END_TEST
 /* Streams                                                                */
 /* ---------------------------------------------------------------------- */
 
-typedef struct {
-    json_t *frames;
-    int calls;
-    int fail_at;
-    apr_status_t fail_rv;
-} recorder_t;
-
-static const char *kind_name(llmgw_chunk_kind_e kind)
+/* Recorded frames carry made-up ids masked (see the file comment). */
+static llmgw_stream_t *make_stream(llmgw_call_t *call, test_recorder_t *rec)
 {
-    switch (kind) {
-    case LLMGW_CHUNK_PREAMBLE:
-        return "preamble";
-    case LLMGW_CHUNK_CONTENT:
-        return "content";
-    default:
-        return "final";
-    }
+    rec->mask = masked;
+    return test_stream(P, call, rec);
 }
 
-static apr_status_t record_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                                apr_size_t len)
+static llmgw_call_t *stream_call(const json_t *c, const json_t *request)
 {
-    recorder_t *r = baton;
-    const char *payload;
-    apr_size_t plen;
-    json_t *frame, *j;
-
-    if (++r->calls == r->fail_at)
-        return r->fail_rv;
-    ck_assert_uint_gt(len, 8);
-    ck_assert_msg(memcmp(data, "data: ", 6) == 0, "frame does not start with data:");
-    ck_assert_msg(memcmp(data + len - 2, "\n\n", 2) == 0, "frame does not end with a blank line");
-    payload = data + 6;
-    plen = len - 8;
-    ck_assert_msg(!memchr(payload, '\n', plen) && !memchr(payload, '\r', plen),
-                  "frame spans several lines");
-    if (plen == 6 && memcmp(payload, "[DONE]", 6) == 0) {
-        frame = json_pack("{s:s, s:s}", "kind", kind_name(kind), "text", "[DONE]");
-    }
-    else {
-        j = test_parse_json(payload, plen);
-        frame = json_pack("{s:s, s:o}", "kind", kind_name(kind), "json", masked(j));
-        json_decref(j);
-    }
-    json_array_append_new(r->frames, frame);
-    return APR_SUCCESS;
+    return make_call(c, test_stream_request(request), make_backend(NULL));
 }
 
-static llmgw_stream_t *make_stream(llmgw_call_t *call, recorder_t *rec)
+/* A stream of a plain streaming call, recording into @p rec. */
+static llmgw_stream_t *plain_stream(test_recorder_t *rec)
 {
-    llmgw_stream_t *st = apr_pcalloc(test_pool, sizeof(*st));
-
-    rec->frames = llmgw_json_pool_own(test_pool, json_array());
-    st->call = call;
-    st->emit = record_emit;
-    st->baton = rec;
-    ck_assert_int_eq(P->stream_init(st), APR_SUCCESS);
-    return st;
-}
-
-static llmgw_call_t *stream_call(const json_t *c, json_t *request)
-{
-    if (!request)
-        request = llmgw_json_pool_own(test_pool, json_object());
-    json_object_set_new(request, "stream", json_true());
-    return make_call(c, request, make_backend(NULL));
-}
-
-static apr_status_t feed(llmgw_stream_t *st, const json_t *item)
-{
-    llmgw_sse_event_t ev = {"", 0, NULL, 0, ""};
-    char *text = NULL;
-    apr_status_t rv;
-
-    if (json_is_string(item)) {
-        ev.data = json_string_value(item);
-        ev.data_len = json_string_length(item);
-    }
-    else {
-        text = json_dumps(item, JSON_COMPACT);
-        ev.data = text;
-        ev.data_len = strlen(text);
-    }
-    rv = P->stream_event(st, &ev);
-    free(text);
-    return rv;
+    return make_stream(stream_call(NULL, NULL), rec);
 }
 
 static apr_status_t feed_text(llmgw_stream_t *st, const char *data)
 {
-    llmgw_sse_event_t ev = {"", 0, data, strlen(data), ""};
-    return P->stream_event(st, &ev);
-}
-
-static void assert_no_usage_member(const json_t *frames, const char *name)
-{
-    size_t i;
-    json_t *f;
-
-    json_array_foreach (frames, i, f) {
-        json_t *j = json_object_get(f, "json");
-        ck_assert_msg(!json_object_get(j, "usage"), "%s: frame %zu carries usage", name, i);
-    }
+    return test_feed_text(P, st, "", data);
 }
 
 START_TEST(stream_vectors)
 {
-    const char *name = vector_name("stream", _i);
-    json_t *in = load("stream", name, ".in.json");
-    json_t *exp = load("stream", name, ".expected.json");
-    json_t *request = json_deep_copy(json_object_get(in, "request"));
-    llmgw_call_t *call = stream_call(json_object_get(in, "call"),
-                                     request ? llmgw_json_pool_own(test_pool, request) : NULL);
-    json_t *usage = json_object_get(exp, "usage");
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
-    apr_status_t rv = APR_SUCCESS;
-    size_t i;
-    json_t *ev;
+    test_vector_t v = test_vector_at(DIRS, "stream", _i);
+    test_recorder_t rec = {0};
+    llmgw_call_t *call =
+        stream_call(json_object_get(v.in, "call"), json_object_get(v.in, "request"));
 
-    json_array_foreach (json_object_get(in, "events"), i, ev) {
-        rv = feed(st, ev);
-        if (rv != APR_SUCCESS)
-            break;
-    }
-    if (rv == APR_SUCCESS && json_is_true(json_object_get(in, "end")))
-        rv = P->stream_end(st);
-
-    ck_assert_msg(strcmp(rv_name(rv), str_or(exp, "rv", "")) == 0, "%s: rv %s", name, rv_name(rv));
-    ck_assert_json_eq(rec.frames, json_object_get(exp, "frames"));
-    if (!call->include_usage)
-        assert_no_usage_member(rec.frames, name);
-    ck_assert_int_eq(st->done, json_is_true(json_object_get(exp, "done")));
-    ck_assert_int_eq(st->finish_seen, json_is_true(json_object_get(exp, "finish_seen")));
-    ck_assert_int_eq(st->usage_seen, json_is_true(json_object_get(exp, "usage_seen")));
-    ck_assert_int_eq(st->content_emitted, json_is_true(json_object_get(exp, "content_emitted")));
-    if (json_is_string(json_object_get(exp, "model")))
-        ck_assert_str_eq(st->model, json_string_value(json_object_get(exp, "model")));
-    else
-        ck_assert_ptr_null(st->model);
-    ck_assert_json_eq(llmgw_json_pool_own(test_pool, error_to_json(st->error)),
-                      json_object_get(exp, "error"));
-    if (usage) {
-        ck_assert_int_eq(st->usage.present, 1);
-        ck_assert_int_eq(st->usage.prompt_tokens,
-                         json_integer_value(json_object_get(usage, "prompt_tokens")));
-        ck_assert_int_eq(st->usage.completion_tokens,
-                         json_integer_value(json_object_get(usage, "completion_tokens")));
-        ck_assert_int_eq(st->usage.total_tokens,
-                         json_integer_value(json_object_get(usage, "total_tokens")));
-    }
+    test_check_stream(P, make_stream(call, &rec), &rec, &v, NULL);
 }
 END_TEST
 
@@ -721,24 +362,20 @@ static const char *FINISH_EVENT =
 
 START_TEST(stream_emit_failure_propagates)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
 
     rec.fail_at = 2; /* the role chunk passes, the text does not */
     rec.fail_rv = LLMGW_ECLIENTGONE;
     ck_assert_int_eq(feed_text(st, TEXT_EVENT), LLMGW_ECLIENTGONE);
-    ck_assert_ptr_null(st->error);
-    ck_assert_int_eq(st->content_emitted, 0);
-    ck_assert_int_eq(json_array_size(rec.frames), 1);
+    test_assert_client_left(st, &rec, 1);
 }
 END_TEST
 
 START_TEST(stream_emit_failure_at_end)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
 
     ck_assert_int_eq(feed_text(st, TEXT_EVENT), APR_SUCCESS);
     ck_assert_int_eq(feed_text(st, FINISH_EVENT), APR_SUCCESS);
@@ -752,9 +389,8 @@ END_TEST
 
 START_TEST(stream_nothing_after_done)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
     size_t n;
 
     ck_assert_int_eq(feed_text(st, FINISH_EVENT), APR_SUCCESS);
@@ -770,9 +406,8 @@ END_TEST
 /* A text part larger than the stack frame buffer is forwarded whole. */
 START_TEST(stream_large_part)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
     char *text = apr_palloc(test_pool, 100001);
     json_t *ev, *got;
 
@@ -780,7 +415,7 @@ START_TEST(stream_large_part)
     text[100000] = '\0';
     ev = llmgw_json_pool_own(test_pool, json_pack("{s:[{s:{s:[{s:s}]}}]}", "candidates", "content",
                                                   "parts", "text", text));
-    ck_assert_int_eq(feed(st, ev), APR_SUCCESS);
+    ck_assert_int_eq(test_feed(P, st, "", ev), APR_SUCCESS);
     ck_assert_int_eq(json_array_size(rec.frames), 2);
     got = json_object_get(
         json_object_get(
@@ -793,50 +428,24 @@ START_TEST(stream_large_part)
 }
 END_TEST
 
-static const char *sse_text(const json_t *events)
-{
-    const char *out = "";
-    size_t i;
-    json_t *ev;
-
-    json_array_foreach (events, i, ev) {
-        char *text = json_is_string(ev) ? NULL : json_dumps(ev, JSON_COMPACT);
-        out = apr_pstrcat(test_pool, out, "data: ", text ? text : json_string_value(ev), "\r\n\r\n",
-                          NULL);
-        free(text);
-    }
-    return out;
-}
-
-static apr_status_t on_sse(void *baton, const llmgw_sse_event_t *ev)
-{
-    return P->stream_event(baton, ev);
-}
-
 /* providers.md 10.4 as wire bytes (CRLF), one byte at a time, through the SSE parser. */
 START_TEST(stream_through_sse_parser)
 {
-    json_t *in = load("stream", "example_10_4_include_usage", ".in.json");
-    json_t *exp = load("stream", "example_10_4_include_usage", ".expected.json");
+    test_vector_t v = test_vector_named("google", "stream", "example_10_4_include_usage");
     llmgw_call_t *call =
-        stream_call(json_object_get(in, "call"),
-                    llmgw_json_pool_own(test_pool, json_deep_copy(json_object_get(in, "request"))));
-    recorder_t rec = {0};
+        stream_call(json_object_get(v.in, "call"), json_object_get(v.in, "request"));
+    test_recorder_t rec = {0};
     llmgw_stream_t *st = make_stream(call, &rec);
-    const char *bytes = sse_text(json_object_get(in, "events"));
+    const char *bytes = test_sse_text(json_object_get(v.in, "events"));
     llmgw_sse_parser_t *sp;
-    apr_status_t rv = APR_SUCCESS;
-    apr_size_t i, n = strlen(bytes);
+    apr_size_t fed;
 
-    ck_assert_int_eq(llmgw_sse_parser_create(&sp, test_pool, 1 << 20, on_sse, st), APR_SUCCESS);
-    for (i = 0; i < n && rv == APR_SUCCESS; i++)
-        rv = llmgw_sse_parser_feed(sp, bytes + i, 1);
-    ck_assert_int_eq(rv, APR_SUCCESS);
+    ck_assert_int_eq(test_sse_replay(P, st, bytes, &fed, &sp), APR_SUCCESS);
     ck_assert_int_eq(llmgw_sse_parser_finish(sp), APR_SUCCESS);
     /* Gemini has no terminator: the end of the body completes the stream. */
     ck_assert_int_eq(st->done, 0);
     ck_assert_int_eq(P->stream_end(st), APR_SUCCESS);
-    ck_assert_json_eq(rec.frames, json_object_get(exp, "frames"));
+    ck_assert_json_eq(rec.frames, json_object_get(v.exp, "frames"));
     ck_assert_int_eq(st->done, 1);
 }
 END_TEST
@@ -844,9 +453,8 @@ END_TEST
 /* Every chunk of one stream carries the same id; tool ids differ from each other. */
 START_TEST(stream_ids_stable)
 {
-    llmgw_call_t *call = stream_call(NULL, NULL);
-    recorder_t rec = {0};
-    llmgw_stream_t *st = make_stream(call, &rec);
+    test_recorder_t rec = {0};
+    llmgw_stream_t *st = plain_stream(&rec);
     const char *ev =
         "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"a\"}},"
         "{\"functionCall\":{\"name\":\"b\",\"args\":{\"x\":1}}}]},"
@@ -867,64 +475,32 @@ END_TEST
 
 /* ---------------------------------------------------------------------- */
 
-static int count_vectors(const char *dir)
-{
-    char path[1024];
-    const char *suffix = ".in.json";
-    size_t sl = strlen(suffix);
-    struct dirent *de;
-    DIR *d;
-    int n = 0;
-
-    snprintf(path, sizeof(path), "%s/google/%s", LLMGW_TEST_DATA, dir);
-    d = opendir(path);
-    if (!d) {
-        fprintf(stderr, "cannot open %s\n", path);
-        exit(EXIT_FAILURE);
-    }
-    while ((de = readdir(d)) != NULL) {
-        size_t nl = strlen(de->d_name);
-        if (nl > sl && strcmp(de->d_name + nl - sl, suffix) == 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
-static TCase *fixture(const char *name)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, test_pool_setup, test_pool_teardown);
-    return tc;
-}
-
 static Suite *google_suite(void)
 {
     Suite *s = suite_create("google");
     TCase *tc;
 
-    tc = fixture("request");
-    tcase_add_loop_test(tc, request_vectors, 0, count_vectors("request"));
+    tc = test_fixture("request");
+    tcase_add_loop_test(tc, request_vectors, 0, test_vector_count(DIRS, "request"));
     tcase_add_test(tc, provider_identity);
     tcase_add_test(tc, request_build_twice);
     suite_add_tcase(s, tc);
 
-    tc = fixture("response");
-    tcase_add_loop_test(tc, response_vectors, 0, count_vectors("response"));
+    tc = test_fixture("response");
+    tcase_add_loop_test(tc, response_vectors, 0, test_vector_count(DIRS, "response"));
     tcase_add_test(tc, response_null_body);
     tcase_add_test(tc, thought_signature_round_trip);
     tcase_add_test(tc, native_id_round_trip);
     suite_add_tcase(s, tc);
 
-    tc = fixture("error");
-    tcase_add_loop_test(tc, error_vectors, 0, count_vectors("error"));
+    tc = test_fixture("error");
+    tcase_add_loop_test(tc, error_vectors, 0, test_vector_count(DIRS, "error"));
     tcase_add_test(tc, error_null_body);
     tcase_add_test(tc, error_long_message_clipped);
     suite_add_tcase(s, tc);
 
-    tc = fixture("stream");
-    tcase_add_loop_test(tc, stream_vectors, 0, count_vectors("stream"));
+    tc = test_fixture("stream");
+    tcase_add_loop_test(tc, stream_vectors, 0, test_vector_count(DIRS, "stream"));
     tcase_add_test(tc, stream_emit_failure_propagates);
     tcase_add_test(tc, stream_emit_failure_at_end);
     tcase_add_test(tc, stream_nothing_after_done);

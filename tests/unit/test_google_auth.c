@@ -677,6 +677,30 @@ static void release(fake_t *f, int fail)
     apr_thread_mutex_unlock(f->mutex);
 }
 
+/*
+ * @p n callers (at most 8) on a cold cache: the first becomes the refresher
+ * and hangs in the exchange while the others queue behind it; then the
+ * exchange ends (refused when @p fail) and every caller is joined.
+ */
+static void cold_herd(fake_t *f, llmgw_google_auth_t *ga, const llmgw_backend_t *b, caller_t *c,
+                      int n, int fail)
+{
+    apr_thread_t *t[8];
+    int i;
+
+    ck_assert_int_le(n, 8);
+    blocking_fake(f);
+    f->block = 1;
+    t[0] = start_caller(&c[0], ga, b);
+    await_inside(f, 1);
+    for (i = 1; i < n; i++)
+        t[i] = start_caller(&c[i], ga, b);
+    apr_sleep(apr_time_from_msec(150)); /* let them reach the wait */
+    release(f, fail);
+    for (i = 0; i < n; i++)
+        join(t[i]);
+}
+
 START_TEST(single_flight_due_token_served_meanwhile)
 {
     fake_t f = {0};
@@ -707,21 +731,11 @@ START_TEST(single_flight_cold_start)
 {
     fake_t f = {0};
     llmgw_google_auth_t *ga = fake_auth(&f);
-    llmgw_backend_t *b = make_backend("vtx", NULL);
     caller_t c[4];
-    apr_thread_t *t[4];
     int i;
 
-    blocking_fake(&f);
-    f.block = 1;
-    t[0] = start_caller(&c[0], ga, b);
-    await_inside(&f, 1);
-    for (i = 1; i < 4; i++)
-        t[i] = start_caller(&c[i], ga, b);
-    apr_sleep(apr_time_from_msec(150)); /* let them reach the wait */
-    release(&f, 0);
+    cold_herd(&f, ga, make_backend("vtx", NULL), c, 4, 0);
     for (i = 0; i < 4; i++) {
-        join(t[i]);
         ck_assert_int_eq(c[i].rv, APR_SUCCESS);
         ck_assert_str_eq(c[i].token, "tok-1");
     }
@@ -733,21 +747,11 @@ START_TEST(single_flight_cold_failure_shared)
 {
     fake_t f = {0};
     llmgw_google_auth_t *ga = fake_auth(&f);
-    llmgw_backend_t *b = make_backend("vtx", NULL);
     caller_t c[3];
-    apr_thread_t *t[3];
     int i;
 
-    blocking_fake(&f);
-    f.block = 1;
-    t[0] = start_caller(&c[0], ga, b);
-    await_inside(&f, 1);
-    for (i = 1; i < 3; i++)
-        t[i] = start_caller(&c[i], ga, b);
-    apr_sleep(apr_time_from_msec(150));
-    release(&f, 1);
+    cold_herd(&f, ga, make_backend("vtx", NULL), c, 3, 1);
     for (i = 0; i < 3; i++) {
-        join(t[i]);
         ck_assert_int_ne(c[i].rv, APR_SUCCESS);
         ck_assert_int_eq(c[i].err->status, 502);
         ck_assert_str_eq(c[i].err->message, "exchange 1 refused");
@@ -1028,9 +1032,8 @@ END_TEST
 
 static TCase *fixture(const char *name)
 {
-    TCase *tc = tcase_create(name);
+    TCase *tc = test_fixture(name);
 
-    tcase_add_checked_fixture(tc, test_pool_setup, test_pool_teardown);
     tcase_set_timeout(tc, 60);
     return tc;
 }

@@ -607,9 +607,8 @@ END_TEST
 static Suite *sse_suite(void)
 {
     Suite *s = suite_create("sse");
-    TCase *tc = tcase_create("core");
+    TCase *tc = test_fixture("core");
 
-    tcase_add_checked_fixture(tc, test_pool_setup, test_pool_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_fixtures);
     tcase_add_test(tc, test_fixture_semantics);

@@ -99,6 +99,14 @@ apr_array_header_t *test_list_dir(const char *dir, const char *suffix)
     return out;
 }
 
+TCase *test_fixture(const char *name)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_checked_fixture(tc, test_pool_setup, test_pool_teardown);
+    return tc;
+}
+
 int test_run_suite(Suite *s)
 {
     SRunner *sr = srunner_create(s);

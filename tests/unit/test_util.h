@@ -31,6 +31,9 @@ void test_assert_json_eq(const json_t *got, const json_t *expected, const char *
 /** Names of the files in LLMGW_TEST_DATA/<dir> ending in @p suffix, sorted. */
 apr_array_header_t *test_list_dir(const char *dir, const char *suffix);
 
+/** A test case named @p name whose tests each get a fresh test_pool. */
+TCase *test_fixture(const char *name);
+
 /** Run one suite with the TAP-less default output; returns the number of failures. */
 int test_run_suite(Suite *s);
 

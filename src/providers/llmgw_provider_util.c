@@ -1,0 +1,256 @@
+/*
+ * What every translator needs in the same form (see llmgw_provider_util.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <apr_base64.h>
+#include <apr_strings.h>
+#include "llmgw_provider_util.h"
+#include "llmgw_json.h"
+
+#define SSE_PREFIX "data: "
+#define SSE_PREFIX_LEN (sizeof(SSE_PREFIX) - 1)
+#define SSE_DONE "data: [DONE]\n\n"
+
+/* ---------------------------------------------------------------------- */
+/* Requests                                                               */
+/* ---------------------------------------------------------------------- */
+
+void llmgw_prov_push_header(apr_array_header_t *h, const char *line)
+{
+    APR_ARRAY_PUSH(h, const char *) = line;
+}
+
+int llmgw_prov_legacy_functions(const json_t *body)
+{
+    return json_is_array(json_object_get(body, "functions")) &&
+           llmgw_json_is_absent(json_object_get(body, "tools"));
+}
+
+int llmgw_prov_tool_allowed(const json_t *allowed, const char *name)
+{
+    size_t i;
+    json_t *t;
+
+    if (!allowed)
+        return 1;
+    json_array_foreach (allowed, i, t) {
+        const char *n = llmgw_json_str(json_object_get(t, "function"), "name");
+
+        if (!n)
+            n = llmgw_json_str(t, "name");
+        if (n && name && strcmp(n, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int llmgw_prov_stop_sequences(const json_t *stop, json_t **out)
+{
+    size_t i;
+    json_t *s;
+
+    *out = NULL;
+    if (llmgw_json_is_absent(stop))
+        return 1;
+    if (json_is_string(stop)) {
+        *out = json_pack("[O]", stop);
+        return 1;
+    }
+    if (!json_is_array(stop))
+        return 0;
+    json_array_foreach (stop, i, s) {
+        if (!json_is_string(s))
+            return 0;
+    }
+    if (json_array_size(stop) > 0)
+        *out = json_incref((json_t *)stop);
+    return 1;
+}
+
+llmgw_error_t *llmgw_prov_vbad_request(apr_pool_t *p, const char *code, const char *param,
+                                       const char *fmt, va_list ap)
+{
+    const char *msg = apr_pvsprintf(p, fmt, ap);
+
+    return llmgw_error_make(p, 400, "invalid_request_error", code, param, "%s", msg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Answers                                                                */
+/* ---------------------------------------------------------------------- */
+
+int llmgw_prov_token_count(const json_t *obj, const char *key, apr_int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    double d = json_is_real(v) ? json_real_value(v) : -1.0;
+
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (apr_int64_t)json_integer_value(v);
+        return 1;
+    }
+    /* Below 2^53 a double still holds every integer exactly. */
+    if (d >= 0.0 && d < 9007199254740992.0) {
+        *out = (apr_int64_t)d;
+        return 1;
+    }
+    return 0;
+}
+
+json_t *llmgw_prov_float32_base64(apr_pool_t *p, const json_t *values)
+{
+    apr_size_t n = json_array_size(values), i;
+    unsigned char *raw = apr_palloc(p, n * 4 + 1);
+    char *text = apr_palloc(p, (apr_size_t)apr_base64_encode_len((int)(n * 4)));
+    json_t *v;
+
+    json_array_foreach (values, i, v) {
+        float f;
+        apr_uint32_t bits;
+
+        if (!json_is_number(v))
+            return NULL;
+        f = (float)json_number_value(v);
+        memcpy(&bits, &f, sizeof(bits));
+        raw[4 * i] = (unsigned char)(bits & 0xFF);
+        raw[4 * i + 1] = (unsigned char)((bits >> 8) & 0xFF);
+        raw[4 * i + 2] = (unsigned char)((bits >> 16) & 0xFF);
+        raw[4 * i + 3] = (unsigned char)((bits >> 24) & 0xFF);
+    }
+    apr_base64_encode_binary(text, raw, (int)(n * 4));
+    return json_string(text);
+}
+
+llmgw_error_t *llmgw_prov_bad_response(apr_pool_t *p, const char *what)
+{
+    if (!what)
+        return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
+                                "upstream returned an invalid response");
+    return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
+                            "upstream returned an invalid response (%s)", what);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Errors                                                                 */
+/* ---------------------------------------------------------------------- */
+
+const char *llmgw_prov_clip_message(apr_pool_t *p, const char *s)
+{
+    apr_size_t n = strlen(s);
+    apr_size_t cut = LLMGW_PROV_MAX_MESSAGE - 3;
+
+    if (n <= LLMGW_PROV_MAX_MESSAGE)
+        return apr_pstrdup(p, s);
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+        cut--;
+    return apr_pstrcat(p, apr_pstrmemdup(p, s, cut), "...", NULL);
+}
+
+const char *llmgw_prov_upstream_message(apr_pool_t *p, const char *msg, int status)
+{
+    if (msg && *msg)
+        return llmgw_prov_clip_message(p, msg);
+    return apr_psprintf(p, "upstream returned HTTP %d", status);
+}
+
+llmgw_error_t *llmgw_prov_auth_failed(apr_pool_t *p, int status)
+{
+    return llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
+                            "the upstream rejected the gateway's credentials (HTTP %d)", status);
+}
+
+llmgw_error_t *llmgw_prov_odd_status(apr_pool_t *p, int status)
+{
+    return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
+                            "upstream returned HTTP %d", status);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Streams                                                                */
+/* ---------------------------------------------------------------------- */
+
+apr_status_t llmgw_prov_stream_fail(llmgw_stream_t *st, apr_status_t rv, const char *code,
+                                    const char *msg)
+{
+    st->error = llmgw_error_make(st->call->pool, 502, "server_error", code, NULL, "%s", msg);
+    return rv;
+}
+
+apr_status_t llmgw_prov_malformed(llmgw_stream_t *st)
+{
+    return llmgw_prov_stream_fail(st, LLMGW_EUPSTREAM, "bad_gateway",
+                                  "upstream sent a malformed stream event");
+}
+
+apr_status_t llmgw_prov_incomplete(llmgw_stream_t *st)
+{
+    return llmgw_prov_stream_fail(st, LLMGW_ESTREAM, "bad_gateway",
+                                  "upstream stream ended before the response was complete");
+}
+
+int llmgw_prov_choices_asked(const json_t *body, int max)
+{
+    json_t *n = json_object_get(body, "n");
+
+    if (json_is_integer(n) && json_integer_value(n) > 1 && json_integer_value(n) <= max)
+        return (int)json_integer_value(n);
+    return 1;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+void llmgw_prov_event_data(const llmgw_sse_event_t *ev, const char **data, apr_size_t *len)
+{
+    const char *d = ev->data ? ev->data : "";
+    apr_size_t n = ev->data ? ev->data_len : 0;
+
+    while (n > 0 && is_space(*d)) {
+        d++;
+        n--;
+    }
+    while (n > 0 && is_space(d[n - 1]))
+        n--;
+    *data = d;
+    *len = n;
+}
+
+int llmgw_prov_is_done_marker(const char *data, apr_size_t len)
+{
+    return len == 6 && memcmp(data, "[DONE]", 6) == 0;
+}
+
+apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j)
+{
+    char stack[LLMGW_PROV_FRAME_STACK];
+    size_t n = j ? json_dumpb(j, NULL, 0, JSON_COMPACT) : 0;
+    size_t total = SSE_PREFIX_LEN + n + 2;
+    char *buf;
+    apr_status_t rv;
+
+    if (n == 0)
+        return APR_ENOMEM;
+    buf = total <= sizeof(stack) ? stack : malloc(total);
+    if (!buf)
+        return APR_ENOMEM;
+    memcpy(buf, SSE_PREFIX, SSE_PREFIX_LEN);
+    json_dumpb(j, buf + SSE_PREFIX_LEN, n, JSON_COMPACT);
+    memcpy(buf + SSE_PREFIX_LEN + n, "\n\n", 2);
+    rv = st->emit(st->baton, kind, buf, total);
+    if (buf != stack)
+        free(buf);
+    if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
+        st->content_emitted = 1;
+    return rv;
+}
+
+apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st)
+{
+    apr_status_t rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, SSE_DONE, sizeof(SSE_DONE) - 1);
+
+    if (rv == APR_SUCCESS)
+        st->done = 1;
+    return rv;
+}

@@ -1,0 +1,135 @@
+/**
+ * @file llmgw_provider_util.h
+ * @brief What every translator needs in the same form: request headers and
+ *        checks, upstream error text, token counts, embedding encoding, and
+ *        the SSE framing of the chunks a stream sends to the client.
+ *
+ * The translators (llmgw_openai_compat.c, llmgw_provider_anthropic.c,
+ * llmgw_provider_google.c) differ in their wire formats, not in these rules;
+ * keeping them here keeps their answers alike (one clipping length, one
+ * message for a refused credential, one frame layout).
+ *
+ * Memory: pool arguments as documented; the stream functions use only
+ * jansson's heap and a stack buffer, never the request pool.
+ */
+#ifndef LLMGW_PROVIDER_UTIL_H
+#define LLMGW_PROVIDER_UTIL_H
+
+#include <stdarg.h>
+#include "llmgw_provider.h"
+
+/** Upstream messages longer than this (bytes) are cut, "..." included. */
+#define LLMGW_PROV_MAX_MESSAGE 2000
+
+/** Most chunks are a few hundred bytes: frames up to this size are built on the stack. */
+#define LLMGW_PROV_FRAME_STACK 4096
+
+/* ---------------------------------------------------------------------- */
+/* Requests                                                               */
+/* ---------------------------------------------------------------------- */
+
+/** Append a "Name: value" line (not copied) to @p h. */
+void llmgw_prov_push_header(apr_array_header_t *h, const char *line);
+
+/** The client uses the legacy `functions` API (providers.md 2.1 rule 4): array, and no tools. */
+int llmgw_prov_legacy_functions(const json_t *body);
+
+/**
+ * Is function @p name among @p allowed, the tools of an allowed_tools
+ * choice, written {"type":"function","function":{"name"}} or {"name"}?
+ * A NULL @p allowed allows every tool.
+ */
+int llmgw_prov_tool_allowed(const json_t *allowed, const char *name);
+
+/**
+ * The client's `stop` as stop sequences: *out is a new array reference, or
+ * NULL when there are none (absent, null, an empty array). A string becomes
+ * a one-element array. Returns 0 when @p stop is not a string or an array
+ * of strings (*out is then NULL).
+ */
+int llmgw_prov_stop_sequences(const json_t *stop, json_t **out);
+
+/** A 400 invalid_request_error with @p code and @p param, its message from @p fmt, in @p p. */
+llmgw_error_t *llmgw_prov_vbad_request(apr_pool_t *p, const char *code, const char *param,
+                                       const char *fmt, va_list ap);
+
+/* ---------------------------------------------------------------------- */
+/* Answers                                                                */
+/* ---------------------------------------------------------------------- */
+
+/**
+ * Token count @p key of @p obj into *out: a non-negative integer, or a real
+ * (some servers write 12.0). Returns 1 when present; *out is left alone
+ * when the count is absent or nonsense.
+ */
+int llmgw_prov_token_count(const json_t *obj, const char *key, apr_int64_t *out);
+
+/**
+ * A vector of numbers as float32 little-endian, base64 with padding
+ * (providers.md 2.6): a new JSON string, its text from @p p. NULL when an
+ * element is not a number.
+ */
+json_t *llmgw_prov_float32_base64(apr_pool_t *p, const json_t *values);
+
+/** 502 bad_gateway for a 2xx body that is no answer; @p what (may be NULL) says why. */
+llmgw_error_t *llmgw_prov_bad_response(apr_pool_t *p, const char *what);
+
+/* ---------------------------------------------------------------------- */
+/* Errors                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/** A copy of @p s in @p p, of at most LLMGW_PROV_MAX_MESSAGE bytes, cut on a UTF-8 boundary. */
+const char *llmgw_prov_clip_message(apr_pool_t *p, const char *s);
+
+/**
+ * The message an upstream error passes on: @p msg clipped, or "upstream
+ * returned HTTP <status>" when @p msg is NULL or empty. From @p p.
+ */
+const char *llmgw_prov_upstream_message(apr_pool_t *p, const char *msg, int status);
+
+/**
+ * The gateway's own credentials were refused (HTTP @p status): a 502
+ * upstream_auth_failed that carries none of the provider's text, since some
+ * upstreams echo part of the key.
+ */
+llmgw_error_t *llmgw_prov_auth_failed(apr_pool_t *p, int status);
+
+/** An upstream "error" whose status is no error status (outside 400-599): 502 bad_gateway. */
+llmgw_error_t *llmgw_prov_odd_status(apr_pool_t *p, int status);
+
+/* ---------------------------------------------------------------------- */
+/* Streams                                                                */
+/* ---------------------------------------------------------------------- */
+
+/** Set st->error to a 502 server_error with @p code and @p msg; returns @p rv. */
+apr_status_t llmgw_prov_stream_fail(llmgw_stream_t *st, apr_status_t rv, const char *code,
+                                    const char *msg);
+
+/** The upstream sent an event that cannot be read: LLMGW_EUPSTREAM, st->error set. */
+apr_status_t llmgw_prov_malformed(llmgw_stream_t *st);
+
+/** The upstream body ended before the answer was complete: LLMGW_ESTREAM, st->error set. */
+apr_status_t llmgw_prov_incomplete(llmgw_stream_t *st);
+
+/** How many choices the client asked for: its `n` when an integer in 2..@p max, else 1. */
+int llmgw_prov_choices_asked(const json_t *body, int max);
+
+/**
+ * The data of @p ev without surrounding whitespace (' ', '\t', '\r', '\n'):
+ * *data points into the event, *len may be 0.
+ */
+void llmgw_prov_event_data(const llmgw_sse_event_t *ev, const char **data, apr_size_t *len);
+
+/** The data is OpenAI's end-of-stream sentinel "[DONE]". */
+int llmgw_prov_is_done_marker(const char *data, apr_size_t len);
+
+/**
+ * Frame @p j as "data: <compact json>\n\n" and hand it to st->emit (@p j is
+ * not released). A CONTENT frame that went out sets st->content_emitted.
+ */
+apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j);
+
+/** Emit "data: [DONE]\n\n" as the FINAL frame; st->done once it went out. */
+apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st);
+
+#endif /* LLMGW_PROVIDER_UTIL_H */
