@@ -99,7 +99,7 @@ struct llmgw_backend_t {
     int failure_threshold; /**< consecutive failures before cooldown; LLMGW_UNSET = default */
     apr_interval_time_t cooldown; /**< LLMGW_UNSET = default */
     int max_attempts; /**< attempts per client request across members; LLMGW_UNSET = default */
-    apr_array_header_t *members;  /**< llmgw_pool_member_t */
+    apr_array_header_t *members; /**< llmgw_pool_member_t */
 };
 
 typedef struct {

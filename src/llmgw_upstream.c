@@ -300,8 +300,8 @@ static void set_fixed_options(llmgw_upstream_t *up, handle_t *h)
  * transfer, so the handle needs no curl_easy_reset (which would also throw
  * away the fixed options above).
  */
-static void set_options(CURL *e, const llmgw_http_request_t *req,
-                        const llmgw_upstream_opts_t *opts, struct curl_slist *hdrs, xfer_t *x)
+static void set_options(CURL *e, const llmgw_http_request_t *req, const llmgw_upstream_opts_t *opts,
+                        struct curl_slist *hdrs, xfer_t *x)
 {
     apr_interval_time_t left = opts->deadline - apr_time_now();
     long total_ms = left > 1000 ? (long)(left / 1000) : 1;

@@ -587,7 +587,7 @@ typedef struct {
     llmgw_error_t *error;     /* what the client should see for this failure, if known */
     apr_interval_time_t hint; /* retry hint, -1 when none */
     apr_interval_time_t elapsed, ttfb;
-    llmgw_usage_t usage;      /* of a successful attempt */
+    llmgw_usage_t usage; /* of a successful attempt */
 } attempt_t;
 
 static void attempt_opts(req_t *q, llmgw_upstream_opts_t *o, apr_time_t deadline)
@@ -805,7 +805,8 @@ static int answer_failed(req_t *q, const llmgw_candidates_t *cl,
     const llmgw_pool_failure_t *last = n > 0 ? &failures[n - 1] : NULL;
     apr_interval_time_t retry_after = -1;
     llmgw_error_t *e;
-    llmgw_action_e action = last ? llmgw_error_action(last->fail, last->status) : LLMGW_ACTION_RETRY;
+    llmgw_action_e action =
+        last ? llmgw_error_action(last->fail, last->status) : LLMGW_ACTION_RETRY;
 
     if (last)
         apr_table_setn(r->subprocess_env, "LLMGW_ERROR",
@@ -813,11 +814,9 @@ static int answer_failed(req_t *q, const llmgw_candidates_t *cl,
     if (last && last->error &&
         (action == LLMGW_ACTION_FINAL || (n == 1 && action == LLMGW_ACTION_FALLBACK)))
         return send_error(q, last->error);
-    e = llmgw_pool_exhausted(r->pool,
-                             q->route->backend->type == LLMGW_BACKEND_POOL ? q->route->backend->name
-                                                                           : NULL,
-                             failures, n, cl ? cl->cooling : 0,
-                             cl ? cl->cooldown_left : -1, &retry_after);
+    e = llmgw_pool_exhausted(
+        r->pool, q->route->backend->type == LLMGW_BACKEND_POOL ? q->route->backend->name : NULL,
+        failures, n, cl ? cl->cooling : 0, cl ? cl->cooldown_left : -1, &retry_after);
     set_retry_after(r, retry_after);
     apr_table_setn(r->err_headers_out, "x-should-retry", "false");
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
@@ -1019,11 +1018,12 @@ static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
             return TURN_STOP;
         llmgw_stats_retry(slot);
         delay = a.hint >= 0 ? a.hint : llmgw_backoff(attempts, random_unit());
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r,
-                      LLMGW_LOGNO(00006) "backend \"%s\" attempt %d failed (%s); retrying in %"
-                                         APR_INT64_T_FMT " ms",
-                      b->name, attempts, llmgw_fail_name(q->r->pool, a.fail, a.status),
-                      (apr_int64_t)(delay / 1000));
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, q->r,
+            LLMGW_LOGNO(
+                00006) "backend \"%s\" attempt %d failed (%s); retrying in %" APR_INT64_T_FMT " ms",
+            b->name, attempts, llmgw_fail_name(q->r->pool, a.fail, a.status),
+            (apr_int64_t)(delay / 1000));
         if (backoff_wait(q, delay, deadline) != 0) {
             if (q->client_gone)
                 return TURN_STOP;
@@ -1057,7 +1057,8 @@ static int walk_candidates(req_t *q, const char *model, const llmgw_pool_env_t *
     if (rv == APR_ENOENT)
         return answer_failed(q, cl, NULL, 0);
     if (rv != APR_SUCCESS)
-        return fail_request(q, 500, NULL, NULL, "The gateway could not order this route's backends.");
+        return fail_request(q, 500, NULL, NULL,
+                            "The gateway could not order this route's backends.");
     failures = apr_pcalloc(r->pool, sizeof(*failures) * (apr_size_t)cl->nelts);
     for (i = 0; i < cl->nelts; i++) {
         const llmgw_candidate_t *c = &cl->items[i];
@@ -1122,8 +1123,8 @@ static int run_candidates(req_t *q, const char *model)
         env.seed = random_seed();
         if (env.slot_of && target->index < env.nslots)
             pool_slot = llmgw_stats_slot(env.stats, env.slot_of[target->index]);
-        q->max_attempts = target->max_attempts != LLMGW_UNSET ? target->max_attempts
-                                                              : LLMGW_DEFAULT_MAX_ATTEMPTS;
+        q->max_attempts =
+            target->max_attempts != LLMGW_UNSET ? target->max_attempts : LLMGW_DEFAULT_MAX_ATTEMPTS;
     }
     llmgw_stats_begin(pool_slot);
     rc = walk_candidates(q, model, &env);
@@ -1160,9 +1161,8 @@ static int serve_call(req_t *q, json_t *body)
         llmgw_sse_parser_create(&q->parser, r->pool, LLMGW_MAX_SSE_EVENT, on_sse_event, q);
     }
     q->probe = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    return run_candidates(q, json_is_string(model) && *json_string_value(model)
-                                 ? json_string_value(model)
-                                 : NULL);
+    return run_candidates(
+        q, json_is_string(model) && *json_string_value(model) ? json_string_value(model) : NULL);
 }
 
 static int serve_post(req_t *q)
