@@ -65,7 +65,7 @@ typedef struct {
 
 /** A translated non-streaming answer. */
 typedef struct {
-    const char *body; /**< OpenAI JSON for the client, from call->pool */
+    const char *body; /**< OpenAI JSON for the client, counted by len */
     apr_size_t len;
     llmgw_usage_t usage;
     const char *model; /**< model the upstream reports, or call->model */
