@@ -137,6 +137,12 @@ typedef struct llmgw_provider_t {
      * LLMGW_ESTREAM. Never emits an error frame itself: the glue does.
      */
     apr_status_t (*stream_end)(llmgw_stream_t *st);
+
+    /**
+     * Optional: a retry hint carried in a non-2xx body (Google's
+     * RetryInfo.retryDelay), used when the headers gave none. -1 when none.
+     */
+    apr_interval_time_t (*retry_hint)(const char *body, apr_size_t len);
 } llmgw_provider_t;
 
 /** The translator for @p type, or NULL when that type is not implemented yet. */

@@ -610,9 +610,9 @@ static void attempt_http_error(req_t *q, const llmgw_upstream_result_t *res, att
     a->status = res->status;
     a->error = q->prov->parse_error(&q->call, res->status, res->body, res->body_len);
     a->hint = llmgw_retry_after_parse(res->retry_after_ms, res->retry_after, apr_time_now());
-    /* Google puts its hint in the body (providers.md 9.1: after the headers). */
-    if (a->hint < 0 && q->backend->type == LLMGW_BACKEND_GOOGLE)
-        a->hint = llmgw_google_retry_delay(res->body, res->body_len);
+    /* Some providers put their hint in the body (providers.md 9.1: after the headers). */
+    if (a->hint < 0 && q->prov->retry_hint)
+        a->hint = q->prov->retry_hint(res->body, res->body_len);
 }
 
 static void attempt_plain(req_t *q, const llmgw_http_request_t *hreq, apr_time_t deadline,

@@ -2419,4 +2419,5 @@ const llmgw_provider_t llmgw_provider_google = {
     .stream_init = google_stream_init,
     .stream_event = google_stream_event,
     .stream_end = google_stream_end,
+    .retry_hint = llmgw_google_retry_delay,
 };
