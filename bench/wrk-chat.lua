@@ -3,6 +3,7 @@
 --
 -- BENCH_BODY names the JSON file sent as the request body. The URL given to
 -- wrk carries the path, so the same script drives all three paths.
+-- BENCH_METHOD=GET sends a GET without a body instead (the models list).
 
 local function read_file(name)
   local f = assert(io.open(name, "rb"), "cannot open " .. tostring(name))
@@ -11,9 +12,13 @@ local function read_file(name)
   return data
 end
 
-wrk.method = "POST"
-wrk.body = read_file(os.getenv("BENCH_BODY"))
-wrk.headers["Content-Type"] = "application/json"
+if os.getenv("BENCH_METHOD") == "GET" then
+  wrk.method = "GET"
+else
+  wrk.method = "POST"
+  wrk.body = read_file(os.getenv("BENCH_BODY"))
+  wrk.headers["Content-Type"] = "application/json"
+end
 wrk.headers["Accept"] = "application/json"
 -- A client credential as an SDK would send it; the gateway uses its own key
 -- upstream and the mock upstream ignores it.
