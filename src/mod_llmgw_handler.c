@@ -21,6 +21,7 @@
 #include "llmgw_provider.h"
 #include "llmgw_sse.h"
 #include "llmgw_stats.h"
+#include "llmgw_validate.h"
 #include "llmgw_pool.h"
 #include "llmgw_google_auth.h"
 
@@ -332,149 +333,6 @@ static int content_type_ok(request_rec *r)
         ct++;
     return strncasecmp(ct, "application/json", n) == 0 &&
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
-/* ---------------------------------------------------------------------- */
-/* Validation of the client's request (the parts every provider relies on) */
-
-static const char *const valid_roles[] = {"system", "developer", "user", "assistant",
-                                          "tool",   "function",  NULL};
-
-static int role_known(const char *role)
-{
-    int i;
-    for (i = 0; valid_roles[i]; i++)
-        if (strcmp(role, valid_roles[i]) == 0)
-            return 1;
-    return 0;
-}
-
-static llmgw_error_t *bad(apr_pool_t *p, const char *param, const char *fmt, const char *arg)
-{
-    return llmgw_error_make(p, HTTP_BAD_REQUEST, NULL, "invalid_value", param, fmt, arg);
-}
-
-static llmgw_error_t *validate_messages(apr_pool_t *p, json_t *msgs)
-{
-    size_t i;
-    json_t *m;
-
-    if (!msgs)
-        return llmgw_error_make(p, 400, NULL, "missing_required_parameter", "messages",
-                                "Missing required parameter: 'messages'.");
-    if (!json_is_array(msgs))
-        return bad(p, "messages", "'messages' must be an array of message objects%s", "");
-    if (json_array_size(msgs) == 0)
-        return bad(p, "messages", "'messages' must contain at least one message%s", "");
-    json_array_foreach (msgs, i, m) {
-        const char *path = apr_psprintf(p, "messages[%" APR_SIZE_T_FMT "]", i);
-        json_t *role = json_object_get(m, "role"), *content;
-        if (!json_is_object(m))
-            return bad(p, path, "%s must be an object", path);
-        if (!json_is_string(role))
-            return llmgw_error_make(p, 400, NULL, "missing_required_parameter",
-                                    apr_pstrcat(p, path, ".role", NULL),
-                                    "Missing required parameter: '%s.role'.", path);
-        if (!role_known(json_string_value(role)))
-            return bad(p, apr_pstrcat(p, path, ".role", NULL), "Invalid value for role: '%s'",
-                       json_string_value(role));
-        content = json_object_get(m, "content");
-        if (content && !json_is_string(content) && !json_is_array(content) &&
-            !json_is_null(content))
-            return bad(p, apr_pstrcat(p, path, ".content", NULL),
-                       "%s.content must be a string, an array of content parts or null", path);
-    }
-    return NULL;
-}
-
-static llmgw_error_t *check_type(apr_pool_t *p, json_t *body, const char *key, int ok,
-                                 const char *what)
-{
-    if (!json_object_get(body, key) || ok)
-        return NULL;
-    return llmgw_error_make(p, 400, NULL, "invalid_type", key, "'%s' must be %s", key, what);
-}
-
-static llmgw_error_t *validate_chat(apr_pool_t *p, json_t *body)
-{
-    json_t *v;
-    llmgw_error_t *e;
-    json_t *so = json_object_get(body, "stream_options");
-
-    if ((e = validate_messages(p, json_object_get(body, "messages"))) != NULL)
-        return e;
-    v = json_object_get(body, "stream");
-    if ((e = check_type(p, body, "stream", json_is_boolean(v) || json_is_null(v), "a boolean")))
-        return e;
-    v = json_object_get(body, "temperature");
-    if ((e = check_type(p, body, "temperature", json_is_number(v) || json_is_null(v), "a number")))
-        return e;
-    v = json_object_get(body, "top_p");
-    if ((e = check_type(p, body, "top_p", json_is_number(v) || json_is_null(v), "a number")))
-        return e;
-    v = json_object_get(body, "n");
-    if ((e = check_type(p, body, "n",
-                        json_is_null(v) || (json_is_integer(v) && json_integer_value(v) >= 1),
-                        "an integer of at least 1")))
-        return e;
-    v = json_object_get(body, "max_tokens");
-    if ((e = check_type(p, body, "max_tokens",
-                        json_is_null(v) || (json_is_integer(v) && json_integer_value(v) >= 1),
-                        "an integer of at least 1")))
-        return e;
-    v = json_object_get(body, "max_completion_tokens");
-    if ((e = check_type(p, body, "max_completion_tokens",
-                        json_is_null(v) || (json_is_integer(v) && json_integer_value(v) >= 1),
-                        "an integer of at least 1")))
-        return e;
-    v = json_object_get(body, "tools");
-    if ((e = check_type(p, body, "tools", json_is_array(v) || json_is_null(v), "an array")))
-        return e;
-    if (so && !json_is_null(so)) {
-        if (!json_is_object(so))
-            return llmgw_error_make(p, 400, NULL, "invalid_type", "stream_options",
-                                    "'stream_options' must be an object");
-        if (!json_is_true(json_object_get(body, "stream")))
-            return llmgw_error_make(p, 400, NULL, "invalid_value", "stream_options",
-                                    "The 'stream_options' parameter is only allowed when "
-                                    "'stream' is enabled.");
-        v = json_object_get(so, "include_usage");
-        if (v && !json_is_boolean(v))
-            return llmgw_error_make(p, 400, NULL, "invalid_type", "stream_options.include_usage",
-                                    "'stream_options.include_usage' must be a boolean");
-    }
-    return NULL;
-}
-
-static llmgw_error_t *validate_embeddings(apr_pool_t *p, json_t *body)
-{
-    json_t *in = json_object_get(body, "input");
-
-    if (!in)
-        return llmgw_error_make(p, 400, NULL, "missing_required_parameter", "input",
-                                "Missing required parameter: 'input'.");
-    if (json_is_string(in))
-        return NULL;
-    if (!json_is_array(in) || json_array_size(in) == 0)
-        return llmgw_error_make(p, 400, NULL, "invalid_value", "input",
-                                "'input' must be a string or a non-empty array");
-    return NULL;
-}
-
-static llmgw_error_t *validate(req_t *q, json_t *body)
-{
-    apr_pool_t *p = q->r->pool;
-    json_t *model = json_object_get(body, "model");
-    llmgw_error_t *e;
-
-    if (!json_is_object(body))
-        return llmgw_error_make(p, 400, NULL, "invalid_json", NULL,
-                                "The request body must be a JSON object.");
-    if ((e = check_type(p, body, "model", json_is_string(model), "a string")))
-        return e;
-    if (q->route->api == LLMGW_API_CHAT)
-        return validate_chat(p, body);
-    return validate_embeddings(p, body);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1197,7 +1055,7 @@ static int serve_post(req_t *q)
                                               "We could not parse the JSON body of your request "
                                               "(line %d, column %d: %s).",
                                               jerr.line, jerr.column, jerr.text));
-    if ((e = validate(q, body)) != NULL)
+    if ((e = llmgw_validate_request(r->pool, q->route->api, body)) != NULL)
         return send_error(q, e);
     q->call.raw_body = text;
     q->call.raw_len = len;

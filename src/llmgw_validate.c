@@ -1,0 +1,290 @@
+/*
+ * Schema checks of the client's OpenAI request (see llmgw_validate.h).
+ *
+ * Every function returns the first problem found as a 400 llmgw_error_t, or
+ * NULL. The order of the checks is part of the contract: a request with
+ * several problems always reports the same one, whatever the backend.
+ */
+#include <string.h>
+#include <apr_strings.h>
+#include "llmgw_validate.h"
+#include "llmgw_json.h"
+
+static const char *const valid_roles[] = {"system", "developer", "user", "assistant",
+                                          "tool",   "function",  NULL};
+
+/* Roles whose messages OpenAI refuses without content: an assistant turn may
+ * carry only tool_calls, and a legacy function result may be null. */
+static const char *const content_roles[] = {"system", "developer", "user", "tool", NULL};
+
+static int in_list(const char *const *list, const char *s)
+{
+    for (; *list; list++) {
+        if (strcmp(s, *list) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static llmgw_error_t *missing(apr_pool_t *p, const char *param)
+{
+    return llmgw_error_make(p, 400, NULL, "missing_required_parameter", param,
+                            "Missing required parameter: '%s'.", param);
+}
+
+static llmgw_error_t *wrong_type(apr_pool_t *p, const char *key, const char *what)
+{
+    return llmgw_error_make(p, 400, NULL, "invalid_type", key, "'%s' must be %s", key, what);
+}
+
+/* messages[i].content: a string or an array of parts; null or absent only
+ * for the roles that may go without (content_roles). */
+static llmgw_error_t *validate_content(apr_pool_t *p, const json_t *m, const char *path,
+                                       const char *role)
+{
+    const json_t *content = json_object_get(m, "content");
+    const char *param = apr_pstrcat(p, path, ".content", NULL);
+    int required = in_list(content_roles, role);
+
+    if (json_is_string(content) || json_is_array(content))
+        return NULL;
+    if (!required && llmgw_json_is_absent(content))
+        return NULL;
+    if (!content)
+        return missing(p, param);
+    return llmgw_error_make(p, 400, NULL, "invalid_value", param, "%s must be %s", param,
+                            required ? "a string or an array of content parts"
+                                     : "a string, an array of content parts or null");
+}
+
+static llmgw_error_t *validate_message(apr_pool_t *p, const json_t *m, size_t i)
+{
+    const char *path = apr_psprintf(p, "messages[%" APR_SIZE_T_FMT "]", i);
+    const json_t *role = json_object_get(m, "role");
+
+    if (!json_is_object(m))
+        return llmgw_error_make(p, 400, NULL, "invalid_value", path, "%s must be an object", path);
+    if (!json_is_string(role))
+        return missing(p, apr_pstrcat(p, path, ".role", NULL));
+    if (!in_list(valid_roles, json_string_value(role)))
+        return llmgw_error_make(p, 400, NULL, "invalid_value", apr_pstrcat(p, path, ".role", NULL),
+                                "Invalid value for role: '%s'", json_string_value(role));
+    return validate_content(p, m, path, json_string_value(role));
+}
+
+static llmgw_error_t *validate_messages(apr_pool_t *p, const json_t *msgs)
+{
+    llmgw_error_t *e;
+    size_t i;
+    json_t *m;
+
+    if (!msgs)
+        return missing(p, "messages");
+    if (!json_is_array(msgs))
+        return llmgw_error_make(p, 400, NULL, "invalid_value", "messages",
+                                "'messages' must be an array of message objects");
+    if (json_array_size(msgs) == 0)
+        return llmgw_error_make(p, 400, NULL, "invalid_value", "messages",
+                                "'messages' must contain at least one message");
+    json_array_foreach (msgs, i, m) {
+        if ((e = validate_message(p, m, i)) != NULL)
+            return e;
+    }
+    return NULL;
+}
+
+/* A JSON null means "use the default" (the OpenAI SDKs send it), so every
+ * optional parameter accepts null besides its own type. */
+static int is_bool(const json_t *v)
+{
+    return json_is_null(v) || json_is_boolean(v);
+}
+
+static int is_positive_int(const json_t *v)
+{
+    return json_is_null(v) || (json_is_integer(v) && json_integer_value(v) >= 1);
+}
+
+static int is_array(const json_t *v)
+{
+    return json_is_null(v) || json_is_array(v);
+}
+
+/* A number in [lo, hi], or null: the ranges OpenAI enforces, so that a
+ * request OpenAI would refuse is refused for every backend alike. */
+static llmgw_error_t *check_number(apr_pool_t *p, const json_t *body, const char *key, double lo,
+                                   double hi, const char *range)
+{
+    const json_t *v = json_object_get(body, key);
+
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_number(v))
+        return wrong_type(p, key, "a number");
+    if (json_number_value(v) < lo || json_number_value(v) > hi)
+        return llmgw_error_make(p, 400, NULL, "invalid_value", key, "'%s' must be %s", key, range);
+    return NULL;
+}
+
+/* @p key, when present, must satisfy @p ok (else: "'key' must be <what>"). */
+static llmgw_error_t *check_type(apr_pool_t *p, const json_t *body, const char *key,
+                                 int (*ok)(const json_t *), const char *what)
+{
+    const json_t *v = json_object_get(body, key);
+
+    if (!v || ok(v))
+        return NULL;
+    return wrong_type(p, key, what);
+}
+
+/* stream_options is refused without stream:true, as OpenAI does (providers.md 2.1). */
+static llmgw_error_t *validate_stream_options(apr_pool_t *p, const json_t *body)
+{
+    const json_t *so = json_object_get(body, "stream_options");
+    const json_t *v;
+
+    if (!so || json_is_null(so))
+        return NULL;
+    if (!json_is_object(so))
+        return wrong_type(p, "stream_options", "an object");
+    if (!json_is_true(json_object_get(body, "stream")))
+        return llmgw_error_make(p, 400, NULL, "invalid_value", "stream_options",
+                                "The 'stream_options' parameter is only allowed when "
+                                "'stream' is enabled.");
+    v = json_object_get(so, "include_usage");
+    if (v && !json_is_boolean(v))
+        return wrong_type(p, "stream_options.include_usage", "a boolean");
+    return NULL;
+}
+
+static llmgw_error_t *validate_chat(apr_pool_t *p, const json_t *body)
+{
+    llmgw_error_t *e;
+
+    if ((e = validate_messages(p, json_object_get(body, "messages"))) ||
+        (e = check_type(p, body, "stream", is_bool, "a boolean")) ||
+        (e = check_number(p, body, "temperature", 0, 2, "between 0 and 2")) ||
+        (e = check_number(p, body, "top_p", 0, 1, "between 0 and 1")) ||
+        (e = check_type(p, body, "n", is_positive_int, "an integer of at least 1")) ||
+        (e = check_type(p, body, "max_tokens", is_positive_int, "an integer of at least 1")) ||
+        (e = check_type(p, body, "max_completion_tokens", is_positive_int,
+                        "an integer of at least 1")) ||
+        (e = check_type(p, body, "tools", is_array, "an array")))
+        return e;
+    return validate_stream_options(p, body);
+}
+
+/* What one item of an embeddings input array may be; all items must agree. */
+typedef enum { INPUT_TEXT, INPUT_TOKEN, INPUT_TOKENS, INPUT_OTHER } input_kind_e;
+
+static int is_token(const json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) >= 0;
+}
+
+static int is_token_array(const json_t *v)
+{
+    size_t i;
+    json_t *t;
+
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return 0;
+    json_array_foreach (v, i, t) {
+        if (!is_token(t))
+            return 0;
+    }
+    return 1;
+}
+
+static input_kind_e input_kind(const json_t *v)
+{
+    if (json_is_string(v))
+        return INPUT_TEXT;
+    if (json_is_integer(v))
+        return INPUT_TOKEN;
+    if (json_is_array(v))
+        return INPUT_TOKENS;
+    return INPUT_OTHER;
+}
+
+/* Whether item @p v is a valid item of an input of @p kind. */
+static int input_item_ok(input_kind_e kind, const json_t *v)
+{
+    switch (kind) {
+    case INPUT_TEXT:
+        return json_is_string(v) && json_string_length(v) > 0;
+    case INPUT_TOKEN:
+        return is_token(v);
+    case INPUT_TOKENS:
+        return is_token_array(v);
+    default:
+        return 0;
+    }
+}
+
+static const char *const input_item_what[] = {
+    [INPUT_TEXT] = "a non-empty string",
+    [INPUT_TOKEN] = "a token id (a non-negative integer)",
+    [INPUT_TOKENS] = "a non-empty array of token ids",
+    [INPUT_OTHER] = "a string, a token id or an array of token ids",
+};
+
+/* OpenAI takes a list of texts, one token list, or a list of token lists;
+ * the first item says which, and an empty text is refused. */
+static llmgw_error_t *validate_input_array(apr_pool_t *p, const json_t *in)
+{
+    input_kind_e kind = input_kind(json_array_get(in, 0));
+    size_t i;
+    json_t *v;
+
+    json_array_foreach (in, i, v) {
+        if (!input_item_ok(kind, v)) {
+            const char *param = apr_psprintf(p, "input[%" APR_SIZE_T_FMT "]", i);
+            return llmgw_error_make(p, 400, NULL, "invalid_value", param, "'%s' must be %s", param,
+                                    input_item_what[kind]);
+        }
+    }
+    return NULL;
+}
+
+static llmgw_error_t *validate_embeddings(apr_pool_t *p, const json_t *body)
+{
+    const json_t *in = json_object_get(body, "input");
+
+    if (!in)
+        return missing(p, "input");
+    if (json_is_string(in) && json_string_length(in) == 0)
+        return llmgw_error_make(p, 400, NULL, "invalid_value", "input",
+                                "'input' must not be an empty string");
+    if (json_is_string(in))
+        return NULL;
+    if (!json_is_array(in) || json_array_size(in) == 0)
+        return llmgw_error_make(p, 400, NULL, "invalid_value", "input",
+                                "'input' must be a string or a non-empty array");
+    return validate_input_array(p, in);
+}
+
+static int is_string(const json_t *v)
+{
+    return json_is_string(v);
+}
+
+llmgw_error_t *llmgw_validate_request(apr_pool_t *p, llmgw_api_e api, const json_t *body)
+{
+    llmgw_error_t *e;
+
+    if (!json_is_object(body))
+        return llmgw_error_make(p, 400, NULL, "invalid_json", NULL,
+                                "The request body must be a JSON object.");
+    /* model may be absent (the backend's defaultModel), but never another type. */
+    if ((e = check_type(p, body, "model", is_string, "a string")) != NULL)
+        return e;
+    switch (api) {
+    case LLMGW_API_CHAT:
+        return validate_chat(p, body);
+    case LLMGW_API_EMBEDDINGS:
+        return validate_embeddings(p, body);
+    default:
+        return NULL;
+    }
+}
