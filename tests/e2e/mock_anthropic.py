@@ -35,13 +35,12 @@ Only the standard library is used (plus mock_openai's server base).
 
 import base64
 import binascii
-import itertools
 import json
 import re
-import time
 from dataclasses import dataclass, fields
 
 from mock_openai import STALL_CAP, Fault, MockServer, _ClientGone, split_words
+from mockkit import sample_arguments, serve_until_interrupted
 
 ANTHROPIC_KEY = "sk-ant-test-SECRET-4c1d9e"
 VERSIONS = ("2023-06-01", "2026-10-21")
@@ -400,25 +399,6 @@ def _describe(block):
     return ""
 
 
-def sample_input(schema):
-    """The input the mock "model" gives a tool: one value per required property."""
-    props = schema.get("properties") or {}
-    out = {}
-    for name in schema.get("required") or list(props)[:1]:
-        s = props.get(name) or {}
-        if s.get("enum"):
-            out[name] = s["enum"][0]
-        elif s.get("type") == "integer":
-            out[name] = 1
-        elif s.get("type") == "number":
-            out[name] = 1.5
-        elif s.get("type") == "boolean":
-            out[name] = True
-        else:
-            out[name] = f"{name}-value"
-    return out
-
-
 def _tokens(text):
     return max(1, len(str(text).split()))
 
@@ -433,10 +413,7 @@ class MockAnthropic(MockServer):
     name = "anthropic"
 
     def __init__(self, keys=(ANTHROPIC_KEY,), models=("claude-mock",), host="127.0.0.1"):
-        super().__init__(host)
-        self.keys = set(keys)
-        self.models = list(models)
-        self._seq = itertools.count(1)
+        super().__init__(host, keys, models)
 
     @property
     def url(self):
@@ -464,13 +441,8 @@ class MockAnthropic(MockServer):
         if err is not None:
             self.send_json(h, rec, err[0], err[1], self._headers())
             return
-        if fault.status != 200:
-            self.send_fault_body(h, rec, fault, default_error_body(fault.status))
-            return
-        if fault.body is not None:
-            self.send_fault_body(h, rec, fault, None)
-            return
-        target(h, rec, fault)
+        if not self.send_scripted_answer(h, rec, fault, default_error_body):
+            target(h, rec, fault)
 
     def _check_headers(self, rec):
         key = rec.headers.get("x-api-key")
@@ -542,14 +514,14 @@ class MockAnthropic(MockServer):
                 chosen = [t for t in tools if t["name"] == choice["name"]]
             elif not choice.get("disable_parallel_tool_use"):
                 chosen = tools[:2]  # the "model" calls up to two tools in parallel
-            calls = [(t["name"], sample_input(t["input_schema"])) for t in chosen]
+            calls = [(t["name"], sample_arguments(t["input_schema"])) for t in chosen]
         text = None
         if fault.content is not None:
             text = fault.content
         elif fault.chunks is not None:
             text = "".join(fault.chunks)
         elif (body.get("output_config") or {}).get("format"):
-            text = json.dumps(sample_input(body["output_config"]["format"]["schema"]))
+            text = json.dumps(sample_arguments(body["output_config"]["format"]["schema"]))
         elif calls:
             text = "Let me check." if not fault.tool_calls else None
         else:
@@ -693,9 +665,5 @@ class MockAnthropic(MockServer):
 
 if __name__ == "__main__":  # run stand-alone for manual poking: python3 mock_anthropic.py
     with MockAnthropic() as m:
-        print(f"mock Anthropic on {m.url} (key {ANTHROPIC_KEY}); Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        serve_until_interrupted(
+            f"mock Anthropic on {m.url} (key {ANTHROPIC_KEY}); Ctrl-C to stop")

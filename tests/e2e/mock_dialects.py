@@ -32,7 +32,6 @@ All three use `Fault` scripting and request recording from mock_openai.py.
 """
 
 import base64
-import itertools
 import json
 import re
 import struct
@@ -41,6 +40,7 @@ import uuid
 
 from mock_openai import (Fault, MockOpenAI, MockServer, message_text, openai_error,
                          prompt_tokens_for, sample_arguments, split_words)
+from mockkit import serve_until_interrupted
 
 AZURE_KEY = "azure-test-KEY-4f1c9e0d7b"
 MISTRAL_KEY = "mistral-test-KEY-8a7b6c5d4e"
@@ -235,6 +235,18 @@ LLAMA_CHAT_FIELDS = {
 LLAMA_EMBED_FIELDS = {"model", "input", "encoding_format", "dimensions", "user"}
 
 
+def _handler_or_404(mock, h, rec, chat, embeddings):
+    """The handler for rec's path and method on a Llama host or on Mistral, or None once
+    the 404 that both send for anything else is sent."""
+    ops = {"/v1/chat/completions": ("POST", chat), "/v1/embeddings": ("POST", embeddings),
+           "/v1/models": ("GET", mock._models)}
+    target = ops.get(rec.path)
+    if target is None or target[0] != rec.method:
+        mock.send_json(h, rec, 404, {"detail": "Not Found"})
+        return None
+    return target[1]
+
+
 class MockLlama(MockOpenAI):
     """A vLLM server with Llama models (providers.md 8).
 
@@ -253,12 +265,8 @@ class MockLlama(MockOpenAI):
         self.reject_unknown = reject_unknown
 
     def route(self, h, rec, fault):
-        ops = {"/v1/chat/completions": ("POST", self._llama_chat),
-               "/v1/embeddings": ("POST", self._llama_embeddings),
-               "/v1/models": ("GET", self._models)}
-        target = ops.get(rec.path)
-        if target is None or target[0] != rec.method:
-            self.send_json(h, rec, 404, {"detail": "Not Found"})
+        target = _handler_or_404(self, h, rec, self._llama_chat, self._llama_embeddings)
+        if target is None:
             return
         if self.require_key and rec.headers.get("authorization") not in \
                 {f"Bearer {k}" for k in self.keys}:
@@ -280,7 +288,7 @@ class MockLlama(MockOpenAI):
                                                            f"Error {fault.status}.",
                                                            "InternalServerError"))
             return
-        target[1](h, rec, fault)
+        target(h, rec, fault)
 
     def _unknown(self, rec, allowed):
         extra = sorted(set(rec.body) - allowed) if self.reject_unknown else []
@@ -553,22 +561,15 @@ class MockMistral(MockServer):
 
     def __init__(self, keys=(MISTRAL_KEY,), models=("mistral-small-latest", "mistral-embed"),
                  host="127.0.0.1"):
-        super().__init__(host)
-        self.keys = set(keys)
-        self.models = list(models)
-        self._seq = itertools.count(1)
+        super().__init__(host, keys, models)
 
     @property
     def url(self):
         return self.base + "/v1"
 
     def route(self, h, rec, fault):
-        ops = {"/v1/chat/completions": ("POST", self._chat),
-               "/v1/embeddings": ("POST", self._embeddings),
-               "/v1/models": ("GET", self._models)}
-        target = ops.get(rec.path)
-        if target is None or target[0] != rec.method:
-            self.send_json(h, rec, 404, {"detail": "Not Found"})
+        target = _handler_or_404(self, h, rec, self._chat, self._embeddings)
+        if target is None:
             return
         auth = rec.headers.get("authorization", "")
         if auth[len("Bearer "):] not in self.keys or not auth.startswith("Bearer "):
@@ -587,7 +588,7 @@ class MockMistral(MockServer):
                                          "code": None})
             return
         try:
-            target[1](h, rec, fault)
+            target(h, rec, fault)
         except Invalid as e:
             self.send_json(h, rec, e.status, e.body)
 
@@ -709,11 +710,6 @@ class MockMistral(MockServer):
 
 if __name__ == "__main__":  # python3 mock_dialects.py: all three on free ports, for poking
     with MockAzure() as az, MockLlama() as ll, MockMistral() as mi:
-        print(f"azure   {az.url}  api-key {AZURE_KEY}")
-        print(f"llama   {ll.url}  bearer {LLAMA_KEY}")
-        print(f"mistral {mi.url}  bearer {MISTRAL_KEY}", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        serve_until_interrupted(f"azure   {az.url}  api-key {AZURE_KEY}",
+                                f"llama   {ll.url}  bearer {LLAMA_KEY}",
+                                f"mistral {mi.url}  bearer {MISTRAL_KEY}")

@@ -34,7 +34,6 @@ given as dicts replace the events of a stream.
 """
 
 import base64
-import itertools
 import json
 import os
 import re
@@ -47,6 +46,7 @@ import urllib.parse
 import zlib
 
 from mock_openai import Fault, MockServer
+from mockkit import sample_arguments, serve_until_interrupted
 
 __all__ = ["CLIENT_EMAIL", "DEFAULT_API_KEY", "Fault", "GoogleError", "KEY_ID", "MockGemini",
            "SKIP_SIGNATURE", "ServiceAccount", "decode_base64_embedding", "embedding_for",
@@ -63,6 +63,8 @@ _VERTEX_PATH = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/pu
                           r"models/([A-Za-z0-9._@-]+):([A-Za-z]+)$")
 _FN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
 _WORDS = re.compile(r"\S+\s*")
+# Tool argument values by schema type: Gemini's OpenAPI schemas spell types in capitals.
+_SAMPLES = {"integer": 1, "INTEGER": 1}
 
 _REQUEST_FIELDS = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig",
                    "safetySettings", "cachedContent", "labels", "model"}
@@ -179,7 +181,6 @@ class MockGemini(MockServer):
         self.public_key_path = public_key_path
         self.client_email, self.key_id = client_email, key_id
         self.token_lifetime = token_lifetime
-        self._seq = itertools.count(1)
         self._glock = threading.Lock()
         self._tokens = {}  # token -> monotonic expiry
         self.token_requests = []  # {"t", "ok", "claims", "header", "error"}
@@ -690,17 +691,7 @@ class MockGemini(MockServer):
     @staticmethod
     def sample_args(decl):
         schema = decl.get("parametersJsonSchema") or decl.get("parameters") or {}
-        props = schema.get("properties") or {}
-        out = {}
-        for name in schema.get("required") or list(props)[:1]:
-            s = props.get(name) or {}
-            if s.get("enum"):
-                out[name] = s["enum"][0]
-            elif s.get("type") in ("integer", "INTEGER"):
-                out[name] = 1
-            else:
-                out[name] = f"{name}-value"
-        return out
+        return sample_arguments(schema, _SAMPLES)
 
     def _call_parts(self, a, k):
         parts = []
@@ -847,9 +838,5 @@ def retry_info_body(seconds, message=_FAULT_TEXT[429]):
 
 if __name__ == "__main__":  # stand-alone: python3 mock_google.py
     with MockGemini() as m:
-        print(f"mock Gemini on {m.base} (key {DEFAULT_API_KEY}); Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        serve_until_interrupted(
+            f"mock Gemini on {m.base} (key {DEFAULT_API_KEY}); Ctrl-C to stop")

@@ -24,6 +24,7 @@ routing and answer methods.
 """
 
 import base64
+import functools
 import itertools
 import json
 import re
@@ -35,6 +36,8 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import mockkit
 
 DEFAULT_KEY = "sk-test-SECRET-abc123"
 
@@ -154,16 +157,30 @@ class _ClientGone(Exception):
     """The client closed the connection while an answer was in progress."""
 
 
+def _locked(read, doc=None):
+    """A read-only MockServer property that reads its state under the lock."""
+    def get(self):
+        with self._lock:
+            return read(self)
+    return property(get, doc=doc)
+
+
 class MockServer:
     """Base of the provider mocks: threads, scripting, recording, connection counting.
 
     Subclasses implement `route(h, rec, fault)`.
+
+    keys    accepted keys, for the subclasses that check them
+    models  ids of the models the mock serves
     """
 
     name = "mock"
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", keys=(), models=()):
         self.host = host
+        self.keys = set(keys)
+        self.models = list(models)
+        self._seq = itertools.count(1)  # for the ids of answers
         self._lock = threading.Lock()
         self._faults = []
         self._requests = []
@@ -220,26 +237,11 @@ class MockServer:
             self._requests.clear()
             self._connections = 0
 
-    @property
-    def requests(self):
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def connections(self):
-        """TCP connections accepted since the last reset."""
-        with self._lock:
-            return self._connections
-
-    @property
-    def open_connections(self):
-        with self._lock:
-            return len(self._open)
-
-    @property
-    def pending_faults(self):
-        with self._lock:
-            return len(self._faults)
+    requests = _locked(lambda self: list(self._requests))
+    connections = _locked(lambda self: self._connections,
+                          "TCP connections accepted since the last reset.")
+    open_connections = _locked(lambda self: len(self._open))
+    pending_faults = _locked(lambda self: len(self._faults))
 
     def wait_requests(self, n, timeout=5.0):
         """Wait until at least n requests were recorded; return them."""
@@ -407,6 +409,18 @@ class MockServer:
             ctype = "application/json"
         self.send_bytes(h, rec, fault.status, data, ctype, None, fault)
 
+    def send_scripted_answer(self, h, rec, fault, default_error):
+        """Answer as the fault scripts it, if it does: an error status (with the fault's body,
+        else default_error(status)) or a body of its own. False when the answer is left to
+        the mock."""
+        if fault.status != 200:
+            self.send_fault_body(h, rec, fault, default_error(fault.status))
+            return True
+        if fault.body is not None:
+            self.send_fault_body(h, rec, fault, None)
+            return True
+        return False
+
     def start_stream(self, h, rec, headers=None, fault=None):
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -527,24 +541,21 @@ def prompt_tokens_for(body):
     return max(1, n)
 
 
+def _model_first(validate):
+    """A request validator that first checks that the request names a model (the first
+    check of both endpoints)."""
+    @functools.wraps(validate)
+    def check(body):
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return openai_error("you must provide a model parameter", param="model")
+        return validate(body)
+    return check
+
+
 def sample_arguments(tool):
     """Arguments the mock "model" passes to a tool: one value per required property."""
-    params = (tool.get("function") or {}).get("parameters") or {}
-    props = params.get("properties") or {}
-    out = {}
-    for name in params.get("required") or list(props)[:1]:
-        schema = props.get(name) or {}
-        if schema.get("enum"):
-            out[name] = schema["enum"][0]
-        elif schema.get("type") == "integer":
-            out[name] = 1
-        elif schema.get("type") == "number":
-            out[name] = 1.5
-        elif schema.get("type") == "boolean":
-            out[name] = True
-        else:
-            out[name] = f"{name}-value"
-    return out
+    return mockkit.sample_arguments((tool.get("function") or {}).get("parameters") or {})
 
 
 class MockOpenAI(MockServer):
@@ -560,11 +571,8 @@ class MockOpenAI(MockServer):
 
     def __init__(self, keys=(DEFAULT_KEY,), leak_key_in_401=False, models=("gpt-mock",),
                  host="127.0.0.1"):
-        super().__init__(host)
-        self.keys = set(keys)
+        super().__init__(host, keys, models)
         self.leak_key_in_401 = leak_key_in_401
-        self.models = list(models)
-        self._seq = itertools.count(1)
 
     @property
     def url(self):
@@ -592,13 +600,8 @@ class MockOpenAI(MockServer):
         if err is not None:
             self.send_json(h, rec, err[0], err[1])
             return
-        if fault.status != 200:
-            self.send_fault_body(h, rec, fault, default_error_body(fault.status))
-            return
-        if fault.body is not None:
-            self.send_fault_body(h, rec, fault, None)
-            return
-        target[1](h, rec, fault)
+        if not self.send_scripted_answer(h, rec, fault, default_error_body):
+            target[1](h, rec, fault)
 
     def _check_auth(self, rec):
         auth = rec.headers.get("authorization", "")
@@ -631,11 +634,9 @@ class MockOpenAI(MockServer):
         return None
 
     @staticmethod
+    @_model_first
     def validate_chat(body):
         """OpenAI's schema checks, enough to catch a gateway that mangles a request."""
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return openai_error("you must provide a model parameter", param="model")
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs:
             return openai_error("'messages' must be a non-empty array.", param="messages")
@@ -679,10 +680,8 @@ class MockOpenAI(MockServer):
         return None
 
     @staticmethod
+    @_model_first
     def validate_embeddings(body):
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return openai_error("you must provide a model parameter", param="model")
         inp = body.get("input")
         ok = (isinstance(inp, str) and inp) or (
             isinstance(inp, list) and inp and all(
@@ -881,9 +880,5 @@ def decode_base64_embedding(text):
 
 if __name__ == "__main__":  # run stand-alone for manual poking: python3 mock_openai.py
     with MockOpenAI() as m:
-        print(f"mock OpenAI on {m.url} (key {DEFAULT_KEY}); Ctrl-C to stop", flush=True)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        mockkit.serve_until_interrupted(
+            f"mock OpenAI on {m.url} (key {DEFAULT_KEY}); Ctrl-C to stop")

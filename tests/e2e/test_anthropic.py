@@ -15,21 +15,17 @@ their tests are skipped (with the npm output as reason) only when that is imposs
 
 import base64
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
 import requests
 
 import harness
+from clientkit import TIME, WEATHER, module_mock, node_runner, ok
 from conftest import start_gateway
 from harness import assert_openai_error, post, read_sse
 from mock_anthropic import ANTHROPIC_KEY, AnthropicFault, MockAnthropic
 
 SDK_DIR = harness.HERE / "sdk-anthropic"
-NODE = shutil.which("node") or "/usr/bin/node"
-NPM = shutil.which("npm") or "/usr/bin/npm"
 MODEL = "claude-mock"
 # A 1x1 PNG (providers.md 10's IMG).
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJ"
@@ -39,12 +35,8 @@ PNG_BYTES = len(base64.b64decode(PNG))
 pytestmark = pytest.mark.allow_log()
 
 
-@pytest.fixture(scope="module")
-def mock():
-    """Named `mock` so that conftest resets its script and records before every test."""
-    m = MockAnthropic().start()
-    yield m
-    m.stop()
+# Named `mock` so that conftest resets its script and records before every test.
+mock = module_mock("mock", MockAnthropic)
 
 
 def claude_backend(name, mock, key=ANTHROPIC_KEY, **config):
@@ -76,17 +68,6 @@ def chat(text="Hello Claude", **extra):
                                          {"role": "user", "content": text}]}
     body.update(extra)
     return body
-
-
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather for a city.",
-    "parameters": {"type": "object",
-                   "properties": {"city": {"type": "string"},
-                                  "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-                   "required": ["city", "unit"]}}}
-TIME = {"type": "function", "function": {
-    "name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}},
-                                       "required": ["zone"]}}}
 
 
 # -- raw HTTP through the gateway ---------------------------------------------------------
@@ -287,25 +268,7 @@ def test_embeddings_route_to_anthropic_refused_at_configtest(module_so, mock):
 
 @pytest.fixture(scope="session")
 def node():
-    if not (SDK_DIR / "node_modules" / "openai" / "package.json").exists() or \
-            not (SDK_DIR / "node_modules" / "@anthropic-ai" / "sdk" / "package.json").exists():
-        if not os.path.exists(NPM):
-            pytest.skip("npm is not installed; cannot install the SDKs")
-        try:
-            r = subprocess.run([NPM, "install", "--no-audit", "--no-fund"], cwd=SDK_DIR,
-                               capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            pytest.skip(f"npm install failed: {e}")
-        if r.returncode != 0:
-            pytest.skip(f"npm install failed ({r.returncode}): {r.stderr[-800:]}")
-
-    def run(script, **spec):
-        r = subprocess.run([NODE, str(SDK_DIR / script), json.dumps(spec)],
-                           capture_output=True, text=True, timeout=60, cwd=SDK_DIR)
-        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-        assert lines, f"no result from node ({r.returncode}): {r.stdout}{r.stderr}"
-        return json.loads(lines[-1])
-    return run
+    return node_runner(SDK_DIR, ["openai", "@anthropic-ai/sdk"])
 
 
 @pytest.fixture
@@ -313,11 +276,6 @@ def openai_sdk(node, gw):
     def run(**spec):
         return node("openai_client.mjs", baseURL=gw.url("/v1"), model=MODEL, **spec)
     return run
-
-
-def ok(out):
-    assert out["ok"], out
-    return out["result"]
 
 
 def test_sdk_chat(openai_sdk, mock):

@@ -8,20 +8,10 @@ import time
 import pytest
 
 import harness
+from clientkit import TIME, WEATHER
 from conftest import start_gateway
 from harness import chat_body, post, read_sse
 from mock_openai import DEFAULT_KEY, Fault
-
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather for a city.",
-    "parameters": {"type": "object",
-                   "properties": {"city": {"type": "string"},
-                                  "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-                   "required": ["city", "unit"]}}}
-TIME = {"type": "function", "function": {
-    "name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}},
-                                       "required": ["zone"]}}}
-
 
 @pytest.fixture(scope="module")
 def gw(request, module_so, mock):

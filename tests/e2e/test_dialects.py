@@ -13,23 +13,20 @@ tests are skipped (with npm's output as reason) only when they cannot be install
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
+from functools import partial
 
 import pytest
 import requests
 
 import harness
+from clientkit import module_mock, node_runner, ok
 from conftest import start_gateway
 from mock_dialects import (AZURE_KEY, LLAMA_KEY, MISTRAL_KEY, MockAzure, MockLlama,
                            MockMistral)
 from mock_openai import Fault, MockOpenAI
 
 SDK_DIR = harness.HERE / "sdk-dialects"
-NODE = shutil.which("node") or "/usr/bin/node"
-NPM = shutil.which("npm") or "/usr/bin/npm"
 
 pytestmark = pytest.mark.allow_log()
 
@@ -44,25 +41,9 @@ EMBED = {"azure": ("text-embedding-3-small", 8), "llama": ("bge-m3", 8),
 
 # -- fixtures -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def azure():
-    m = MockAzure().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(scope="module")
-def llama():
-    m = MockLlama().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(scope="module")
-def mistral():
-    m = MockMistral().start()
-    yield m
-    m.stop()
+azure = module_mock("azure", MockAzure)
+llama = module_mock("llama", MockLlama)
+mistral = module_mock("mistral", MockMistral)
 
 
 @pytest.fixture(autouse=True)
@@ -74,25 +55,7 @@ def _fresh_mocks(azure, llama, mistral):
 
 @pytest.fixture(scope="session")
 def sdk():
-    if not (SDK_DIR / "node_modules" / "@mistralai" / "mistralai" / "package.json").exists() \
-            or not (SDK_DIR / "node_modules" / "openai" / "package.json").exists():
-        if not os.path.exists(NPM):
-            pytest.skip("npm is not installed; cannot install the SDKs")
-        try:
-            r = subprocess.run([NPM, "install", "--no-audit", "--no-fund"], cwd=SDK_DIR,
-                               capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            pytest.skip(f"npm install failed: {e}")
-        if r.returncode != 0:
-            pytest.skip(f"npm install failed ({r.returncode}): {r.stderr[-800:]}")
-
-    def run(**spec):
-        r = subprocess.run([NODE, str(SDK_DIR / "dialect_client.mjs"), json.dumps(spec)],
-                           capture_output=True, text=True, timeout=60, cwd=SDK_DIR)
-        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-        assert lines, f"no result from node ({r.returncode}): {r.stdout}{r.stderr}"
-        return json.loads(lines[-1])
-    return run
+    return partial(node_runner(SDK_DIR, ["@mistralai/mistralai", "openai"]), "dialect_client.mjs")
 
 
 def backend(name, type_, **config):
@@ -134,11 +97,6 @@ def gw(request, module_so, azure, llama, mistral):
         r("mistral-badkey", "/v1/mistral-badkey/chat/completions", "mistral-badkey"),
     ]
     return start_gateway(request, "dialects", harness.gateway_yaml(backends, routes))
-
-
-def ok(out):
-    assert out["ok"], out
-    return out["result"]
 
 
 def mock_of(dialect, azure, llama, mistral):

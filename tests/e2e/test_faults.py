@@ -74,6 +74,14 @@ def url(gw, backend):
     return gw.url(f"/v1/{backend}/chat/completions")
 
 
+def timed_post(gw, backend, body, stream=False):
+    """POST body to the route of `backend`: the response and the seconds it took (to its
+    headers when streaming)."""
+    t0 = time.monotonic()
+    r = post(url(gw, backend), body, stream=stream)
+    return r, time.monotonic() - t0
+
+
 def gaps(reqs):
     return [round(b.t - a.t, 3) for a, b in zip(reqs, reqs[1:])]
 
@@ -178,17 +186,13 @@ def test_exhausted_429_tells_the_client_when_to_retry(gw, mock):
 
 def test_long_retry_after_is_not_waited_out(gw, mock):
     mock.script(*[Fault(status=429, headers={"Retry-After": "30"})] * 3)
-    t0 = time.monotonic()
-    r = post(url(gw, "retry"), chat_body("too long to wait"))
-    elapsed = time.monotonic() - t0
+    r, elapsed = timed_post(gw, "retry", chat_body("too long to wait"))
     assert_openai_error(r, 429, code="rate_limit_exceeded")
     assert elapsed < 7, elapsed  # the backend timeout is 6s; 30s must never be slept
 
 
 def test_connect_refused_is_retried_then_502(gw, mock):
-    t0 = time.monotonic()
-    r = post(url(gw, "dead"), chat_body("nobody home"))
-    elapsed = time.monotonic() - t0
+    r, elapsed = timed_post(gw, "dead", chat_body("nobody home"))
     assert_openai_error(r, 502, code="bad_gateway")
     assert r.headers["x-llmgw-attempts"] == "2"
     assert r.headers["x-llmgw-backend"] == "dead"
@@ -196,9 +200,7 @@ def test_connect_refused_is_retried_then_502(gw, mock):
 
 
 def test_connect_timeout_is_honoured(gw, mock):
-    t0 = time.monotonic()
-    r = post(url(gw, "blackhole"), chat_body("hanging connect"))
-    elapsed = time.monotonic() - t0
+    r, elapsed = timed_post(gw, "blackhole", chat_body("hanging connect"))
     assert r.status_code in (502, 504), r.text
     assert_openai_error(r, r.status_code)
     assert 0.4 <= elapsed < 1.8, elapsed
@@ -208,18 +210,14 @@ def test_connect_timeout_is_honoured(gw, mock):
 
 def test_first_byte_timeout_gives_504(gw, mock):
     mock.script(Fault(delay=3))
-    t0 = time.monotonic()
-    r = post(url(gw, "once"), chat_body("slow to answer"))
-    elapsed = time.monotonic() - t0
+    r, elapsed = timed_post(gw, "once", chat_body("slow to answer"))
     assert_openai_error(r, 504, code="upstream_timeout")
     assert 0.9 <= elapsed < 2.0, elapsed
 
 
 def test_first_byte_timeout_is_retried(gw, mock):
     mock.script(Fault(delay=3), Fault())
-    t0 = time.monotonic()
-    r = post(url(gw, "retry"), chat_body("second try is fast"))
-    elapsed = time.monotonic() - t0
+    r, elapsed = timed_post(gw, "retry", chat_body("second try is fast"))
     assert r.status_code == 200, r.text
     assert r.headers["x-llmgw-attempts"] == "2"
     assert elapsed < 3.0, elapsed
@@ -234,18 +232,14 @@ def test_stream_first_byte_timeout_before_headers_gives_504(gw, mock):
 def test_stream_first_event_timeout_gives_504(gw, mock):
     """Headers came but no event: nothing reached the client yet, so it is a plain 504."""
     mock.script(Fault(first_event_delay=3))
-    t0 = time.monotonic()
-    r = post(url(gw, "once"), chat_body("silent stream", stream=True), stream=True)
-    elapsed = time.monotonic() - t0
+    r, elapsed = timed_post(gw, "once", chat_body("silent stream", stream=True), stream=True)
     assert_openai_error(r, 504, code="upstream_timeout")
     assert elapsed < 2.2, elapsed
 
 
 def test_overall_timeout_non_streaming(gw, mock):
     mock.script(Fault(delay=4))
-    t0 = time.monotonic()
-    r = post(url(gw, "overall"), chat_body("whole request too slow"))
-    elapsed = time.monotonic() - t0
+    r, elapsed = timed_post(gw, "overall", chat_body("whole request too slow"))
     assert_openai_error(r, 504, code="upstream_timeout")
     assert 1.3 <= elapsed < 2.8, elapsed
 
@@ -273,23 +267,28 @@ def assert_stream_failed(res):
         assert k in err, err
 
 
-def test_overall_timeout_cuts_a_long_stream(gw, mock):
-    mock.script(Fault(chunks=[f"w{i} " for i in range(10)], chunk_delay=0.4))
-    r = post(url(gw, "overall"), chat_body("long stream", stream=True), stream=True)
+def failed_stream(gw, mock, backend, text, fault):
+    """Stream `text` through `backend` while the mock plays `fault`: the stream, which must
+    have started (200) and then failed (assert_stream_failed)."""
+    mock.script(fault)
+    r = post(url(gw, backend), chat_body(text, stream=True), stream=True)
     assert r.status_code == 200
     res = read_sse(r)
-    elapsed = res.events[-1][0] - res.t0
     assert_stream_failed(res)
+    return res
+
+
+def test_overall_timeout_cuts_a_long_stream(gw, mock):
+    res = failed_stream(gw, mock, "overall", "long stream",
+                        Fault(chunks=[f"w{i} " for i in range(10)], chunk_delay=0.4))
+    elapsed = res.events[-1][0] - res.t0
     assert res.text and "w9" not in res.text
     assert 1.0 <= elapsed < 2.8, elapsed
 
 
 def test_idle_timeout_ends_stalled_stream_with_error_event(gw, mock):
-    mock.script(Fault(chunks=["partial ", "answer ", "never ", "finished"], stall_after=3))
-    r = post(url(gw, "once"), chat_body("stall", stream=True), stream=True)
-    assert r.status_code == 200
-    res = read_sse(r)
-    assert_stream_failed(res)
+    res = failed_stream(gw, mock, "once", "stall",
+                        Fault(chunks=["partial ", "answer ", "never ", "finished"], stall_after=3))
     assert res.text == "partial answer "
     silence = res.events[-1][0] - res.content_times[-1]
     assert 0.8 <= silence < 2.5, silence
@@ -298,29 +297,20 @@ def test_idle_timeout_ends_stalled_stream_with_error_event(gw, mock):
 
 
 def test_stream_cut_mid_content_ends_with_error_event(gw, mock):
-    mock.script(Fault(chunks=["cut ", "in ", "the ", "middle"], drop_after=3))
-    r = post(url(gw, "once"), chat_body("cut", stream=True), stream=True)
-    assert r.status_code == 200
-    res = read_sse(r)
-    assert_stream_failed(res)
+    res = failed_stream(gw, mock, "once", "cut",
+                        Fault(chunks=["cut ", "in ", "the ", "middle"], drop_after=3))
     assert res.text == "cut in "
 
 
 def test_stream_ending_cleanly_before_finish_reason_is_an_error(gw, mock):
-    mock.script(Fault(chunks=["looks ", "fine ", "but ", "is not"], end_after=3))
-    r = post(url(gw, "once"), chat_body("early end", stream=True), stream=True)
-    assert r.status_code == 200
-    res = read_sse(r)
-    assert_stream_failed(res)
+    res = failed_stream(gw, mock, "once", "early end",
+                        Fault(chunks=["looks ", "fine ", "but ", "is not"], end_after=3))
     assert res.finish_reasons == []
 
 
 def test_malformed_event_ends_with_error_event(gw, mock):
-    mock.script(Fault(chunks=["good ", "then ", "garbage"], malformed_after=3))
-    r = post(url(gw, "once"), chat_body("malformed", stream=True), stream=True)
-    assert r.status_code == 200
-    res = read_sse(r)
-    assert_stream_failed(res)
+    res = failed_stream(gw, mock, "once", "malformed",
+                        Fault(chunks=["good ", "then ", "garbage"], malformed_after=3))
     assert res.text == "good then "
 
 

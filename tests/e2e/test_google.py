@@ -23,6 +23,7 @@ import pytest
 import requests
 
 import harness
+from clientkit import ok
 from conftest import start_gateway
 from harness import assert_openai_error, post, read_sse
 from mock_google import (DEFAULT_API_KEY, SKIP_SIGNATURE, Fault, MockGemini, ServiceAccount,
@@ -56,9 +57,7 @@ def node(script, spec, timeout=90):
 
 
 def sdk_ok(script, spec):
-    out = node(script, spec)
-    assert out["ok"], out
-    return out["result"]
+    return ok(node(script, spec))
 
 
 # -- fixtures -------------------------------------------------------------------------
@@ -347,12 +346,17 @@ def test_stream_wire_format(gw, gmock):
     assert sse.chunks[-1]["choices"] == [] and sse.chunks[-1]["usage"]["completion_tokens"] == 7
 
 
-@needs_openai_sdk
-def test_tool_round_trip_keeps_thought_signatures(gw, gmock):
-    r = sdk_ok("openai_client.mjs", gw_spec(gw, "tools_round_trip", "/v1/g3",
-                                            model="gemini-3-pro-preview"))
+def g3_round_trip(gw, case):
+    """A tool round trip on Gemini 3 through the gateway: the result and its one tool call."""
+    r = sdk_ok("openai_client.mjs", gw_spec(gw, case, "/v1/g3", model="gemini-3-pro-preview"))
     assert r["finish_reason"] == "tool_calls"
     [call] = r["tool_calls"]
+    return r, call
+
+
+@needs_openai_sdk
+def test_tool_round_trip_keeps_thought_signatures(gw, gmock):
+    r, call = g3_round_trip(gw, "tools_round_trip")
     assert call["name"] == "get_weather"
     assert json.loads(call["arguments"]) == {"city": "city-value", "unit": "celsius"}
     assert call["id"].startswith("call_gw") and "__thought__" in call["id"]
@@ -379,10 +383,7 @@ def test_parallel_tool_calls_answered_in_one_turn(gw, gmock):
 
 @needs_openai_sdk
 def test_streamed_tool_round_trip(gw, gmock):
-    r = sdk_ok("openai_client.mjs", gw_spec(gw, "stream_tools_round_trip", "/v1/g3",
-                                            model="gemini-3-pro-preview"))
-    assert r["finish_reason"] == "tool_calls"
-    [call] = r["tool_calls"]
+    r, call = g3_round_trip(gw, "stream_tools_round_trip")
     assert "__thought__" in call["id"]
     assert r["arguments_done"] == [{"name": "get_weather", "arguments": call["arguments"]}]
     assert r["usage"]["total_tokens"] == r["usage"]["prompt_tokens"] + \

@@ -6,19 +6,16 @@ skipped (with the npm output as reason) only when it cannot be installed.
 """
 
 import json
-import os
-import shutil
-import subprocess
+from functools import partial
 
 import pytest
 
 import harness
+from clientkit import node_runner, ok
 from conftest import start_gateway
 from mock_openai import DEFAULT_KEY, Fault, MockOpenAI
 
 JS_DIR = harness.HERE / "js"
-NODE = shutil.which("node") or "/usr/bin/node"
-NPM = shutil.which("npm") or "/usr/bin/npm"
 
 pytestmark = pytest.mark.allow_log()
 
@@ -27,24 +24,7 @@ WEATHER_ARGS = {"city": "city-value", "unit": "celsius"}
 
 @pytest.fixture(scope="session")
 def sdk():
-    if not (JS_DIR / "node_modules" / "openai" / "package.json").exists():
-        if not os.path.exists(NPM):
-            pytest.skip("npm is not installed; cannot install the openai SDK")
-        try:
-            r = subprocess.run([NPM, "install", "--no-audit", "--no-fund"], cwd=JS_DIR,
-                               capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            pytest.skip(f"npm install failed: {e}")
-        if r.returncode != 0:
-            pytest.skip(f"npm install failed ({r.returncode}): {r.stderr[-800:]}")
-
-    def run(**spec):
-        r = subprocess.run([NODE, str(JS_DIR / "sdk_client.mjs"), json.dumps(spec)],
-                           capture_output=True, text=True, timeout=60, cwd=JS_DIR)
-        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-        assert lines, f"no result from node ({r.returncode}): {r.stdout}{r.stderr}"
-        return json.loads(lines[-1])
-    return run
+    return partial(node_runner(JS_DIR, ["openai"], "the openai SDK"), "sdk_client.mjs")
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +49,6 @@ def target(request, mock):
         return {"baseURL": mock.url, "apiKey": DEFAULT_KEY}
     gw = request.getfixturevalue("gw")
     return {"baseURL": gw.url("/v1"), "apiKey": "client-key-not-a-secret"}
-
-
-def ok(out):
-    assert out["ok"], out
-    return out["result"]
 
 
 def test_chat(sdk, target, mock):

@@ -9,19 +9,11 @@
 // The SDK's own retries are off (maxRetries 0): the test sees what the server answered.
 
 import Anthropic from '@anthropic-ai/sdk';
+import { WEATHER_DESCRIPTION, WEATHER_NAME, errorFields, pick, runCase, weatherSchema }
+  from '../js/clientkit.mjs';
 
-const WEATHER_TOOL = {
-  name: 'get_weather',
-  description: 'Current weather for a city.',
-  input_schema: {
-    type: 'object',
-    properties: {
-      city: { type: 'string', description: 'City name' },
-      unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
-    },
-    required: ['city', 'unit'],
-  },
-};
+const WEATHER_TOOL = { name: WEATHER_NAME, description: WEATHER_DESCRIPTION,
+  input_schema: weatherSchema() };
 
 function summary(msg) {
   return {
@@ -112,42 +104,16 @@ const cases = {
   },
 };
 
-function describeError(e) {
-  return {
-    class: e?.constructor?.name ?? typeof e,
-    is_api_error: e instanceof Anthropic.APIError,
-    status: e?.status ?? null,
-    type: e?.error?.error?.type ?? e?.type ?? null,
-    message: String(e?.message ?? e),
-  };
-}
-
-async function main() {
-  const spec = JSON.parse(process.argv[2] ?? '{}');
-  const run = cases[spec.case];
-  if (!run) {
-    console.log(JSON.stringify({ ok: false, error: { class: 'UsageError',
-      message: `unknown case ${spec.case}` } }));
-    process.exitCode = 2;
-    return;
-  }
-  setTimeout(() => {
-    console.log(JSON.stringify({ ok: false, error: { class: 'Deadline',
-      message: `no result within ${spec.deadlineMs ?? 30000} ms` } }));
-    process.exit(3);
-  }, spec.deadlineMs ?? 30000).unref();
-  const client = new Anthropic({
+await runCase({
+  cases,
+  connect: (spec) => new Anthropic({
     apiKey: spec.apiKey,
     baseURL: spec.baseURL,
     maxRetries: 0,
     timeout: spec.timeoutMs ?? 20000,
     defaultHeaders: spec.version ? { 'anthropic-version': spec.version } : undefined,
-  });
-  try {
-    console.log(JSON.stringify({ ok: true, result: await run(client, spec) }));
-  } catch (e) {
-    console.log(JSON.stringify({ ok: false, error: describeError(e) }));
-  }
-}
-
-await main();
+  }),
+  describeError: (e) => ({ ...pick(errorFields(e), ['class', 'status', 'message']),
+    is_api_error: e instanceof Anthropic.APIError,
+    type: e?.error?.error?.type ?? e?.type ?? null }),
+});

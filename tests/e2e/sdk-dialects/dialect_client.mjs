@@ -10,83 +10,36 @@
 
 import OpenAI, { AzureOpenAI } from 'openai';
 import { Mistral } from '@mistralai/mistralai';
+import { chatSummary, collectChunks, embeddingSummary, errorFields, openaiOptions, pick, runCase,
+  streamHelperResult, terseChat, toolCalls, weatherTool } from '../js/clientkit.mjs';
 
-const WEATHER = {
-  name: 'get_weather',
-  description: 'Current weather for a city.',
-  parameters: {
-    type: 'object',
-    properties: {
-      city: { type: 'string', description: 'City name' },
-      unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
-    },
-    required: ['city', 'unit'],
-  },
-};
-const TOOLS = [{ type: 'function', function: WEATHER }];
+const TOOLS = [weatherTool()];
+// The fields of the stream tally (clientkit.collectChunks) the openai stream case reports.
+const STREAM_FIELDS = ['text', 'finish_reason', 'usage', 'chunks', 'usage_fields', 'roles', 'ids',
+  'models'];
 
 function messages(spec) {
-  return [
-    { role: 'system', content: 'You are terse.' },
-    { role: 'user', content: spec.prompt ?? 'Say hello to the SDK' },
-  ];
+  return terseChat(spec.prompt ?? 'Say hello to the SDK');
 }
 
 // ---- the openai SDK (gateway, Llama host, and Azure through AzureOpenAI) ----------------
 
 const openaiCases = {
   async chat(client, spec) {
-    const r = await client.chat.completions.create({ model: spec.model, messages: messages(spec) });
-    return { id: r.id, object: r.object, model: r.model, content: r.choices[0].message.content,
-             finish_reason: r.choices[0].finish_reason, usage: r.usage };
+    return chatSummary(await client.chat.completions.create({ model: spec.model,
+      messages: messages(spec) }));
   },
 
   async stream(client, spec) {
     const body = { model: spec.model, messages: messages(spec), stream: true };
     if (spec.include_usage) body.stream_options = { include_usage: true };
-    const stream = await client.chat.completions.create(body);
-    let text = '';
-    let finish = null;
-    let usage = null;
-    let chunks = 0;
-    let usageFields = 0;
-    let roles = 0;
-    const ids = new Set();
-    const models = new Set();
-    for await (const chunk of stream) {
-      chunks += 1;
-      ids.add(chunk.id);
-      models.add(chunk.model);
-      if ('usage' in chunk) usageFields += 1;
-      if (chunk.usage) usage = chunk.usage;
-      for (const choice of chunk.choices) {
-        if (choice.delta?.role) roles += 1;
-        text += choice.delta?.content ?? '';
-        if (choice.finish_reason) finish = choice.finish_reason;
-      }
-    }
-    return { text, finish_reason: finish, usage, chunks, usage_fields: usageFields, roles,
-             ids: [...ids], models: [...models] };
+    return pick(await collectChunks(await client.chat.completions.create(body)), STREAM_FIELDS);
   },
 
   // The stream helper reassembles tool-call fragments: it fails on a malformed sequence.
   async stream_tools(client, spec) {
-    const stream = client.chat.completions.stream({ model: spec.model, messages: messages(spec),
-                                                    tools: TOOLS });
-    const argsDone = [];
-    stream.on('tool_calls.function.arguments.done', (e) => {
-      argsDone.push({ index: e.index, name: e.name, arguments: e.arguments });
-    });
-    const final = await stream.finalChatCompletion();
-    const msg = final.choices[0].message;
-    return {
-      content: msg.content,
-      finish_reason: final.choices[0].finish_reason,
-      tool_calls: (msg.tool_calls ?? []).map((t) => ({ id: t.id, type: t.type,
-        name: t.function.name, arguments: t.function.arguments })),
-      arguments_done: argsDone,
-      model: final.model,
-    };
+    return streamHelperResult(client.chat.completions.stream({ model: spec.model,
+      messages: messages(spec), tools: TOOLS }));
   },
 
   // A tool call, then the conversation continued with the tool's result.
@@ -103,8 +56,7 @@ const openaiCases = {
                                                           tools: TOOLS, tool_choice: 'none' });
     return {
       first_finish: first.choices[0].finish_reason,
-      tool_calls: first.choices[0].message.tool_calls.map((t) => ({ id: t.id, type: t.type,
-        name: t.function.name, arguments: t.function.arguments })),
+      tool_calls: toolCalls(first.choices[0].message),
       second_content: second.choices[0].message.content,
       second_finish: second.choices[0].finish_reason,
     };
@@ -113,9 +65,7 @@ const openaiCases = {
   async embeddings(client, spec) {
     const body = { model: spec.model, input: spec.input ?? ['first text', 'second text'] };
     if (spec.encoding_format) body.encoding_format = spec.encoding_format;
-    const r = await client.embeddings.create(body);
-    return { object: r.object, model: r.model, vectors: r.data.map((d) => Array.from(d.embedding)),
-             indexes: r.data.map((d) => d.index), usage: r.usage };
+    return embeddingSummary(await client.embeddings.create(body));
   },
 };
 
@@ -174,18 +124,6 @@ const mistralCases = {
   },
 };
 
-function describeError(e) {
-  return {
-    class: e?.constructor?.name ?? typeof e,
-    status: e?.status ?? e?.statusCode ?? null,
-    code: e?.code ?? null,
-    type: e?.type ?? null,
-    param: e?.param ?? null,
-    message: String(e?.message ?? e),
-    body: e?.body ?? null,
-  };
-}
-
 function makeClient(spec) {
   if (spec.sdk === 'azure') {
     return new AzureOpenAI({ endpoint: spec.endpoint, apiKey: spec.apiKey,
@@ -196,30 +134,14 @@ function makeClient(spec) {
     return new Mistral({ apiKey: spec.apiKey, serverURL: spec.serverURL,
                          retryConfig: { strategy: 'none' }, timeoutMs: 20000 });
   }
-  return new OpenAI({ apiKey: spec.apiKey ?? 'client-key-not-a-secret', baseURL: spec.baseURL,
-                      maxRetries: 0, timeout: 20000 });
+  return new OpenAI(openaiOptions(spec));
 }
 
-async function main() {
-  const spec = JSON.parse(process.argv[2] ?? '{}');
-  const table = spec.sdk === 'mistral' ? mistralCases : openaiCases;
-  const run = table[spec.case];
-  if (!run) {
-    console.log(JSON.stringify({ ok: false, error: { class: 'UsageError',
-      message: `unknown case ${spec.sdk}/${spec.case}` } }));
-    process.exitCode = 2;
-    return;
-  }
-  setTimeout(() => {
-    console.log(JSON.stringify({ ok: false, error: { class: 'Deadline',
-      message: 'no result within 30000 ms' } }));
-    process.exit(3);
-  }, 30000).unref();
-  try {
-    console.log(JSON.stringify({ ok: true, result: await run(makeClient(spec), spec) }));
-  } catch (e) {
-    console.log(JSON.stringify({ ok: false, error: describeError(e) }));
-  }
-}
-
-await main();
+await runCase({
+  cases: (spec) => (spec.sdk === 'mistral' ? mistralCases : openaiCases),
+  connect: makeClient,
+  describeError: (e) => ({ ...errorFields(e), status: e?.status ?? e?.statusCode ?? null,
+    body: e?.body ?? null }),
+  deadlineMs: () => 30000,
+  caseName: (spec) => `${spec.sdk}/${spec.case}`,
+});

@@ -13,6 +13,7 @@ import { createSign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { GoogleGenAI } from '@google/genai';
 import { OAuth2Client } from 'google-auth-library';
+import { errorFields, pick, runCase } from '../js/clientkit.mjs';
 
 const WEATHER = {
   name: 'get_weather',
@@ -151,17 +152,10 @@ const cases = {
   },
 };
 
-async function main() {
-  const spec = JSON.parse(process.argv[2]);
-  try {
-    const ai = await client(spec);
-    const result = await cases[spec.case](ai, spec);
-    process.stdout.write(JSON.stringify({ ok: true, result }) + '\n');
-  } catch (e) {
-    process.stdout.write(JSON.stringify({ ok: false, error: {
-      class: e?.constructor?.name, status: e?.status ?? null, message: String(e?.message ?? e),
-    } }) + '\n');
-  }
-}
-
-main();
+// No deadline of its own: test_google.py bounds the run with its subprocess timeout.
+await runCase({
+  cases,
+  connect: client,
+  describeError: (e) => pick(errorFields(e), ['class', 'status', 'message']),
+  deadlineMs: () => null,
+});

@@ -9,35 +9,15 @@
 // The SDK's own retries are off so that what the test sees is what the gateway answered.
 
 import OpenAI from 'openai';
+import { TIME_TOOL, collectChunks, embeddingSummary, errorFields, pick, runCase, toolCalls,
+  weatherTool } from '../js/clientkit.mjs';
 
-const WEATHER = {
-  type: 'function',
-  function: {
-    name: 'get_weather',
-    description: 'Current weather for a city.',
-    parameters: {
-      type: 'object',
-      properties: {
-        city: { type: 'string', description: 'City name' },
-        unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
-      },
-      required: ['city', 'unit'],
-      additionalProperties: false,
-    },
-  },
-};
-
-const TIME = {
-  type: 'function',
-  function: { name: 'get_time', parameters: { type: 'object', properties: {
-    zone: { type: 'string' } }, required: ['zone'] } },
-};
-
-const calls = (msg) => (msg.tool_calls ?? []).map((t) => ({ id: t.id, type: t.type,
-  name: t.function.name, arguments: t.function.arguments }));
+const WEATHER_TOOL = weatherTool(true);
+// The fields of the stream tally (clientkit.collectChunks) the stream case reports.
+const STREAM_FIELDS = ['text', 'finish_reason', 'usage', 'chunks', 'usage_fields', 'ids'];
 
 // The tool results an application would send back, one per call, in call order.
-const results = (toolCalls) => toolCalls.map((t) => ({
+const results = (calls) => calls.map((t) => ({
   role: 'tool', tool_call_id: t.id,
   content: JSON.stringify({ tool: t.function.name, temp: 21 }),
 }));
@@ -58,37 +38,19 @@ const cases = {
     const body = { model: spec.model, stream: true,
       messages: [{ role: 'user', content: spec.prompt ?? 'stream some words' }] };
     if (spec.include_usage) body.stream_options = { include_usage: true };
-    const s = await client.chat.completions.create(body);
-    let text = '';
-    let finish = null;
-    let usage = null;
-    let chunks = 0;
-    let usageFields = 0;
-    const ids = new Set();
-    for await (const c of s) {
-      chunks += 1;
-      ids.add(c.id);
-      if ('usage' in c) usageFields += 1;
-      if (c.usage) usage = c.usage;
-      for (const ch of c.choices) {
-        text += ch.delta?.content ?? '';
-        if (ch.finish_reason) finish = ch.finish_reason;
-      }
-    }
-    return { text, finish_reason: finish, usage, chunks, usage_fields: usageFields,
-      ids: [...ids] };
+    return pick(await collectChunks(await client.chat.completions.create(body)), STREAM_FIELDS);
   },
 
   // Tools over two turns, non-streaming: call, send results back, final answer.
   async tools_round_trip(client, spec) {
-    const tools = spec.parallel ? [WEATHER, TIME] : [WEATHER];
+    const tools = spec.parallel ? [WEATHER_TOOL, TIME_TOOL] : [WEATHER_TOOL];
     const messages = [{ role: 'user', content: spec.prompt ?? 'What is the weather in Lisbon?' }];
     const first = await client.chat.completions.create({ model: spec.model, messages, tools,
       tool_choice: 'auto' });
     const msg = first.choices[0].message;
     messages.push(msg, ...results(msg.tool_calls ?? []));
     const second = await client.chat.completions.create({ model: spec.model, messages, tools });
-    return { finish_reason: first.choices[0].finish_reason, tool_calls: calls(msg),
+    return { finish_reason: first.choices[0].finish_reason, tool_calls: toolCalls(msg),
       final: second.choices[0].message.content,
       final_finish_reason: second.choices[0].finish_reason };
   },
@@ -96,7 +58,7 @@ const cases = {
   // Tools over two turns with the SDK's stream helper: the streamed calls are
   // reassembled by the SDK and sent back as they came.
   async stream_tools_round_trip(client, spec) {
-    const tools = spec.parallel ? [WEATHER, TIME] : [WEATHER];
+    const tools = spec.parallel ? [WEATHER_TOOL, TIME_TOOL] : [WEATHER_TOOL];
     const messages = [{ role: 'user', content: spec.prompt ?? 'What is the weather in Lisbon?' }];
     const s = client.chat.completions.stream({ model: spec.model, messages, tools,
       stream_options: { include_usage: true } });
@@ -109,7 +71,7 @@ const cases = {
       tool_calls: msg.tool_calls }, ...results(msg.tool_calls ?? []));
     const s2 = client.chat.completions.stream({ model: spec.model, messages, tools });
     const second = await s2.finalChatCompletion();
-    return { finish_reason: first.choices[0].finish_reason, tool_calls: calls(msg),
+    return { finish_reason: first.choices[0].finish_reason, tool_calls: toolCalls(msg),
       arguments_done: argsDone, usage: first.usage ?? null,
       final: second.choices[0].message.content,
       final_finish_reason: second.choices[0].finish_reason };
@@ -130,25 +92,15 @@ const cases = {
     const body = { model: spec.model, input: spec.input ?? ['first text', 'second text'] };
     if (spec.encoding_format) body.encoding_format = spec.encoding_format;
     if (spec.dimensions) body.dimensions = spec.dimensions;
-    const r = await client.embeddings.create(body);
-    return { object: r.object, model: r.model, vectors: r.data.map((d) => Array.from(d.embedding)),
-      indexes: r.data.map((d) => d.index), usage: r.usage };
+    return embeddingSummary(await client.embeddings.create(body));
   },
 };
 
-async function main() {
-  const spec = JSON.parse(process.argv[2]);
-  const client = new OpenAI({ baseURL: spec.baseURL, apiKey: spec.apiKey ?? 'client-key',
-    maxRetries: 0, timeout: 30000 });
-  try {
-    const result = await cases[spec.case](client, spec);
-    process.stdout.write(JSON.stringify({ ok: true, result }) + '\n');
-  } catch (e) {
-    process.stdout.write(JSON.stringify({ ok: false, error: {
-      class: e?.constructor?.name, status: e?.status ?? null, code: e?.code ?? null,
-      type: e?.type ?? null, param: e?.param ?? null, message: String(e?.message ?? e),
-    } }) + '\n');
-  }
-}
-
-main();
+// No deadline of its own: test_google.py bounds the run with its subprocess timeout.
+await runCase({
+  cases,
+  connect: (spec) => new OpenAI({ baseURL: spec.baseURL, apiKey: spec.apiKey ?? 'client-key',
+    maxRetries: 0, timeout: 30000 }),
+  describeError: errorFields,
+  deadlineMs: () => null,
+});
