@@ -29,6 +29,7 @@
 #include "llmgw_google_auth.h"
 #include "llmgw_provider.h"
 #include "llmgw_sse.h"
+#include "llmgw_validate.h"
 
 #define FUZZ_MAX_EVENT (1 << 20)
 #define FUZZ_CREATED 1764000000
@@ -394,8 +395,15 @@ static void fuzz_request(const ctx_t *c, llmgw_api_e api, json_t *body, const js
     json_t *so = json_object_get(body, "stream_options");
     llmgw_http_request_t out;
     llmgw_error_t *err = NULL;
+    llmgw_error_t *refused = llmgw_validate_request(c->pool, api, body);
     apr_status_t rv;
 
+    /* The validator's verdict must be a well-formed client error, and it must
+     * not touch the body. Translators still get every body, refused or not:
+     * they must not rely on the glue having validated it. */
+    if (refused)
+        check_error(c, refused);
+    FUZZ_CHECK(json_equal(body, pristine));
     /* As the glue fills the call from the client's body. */
     if (model && *model)
         call->model = model;
