@@ -38,14 +38,14 @@ typedef enum { LLMGW_API_CHAT = 1, LLMGW_API_EMBEDDINGS = 2, LLMGW_API_MODELS = 
 #define LLMGW_METHOD_HEAD 0x04
 #define LLMGW_METHOD_OPTIONS 0x08
 
-/** Pool strategies (issue: pools). */
-typedef enum {
-    LLMGW_STRATEGY_LATENCY = 0,
-    LLMGW_STRATEGY_WEIGHTED,
-    LLMGW_STRATEGY_ROUND_ROBIN,
-    LLMGW_STRATEGY_PRIORITY,
-    LLMGW_STRATEGY_LEAST_BUSY
-} llmgw_strategy_e;
+/** A pool strategy (llmgw_strategy.h); built in or registered by another module. */
+typedef struct llmgw_strategy_t llmgw_strategy_t;
+
+/**
+ * Finds the pool strategy named @p name, as written after `strategy:`;
+ * NULL when there is none. @p baton is llmgw_config_opts_t.baton.
+ */
+typedef const llmgw_strategy_t *(*llmgw_strategy_resolve_fn)(void *baton, const char *name);
 
 /** Where a YAML node was, for messages (1-based). */
 typedef struct {
@@ -94,8 +94,9 @@ struct llmgw_backend_t {
     int unsupported_drop;         /**< unsupportedParams: drop (1) or error (0, default) */
 
     /* pools */
-    llmgw_strategy_e strategy;
-    int fallback;          /**< default 1 */
+    const char *strategy_name;        /**< as written; "latency" when not given */
+    const llmgw_strategy_t *strategy; /**< resolved at load time, never NULL for a pool */
+    int fallback;                     /**< default 1 */
     int failure_threshold; /**< consecutive failures before cooldown; LLMGW_UNSET = default */
     apr_interval_time_t cooldown; /**< LLMGW_UNSET = default */
     int max_attempts; /**< attempts per client request across members; LLMGW_UNSET = default */
@@ -136,6 +137,25 @@ apr_status_t llmgw_config_load(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *
 apr_status_t llmgw_config_parse(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *ptemp,
                                 const char *name, const char *text, apr_size_t len,
                                 const char **errmsg);
+
+/**
+ * What the loader takes from its caller. All fields may be NULL: then only
+ * the built-in strategies (llmgw_strategy_find) are known. The httpd glue
+ * resolves through httpd's provider registry, so that strategies registered
+ * by other modules can be named in gateway.yaml (llmgw_strategy.h).
+ */
+typedef struct {
+    llmgw_strategy_resolve_fn resolve_strategy; /**< NULL: the built-ins */
+    void *baton;                                /**< passed to resolve_strategy */
+    /** The names resolve_strategy knows, NULL-terminated, for the message
+     *  about an unknown one; NULL: the built-ins' names. */
+    const char *const *strategy_names;
+} llmgw_config_opts_t;
+
+/** As llmgw_config_parse, with @p opts (NULL: as llmgw_config_parse). */
+apr_status_t llmgw_config_parse_opts(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *ptemp,
+                                     const char *name, const char *text, apr_size_t len,
+                                     const llmgw_config_opts_t *opts, const char **errmsg);
 
 /**
  * Parse a duration: "250ms", "30s", "2m", "1h", or a bare integer meaning

@@ -17,15 +17,49 @@
  *   tier 2  unavailable (cooling down), in listed order; callers drop these
  * The number of available members is returned, so callers can cut there.
  *
- * Each strategy lives in src/strategies/llmgw_strategy_<name>.c with a
- * worked example in its opening comment; llmgw_strategy_get() finds one by
- * its llmgw_strategy_e, llmgw_strategy_find() by its YAML name.
+ * Each built-in strategy lives in src/strategies/llmgw_strategy_<name>.c
+ * with a worked example in its opening comment; llmgw_strategy_get() finds
+ * one by its llmgw_strategy_e, llmgw_strategy_find() by its YAML name.
+ *
+ * Strategies from other modules. mod_llmgw registers the built-ins as httpd
+ * providers (ap_provider.h) in the group LLMGW_STRATEGY_PROVIDER_GROUP,
+ * version LLMGW_STRATEGY_PROVIDER_VERSION, named as in gateway.yaml, and
+ * resolves every `strategy:` there when LLMGatewayConfig is read. Another
+ * module adds one from its register_hooks, whatever its LoadModule order:
+ *
+ *   static const llmgw_strategy_t reverse = {"reverse", reverse_select};
+ *   static void register_hooks(apr_pool_t *p)
+ *   {
+ *       ap_register_provider(p, LLMGW_STRATEGY_PROVIDER_GROUP, "reverse",
+ *                            LLMGW_STRATEGY_PROVIDER_VERSION, &reverse);
+ *   }
+ *
+ * The provider is a pointer to a llmgw_strategy_t that lives as long as the
+ * module (a static); its select follows the contract below and is called by
+ * many threads of many children at once, so it keeps no state of its own. A
+ * module needs only this header (and llmgw.h, llmgw_config.h) at build time:
+ * the inline helpers below work there, llmgw_strategy_sort() and the rest of
+ * mod_llmgw do not. Registering a built-in's name replaces the built-in. The
+ * version changes whenever llmgw_strategy_cand_t or the select contract does.
  */
 #ifndef LLMGW_STRATEGY_H
 #define LLMGW_STRATEGY_H
 
 #include "llmgw.h"
 #include "llmgw_config.h"
+
+/** httpd provider group and version of pool strategies (see above). */
+#define LLMGW_STRATEGY_PROVIDER_GROUP "llmgw_strategy"
+#define LLMGW_STRATEGY_PROVIDER_VERSION "0"
+
+/** The built-in strategies, in the order their names are listed in messages. */
+typedef enum {
+    LLMGW_STRATEGY_LATENCY = 0,
+    LLMGW_STRATEGY_WEIGHTED,
+    LLMGW_STRATEGY_ROUND_ROBIN,
+    LLMGW_STRATEGY_PRIORITY,
+    LLMGW_STRATEGY_LEAST_BUSY
+} llmgw_strategy_e;
 
 /** One member as a strategy sees it. */
 typedef struct {
@@ -55,10 +89,11 @@ typedef apr_status_t (*llmgw_strategy_select_fn)(const llmgw_strategy_cand_t *ca
                                                  apr_uint64_t seed, volatile apr_uint32_t *rr,
                                                  int *order, int *n_usable);
 
-typedef struct {
+/* Declared in llmgw_config.h: a pool's configuration points at one. */
+struct llmgw_strategy_t {
     const char *name; /**< as written in gateway.yaml */
     llmgw_strategy_select_fn select;
-} llmgw_strategy_t;
+};
 
 extern const llmgw_strategy_t llmgw_strategy_latency;
 extern const llmgw_strategy_t llmgw_strategy_weighted;
@@ -66,10 +101,10 @@ extern const llmgw_strategy_t llmgw_strategy_round_robin;
 extern const llmgw_strategy_t llmgw_strategy_priority;
 extern const llmgw_strategy_t llmgw_strategy_least_busy;
 
-/** The strategy of @p e, or NULL for an unknown value. */
+/** The built-in strategy @p e, or NULL for an unknown value. */
 const llmgw_strategy_t *llmgw_strategy_get(llmgw_strategy_e e);
 
-/** The strategy named @p name ("round-robin"), or NULL. */
+/** The built-in strategy named @p name ("round-robin"), or NULL. */
 const llmgw_strategy_t *llmgw_strategy_find(const char *name);
 
 /* ------------------------------------------------------------------ */

@@ -26,6 +26,7 @@
 #include <yaml.h>
 
 #include "llmgw_config.h"
+#include "llmgw_strategy.h"
 
 #define CFG_MAX_DEPTH 32
 #define CFG_SHOW_MAX 60
@@ -65,10 +66,11 @@ typedef struct {
     apr_size_t len;
     const char *errmsg;
     llmgw_config_t *cfg;
-    apr_array_header_t *refs; /* cfg_ref_t */
-    apr_hash_t *route_names;  /* name -> const cfg_node_t * */
-    const char *owner;        /* "backend \"a\"", prefixed to messages; NULL at top level */
-    unsigned typebit;         /* type of the entry being read, for key tables */
+    apr_array_header_t *refs;        /* cfg_ref_t */
+    apr_hash_t *route_names;         /* name -> const cfg_node_t * */
+    const char *owner;               /* "backend \"a\"", prefixed to messages; NULL at top level */
+    unsigned typebit;                /* type of the entry being read, for key tables */
+    const llmgw_config_opts_t *opts; /* never NULL */
 } cfg_ctx_t;
 
 typedef struct cfg_key_t cfg_key_t;
@@ -88,8 +90,6 @@ struct cfg_key_t {
 
 static const char *const backend_type_names[LLMGW_BACKEND_TYPE_COUNT + 1] = {
     "openai", "anthropic", "azure-openai", "google", "meta", "mistral", "pool", NULL};
-static const char *const strategy_names[] = {"latency",  "weighted",   "round-robin",
-                                             "priority", "least-busy", NULL};
 static const char *const unsupported_names[] = {"error", "drop", NULL};
 static const char *const api_names[] = {"chat", "embeddings", "models", NULL};
 
@@ -585,14 +585,58 @@ static apr_status_t key_choice(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_
     return rv;
 }
 
+static const char *const *builtin_strategy_names(cfg_ctx_t *c)
+{
+    apr_array_header_t *names = apr_array_make(c->tmp, 8, sizeof(const char *));
+    const llmgw_strategy_t *st;
+    int e;
+
+    for (e = 0; (st = llmgw_strategy_get((llmgw_strategy_e)e)); e++)
+        APR_ARRAY_PUSH(names, const char *) = st->name;
+    APR_ARRAY_PUSH(names, const char *) = NULL;
+    return (const char *const *)(void *)names->elts;
+}
+
+/* "latency, weighted, ..." for the message about an unknown strategy. */
+static const char *strategy_names(cfg_ctx_t *c)
+{
+    const char *const *names = c->opts->strategy_names;
+    const char *out = NULL;
+    int i;
+
+    if (!names)
+        names = builtin_strategy_names(c);
+    for (i = 0; names[i]; i++)
+        out = out ? apr_pstrcat(c->tmp, out, ", ", names[i], NULL) : names[i];
+    return out ? out : "(none)";
+}
+
+static const llmgw_strategy_t *strategy_resolve(cfg_ctx_t *c, const char *name)
+{
+    if (c->opts->resolve_strategy)
+        return c->opts->resolve_strategy(c->opts->baton, name);
+    return llmgw_strategy_find(name);
+}
+
 static apr_status_t key_strategy(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
 {
-    int i;
-    apr_status_t rv = choice_index(c, k, v, &i);
+    llmgw_backend_t *b = obj;
+    const llmgw_strategy_t *st;
+    const char *s;
+    apr_status_t rv = key_text(c, k, v, "a string", &s);
 
-    if (rv == APR_SUCCESS && i >= 0)
-        ((llmgw_backend_t *)obj)->strategy = (llmgw_strategy_e)i;
-    return rv;
+    if (rv != APR_SUCCESS || !s)
+        return rv;
+    st = strategy_resolve(c, s);
+    if (!st)
+        return cfg_fail(c, v->mark, "strategy must be one of %s, not %s", strategy_names(c),
+                        shown(c, v, s));
+    if (!st->select)
+        return cfg_fail(c, v->mark, "strategy %s is registered without a select function",
+                        shown(c, v, s));
+    b->strategy_name = apr_pstrdup(c->p, s);
+    b->strategy = st;
+    return APR_SUCCESS;
 }
 
 static apr_status_t key_api(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
@@ -665,7 +709,7 @@ static const cfg_key_t backend_keys[] = {
     {"name", T_ANY, 0, key_skip},
     {"type", T_ANY, 0, key_skip},
     {"config", T_PROVIDERS, T_PROVIDERS, key_config},
-    {"strategy", T(POOL), 0, key_strategy, 0, 0, 0, strategy_names},
+    {"strategy", T(POOL), 0, key_strategy},
     {"fallback", T(POOL), 0, key_bool, B(fallback)},
     {"failureThreshold", T(POOL), 0, key_int, B(failure_threshold), 1, INT_MAX},
     {"cooldown", T(POOL), 0, key_duration, B(cooldown), 0},
@@ -904,7 +948,7 @@ static apr_status_t pool_check(cfg_ctx_t *c, const cfg_node_t *n, const llmgw_ba
 {
     int i;
 
-    if (b->strategy != LLMGW_STRATEGY_WEIGHTED)
+    if (b->strategy != &llmgw_strategy_weighted)
         return APR_SUCCESS;
     for (i = 0; i < b->members->nelts; i++) {
         if (APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t).weight > 0)
@@ -927,7 +971,8 @@ static llmgw_backend_t *backend_new(cfg_ctx_t *c, const cfg_node_t *n, int index
     b->max_retries = b->max_tokens = b->failure_threshold = LLMGW_UNSET;
     b->cooldown = LLMGW_UNSET;
     b->max_attempts = LLMGW_UNSET;
-    b->strategy = LLMGW_STRATEGY_LATENCY;
+    b->strategy = &llmgw_strategy_latency;
+    b->strategy_name = llmgw_strategy_latency.name;
     b->fallback = 1;
     return b;
 }
@@ -1260,6 +1305,14 @@ apr_status_t llmgw_config_parse(llmgw_config_t **out, apr_pool_t *p, apr_pool_t 
                                 const char *name, const char *text, apr_size_t len,
                                 const char **errmsg)
 {
+    return llmgw_config_parse_opts(out, p, ptemp, name, text, len, NULL, errmsg);
+}
+
+apr_status_t llmgw_config_parse_opts(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *ptemp,
+                                     const char *name, const char *text, apr_size_t len,
+                                     const llmgw_config_opts_t *opts, const char **errmsg)
+{
+    static const llmgw_config_opts_t builtin = {NULL};
     cfg_ctx_t ctx = {0};
     cfg_node_t *root = NULL;
     llmgw_config_t *cfg = apr_pcalloc(p, sizeof(*cfg));
@@ -1276,6 +1329,7 @@ apr_status_t llmgw_config_parse(llmgw_config_t **out, apr_pool_t *p, apr_pool_t 
     ctx.text = text ? text : "";
     ctx.len = text ? len : 0;
     ctx.cfg = cfg;
+    ctx.opts = opts ? opts : &builtin;
     if ((rv = apr_pool_create(&ctx.tmp, ptemp)) != APR_SUCCESS)
         return rv;
     ctx.refs = apr_array_make(ctx.tmp, 16, sizeof(cfg_ref_t));

@@ -1,7 +1,9 @@
 /*
  * Pools: candidate expansion (nested pools flattened depth-first, with the
  * strategy of each level), the retry/fallback decision table, and the error
- * a client gets when every candidate failed. Also the strategy registry.
+ * a client gets when every candidate failed. Also the table of built-in
+ * strategies (the httpd glue registers them as providers, and the config
+ * loader resolves `strategy:` to one of them or to another module's).
  *
  * Everything here is pure apart from reading the shared stats (and the
  * round-robin strategy bumping its pool's cursor); results come from the
@@ -14,7 +16,7 @@
 #include "llmgw_stats.h"
 
 /* ------------------------------------------------------------------ */
-/* Strategy registry                                                   */
+/* Built-in strategies                                                 */
 
 static const llmgw_strategy_t *const strategies[] = {
     [LLMGW_STRATEGY_LATENCY] = &llmgw_strategy_latency,
@@ -216,6 +218,21 @@ static apr_status_t expand_member(expand_t *x, const llmgw_pool_member_t *pm,
     return APR_SUCCESS;
 }
 
+/* A strategy from another module is trusted no further than its output. */
+static int order_valid(const int *order, int n, int n_usable, char *seen)
+{
+    int i;
+
+    if (n_usable < 0 || n_usable > n)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (order[i] < 0 || order[i] >= n || seen[order[i]])
+            return 0;
+        seen[order[i]] = 1;
+    }
+    return 1;
+}
+
 /*
  * Order one pool level and flatten it into self->list. A nested pool looks
  * to its parent's strategy like its own first choice (that is what would
@@ -223,7 +240,7 @@ static apr_status_t expand_member(expand_t *x, const llmgw_pool_member_t *pm,
  */
 static apr_status_t expand_pool(expand_t *x, const llmgw_backend_t *pool, int depth, member_t *self)
 {
-    const llmgw_strategy_t *st = llmgw_strategy_get(pool->strategy);
+    const llmgw_strategy_t *st = pool->strategy;
     int i, n = pool->members ? pool->members->nelts : 0, n_usable = 0;
     member_t *members;
     llmgw_strategy_cand_t *feats;
@@ -231,7 +248,7 @@ static apr_status_t expand_pool(expand_t *x, const llmgw_backend_t *pool, int de
     llmgw_stats_slot_t *own = slot_ptr(x, slot_of(x, pool));
     apr_status_t rv;
 
-    if (depth > LLMGW_POOL_MAX_DEPTH || !st)
+    if (depth > LLMGW_POOL_MAX_DEPTH || !st || !st->select)
         return APR_EINVAL;
     if (n == 0)
         return APR_SUCCESS;
@@ -249,6 +266,8 @@ static apr_status_t expand_pool(expand_t *x, const llmgw_backend_t *pool, int de
                     &n_usable);
     if (rv != APR_SUCCESS && rv != APR_ENOENT)
         return rv;
+    if (!order_valid(order, n, n_usable, apr_pcalloc(x->p, (apr_size_t)n)))
+        return APR_EINVAL;
     probes_first(members, order, n_usable);
     if (!pool->fallback && n_usable > 1)
         n_usable = 1;

@@ -142,9 +142,12 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
     apr_size_t len = 0;
     apr_status_t rv;
     char buf[256];
+    llmgw_config_opts_t opts;
 
     if (err)
         return err;
+    /* Now, not in register_hooks: other modules' strategies are registered by now. */
+    llmgw_strategy_config_opts(cmd->temp_pool, &opts);
     path = ap_server_root_relative(cmd->pool, arg);
     if (!path)
         return apr_psprintf(cmd->pool, "LLMGatewayConfig: invalid path '%s'", arg);
@@ -153,7 +156,8 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
         msg = apr_psprintf(cmd->pool, "%s: cannot read the file: %s", path,
                            llmgw_strerror(rv, buf, sizeof(buf)));
     else
-        rv = llmgw_config_parse(&c->gw, cmd->pool, cmd->temp_pool, path, text, len, &msg);
+        rv = llmgw_config_parse_opts(&c->gw, cmd->pool, cmd->temp_pool, path, text, len, &opts,
+                                     &msg);
     if (rv == APR_SUCCESS) {
         c->config_path = path;
         if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG)
@@ -169,8 +173,8 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
                      LLMGW_LOGNO(00008) "LLMGatewayConfig: %s; keeping the previous gateway "
                                         "configuration",
                      msg);
-        if (llmgw_config_parse(&c->gw, cmd->pool, cmd->temp_pool, path, lg->text, lg->len, &msg2) ==
-            APR_SUCCESS) {
+        if (llmgw_config_parse_opts(&c->gw, cmd->pool, cmd->temp_pool, path, lg->text, lg->len,
+                                    &opts, &msg2) == APR_SUCCESS) {
             c->config_path = path;
             return NULL;
         }

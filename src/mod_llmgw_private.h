@@ -60,6 +60,14 @@ int llmgw_translate_name(request_rec *r);
 int llmgw_map_to_storage(request_rec *r);
 void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s);
 
+/* Pool strategies as httpd providers (mod_llmgw_strategy.c). */
+/* register_hooks: the built-ins, under LLMGW_STRATEGY_PROVIDER_GROUP. */
+void llmgw_strategy_register(apr_pool_t *p);
+/* Loader options resolving `strategy:` through the provider registry (@p p: the names). */
+void llmgw_strategy_config_opts(apr_pool_t *p, llmgw_config_opts_t *opts);
+/* Logs the pools whose strategy another module provides. */
+void llmgw_strategy_post_config(server_rec *s);
+
 /* Shared statistics (mod_llmgw_stats.c). */
 int llmgw_stats_post_config(apr_pool_t *pconf, server_rec *s);
 int llmgw_status_handler(request_rec *r);

@@ -200,6 +200,7 @@ class Httpd:
       v1_extra        directives inside <Location /v1> (fast path: LLMGateway on)
       classic_extra   directives inside <Location /classic> (SetHandler llmgw)
       server_extra    directives at server level (e.g. LLMGatewayMaxBody)
+      pre_module      directives before mod_llmgw's LoadModule (e.g. another module's)
       with_module     False renders a config without mod_llmgw (harness self-test)
     """
 
@@ -213,7 +214,8 @@ class Httpd:
             self.root = GEN_DIR / f"{name}-{mpm}-{os.getpid()}"
         self.port = free_port()
         self.conf_opts = {"log_level": "warn llmgw:debug", "v1_extra": "",
-                          "classic_extra": "", "server_extra": "", "with_module": True}
+                          "classic_extra": "", "server_extra": "", "pre_module": "",
+                          "with_module": True}
         self.conf_opts.update(conf)
         self.env = {}
         self.pid = None
@@ -299,6 +301,7 @@ MaxKeepAliveRequests 0
 {_MPM_TUNING[self.mpm]}
 LogFormat "{ACCESS_FORMAT}" llmgw
 CustomLog logs/access.log llmgw
+{o['pre_module']}
 {module}{o['server_extra']}
 {locations}"""
         self.conf_path.write_text(text)

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <apr_strings.h>
 #include "llmgw_config.h"
+#include "llmgw_strategy.h"
 #include "test_util.h"
 
 #define SECRET "sk secret/MARKER 42"
@@ -181,7 +182,8 @@ START_TEST(test_full_pools)
     const llmgw_pool_member_t *m;
 
     ck_assert_int_eq(inner->type, LLMGW_BACKEND_POOL);
-    ck_assert_int_eq(inner->strategy, LLMGW_STRATEGY_PRIORITY);
+    ck_assert_ptr_eq(inner->strategy, &llmgw_strategy_priority);
+    ck_assert_str_eq(inner->strategy_name, "priority");
     ck_assert_int_eq(inner->fallback, 0);
     ck_assert_int_eq(inner->members->nelts, 2);
     ck_assert_ptr_eq(member_at(inner, 0)->backend, llmgw_config_backend(cfg, "gemini"));
@@ -192,7 +194,8 @@ START_TEST(test_full_pools)
     ck_assert_int_eq(inner->max_attempts, LLMGW_UNSET);
 
     ck_assert_int_eq(pool->index, 8);
-    ck_assert_int_eq(pool->strategy, LLMGW_STRATEGY_WEIGHTED);
+    ck_assert_ptr_eq(pool->strategy, &llmgw_strategy_weighted);
+    ck_assert_str_eq(pool->strategy_name, "weighted");
     ck_assert_int_eq(pool->fallback, 1);
     ck_assert_int_eq(pool->failure_threshold, 3);
     ck_assert_int_eq(pool->cooldown, apr_time_from_sec(10));
@@ -305,7 +308,8 @@ START_TEST(test_defaults)
     ck_assert_int_eq(llmgw_backend_max_retries(b), LLMGW_DEFAULT_MAX_RETRIES);
     ck_assert_int_eq(llmgw_backend_serves(b, "gpt-4o"), 0);
 
-    ck_assert_int_eq(p->strategy, LLMGW_STRATEGY_LATENCY);
+    ck_assert_ptr_eq(p->strategy, &llmgw_strategy_latency);
+    ck_assert_str_eq(p->strategy_name, "latency");
     ck_assert_int_eq(p->fallback, 1);
     ck_assert_int_eq(p->failure_threshold, LLMGW_UNSET);
     ck_assert_int_eq(p->cooldown, LLMGW_UNSET);
@@ -583,7 +587,9 @@ static const struct {
     {"no_backends.yaml", 1, 11, "backends must list at least one entry"},
     {"max_retries_range.yaml", 6, 19, "maxRetries must be an integer from 0 to 10, not \"11\""},
     {"negative_weight.yaml", 7, 27, "weight must be an integer from 0 to 1000000"},
-    {"bad_strategy.yaml", 5, 15, "strategy must be one of latency, weighted"},
+    {"bad_strategy.yaml", 5, 15,
+     "backend \"p\": strategy must be one of latency, weighted, round-robin, priority, "
+     "least-busy, not \"fastest\""},
     {"missing_routes.yaml", 1, 1, "missing required key \"routes\""},
 };
 
@@ -659,6 +665,138 @@ START_TEST(test_invalid_inline)
 }
 END_TEST
 
+/* ---- strategies from the caller's resolver ---------------------------------- */
+
+static apr_status_t first_listed(const llmgw_strategy_cand_t *cands, int n, apr_uint64_t seed,
+                                 volatile apr_uint32_t *rr, int *order, int *n_usable)
+{
+    return llmgw_strategy_sort(cands, n, NULL, order, n_usable);
+}
+
+static const llmgw_strategy_t test_only = {"test-only", first_listed};
+static const llmgw_strategy_t no_select = {"no-select", NULL};
+
+/* What the httpd glue does with its provider registry, with a list instead. */
+typedef struct {
+    int calls;
+    const char *last;
+} resolver_log_t;
+
+static const llmgw_strategy_t *test_resolve(void *baton, const char *name)
+{
+    resolver_log_t *log = baton;
+
+    log->calls++;
+    log->last = name;
+    if (strcmp(name, "test-only") == 0)
+        return &test_only;
+    if (strcmp(name, "no-select") == 0)
+        return &no_select;
+    return llmgw_strategy_find(name);
+}
+
+static const char *const test_names[] = {"latency",    "weighted",  "round-robin", "priority",
+                                         "least-busy", "test-only", NULL};
+
+static const char *pool_yaml(const char *strategy_line)
+{
+    return apr_psprintf(test_pool,
+                        "backends:\n"
+                        "  - {name: a, type: openai, config: {apiKey: k}}\n"
+                        "  - {name: b, type: openai, config: {apiKey: k}}\n"
+                        "  - name: p\n"
+                        "    type: pool\n"
+                        "%s"
+                        "    backends: [{name: a, weight: 0}, {name: b, weight: 0}]\n"
+                        "routes: []\n",
+                        strategy_line);
+}
+
+static apr_status_t parse_with(const char *text, resolver_log_t *log, llmgw_config_t **cfg,
+                               const char **err)
+{
+    llmgw_config_opts_t opts = {test_resolve, log, test_names};
+
+    *err = NULL;
+    return llmgw_config_parse_opts(cfg, test_pool, test_pool, "t.yaml", text, strlen(text), &opts,
+                                   err);
+}
+
+START_TEST(test_strategy_from_resolver)
+{
+    resolver_log_t log = {0};
+    llmgw_config_t *cfg;
+    const llmgw_backend_t *p;
+    const char *err;
+    apr_status_t rv = parse_with(pool_yaml("    strategy: test-only\n"), &log, &cfg, &err);
+
+    ck_assert_msg(rv == APR_SUCCESS, "%s", err ? err : "?");
+    p = llmgw_config_backend(cfg, "p");
+    ck_assert_ptr_eq(p->strategy, &test_only);
+    ck_assert_str_eq(p->strategy_name, "test-only");
+    ck_assert_int_eq(log.calls, 1);
+    ck_assert_str_eq(log.last, "test-only");
+    /* Only a built-in name means a built-in to the default loader. */
+    ck_assert_int_eq(parse(pool_yaml("    strategy: test-only\n"), &cfg, &err), LLMGW_ECONFIG);
+    ck_assert_str_eq(err, "t.yaml:6:15: backend \"p\": strategy must be one of latency, weighted, "
+                          "round-robin, priority, least-busy, not \"test-only\"");
+}
+END_TEST
+
+START_TEST(test_strategy_builtin_through_resolver)
+{
+    resolver_log_t log = {0};
+    llmgw_config_t *cfg;
+    const char *err;
+
+    ck_assert_int_eq(parse_with(pool_yaml("    strategy: least-busy\n"), &log, &cfg, &err),
+                     APR_SUCCESS);
+    ck_assert_ptr_eq(llmgw_config_backend(cfg, "p")->strategy, &llmgw_strategy_least_busy);
+    /* No strategy: latency, without asking the resolver. */
+    log.calls = 0;
+    ck_assert_int_eq(parse_with(pool_yaml(""), &log, &cfg, &err), APR_SUCCESS);
+    ck_assert_ptr_eq(llmgw_config_backend(cfg, "p")->strategy, &llmgw_strategy_latency);
+    ck_assert_str_eq(llmgw_config_backend(cfg, "p")->strategy_name, "latency");
+    ck_assert_int_eq(log.calls, 0);
+}
+END_TEST
+
+START_TEST(test_strategy_unknown_lists_resolver_names)
+{
+    resolver_log_t log = {0};
+    llmgw_config_t *cfg = (llmgw_config_t *)1;
+    const char *err;
+
+    ck_assert_int_eq(parse_with(pool_yaml("    strategy:   fastest\n"), &log, &cfg, &err),
+                     LLMGW_ECONFIG);
+    ck_assert_ptr_null(cfg);
+    ck_assert_str_eq(err, "t.yaml:6:17: backend \"p\": strategy must be one of latency, weighted, "
+                          "round-robin, priority, least-busy, test-only, not \"fastest\"");
+    ck_assert_int_eq(parse_with(pool_yaml("    strategy: no-select\n"), &log, &cfg, &err),
+                     LLMGW_ECONFIG);
+    ck_assert_str_eq(err, "t.yaml:6:15: backend \"p\": strategy \"no-select\" is registered "
+                          "without a select function");
+}
+END_TEST
+
+/* All weights 0 only matter to the built-in weighted strategy. */
+START_TEST(test_strategy_weight_check_is_weighted_only)
+{
+    resolver_log_t log = {0};
+    llmgw_config_t *cfg;
+    const char *err;
+
+    ck_assert_int_eq(parse_with(pool_yaml("    strategy: weighted\n"), &log, &cfg, &err),
+                     LLMGW_ECONFIG);
+    ck_assert_str_eq(err, "t.yaml:7:15: backend \"p\": a weighted pool needs at least one member "
+                          "with a weight above 0");
+    ck_assert_int_eq(parse(pool_yaml("    strategy: weighted\n"), &cfg, &err), LLMGW_ECONFIG);
+    ck_assert_int_eq(parse_with(pool_yaml("    strategy: test-only\n"), &log, &cfg, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(parse(pool_yaml("    strategy: priority\n"), &cfg, &err), APR_SUCCESS);
+}
+END_TEST
+
 /* ---- secrets never reach a message ----------------------------------------- */
 
 static const char *const secret_cases[] = {
@@ -684,6 +822,8 @@ static const char *const secret_cases[] = {
     "'${OPENAI_API_KEY}', backend: a}\n",
     "backends:\n  - {name: a, type: openai, config: {apiKey: k}}\n  - {name: p, type: pool, "
     "fallback: '${OPENAI_API_KEY}', backends: [a]}\nroutes: []\n",
+    "backends:\n  - {name: a, type: openai, config: {apiKey: k}}\n  - {name: p, type: pool, "
+    "strategy: '${OPENAI_API_KEY}', backends: [a]}\nroutes: []\n",
 };
 
 static void secret_setup(void)
@@ -749,6 +889,14 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, test_invalid_file, 0, (int)(sizeof(invalid) / sizeof(invalid[0])));
     tcase_add_test(tc, test_unreadable_file);
     tcase_add_test(tc, test_invalid_inline);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("strategies");
+    tcase_add_checked_fixture(tc, test_pool_setup, test_pool_teardown);
+    tcase_add_test(tc, test_strategy_from_resolver);
+    tcase_add_test(tc, test_strategy_builtin_through_resolver);
+    tcase_add_test(tc, test_strategy_unknown_lists_resolver_names);
+    tcase_add_test(tc, test_strategy_weight_check_is_weighted_only);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("secrets");

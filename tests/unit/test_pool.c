@@ -35,8 +35,9 @@ typedef struct {
     llmgw_pool_env_t env;
 } world_t;
 
-/* Parse backends_yaml plus @p pools_yaml, with a stats segment holding every backend. */
-static world_t *world(const char *pools_yaml)
+/* Parse backends_yaml plus @p pools_yaml with @p opts, with a stats segment holding every
+ * backend. */
+static world_t *world_opts(const char *pools_yaml, const llmgw_config_opts_t *opts)
 {
     world_t *w = apr_pcalloc(test_pool, sizeof(*w));
     const char *text = apr_pstrcat(test_pool, backends_yaml, pools_yaml, "routes: []\n", NULL);
@@ -45,8 +46,8 @@ static world_t *world(const char *pools_yaml)
     int i, n;
     apr_size_t size;
 
-    ck_assert_msg(llmgw_config_parse(&w->cfg, test_pool, test_pool, "t.yaml", text, strlen(text),
-                                     &err) == APR_SUCCESS,
+    ck_assert_msg(llmgw_config_parse_opts(&w->cfg, test_pool, test_pool, "t.yaml", text,
+                                          strlen(text), opts, &err) == APR_SUCCESS,
                   "%s", err ? err : "?");
     n = w->cfg->backends->nelts;
     names = apr_pcalloc(test_pool, sizeof(*names) * n);
@@ -63,6 +64,11 @@ static world_t *world(const char *pools_yaml)
     w->env.now = T0;
     w->env.seed = 1;
     return w;
+}
+
+static world_t *world(const char *pools_yaml)
+{
+    return world_opts(pools_yaml, NULL);
 }
 
 static const llmgw_backend_t *be(world_t *w, const char *name)
@@ -294,6 +300,91 @@ START_TEST(test_round_robin_shared_cursor)
     ck_assert_uint_eq(ps->rr_cursor, 2);
     ps->rr_cursor = 8;
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "c:m-large a:gpt-4o b:claude-x");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Strategies from elsewhere (another httpd module, here the test)     */
+
+/* Reverse listed order, available members first. */
+static apr_status_t reverse_select(const llmgw_strategy_cand_t *cands, int n, apr_uint64_t seed,
+                                   volatile apr_uint32_t *rr, int *order, int *n_usable)
+{
+    int i, k = 0;
+
+    for (i = n - 1; i >= 0; i--) {
+        if (cands[i].available)
+            order[k++] = i;
+    }
+    *n_usable = k;
+    for (i = n - 1; i >= 0; i--) {
+        if (!cands[i].available)
+            order[k++] = i;
+    }
+    return *n_usable ? APR_SUCCESS : APR_ENOENT;
+}
+
+/* Names its first member twice: not a permutation. */
+static apr_status_t broken_select(const llmgw_strategy_cand_t *cands, int n, apr_uint64_t seed,
+                                  volatile apr_uint32_t *rr, int *order, int *n_usable)
+{
+    int i;
+
+    for (i = 0; i < n; i++)
+        order[i] = 0;
+    *n_usable = n;
+    return APR_SUCCESS;
+}
+
+static const llmgw_strategy_t reverse = {"reverse", reverse_select};
+static const llmgw_strategy_t broken = {"broken", broken_select};
+
+static const llmgw_strategy_t *test_resolve(void *baton, const char *name)
+{
+    if (strcmp(name, "reverse") == 0)
+        return &reverse;
+    if (strcmp(name, "broken") == 0)
+        return &broken;
+    return llmgw_strategy_find(name);
+}
+
+static const llmgw_config_opts_t test_opts = {test_resolve, NULL, NULL};
+
+START_TEST(test_foreign_strategy_orders_the_pool)
+{
+    world_t *w = world_opts("  - name: p\n"
+                            "    type: pool\n"
+                            "    strategy: reverse\n"
+                            "    failureThreshold: 1\n"
+                            "    cooldown: 20s\n"
+                            "    backends: [{name: a}, {name: b}, {name: c}]\n"
+                            "  - name: outer\n"
+                            "    type: pool\n"
+                            "    strategy: priority\n"
+                            "    backends: [{name: p}, {name: d}]\n",
+                            &test_opts);
+
+    ck_assert_ptr_eq(be(w, "p")->strategy, &reverse);
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "c:gpt-4o b:claude-x a:gpt-4o");
+    ck_assert_str_eq(cands(w, "outer", "gpt-4o", APR_SUCCESS, NULL),
+                     "c:gpt-4o b:claude-x a:gpt-4o d:gpt-4o");
+    /* A member cooling down is dropped whatever the strategy said. */
+    llmgw_stats_failure(slot(w, "b"), T0, LLMGW_FAIL_HTTP, 503, 1, SEC(20));
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "c:m-large a:gpt-4o");
+}
+END_TEST
+
+START_TEST(test_foreign_strategy_bad_order_refused)
+{
+    world_t *w = world_opts("  - name: p\n"
+                            "    type: pool\n"
+                            "    strategy: broken\n"
+                            "    backends: [{name: a}, {name: b}]\n",
+                            &test_opts);
+    llmgw_candidates_t *c;
+
+    cands(w, "p", NULL, APR_EINVAL, &c);
+    ck_assert_int_eq(c->nelts, 0);
 }
 END_TEST
 
@@ -612,6 +703,8 @@ int main(void)
     tcase_add_test(tc, test_probe_goes_first_whatever_the_strategy);
     tcase_add_test(tc, test_weighted_pool);
     tcase_add_test(tc, test_round_robin_shared_cursor);
+    tcase_add_test(tc, test_foreign_strategy_orders_the_pool);
+    tcase_add_test(tc, test_foreign_strategy_bad_order_refused);
     tcase_add_test(tc, test_nested_pools);
     tcase_add_test(tc, test_nested_fallback_false);
     tcase_add_test(tc, test_nesting_depth_bound);
