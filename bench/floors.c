@@ -17,6 +17,11 @@
  * usage: floors <url> <request.json> <answer.json> [seconds per measurement]
  * prints: BENCH curl_us=.. curl_user_us=.. curl_sys_us=.. json_request_us=..
  *         json_answer_us=.. transfers=.. parses=..
+ *
+ * floors --count N --only curl|request|answer <url> <request.json> <answer.json>
+ * does exactly N of one operation (after the same warm-up) and prints nothing:
+ * bench/instructions runs it under callgrind with two values of N, so the
+ * difference is the instruction count of N2 - N1 operations.
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -136,8 +141,9 @@ static int transfer(CURLM *m, CURL *e, const char *url)
     return rc == CURLE_OK && status >= 200 && status < 300 ? 0 : -1;
 }
 
-static int measure_curl(const char *url, const char *body, size_t len, double seconds, cpu_t *per,
-                        long *count)
+/* Bounded by @p seconds, or exactly @p fixed transfers when fixed > 0. */
+static int measure_curl(const char *url, const char *body, size_t len, double seconds, long fixed,
+                        cpu_t *per, long *count)
 {
     struct curl_slist *hdrs = NULL;
     size_t received = 0;
@@ -161,7 +167,7 @@ static int measure_curl(const char *url, const char *body, size_t len, double se
     end = wall_s() + seconds;
     c0 = cpu_now();
     /* Bounded in count and in time. */
-    for (n = 0; n < 2000000 && wall_s() < end; n++)
+    for (n = 0; fixed > 0 ? n < fixed : n < 2000000 && wall_s() < end; n++)
         if (transfer(m, e, url) != 0)
             return -1;
     c1 = cpu_now();
@@ -174,15 +180,15 @@ static int measure_curl(const char *url, const char *body, size_t len, double se
     return received > 0 ? 0 : -1;
 }
 
-/* CPU microseconds per json_loadb + json_decref of @p text. */
-static double measure_json(const char *text, size_t len, double seconds, long *count)
+/* CPU microseconds per json_loadb + json_decref of @p text; exactly @p fixed when > 0. */
+static double measure_json(const char *text, size_t len, double seconds, long fixed, long *count)
 {
     cpu_t c0, c1;
     double end = wall_s() + seconds;
     long n;
 
     c0 = cpu_now();
-    for (n = 0; n < 20000000 && (n % 1024 != 0 || wall_s() < end); n++) {
+    for (n = 0; fixed > 0 ? n < fixed : n < 20000000 && (n % 1024 != 0 || wall_s() < end); n++) {
         json_t *j = json_loadb(text, len, 0, NULL);
 
         if (!j) {
@@ -196,31 +202,64 @@ static double measure_json(const char *text, size_t len, double seconds, long *c
     return (c1.user_us - c0.user_us + c1.sys_us - c0.sys_us) / n;
 }
 
+/* floors --count N --only OP ...: one operation, exactly N times. */
+static int run_counted(char **argv, const char *url, const char *req, size_t req_len,
+                       const char *ans, size_t ans_len)
+{
+    long fixed = atol(argv[2]), n;
+    const char *op = argv[4];
+    cpu_t per;
+
+    if (fixed <= 0)
+        return 2;
+    if (strcmp(op, "curl") == 0)
+        return measure_curl(url, req, req_len, 0, fixed, &per, &n) == 0 ? 0 : 1;
+    if (strcmp(op, "request") == 0)
+        return measure_json(req, req_len, 0, fixed, &n) >= 0 ? 0 : 1;
+    if (strcmp(op, "answer") == 0)
+        return measure_json(ans, ans_len, 0, fixed, &n) >= 0 ? 0 : 1;
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
+    int counted = argc == 8 && strcmp(argv[1], "--count") == 0 && strcmp(argv[3], "--only") == 0;
+    char **args = counted ? argv + 4 : argv;
     size_t req_len, ans_len;
     char *req, *ans;
-    double seconds = argc > 4 ? atof(argv[4]) : 3.0;
+    double seconds = !counted && argc > 4 ? atof(argv[4]) : 3.0;
     double jreq, jans;
     long transfers = 0, parses_req = 0, parses_ans = 0;
     cpu_t per;
+    int rc;
 
-    if (argc < 4) {
-        fprintf(stderr, "usage: floors <url> <request.json> <answer.json> [seconds]\n");
+    if (!counted && (argc < 4 || argc > 5)) {
+        fprintf(stderr, "usage: floors <url> <request.json> <answer.json> [seconds]\n"
+                        "       floors --count N --only curl|request|answer <url> <request.json> "
+                        "<answer.json>\n");
         return 2;
     }
     if (seconds <= 0 || seconds > 60)
         seconds = 3.0;
-    req = slurp(argv[2], &req_len);
-    ans = slurp(argv[3], &ans_len);
+    req = slurp(args[2], &req_len);
+    ans = slurp(args[3], &ans_len);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
-    if (measure_curl(argv[1], req, req_len, seconds, &per, &transfers) != 0) {
-        fprintf(stderr, "floors: transfers to %s failed\n", argv[1]);
+    if (counted) {
+        rc = run_counted(argv, args[1], req, req_len, ans, ans_len);
+        if (rc == 2)
+            fprintf(stderr, "floors: bad --count or --only\n");
+        curl_global_cleanup();
+        free(req);
+        free(ans);
+        return rc;
+    }
+    if (measure_curl(args[1], req, req_len, seconds, 0, &per, &transfers) != 0) {
+        fprintf(stderr, "floors: transfers to %s failed\n", args[1]);
         return 1;
     }
-    jreq = measure_json(req, req_len, seconds / 2, &parses_req);
-    jans = measure_json(ans, ans_len, seconds / 2, &parses_ans);
+    jreq = measure_json(req, req_len, seconds / 2, 0, &parses_req);
+    jans = measure_json(ans, ans_len, seconds / 2, 0, &parses_ans);
     printf("BENCH curl_us=%.1f curl_user_us=%.1f curl_sys_us=%.1f json_request_us=%.2f "
            "json_answer_us=%.2f transfers=%ld parses=%ld\n",
            per.user_us + per.sys_us, per.user_us, per.sys_us, jreq, jans, transfers,
