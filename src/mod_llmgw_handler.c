@@ -23,6 +23,7 @@
 #include "llmgw_stats.h"
 #include "llmgw_validate.h"
 #include "llmgw_pool.h"
+#include "llmgw_route.h"
 #include "llmgw_google_auth.h"
 
 /* Largest upstream body buffered for a non-streaming answer. */
@@ -145,120 +146,21 @@ static int fail_request(req_t *q, int status, const char *code, const char *para
 }
 
 /* ---------------------------------------------------------------------- */
-/* Routing and methods                                                      */
-
-static int method_bit(request_rec *r)
-{
-    switch (r->method_number) {
-    case M_GET:
-        return r->header_only ? LLMGW_METHOD_HEAD : LLMGW_METHOD_GET;
-    case M_POST:
-        return LLMGW_METHOD_POST;
-    case M_OPTIONS:
-        return LLMGW_METHOD_OPTIONS;
-    default:
-        return 0;
-    }
-}
-
-static const char *allow_header(apr_pool_t *p, int methods)
-{
-    const char *s = "";
-    if (methods & LLMGW_METHOD_GET)
-        s = "GET, HEAD, ";
-    else if (methods & LLMGW_METHOD_HEAD)
-        s = "HEAD, ";
-    if (methods & LLMGW_METHOD_POST)
-        s = apr_pstrcat(p, s, "POST, ", NULL);
-    return apr_pstrcat(p, s, "OPTIONS", NULL);
-}
-
-static int method_allowed(const llmgw_route_t *route, int bit)
-{
-    if (bit == LLMGW_METHOD_OPTIONS)
-        return 1;
-    if (bit == LLMGW_METHOD_HEAD)
-        return (route->methods & (LLMGW_METHOD_GET | LLMGW_METHOD_HEAD)) != 0;
-    return (route->methods & bit) != 0;
-}
-
-/* "/v1/models/<id>" under a models route. Returns the route and the id. */
-static const llmgw_route_t *models_item_route(const llmgw_config_t *gw, apr_pool_t *p,
-                                              const char *uri, const char **id)
-{
-    const char *slash = strrchr(uri, '/');
-    const llmgw_route_t *route;
-
-    if (!slash || slash == uri || slash[1] == '\0')
-        return NULL;
-    route = llmgw_config_route(gw, apr_pstrmemdup(p, uri, (apr_size_t)(slash - uri)));
-    if (!route || route->api != LLMGW_API_MODELS)
-        return NULL;
-    *id = slash + 1;
-    return route;
-}
-
-/* ---------------------------------------------------------------------- */
 /* Models, answered from the configuration                                 */
-
-static void collect_models(const llmgw_backend_t *b, json_t *list, json_t *seen, int depth)
-{
-    int i;
-
-    if (depth > 16)
-        return;
-    if (b->type == LLMGW_BACKEND_POOL) {
-        for (i = 0; b->members && i < b->members->nelts; i++) {
-            const llmgw_pool_member_t *m = &APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t);
-            if (m->backend)
-                collect_models(m->backend, list, seen, depth + 1);
-        }
-        return;
-    }
-    for (i = -1; b->models && i < b->models->nelts; i++) {
-        const char *id = i < 0 ? b->default_model : APR_ARRAY_IDX(b->models, i, const char *);
-        if (!id || json_object_get(seen, id))
-            continue;
-        json_object_set_new(seen, id, json_true());
-        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s}", "id", id, "object", "model",
-                                              "created", (json_int_t)0, "owned_by",
-                                              llmgw_backend_type_name(b->type)));
-    }
-    if (!b->models && b->default_model && !json_object_get(seen, b->default_model)) {
-        json_object_set_new(seen, b->default_model, json_true());
-        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:s}", "id", b->default_model, "object",
-                                              "model", "created", (json_int_t)0, "owned_by",
-                                              llmgw_backend_type_name(b->type)));
-    }
-}
 
 static int serve_models(req_t *q, const char *id)
 {
-    json_t *list = llmgw_json_pool_own(q->r->pool, json_array());
-    json_t *seen = llmgw_json_pool_own(q->r->pool, json_object());
-    json_int_t created = (json_int_t)apr_time_sec(
+    apr_int64_t created = apr_time_sec(
         ap_scoreboard_image ? ap_scoreboard_image->global->restart_time : q->r->request_time);
-    json_t *out, *m;
+    json_t *out = llmgw_route_models_json(q->r->pool, q->route, id, created);
     const char *body;
-    apr_size_t len, i;
+    apr_size_t len;
 
-    collect_models(q->route->backend, list, seen, 0);
-    json_array_foreach (list, i, m)
-        json_object_set_new(m, "created", json_integer(created));
-    if (!id) {
-        out =
-            llmgw_json_pool_own(q->r->pool, json_pack("{s:s,s:O}", "object", "list", "data", list));
-        body = llmgw_json_dump(q->r->pool, out, &len);
-        return send_json(q, HTTP_OK, body, len);
-    }
-    json_array_foreach (list, i, m) {
-        if (strcmp(llmgw_json_str(m, "id"), id) == 0) {
-            body = llmgw_json_dump(q->r->pool, m, &len);
-            return send_json(q, HTTP_OK, body, len);
-        }
-    }
-    return send_error(q, llmgw_error_make(q->r->pool, HTTP_NOT_FOUND, NULL, "model_not_found",
-                                          "model", "The model '%s' does not exist", id));
+    if (!out)
+        return send_error(q, llmgw_error_make(q->r->pool, HTTP_NOT_FOUND, NULL, "model_not_found",
+                                              "model", "The model '%s' does not exist", id));
+    body = llmgw_json_dump(q->r->pool, out, &len);
+    return send_json(q, HTTP_OK, body, len);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1066,8 +968,8 @@ int llmgw_handler(request_rec *r)
 {
     llmgw_srv_cfg *sc;
     req_t q;
+    llmgw_route_match_t m;
     int bit;
-    const char *model_id = NULL;
 
     if (!r->handler || strcmp(r->handler, LLMGW_HANDLER) != 0)
         return DECLINED;
@@ -1079,29 +981,30 @@ int llmgw_handler(request_rec *r)
     if (!q.gw)
         return fail_request(&q, 500, "not_configured", NULL,
                             "The gateway is not configured (no LLMGatewayConfig for this server).");
-    q.route = llmgw_config_route(q.gw, r->uri);
-    if (!q.route)
-        q.route = models_item_route(q.gw, r->pool, r->uri, &model_id);
-    if (!q.route)
+    bit = llmgw_route_method_bit(r->method);
+    if (bit == LLMGW_METHOD_GET && r->header_only)
+        bit = LLMGW_METHOD_HEAD;
+    llmgw_route_match(q.gw, r->pool, r->uri, bit, &m);
+    if (m.verdict == LLMGW_ROUTE_NOT_FOUND)
         return fail_request(
             &q, HTTP_NOT_FOUND, "unknown_url", NULL,
             apr_psprintf(r->pool, "Unknown request URL: %s %s.", r->method, r->uri));
+    q.route = m.route;
     apr_table_setn(r->subprocess_env, "LLMGW_ROUTE", q.route->name);
-    bit = method_bit(r);
-    if (!bit || !method_allowed(q.route, bit)) {
-        apr_table_setn(r->err_headers_out, "Allow", allow_header(r->pool, q.route->methods));
+    if (m.verdict == LLMGW_ROUTE_NOT_ALLOWED) {
+        apr_table_setn(r->err_headers_out, "Allow", m.allow);
         return send_error(
             &q, llmgw_error_make(r->pool, HTTP_METHOD_NOT_ALLOWED, NULL, "method_not_allowed", NULL,
                                  "Method %s is not allowed for %s.", r->method, r->uri));
     }
-    if (bit == LLMGW_METHOD_OPTIONS) {
-        apr_table_setn(r->headers_out, "Allow", allow_header(r->pool, q.route->methods));
+    if (m.verdict == LLMGW_ROUTE_OPTIONS) {
+        apr_table_setn(r->headers_out, "Allow", m.allow);
         r->status = HTTP_NO_CONTENT;
         return OK;
     }
     if (q.route->api == LLMGW_API_MODELS)
-        return serve_models(&q, model_id);
-    if (model_id)
+        return serve_models(&q, m.model_id);
+    if (m.model_id)
         return fail_request(&q, HTTP_NOT_FOUND, "unknown_url", NULL, "Unknown request URL.");
     return serve_post(&q);
 }

@@ -1,0 +1,144 @@
+/*
+ * Routing: which route a request path names, whether its method is allowed,
+ * and the models list of a models route. Everything is read from the shared
+ * configuration; results come from the pool passed in.
+ */
+#include <string.h>
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include "llmgw_json.h"
+#include "llmgw_route.h"
+
+/* Deeper than this is a cycle the loader should have refused; stop there. */
+#define MAX_POOL_DEPTH 16
+
+int llmgw_route_method_bit(const char *method)
+{
+    if (!method)
+        return 0;
+    if (strcmp(method, "GET") == 0)
+        return LLMGW_METHOD_GET;
+    if (strcmp(method, "HEAD") == 0)
+        return LLMGW_METHOD_HEAD;
+    if (strcmp(method, "POST") == 0)
+        return LLMGW_METHOD_POST;
+    if (strcmp(method, "OPTIONS") == 0)
+        return LLMGW_METHOD_OPTIONS;
+    return 0;
+}
+
+const char *llmgw_route_allow(apr_pool_t *p, int methods)
+{
+    const char *s = "";
+
+    if (methods & LLMGW_METHOD_GET)
+        s = "GET, HEAD, ";
+    else if (methods & LLMGW_METHOD_HEAD)
+        s = "HEAD, ";
+    if (methods & LLMGW_METHOD_POST)
+        s = apr_pstrcat(p, s, "POST, ", NULL);
+    return apr_pstrcat(p, s, "OPTIONS", NULL);
+}
+
+static int method_allowed(const llmgw_route_t *route, int bit)
+{
+    if (bit == LLMGW_METHOD_OPTIONS)
+        return 1;
+    if (bit == LLMGW_METHOD_HEAD)
+        return (route->methods & (LLMGW_METHOD_GET | LLMGW_METHOD_HEAD)) != 0;
+    return (route->methods & bit) != 0;
+}
+
+/* "<models route>/<id>": the route, and the id after the last '/'. */
+static const llmgw_route_t *models_item_route(const llmgw_config_t *cfg, apr_pool_t *p,
+                                              const char *uri, const char **id)
+{
+    const char *slash = strrchr(uri, '/');
+    const llmgw_route_t *route;
+
+    if (!slash || slash == uri || slash[1] == '\0')
+        return NULL;
+    route = llmgw_config_route(cfg, apr_pstrmemdup(p, uri, (apr_size_t)(slash - uri)));
+    if (!route || route->api != LLMGW_API_MODELS)
+        return NULL;
+    *id = slash + 1;
+    return route;
+}
+
+void llmgw_route_match(const llmgw_config_t *cfg, apr_pool_t *p, const char *uri, int method_bit,
+                       llmgw_route_match_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->route = llmgw_config_route(cfg, uri);
+    if (!out->route)
+        out->route = models_item_route(cfg, p, uri, &out->model_id);
+    if (!out->route) {
+        out->verdict = LLMGW_ROUTE_NOT_FOUND;
+        return;
+    }
+    out->allow = llmgw_route_allow(p, out->route->methods);
+    if (!method_bit || !method_allowed(out->route, method_bit))
+        out->verdict = LLMGW_ROUTE_NOT_ALLOWED;
+    else if (method_bit == LLMGW_METHOD_OPTIONS)
+        out->verdict = LLMGW_ROUTE_OPTIONS;
+    else
+        out->verdict = LLMGW_ROUTE_FOUND;
+}
+
+/* ------------------------------------------------------------------ */
+/* Models                                                              */
+
+typedef struct {
+    apr_pool_t *p;
+    json_t *list;
+    apr_hash_t *seen;
+    json_int_t created;
+} models_ctx_t;
+
+static void add_model(models_ctx_t *c, const llmgw_backend_t *b, const char *id)
+{
+    if (!id || apr_hash_get(c->seen, id, APR_HASH_KEY_STRING))
+        return;
+    apr_hash_set(c->seen, id, APR_HASH_KEY_STRING, id);
+    json_array_append_new(c->list,
+                          json_pack("{s:s,s:s,s:I,s:s}", "id", id, "object", "model", "created",
+                                    c->created, "owned_by", llmgw_backend_type_name(b->type)));
+}
+
+static void collect_models(models_ctx_t *c, const llmgw_backend_t *b, int depth)
+{
+    int i;
+
+    if (depth > MAX_POOL_DEPTH)
+        return;
+    if (b->type == LLMGW_BACKEND_POOL) {
+        for (i = 0; b->members && i < b->members->nelts; i++) {
+            const llmgw_pool_member_t *m = &APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t);
+            if (m->backend)
+                collect_models(c, m->backend, depth + 1);
+        }
+        return;
+    }
+    add_model(c, b, b->default_model);
+    for (i = 0; b->models && i < b->models->nelts; i++)
+        add_model(c, b, APR_ARRAY_IDX(b->models, i, const char *));
+}
+
+json_t *llmgw_route_models_json(apr_pool_t *p, const llmgw_route_t *route, const char *id,
+                                apr_int64_t created)
+{
+    models_ctx_t c = {p, llmgw_json_pool_own(p, json_array()), apr_hash_make(p),
+                      (json_int_t)created};
+    json_t *m;
+    size_t i;
+
+    if (route->backend)
+        collect_models(&c, route->backend, 0);
+    if (!id)
+        return llmgw_json_pool_own(p, json_pack("{s:s,s:O}", "object", "list", "data", c.list));
+    json_array_foreach (c.list, i, m) {
+        if (strcmp(llmgw_json_str(m, "id"), id) == 0)
+            return m;
+    }
+    return NULL;
+}
