@@ -101,6 +101,7 @@ struct llmgw_backend_t {
     apr_interval_time_t cooldown; /**< LLMGW_UNSET = default */
     int max_attempts; /**< attempts per client request across members; LLMGW_UNSET = default */
     apr_array_header_t *members; /**< llmgw_pool_member_t */
+    apr_array_header_t *aliases; /**< const char *: more names of the pool as a virtual model */
 };
 
 typedef struct {
@@ -158,8 +159,8 @@ apr_status_t llmgw_config_parse_opts(llmgw_config_t **out, apr_pool_t *p, apr_po
                                      const llmgw_config_opts_t *opts, const char **errmsg);
 
 /**
- * Parse a duration: "250ms", "30s", "2m", "1h", or a bare integer meaning
- * seconds. Returns APR_EINVAL for anything else (negative, overflow, junk).
+ * Parse a duration: "250ms", "30s", "2m", "1h", or "0". Returns APR_EINVAL
+ * for anything else (no unit, negative, overflow, junk).
  */
 apr_status_t llmgw_duration_parse(const char *text, apr_interval_time_t *out);
 
@@ -187,5 +188,15 @@ apr_interval_time_t llmgw_backend_idle_timeout(const llmgw_backend_t *b);
 int llmgw_backend_max_retries(const llmgw_backend_t *b);
 /** 1 when the backend lists @p model in models: or as defaultModel. */
 int llmgw_backend_serves(const llmgw_backend_t *b, const char *model);
+
+/**
+ * 1 when a provider backend takes @p model (DESIGN.md 5): it lists it, or
+ * it has no models: list to restrict it. In a pool, a member that names no
+ * model at all (neither models: nor defaultModel) takes any model.
+ */
+int llmgw_backend_accepts(const llmgw_backend_t *b, const char *model, int in_pool);
+
+/** 1 when @p name is the pool's name or one of its aliases. */
+int llmgw_pool_named(const llmgw_backend_t *pool, const char *name);
 
 #endif /* LLMGW_CONFIG_H */

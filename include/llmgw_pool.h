@@ -73,10 +73,15 @@ typedef struct {
 /**
  * The candidates for a request to @p target (a backend or a pool).
  *
- * Model (DESIGN.md 5): a lone backend uses @p model, else its defaultModel;
- * a pool member uses @p model when it lists it (models: or defaultModel),
- * else its defaultModel, else @p model. Members that list @p model come
- * first at every level. A member left without any model is left out.
+ * Model (DESIGN.md 5): a lone backend uses @p model, else its defaultModel,
+ * and refuses a model its models: list does not name. In a pool, a model
+ * that is the name or an alias of the pool or of a pool under it selects
+ * that pool as a virtual model: every member with its own defaultModel.
+ * Otherwise a member uses @p model when it takes it
+ * (llmgw_backend_accepts), else its defaultModel; members that take
+ * @p model come first at every level; a member left without any model is
+ * left out; and a model no member takes is refused (LLMGW_ENOMODEL), never
+ * replaced.
  *
  * A lone backend is always its own single candidate, cooling or not: there
  * is nothing to fall back to, and refusing would only turn a possibly
@@ -88,7 +93,8 @@ typedef struct {
  * @return APR_SUCCESS with at least one candidate; APR_ENOENT when every
  *         member is cooling down (answer with llmgw_pool_exhausted, n = 0);
  *         LLMGW_EBADREQ when no member has a model to send (a 400: the
- *         request must name one); APR_EINVAL for pools nested deeper than
+ *         request must name one); LLMGW_ENOMODEL when no backend of the
+ *         route takes @p model (a 404 model_not_found); APR_EINVAL for pools nested deeper than
  *         LLMGW_POOL_MAX_DEPTH or a NULL target
  */
 apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target, const char *model,

@@ -40,7 +40,10 @@ typedef struct {
     int stream;                  /**< client asked for "stream": true */
     int include_usage;           /**< client asked stream_options.include_usage */
     apr_time_t created;          /**< seconds for `created` when the translator makes ids */
-    apr_array_header_t *dropped; /**< const char *: parameters dropped (unsupportedParams: drop) */
+    apr_array_header_t *dropped; /**< const char *: parameters dropped (unsupportedParams: drop);
+                                      only names the translator knows, as they become a header */
+    apr_array_header_t *ignored; /**< const char *: unknown client keys left out, or NULL; for the
+                                      log only, never a header (the client wrote them) */
     const char *raw_body;        /**< the client's body as received (call->body parsed from it) */
     apr_size_t raw_len;          /**< may be forwarded as is when nothing in it changes */
     const char *access_token;    /**< OAuth2 token the glue obtained (Vertex AI), else NULL */

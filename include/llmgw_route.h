@@ -7,9 +7,10 @@
  * for OPTIONS) and sends the models JSON built here.
  *
  * A path matches a route exactly. A path "<models route>/<id>" also matches
- * a models route, with everything after the last '/' as the model id (the
- * path is taken as given: the glue passes r->uri, already URL-decoded by
- * httpd, and no further decoding happens here).
+ * a models route, with everything after "<path>/" as the model id, slashes
+ * included (the glue passes r->uri, already URL-decoded by httpd; only an
+ * encoded slash "%2F", which httpd leaves alone under `AllowEncodedSlashes
+ * NoDecode`, is decoded in the id).
  */
 #ifndef LLMGW_ROUTE_H
 #define LLMGW_ROUTE_H
@@ -53,9 +54,10 @@ void llmgw_route_match(const llmgw_config_t *cfg, apr_pool_t *p, const char *uri
                        llmgw_route_match_t *out);
 
 /**
- * The models a route's backend serves, OpenAI style: each provider backend
- * reachable through nested pools (depth first, in member order) adds its
- * defaultModel and then its models:, each id once, as
+ * The models a route's backend serves, OpenAI style: each pool reachable
+ * from it adds its name and aliases (virtual models, owned_by "llmgw"),
+ * each provider backend reachable through nested pools (depth first, in
+ * member order) adds its defaultModel and then its models:, each id once, as
  * {"id", "object": "model", "created", "owned_by": backend type}.
  * With @p id NULL: {"object": "list", "data": [...]}; else the one model
  * with that id, or NULL when there is none. The result is owned by @p p.

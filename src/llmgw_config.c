@@ -58,6 +58,13 @@ typedef struct {
     const llmgw_backend_t **slot;
 } cfg_ref_t;
 
+/* A pool alias, for the check that virtual model names are unique. */
+typedef struct {
+    const char *name;
+    const llmgw_backend_t *pool;
+    const cfg_node_t *node;
+} cfg_alias_t;
+
 typedef struct {
     apr_pool_t *p;
     apr_pool_t *tmp;
@@ -68,6 +75,7 @@ typedef struct {
     llmgw_config_t *cfg;
     apr_array_header_t *refs;        /* cfg_ref_t */
     apr_hash_t *route_names;         /* name -> const cfg_node_t * */
+    apr_array_header_t *aliases;     /* cfg_alias_t, checked once every pool is read */
     const char *owner;               /* "backend \"a\"", prefixed to messages; NULL at top level */
     unsigned typebit;                /* type of the entry being read, for key tables */
     const llmgw_config_opts_t *opts; /* never NULL */
@@ -498,7 +506,8 @@ static apr_status_t key_duration(cfg_ctx_t *c, const cfg_key_t *k, const cfg_nod
     if (rv != APR_SUCCESS || !s)
         return rv;
     if (llmgw_duration_parse(s, &d) != APR_SUCCESS)
-        return cfg_fail(c, v->mark, "%s must be a duration such as 250ms, 30s, 2m or 1h, not %s",
+        return cfg_fail(c, v->mark,
+                        "%s must be a duration with a unit, such as 250ms, 30s, 2m or 1h, not %s",
                         k->name, shown(c, v, s));
     if (d == 0 && k->min > 0)
         return cfg_fail(c, v->mark, "%s must be longer than zero", k->name);
@@ -667,6 +676,32 @@ static apr_status_t key_models(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_
     return APR_SUCCESS;
 }
 
+static apr_status_t key_aliases(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    llmgw_backend_t *b = obj;
+    const char *s;
+    apr_status_t rv;
+    int i;
+
+    if (v->kind != NODE_SEQ)
+        return cfg_fail(c, v->mark, "aliases must be a sequence of model names, not %s",
+                        kind_name(v));
+    for (i = 0; i < v->items->nelts; i++) {
+        cfg_alias_t *a;
+        if ((rv = value_text(c, k->name, NODE_AT(v, i), "a model name", 0, &s)) != APR_SUCCESS)
+            return rv;
+        if (!*s)
+            return cfg_fail(c, NODE_AT(v, i)->mark, "an alias must not be empty");
+        s = apr_pstrdup(c->p, s);
+        APR_ARRAY_PUSH(b->aliases, const char *) = s;
+        a = apr_array_push(c->aliases);
+        a->name = s;
+        a->pool = b;
+        a->node = NODE_AT(v, i);
+    }
+    return APR_SUCCESS;
+}
+
 /* ---- key tables ------------------------------------------------------ */
 
 static apr_status_t keys_apply(cfg_ctx_t *c, const cfg_node_t *map, const cfg_key_t *table,
@@ -715,6 +750,7 @@ static const cfg_key_t backend_keys[] = {
     {"cooldown", T(POOL), 0, key_duration, B(cooldown), 0},
     {"maxAttempts", T(POOL), 0, key_int, B(max_attempts), 1, 100},
     {"backends", T(POOL), T(POOL), key_members},
+    {"aliases", T(POOL), 0, key_aliases, B(aliases)},
     {NULL},
 };
 
@@ -966,6 +1002,7 @@ static llmgw_backend_t *backend_new(cfg_ctx_t *c, const cfg_node_t *n, int index
     b->mark = n->mark;
     b->models = apr_array_make(c->p, 2, sizeof(const char *));
     b->members = apr_array_make(c->p, 2, sizeof(llmgw_pool_member_t));
+    b->aliases = apr_array_make(c->p, 1, sizeof(const char *));
     b->timeout = b->connect_timeout = LLMGW_UNSET;
     b->first_byte_timeout = b->idle_timeout = LLMGW_UNSET;
     b->max_retries = b->max_tokens = b->failure_threshold = LLMGW_UNSET;
@@ -1209,6 +1246,38 @@ static apr_status_t pools_check_cycles(cfg_ctx_t *c)
     return APR_SUCCESS;
 }
 
+/*
+ * A pool's name and aliases are model names clients send (DESIGN.md 5):
+ * each must lead to one pool only.
+ */
+static apr_status_t aliases_check(cfg_ctx_t *c)
+{
+    apr_hash_t *taken = apr_hash_make(c->tmp);
+    int i;
+
+    for (i = 0; i < c->cfg->backends->nelts; i++) {
+        const llmgw_backend_t *b = APR_ARRAY_IDX(c->cfg->backends, i, const llmgw_backend_t *);
+        if (b->type == LLMGW_BACKEND_POOL)
+            apr_hash_set(taken, b->name, APR_HASH_KEY_STRING, b);
+    }
+    for (i = 0; i < c->aliases->nelts; i++) {
+        const cfg_alias_t *a = &APR_ARRAY_IDX(c->aliases, i, cfg_alias_t);
+        const llmgw_backend_t *other = apr_hash_get(taken, a->name, APR_HASH_KEY_STRING);
+        if (other) {
+            const char *what = shown(c, a->node, a->name);
+            c->owner = apr_psprintf(c->tmp, "pool \"%s\"", a->pool->name);
+            if (other != a->pool)
+                return cfg_fail(c, a->node->mark, "alias %s is already a name of pool \"%s\"", what,
+                                other->name);
+            if (strcmp(other->name, a->name) == 0)
+                return cfg_fail(c, a->node->mark, "alias %s is the pool's own name", what);
+            return cfg_fail(c, a->node->mark, "alias %s is listed twice", what);
+        }
+        apr_hash_set(taken, a->name, APR_HASH_KEY_STRING, a->pool);
+    }
+    return APR_SUCCESS;
+}
+
 /* The value under a required top-level key: a sequence, non-empty if @p nonempty. */
 /* Anthropic has no embeddings API (providers.md 5.8); every other type has. */
 static int type_serves(llmgw_backend_type_e type, llmgw_api_e api)
@@ -1296,7 +1365,8 @@ static apr_status_t config_build(cfg_ctx_t *c, const cfg_node_t *root)
         if ((rv = route_read(c, NODE_AT(routes, i), i)) != APR_SUCCESS)
             return rv;
     }
-    if ((rv = refs_resolve(c)) != APR_SUCCESS || (rv = pools_check_cycles(c)) != APR_SUCCESS)
+    if ((rv = refs_resolve(c)) != APR_SUCCESS || (rv = pools_check_cycles(c)) != APR_SUCCESS ||
+        (rv = aliases_check(c)) != APR_SUCCESS)
         return rv;
     return routes_check_apis(c);
 }
@@ -1334,6 +1404,7 @@ apr_status_t llmgw_config_parse_opts(llmgw_config_t **out, apr_pool_t *p, apr_po
         return rv;
     ctx.refs = apr_array_make(ctx.tmp, 16, sizeof(cfg_ref_t));
     ctx.route_names = apr_hash_make(ctx.tmp);
+    ctx.aliases = apr_array_make(ctx.tmp, 4, sizeof(cfg_alias_t));
     rv = tree_parse(&ctx, &root);
     if (rv == APR_SUCCESS)
         rv = config_build(&ctx, root);
@@ -1398,6 +1469,11 @@ apr_status_t llmgw_duration_parse(const char *text, apr_interval_time_t *out)
             return APR_EINVAL;
         n = n * 10 + (*s - '0');
     }
+    /* A bare number has no unit: "connectTimeout: 5" could mean seconds or
+     * milliseconds, so only 0, which means the same in every unit, may go
+     * without one. */
+    if (!*s && n != 0)
+        return APR_EINVAL;
     unit = !strcmp(s, "") || !strcmp(s, "s") ? APR_USEC_PER_SEC
            : !strcmp(s, "ms")                ? 1000
            : !strcmp(s, "m")                 ? 60 * APR_USEC_PER_SEC
@@ -1454,6 +1530,32 @@ apr_interval_time_t llmgw_backend_idle_timeout(const llmgw_backend_t *b)
 int llmgw_backend_max_retries(const llmgw_backend_t *b)
 {
     return b->max_retries == LLMGW_UNSET ? LLMGW_DEFAULT_MAX_RETRIES : b->max_retries;
+}
+
+int llmgw_backend_accepts(const llmgw_backend_t *b, const char *model, int in_pool)
+{
+    int listless = !b->models || b->models->nelts == 0;
+
+    if (!model || b->type == LLMGW_BACKEND_POOL)
+        return 0;
+    if (llmgw_backend_serves(b, model))
+        return 1;
+    return listless && (!in_pool || !b->default_model);
+}
+
+int llmgw_pool_named(const llmgw_backend_t *pool, const char *name)
+{
+    int i;
+
+    if (!name || pool->type != LLMGW_BACKEND_POOL)
+        return 0;
+    if (strcmp(pool->name, name) == 0)
+        return 1;
+    for (i = 0; pool->aliases && i < pool->aliases->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(pool->aliases, i, const char *), name) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 int llmgw_backend_serves(const llmgw_backend_t *b, const char *model)

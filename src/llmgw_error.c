@@ -30,6 +30,8 @@ static const char *own_error_text(apr_status_t rv)
         return "llmgw: upstream stream ended early";
     case LLMGW_ECLIENTGONE:
         return "llmgw: client went away";
+    case LLMGW_ENOMODEL:
+        return "llmgw: no backend serves the requested model";
     default:
         return NULL;
     }

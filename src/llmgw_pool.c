@@ -91,13 +91,17 @@ static llmgw_stats_slot_t *slot_ptr(const expand_t *x, int slot)
     return slot >= 0 ? llmgw_stats_slot(x->env->stats, slot) : NULL;
 }
 
-/* The model a pool member sends (DESIGN.md 5); NULL when it has none. */
+/*
+ * The model a pool member sends (DESIGN.md 5): the request's when the
+ * member takes it, else its own defaultModel (cross-provider fallback);
+ * NULL when it has neither.
+ */
 static const char *member_model(const llmgw_backend_t *b, const char *model, int *prefers)
 {
-    *prefers = model && llmgw_backend_serves(b, model);
+    *prefers = model && llmgw_backend_accepts(b, model, 1);
     if (*prefers)
         return model;
-    return b->default_model ? b->default_model : model;
+    return b->default_model;
 }
 
 static void read_features(llmgw_strategy_cand_t *f, const llmgw_stats_slot_t *s)
@@ -295,6 +299,8 @@ static apr_status_t lone_backend(expand_t *x, const llmgw_backend_t *b)
     llmgw_candidate_t *c;
     const char *model = x->model ? x->model : b->default_model;
 
+    if (x->model && !llmgw_backend_accepts(b, x->model, 0))
+        return LLMGW_ENOMODEL;
     if (!model) {
         x->out->no_model = 1;
         return LLMGW_EBADREQ;
@@ -308,6 +314,42 @@ static apr_status_t lone_backend(expand_t *x, const llmgw_backend_t *b)
     x->out->items = c;
     x->out->nelts = 1;
     return APR_SUCCESS;
+}
+
+/* The pool under @p b (itself included) that @p model names, depth first. */
+static const llmgw_backend_t *named_pool(const llmgw_backend_t *b, const char *model, int depth)
+{
+    int i;
+
+    if (depth > LLMGW_POOL_MAX_DEPTH || b->type != LLMGW_BACKEND_POOL)
+        return NULL;
+    if (llmgw_pool_named(b, model))
+        return b;
+    for (i = 0; b->members && i < b->members->nelts; i++) {
+        const llmgw_backend_t *m = APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t).backend;
+        const llmgw_backend_t *found = m ? named_pool(m, model, depth + 1) : NULL;
+        if (found)
+            return found;
+    }
+    return NULL;
+}
+
+/* 1 when some provider backend under the pool @p b takes @p model. */
+static int pool_accepts(const llmgw_backend_t *b, const char *model, int depth)
+{
+    int i;
+
+    if (depth > LLMGW_POOL_MAX_DEPTH)
+        return 0;
+    for (i = 0; b->members && i < b->members->nelts; i++) {
+        const llmgw_backend_t *m = APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t).backend;
+        if (!m)
+            continue;
+        if (m->type == LLMGW_BACKEND_POOL ? pool_accepts(m, model, depth + 1)
+                                          : llmgw_backend_accepts(m, model, 1))
+            return 1;
+    }
+    return 0;
 }
 
 apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target, const char *model,
@@ -327,6 +369,19 @@ apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target,
     x.out = *out;
     if (target->type != LLMGW_BACKEND_POOL)
         return lone_backend(&x, target);
+    if (x.model) {
+        /* A pool's name or alias is a virtual model: that pool, every
+         * member with its own defaultModel. A model nobody takes is never
+         * silently replaced by another. */
+        const llmgw_backend_t *named = named_pool(target, x.model, 0);
+        if (named) {
+            target = named;
+            x.model = NULL;
+        }
+        else if (!pool_accepts(target, x.model, 0)) {
+            return LLMGW_ENOMODEL;
+        }
+    }
     memset(&root, 0, sizeof(root));
     root.list = apr_array_make(p, 4, sizeof(llmgw_candidate_t));
     rv = expand_pool(&x, target, 0, &root);

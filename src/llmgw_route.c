@@ -49,20 +49,56 @@ static int method_allowed(const llmgw_route_t *route, int bit)
     return (route->methods & bit) != 0;
 }
 
-/* "<models route>/<id>": the route, and the id after the last '/'. */
-static const llmgw_route_t *models_item_route(const llmgw_config_t *cfg, apr_pool_t *p,
-                                              const char *uri, const char **id)
+/*
+ * "<models route>/<id>": the route, and everything after "<path>/" as the
+ * id, slashes included ("meta-llama/Llama-3.3-70B-Instruct-Turbo"). With
+ * several models routes nested in one another the longest path wins.
+ */
+static const llmgw_route_t *models_item_route(const llmgw_config_t *cfg, const char *uri,
+                                              const char **id)
 {
-    const char *slash = strrchr(uri, '/');
-    const llmgw_route_t *route;
+    const llmgw_route_t *best = NULL;
+    apr_size_t best_len = 0;
+    int i;
 
-    if (!slash || slash == uri || slash[1] == '\0')
-        return NULL;
-    route = llmgw_config_route(cfg, apr_pstrmemdup(p, uri, (apr_size_t)(slash - uri)));
-    if (!route || route->api != LLMGW_API_MODELS)
-        return NULL;
-    *id = slash + 1;
-    return route;
+    for (i = 0; i < cfg->routes->nelts; i++) {
+        const llmgw_route_t *r = APR_ARRAY_IDX(cfg->routes, i, const llmgw_route_t *);
+        apr_size_t n = strlen(r->path);
+        if (r->api != LLMGW_API_MODELS || n <= best_len || strncmp(uri, r->path, n) != 0 ||
+            uri[n] != '/' || uri[n + 1] == '\0' || uri[n + 1] == '/')
+            continue;
+        best = r;
+        best_len = n;
+    }
+    if (best)
+        *id = uri + best_len + 1;
+    return best;
+}
+
+/*
+ * SDKs send "vendor/model" as "vendor%2Fmodel" (encodeURIComponent). httpd
+ * refuses %2F in a path unless AllowEncodedSlashes is set, and with NoDecode
+ * (what README recommends) it leaves exactly that escape undecoded.
+ */
+static const char *decode_slashes(apr_pool_t *p, const char *id)
+{
+    char *out, *w;
+    const char *r;
+
+    if (!strstr(id, "%2F") && !strstr(id, "%2f"))
+        return id;
+    out = w = apr_pstrdup(p, id);
+    for (r = id; *r; r++) {
+        if (r[0] == '%' && r[1] == '2' && (r[2] == 'F' || r[2] == 'f')) {
+            *w++ = '/';
+            r += 2;
+        }
+        else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return out;
 }
 
 void llmgw_route_match(const llmgw_config_t *cfg, apr_pool_t *p, const char *uri, int method_bit,
@@ -70,8 +106,11 @@ void llmgw_route_match(const llmgw_config_t *cfg, apr_pool_t *p, const char *uri
 {
     memset(out, 0, sizeof(*out));
     out->route = llmgw_config_route(cfg, uri);
-    if (!out->route)
-        out->route = models_item_route(cfg, p, uri, &out->model_id);
+    if (!out->route) {
+        out->route = models_item_route(cfg, uri, &out->model_id);
+        if (out->model_id)
+            out->model_id = decode_slashes(p, out->model_id);
+    }
     if (!out->route) {
         out->verdict = LLMGW_ROUTE_NOT_FOUND;
         return;
@@ -95,14 +134,19 @@ typedef struct {
     json_int_t created;
 } models_ctx_t;
 
+/* Pools are virtual models of the gateway itself. */
+#define POOL_OWNER "llmgw"
+
 static void add_model(models_ctx_t *c, const llmgw_backend_t *b, const char *id)
 {
+    const char *owner =
+        b->type == LLMGW_BACKEND_POOL ? POOL_OWNER : llmgw_backend_type_name(b->type);
+
     if (!id || apr_hash_get(c->seen, id, APR_HASH_KEY_STRING))
         return;
     apr_hash_set(c->seen, id, APR_HASH_KEY_STRING, id);
-    json_array_append_new(c->list,
-                          json_pack("{s:s,s:s,s:I,s:s}", "id", id, "object", "model", "created",
-                                    c->created, "owned_by", llmgw_backend_type_name(b->type)));
+    json_array_append_new(c->list, json_pack("{s:s,s:s,s:I,s:s}", "id", id, "object", "model",
+                                             "created", c->created, "owned_by", owner));
 }
 
 static void collect_models(models_ctx_t *c, const llmgw_backend_t *b, int depth)
@@ -112,6 +156,9 @@ static void collect_models(models_ctx_t *c, const llmgw_backend_t *b, int depth)
     if (depth > MAX_POOL_DEPTH)
         return;
     if (b->type == LLMGW_BACKEND_POOL) {
+        add_model(c, b, b->name);
+        for (i = 0; b->aliases && i < b->aliases->nelts; i++)
+            add_model(c, b, APR_ARRAY_IDX(b->aliases, i, const char *));
         for (i = 0; b->members && i < b->members->nelts; i++) {
             const llmgw_pool_member_t *m = &APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t);
             if (m->backend)

@@ -79,6 +79,36 @@ typedef struct {
 /* ---------------------------------------------------------------------- */
 /* Response helpers                                                         */
 
+/*
+ * Parameter names as translators spell them ("messages[].name"). Anything
+ * else never becomes a header: translators only name parameters they know,
+ * and this keeps a slip from putting a client's string (a CRLF, 20 KB) on
+ * the wire after the upstream call was made.
+ */
+static int param_name_ok(const char *s)
+{
+    apr_size_t n = 0;
+
+    for (; *s; s++, n++) {
+        if (n >= 64 || !(apr_isalnum(*s) || strchr("_.[]-", *s)))
+            return 0;
+    }
+    return n > 0;
+}
+
+static const char *dropped_header(apr_pool_t *p, const apr_array_header_t *dropped)
+{
+    const char *out = NULL;
+    int i;
+
+    for (i = 0; i < dropped->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(dropped, i, const char *);
+        if (param_name_ok(name))
+            out = out ? apr_pstrcat(p, out, ",", name, NULL) : name;
+    }
+    return out;
+}
+
 static void set_gateway_headers(req_t *q)
 {
     request_rec *r = q->r;
@@ -102,9 +132,11 @@ static void set_gateway_headers(req_t *q)
                    apr_psprintf(r->pool, "%.3f", (double)overhead / 1000.0));
     if (q->call.model)
         apr_table_setn(r->subprocess_env, "LLMGW_MODEL", q->call.model);
-    if (q->call.dropped && q->call.dropped->nelts > 0)
-        apr_table_setn(r->err_headers_out, "x-llmgw-dropped-params",
-                       apr_array_pstrcat(r->pool, q->call.dropped, ','));
+    if (q->call.dropped && q->call.dropped->nelts > 0) {
+        const char *names = dropped_header(r->pool, q->call.dropped);
+        if (names)
+            apr_table_setn(r->err_headers_out, "x-llmgw-dropped-params", names);
+    }
 }
 
 static void set_usage_env(req_t *q, const llmgw_usage_t *u)
@@ -606,6 +638,25 @@ static void stats_success(req_t *q, llmgw_stats_slot_t *slot, const attempt_t *a
                         u->present ? u->prompt_tokens : -1, u->present ? u->completion_tokens : -1);
 }
 
+/* Keys the client sent that the backend's translator does not know. */
+static void log_ignored(req_t *q)
+{
+    const apr_array_header_t *ig = q->call.ignored;
+    const char *names = "";
+    int i;
+
+    if (!ig || ig->nelts == 0 || !APLOGrdebug(q->r))
+        return;
+    for (i = 0; i < ig->nelts && i < 8; i++) {
+        const char *k = APR_ARRAY_IDX(ig, i, const char *);
+        names = apr_pstrcat(q->r->pool, names, i ? ", " : "",
+                            ap_escape_logitem(q->r->pool, apr_pstrndup(q->r->pool, k, 64)), NULL);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r,
+                  LLMGW_LOGNO(00021) "backend \"%s\": %d unknown request key(s) left out: %s%s",
+                  q->backend->name, ig->nelts, names, ig->nelts > 8 ? ", ..." : "");
+}
+
 /* Prepare q->call and the upstream request for candidate @p c. */
 static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
                                         llmgw_http_request_t *hreq)
@@ -625,6 +676,7 @@ static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
     q->call.backend = b;
     q->call.model = c->model;
     q->call.dropped = apr_array_make(r->pool, 2, sizeof(const char *));
+    q->call.ignored = apr_array_make(r->pool, 2, sizeof(const char *));
     q->call.access_token = NULL;
     if (b->type == LLMGW_BACKEND_GOOGLE && b->project_id) {
         /* Vertex AI: a cached token, refreshed by one thread before expiry. */
@@ -644,6 +696,7 @@ static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
         return err ? err
                    : llmgw_error_make(r->pool, 500, NULL, NULL, NULL,
                                       "The gateway could not translate this request.");
+    log_ignored(q);
     return NULL;
 }
 
@@ -810,6 +863,11 @@ static int walk_candidates(req_t *q, const char *model, const llmgw_pool_env_t *
     int i, nf = 0;
 
     rv = llmgw_pool_candidates(r->pool, q->route->backend, model, &env, &cl);
+    if (rv == LLMGW_ENOMODEL)
+        return send_error(
+            q, llmgw_error_make(
+                   r->pool, HTTP_NOT_FOUND, "invalid_request_error", "model_not_found", "model",
+                   "The model '%s' does not exist or is not served by this route.", model));
     if (rv == LLMGW_EBADREQ)
         return fail_request(q, 400, "missing_required_parameter", "model",
                             "You must provide a model parameter (no backend of this route has "
@@ -921,8 +979,10 @@ static int serve_call(req_t *q, json_t *body)
         llmgw_sse_parser_create(&q->parser, r->pool, LLMGW_MAX_SSE_EVENT, on_sse_event, q);
     }
     q->probe = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    return run_candidates(
-        q, json_is_string(model) && *json_string_value(model) ? json_string_value(model) : NULL);
+    if (!json_is_string(model) || !*json_string_value(model))
+        return run_candidates(q, NULL);
+    apr_table_setn(r->subprocess_env, "LLMGW_REQUESTED_MODEL", json_string_value(model));
+    return run_candidates(q, json_string_value(model));
 }
 
 static int serve_post(req_t *q)

@@ -95,6 +95,12 @@ void llmgw_oai_note_dropped(llmgw_call_t *call, const char *param)
         APR_ARRAY_PUSH(call->dropped, const char *) = apr_pstrdup(call->pool, param);
 }
 
+void llmgw_oai_note_ignored(llmgw_call_t *call, const char *key)
+{
+    if (call->ignored)
+        APR_ARRAY_PUSH(call->ignored, const char *) = apr_pstrdup(call->pool, key);
+}
+
 apr_status_t llmgw_oai_unsupported(llmgw_call_t *call, const char *param, const char *code,
                                    llmgw_error_t **err)
 {
@@ -1351,6 +1357,14 @@ static apr_status_t f_harmless(rebuild_t *rb, const char *key, json_t *v)
     return APR_SUCCESS;
 }
 
+/* A key the gateway does not know: left out (hosts refuse unknown keys) and
+ * logged, but never named in a header, since the client wrote it. */
+static apr_status_t f_unknown(rebuild_t *rb, const char *key, json_t *v)
+{
+    llmgw_oai_note_ignored(rb->call, key);
+    return APR_SUCCESS;
+}
+
 static apr_status_t f_unsupported(rebuild_t *rb, const char *key, json_t *v)
 {
     return llmgw_oai_unsupported(rb->call, key, "unsupported_parameter", rb->err);
@@ -1507,7 +1521,7 @@ static field_fn field_handler(const char *key)
         if (strcmp(chat_fields[i].name, key) == 0)
             return chat_fields[i].fn;
     /* Unknown fields are never copied (Mistral 422s, Groq 400s). */
-    return f_harmless;
+    return f_unknown;
 }
 
 static apr_status_t rebuild_fields(rebuild_t *rb)
@@ -2036,7 +2050,10 @@ apr_status_t llmgw_oai_rebuild_embeddings(llmgw_call_t *call, const char *dimens
             }
             continue;
         }
-        llmgw_oai_note_dropped(call, key);
+        if (strcmp(key, "user") == 0)
+            llmgw_oai_note_dropped(call, key);
+        else
+            llmgw_oai_note_ignored(call, key);
     }
     *out = body;
     return APR_SUCCESS;

@@ -121,6 +121,9 @@ apr_status_t llmgw_oai_unsupported(llmgw_call_t *call, const char *param, const 
 /** A parameter left out because it does not change the answer (user, metadata...): named only. */
 void llmgw_oai_note_dropped(llmgw_call_t *call, const char *param);
 
+/** A key of the client's the gateway does not know, left out: logged, never a header. */
+void llmgw_oai_note_ignored(llmgw_call_t *call, const char *key);
+
 /* ---------------------------------------------------------------------- */
 /* Rebuilt bodies (meta, mistral)                                         */
 /* ---------------------------------------------------------------------- */

@@ -46,7 +46,8 @@ if MPM not in ("event", "worker", "prefork"):
 ACCESS_FIELDS = [
     ("method", "%m"), ("uri", "%U"), ("status", "%>s"),
     ("route", "%{LLMGW_ROUTE}e"), ("backend", "%{LLMGW_BACKEND}e"),
-    ("model", "%{LLMGW_MODEL}e"), ("attempts", "%{LLMGW_ATTEMPTS}e"),
+    ("model", "%{LLMGW_MODEL}e"), ("requested_model", "%{LLMGW_REQUESTED_MODEL}e"),
+    ("attempts", "%{LLMGW_ATTEMPTS}e"),
     ("upstream_ms", "%{LLMGW_UPSTREAM_MS}e"), ("prompt_tokens", "%{LLMGW_PROMPT_TOKENS}e"),
     ("completion_tokens", "%{LLMGW_COMPLETION_TOKENS}e"), ("error", "%{LLMGW_ERROR}e"),
     ("test_id", "%{X-Test-Id}i"), ("duration_us", "%D"),

@@ -77,11 +77,26 @@ def test_missing_model_uses_default_model(gw, mock):
 
 
 def test_explicit_model_is_kept(gw, mock):
-    r = post(chat_url(gw), chat_body("other model", model="gpt-something-else"))
+    """A backend without a models: list takes any model name, as it is."""
+    r = post(gw.url("/v1/org/chat/completions"), chat_body("other", model="gpt-something-else"))
     assert r.status_code == 200, r.text
     [rec] = mock.requests
     assert rec.body["model"] == "gpt-something-else"
     assert r.json()["model"] == "gpt-something-else"
+    r = post(chat_url(gw), chat_body("listed", model="gpt-mock"))
+    assert r.status_code == 200, r.text
+    assert mock.requests[-1].body["model"] == "gpt-mock"
+
+
+def test_model_outside_the_models_list_is_404_before_upstream(gw, mock):
+    """DESIGN.md 5: a models: list restricts a backend; nothing is silently replaced."""
+    r = post(chat_url(gw), chat_body("misspelt", model="gpt-9-ultra"), test_id="nomodel-1")
+    err = harness.assert_openai_error(r, 404, code="model_not_found")
+    assert err["param"] == "model" and "gpt-9-ultra" in err["message"]
+    assert mock.requests == []
+    entry = gw.access_entry("nomodel-1")
+    assert entry["requested_model"] == "gpt-9-ultra"
+    assert entry["error"] == "model_not_found"
 
 
 def test_org_id_is_sent_as_openai_organization(gw, mock):

@@ -23,7 +23,8 @@ def gw(request, module_so, mock):
     yaml = harness.gateway_yaml(
         backends=[
             harness.openai_backend("primary", mock.url, DEFAULT_KEY, defaultModel="gpt-mock",
-                                   models=["gpt-mock", "gpt-mock-mini"], maxRetries=0),
+                                   models=["gpt-mock", "gpt-mock-mini", "text-embed-mock"],
+                                   maxRetries=0),
             harness.openai_backend("classic", mock.url, CLASSIC_KEY,
                                    defaultModel="classic-model",
                                    models=["classic-model", "other-model"], maxRetries=0),
@@ -49,7 +50,8 @@ def test_fast_path_location_serves_chat(gw, mock):
 
 
 def test_sethandler_location_serves_chat(gw, mock):
-    r = post(gw.url("/classic/v1/chat/completions"), chat_body("classic way"))
+    r = post(gw.url("/classic/v1/chat/completions"), chat_body("classic way",
+                                                                model="classic-model"))
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "echo: classic way"
     assert r.headers["x-llmgw-backend"] == "classic"
@@ -123,7 +125,7 @@ def test_models_lists_the_backend_models_without_calling_upstream(gw, mock):
     body = r.json()
     assert body["object"] == "list"
     ids = [m["id"] for m in body["data"]]
-    assert sorted(ids) == ["gpt-mock", "gpt-mock-mini"]
+    assert sorted(ids) == ["gpt-mock", "gpt-mock-mini", "text-embed-mock"]
     for m in body["data"]:
         assert m["object"] == "model"
         assert isinstance(m["created"], int) and not isinstance(m["created"], bool)

@@ -57,8 +57,13 @@ static void assert_dropped(const llmgw_call_t *call, const json_t *exp, const ch
     json_t *want = json_object_get(exp, "dropped");
     json_t *empty = llmgw_json_pool_own(test_pool, json_array());
 
+    json_t *ignored = json_object_get(exp, "ignored");
+
     ck_assert_json_eq(test_sorted_lines((const char **)call->dropped->elts, call->dropped->nelts),
                       test_sorted_json_lines(want ? want : empty));
+    /* Keys the client invented are never named in the header, only logged. */
+    ck_assert_json_eq(test_sorted_lines((const char **)call->ignored->elts, call->ignored->nelts),
+                      test_sorted_json_lines(ignored ? ignored : empty));
     (void)name;
 }
 

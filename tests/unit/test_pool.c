@@ -126,6 +126,10 @@ START_TEST(test_lone_backend)
     ck_assert_str_eq(cands(w, "b", NULL, APR_SUCCESS, NULL), "b:claude-x");
     ck_assert_str_eq(cands(w, "b", "", APR_SUCCESS, NULL), "b:claude-x");
     ck_assert_str_eq(cands(w, "d", NULL, LLMGW_EBADREQ, NULL), "");
+    ck_assert_str_eq(cands(w, "d", "anything", APR_SUCCESS, NULL), "d:anything");
+    /* A models: list restricts the backend: anything else is refused, not replaced. */
+    ck_assert_str_eq(cands(w, "a", "gpt-9-ultra", LLMGW_ENOMODEL, NULL), "");
+    ck_assert_str_eq(cands(w, "c", "m-large", APR_SUCCESS, NULL), "c:m-large");
     /* A lone backend is tried even while cooling: there is nothing else. */
     for (i = 0; i < 5; i++)
         llmgw_stats_failure(slot(w, "a"), T0, LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
@@ -150,9 +154,44 @@ START_TEST(test_pool_models)
     ck_assert_int_eq(c->items[0].pool_slot, w->slot_of[be(w, "p")->index]);
     /* Listed as defaultModel counts as listed. */
     ck_assert_str_eq(cands(w, "p", "claude-x", APR_SUCCESS, NULL), "b:claude-x a:gpt-4o c:m-large");
-    /* Nobody lists it: everyone uses their own default, in the strategy's order. */
-    ck_assert_str_eq(cands(w, "p", "llama-3", APR_SUCCESS, NULL), "b:claude-x a:gpt-4o c:m-large");
+    /* Nobody lists it: refused before any provider is asked, never replaced. */
+    ck_assert_str_eq(cands(w, "p", "llama-3", LLMGW_ENOMODEL, &c), "");
+    ck_assert_int_eq(c->nelts, 0);
+    /* No model, or the pool's own name: every member with its own default. */
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "b:claude-x a:gpt-4o c:m-large");
+    ck_assert_str_eq(cands(w, "p", "p", APR_SUCCESS, &c), "b:claude-x a:gpt-4o c:m-large");
+    ck_assert_int_eq(c->items[0].prefers_model, 0);
+}
+END_TEST
+
+START_TEST(test_pool_aliases)
+{
+    world_t *w = world("  - name: fast\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    aliases: [team-fast]\n"
+                       "    backends: [{name: c}, {name: a}]\n"
+                       "  - name: all\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    aliases: [team-default, everything]\n"
+                       "    backends: [{name: b}, {name: fast}]\n");
+
+    /* An alias is the pool as a virtual model. */
+    ck_assert_str_eq(cands(w, "all", "team-default", APR_SUCCESS, NULL),
+                     "b:claude-x c:m-large a:gpt-4o");
+    ck_assert_str_eq(cands(w, "all", "everything", APR_SUCCESS, NULL),
+                     "b:claude-x c:m-large a:gpt-4o");
+    /* A nested pool's name or alias selects that pool alone. */
+    ck_assert_str_eq(cands(w, "all", "fast", APR_SUCCESS, NULL), "c:m-large a:gpt-4o");
+    ck_assert_str_eq(cands(w, "all", "team-fast", APR_SUCCESS, NULL), "c:m-large a:gpt-4o");
+    /* A model of a nested member is taken across the tree; unknown ones are refused. */
+    ck_assert_str_eq(cands(w, "all", "gpt-4o-mini", APR_SUCCESS, NULL),
+                     "a:gpt-4o-mini c:m-large b:claude-x");
+    ck_assert_str_eq(cands(w, "all", "gpt-9-ultra", LLMGW_ENOMODEL, NULL), "");
+    ck_assert_int_eq(llmgw_pool_named(be(w, "all"), "everything"), 1);
+    ck_assert_int_eq(llmgw_pool_named(be(w, "all"), "team-fast"), 0);
+    ck_assert_int_eq(llmgw_pool_named(be(w, "a"), "a"), 0);
 }
 END_TEST
 
@@ -698,6 +737,7 @@ int main(void)
     tcase_add_test(tc, test_lone_backend);
     tcase_add_test(tc, test_pool_models);
     tcase_add_test(tc, test_pool_member_without_default);
+    tcase_add_test(tc, test_pool_aliases);
     tcase_add_test(tc, test_cooling_members);
     tcase_add_test(tc, test_down_member_skipped_probed_returned);
     tcase_add_test(tc, test_probe_goes_first_whatever_the_strategy);

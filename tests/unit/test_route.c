@@ -28,6 +28,7 @@ static const char gateway_yaml[] =
     "    config: {apiKey: k, models: [vendor/x, claude-x]}\n"
     "  - name: inner\n"
     "    type: pool\n"
+    "    aliases: [team-inner]\n"
     "    backends: [c, b]\n"
     "  - name: outer\n"
     "    type: pool\n"
@@ -185,9 +186,21 @@ START_TEST(test_models_item_path)
     /* The path is taken as given: no decoding here (httpd already decoded r->uri). */
     expect("/v1/models/gpt%2D4o", GET, LLMGW_ROUTE_FOUND, "models", "GET, HEAD, OPTIONS",
            "gpt%2D4o");
-    /* The id is what follows the last '/': an id with a slash is out of reach. */
-    expect_not_found("/v1/models/vendor/x", GET);
+    /* The id is everything after the route's path, slashes included. */
+    expect("/v1/models/vendor/x", GET, LLMGW_ROUTE_FOUND, "models", "GET, HEAD, OPTIONS",
+           "vendor/x");
+    expect("/v1/models/meta-llama/Llama-3.3-70B-Instruct-Turbo", GET, LLMGW_ROUTE_FOUND, "models",
+           "GET, HEAD, OPTIONS", "meta-llama/Llama-3.3-70B-Instruct-Turbo");
+    /* %2F is what SDKs send for '/', and httpd leaves it under AllowEncodedSlashes NoDecode. */
+    expect("/v1/models/meta-llama%2FLlama-3.3%2f70B", GET, LLMGW_ROUTE_FOUND, "models",
+           "GET, HEAD, OPTIONS", "meta-llama/Llama-3.3/70B");
+    expect("/alt/models/a/b/c", GET, LLMGW_ROUTE_FOUND, "alt", "GET, HEAD, POST, OPTIONS", "a/b/c");
+    /* An exact route wins over a models item of the same path. */
+    expect("/v1/models/special", POST, LLMGW_ROUTE_FOUND, "special", "POST, OPTIONS", NULL);
+    expect("/v1/models/special/x", GET, LLMGW_ROUTE_FOUND, "models", "GET, HEAD, OPTIONS",
+           "special/x");
     expect_not_found("/v1/models/", GET);
+    expect_not_found("/v1/modelsx/gpt-4o", GET);
     expect_not_found("/v1/models//", GET);
     /* Only a models route has items. */
     expect_not_found("/v1/chat/completions/gpt-4o", POST);
@@ -216,12 +229,19 @@ START_TEST(test_models_list_nested_pools)
 {
     json_t *j = llmgw_route_models_json(test_pool, route_named("/v1/models"), NULL, 1700000000);
 
-    /* Depth first through the pools, defaultModel before models:, each id once. */
+    /* Depth first through the pools, each pool's name first (a virtual model),
+     * defaultModel before models:, each id once. */
     expect_json(j, "{\"object\": \"list\", \"data\": ["
+                   "{\"id\": \"outer\", \"object\": \"model\", \"created\": 1700000000,"
+                   " \"owned_by\": \"llmgw\"},"
                    "{\"id\": \"gpt-4o\", \"object\": \"model\", \"created\": 1700000000,"
                    " \"owned_by\": \"openai\"},"
                    "{\"id\": \"gpt-4o-mini\", \"object\": \"model\", \"created\": 1700000000,"
                    " \"owned_by\": \"openai\"},"
+                   "{\"id\": \"inner\", \"object\": \"model\", \"created\": 1700000000,"
+                   " \"owned_by\": \"llmgw\"},"
+                   "{\"id\": \"team-inner\", \"object\": \"model\", \"created\": 1700000000,"
+                   " \"owned_by\": \"llmgw\"},"
                    "{\"id\": \"m-large\", \"object\": \"model\", \"created\": 1700000000,"
                    " \"owned_by\": \"mistral\"},"
                    "{\"id\": \"m-small\", \"object\": \"model\", \"created\": 1700000000,"
@@ -234,7 +254,7 @@ START_TEST(test_models_list_nested_pools)
                    " \"owned_by\": \"google\"}]}");
     /* The dump keeps the keys in the order clients see today. */
     ck_assert_str_eq(
-        llmgw_json_dump(test_pool, json_array_get(json_object_get(j, "data"), 0), NULL),
+        llmgw_json_dump(test_pool, json_array_get(json_object_get(j, "data"), 1), NULL),
         "{\"id\":\"gpt-4o\",\"object\":\"model\",\"created\":1700000000,"
         "\"owned_by\":\"openai\"}");
 }
@@ -263,6 +283,9 @@ START_TEST(test_models_item)
     expect_json(llmgw_route_models_json(test_pool, r, "vendor/x", 5),
                 "{\"id\": \"vendor/x\", \"object\": \"model\", \"created\": 5,"
                 " \"owned_by\": \"google\"}");
+    expect_json(llmgw_route_models_json(test_pool, r, "team-inner", 5),
+                "{\"id\": \"team-inner\", \"object\": \"model\", \"created\": 5,"
+                " \"owned_by\": \"llmgw\"}");
     ck_assert_ptr_null(llmgw_route_models_json(test_pool, r, "nope", 5));
     ck_assert_ptr_null(llmgw_route_models_json(test_pool, r, "gpt%2D4o", 5));
     ck_assert_ptr_null(llmgw_route_models_json(test_pool, r, "GPT-4O", 5));

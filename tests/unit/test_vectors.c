@@ -275,6 +275,7 @@ llmgw_call_t *test_call(const json_t *c, json_t *request, const llmgw_backend_t 
         c, "include_usage", call->stream && json_is_true(json_object_get(opts, "include_usage")));
     call->created = 1764000000;
     call->dropped = apr_array_make(test_pool, 1, sizeof(const char *));
+    call->ignored = apr_array_make(test_pool, 1, sizeof(const char *));
     call->access_token = test_str_or(c, "access_token", NULL);
     return call;
 }
