@@ -114,12 +114,16 @@ typedef struct {
     llmgw_mark_t mark;
 } llmgw_route_t;
 
+/** The credentials of a configuration, for redaction (llmgw_redact.h). */
+typedef struct llmgw_secrets_t llmgw_secrets_t;
+
 typedef struct {
     const char *path;             /**< the file, as given */
     apr_array_header_t *backends; /**< llmgw_backend_t * in file order */
     apr_array_header_t *routes;   /**< llmgw_route_t * in file order */
     apr_hash_t *backend_by_name;  /**< const char * -> llmgw_backend_t * */
     apr_hash_t *route_by_path;    /**< const char * -> llmgw_route_t * */
+    llmgw_secrets_t *secrets;     /**< every credential in the file (llmgw_redact.h) */
 } llmgw_config_t;
 
 /**

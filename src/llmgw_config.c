@@ -27,6 +27,7 @@
 
 #include "llmgw_config.h"
 #include "llmgw_strategy.h"
+#include "llmgw_redact.h"
 
 #define CFG_MAX_DEPTH 32
 #define CFG_SHOW_MAX 60
@@ -1246,6 +1247,18 @@ static apr_status_t pools_check_cycles(cfg_ctx_t *c)
     return APR_SUCCESS;
 }
 
+/* Every credential the file holds, so that provider text can be redacted (DESIGN.md 10). */
+static void secrets_collect(cfg_ctx_t *c)
+{
+    int i;
+
+    c->cfg->secrets = llmgw_secrets_make(c->p);
+    for (i = 0; i < c->cfg->backends->nelts; i++) {
+        const llmgw_backend_t *b = APR_ARRAY_IDX(c->cfg->backends, i, const llmgw_backend_t *);
+        llmgw_secrets_add(c->cfg->secrets, b->api_key);
+    }
+}
+
 /*
  * A pool's name and aliases are model names clients send (DESIGN.md 5):
  * each must lead to one pool only.
@@ -1368,6 +1381,7 @@ static apr_status_t config_build(cfg_ctx_t *c, const cfg_node_t *root)
     if ((rv = refs_resolve(c)) != APR_SUCCESS || (rv = pools_check_cycles(c)) != APR_SUCCESS ||
         (rv = aliases_check(c)) != APR_SUCCESS)
         return rv;
+    secrets_collect(c);
     return routes_check_apis(c);
 }
 

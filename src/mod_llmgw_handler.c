@@ -24,6 +24,7 @@
 #include "llmgw_validate.h"
 #include "llmgw_pool.h"
 #include "llmgw_route.h"
+#include "llmgw_redact.h"
 #include "llmgw_google_auth.h"
 
 /* Largest upstream body buffered for a non-streaming answer. */
@@ -162,10 +163,23 @@ static int send_json(req_t *q, int status, const char *body, apr_size_t len)
     return OK;
 }
 
+/*
+ * Provider text reaches clients and logs through here only: every
+ * configured credential and the token minted for this request go
+ * (DESIGN.md 10), whatever the provider type.
+ */
+static const llmgw_error_t *redacted(req_t *q, const llmgw_error_t *e)
+{
+    return llmgw_redact_error(q->r->pool, e, q->gw ? q->gw->secrets : NULL, q->call.access_token);
+}
+
 static int send_error(req_t *q, const llmgw_error_t *e)
 {
     apr_size_t len;
-    const char *body = llmgw_error_json(q->r->pool, e, &len);
+    const char *body;
+
+    e = redacted(q, e);
+    body = llmgw_error_json(q->r->pool, e, &len);
     if (e->status >= 400 && !apr_table_get(q->r->subprocess_env, "LLMGW_ERROR"))
         apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR",
                        e->code ? e->code : (e->type ? e->type : "error"));
@@ -531,6 +545,7 @@ static void stream_fail_inband(req_t *q, const attempt_t *a)
 
     if (!e)
         e = llmgw_error_exhausted(q->r->pool, a->fail, a->status, q->backend->name);
+    e = redacted(q, e);
     apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR",
                    llmgw_fail_name(q->r->pool, a->fail, a->status));
     frame = llmgw_error_sse(q->r->pool, e, &len);

@@ -679,24 +679,6 @@ apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t
 /* Errors                                                                 */
 /* ---------------------------------------------------------------------- */
 
-/* @p msg with every occurrence of the backend's key replaced: upstreams echo it at times. */
-static const char *redact_key(apr_pool_t *p, const char *msg, const char *key)
-{
-    apr_size_t klen = key ? strlen(key) : 0;
-    const char *hit, *out = "";
-
-    /* Very short keys would match ordinary words; config keys are long. */
-    if (!msg || klen < 4 || !(hit = strstr(msg, key)))
-        return msg;
-    while (hit) {
-        out = apr_pstrcat(p, out, apr_pstrmemdup(p, msg, (apr_size_t)(hit - msg)), "[redacted]",
-                          NULL);
-        msg = hit + klen;
-        hit = strstr(msg, key);
-    }
-    return apr_pstrcat(p, out, msg, NULL);
-}
-
 /* Error codes are strings in OpenAI's shape; some compatible servers send numbers. */
 static const char *error_code(apr_pool_t *p, const json_t *e)
 {
@@ -829,7 +811,6 @@ llmgw_error_t *llmgw_oai_parse_error(const llmgw_oai_dialect_t *d, llmgw_call_t 
      * upstreams echo part of the key, so none of their text goes out. */
     if (out->status == 401 || out->status == 403)
         return llmgw_prov_auth_failed(p, status);
-    out->message = redact_key(p, out->message, call->backend->api_key);
     return out;
 }
 
@@ -968,7 +949,6 @@ static apr_status_t stream_error_event(llmgw_stream_t *st, const json_t *e)
         code = NULL;
     msg = msg && *msg ? llmgw_prov_clip_message(p, msg)
                       : "upstream reported an error during the stream";
-    msg = redact_key(p, msg, st->call->backend->api_key);
     st->error =
         llmgw_error_make(p, 502, "server_error", code ? code : "bad_gateway", NULL, "%s", msg);
     return LLMGW_EUPSTREAM;

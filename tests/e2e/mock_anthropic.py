@@ -64,7 +64,6 @@ class AnthropicFault(Fault):
     no_done            in a stream: end the body after message_delta, without message_stop
     """
 
-    error_event_after: int = None
     error_type: str = "overloaded_error"
     error_message: str = "Overloaded"
     stop_reason: str = None

@@ -627,6 +627,12 @@ class MockGemini(MockServer):
                 self._pause(h, 60)
                 self._abort(h, rec, "stalled")
                 return
+            if fault.error_event_after is not None and rec.events_sent >= fault.error_event_after:
+                err = {"error": {"code": 500, "message": fault.error_message,
+                                 "status": "INTERNAL"}}
+                self.write_chunk(h, ("data: " + json.dumps(err) + "\r\n\r\n").encode())
+                rec.events_sent += 1
+                break
             if fault.malformed_after is not None and rec.events_sent == fault.malformed_after:
                 self.write_chunk(h, b'data: {"candidates":[{"content":\r\n\r\n')
             if i and fault.chunk_delay and self._pause(h, fault.chunk_delay):

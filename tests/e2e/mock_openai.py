@@ -67,6 +67,8 @@ class Fault:
                      although the answer is not finished
       malformed_after  after this many events, send an unparseable event and go on
       no_done        end the body after the finish (and usage) chunk without [DONE]
+      error_event_after  after this many events, send the provider's in-stream error
+                     event carrying error_message, and end the body
     Content:
       content        the answer text (default: "echo: " + the last user message)
       chunks         explicit content pieces of a stream (overrides the split of content)
@@ -91,6 +93,8 @@ class Fault:
     end_after: int = None
     malformed_after: int = None
     no_done: bool = False
+    error_event_after: int = None
+    error_message: str = "upstream failure"
     content: str = None
     chunks: list = None
     tool_calls: list = None
@@ -463,6 +467,11 @@ class MockServer:
                 self._abort(h, rec, "dropped")
                 return
             if fault.end_after is not None and rec.events_sent >= fault.end_after:
+                break
+            if fault.error_event_after is not None and rec.events_sent >= fault.error_event_after:
+                err = openai_error(fault.error_message, "server_error")
+                self.write_chunk(h, ("data: " + json.dumps(err) + "\n\n").encode())
+                rec.events_sent += 1
                 break
             if fault.malformed_after is not None and rec.events_sent == fault.malformed_after:
                 self.write_chunk(h, b'data: {"id":"chatcmpl-broken","choices":[{"delta":\n\n')

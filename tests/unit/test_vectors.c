@@ -6,6 +6,7 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 #include "test_vectors.h"
+#include "llmgw_redact.h"
 #include "llmgw_json.h"
 
 #define IN_SUFFIX ".in.json"
@@ -391,13 +392,22 @@ apr_status_t test_check_response(const llmgw_provider_t *P, llmgw_call_t *call,
     return rv;
 }
 
+/* What the client sees of a translator's error: after the glue's one redaction step. */
+static llmgw_error_t *glue_redacted(const llmgw_call_t *call, llmgw_error_t *e)
+{
+    llmgw_secrets_t *secrets = llmgw_secrets_make(test_pool);
+
+    llmgw_secrets_add(secrets, call->backend->api_key);
+    return (llmgw_error_t *)llmgw_redact_error(test_pool, e, secrets, call->access_token);
+}
+
 llmgw_error_t *test_check_error(const llmgw_provider_t *P, llmgw_call_t *call,
                                 const test_vector_t *v)
 {
     apr_size_t len;
     const char *bytes = test_upstream_bytes(v->in, &len);
     int status = (int)json_integer_value(json_object_get(v->in, "status"));
-    llmgw_error_t *e = P->parse_error(call, status, bytes, len);
+    llmgw_error_t *e = glue_redacted(call, P->parse_error(call, status, bytes, len));
 
     test_assert_error(e, json_object_get(v->exp, "error"), v->name);
     test_assert_not_leaked(llmgw_error_json(test_pool, e, NULL),
@@ -567,7 +577,8 @@ void test_check_stream(const llmgw_provider_t *P, llmgw_stream_t *st, const test
         ck_assert_str_eq(st->model, json_string_value(json_object_get(exp, "model")));
     else
         ck_assert_ptr_null(st->model);
-    ck_assert_json_eq(test_error_json(st->error), json_object_get(exp, "error"));
+    ck_assert_json_eq(test_error_json(glue_redacted(st->call, st->error)),
+                      json_object_get(exp, "error"));
     if (usage) {
         ck_assert_int_eq(st->usage.present, 1);
         assert_usage_counts(&st->usage, usage);
