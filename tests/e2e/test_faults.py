@@ -2,6 +2,7 @@
 status after exhausted retries, the four timeouts, broken streams, client disconnects.
 
 Timing checks use the mock's recorded arrival times (same clock as the test).
+Tests marked h2 also run over HTTP/2 (LLMGW_PROTO=h2).
 """
 
 import json
@@ -88,6 +89,7 @@ def gaps(reqs):
 
 # -- retries ---------------------------------------------------------------------------------
 
+@pytest.mark.h2
 def test_retry_after_is_honoured(gw, mock):
     mock.script(Fault(status=429, headers={"Retry-After": "1"}), Fault())
     r = post(url(gw, "retry"), chat_body("after a pause"))
@@ -100,6 +102,7 @@ def test_retry_after_is_honoured(gw, mock):
     assert reqs[0].raw == reqs[1].raw  # every attempt sends the same body
 
 
+@pytest.mark.h2
 def test_backoff_after_500_is_about_half_a_second(gw, mock):
     mock.script(Fault(status=500), Fault())
     r = post(url(gw, "retry"), chat_body("backoff"))
@@ -286,6 +289,7 @@ def test_overall_timeout_cuts_a_long_stream(gw, mock):
     assert 1.0 <= elapsed < 2.8, elapsed
 
 
+@pytest.mark.h2
 def test_idle_timeout_ends_stalled_stream_with_error_event(gw, mock):
     res = failed_stream(gw, mock, "once", "stall",
                         Fault(chunks=["partial ", "answer ", "never ", "finished"], stall_after=3))
@@ -296,6 +300,7 @@ def test_idle_timeout_ends_stalled_stream_with_error_event(gw, mock):
     assert rec.outcome == "client_closed" and rec.closed_at is not None  # upstream aborted
 
 
+@pytest.mark.h2
 def test_stream_cut_mid_content_ends_with_error_event(gw, mock):
     res = failed_stream(gw, mock, "once", "cut",
                         Fault(chunks=["cut ", "in ", "the ", "middle"], drop_after=3))
@@ -332,6 +337,7 @@ def test_finished_stream_without_done_is_completed_at_once(gw, mock, include_usa
     assert elapsed < 2.0, elapsed
 
 
+@pytest.mark.h2
 def test_stream_upstream_503_before_stream_is_retried_invisibly(gw, mock):
     mock.script(Fault(status=503), Fault())
     r = post(url(gw, "retry"), chat_body("second time lucky", stream=True), stream=True)
@@ -375,39 +381,69 @@ def test_stream_exhausted_retries_is_a_plain_json_503(gw, mock):
 
 
 # -- client disconnects ----------------------------------------------------------------------
+# "close": the client closes its connection; "reset": HTTP/1.1 sends a TCP RST, HTTP/2 resets
+# the stream (RST_STREAM) and keeps the connection. Either way the upstream transfer is
+# aborted at once, nothing is retried for the client that left, and the access log says so
+# with 499 / client_gone, never 200.
 
-def _open_request(gw, path, body):
-    data = json.dumps(body).encode()
-    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
-    s.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(data)}\r\n\r\n").encode() + data)
-    return s
+def assert_logged_as_gone(gw, x):
+    entry = gw.access_entry(x.test_id)
+    assert (entry["status"], entry["error"]) == ("499", "client_gone"), entry
 
 
-def test_client_disconnect_mid_stream_aborts_upstream(gw, mock):
+@pytest.mark.h2
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_client_disconnect_mid_stream_aborts_upstream(gw, mock, how):
     mock.script(Fault(chunks=[f"tok{i} " for i in range(60)], chunk_delay=0.25))  # ~15 s
-    s = _open_request(gw, "/v1/patient/chat/completions", chat_body("long", stream=True))
-    seen = b""
-    while len(re.findall(rb'"content":"[^"]', seen)) < 2:
-        piece = s.recv(65536)
-        assert piece, seen
-        seen += piece
-    s.close()
-    t_close = time.monotonic()
-    rec = mock.wait_outcome(0, timeout=5)
+    x = harness.Exchange(gw.port, "/v1/patient/chat/completions", chat_body("long", stream=True))
+    try:
+        x.read_until(lambda d: len(re.findall(rb'"content":"[^"]', d)) >= 2)
+        x.abort(how)
+        t_abort = time.monotonic()
+        rec = mock.wait_outcome(0, timeout=5)
+    finally:
+        x.close()
     assert rec.outcome == "client_closed", rec
-    assert rec.closed_at - t_close < 2.0, rec.closed_at - t_close
+    assert rec.closed_at - t_abort < 2.0, rec.closed_at - t_abort
     assert rec.events_sent < 20
+    assert_logged_as_gone(gw, x)
 
 
-def test_client_disconnect_while_waiting_aborts_upstream(gw, mock):
+@pytest.mark.h2
+@pytest.mark.parametrize("how", ["close", "reset"])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_client_disconnect_while_waiting_aborts_upstream(gw, mock, how, stream):
     mock.script(Fault(delay=15))
-    s = _open_request(gw, "/v1/patient/chat/completions", chat_body("waiting"))
-    mock.wait_requests(1)
-    time.sleep(0.3)
-    s.close()
-    t_close = time.monotonic()
-    rec = mock.wait_outcome(0, timeout=5)
+    x = harness.Exchange(gw.port, "/v1/patient/chat/completions",
+                         chat_body("waiting", stream=stream))
+    try:
+        mock.wait_requests(1)
+        time.sleep(0.3)  # the gateway is now waiting for the upstream's headers
+        x.abort(how)
+        t_abort = time.monotonic()
+        rec = mock.wait_outcome(0, timeout=5)
+    finally:
+        x.close()
     assert rec.outcome == "client_closed", rec
-    assert rec.closed_at - t_close < 2.5, rec.closed_at - t_close
+    assert rec.closed_at - t_abort < 2.5, rec.closed_at - t_abort
+    assert_logged_as_gone(gw, x)
     assert len(mock.requests) == 1  # a client that left is not retried for
+
+
+@pytest.mark.h2
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_client_disconnect_during_a_retry_wait_ends_it(gw, mock, how):
+    """A 429 asks for a 3 s wait; the client leaves 0.3 s into it: the request ends then,
+    without the second attempt."""
+    mock.script(Fault(status=429, headers={"Retry-After": "3"}), Fault())
+    x = harness.Exchange(gw.port, "/v1/retry/chat/completions", chat_body("impatient"))
+    try:
+        mock.wait_requests(1)
+        time.sleep(0.3)
+        x.abort(how)
+        entry = gw.access_entry(x.test_id)  # written when the handler is done
+    finally:
+        x.close()
+    assert (entry["status"], entry["error"]) == ("499", "client_gone"), entry
+    assert int(entry["duration_us"]) < 2_500_000, entry  # not the 3 s wait
+    assert len(mock.requests) == 1
