@@ -1,7 +1,13 @@
 """Upstream failures: retries with backoff and Retry-After, what is never retried, the
 status after exhausted retries, the four timeouts, broken streams, client disconnects.
 
-Timing checks use the mock's recorded arrival times (same clock as the test).
+Timing checks use the mock's recorded arrival times and the client's arrival times of
+response bytes (the same clock as the test). An answer only leaves the gateway after its
+last attempt, so counting the mock's requests once the answer is in is final: no test
+needs to sleep to give a wrong retry time to show up.
+
+Each test asserts the one outcome DESIGN.md 6 / providers.md 9.2 prescribe; where the
+module does not do that yet, the test says so with xfail(strict=True) and a reason.
 Tests marked h2 also run over HTTP/2 (LLMGW_PROTO=h2).
 """
 
@@ -135,17 +141,21 @@ def test_retryable_status_is_retried(gw, mock, status):
     assert len(mock.requests) == 2
 
 
-@pytest.mark.parametrize("status,client_status", [(400, {400}), (404, {404}), (413, {413}),
-                                                  (422, {400, 422})])
+@pytest.mark.parametrize("status,client_status", [
+    (400, 400), (404, 404), (413, 413),
+    # providers.md 9.2 (the detailed rule where DESIGN.md 6's summary says "same status"):
+    # an upstream 422 is the gateway's fault (a field the provider does not take), so the
+    # client gets 400.
+    pytest.param(422, 400, marks=pytest.mark.xfail(
+        strict=True, reason="providers.md 9.2: an upstream 422 reaches the client as 400; "
+                            "the gateway passes 422 on (error mapping, not client-gone code)"))])
 def test_client_errors_are_not_retried_and_keep_the_message(gw, mock, status, client_status):
     msg = f"Distinctive upstream complaint number {status}"
     mock.script(Fault(status=status, body=openai_error(msg, param="messages", code="bad_thing")))
     r = post(url(gw, "retry"), chat_body("not retried"))
-    assert r.status_code in client_status, (r.status_code, r.text)
-    err = assert_openai_error(r, r.status_code)
+    err = assert_openai_error(r, client_status)
     assert msg in err["message"]
-    time.sleep(0.7)  # a (wrong) retry would have arrived by now
-    assert len(mock.requests) == 1
+    assert len(mock.requests) == 1  # the answer left after the last attempt
     assert r.headers["x-llmgw-attempts"] == "1"
     assert r.headers["x-llmgw-backend"] == "retry"
 
@@ -155,8 +165,8 @@ def test_upstream_auth_failure_is_502_and_not_retried(gw, mock, status):
     mock.script(Fault(status=status))
     r = post(url(gw, "retry"), chat_body("auth"))
     assert_openai_error(r, 502, code="upstream_auth_failed")
-    time.sleep(0.7)
-    assert len(mock.requests) == 1
+    assert len(mock.requests) == 1  # the answer left after the last attempt
+    assert r.headers["x-llmgw-attempts"] == "1"
 
 
 def test_exhausted_retries_on_500_give_503(gw, mock):
@@ -203,9 +213,9 @@ def test_connect_refused_is_retried_then_502(gw, mock):
 
 
 def test_connect_timeout_is_honoured(gw, mock):
+    """providers.md 9.2: a connect timeout is a connect error: 502 bad_gateway."""
     r, elapsed = timed_post(gw, "blackhole", chat_body("hanging connect"))
-    assert r.status_code in (502, 504), r.text
-    assert_openai_error(r, r.status_code)
+    assert_openai_error(r, 502, code="bad_gateway")
     assert 0.4 <= elapsed < 1.8, elapsed
 
 
@@ -218,12 +228,15 @@ def test_first_byte_timeout_gives_504(gw, mock):
     assert 0.9 <= elapsed < 2.0, elapsed
 
 
-def test_first_byte_timeout_is_retried(gw, mock):
+@pytest.mark.xfail(strict=True, reason="DESIGN.md 6 / providers.md 9.2: a member that timed "
+                   "out before its headers is not asked again in this request; the gateway "
+                   "retries it (retry policy, rewritten by a later issue)")
+def test_first_byte_timeout_is_not_retried_on_the_same_backend(gw, mock):
     mock.script(Fault(delay=3), Fault())
-    r, elapsed = timed_post(gw, "retry", chat_body("second try is fast"))
-    assert r.status_code == 200, r.text
-    assert r.headers["x-llmgw-attempts"] == "2"
-    assert elapsed < 3.0, elapsed
+    r = post(url(gw, "retry"), chat_body("never answered"))
+    assert_openai_error(r, 504, code="upstream_timeout")
+    assert r.headers["x-llmgw-attempts"] == "1"
+    assert len(mock.requests) == 1
 
 
 def test_stream_first_byte_timeout_before_headers_gives_504(gw, mock):
@@ -348,23 +361,47 @@ def test_stream_upstream_503_before_stream_is_retried_invisibly(gw, mock):
     assert res.text == "echo: second time lucky"
 
 
-def test_stream_cut_before_content_is_never_a_clean_partial_answer(gw, mock):
-    """Cut after the role chunk: the gateway may retry invisibly (nothing was shown yet);
-    whatever it does, a [DONE] answer must be complete and carry one role chunk."""
+def role_chunks(res):
+    return [c for c in res.chunks if c["choices"] and "role" in c["choices"][0]["delta"]]
+
+
+@pytest.mark.h2
+def test_stream_preamble_is_held_back_until_content(gw, mock):
+    """DESIGN.md 6: the role chunk waits for the first content. The mock sends it at once
+    and the first content 0.6 s later; the client gets nothing, not even the status line,
+    before that content, and then both together."""
+    mock.script(Fault(chunks=["late ", "content"], chunk_delay=0.6))
+    r = post(url(gw, "patient"), chat_body("hold it", stream=True), stream=True)
+    t_headers = time.monotonic()
+    assert r.status_code == 200
+    res = read_sse(r)
+    sent = mock.requests[0].t
+    assert t_headers - sent >= 0.5, t_headers - sent
+    assert len(role_chunks(res)) == 1 and '"role"' in res.events[0][1], res.data
+    first_content = res.content_times[0]
+    # Released with the content, not 0.6 s before it.
+    assert first_content - res.events[0][0] < 0.3, (res.events[0][0], first_content)
+    assert res.done and res.text == "late content"
+
+
+@pytest.mark.h2
+def test_stream_cut_before_content_is_retried_invisibly(gw, mock):
+    """Cut after the role chunk, before any content: nothing was shown, so the gateway
+    retries (DESIGN.md 6) and the client sees only the second attempt: no byte before that
+    attempt began, one role chunk, the whole text, [DONE]."""
     mock.script(Fault(drop_after=1), Fault())
     r = post(url(gw, "retry"), chat_body("role then cut", stream=True), stream=True)
-    if r.status_code != 200:
-        assert_openai_error(r, r.status_code)
-        return
+    t_headers = time.monotonic()
+    assert r.status_code == 200
+    assert r.headers["x-llmgw-attempts"] == "2"
     res = read_sse(r)
-    if res.done:
-        assert res.errors == []
-        assert res.text == "echo: role then cut"
-        roles = [c for c in res.chunks if c["choices"] and "role" in c["choices"][0]["delta"]]
-        assert len(roles) == 1, res.data
-        assert len(mock.requests) == 2
-    else:
-        assert_stream_failed(res)
+    reqs = mock.requests
+    assert len(reqs) == 2
+    assert t_headers >= reqs[1].t, (t_headers, reqs[1].t)
+    assert res.events[0][0] >= reqs[1].t
+    assert res.done and res.errors == []
+    assert res.text == "echo: role then cut"
+    assert len(role_chunks(res)) == 1, res.data
 
 
 def test_stream_upstream_400_is_a_plain_json_error(gw, mock):
