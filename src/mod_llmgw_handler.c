@@ -31,6 +31,8 @@
 #define LLMGW_MAX_UPSTREAM_BODY (64 * 1024 * 1024)
 /* Largest single SSE event accepted from an upstream. */
 #define LLMGW_MAX_SSE_EVENT (8 * 1024 * 1024)
+/* The logged status of a request whose client went away (answer_client_gone). */
+#define LLMGW_STATUS_CLIENT_GONE 499
 /* A retry hint longer than this is not waited for (providers.md 9.2). */
 #define LLMGW_MAX_RETRY_WAIT apr_time_from_sec(10)
 
@@ -286,6 +288,20 @@ static int content_type_ok(request_rec *r)
 /* ---------------------------------------------------------------------- */
 /* Streaming to the client                                                  */
 
+/*
+ * Polled while nothing is written to the client (waiting for an upstream,
+ * between retries, between stream events); non-zero once the client is gone.
+ *
+ * HTTP/1.1: a speculative non-blocking read sees a closed connection as EOF
+ * (a pipelined next request reads as data and is not consumed).
+ *
+ * HTTP/2 (mod_http2): r->connection is the stream's secondary connection
+ * (c->master != NULL), whose input is the request body alone; once that is
+ * consumed a read returns EOF while the client is still waiting, so a read
+ * proves nothing there (apache-notes 3.4). mod_http2 sets c->aborted on the
+ * secondary connection when the client resets the stream or the connection
+ * ends, and writes (pass_frame) fail then: those are the only signals used.
+ */
 static int client_gone_check(void *baton)
 {
     req_t *q = baton;
@@ -294,7 +310,8 @@ static int client_gone_check(void *baton)
 
     if (q->client_gone || c->aborted)
         return q->client_gone = 1;
-    /* A speculative non-blocking read sees a closed connection as EOF. */
+    if (c->master)
+        return 0;
     rv = ap_get_brigade(c->input_filters, q->probe, AP_MODE_SPECULATIVE, APR_NONBLOCK_READ, 1);
     apr_brigade_cleanup(q->probe);
     if (rv == APR_SUCCESS || APR_STATUS_IS_EAGAIN(rv))
@@ -581,13 +598,27 @@ static int backoff_wait(req_t *q, apr_interval_time_t delay, apr_time_t deadline
 /* What ends a candidate's turn. */
 typedef enum { TURN_ANSWERED, TURN_NEXT, TURN_STOP } turn_e;
 
+/*
+ * The client left before its answer was complete. The access log must not
+ * show a success (%>s is r->status), so the request ends with
+ * LLMGW_STATUS_CLIENT_GONE, nginx's 499 "client closed request", the status
+ * log tools already read as "the client gave up". Nobody receives it: the
+ * connection is marked aborted so that httpd writes nothing more (for an
+ * unknown code it would put "500" on the wire), and the handler returns OK
+ * with r->status set rather than the status itself, so httpd neither builds
+ * an error page nor logs the request as failed in the error log.
+ */
 static int answer_client_gone(req_t *q)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r,
+    request_rec *r = q->r;
+
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   LLMGW_LOGNO(00004) "client went away; upstream transfer to \"%s\" aborted",
                   q->backend ? q->backend->name : "-");
-    apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR", "client_gone");
-    q->r->connection->keepalive = AP_CONN_CLOSE;
+    apr_table_setn(r->subprocess_env, "LLMGW_ERROR", "client_gone");
+    r->status = LLMGW_STATUS_CLIENT_GONE;
+    r->connection->keepalive = AP_CONN_CLOSE;
+    r->connection->aborted = 1;
     return OK;
 }
 

@@ -1,6 +1,8 @@
 """pytest fixtures of the mod_llmgw end-to-end suite (see harness.py for the environment).
 
 Run:  cd tests/e2e && LLMGW_MPM=event /usr/bin/python3 -m pytest -q
+HTTP/2: LLMGW_PROTO=h2 runs only the tests marked `h2` (those where the client's protocol
+matters), over h2c, under event or worker.
 Each test module starts its own gateway (module-scoped fixture) against its own
 mock provider; after every test the error log of each running gateway is
 scanned (harness.Httpd.log_problems). A test that expects the module to log
@@ -25,13 +27,28 @@ ANY_LLMGW_LINE = r"LLMGW\d{5}"
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "allow_log(*regex): error-log lines the test expects (default: any LLMGW id)")
+    config.addinivalue_line(
+        "markers", "h2: the client's protocol matters here; also run over HTTP/2 "
+                   "(LLMGW_PROTO=h2 runs these only)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Over HTTP/2 only the tests marked h2 run; the others are deselected, not skipped,
+    as they say nothing about HTTP/2."""
+    if harness.PROTO != "h2":
+        return
+    keep = [it for it in items if it.get_closest_marker("h2")]
+    dropped = [it for it in items if not it.get_closest_marker("h2")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def pytest_report_header(config):
     state = "found" if harness.module_available() else "MISSING"
     asan = harness.asan_runtime()
     return [f"mod_llmgw: {harness.MODULE_SO} ({state}{', ASan' if asan else ''}); "
-            f"MPM: {harness.MPM}; httpd: {harness.HTTPD_BIN}"]
+            f"MPM: {harness.MPM}; protocol: {harness.PROTO}; httpd: {harness.HTTPD_BIN}"]
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,14 @@
 """Upstream failures: retries with backoff and Retry-After, what is never retried, the
 status after exhausted retries, the four timeouts, broken streams, client disconnects.
 
-Timing checks use the mock's recorded arrival times (same clock as the test).
+Timing checks use the mock's recorded arrival times and the client's arrival times of
+response bytes (the same clock as the test). An answer only leaves the gateway after its
+last attempt, so counting the mock's requests once the answer is in is final: no test
+needs to sleep to give a wrong retry time to show up.
+
+Each test asserts the one outcome DESIGN.md 6 / providers.md 9.2 prescribe; where the
+module does not do that yet, the test says so with xfail(strict=True) and a reason.
+Tests marked h2 also run over HTTP/2 (LLMGW_PROTO=h2).
 """
 
 import json
@@ -88,6 +95,7 @@ def gaps(reqs):
 
 # -- retries ---------------------------------------------------------------------------------
 
+@pytest.mark.h2
 def test_retry_after_is_honoured(gw, mock):
     mock.script(Fault(status=429, headers={"Retry-After": "1"}), Fault())
     r = post(url(gw, "retry"), chat_body("after a pause"))
@@ -100,6 +108,7 @@ def test_retry_after_is_honoured(gw, mock):
     assert reqs[0].raw == reqs[1].raw  # every attempt sends the same body
 
 
+@pytest.mark.h2
 def test_backoff_after_500_is_about_half_a_second(gw, mock):
     mock.script(Fault(status=500), Fault())
     r = post(url(gw, "retry"), chat_body("backoff"))
@@ -132,17 +141,21 @@ def test_retryable_status_is_retried(gw, mock, status):
     assert len(mock.requests) == 2
 
 
-@pytest.mark.parametrize("status,client_status", [(400, {400}), (404, {404}), (413, {413}),
-                                                  (422, {400, 422})])
+@pytest.mark.parametrize("status,client_status", [
+    (400, 400), (404, 404), (413, 413),
+    # providers.md 9.2 (the detailed rule where DESIGN.md 6's summary says "same status"):
+    # an upstream 422 is the gateway's fault (a field the provider does not take), so the
+    # client gets 400.
+    pytest.param(422, 400, marks=pytest.mark.xfail(
+        strict=True, reason="providers.md 9.2: an upstream 422 reaches the client as 400; "
+                            "the gateway passes 422 on (error mapping, not client-gone code)"))])
 def test_client_errors_are_not_retried_and_keep_the_message(gw, mock, status, client_status):
     msg = f"Distinctive upstream complaint number {status}"
     mock.script(Fault(status=status, body=openai_error(msg, param="messages", code="bad_thing")))
     r = post(url(gw, "retry"), chat_body("not retried"))
-    assert r.status_code in client_status, (r.status_code, r.text)
-    err = assert_openai_error(r, r.status_code)
+    err = assert_openai_error(r, client_status)
     assert msg in err["message"]
-    time.sleep(0.7)  # a (wrong) retry would have arrived by now
-    assert len(mock.requests) == 1
+    assert len(mock.requests) == 1  # the answer left after the last attempt
     assert r.headers["x-llmgw-attempts"] == "1"
     assert r.headers["x-llmgw-backend"] == "retry"
 
@@ -152,8 +165,8 @@ def test_upstream_auth_failure_is_502_and_not_retried(gw, mock, status):
     mock.script(Fault(status=status))
     r = post(url(gw, "retry"), chat_body("auth"))
     assert_openai_error(r, 502, code="upstream_auth_failed")
-    time.sleep(0.7)
-    assert len(mock.requests) == 1
+    assert len(mock.requests) == 1  # the answer left after the last attempt
+    assert r.headers["x-llmgw-attempts"] == "1"
 
 
 def test_exhausted_retries_on_500_give_503(gw, mock):
@@ -200,9 +213,9 @@ def test_connect_refused_is_retried_then_502(gw, mock):
 
 
 def test_connect_timeout_is_honoured(gw, mock):
+    """providers.md 9.2: a connect timeout is a connect error: 502 bad_gateway."""
     r, elapsed = timed_post(gw, "blackhole", chat_body("hanging connect"))
-    assert r.status_code in (502, 504), r.text
-    assert_openai_error(r, r.status_code)
+    assert_openai_error(r, 502, code="bad_gateway")
     assert 0.4 <= elapsed < 1.8, elapsed
 
 
@@ -215,12 +228,15 @@ def test_first_byte_timeout_gives_504(gw, mock):
     assert 0.9 <= elapsed < 2.0, elapsed
 
 
-def test_first_byte_timeout_is_retried(gw, mock):
+@pytest.mark.xfail(strict=True, reason="DESIGN.md 6 / providers.md 9.2: a member that timed "
+                   "out before its headers is not asked again in this request; the gateway "
+                   "retries it (retry policy, rewritten by a later issue)")
+def test_first_byte_timeout_is_not_retried_on_the_same_backend(gw, mock):
     mock.script(Fault(delay=3), Fault())
-    r, elapsed = timed_post(gw, "retry", chat_body("second try is fast"))
-    assert r.status_code == 200, r.text
-    assert r.headers["x-llmgw-attempts"] == "2"
-    assert elapsed < 3.0, elapsed
+    r = post(url(gw, "retry"), chat_body("never answered"))
+    assert_openai_error(r, 504, code="upstream_timeout")
+    assert r.headers["x-llmgw-attempts"] == "1"
+    assert len(mock.requests) == 1
 
 
 def test_stream_first_byte_timeout_before_headers_gives_504(gw, mock):
@@ -286,6 +302,7 @@ def test_overall_timeout_cuts_a_long_stream(gw, mock):
     assert 1.0 <= elapsed < 2.8, elapsed
 
 
+@pytest.mark.h2
 def test_idle_timeout_ends_stalled_stream_with_error_event(gw, mock):
     res = failed_stream(gw, mock, "once", "stall",
                         Fault(chunks=["partial ", "answer ", "never ", "finished"], stall_after=3))
@@ -296,6 +313,7 @@ def test_idle_timeout_ends_stalled_stream_with_error_event(gw, mock):
     assert rec.outcome == "client_closed" and rec.closed_at is not None  # upstream aborted
 
 
+@pytest.mark.h2
 def test_stream_cut_mid_content_ends_with_error_event(gw, mock):
     res = failed_stream(gw, mock, "once", "cut",
                         Fault(chunks=["cut ", "in ", "the ", "middle"], drop_after=3))
@@ -332,6 +350,7 @@ def test_finished_stream_without_done_is_completed_at_once(gw, mock, include_usa
     assert elapsed < 2.0, elapsed
 
 
+@pytest.mark.h2
 def test_stream_upstream_503_before_stream_is_retried_invisibly(gw, mock):
     mock.script(Fault(status=503), Fault())
     r = post(url(gw, "retry"), chat_body("second time lucky", stream=True), stream=True)
@@ -342,23 +361,47 @@ def test_stream_upstream_503_before_stream_is_retried_invisibly(gw, mock):
     assert res.text == "echo: second time lucky"
 
 
-def test_stream_cut_before_content_is_never_a_clean_partial_answer(gw, mock):
-    """Cut after the role chunk: the gateway may retry invisibly (nothing was shown yet);
-    whatever it does, a [DONE] answer must be complete and carry one role chunk."""
+def role_chunks(res):
+    return [c for c in res.chunks if c["choices"] and "role" in c["choices"][0]["delta"]]
+
+
+@pytest.mark.h2
+def test_stream_preamble_is_held_back_until_content(gw, mock):
+    """DESIGN.md 6: the role chunk waits for the first content. The mock sends it at once
+    and the first content 0.6 s later; the client gets nothing, not even the status line,
+    before that content, and then both together."""
+    mock.script(Fault(chunks=["late ", "content"], chunk_delay=0.6))
+    r = post(url(gw, "patient"), chat_body("hold it", stream=True), stream=True)
+    t_headers = time.monotonic()
+    assert r.status_code == 200
+    res = read_sse(r)
+    sent = mock.requests[0].t
+    assert t_headers - sent >= 0.5, t_headers - sent
+    assert len(role_chunks(res)) == 1 and '"role"' in res.events[0][1], res.data
+    first_content = res.content_times[0]
+    # Released with the content, not 0.6 s before it.
+    assert first_content - res.events[0][0] < 0.3, (res.events[0][0], first_content)
+    assert res.done and res.text == "late content"
+
+
+@pytest.mark.h2
+def test_stream_cut_before_content_is_retried_invisibly(gw, mock):
+    """Cut after the role chunk, before any content: nothing was shown, so the gateway
+    retries (DESIGN.md 6) and the client sees only the second attempt: no byte before that
+    attempt began, one role chunk, the whole text, [DONE]."""
     mock.script(Fault(drop_after=1), Fault())
     r = post(url(gw, "retry"), chat_body("role then cut", stream=True), stream=True)
-    if r.status_code != 200:
-        assert_openai_error(r, r.status_code)
-        return
+    t_headers = time.monotonic()
+    assert r.status_code == 200
+    assert r.headers["x-llmgw-attempts"] == "2"
     res = read_sse(r)
-    if res.done:
-        assert res.errors == []
-        assert res.text == "echo: role then cut"
-        roles = [c for c in res.chunks if c["choices"] and "role" in c["choices"][0]["delta"]]
-        assert len(roles) == 1, res.data
-        assert len(mock.requests) == 2
-    else:
-        assert_stream_failed(res)
+    reqs = mock.requests
+    assert len(reqs) == 2
+    assert t_headers >= reqs[1].t, (t_headers, reqs[1].t)
+    assert res.events[0][0] >= reqs[1].t
+    assert res.done and res.errors == []
+    assert res.text == "echo: role then cut"
+    assert len(role_chunks(res)) == 1, res.data
 
 
 def test_stream_upstream_400_is_a_plain_json_error(gw, mock):
@@ -375,39 +418,69 @@ def test_stream_exhausted_retries_is_a_plain_json_503(gw, mock):
 
 
 # -- client disconnects ----------------------------------------------------------------------
+# "close": the client closes its connection; "reset": HTTP/1.1 sends a TCP RST, HTTP/2 resets
+# the stream (RST_STREAM) and keeps the connection. Either way the upstream transfer is
+# aborted at once, nothing is retried for the client that left, and the access log says so
+# with 499 / client_gone, never 200.
 
-def _open_request(gw, path, body):
-    data = json.dumps(body).encode()
-    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
-    s.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(data)}\r\n\r\n").encode() + data)
-    return s
+def assert_logged_as_gone(gw, x):
+    entry = gw.access_entry(x.test_id)
+    assert (entry["status"], entry["error"]) == ("499", "client_gone"), entry
 
 
-def test_client_disconnect_mid_stream_aborts_upstream(gw, mock):
+@pytest.mark.h2
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_client_disconnect_mid_stream_aborts_upstream(gw, mock, how):
     mock.script(Fault(chunks=[f"tok{i} " for i in range(60)], chunk_delay=0.25))  # ~15 s
-    s = _open_request(gw, "/v1/patient/chat/completions", chat_body("long", stream=True))
-    seen = b""
-    while len(re.findall(rb'"content":"[^"]', seen)) < 2:
-        piece = s.recv(65536)
-        assert piece, seen
-        seen += piece
-    s.close()
-    t_close = time.monotonic()
-    rec = mock.wait_outcome(0, timeout=5)
+    x = harness.Exchange(gw.port, "/v1/patient/chat/completions", chat_body("long", stream=True))
+    try:
+        x.read_until(lambda d: len(re.findall(rb'"content":"[^"]', d)) >= 2)
+        x.abort(how)
+        t_abort = time.monotonic()
+        rec = mock.wait_outcome(0, timeout=5)
+    finally:
+        x.close()
     assert rec.outcome == "client_closed", rec
-    assert rec.closed_at - t_close < 2.0, rec.closed_at - t_close
+    assert rec.closed_at - t_abort < 2.0, rec.closed_at - t_abort
     assert rec.events_sent < 20
+    assert_logged_as_gone(gw, x)
 
 
-def test_client_disconnect_while_waiting_aborts_upstream(gw, mock):
+@pytest.mark.h2
+@pytest.mark.parametrize("how", ["close", "reset"])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_client_disconnect_while_waiting_aborts_upstream(gw, mock, how, stream):
     mock.script(Fault(delay=15))
-    s = _open_request(gw, "/v1/patient/chat/completions", chat_body("waiting"))
-    mock.wait_requests(1)
-    time.sleep(0.3)
-    s.close()
-    t_close = time.monotonic()
-    rec = mock.wait_outcome(0, timeout=5)
+    x = harness.Exchange(gw.port, "/v1/patient/chat/completions",
+                         chat_body("waiting", stream=stream))
+    try:
+        mock.wait_requests(1)
+        time.sleep(0.3)  # the gateway is now waiting for the upstream's headers
+        x.abort(how)
+        t_abort = time.monotonic()
+        rec = mock.wait_outcome(0, timeout=5)
+    finally:
+        x.close()
     assert rec.outcome == "client_closed", rec
-    assert rec.closed_at - t_close < 2.5, rec.closed_at - t_close
+    assert rec.closed_at - t_abort < 2.5, rec.closed_at - t_abort
+    assert_logged_as_gone(gw, x)
     assert len(mock.requests) == 1  # a client that left is not retried for
+
+
+@pytest.mark.h2
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_client_disconnect_during_a_retry_wait_ends_it(gw, mock, how):
+    """A 429 asks for a 3 s wait; the client leaves 0.3 s into it: the request ends then,
+    without the second attempt."""
+    mock.script(Fault(status=429, headers={"Retry-After": "3"}), Fault())
+    x = harness.Exchange(gw.port, "/v1/retry/chat/completions", chat_body("impatient"))
+    try:
+        mock.wait_requests(1)
+        time.sleep(0.3)
+        x.abort(how)
+        entry = gw.access_entry(x.test_id)  # written when the handler is done
+    finally:
+        x.close()
+    assert (entry["status"], entry["error"]) == ("499", "client_gone"), entry
+    assert int(entry["duration_us"]) < 2_500_000, entry  # not the 3 s wait
+    assert len(mock.requests) == 1

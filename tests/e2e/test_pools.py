@@ -10,6 +10,8 @@ and timeouts of about a second; `-a` lists the model the client asks for, `-b` h
 a defaultModel of its own, so an answer shows which member produced it.
 
 Timing checks use the mocks' recorded arrival times (the test process's clock).
+Tests marked h2 also run over HTTP/2 (LLMGW_PROTO=h2): retries with waits, fallback and
+streaming fallback, where a gateway that took an h2 client for gone would answer nothing.
 """
 
 import json
@@ -287,6 +289,7 @@ def test_500_once_is_retried_on_the_same_member(gw, ma, mb):
     assert ma.requests[0].raw == ma.requests[1].raw
 
 
+@pytest.mark.h2
 def test_persistent_500_falls_back_after_the_retries(gw, ma, mb):
     ma.script(Fault(status=500), Fault(status=500), Fault(status=500))
     r = ask(gw, "f500", "elsewhere")
@@ -307,6 +310,7 @@ def test_persistent_503_fails_over_within_the_retry_budget(gw, ma, mb):
     assert elapsed < 1.5, elapsed
 
 
+@pytest.mark.h2
 def test_429_retry_after_is_honoured_before_the_retry(gw, ma, mb):
     limited = openai_error("Rate limit reached for requests", "requests",
                            code="rate_limit_exceeded")
@@ -353,6 +357,7 @@ def test_429_without_retry_after_backs_off_with_jitter(gw, ma, mb):
     assert max(pauses) - min(pauses) > 0.003, pauses
 
 
+@pytest.mark.h2
 def test_first_byte_timeout_is_abandoned_and_failed_over(gw, ma, mb):
     ma.script(Fault(delay=5))
     t0 = time.monotonic()
@@ -493,18 +498,24 @@ def _clean_stream(r, backend, text, model):
     Fault(malformed_after=1),  # the role chunk, then an unparseable event
 ], ids=["500", "drop-before-headers", "drop-after-headers", "cut-after-role",
         "end-after-role", "stall-before-content", "malformed-before-content"])
+@pytest.mark.h2
 def test_stream_falls_back_before_the_first_content(gw, ma, mb, fault):
+    """Invisibly: not a byte of the response (status line included) reaches the client
+    before b was asked, and the stream is b's alone (_clean_stream)."""
     # Queued more than once: libcurl re-sends by itself when a reused connection is
     # reset before any byte (see test_upstream_sees_no_attempt_the_gateway_does_not_count).
     ma.script(fault, fault)
     r = ask_stream(gw, "stream", "streamed elsewhere")
-    _clean_stream(r, "stream-b", "streamed elsewhere", B_MODEL)
+    t_headers = time.monotonic()
+    sse = _clean_stream(r, "stream-b", "streamed elsewhere", B_MODEL)
     assert 1 <= len(ma.requests) <= 2 and len(mb.requests) == 1
+    assert t_headers >= mb.requests[0].t and sse.events[0][0] >= mb.requests[0].t
 
 
 @pytest.mark.parametrize("fault", [Fault(drop_after=3), Fault(stall_after=3),
                                    Fault(end_after=3), Fault(malformed_after=3)],
                          ids=["cut", "stall", "clean-end", "malformed"])
+@pytest.mark.h2
 def test_stream_cut_after_content_ends_with_an_error_event(gw, ma, mb, fault):
     ma.script(fault)
     t0 = time.monotonic()
