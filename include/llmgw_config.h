@@ -55,6 +55,9 @@ typedef struct {
 
 typedef struct llmgw_backend_t llmgw_backend_t;
 
+/** A parsed service-account key (llmgw_google_auth.h). */
+struct llmgw_google_sa_t;
+
 typedef struct {
     const char *name;               /**< as written in the pool */
     const llmgw_backend_t *backend; /**< resolved after the whole file is read */
@@ -90,8 +93,13 @@ struct llmgw_backend_t {
     const char *api_version;      /**< azure-openai */
     const char *project_id;       /**< google (Vertex AI) */
     const char *location;         /**< google (Vertex AI) */
-    const char *credentials_file; /**< google (Vertex AI) */
-    int unsupported_drop;         /**< unsupportedParams: drop (1) or error (0, default) */
+    const char *credentials_file; /**< google (Vertex AI), as written */
+    /** google (Vertex AI): credentialsFile, else projectId, for messages about the key file */
+    llmgw_mark_t credentials_mark;
+    /** google (Vertex AI): the key, read at configuration time by the glue
+     *  (llmgw_google_cfg_load_sa); NULL until then, or when it could not be */
+    const struct llmgw_google_sa_t *google_sa;
+    int unsupported_drop; /**< unsupportedParams: drop (1) or error (0, default) */
 
     /* pools */
     const char *strategy_name;        /**< as written; "latency" when not given */

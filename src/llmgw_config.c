@@ -966,9 +966,15 @@ static apr_status_t backend_type(cfg_ctx_t *c, const cfg_node_t *n, llmgw_backen
                     join_names(c, backend_type_names, ~0u));
 }
 
-static apr_status_t google_check(cfg_ctx_t *c, const cfg_node_t *n, const llmgw_backend_t *b)
+static apr_status_t google_check(cfg_ctx_t *c, const cfg_node_t *n, llmgw_backend_t *b)
 {
-    llmgw_mark_t m = map_get(n, "config")->mark;
+    const cfg_node_t *config = map_get(n, "config");
+    const cfg_node_t *file = map_get(config, "credentialsFile");
+    const cfg_node_t *project = map_get(config, "projectId");
+    llmgw_mark_t m = config->mark;
+
+    /* Where a message about the key file points (llmgw_google_cfg_load_sa). */
+    b->credentials_mark = file ? file->mark : project ? project->mark : m;
 
     if (!b->project_id != !b->location)
         return cfg_fail(c, m, "projectId and location must be given together (Vertex AI)");

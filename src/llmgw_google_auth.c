@@ -3,12 +3,15 @@
  * an RS256 signature, and a per-child token cache that refreshes ahead of
  * expiry with a single exchange in flight per backend.
  *
- * Secrets handled here: the private key (read, used to sign, wiped), the
- * signed assertion (sent once) and the access tokens (cached in malloc'd
- * memory, wiped when replaced). None of them is ever put in an error
+ * Secrets handled here: the service-account file (read once at
+ * configuration time, its bytes wiped once parsed), the private key (kept
+ * as an OpenSSL key in the configuration pool, freed with it), the signed
+ * assertion (sent once) and the access tokens (cached in malloc'd memory,
+ * wiped when replaced). None of them is ever put in an error
  * message: token endpoint texts are only quoted after a check that they do
  * not echo a JWT, a token or a key.
  */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <apr_base64.h>
@@ -67,50 +70,79 @@ static const char *opt_str(apr_pool_t *p, const json_t *j, const char *key)
     return s && *s ? apr_pstrdup(p, s) : NULL;
 }
 
-/* jansson keeps its own copy of the key: overwrite it before it is freed. */
-static void wipe_json_string(json_t *j, const char *key)
+/* An encrypted key must not make OpenSSL prompt on httpd's terminal. */
+static int no_password(char *buf, int size, int rwflag, void *u)
 {
-    json_t *v = json_object_get(j, key);
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
 
-    if (json_is_string(v))
-        OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
+static apr_status_t sa_key_free(void *data)
+{
+    /* Frees the key; OpenSSL clears RSA private components as it does. */
+    EVP_PKEY_free(data);
+    return APR_SUCCESS;
+}
+
+/* The private_key member as an RSA key, or NULL with @p why. */
+static EVP_PKEY *sa_key(const json_t *v, const char **why)
+{
+    BIO *bio = BIO_new_mem_buf(json_string_value(v), (int)json_string_length(v));
+    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
+
+    BIO_free(bio);
+    /* Leave no stale error behind for the next OpenSSL user of this thread. */
+    ERR_clear_error();
+    if (!key) {
+        *why = "has a private_key that is not an unencrypted PEM private key";
+        return NULL;
+    }
+    if (EVP_PKEY_base_id(key) != EVP_PKEY_RSA) {
+        EVP_PKEY_free(key);
+        *why = "has a private_key that is not an RSA key (the JWT is signed with RS256)";
+        return NULL;
+    }
+    return key;
 }
 
 apr_status_t llmgw_google_sa_parse(llmgw_google_sa_t *sa, apr_pool_t *p, const char *json,
                                    apr_size_t len, const char **why)
 {
     json_t *j = json_loadb(json, len, 0, NULL);
+    json_t *pem = json_object_get(j, "private_key");
     const char *type = llmgw_json_str(j, "type");
-    apr_status_t rv = APR_EINVAL;
+    EVP_PKEY *key = NULL;
 
     memset(sa, 0, sizeof(*sa));
     if (!json_is_object(j))
-        *why = "it is not a JSON object";
+        *why = "is not a JSON object";
     else if (type && strcmp(type, "service_account") != 0)
-        *why = apr_psprintf(p, "its type is \"%s\", not \"service_account\"", type);
+        *why = apr_psprintf(p, "is of type \"%.40s\", not \"service_account\"", type);
     else if (!(sa->client_email = opt_str(p, j, "client_email")))
-        *why = "client_email is missing";
-    else if (!(sa->private_key = opt_str(p, j, "private_key")))
-        *why = "private_key is missing";
+        *why = "has no client_email";
+    else if (!json_is_string(pem) || !json_string_length(pem))
+        *why = "has no private_key";
+    else if (!(sa->token_uri = opt_str(p, j, "token_uri")))
+        *why = "has no token_uri";
+    else if (!token_uri_ok(sa->token_uri))
+        *why = "has a token_uri that is neither an https URL nor an http URL on the loopback "
+               "interface";
     else
-        rv = APR_SUCCESS;
-    if (rv == APR_SUCCESS) {
+        key = sa_key(pem, why);
+    if (key) {
+        sa->key = key;
+        apr_pool_cleanup_register(p, key, sa_key_free, apr_pool_cleanup_null);
         sa->private_key_id = opt_str(p, j, "private_key_id");
         sa->project_id = opt_str(p, j, "project_id");
-        sa->token_uri = opt_str(p, j, "token_uri");
-        if (!sa->token_uri)
-            sa->token_uri = LLMGW_GOOGLE_TOKEN_URI;
-        if (!token_uri_ok(sa->token_uri)) {
-            *why = "token_uri must be an https URL (or http on the loopback interface)";
-            rv = APR_EINVAL;
-        }
     }
-    if (rv != APR_SUCCESS && sa->private_key)
-        OPENSSL_cleanse((char *)sa->private_key, strlen(sa->private_key));
-    if (j)
-        wipe_json_string(j, "private_key");
+    /* jansson keeps its own copy of the PEM text: overwrite it before it is freed. */
+    if (json_is_string(pem))
+        OPENSSL_cleanse((char *)json_string_value(pem), json_string_length(pem));
     json_decref(j);
-    return rv;
+    return key ? APR_SUCCESS : APR_EINVAL;
 }
 
 apr_status_t llmgw_google_sa_load(llmgw_google_sa_t *sa, apr_pool_t *p, const char *path,
@@ -123,16 +155,24 @@ apr_status_t llmgw_google_sa_load(llmgw_google_sa_t *sa, apr_pool_t *p, const ch
     apr_status_t rv;
     char err[120];
 
-    rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, p);
-    if (rv == APR_SUCCESS)
-        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
+    rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_OS_DEFAULT, p);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_info_get(&fi, APR_FINFO_SIZE | APR_FINFO_TYPE, f);
+        if (rv != APR_SUCCESS)
+            apr_file_close(f);
+    }
     if (rv != APR_SUCCESS) {
-        *why = apr_psprintf(p, "it cannot be read (%s)", apr_strerror(rv, err, sizeof(err)));
+        *why = apr_psprintf(p, "cannot be read (%s)", apr_strerror(rv, err, sizeof(err)));
         return rv;
     }
-    if (fi.size <= 0 || fi.size > SA_MAX_FILE) {
+    if (fi.filetype != APR_REG || fi.size <= 0 || fi.size > SA_MAX_FILE) {
         apr_file_close(f);
-        *why = "it is empty or too large";
+        if (fi.filetype != APR_REG)
+            *why = "is not a regular file";
+        else if (fi.size <= 0)
+            *why = "is empty";
+        else
+            *why = "is larger than 1 MB";
         return APR_EINVAL;
     }
     n = (apr_size_t)fi.size;
@@ -142,9 +182,51 @@ apr_status_t llmgw_google_sa_load(llmgw_google_sa_t *sa, apr_pool_t *p, const ch
     if (rv == APR_SUCCESS)
         rv = llmgw_google_sa_parse(sa, p, buf, n, why);
     else
-        *why = apr_psprintf(p, "it cannot be read (%s)", apr_strerror(rv, err, sizeof(err)));
+        *why = apr_psprintf(p, "cannot be read (%s)", apr_strerror(rv, err, sizeof(err)));
     OPENSSL_cleanse(buf, n);
     return rv;
+}
+
+apr_status_t llmgw_google_cfg_load_sa(const llmgw_config_t *cfg, llmgw_backend_t *b,
+                                      const char *base, apr_hash_t *loaded, apr_pool_t *p,
+                                      const char **errmsg)
+{
+    const llmgw_mark_t *m = &b->credentials_mark;
+    const char *given, *why;
+    char *path = NULL;
+    llmgw_google_sa_t *sa;
+    apr_status_t rv;
+
+    if (b->type != LLMGW_BACKEND_GOOGLE || !b->project_id)
+        return APR_SUCCESS;
+    /* The environment of the process that reads the configuration, as
+     * Google's client libraries read it. */
+    given = b->credentials_file ? b->credentials_file : getenv("GOOGLE_APPLICATION_CREDENTIALS");
+    if (!given || !*given) {
+        *errmsg = apr_psprintf(p,
+                               "%s:%lu:%lu: backend \"%s\" (Vertex AI): no credentialsFile is "
+                               "given and GOOGLE_APPLICATION_CREDENTIALS is not set",
+                               cfg->path, m->line, m->column, b->name);
+        return APR_EINVAL;
+    }
+    if (apr_filepath_merge(&path, base, given, APR_FILEPATH_NATIVE, p) != APR_SUCCESS)
+        path = apr_pstrdup(p, given);
+    sa = loaded ? apr_hash_get(loaded, path, APR_HASH_KEY_STRING) : NULL;
+    if (!sa) {
+        sa = apr_pcalloc(p, sizeof(*sa));
+        rv = llmgw_google_sa_load(sa, p, path, &why);
+        if (rv != APR_SUCCESS) {
+            *errmsg = apr_psprintf(p,
+                                   "%s:%lu:%lu: backend \"%s\" (Vertex AI): the service-account "
+                                   "file %s %s",
+                                   cfg->path, m->line, m->column, b->name, path, why);
+            return rv;
+        }
+        if (loaded)
+            apr_hash_set(loaded, path, APR_HASH_KEY_STRING, sa);
+    }
+    b->google_sa = sa;
+    return APR_SUCCESS;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -177,30 +259,19 @@ static const char *json_b64url(apr_pool_t *p, const json_t *j)
     return text ? llmgw_google_base64url(p, (const unsigned char *)text, len) : NULL;
 }
 
-/* An encrypted key must not make OpenSSL prompt on httpd's terminal. */
-static int no_password(char *buf, int size, int rwflag, void *u)
+/*
+ * RS256 over @p input; the signature in base64url, or NULL with @p why.
+ * Signing only reads @p key, so every thread of every child shares it.
+ */
+static const char *rs256(apr_pool_t *p, EVP_PKEY *key, const char *input, const char **why)
 {
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return 0;
-}
-
-/* RS256 over @p input; the signature in base64url, or NULL with @p why. */
-static const char *rs256(apr_pool_t *p, const char *pem, const char *input, const char **why)
-{
-    BIO *bio = BIO_new_mem_buf(pem, -1);
-    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
     EVP_MD_CTX *ctx = NULL;
     unsigned char *sig = NULL;
     size_t siglen = 0;
     const char *out = NULL;
 
     if (!key)
-        *why = "private_key is not a readable unencrypted PEM private key";
-    else if (EVP_PKEY_base_id(key) != EVP_PKEY_RSA)
-        *why = "private_key is not an RSA key";
+        *why = "no service-account key was loaded";
     else if (!(ctx = EVP_MD_CTX_new()) ||
              EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) != 1 ||
              EVP_DigestSign(ctx, NULL, &siglen, (const unsigned char *)input, strlen(input)) != 1)
@@ -211,8 +282,6 @@ static const char *rs256(apr_pool_t *p, const char *pem, const char *input, cons
     else
         out = llmgw_google_base64url(p, sig, siglen);
     EVP_MD_CTX_free(ctx);
-    EVP_PKEY_free(key);
-    BIO_free(bio);
     /* Leave no stale error behind for the next OpenSSL user of this thread (curl). */
     ERR_clear_error();
     return out;
@@ -239,7 +308,7 @@ apr_status_t llmgw_google_jwt_sign(const char **jwt, apr_pool_t *p, const llmgw_
         return APR_EINVAL;
     }
     input = apr_pstrcat(p, h64, ".", c64, NULL);
-    if (!(sig = rs256(p, sa->private_key, input, why)))
+    if (!(sig = rs256(p, sa->key, input, why)))
         return APR_EINVAL;
     *jwt = apr_pstrcat(p, input, ".", sig, NULL);
     return APR_SUCCESS;
@@ -370,6 +439,27 @@ static const char *safe_quote(apr_pool_t *p, const char *s)
     return apr_pstrmemdup(p, s, n);
 }
 
+/*
+ * Every way of not getting a token is the same failure for the client: the
+ * gateway's own credential for this backend does not work (502
+ * upstream_auth_failed, providers.md 9.2), so a pool falls back; the
+ * message says why.
+ */
+static llmgw_error_t *no_token(apr_pool_t *p, const llmgw_backend_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static llmgw_error_t *no_token(apr_pool_t *p, const llmgw_backend_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    const char *why;
+
+    va_start(ap, fmt);
+    why = apr_pvsprintf(p, fmt, ap);
+    va_end(ap);
+    return llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
+                            "backend \"%s\" (Vertex AI): %s", b->name, why);
+}
+
 /* A non-2xx answer of the token endpoint, e.g. 400 invalid_grant. */
 static llmgw_error_t *exchange_refused(apr_pool_t *p, const llmgw_backend_t *b,
                                        const llmgw_upstream_result_t *res)
@@ -377,27 +467,13 @@ static llmgw_error_t *exchange_refused(apr_pool_t *p, const llmgw_backend_t *b,
     json_t *j = res->body ? json_loadb(res->body, res->body_len, 0, NULL) : NULL;
     const char *code = safe_quote(p, llmgw_json_str(j, "error"));
     const char *desc = safe_quote(p, llmgw_json_str(j, "error_description"));
-    llmgw_error_t *e;
 
     json_decref(j);
     if (res->status >= 500)
-        return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
-                                "backend \"%s\" (Vertex AI): the token endpoint answered HTTP %d",
-                                b->name, res->status);
-    e = llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
-                         "backend \"%s\" (Vertex AI): the token endpoint refused the service "
-                         "account (HTTP %d%s%s%s%s)",
-                         b->name, res->status, code ? ", " : "", code ? code : "", desc ? ": " : "",
-                         desc ? desc : "");
-    return e;
-}
-
-static llmgw_error_t *unusable_credentials(apr_pool_t *p, const llmgw_backend_t *b, const char *why)
-{
-    return llmgw_error_make(p, 500, "server_error", "upstream_auth_failed", NULL,
-                            "backend \"%s\" (Vertex AI): the service-account credentials cannot "
-                            "be used: %s",
-                            b->name, why);
+        return no_token(p, b, "the token endpoint answered HTTP %d", res->status);
+    return no_token(p, b, "the token endpoint refused the service account (HTTP %d%s%s%s%s)",
+                    res->status, code ? ", " : "", code ? code : "", desc ? ": " : "",
+                    desc ? desc : "");
 }
 
 static void exchange_opts(const llmgw_backend_t *b, apr_time_t now, llmgw_upstream_opts_t *o)
@@ -416,22 +492,20 @@ static llmgw_error_t *transport_error(apr_pool_t *p, const llmgw_backend_t *b,
                                       const llmgw_upstream_result_t *res)
 {
     if (res->fail == LLMGW_FAIL_TIMEOUT || res->fail == LLMGW_FAIL_IDLE)
-        return llmgw_error_make(p, 504, "server_error", "upstream_timeout", NULL,
-                                "backend \"%s\" (Vertex AI): the token endpoint timed out",
-                                b->name);
-    return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                            "backend \"%s\" (Vertex AI): the token endpoint could not be reached",
-                            b->name);
+        return no_token(p, b, "the token endpoint timed out");
+    return no_token(p, b, "the token endpoint could not be reached");
 }
 
-/* The default fetch: sign, exchange, parse. */
+/*
+ * The default fetch: sign with the key read at configuration time,
+ * exchange, parse. It never opens the key file: children may not be able
+ * to (DESIGN.md 10).
+ */
 static apr_status_t default_fetch(void *baton, llmgw_upstream_t *up, const llmgw_backend_t *b,
                                   apr_pool_t *p, apr_time_t now, const char **token,
                                   apr_interval_time_t *lifetime, llmgw_error_t **err)
 {
-    const char *path =
-        b->credentials_file ? b->credentials_file : getenv("GOOGLE_APPLICATION_CREDENTIALS");
-    llmgw_google_sa_t sa;
+    const llmgw_google_sa_t *sa = b->google_sa;
     llmgw_http_request_t req;
     llmgw_upstream_opts_t opts;
     llmgw_upstream_result_t res;
@@ -439,23 +513,21 @@ static apr_status_t default_fetch(void *baton, llmgw_upstream_t *up, const llmgw
     apr_status_t rv;
 
     (void)baton;
-    if (!path || !*path) {
-        *err = unusable_credentials(p, b,
-                                    "no credentialsFile and GOOGLE_APPLICATION_CREDENTIALS "
-                                    "is not set");
+    if (!sa) {
+        /* Only when the glue could not load it at a restart of the running
+         * server (and said so in the error log), or never tried. */
+        *err = no_token(p, b,
+                        "its service-account key was not loaded when the configuration "
+                        "was read");
         return APR_EINVAL;
     }
-    if ((rv = llmgw_google_sa_load(&sa, p, path, &why)) == APR_SUCCESS) {
-        rv = llmgw_google_jwt_sign(&jwt, p, &sa, LLMGW_GOOGLE_SCOPE, now, &why);
-        OPENSSL_cleanse((char *)sa.private_key, strlen(sa.private_key));
-    }
-    if (rv != APR_SUCCESS) {
-        *err = unusable_credentials(p, b, apr_pstrcat(p, "the file ", why, NULL));
+    if ((rv = llmgw_google_jwt_sign(&jwt, p, sa, LLMGW_GOOGLE_SCOPE, now, &why)) != APR_SUCCESS) {
+        *err = no_token(p, b, "%s", why);
         return rv;
     }
     memset(&req, 0, sizeof(req));
     req.method = "POST";
-    req.url = sa.token_uri;
+    req.url = sa->token_uri;
     req.headers = apr_array_make(p, 3, sizeof(const char *));
     APR_ARRAY_PUSH(req.headers, const char *) = "Content-Type: application/x-www-form-urlencoded";
     APR_ARRAY_PUSH(req.headers, const char *) = "Accept: application/json";
@@ -473,8 +545,7 @@ static apr_status_t default_fetch(void *baton, llmgw_upstream_t *up, const llmgw
         return APR_EGENERAL;
     }
     if (llmgw_google_token_parse(res.body, res.body_len, p, token, lifetime, &why) != APR_SUCCESS) {
-        *err = llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
-                                "backend \"%s\" (Vertex AI): %s", b->name, why);
+        *err = no_token(p, b, "%s", why);
         return APR_EGENERAL;
     }
     return APR_SUCCESS;
@@ -501,6 +572,17 @@ llmgw_google_token_state_e llmgw_google_token_state(apr_time_t now, apr_time_t o
     return left <= due ? LLMGW_GOOGLE_TOKEN_DUE : LLMGW_GOOGLE_TOKEN_FRESH;
 }
 
+apr_interval_time_t llmgw_google_backoff(int failures)
+{
+    apr_interval_time_t wait = LLMGW_GOOGLE_BACKOFF_BASE;
+
+    if (failures <= 0)
+        return 0;
+    while (--failures > 0 && wait < LLMGW_GOOGLE_BACKOFF_MAX)
+        wait *= 2;
+    return wait < LLMGW_GOOGLE_BACKOFF_MAX ? wait : LLMGW_GOOGLE_BACKOFF_MAX;
+}
+
 /* One backend's token, guarded by the cache mutex. */
 typedef struct {
     char *token; /* malloc'd, wiped on release */
@@ -508,10 +590,11 @@ typedef struct {
     apr_time_t expires;
     int refreshing;          /* an exchange is in flight */
     apr_uint64_t generation; /* exchanges finished */
-    int failed;              /* the last exchange failed ... */
+    int failures;            /* consecutive failed exchanges; the last one ... */
     int fail_status;         /* ... with this client status */
     char fail_code[32];      /* ... code */
     char fail_message[512];  /* ... and message (never a secret) */
+    apr_time_t retry_at;     /* back-off: no exchange before this */
 } entry_t;
 
 struct llmgw_google_auth_t {
@@ -603,9 +686,12 @@ static entry_t *entry_for(llmgw_google_auth_t *ga, const llmgw_backend_t *b)
     return e;
 }
 
-static void remember_failure(entry_t *e, const llmgw_error_t *err)
+/* Under the mutex: a failed exchange at @p now starts (or lengthens) the back-off. */
+static void remember_failure(entry_t *e, const llmgw_error_t *err, apr_time_t now)
 {
-    e->failed = 1;
+    if (e->failures < 100) /* far past the cap: keep the doubling from overflowing */
+        e->failures++;
+    e->retry_at = now + llmgw_google_backoff(e->failures);
     e->fail_status = err ? err->status : 502;
     apr_cpystrn(e->fail_code, err && err->code ? err->code : "upstream_auth_failed",
                 sizeof(e->fail_code));
@@ -620,10 +706,20 @@ static llmgw_error_t *recorded_failure(apr_pool_t *p, const entry_t *e)
                             e->fail_message);
 }
 
+/* The answer while backing off: the last failure, and when the next exchange may happen. */
+static llmgw_error_t *backoff_failure(apr_pool_t *p, const entry_t *e, apr_time_t now)
+{
+    apr_interval_time_t left = e->retry_at - now;
+    long secs = (long)((left + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC);
+
+    return llmgw_error_make(p, e->fail_status, "server_error", e->fail_code, NULL,
+                            "%s; no new token request for %ld s", e->fail_message, secs);
+}
+
 /* Under the mutex: store the outcome of an exchange and wake the waiters. */
 static void store_result(llmgw_google_auth_t *ga, entry_t *e, apr_status_t rv, const char *token,
                          apr_time_t obtained, apr_interval_time_t lifetime,
-                         const llmgw_error_t *err)
+                         const llmgw_error_t *err, apr_time_t now)
 {
     char *copy = rv == APR_SUCCESS ? strdup(token) : NULL;
 
@@ -634,10 +730,11 @@ static void store_result(llmgw_google_auth_t *ga, entry_t *e, apr_status_t rv, c
         e->token = copy;
         e->obtained = obtained;
         e->expires = obtained + lifetime;
-        e->failed = 0;
+        e->failures = 0;
+        e->retry_at = 0;
     }
     else {
-        remember_failure(e, err);
+        remember_failure(e, err, now);
     }
     apr_thread_cond_broadcast(ga->cond);
 }
@@ -661,7 +758,7 @@ static apr_status_t wait_refresh(llmgw_google_auth_t *ga, entry_t *e, const llmg
         apr_thread_cond_timedwait(ga->cond, ga->mutex, left);
     }
     /* The exchange this thread waited for failed: share its verdict. */
-    if (e->generation != gen && e->failed &&
+    if (e->generation != gen && e->failures &&
         llmgw_google_token_state(auth_now(ga), e->obtained, e->expires) ==
             LLMGW_GOOGLE_TOKEN_EXPIRED) {
         *err = recorded_failure(p, e);
@@ -682,16 +779,27 @@ apr_status_t llmgw_google_auth_token(llmgw_google_auth_t *ga, llmgw_upstream_t *
     apr_time_t now;
     entry_t *e;
     apr_status_t rv;
+    int backing_off;
 
     apr_thread_mutex_lock(ga->mutex);
     e = entry_for(ga, b);
     for (;;) {
-        state = llmgw_google_token_state(auth_now(ga), e->obtained, e->expires);
+        now = auth_now(ga);
+        state = llmgw_google_token_state(now, e->obtained, e->expires);
+        backing_off = e->failures > 0 && now < e->retry_at;
         if (state == LLMGW_GOOGLE_TOKEN_FRESH ||
-            (state == LLMGW_GOOGLE_TOKEN_DUE && e->refreshing)) {
+            (state == LLMGW_GOOGLE_TOKEN_DUE && (e->refreshing || backing_off))) {
             *token = apr_pstrdup(p, e->token);
             apr_thread_mutex_unlock(ga->mutex);
             return APR_SUCCESS;
+        }
+        if (!e->refreshing && backing_off) {
+            /* No usable token and the last exchange failed a moment ago:
+             * fail fast rather than ask a token endpoint that is down
+             * once per request. */
+            *err = backoff_failure(p, e, now);
+            apr_thread_mutex_unlock(ga->mutex);
+            return APR_EGENERAL;
         }
         if (!e->refreshing)
             break;
@@ -710,7 +818,7 @@ apr_status_t llmgw_google_auth_token(llmgw_google_auth_t *ga, llmgw_upstream_t *
         rv = APR_EGENERAL;
 
     apr_thread_mutex_lock(ga->mutex);
-    store_result(ga, e, rv, fresh, now, lifetime, ferr);
+    store_result(ga, e, rv, fresh, now, lifetime, ferr, auth_now(ga));
     state = llmgw_google_token_state(auth_now(ga), e->obtained, e->expires);
     if (state != LLMGW_GOOGLE_TOKEN_EXPIRED) {
         /* A failed refresh of a due token keeps the old one in use. */

@@ -4,7 +4,10 @@
  * gateway.yaml is parsed in the LLMGatewayConfig directive itself, so that
  * `apachectl configtest` (which never runs post_config) reports every
  * mistake with file:line:column, and `apachectl graceful` refuses an
- * invalid file before the running server is signalled.
+ * invalid file before the running server is signalled. The secret files it
+ * names (Vertex AI service-account keys) are read there too: that runs as
+ * root, before children drop to User, like mod_ssl reading its keys, so
+ * they can stay mode 0600 root (DESIGN.md 10).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,7 @@
 #include <apr_file_io.h>
 #include <http_main.h>
 #include "mod_llmgw_private.h"
+#include "llmgw_google_auth.h"
 
 void *llmgw_create_srv(apr_pool_t *p, server_rec *s)
 {
@@ -133,6 +137,35 @@ static int in_live_restart(void)
            ap_state_query(AP_SQ_CONFIG_GEN) > 1;
 }
 
+/*
+ * Read the service-account key of every Vertex AI backend of @p gw into
+ * cmd->pool (the configuration's lifetime: a graceful restart reads it
+ * again, so keys rotate with `apachectl graceful`). Relative paths are
+ * taken from ServerRoot, like mod_ssl's. In the live parent of a graceful
+ * restart a broken key must not stop the whole server: it is logged and
+ * that backend answers 502 until the file is fixed (configtest, run by
+ * `apachectl graceful` first, already refuses it).
+ */
+static const char *load_secrets(cmd_parms *cmd, llmgw_config_t *gw)
+{
+    apr_hash_t *loaded = apr_hash_make(cmd->temp_pool);
+    const char *msg = NULL;
+    int i;
+
+    for (i = 0; i < gw->backends->nelts; i++) {
+        llmgw_backend_t *b = APR_ARRAY_IDX(gw->backends, i, llmgw_backend_t *);
+        if (llmgw_google_cfg_load_sa(gw, b, ap_server_root, loaded, cmd->pool, &msg) == APR_SUCCESS)
+            continue;
+        if (!in_live_restart())
+            return msg;
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, cmd->server,
+                     LLMGW_LOGNO(00100) "LLMGatewayConfig: %s; backend \"%s\" answers 502 until "
+                                        "the file is fixed and httpd is restarted",
+                     msg, b->name);
+    }
+    return NULL;
+}
+
 static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
 {
     llmgw_srv_cfg *c = ap_get_module_config(cmd->server->module_config, &llmgw_module);
@@ -158,6 +191,8 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
     else
         rv = llmgw_config_parse_opts(&c->gw, cmd->pool, cmd->temp_pool, path, text, len, &opts,
                                      &msg);
+    if (rv == APR_SUCCESS && (msg = load_secrets(cmd, c->gw)) != NULL)
+        return apr_pstrcat(cmd->pool, "LLMGatewayConfig: ", msg, NULL);
     if (rv == APR_SUCCESS) {
         c->config_path = path;
         if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG)
@@ -174,7 +209,8 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
                                         "configuration",
                      msg);
         if (llmgw_config_parse_opts(&c->gw, cmd->pool, cmd->temp_pool, path, lg->text, lg->len,
-                                    &opts, &msg2) == APR_SUCCESS) {
+                                    &opts, &msg2) == APR_SUCCESS &&
+            !load_secrets(cmd, c->gw)) {
             c->config_path = path;
             return NULL;
         }

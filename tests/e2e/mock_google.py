@@ -23,6 +23,8 @@ The token endpoint checks the JWT the way Google does (RS256 signature with the
 public key of the test key pair, iss, aud, scope, iat/exp) with the `openssl` CLI,
 and hands out tokens that live `token_lifetime` seconds; the Vertex paths accept
 only live tokens it issued, so refresh can be exercised with short lifetimes.
+`token_outage` (an HTTP status) makes it answer every exchange with that status, as
+an endpoint that is down would; every exchange is recorded in `token_requests`.
 
 Answers: text echoes the last user text ("echo: ..."), an image part is
 mentioned; declared tools are called when the user text asks for weather/time or
@@ -123,8 +125,9 @@ def _b64url_decode(s):
 class ServiceAccount:
     """An RSA key pair made with the openssl CLI and the service-account JSON for it.
 
-    Files are world-readable in a world-traversable directory: httpd's children may
-    run as nobody.
+    The private key and the JSON are mode 0600, owned by whoever runs the tests (root
+    in CI), as a real key should be: httpd reads the JSON as root while it reads its
+    configuration, and its children (User nobody) cannot read it at all.
     """
 
     def __init__(self, directory, token_uri, client_email=CLIENT_EMAIL, key_id=KEY_ID,
@@ -154,8 +157,9 @@ class ServiceAccount:
         doc.update(extra)
         with open(self.json_path, "w") as f:
             json.dump(doc, f, indent=2)
-        for p in (self.key_path, self.pub_path, self.json_path):
-            os.chmod(p, 0o644)
+        os.chmod(self.pub_path, 0o644)
+        for p in (self.key_path, self.json_path):
+            os.chmod(p, 0o600)
         return self.json_path
 
 
@@ -181,6 +185,7 @@ class MockGemini(MockServer):
         self.public_key_path = public_key_path
         self.client_email, self.key_id = client_email, key_id
         self.token_lifetime = token_lifetime
+        self.token_outage = None  # an HTTP status: every exchange fails with it
         self._glock = threading.Lock()
         self._tokens = {}  # token -> monotonic expiry
         self.token_requests = []  # {"t", "ok", "claims", "header", "error"}
@@ -190,6 +195,7 @@ class MockGemini(MockServer):
         super().reset()
         with self._glock:
             self.token_requests = []
+            self.token_outage = None
 
     @property
     def token_uri(self):
@@ -289,6 +295,12 @@ class MockGemini(MockServer):
                  "error": None, "content_type": rec.headers.get("content-type", "")}
         with self._glock:
             self.token_requests.append(entry)
+            outage = self.token_outage
+        if outage:
+            entry["error"] = "outage"
+            self.send_json(h, rec, outage, {"error": "internal_failure",
+                                            "error_description": "Service unavailable."})
+            return
         try:
             if entry["content_type"].split(";")[0].strip() != "application/x-www-form-urlencoded":
                 raise ValueError("invalid_request", "Bad Request")

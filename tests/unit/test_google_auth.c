@@ -2,12 +2,15 @@
  * Vertex AI service-account auth (src/llmgw_google_auth.c).
  *
  * An RSA key pair is generated once when the suite starts; every JWT is
- * verified with its public key (EVP_DigestVerify). The cache is driven with
- * an injected clock and an injected exchange, including the single-flight
- * behaviour with real threads; the real exchange runs through libcurl
- * against a loopback token endpoint that checks the assertion.
+ * verified with its public key (EVP_DigestVerify). Service-account files
+ * are parsed from memory and read at configuration time with positions in
+ * messages. The cache is driven with an injected clock and an injected
+ * exchange, including the back-off and the single-flight behaviour with
+ * real threads; the real exchange runs through libcurl against a loopback
+ * token endpoint that checks the assertion.
  */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -87,8 +90,23 @@ static llmgw_google_sa_t *parsed_sa(const char *token_uri, int with_kid)
     const char *text = sa_json(token_uri, rsa_pem, with_kid);
     const char *why = NULL;
 
-    ck_assert_int_eq(llmgw_google_sa_parse(sa, test_pool, text, strlen(text), &why), APR_SUCCESS);
+    ck_assert_msg(llmgw_google_sa_parse(sa, test_pool, text, strlen(text), &why) == APR_SUCCESS,
+                  "%s", why);
     return sa;
+}
+
+/* The refusal of a service-account text; checks that no key material is in it. */
+static const char *sa_refusal(const char *text)
+{
+    llmgw_google_sa_t sa;
+    const char *why = NULL;
+
+    ck_assert_int_eq(llmgw_google_sa_parse(&sa, test_pool, text, strlen(text), &why), APR_EINVAL);
+    ck_assert_ptr_nonnull(why);
+    ck_assert_ptr_null(sa.key);
+    ck_assert_msg(!strstr(why, "BEGIN") && !strstr(why, "MII") && !strstr(why, "SECRET"),
+                  "why leaks key: %s", why);
+    return why;
 }
 
 /* base64url -> bytes (NUL-terminated), from test_pool. */
@@ -148,7 +166,7 @@ static int verify(EVP_PKEY *key, const char *input, const unsigned char *sig, ap
     return ok;
 }
 
-static llmgw_backend_t *make_backend(const char *name, const char *credentials)
+static llmgw_backend_t *make_backend(const char *name, const llmgw_google_sa_t *sa)
 {
     llmgw_backend_t *b = apr_pcalloc(test_pool, sizeof(*b));
 
@@ -156,7 +174,7 @@ static llmgw_backend_t *make_backend(const char *name, const char *credentials)
     b->type = LLMGW_BACKEND_GOOGLE;
     b->project_id = "acme-prod";
     b->location = "europe-west4";
-    b->credentials_file = credentials;
+    b->google_sa = sa;
     b->timeout = b->first_byte_timeout = b->idle_timeout = LLMGW_UNSET;
     b->connect_timeout = apr_time_from_sec(2);
     b->max_retries = LLMGW_UNSET;
@@ -183,19 +201,21 @@ START_TEST(sa_parse_fields)
     llmgw_google_sa_t *sa = parsed_sa("https://oauth2.example.test/token", 1);
 
     ck_assert_str_eq(sa->client_email, "gw@acme-prod.iam.gserviceaccount.com");
-    ck_assert_str_eq(sa->private_key, rsa_pem);
     ck_assert_str_eq(sa->private_key_id, "kid-0123");
     ck_assert_str_eq(sa->token_uri, "https://oauth2.example.test/token");
     ck_assert_str_eq(sa->project_id, "acme-prod");
+    /* The key is kept parsed (the PEM text is not), and it is the file's key. */
+    ck_assert_ptr_nonnull(sa->key);
+    ck_assert_int_eq(EVP_PKEY_eq(sa->key, rsa_key), 1);
 }
 END_TEST
 
-START_TEST(sa_parse_defaults)
+START_TEST(sa_parse_optional_fields)
 {
-    llmgw_google_sa_t *sa = parsed_sa(NULL, 0);
+    llmgw_google_sa_t *sa = parsed_sa("https://oauth2.googleapis.com/token", 0);
 
-    ck_assert_str_eq(sa->token_uri, "https://oauth2.googleapis.com/token");
     ck_assert_ptr_null(sa->private_key_id);
+    ck_assert_int_eq(EVP_PKEY_eq(sa->key, rsa_key), 1);
 }
 END_TEST
 
@@ -205,31 +225,58 @@ START_TEST(sa_parse_refusals)
         const char *json;
         const char *why;
     } cases[] = {
-        {"[1]", "it is not a JSON object"},
-        {"{\"type\":\"service_account\",\"client", "it is not a JSON object"},
+        {"[1]", "is not a JSON object"},
+        {"{\"type\":\"service_account\",\"client", "is not a JSON object"},
         {"{\"type\":\"authorized_user\",\"client_email\":\"a\",\"private_key\":\"SECRETKEY\"}",
-         "its type is \"authorized_user\", not \"service_account\""},
-        {"{\"private_key\":\"SECRETKEY\"}", "client_email is missing"},
-        {"{\"client_email\":\"a@b\",\"private_key\":\"\"}", "private_key is missing"},
+         "is of type \"authorized_user\", not \"service_account\""},
+        {"{\"private_key\":\"SECRETKEY\",\"token_uri\":\"https://t/token\"}",
+         "has no client_email"},
+        {"{\"client_email\":\"a@b\",\"private_key\":\"\",\"token_uri\":\"https://t/token\"}",
+         "has no private_key"},
+        {"{\"client_email\":\"a@b\",\"private_key\":7,\"token_uri\":\"https://t/token\"}",
+         "has no private_key"},
+        {"{\"client_email\":\"a@b\",\"private_key\":\"SECRETKEY\"}", "has no token_uri"},
         {"{\"client_email\":\"a@b\",\"private_key\":\"SECRETKEY\",\"token_uri\":"
          "\"http://oauth2.example.test/token\"}",
-         "token_uri must be an https URL (or http on the loopback interface)"},
+         "has a token_uri that is neither an https URL nor an http URL on the loopback interface"},
         {"{\"client_email\":\"a@b\",\"private_key\":\"SECRETKEY\",\"token_uri\":"
          "\"http://127.0.0.1.evil.test/token\"}",
-         "token_uri must be an https URL (or http on the loopback interface)"},
+         "has a token_uri that is neither an https URL nor an http URL on the loopback interface"},
         {"{\"client_email\":\"a@b\",\"private_key\":\"SECRETKEY\",\"token_uri\":\"ftp://x\"}",
-         "token_uri must be an https URL (or http on the loopback interface)"},
+         "has a token_uri that is neither an https URL nor an http URL on the loopback interface"},
+        {"{\"client_email\":\"a@b\",\"private_key\":\"SECRETKEY\",\"token_uri\":\"https://t/x\"}",
+         "has a private_key that is not an unencrypted PEM private key"},
     };
-    llmgw_google_sa_t sa;
     size_t i;
 
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *why = NULL;
-        ck_assert_int_eq(
-            llmgw_google_sa_parse(&sa, test_pool, cases[i].json, strlen(cases[i].json), &why),
-            APR_EINVAL);
-        ck_assert_str_eq(why, cases[i].why);
-    }
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_str_eq(sa_refusal(cases[i].json), cases[i].why);
+}
+END_TEST
+
+/* Keys OpenSSL cannot use for RS256 are refused when the file is read, not at the first request. */
+START_TEST(sa_parse_unusable_keys)
+{
+    static const char *const uri = "https://oauth2.googleapis.com/token";
+    EVP_PKEY *ec = EVP_EC_gen("P-256");
+    char *ec_pem = pem_of(ec, NULL);
+    char *encrypted = pem_of(rsa_key, EVP_aes_128_cbc());
+    char *cut = strdup(rsa_pem);
+
+    cut[strlen(cut) / 2] = '\0';
+    ck_assert_str_eq(sa_refusal(sa_json(uri, "not a key", 1)),
+                     "has a private_key that is not an unencrypted PEM private key");
+    ck_assert_str_eq(sa_refusal(sa_json(uri, cut, 1)),
+                     "has a private_key that is not an unencrypted PEM private key");
+    /* Encrypted keys fail at once: no passphrase prompt on httpd's terminal. */
+    ck_assert_str_eq(sa_refusal(sa_json(uri, encrypted, 1)),
+                     "has a private_key that is not an unencrypted PEM private key");
+    ck_assert_str_eq(sa_refusal(sa_json(uri, ec_pem, 1)),
+                     "has a private_key that is not an RSA key (the JWT is signed with RS256)");
+    free(cut);
+    free(encrypted);
+    free(ec_pem);
+    EVP_PKEY_free(ec);
 }
 END_TEST
 
@@ -247,14 +294,187 @@ END_TEST
 START_TEST(sa_load_file)
 {
     const char *path = write_temp(sa_json("https://t.example/token", rsa_pem, 1));
+    char dir[] = "/tmp/llmgw-sa-dir-XXXXXX";
     llmgw_google_sa_t sa;
     const char *why = NULL;
 
     ck_assert_int_eq(llmgw_google_sa_load(&sa, test_pool, path, &why), APR_SUCCESS);
-    ck_assert_str_eq(sa.private_key, rsa_pem);
+    ck_assert_int_eq(EVP_PKEY_eq(sa.key, rsa_key), 1);
     unlink(path);
     ck_assert_int_ne(llmgw_google_sa_load(&sa, test_pool, path, &why), APR_SUCCESS);
-    ck_assert_msg(strncmp(why, "it cannot be read (", 19) == 0, "%s", why);
+    ck_assert_str_eq(why, "cannot be read (No such file or directory)");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(llmgw_google_sa_load(&sa, test_pool, dir, &why), APR_EINVAL);
+    ck_assert_str_eq(why, "is not a regular file");
+    rmdir(dir);
+    path = write_temp("");
+    ck_assert_int_eq(llmgw_google_sa_load(&sa, test_pool, path, &why), APR_EINVAL);
+    ck_assert_str_eq(why, "is empty");
+    unlink(path);
+    path = write_temp("{\"client_email\":\"a@b\"}");
+    ck_assert_int_eq(llmgw_google_sa_load(&sa, test_pool, path, &why), APR_EINVAL);
+    ck_assert_str_eq(why, "has no private_key");
+    unlink(path);
+}
+END_TEST
+
+/* The key is freed with the pool it was parsed into (a restart's pconf). */
+START_TEST(sa_key_lives_with_its_pool)
+{
+    const char *text = sa_json("https://t.example/token", rsa_pem, 1);
+    llmgw_google_sa_t sa;
+    apr_pool_t *p;
+    const char *why;
+
+    apr_pool_create(&p, test_pool);
+    ck_assert_int_eq(llmgw_google_sa_parse(&sa, p, text, strlen(text), &why), APR_SUCCESS);
+    ck_assert_int_eq(EVP_PKEY_up_ref(sa.key), 1);
+    apr_pool_destroy(p);
+    /* Our reference is now the last one: freeing it must be the end (ASan/valgrind see leaks). */
+    EVP_PKEY_free(sa.key);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Reading the key at configuration time                                  */
+/* ---------------------------------------------------------------------- */
+
+static llmgw_config_t *vertex_config(const char *config_lines)
+{
+    const char *text = apr_psprintf(test_pool,
+                                    "backends:\n"
+                                    "  - name: gem\n"
+                                    "    type: google\n"
+                                    "    config: {apiKey: k}\n"
+                                    "  - name: vtx\n"
+                                    "    type: google\n"
+                                    "    config:\n"
+                                    "      projectId: acme-prod\n"
+                                    "      location: europe-west4\n"
+                                    "%s"
+                                    "routes:\n"
+                                    "  - {name: c, path: /v1/chat/completions, backend: vtx}\n",
+                                    config_lines);
+    llmgw_config_t *cfg = NULL;
+    const char *err = NULL;
+
+    ck_assert_msg(llmgw_config_parse(&cfg, test_pool, test_pool, "gw.yaml", text, strlen(text),
+                                     &err) == APR_SUCCESS,
+                  "%s", err ? err : "?");
+    return cfg;
+}
+
+static llmgw_backend_t *backend_named(llmgw_config_t *cfg, const char *name)
+{
+    return (llmgw_backend_t *)llmgw_config_backend(cfg, name);
+}
+
+/* The message llmgw_google_cfg_load_sa gives for backend vtx of a config with @p lines. */
+static const char *cfg_refusal(const char *lines, const char *base)
+{
+    llmgw_config_t *cfg = vertex_config(lines);
+    const char *msg = NULL;
+
+    ck_assert_int_ne(
+        llmgw_google_cfg_load_sa(cfg, backend_named(cfg, "vtx"), base, NULL, test_pool, &msg),
+        APR_SUCCESS);
+    ck_assert_ptr_null(backend_named(cfg, "vtx")->google_sa);
+    return msg;
+}
+
+START_TEST(cfg_load_sa_reads_the_key)
+{
+    const char *path = write_temp(sa_json("https://t.example/token", rsa_pem, 1));
+    llmgw_config_t *cfg =
+        vertex_config(apr_psprintf(test_pool, "      credentialsFile: \"%s\"\n", path));
+    llmgw_backend_t *vtx = backend_named(cfg, "vtx"), *gem = backend_named(cfg, "gem");
+    const char *msg = NULL;
+
+    ck_assert_int_eq(llmgw_google_cfg_load_sa(cfg, gem, NULL, NULL, test_pool, &msg), APR_SUCCESS);
+    ck_assert_ptr_null(gem->google_sa); /* AI Studio: nothing to read */
+    ck_assert_int_eq(llmgw_google_cfg_load_sa(cfg, vtx, NULL, NULL, test_pool, &msg), APR_SUCCESS);
+    ck_assert_ptr_nonnull(vtx->google_sa);
+    ck_assert_int_eq(EVP_PKEY_eq(vtx->google_sa->key, rsa_key), 1);
+    ck_assert_str_eq(vtx->google_sa->client_email, "gw@acme-prod.iam.gserviceaccount.com");
+    unlink(path);
+}
+END_TEST
+
+START_TEST(cfg_load_sa_refusals_point_at_the_file)
+{
+    const char *missing = "/nonexistent/llmgw/sa.json";
+    const char *notjson = write_temp("not json at all");
+    const char *noemail = write_temp("{\"private_key\":\"-----BEGIN PRIVATE "
+                                     "KEY-----\\nMIIsecret\\n-----END PRIVATE KEY-----\\n\","
+                                     "\"token_uri\":\"https://t/token\"}");
+    const char *msg;
+
+    /* credentialsFile is on line 10, its value at column 24. */
+    msg = cfg_refusal(apr_psprintf(test_pool, "      credentialsFile: %s\n", missing), NULL);
+    ck_assert_str_eq(msg, "gw.yaml:10:24: backend \"vtx\" (Vertex AI): the service-account file "
+                          "/nonexistent/llmgw/sa.json cannot be read (No such file or directory)");
+    msg = cfg_refusal(apr_psprintf(test_pool, "      credentialsFile: %s\n", notjson), NULL);
+    ck_assert_str_eq(msg, apr_psprintf(test_pool,
+                                       "gw.yaml:10:24: backend \"vtx\" (Vertex AI): the "
+                                       "service-account file %s is not a JSON object",
+                                       notjson));
+    msg = cfg_refusal(apr_psprintf(test_pool, "      credentialsFile: %s\n", noemail), NULL);
+    ck_assert_str_eq(msg, apr_psprintf(test_pool,
+                                       "gw.yaml:10:24: backend \"vtx\" (Vertex AI): the "
+                                       "service-account file %s has no client_email",
+                                       noemail));
+    ck_assert_ptr_null(strstr(msg, "MII"));
+    unlink(notjson);
+    unlink(noemail);
+}
+END_TEST
+
+/* Without credentialsFile the environment names the file; messages point at projectId. */
+START_TEST(cfg_load_sa_from_the_environment)
+{
+    const char *path = write_temp(sa_json("https://t.example/token", rsa_pem, 1));
+    llmgw_config_t *cfg;
+    const char *msg = NULL;
+
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+    ck_assert_str_eq(cfg_refusal("", NULL),
+                     "gw.yaml:8:18: backend \"vtx\" (Vertex AI): no credentialsFile is given and "
+                     "GOOGLE_APPLICATION_CREDENTIALS is not set");
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/env-sa.json", 1);
+    ck_assert_str_eq(cfg_refusal("", NULL),
+                     "gw.yaml:8:18: backend \"vtx\" (Vertex AI): the service-account file "
+                     "/nonexistent/env-sa.json cannot be read (No such file or directory)");
+    setenv("GOOGLE_APPLICATION_CREDENTIALS", path, 1);
+    cfg = vertex_config("");
+    ck_assert_int_eq(
+        llmgw_google_cfg_load_sa(cfg, backend_named(cfg, "vtx"), NULL, NULL, test_pool, &msg),
+        APR_SUCCESS);
+    ck_assert_int_eq(EVP_PKEY_eq(backend_named(cfg, "vtx")->google_sa->key, rsa_key), 1);
+    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+    unlink(path);
+}
+END_TEST
+
+/* A relative path is taken from @p base (httpd: ServerRoot); one file is read once. */
+START_TEST(cfg_load_sa_relative_and_shared)
+{
+    const char *path = write_temp(sa_json("https://t.example/token", rsa_pem, 1));
+    const char *name = strrchr(path, '/') + 1;
+    apr_hash_t *loaded = apr_hash_make(test_pool);
+    llmgw_config_t *a = vertex_config(apr_psprintf(test_pool, "      credentialsFile: %s\n", name));
+    llmgw_config_t *b = vertex_config(apr_psprintf(test_pool, "      credentialsFile: %s\n", path));
+    const char *msg = NULL;
+
+    ck_assert_int_eq(
+        llmgw_google_cfg_load_sa(a, backend_named(a, "vtx"), "/tmp", loaded, test_pool, &msg),
+        APR_SUCCESS);
+    unlink(path); /* the second backend naming the same file does not read it again */
+    ck_assert_int_eq(
+        llmgw_google_cfg_load_sa(b, backend_named(b, "vtx"), "/tmp", loaded, test_pool, &msg),
+        APR_SUCCESS);
+    ck_assert_ptr_eq(backend_named(a, "vtx")->google_sa, backend_named(b, "vtx")->google_sa);
+    msg = cfg_refusal(apr_psprintf(test_pool, "      credentialsFile: %s\n", name), "/tmp");
+    ck_assert_msg(strstr(msg, apr_psprintf(test_pool, " file %s cannot be read", path)), "%s", msg);
 }
 END_TEST
 
@@ -322,40 +542,14 @@ START_TEST(jwt_without_kid_and_other_aud)
 }
 END_TEST
 
-static const char *sign_with_pem(const char *pem, apr_status_t want)
+START_TEST(jwt_without_a_key)
 {
-    llmgw_google_sa_t sa = {"a@b", pem, NULL, "https://t/token", NULL};
+    llmgw_google_sa_t sa = {"a@b", NULL, "https://t/token", NULL, NULL};
     const char *jwt = NULL, *why = NULL;
 
     ck_assert_int_eq(llmgw_google_jwt_sign(&jwt, test_pool, &sa, LLMGW_GOOGLE_SCOPE, T0, &why),
-                     want);
-    if (want != APR_SUCCESS) {
-        ck_assert_ptr_nonnull(why);
-        ck_assert_msg(!strstr(why, "BEGIN") && !strstr(why, "MII"), "why leaks key: %s", why);
-    }
-    return why;
-}
-
-START_TEST(jwt_unusable_keys)
-{
-    EVP_PKEY *ec = EVP_EC_gen("P-256");
-    char *ec_pem = pem_of(ec, NULL);
-    char *encrypted = pem_of(rsa_key, EVP_aes_128_cbc());
-    char *cut = strdup(rsa_pem);
-
-    cut[strlen(cut) / 2] = '\0';
-    ck_assert_str_eq(sign_with_pem("not a key", APR_EINVAL),
-                     "private_key is not a readable unencrypted PEM private key");
-    ck_assert_str_eq(sign_with_pem(cut, APR_EINVAL),
-                     "private_key is not a readable unencrypted PEM private key");
-    /* Encrypted keys fail at once: no passphrase prompt on httpd's terminal. */
-    ck_assert_str_eq(sign_with_pem(encrypted, APR_EINVAL),
-                     "private_key is not a readable unencrypted PEM private key");
-    ck_assert_str_eq(sign_with_pem(ec_pem, APR_EINVAL), "private_key is not an RSA key");
-    free(cut);
-    free(encrypted);
-    free(ec_pem);
-    EVP_PKEY_free(ec);
+                     APR_EINVAL);
+    ck_assert_str_eq(why, "no service-account key was loaded");
 }
 END_TEST
 
@@ -564,7 +758,11 @@ START_TEST(cache_fresh_due_expired)
     f.now = T0 + MIN(56 + 56);
     ck_assert_str_eq(get_token(ga, b, APR_SUCCESS, NULL), "tok-2");
     ck_assert_int_eq(f.calls, 3);
-    /* ...and is tried again by the next caller. */
+    /* ...without a new exchange during the back-off (1 s)... */
+    ck_assert_str_eq(get_token(ga, b, APR_SUCCESS, NULL), "tok-2");
+    ck_assert_int_eq(f.calls, 3);
+    /* ...and is tried again by the first caller after it. */
+    f.now += apr_time_from_sec(1);
     ck_assert_str_eq(get_token(ga, b, APR_SUCCESS, NULL), "tok-2");
     ck_assert_int_eq(f.calls, 4);
     /* Past its end, a failure reaches the caller. */
@@ -573,7 +771,81 @@ START_TEST(cache_fresh_due_expired)
     ck_assert_int_eq(err->status, 502);
     ck_assert_str_eq(err->message, "exchange 5 refused");
     f.fail = 0;
+    f.now += apr_time_from_sec(4); /* the third failure in a row: 4 s */
     ck_assert_str_eq(get_token(ga, b, APR_SUCCESS, NULL), "tok-6");
+}
+END_TEST
+
+START_TEST(backoff_schedule)
+{
+    static const struct {
+        int failures;
+        int seconds;
+    } cases[] = {{-1, 0}, {0, 0},  {1, 1},  {2, 2},  {3, 4},    {4, 8},
+                 {5, 16}, {6, 32}, {7, 60}, {8, 60}, {100, 60}, {INT_MAX, 60}};
+    size_t i;
+
+    ck_assert_int_eq(LLMGW_GOOGLE_BACKOFF_BASE, apr_time_from_sec(1));
+    ck_assert_int_eq(LLMGW_GOOGLE_BACKOFF_MAX, apr_time_from_sec(60));
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_msg(llmgw_google_backoff(cases[i].failures) ==
+                          apr_time_from_sec(cases[i].seconds),
+                      "%d failures", cases[i].failures);
+}
+END_TEST
+
+/* No token and a failing endpoint: callers fail at once, the endpoint is asked on schedule. */
+START_TEST(cache_backoff_fails_fast)
+{
+    fake_t f = {0};
+    llmgw_google_auth_t *ga = fake_auth(&f);
+    llmgw_backend_t *b = make_backend("vtx", NULL);
+    llmgw_error_t *err;
+    int i;
+
+    f.fail = 1;
+    ck_assert_ptr_null(get_token(ga, b, APR_EGENERAL, &err));
+    ck_assert_str_eq(err->message, "exchange 1 refused");
+    for (i = 0; i < 5; i++) {
+        f.now = T0 + apr_time_from_msec(200 * i);
+        ck_assert_ptr_null(get_token(ga, b, APR_EGENERAL, &err));
+        ck_assert_int_eq(err->status, 502);
+        ck_assert_str_eq(err->code, "upstream_auth_failed");
+        ck_assert_str_eq(err->message, "exchange 1 refused; no new token request for 1 s");
+    }
+    ck_assert_int_eq(f.calls, 1);
+    /* 1 s after the first failure: one exchange; it fails, the wait doubles. */
+    f.now = T0 + apr_time_from_sec(1);
+    ck_assert_ptr_null(get_token(ga, b, APR_EGENERAL, &err));
+    ck_assert_str_eq(err->message, "exchange 2 refused");
+    f.now = T0 + apr_time_from_msec(1500);
+    ck_assert_ptr_null(get_token(ga, b, APR_EGENERAL, &err));
+    ck_assert_str_eq(err->message, "exchange 2 refused; no new token request for 2 s");
+    f.now = T0 + apr_time_from_msec(2999);
+    ck_assert_ptr_null(get_token(ga, b, APR_EGENERAL, &err));
+    ck_assert_int_eq(f.calls, 2);
+    f.now = T0 + apr_time_from_sec(3);
+    ck_assert_ptr_null(get_token(ga, b, APR_EGENERAL, &err));
+    ck_assert_int_eq(f.calls, 3);
+    f.now = T0 + apr_time_from_sec(6);
+    ck_assert_ptr_null(get_token(ga, b, APR_EGENERAL, &err));
+    ck_assert_str_eq(err->message, "exchange 3 refused; no new token request for 1 s");
+    ck_assert_int_eq(f.calls, 3);
+    /* Recovery: the first exchange after the wait succeeds... */
+    f.fail = 0;
+    f.now = T0 + apr_time_from_sec(7);
+    ck_assert_str_eq(get_token(ga, b, APR_SUCCESS, NULL), "tok-4");
+    /* ...and resets the schedule: the next failure waits 1 s again. */
+    f.fail = 1;
+    f.now += apr_time_from_sec(7200);
+    ck_assert_ptr_null(get_token(ga, b, APR_EGENERAL, &err));
+    ck_assert_int_eq(f.calls, 5);
+    f.now += apr_time_from_sec(1);
+    ck_assert_ptr_null(get_token(ga, b, APR_EGENERAL, &err));
+    ck_assert_int_eq(f.calls, 6);
+    /* Another backend has its own schedule. */
+    ck_assert_ptr_null(get_token(ga, make_backend("other", NULL), APR_EGENERAL, &err));
+    ck_assert_int_eq(f.calls, 7);
 }
 END_TEST
 
@@ -870,22 +1142,28 @@ typedef struct {
 
 static void exchange_env(exchange_env_t *env, int status, const char *answer)
 {
+    llmgw_google_sa_t *sa = apr_pcalloc(test_pool, sizeof(*sa));
+    const char *why = NULL;
+
     env->server = apr_pcalloc(test_pool, sizeof(server_t));
     env->server->status = status;
     env->server->answer = answer;
     env->thread = server_start(env->server);
     env->token_uri = apr_psprintf(test_pool, "http://127.0.0.1:%d/token", env->server->port);
     env->sa_path = write_temp(sa_json(env->token_uri, rsa_pem, 1));
+    ck_assert_int_eq(llmgw_google_sa_load(sa, test_pool, env->sa_path, &why), APR_SUCCESS);
+    /* Read once, as at configuration time: the exchanges below must not
+     * need the file (httpd's children cannot read a 0600 root key). */
+    unlink(env->sa_path);
     ck_assert_int_eq(llmgw_upstream_global_init(test_pool), APR_SUCCESS);
     ck_assert_int_eq(llmgw_upstream_child_create(&env->up, test_pool, 4), APR_SUCCESS);
     ck_assert_int_eq(llmgw_google_auth_create(&env->ga, test_pool), APR_SUCCESS);
-    env->backend = make_backend("vtx", env->sa_path);
+    env->backend = make_backend("vtx", sa);
 }
 
 static void exchange_env_done(exchange_env_t *env)
 {
     server_stop(env->server, env->thread);
-    unlink(env->sa_path);
 }
 
 START_TEST(exchange_success)
@@ -965,47 +1243,63 @@ START_TEST(exchange_refusal_echo_not_quoted)
 }
 END_TEST
 
-START_TEST(exchange_unavailable_and_env_credentials)
+/* A token endpoint that is down is asked again only after the back-off. */
+START_TEST(exchange_unavailable_backs_off)
 {
     exchange_env_t env;
+    fake_t f = {0};
     const char *token = NULL;
     llmgw_error_t *err = NULL;
 
     exchange_env(&env, 503, "{}");
-    /* Without credentialsFile, $GOOGLE_APPLICATION_CREDENTIALS names the file. */
-    env.backend->credentials_file = NULL;
-    setenv("GOOGLE_APPLICATION_CREDENTIALS", env.sa_path, 1);
+    f.now = apr_time_now();
+    llmgw_google_auth_set_clock(env.ga, fake_clock, &f);
     ck_assert_int_ne(llmgw_google_auth_token(env.ga, env.up, env.backend, test_pool, &token, &err),
                      APR_SUCCESS);
-    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
     ck_assert_int_eq(env.server->requests, 1);
-    ck_assert_int_eq(err->status, 503);
-    ck_assert_str_eq(err->code, "upstream_unavailable");
+    ck_assert_int_eq(err->status, 502);
+    ck_assert_str_eq(err->code, "upstream_auth_failed");
+    ck_assert_str_eq(err->message,
+                     "backend \"vtx\" (Vertex AI): the token endpoint answered HTTP 503");
+    ck_assert_int_ne(llmgw_google_auth_token(env.ga, env.up, env.backend, test_pool, &token, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(env.server->requests, 1);
+    ck_assert_str_eq(err->code, "upstream_auth_failed");
+    ck_assert_str_eq(err->message, "backend \"vtx\" (Vertex AI): the token endpoint answered "
+                                   "HTTP 503; no new token request for 1 s");
+    f.now += apr_time_from_sec(1);
+    env.server->status = 200;
+    env.server->answer = "{\"access_token\":\"ya29.back\",\"expires_in\":3599}";
+    ck_assert_int_eq(llmgw_google_auth_token(env.ga, env.up, env.backend, test_pool, &token, &err),
+                     APR_SUCCESS);
+    ck_assert_str_eq(token, "ya29.back");
+    ck_assert_int_eq(env.server->requests, 2);
     exchange_env_done(&env);
 }
 END_TEST
 
-START_TEST(exchange_bad_answer_and_no_credentials)
+START_TEST(exchange_bad_answer_and_no_key)
 {
     exchange_env_t env;
     const char *token = NULL;
     llmgw_error_t *err = NULL;
-    llmgw_backend_t *none;
 
     exchange_env(&env, 200, "{\"token\":\"nope\"}");
     ck_assert_int_ne(llmgw_google_auth_token(env.ga, env.up, env.backend, test_pool, &token, &err),
                      APR_SUCCESS);
     ck_assert_int_eq(err->status, 502);
+    ck_assert_str_eq(err->code, "upstream_auth_failed");
     ck_assert_str_eq(err->message, "backend \"vtx\" (Vertex AI): the token endpoint's answer has "
                                    "no access_token");
-    none = make_backend("bare", NULL);
-    unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
-    ck_assert_int_ne(llmgw_google_auth_token(env.ga, env.up, none, test_pool, &token, &err),
+    /* A backend whose key was never loaded does not go looking for the file. */
+    ck_assert_int_ne(llmgw_google_auth_token(env.ga, env.up, make_backend("bare", NULL), test_pool,
+                                             &token, &err),
                      APR_SUCCESS);
-    ck_assert_int_eq(err->status, 500);
-    ck_assert_str_eq(err->message,
-                     "backend \"bare\" (Vertex AI): the service-account credentials cannot be "
-                     "used: no credentialsFile and GOOGLE_APPLICATION_CREDENTIALS is not set");
+    ck_assert_int_eq(err->status, 502);
+    ck_assert_str_eq(err->code, "upstream_auth_failed");
+    ck_assert_str_eq(err->message, "backend \"bare\" (Vertex AI): its service-account key was not "
+                                   "loaded when the configuration was read");
+    ck_assert_int_eq(env.server->requests, 1);
     exchange_env_done(&env);
 }
 END_TEST
@@ -1018,13 +1312,12 @@ START_TEST(exchange_unreachable)
 
     exchange_env(&env, 200, "{}");
     exchange_env_done(&env); /* nobody listens on the port any more */
-    env.sa_path = write_temp(sa_json(env.token_uri, rsa_pem, 1));
-    env.backend->credentials_file = env.sa_path;
     ck_assert_int_ne(llmgw_google_auth_token(env.ga, env.up, env.backend, test_pool, &token, &err),
                      APR_SUCCESS);
     ck_assert_int_eq(err->status, 502);
-    ck_assert_str_eq(err->code, "bad_gateway");
-    unlink(env.sa_path);
+    ck_assert_str_eq(err->code, "upstream_auth_failed");
+    ck_assert_str_eq(err->message,
+                     "backend \"vtx\" (Vertex AI): the token endpoint could not be reached");
 }
 END_TEST
 
@@ -1045,17 +1338,26 @@ static Suite *auth_suite(void)
 
     tc = fixture("service_account");
     tcase_add_test(tc, sa_parse_fields);
-    tcase_add_test(tc, sa_parse_defaults);
+    tcase_add_test(tc, sa_parse_optional_fields);
     tcase_add_test(tc, sa_parse_refusals);
+    tcase_add_test(tc, sa_parse_unusable_keys);
     tcase_add_test(tc, sa_parse_loopback_http_allowed);
     tcase_add_test(tc, sa_load_file);
+    tcase_add_test(tc, sa_key_lives_with_its_pool);
+    suite_add_tcase(s, tc);
+
+    tc = fixture("config_time");
+    tcase_add_test(tc, cfg_load_sa_reads_the_key);
+    tcase_add_test(tc, cfg_load_sa_refusals_point_at_the_file);
+    tcase_add_test(tc, cfg_load_sa_from_the_environment);
+    tcase_add_test(tc, cfg_load_sa_relative_and_shared);
     suite_add_tcase(s, tc);
 
     tc = fixture("jwt");
     tcase_add_test(tc, base64url_alphabet_no_padding);
     tcase_add_test(tc, jwt_header_claims_signature);
     tcase_add_test(tc, jwt_without_kid_and_other_aud);
-    tcase_add_test(tc, jwt_unusable_keys);
+    tcase_add_test(tc, jwt_without_a_key);
     tcase_add_test(tc, form_encoding);
     tcase_add_test(tc, token_parse_cases);
     suite_add_tcase(s, tc);
@@ -1064,6 +1366,8 @@ static Suite *auth_suite(void)
     tcase_add_test(tc, token_state_hour);
     tcase_add_test(tc, token_state_short_lived);
     tcase_add_test(tc, cache_fresh_due_expired);
+    tcase_add_test(tc, backoff_schedule);
+    tcase_add_test(tc, cache_backoff_fails_fast);
     tcase_add_test(tc, cache_per_backend_and_invalidate);
     tcase_add_test(tc, cache_short_lived_tokens);
     tcase_add_test(tc, single_flight_due_token_served_meanwhile);
@@ -1075,8 +1379,8 @@ static Suite *auth_suite(void)
     tcase_add_test(tc, exchange_success);
     tcase_add_test(tc, exchange_refused);
     tcase_add_test(tc, exchange_refusal_echo_not_quoted);
-    tcase_add_test(tc, exchange_unavailable_and_env_credentials);
-    tcase_add_test(tc, exchange_bad_answer_and_no_credentials);
+    tcase_add_test(tc, exchange_unavailable_backs_off);
+    tcase_add_test(tc, exchange_bad_answer_and_no_key);
     tcase_add_test(tc, exchange_unreachable);
     suite_add_tcase(s, tc);
     return s;
