@@ -9,6 +9,7 @@
 #include <ap_mpm.h>
 #include <http_main.h>
 #include "llmgw_version.h"
+#include <curl/curl.h>
 
 static int llmgw_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
@@ -18,7 +19,10 @@ static int llmgw_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
      * fork; it is reference counted, so running in both passes is fine. */
     rv = llmgw_upstream_global_init(pconf);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, LLMGW_LOGNO(00001) "curl_global_init failed");
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     LLMGW_LOGNO(00001) "libcurl cannot be used: %s (mod_llmgw needs libcurl "
+                                        "7.85 or later; this process has %s)",
+                     rv == APR_ENOTIMPL ? "too old" : "curl_global_init failed", curl_version());
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (llmgw_stats_post_config(pconf, s) != OK)

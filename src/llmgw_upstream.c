@@ -59,8 +59,16 @@ static apr_status_t global_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* CURLOPT_PROTOCOLS_STR arrived in 7.85; an older libcurl at run time (the
+ * module built elsewhere) would ignore it and follow any scheme. */
+#define UPSTREAM_MIN_CURL 0x075500
+
 apr_status_t llmgw_upstream_global_init(apr_pool_t *pconf)
 {
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+    if (!v || v->version_num < UPSTREAM_MIN_CURL)
+        return APR_ENOTIMPL;
     if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
         return APR_EGENERAL;
     /* Reference counted: each pass pairs its init with a cleanup on pconf. */
@@ -107,10 +115,14 @@ static apr_status_t child_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+static handle_t *handle_get(llmgw_upstream_t *up);
+static void handle_put(llmgw_upstream_t *up, handle_t *h, int reusable);
+
 apr_status_t llmgw_upstream_child_create(llmgw_upstream_t **out, apr_pool_t *pchild, int max_idle)
 {
     llmgw_upstream_t *up = apr_pcalloc(pchild, sizeof(*up));
     apr_status_t rv;
+    handle_t *h;
     int i;
 
     up->pool = pchild;
@@ -134,11 +146,17 @@ apr_status_t llmgw_upstream_child_create(llmgw_upstream_t **out, apr_pool_t *pch
     curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     apr_pool_cleanup_register(pchild, up, child_cleanup, apr_pool_cleanup_null);
+    /* One handle now, so that a libcurl refusing the fixed options is found
+     * here, in child_init, and not by the first request. */
+    h = handle_get(up);
+    if (!h)
+        return APR_ENOTIMPL;
+    handle_put(up, h, 1);
     *out = up;
     return APR_SUCCESS;
 }
 
-static void set_fixed_options(llmgw_upstream_t *up, handle_t *h);
+static CURLcode set_fixed_options(llmgw_upstream_t *up, handle_t *h);
 
 static handle_t *handle_get(llmgw_upstream_t *up)
 {
@@ -158,11 +176,10 @@ static handle_t *handle_get(llmgw_upstream_t *up)
         return NULL;
     h->multi = curl_multi_init();
     h->easy = curl_easy_init();
-    if (!h->multi || !h->easy) {
+    if (!h->multi || !h->easy || set_fixed_options(up, h) != CURLE_OK) {
         handle_destroy(h);
         return NULL;
     }
-    set_fixed_options(up, h);
     return h;
 }
 
@@ -273,13 +290,19 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* Options that never change for a handle: set once, when it is made. */
-static void set_fixed_options(llmgw_upstream_t *up, handle_t *h)
+/*
+ * Options that never change for a handle: set once, when it is made. The
+ * protocol restriction must take: without it a redirect or a crafted
+ * endpoint could reach file:// or any other scheme libcurl speaks.
+ */
+static CURLcode set_fixed_options(llmgw_upstream_t *up, handle_t *h)
 {
     CURL *e = h->easy;
+    CURLcode cc;
 
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if ((cc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https")) != CURLE_OK)
+        return cc;
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
@@ -293,6 +316,7 @@ static void set_fixed_options(llmgw_upstream_t *up, handle_t *h)
     curl_easy_setopt(e, CURLOPT_SHARE, up->share);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    return CURLE_OK;
 }
 
 /*

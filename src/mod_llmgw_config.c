@@ -21,6 +21,7 @@ void *llmgw_create_srv(apr_pool_t *p, server_rec *s)
 {
     llmgw_srv_cfg *c = apr_pcalloc(p, sizeof(*c));
     c->max_body = LLMGW_UNSET;
+    c->max_upstream_body = LLMGW_UNSET;
     return c;
 }
 
@@ -33,6 +34,8 @@ void *llmgw_merge_srv(apr_pool_t *p, void *basev, void *addv)
     c->config_path = add->config_path ? add->config_path : base->config_path;
     c->gw = add->gw ? add->gw : base->gw;
     c->max_body = add->max_body != LLMGW_UNSET ? add->max_body : base->max_body;
+    c->max_upstream_body =
+        add->max_upstream_body != LLMGW_UNSET ? add->max_upstream_body : base->max_upstream_body;
     return c;
 }
 
@@ -41,6 +44,7 @@ void *llmgw_create_dir(apr_pool_t *p, char *dir)
     llmgw_dir_cfg *c = apr_pcalloc(p, sizeof(*c));
     c->enabled = LLMGW_UNSET;
     c->max_body = LLMGW_UNSET;
+    c->max_upstream_body = LLMGW_UNSET;
     return c;
 }
 
@@ -52,6 +56,8 @@ void *llmgw_merge_dir(apr_pool_t *p, void *basev, void *addv)
 
     c->enabled = add->enabled != LLMGW_UNSET ? add->enabled : base->enabled;
     c->max_body = add->max_body != LLMGW_UNSET ? add->max_body : base->max_body;
+    c->max_upstream_body =
+        add->max_upstream_body != LLMGW_UNSET ? add->max_upstream_body : base->max_upstream_body;
     return c;
 }
 
@@ -65,6 +71,18 @@ apr_off_t llmgw_max_body(request_rec *r)
     if (s && s->max_body != LLMGW_UNSET)
         return s->max_body;
     return LLMGW_DEFAULT_MAX_BODY;
+}
+
+apr_off_t llmgw_max_upstream_body(request_rec *r)
+{
+    llmgw_dir_cfg *d = ap_get_module_config(r->per_dir_config, &llmgw_module);
+    llmgw_srv_cfg *s = ap_get_module_config(r->server->module_config, &llmgw_module);
+
+    if (d && d->max_upstream_body != LLMGW_UNSET)
+        return d->max_upstream_body;
+    if (s && s->max_upstream_body != LLMGW_UNSET)
+        return s->max_upstream_body;
+    return LLMGW_DEFAULT_MAX_UPSTREAM_BODY;
 }
 
 /*
@@ -261,19 +279,22 @@ static const char *parse_size(apr_pool_t *p, const char *arg, apr_off_t *out)
     return NULL;
 }
 
-static const char *set_max_body(cmd_parms *cmd, void *mconfig, const char *arg)
+/* LLMGatewayMaxBody and LLMGatewayMaxUpstreamBody: a size, per location or per server. */
+static const char *set_size(cmd_parms *cmd, void *mconfig, const char *arg)
 {
+    int upstream = cmd->info != NULL;
     apr_off_t n;
     const char *err = parse_size(cmd->pool, arg, &n);
 
     if (err)
-        return apr_pstrcat(cmd->pool, "LLMGatewayMaxBody: ", err, NULL);
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
     if (cmd->path) {
-        ((llmgw_dir_cfg *)mconfig)->max_body = n;
+        llmgw_dir_cfg *d = mconfig;
+        *(upstream ? &d->max_upstream_body : &d->max_body) = n;
     }
     else {
         llmgw_srv_cfg *c = ap_get_module_config(cmd->server->module_config, &llmgw_module);
-        c->max_body = n;
+        *(upstream ? &c->max_upstream_body : &c->max_body) = n;
     }
     return NULL;
 }
@@ -283,6 +304,10 @@ const command_rec llmgw_cmds[] = {
                   "Path of the gateway.yaml file (backends, pools and routes)"),
     AP_INIT_FLAG("LLMGateway", set_enabled, NULL, ACCESS_CONF,
                  "On to serve this <Location> with the gateway (fast path, no filesystem walk)"),
-    AP_INIT_TAKE1("LLMGatewayMaxBody", set_max_body, NULL, RSRC_CONF | ACCESS_CONF,
+    AP_INIT_TAKE1("LLMGatewayMaxBody", set_size, NULL, RSRC_CONF | ACCESS_CONF,
                   "Largest accepted request body, e.g. 4M (default 4M)"),
+    AP_INIT_TAKE1("LLMGatewayMaxUpstreamBody", set_size, (void *)"upstream",
+                  RSRC_CONF | ACCESS_CONF,
+                  "Largest non-streamed provider answer buffered per request, e.g. 16M "
+                  "(default 16M)"),
     {NULL}};

@@ -27,8 +27,8 @@
 #include "llmgw_redact.h"
 #include "llmgw_google_auth.h"
 
-/* Largest upstream body buffered for a non-streaming answer. */
-#define LLMGW_MAX_UPSTREAM_BODY (64 * 1024 * 1024)
+/* Largest first buffer for a request body, whatever Content-Length says. */
+#define BODY_PREALLOC_MAX (256 * 1024)
 /* Largest single SSE event accepted from an upstream. */
 #define LLMGW_MAX_SSE_EVENT (8 * 1024 * 1024)
 /* The logged status of a request whose client went away (answer_client_gone). */
@@ -73,10 +73,12 @@ typedef struct {
     int client_gone;
     llmgw_sse_parser_t *parser;
     llmgw_stream_t st;
-    apr_status_t event_rv; /* first failure of the translator, if any */
-    int upstream_done;     /* the translator saw the terminal event */
-    int answered;          /* a candidate answered the request */
-    int max_attempts;      /* cap across a pool's members; 0 = none (lone backend) */
+    apr_status_t event_rv;  /* first failure of the translator, if any */
+    int upstream_done;      /* the translator saw the terminal event */
+    int answered;           /* a candidate answered the request */
+    llmgw_fail_e last_fail; /* the request's last failure, for the pool's own slot */
+    int last_status;
+    int max_attempts; /* cap across a pool's members; 0 = none (lone backend) */
 } req_t;
 
 /* ---------------------------------------------------------------------- */
@@ -229,8 +231,11 @@ static int read_body(req_t *q, char **out, apr_size_t *out_len)
         r->connection->keepalive = AP_CONN_CLOSE;
         return HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
+    /* Content-Length is the client's claim: it sizes the first buffer only up
+     * to a modest bound, and the buffer grows as data really arrives. */
     if (cl && apr_atoi64(cl) > 0)
-        cap = (apr_size_t)apr_atoi64(cl) + 1;
+        cap = (apr_size_t)(apr_atoi64(cl) < BODY_PREALLOC_MAX ? apr_atoi64(cl) + 1
+                                                              : BODY_PREALLOC_MAX);
     buf = apr_palloc(r->pool, cap);
     while (!eos) {
         apr_bucket *b;
@@ -424,7 +429,7 @@ static void attempt_opts(req_t *q, llmgw_upstream_opts_t *o, apr_time_t deadline
     o->deadline = deadline;
     o->client_gone = client_gone_check;
     o->baton = q;
-    o->max_body = LLMGW_MAX_UPSTREAM_BODY;
+    o->max_body = (apr_size_t)llmgw_max_upstream_body(q->r);
 }
 
 static void attempt_http_error(req_t *q, const llmgw_upstream_result_t *res, attempt_t *a)
@@ -447,7 +452,10 @@ static void attempt_plain(req_t *q, const llmgw_http_request_t *hreq, apr_time_t
     llmgw_error_t *err = NULL;
 
     attempt_opts(q, &o, deadline);
-    llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res);
+    if (llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res) != APR_SUCCESS) {
+        a->fail = LLMGW_FAIL_INTERNAL;
+        return;
+    }
     q->upstream_time += res.elapsed;
     a->elapsed = res.elapsed;
     a->ttfb = res.ttfb;
@@ -513,7 +521,10 @@ static void attempt_stream(req_t *q, const llmgw_http_request_t *hreq, apr_time_
     }
     attempt_opts(q, &o, deadline);
     o.on_data = on_stream_data;
-    llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res);
+    if (llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res) != APR_SUCCESS) {
+        a->fail = LLMGW_FAIL_INTERNAL;
+        return;
+    }
     q->upstream_time += res.elapsed;
     a->elapsed = res.elapsed;
     a->ttfb = res.ttfb;
@@ -793,8 +804,8 @@ static int vertex_reauth(req_t *q, const llmgw_candidate_t *c, const attempt_t *
  * table says to move on, or the request must stop. @p fail receives the
  * candidate's last failure.
  */
-static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
-                             llmgw_pool_failure_t *fail)
+static turn_e candidate_attempts(req_t *q, const llmgw_candidate_t *c, int has_next,
+                                 llmgw_pool_failure_t *fail)
 {
     const llmgw_backend_t *b = c->backend;
     llmgw_stats_slot_t *slot = llmgw_stats_slot(llmgw_glue_stats_base(), c->slot);
@@ -810,8 +821,6 @@ static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
     fail->hint = -1;
     fail->error = candidate_prepare(q, c, &hreq);
     if (fail->error) {
-        if (c->probe)
-            llmgw_stats_probe_release(slot);
         /* Not an upstream failure: the request cannot be sent to this
          * member at all (translation refused, type not implemented, no
          * token). Its error is the answer unless another member can try. */
@@ -891,6 +900,23 @@ static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
     }
 }
 
+/*
+ * Every way a probe's turn ends releases the probe (DESIGN.md 6): a
+ * success or a failure that re-arms the cooldown already cleared it, but a
+ * client 4xx, the client leaving or an internal error would otherwise keep
+ * the member "probing" until the probe goes stale (15 minutes), not for the
+ * configured cooldown. Releasing twice is harmless.
+ */
+static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
+                             llmgw_pool_failure_t *fail)
+{
+    turn_e turn = candidate_attempts(q, c, has_next, fail);
+
+    if (c->probe)
+        llmgw_stats_probe_release(llmgw_stats_slot(llmgw_glue_stats_base(), c->slot));
+    return turn;
+}
+
 static apr_uint64_t random_seed(void)
 {
     apr_uint64_t v = 0;
@@ -946,6 +972,8 @@ static int walk_candidates(req_t *q, const char *model, const llmgw_pool_env_t *
             return OK;
         }
         nf++;
+        q->last_fail = failures[nf - 1].fail;
+        q->last_status = failures[nf - 1].status;
         if (q->client_gone || failures[nf - 1].fail == LLMGW_FAIL_CLIENT_GONE)
             return answer_client_gone(q);
         if (q->committed) {
@@ -996,9 +1024,13 @@ static int run_candidates(req_t *q, const char *model)
     if (pool_slot && q->answered)
         llmgw_stats_success(pool_slot, apr_time_now(), apr_time_now() - start, -1, -1, -1);
     else if (pool_slot)
+        /* What failed, not r->status: a stream cut after its content went
+         * out has status 200 and is still a failure of its kind. */
         llmgw_stats_failure(pool_slot, apr_time_now(),
-                            q->client_gone ? LLMGW_FAIL_CLIENT_GONE : LLMGW_FAIL_HTTP, r->status, 0,
-                            0);
+                            q->client_gone ? LLMGW_FAIL_CLIENT_GONE
+                            : q->last_fail ? q->last_fail
+                                           : LLMGW_FAIL_HTTP,
+                            q->last_fail ? q->last_status : r->status, 0, 0);
     return rc;
 }
 
@@ -1087,6 +1119,10 @@ int llmgw_handler(request_rec *r)
     if (!q.gw)
         return fail_request(&q, 500, "not_configured", NULL,
                             "The gateway is not configured (no LLMGatewayConfig for this server).");
+    /* child_init logged why (LLMGW00003); answer cleanly instead of crashing. */
+    if (!child_upstream)
+        return fail_request(&q, 500, "gateway_unavailable", NULL,
+                            "The gateway could not start its upstream client in this process.");
     bit = llmgw_route_method_bit(r->method);
     if (bit == LLMGW_METHOD_GET && r->header_only)
         bit = LLMGW_METHOD_HEAD;

@@ -27,22 +27,27 @@ extern module AP_MODULE_DECLARE_DATA llmgw_module;
 
 /* Default request-body limit (LLMGatewayMaxBody). */
 #define LLMGW_DEFAULT_MAX_BODY (4 * 1024 * 1024)
+/* Default limit of a buffered (non-streaming) upstream answer
+ * (LLMGatewayMaxUpstreamBody): each worker thread may hold one. */
+#define LLMGW_DEFAULT_MAX_UPSTREAM_BODY (16 * 1024 * 1024)
 
 /* The handler name of SetHandler / LLMGateway on. */
 #define LLMGW_HANDLER "llmgw"
 #define LLMGW_STATUS_HANDLER "llmgw-status"
 
 typedef struct {
-    const char *config_path; /* LLMGatewayConfig, resolved */
-    llmgw_config_t *gw;      /* parsed gateway.yaml (pconf), NULL when not configured */
-    apr_off_t max_body;      /* LLMGW_UNSET when not set here */
-    int *slot_of;            /* stats slot per backend index (post_config), or NULL */
-    int nslots;              /* entries in slot_of */
+    const char *config_path;     /* LLMGatewayConfig, resolved */
+    llmgw_config_t *gw;          /* parsed gateway.yaml (pconf), NULL when not configured */
+    apr_off_t max_body;          /* LLMGW_UNSET when not set here */
+    apr_off_t max_upstream_body; /* LLMGW_UNSET when not set here */
+    int *slot_of;                /* stats slot per backend index (post_config), or NULL */
+    int nslots;                  /* entries in slot_of */
 } llmgw_srv_cfg;
 
 typedef struct {
-    int enabled;        /* LLMGateway on/off, LLMGW_UNSET when not set */
-    apr_off_t max_body; /* LLMGW_UNSET when not set */
+    int enabled;                 /* LLMGateway on/off, LLMGW_UNSET when not set */
+    apr_off_t max_body;          /* LLMGW_UNSET when not set */
+    apr_off_t max_upstream_body; /* LLMGW_UNSET when not set */
 } llmgw_dir_cfg;
 
 extern const command_rec llmgw_cmds[];
@@ -53,6 +58,8 @@ void *llmgw_merge_dir(apr_pool_t *p, void *base, void *add);
 
 /* Effective body limit for @p r. */
 apr_off_t llmgw_max_body(request_rec *r);
+/* Effective limit of a buffered upstream answer for @p r. */
+apr_off_t llmgw_max_upstream_body(request_rec *r);
 
 /* Handler and its per-child state. */
 int llmgw_handler(request_rec *r);

@@ -121,6 +121,8 @@ POOLS = {
     "cut": dict(failureThreshold=NEVER),
     "cool": dict(failureThreshold=2, cooldown="1500ms"),
     "reprobe": dict(failureThreshold=1, cooldown="1s"),
+    "probe4xx": dict(failureThreshold=1, cooldown="1s"),
+    "probegone": dict(failureThreshold=1, cooldown="1s"),
     "all5": dict(failureThreshold=NEVER),
     "all429": dict(failureThreshold=NEVER),
     "mixed": dict(failureThreshold=NEVER),
@@ -517,6 +519,7 @@ def test_stream_falls_back_before_the_first_content(gw, ma, mb, fault):
                          ids=["cut", "stall", "clean-end", "malformed"])
 @pytest.mark.h2
 def test_stream_cut_after_content_ends_with_an_error_event(gw, ma, mb, fault):
+    before = poolkit.backend_stats(gw)["cut"]["errors"]
     ma.script(fault)
     t0 = time.monotonic()
     r = ask_stream(gw, "cut", "one two three four five")
@@ -531,6 +534,11 @@ def test_stream_cut_after_content_ends_with_an_error_event(gw, ma, mb, fault):
     assert "error" in json.loads(sse.data[-1]), sse.data
     assert mb.requests == []  # content had reached the client: no fallback
     assert len(ma.requests) == 1
+    # The pool's own slot counts the failure it was, not the 200 already sent.
+    assert harness.wait_until(lambda: poolkit.backend_stats(gw)["cut"]["errors"] != before, 3.0)
+    after = poolkit.backend_stats(gw)["cut"]["errors"]
+    grew = {k for k in after if after[k] != before.get(k)}
+    assert grew == ({"timeout"} if fault.stall_after else {"protocol"}), (before, after)
 
 
 # -- circuit breaker ---------------------------------------------------------------------------
@@ -584,6 +592,34 @@ def test_failed_probe_cools_down_again(gw, ma, mb):
     assert st["state"] == "cooldown" and 700 <= st["cooldown_remaining_ms"] <= 1000, st
     ok_from(ask(gw, "reprobe", "still skipped"), "reprobe-b", "still skipped", B_MODEL)
     assert len(ma.requests) == 2
+
+
+@pytest.mark.parametrize("outcome", ["client_4xx", "client_gone"])
+def test_every_probe_outcome_releases_the_probe(gw, ma, mb, outcome):
+    """DESIGN.md 6: a probe that ends in a client 4xx or with the client gone is over; the
+    member does not stay "probing" (until the probe goes stale, 15 minutes)."""
+    tag = "probe4xx" if outcome == "client_4xx" else "probegone"
+    ma.script(Fault(status=500))
+    ok_from(ask(gw, tag, "first"), f"{tag}-b", "first", B_MODEL)
+    st = poolkit.backend_stats(gw)[f"{tag}-a"]
+    assert st["state"] == "cooldown", st
+    time.sleep(st["cooldown_remaining_ms"] / 1000 + 0.1)
+    if outcome == "client_4xx":
+        ma.script(Fault(status=400, body=openai_error("That model cannot do this.")))
+        assert_openai_error(ask(gw, tag, "probe"), 400)
+    else:
+        ma.script(Fault(delay=5))
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            post(url(gw, tag), chat_body("probe", model=MODEL), timeout=0.5)
+        rec = ma.wait_outcome(1, timeout=5)
+        assert rec.outcome == "client_closed", rec.outcome
+    assert len(ma.requests) == 2
+    assert harness.wait_until(
+        lambda: poolkit.backend_stats(gw)[f"{tag}-a"]["state"] != "probing", 3.0), \
+        poolkit.backend_stats(gw)[f"{tag}-a"]
+    # The next request is the member's next probe, at once.
+    ok_from(ask(gw, tag, "next"), f"{tag}-a", "next", MODEL)
+    assert poolkit.backend_stats(gw)[f"{tag}-a"]["state"] == "up"
 
 
 # -- every member failed ------------------------------------------------------------------------

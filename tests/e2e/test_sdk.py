@@ -32,7 +32,7 @@ def gw(request, module_so, mock):
     ob = harness.openai_backend
     yaml = harness.gateway_yaml(
         backends=[ob("primary", mock.url, DEFAULT_KEY, defaultModel="gpt-mock",
-                     models=["gpt-mock", "gpt-mock-mini"], maxRetries=0),
+                     models=["gpt-mock", "gpt-mock-mini", "embed-mock"], maxRetries=0),
                   ob("fragile", mock.url, DEFAULT_KEY, defaultModel="gpt-mock", maxRetries=0,
                      idleTimeout="1s", firstByteTimeout="2s")],
         routes=[harness.route("chat", "/v1/chat/completions", "primary"),
@@ -129,7 +129,7 @@ def gw_target(gw):
 
 def test_models_list_and_retrieve(sdk, gw, mock):
     res = ok(sdk(case="models", retrieve="gpt-mock-mini", **gw_target(gw)))
-    assert sorted(m["id"] for m in res["models"]) == ["gpt-mock", "gpt-mock-mini"]
+    assert sorted(m["id"] for m in res["models"]) == ["embed-mock", "gpt-mock", "gpt-mock-mini"]
     assert all(m["object"] == "model" for m in res["models"])
     assert res["retrieved"] == {"id": "gpt-mock-mini", "object": "model"}
     assert mock.requests == []
