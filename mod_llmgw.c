@@ -33,6 +33,7 @@ static int llmgw_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
 
 static void llmgw_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    llmgw_stats_child_init(pchild, s);
     llmgw_handler_child_init(pchild, s);
 }
 
@@ -41,6 +42,8 @@ static void llmgw_register_hooks(apr_pool_t *p)
     llmgw_strategy_register(p);
     ap_hook_post_config(llmgw_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(llmgw_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Parent side of the per-child in-flight rows: a reaped child's row is freed. */
+    ap_hook_child_status(llmgw_stats_child_status, NULL, NULL, APR_HOOK_MIDDLE);
     /* FIRST: claim our URIs before core and mod_alias map them to files. */
     ap_hook_translate_name(llmgw_translate_name, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_map_to_storage(llmgw_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
