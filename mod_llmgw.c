@@ -23,6 +23,7 @@ static int llmgw_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
     }
     if (llmgw_stats_post_config(pconf, s) != OK)
         return HTTP_INTERNAL_SERVER_ERROR;
+    llmgw_config_post_config(s);
     llmgw_strategy_post_config(s);
     if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG)
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,

@@ -41,6 +41,9 @@ typedef struct {
     apr_off_t max_body;      /* LLMGW_UNSET when not set here */
     int *slot_of;            /* stats slot per backend index of gw (post_config), or NULL */
     int nslots;              /* entries in slot_of */
+    const char *kept_reason; /* why this server's own file was refused and its previous
+                              * version kept (live restart); logged in post_config, once
+                              * the error log is open; never inherited */
 } llmgw_srv_cfg;
 
 typedef struct {
@@ -83,5 +86,7 @@ int llmgw_status_handler(request_rec *r);
 void *llmgw_glue_stats_base(void);
 /* This child's in-flight row (pass it to llmgw_stats_begin/end), NULL when none. */
 llmgw_stats_row_t *llmgw_glue_stats_row(void);
+/* Forget last-good gateway.yaml copies of files no server uses any more (post_config). */
+void llmgw_config_post_config(server_rec *s);
 
 #endif /* MOD_LLMGW_PRIVATE_H */

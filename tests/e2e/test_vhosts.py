@@ -5,7 +5,10 @@ Each such vhost is its own gateway with its own state:
   them, and counts only its own traffic;
 - the same backend name in two vhosts shares neither counters nor cooldowns;
 - a vhost without LLMGatewayConfig is the main server's gateway (same state);
-- `apache2 -k graceful` keeps the counters of every (vhost, backend).
+- `apache2 -k graceful` keeps the counters of every (vhost, backend);
+- after a bad edit of one vhost's file, a raw SIGUSR1 (no check before the signal) keeps
+  that vhost on its previous version of the file while the others load their new one, and
+  `apache2 -k graceful` refuses the bad file.
 """
 
 import pytest
@@ -13,7 +16,7 @@ import pytest
 import harness
 import poolkit
 from conftest import start_gateway
-from harness import VirtualHost, chat_body, post
+from harness import VirtualHost, chat_body, get, post
 from mock_openai import DEFAULT_KEY, Fault, MockOpenAI
 
 pytestmark = pytest.mark.allow_log()
@@ -181,3 +184,75 @@ def test_status_page_of_a_server_without_a_gateway(request, module_so, ma):
     assert r.status_code == 503 and "no statistics" in r.text
     assert chat(h.vhost("b"), "hello").status_code == 200
     assert stats(h.vhost("b"))["shared"]["requests"] == 1
+
+
+# -- reloads --------------------------------------------------------------------------------------
+
+BAD_YAML = "backends:\n  - name: [unterminated\nroutes: []\n"
+
+
+@pytest.mark.allow_log(r"LLMGW00008", r"AH00526", r"AH00016")
+def test_bad_reload_of_one_vhost_keeps_its_previous_file(request, module_so, ma):
+    h = vhost_gateway(request, "vhosts-reload", ma)
+    a, b = h.vhost("a"), h.vhost("b")
+    for site in (a, b):
+        assert chat(site, "before").status_code == 200
+    counts = {site: stats(site)["shared"]["requests"] for site in (a, b)}
+
+    # a's file breaks; b's gets a new model and a new route. A raw SIGUSR1: the running
+    # parent re-reads everything itself.
+    a.write_yaml(BAD_YAML)
+    b.write_yaml(b_yaml(ma, model="gpt-b2", extra_route=True))
+    mark = h.log_mark()
+    h.signal_graceful()
+    assert h.alive()
+    log = h.error_log_text(mark)
+    assert "LLMGW00008" in log and str(a.yaml_path) in log, log[-2000:]
+    assert str(b.yaml_path) not in log
+
+    ma.reset()
+    # a serves a's previous configuration, with a's key ...
+    r = chat(a, "a after")
+    assert r.status_code == 200 and r.json()["model"] == "gpt-a", r.text
+    assert r.headers["x-llmgw-backend"] == "shared"
+    assert chat(a, "a direct", path="/v1/shared/chat/completions").status_code == 200
+    assert get(a.url("/v1/b-new/chat/completions")).status_code in (404, 405)
+    # ... and b its new one.
+    r = chat(b, "b after")
+    assert r.status_code == 200 and r.json()["model"] == "gpt-b2", r.text
+    r = chat(b, "b new route", path="/v1/b-new/chat/completions")
+    assert r.status_code == 200 and r.json()["model"] == "gpt-b2", r.text
+    assert chat(b, "b has no a route", path="/v1/shared/chat/completions").status_code == 404
+    assert keys_seen(ma) == [f"Bearer {KEY_A}"] * 2 + [f"Bearer {KEY_B}"] * 2
+    # Counters went on, each in its own slot.
+    assert stats(a)["shared"]["requests"] == counts[a] + 2
+    assert stats(b)["shared"]["requests"] == counts[b] + 2
+
+    # The checked way refuses the bad file before signalling anything.
+    before = h.generations()
+    r = h.graceful(expect_ok=False)
+    assert r.returncode != 0
+    assert "gateway-a.yaml" in r.stdout + r.stderr
+    assert h.alive() and h.generations() == before
+    assert chat(a, "still a").json()["model"] == "gpt-a"
+
+    # Fixed: the next graceful loads it.
+    a.write_yaml(a_yaml(ma).replace("gpt-a", "gpt-mock"))
+    h.graceful()
+    assert chat(a, "a fixed").json()["model"] == "gpt-mock"
+    assert chat(b, "b unchanged").json()["model"] == "gpt-b2"
+
+
+@pytest.mark.allow_log(r"LLMGW00008")
+def test_raw_sigusr1_with_a_bad_main_file_keeps_the_vhosts_apart(request, module_so, ma):
+    """The main server's file breaks: the main server (and the vhost inheriting it) keep
+    the main server's previous file; a's and b's gateways are untouched."""
+    h = vhost_gateway(request, "vhosts-reload-main", ma)
+    h.write_yaml(BAD_YAML)
+    h.signal_graceful()
+    for site, model in ((h, "gpt-mock"), (h.vhost("inherit"), "gpt-mock"),
+                        (h.vhost("a"), "gpt-a"), (h.vhost("b"), "gpt-b")):
+        r = chat(site, "after the bad main file")
+        assert r.status_code == 200 and r.json()["model"] == model, (site, r.text)
+    assert list(stats(h)) == ["shared", "only-main"]
+    assert list(stats(h.vhost("a"))) == ["shared", "only-a", "pool"]
