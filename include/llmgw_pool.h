@@ -37,6 +37,7 @@
 #include "llmgw.h"
 #include "llmgw_config.h"
 #include "llmgw_error.h"
+#include "llmgw_stats.h"
 #include "llmgw_strategy.h"
 
 /** Deepest nesting of pools followed (configtest rejects cycles). */
@@ -63,11 +64,11 @@ typedef struct {
 
 /** What the expansion reads besides the configuration. */
 typedef struct {
-    void *stats;        /**< shared stats segment, or NULL (all members available) */
-    const int *slot_of; /**< stats slot per llmgw_backend_t.index, or NULL */
-    int nslots;         /**< entries in slot_of */
-    apr_time_t now;     /**< for cooldowns */
-    apr_uint64_t seed;  /**< randomness for this request's strategies */
+    void *stats;            /**< shared stats segment, or NULL (all members available) */
+    const int *slot_of;     /**< stats slot per llmgw_backend_t.index, or NULL */
+    int nslots;             /**< entries in slot_of */
+    llmgw_stats_time_t now; /**< for cooldowns (llmgw_stats_time_now()) */
+    apr_uint64_t seed;      /**< randomness for this request's strategies */
 } llmgw_pool_env_t;
 
 /**

@@ -16,40 +16,66 @@
  *   +----------------------------------------------------------------+ 0
  *   | header (64 bytes)                                              |
  *   |   magic "LGWS" | layout_version | capacity | slot_size          |
- *   |   created (apr_time_t) | generation | reserved                  |
+ *   |   created (wall clock) | generation | nrows | rows_used |       |
+ *   |   row_size | reserved                                          |
  *   +----------------------------------------------------------------+ 64
  *   | slot 0 (256 bytes, 64-aligned)                                 |
- *   |     0  name[64]                      "" while FREE             |
+ *   |     0  name[64]                      key; "" while FREE        |
  *   |    64  state, kind                   FREE/ACTIVE/RETIRED, type |
- *   |    72  inflight, consecutive_failures            32-bit        |
+ *   |    72  index, consecutive_failures               32-bit        |
  *   |    80  latency_ewma_us, ttfb_ewma_us              32-bit        |
  *   |    88  latency_samples, rr_cursor                 32-bit        |
  *   |    96  requests, successes, errors[6], retries,   64-bit        |
  *   |        fallbacks, aborted, prompt_tokens,                      |
  *   |        completion_tokens                                       |
- *   |   200  cooldown_until, probe_since,               apr_time_t,   |
- *   |        last_success, last_failure                 0 = none      |
- *   |   232  reserved                                                |
+ *   |   200  cooldown_until, probe_since               monotonic     |
+ *   |   216  last_success, last_failure                wall clock    |
+ *   |   232  reserved                                  (0 = none)    |
  *   +----------------------------------------------------------------+ 320
- *   | slot 1                                                         |
- *   +----------------------------------------------------------------+ 576
- *   | ...                                                            |
- *   | slot capacity-1                                                |
- *   +----------------------------------------------------------------+ 64 + 256 * capacity
+ *   | slot 1 ... slot capacity-1                                     |
+ *   +----------------------------------------------------------------+ R = 64 + 256 * capacity
+ *   | row 0 (row_size = 64 + capacity * 4 rounded up to 64)          |
+ *   |     0  pid (0: shared row, never owned) | slots | reserved      |
+ *   |    64  inflight[capacity]                32-bit, per slot      |
+ *   +----------------------------------------------------------------+ R + row_size
+ *   | row 1 ... row nrows-1: one per child process (pid, 0 = free)  |
+ *   +----------------------------------------------------------------+ R + row_size * nrows
  *
  * One slot per configured backend, pools included (a pool's slot holds its
  * round-robin cursor, and the glue may count the pool's own requests,
- * fallbacks and outcomes there). Slots are keyed by backend name: a name
- * keeps its slot, and so its counters, across graceful restarts. A slot
- * whose name left the configuration becomes RETIRED and is never handed to
- * another name while the segment lives, because children of the previous
- * generation may still be writing to it (apache-notes.md 5.2).
+ * fallbacks and outcomes there). Slots are keyed by name (the glue makes
+ * the key; with several gateways it is the backend name qualified by the
+ * gateway, llmgw_slots.h): a name keeps its slot, and so its counters,
+ * across graceful restarts. A slot whose name left the configuration
+ * becomes RETIRED and is never handed to another name while the segment
+ * lives, because children of the previous generation may still be writing
+ * to it (apache-notes.md 5.2).
  *
- * Concurrency: the identity fields (name, state, kind) and the header are
- * written only by llmgw_stats_init/assign, which run in the single-threaded
- * parent. Everything else is updated lock-free with apr_atomic_*; readers
- * load field by field, so a snapshot is not atomic across fields, which is
- * fine for metrics (mod_status reads the scoreboard the same way).
+ * In-flight attempts are counted per child process, in rows the readers
+ * sum (httpd's scoreboard does the same for its workers): a child claims a
+ * free row in child_init (llmgw_stats_child_claim) and, when it dies, the
+ * parent zeroes and frees it (llmgw_stats_child_release), so a child killed
+ * in the middle of requests does not leave them counted for ever. Row 0
+ * is shared by processes that found no free row; only what they count can
+ * outlive them. Rows are claimed by pid rather than indexed by scoreboard
+ * slot: a 2.4 child does not know its slot in child_init, and event/worker
+ * give a slot to a new child while the exiting one still finishes requests
+ * (MPM_CHILD_LOST_SLOT). The rows are where further per-child counters
+ * can go when hot counters are sharded per child.
+ *
+ * Clocks: deadlines kept here (cooldown_until, probe_since) are on the
+ * monotonic clock, CLOCK_MONOTONIC, which is one clock for every process of
+ * the host, so that stepping the wall clock neither expires every cooldown
+ * at once nor freezes them. Wall-clock times are only kept to be shown
+ * (created, last_success, last_failure). Every function taking a time gets
+ * both (llmgw_stats_time_t), and uses each for its purpose.
+ *
+ * Concurrency: the identity fields (name, state, kind, index), the header
+ * and the rows' layout are written only by llmgw_stats_init/assign, which
+ * run in the single-threaded parent; a row's pid is claimed and released
+ * with CAS. Everything else is updated lock-free with apr_atomic_*;
+ * readers load field by field, so a snapshot is not atomic across fields,
+ * which is fine for metrics (mod_status reads the scoreboard the same way).
  *
  * 64-bit fields use APR's 64-bit atomics. Where 8-byte atomics are not
  * lock-free APR falls back to a process-local mutex, which would be wrong
@@ -80,13 +106,27 @@
 #include "llmgw_error.h"
 
 #define LLMGW_STATS_MAGIC 0x5357474cU /* "LGWS" read as little-endian bytes */
-#define LLMGW_STATS_LAYOUT_VERSION 1U
+#define LLMGW_STATS_LAYOUT_VERSION 2U
 /** Longest stored name, NUL included; longer names are shortened (see assign). */
 #define LLMGW_STATS_NAME_MAX 64
 /** Slot kind when the backend type is not known. */
 #define LLMGW_STATS_KIND_UNKNOWN 0xffffffffU
 /** A probe running longer than this is taken to be lost (its child died). */
 #define LLMGW_STATS_PROBE_STALE apr_time_from_sec(900)
+/** Most per-child rows of a segment (llmgw_stats_rows_for). */
+#define LLMGW_STATS_MAX_ROWS 4097
+
+/**
+ * A moment on both clocks. Deadlines kept in shared memory compare with
+ * @c mono; @c wall is only stored where a time is shown to people.
+ */
+typedef struct {
+    apr_time_t mono; /**< CLOCK_MONOTONIC in microseconds: the same in every process */
+    apr_time_t wall; /**< apr_time_now() */
+} llmgw_stats_time_t;
+
+/** Both clocks now; any process, any thread. */
+llmgw_stats_time_t llmgw_stats_time_now(void);
 
 typedef enum {
     LLMGW_STATS_SLOT_FREE = 0,
@@ -110,10 +150,12 @@ typedef struct {
     apr_uint32_t layout_version;
     apr_uint32_t capacity;            /**< number of slots */
     apr_uint32_t slot_size;           /**< sizeof(llmgw_stats_slot_t) at creation */
-    apr_uint64_t created;             /**< apr_time_t of llmgw_stats_init */
+    apr_uint64_t created;             /**< wall-clock apr_time_t of llmgw_stats_init */
     volatile apr_uint32_t generation; /**< number of llmgw_stats_assign runs */
-    apr_uint32_t reserved0;
-    apr_uint64_t reserved[4];
+    apr_uint32_t nrows;               /**< per-child rows, row 0 (shared) included */
+    volatile apr_uint32_t rows_used;  /**< rows ever claimed, + 1: readers sum these */
+    apr_uint32_t row_size;            /**< bytes per row */
+    apr_uint64_t reserved[3];
 } llmgw_stats_header_t;
 
 typedef struct {
@@ -121,7 +163,7 @@ typedef struct {
     volatile apr_uint32_t state; /**< llmgw_stats_slot_state_e */
     volatile apr_uint32_t kind;  /**< llmgw_backend_type_e, or LLMGW_STATS_KIND_UNKNOWN */
 
-    volatile apr_uint32_t inflight;
+    apr_uint32_t index; /**< this slot's number: its column in the per-child rows */
     volatile apr_uint32_t consecutive_failures;
     volatile apr_uint32_t latency_ewma_us; /**< whole attempt; 0 = no sample yet */
     volatile apr_uint32_t ttfb_ewma_us;    /**< time to first byte; 0 = no sample yet */
@@ -137,35 +179,53 @@ typedef struct {
     volatile apr_uint64_t prompt_tokens;
     volatile apr_uint64_t completion_tokens;
 
-    volatile apr_uint64_t cooldown_until; /**< apr_time_t; 0 = not cooling */
-    volatile apr_uint64_t probe_since;    /**< apr_time_t a probe started; 0 = none */
-    volatile apr_uint64_t last_success;   /**< apr_time_t; 0 = never */
-    volatile apr_uint64_t last_failure;   /**< apr_time_t; 0 = never */
+    volatile apr_uint64_t cooldown_until; /**< monotonic apr_time_t; 0 = not cooling */
+    volatile apr_uint64_t probe_since;    /**< monotonic time a probe started; 0 = none */
+    volatile apr_uint64_t last_success;   /**< wall-clock apr_time_t; 0 = never */
+    volatile apr_uint64_t last_failure;   /**< wall-clock apr_time_t; 0 = never */
     apr_uint64_t reserved[3];
 } llmgw_stats_slot_t;
 
-/** Bytes of shared memory for @p capacity slots. */
-apr_size_t llmgw_stats_size(int capacity);
+/** One process's in-flight attempts per slot (see the layout above). */
+typedef struct {
+    volatile apr_uint32_t pid; /**< owning child; 0 = free (row 0: shared, never owned) */
+    apr_uint32_t slots;        /**< entries in inflight[] (the capacity) */
+    apr_uint32_t reserved[14];
+    volatile apr_uint32_t inflight[]; /**< attempts this process has running, per slot */
+} llmgw_stats_row_t;
+
+/** Bytes of shared memory for @p capacity slots and @p nrows per-child rows. */
+apr_size_t llmgw_stats_size(int capacity, int nrows);
 
 /** A capacity with room to grow for @p nbackends backends: max(64, 2 * n). */
 int llmgw_stats_capacity_for(int nbackends);
 
 /**
- * Format a new segment: header, every slot FREE and zero.
- * @param base      at least llmgw_stats_size(@p capacity) bytes, 8-byte aligned
- *                  (apr_shm gives page alignment; 64 avoids false sharing)
- * @param now       creation time recorded in the header
- * @return APR_SUCCESS, or APR_EINVAL for a NULL/misaligned base or capacity < 1
+ * Rows for at most @p max_children child processes at a time (httpd's
+ * ServerLimit): twice that, because exiting children of event/worker may
+ * live on beside the ones that took over their scoreboard slots, plus the
+ * shared row 0; at most LLMGW_STATS_MAX_ROWS.
  */
-apr_status_t llmgw_stats_init(void *base, int capacity, apr_time_t now);
+int llmgw_stats_rows_for(int max_children);
+
+/**
+ * Format a new segment: header, every slot FREE and zero, every row free.
+ * @param base      at least llmgw_stats_size(@p capacity, @p nrows) bytes, 8-byte
+ *                  aligned (apr_shm gives page alignment; 64 avoids false sharing)
+ * @param nrows     per-child rows, the shared row 0 included (>= 1)
+ * @param created   wall-clock creation time recorded in the header
+ * @return APR_SUCCESS, or APR_EINVAL for a NULL/misaligned base, capacity < 1
+ *         or nrows < 1
+ */
+apr_status_t llmgw_stats_init(void *base, int capacity, int nrows, apr_time_t created);
 
 /**
  * 1 when @p base holds a segment of this layout (magic, version, slot size)
- * that fits in @p size bytes and has at least @p capacity slots; 0 when the
- * caller must create and init a new segment. Whether the names of a new
- * configuration fit is llmgw_stats_assign's APR_ENOSPC.
+ * that fits in @p size bytes and has at least @p capacity slots and @p nrows
+ * rows; 0 when the caller must create and init a new segment. Whether the
+ * names of a new configuration fit is llmgw_stats_assign's APR_ENOSPC.
  */
-int llmgw_stats_fits(const void *base, apr_size_t size, int capacity);
+int llmgw_stats_fits(const void *base, apr_size_t size, int capacity, int nrows);
 
 /**
  * Map backend names to slots; parent only, single-threaded, on every
@@ -184,16 +244,6 @@ int llmgw_stats_fits(const void *base, apr_size_t size, int capacity);
 apr_status_t llmgw_stats_assign(void *base, const char *const *names, const int *kinds, int n,
                                 int *out_slot);
 
-/**
- * llmgw_stats_assign for every backend of @p cfg, pools included, with
- * their types: what post_config calls.
- * @param slot_of  receives an array from @p p, indexed by llmgw_backend_t.index,
- *                 holding each backend's slot (the llmgw_pool_env_t.slot_of)
- * @return as llmgw_stats_assign
- */
-apr_status_t llmgw_stats_assign_config(void *base, const llmgw_config_t *cfg, apr_pool_t *p,
-                                       int **slot_of);
-
 /** Slot @p index, or NULL when @p base is NULL or @p index is out of range. */
 llmgw_stats_slot_t *llmgw_stats_slot(void *base, int index);
 
@@ -204,16 +254,44 @@ int llmgw_stats_classify(llmgw_fail_e fail, int status);
 const char *llmgw_stats_err_name(llmgw_stats_err_e e);
 
 /*
+ * Per-child rows of in-flight attempts.
+ */
+
+/**
+ * Claim a free row for process @p pid; child_init. A row @p pid already
+ * holds is returned again. Its counts start at zero.
+ * @return the row; the shared row 0 when every row is taken; NULL when
+ *         @p base is not a segment of ours or @p pid is 0
+ */
+llmgw_stats_row_t *llmgw_stats_child_claim(void *base, apr_uint32_t pid);
+
+/**
+ * Process @p pid has ended: zero its row and free it; parent only (the
+ * MPM's child_status hook), after the child was reaped, so nothing writes
+ * to the row any more.
+ * @return the attempts that were still counted in flight in the row, or -1
+ *         when @p pid held no row
+ */
+int llmgw_stats_child_release(void *base, apr_uint32_t pid);
+
+/** In-flight attempts of slot @p index: the sum over the rows in use. 0 for a bad base/index. */
+apr_uint32_t llmgw_stats_inflight(const void *base, int index);
+
+/*
  * Recording, from any thread of any child. Each function accepts a NULL
  * slot and then does nothing, so the glue need not test for a missing
  * segment.
  */
 
-/** An attempt starts: requests++, inflight++. Pair with llmgw_stats_end. */
-void llmgw_stats_begin(llmgw_stats_slot_t *s);
+/**
+ * An attempt starts: requests++, and one more in flight in @p row (this
+ * process's, from llmgw_stats_child_claim; NULL counts no in-flight).
+ * Pair with llmgw_stats_end on the same row.
+ */
+void llmgw_stats_begin(llmgw_stats_slot_t *s, llmgw_stats_row_t *row);
 
-/** The attempt is over, whatever happened: inflight-- (never below 0). */
-void llmgw_stats_end(llmgw_stats_slot_t *s);
+/** The attempt is over, whatever happened: one less in flight in @p row (never below 0). */
+void llmgw_stats_end(llmgw_stats_slot_t *s, llmgw_stats_row_t *row);
 
 /**
  * A successful attempt. Clears the breaker (consecutive failures, cooldown,
@@ -223,7 +301,7 @@ void llmgw_stats_end(llmgw_stats_slot_t *s);
  * @param ttfb     time to first byte, < 0 when unknown
  * @param prompt_tokens, completion_tokens  usage, < 0 when unknown
  */
-void llmgw_stats_success(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t latency,
+void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time_t latency,
                          apr_interval_time_t ttfb, apr_int64_t prompt_tokens,
                          apr_int64_t completion_tokens);
 
@@ -231,15 +309,15 @@ void llmgw_stats_success(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_tim
  * A failed attempt: counts its class and feeds the breaker. Retryable
  * failures (llmgw_error_action() == RETRY) count as consecutive failures;
  * the @p threshold-th one, and every further one, (re)arms the cooldown:
- * cooldown_until = now + @p cooldown. 401/402/403 arm it at once (the
+ * cooldown_until = now.mono + @p cooldown. 401/402/403 arm it at once (the
  * gateway's credential or billing, providers.md 9.2). Client errors (400,
  * 404, ...) and client/gateway aborts (CLIENT_GONE, INTERNAL) are counted
  * but leave the breaker alone. A failed probe re-arms the cooldown.
  * @param threshold  consecutive failures before cooldown; <= 0 disables it
  * @return 1 when the backend is cooling because of this failure, else 0
  */
-int llmgw_stats_failure(llmgw_stats_slot_t *s, apr_time_t now, llmgw_fail_e fail, int status,
-                        int threshold, apr_interval_time_t cooldown);
+int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_time_t now, llmgw_fail_e fail,
+                        int status, int threshold, apr_interval_time_t cooldown);
 
 /** The attempt will be repeated on the same backend. */
 void llmgw_stats_retry(llmgw_stats_slot_t *s);
@@ -248,7 +326,7 @@ void llmgw_stats_retry(llmgw_stats_slot_t *s);
  * Put a backend in cooldown now, whatever its failure count: for failures
  * that waiting will not clear (an exhausted quota, providers.md 9.2).
  */
-void llmgw_stats_cool(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t cooldown);
+void llmgw_stats_cool(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time_t cooldown);
 
 /** The request moves on to the next candidate (count it on the member left, and the pool). */
 void llmgw_stats_fallback(llmgw_stats_slot_t *s);
@@ -265,13 +343,13 @@ typedef enum {
  * the probe with llmgw_stats_success/failure, or llmgw_stats_probe_release
  * when it does not make the attempt after all. A NULL slot is AVAILABLE.
  */
-llmgw_stats_avail_e llmgw_stats_available(llmgw_stats_slot_t *s, apr_time_t now);
+llmgw_stats_avail_e llmgw_stats_available(llmgw_stats_slot_t *s, llmgw_stats_time_t now);
 
 /**
  * As llmgw_stats_available, without claiming: LLMGW_STATS_PROBE means a
  * probe could start now. For ordering candidates.
  */
-llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, apr_time_t now);
+llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, llmgw_stats_time_t now);
 
 /** Give up a claimed probe without an outcome (e.g. the client left first). */
 void llmgw_stats_probe_release(llmgw_stats_slot_t *s);
@@ -287,39 +365,51 @@ void llmgw_stats_ewma_update(volatile apr_uint32_t *v, apr_interval_time_t sampl
 
 typedef enum {
     LLMGW_STATS_UP = 0,
-    LLMGW_STATS_IN_COOLDOWN, /**< skipped; remaining time in cooldown_until - now */
+    LLMGW_STATS_IN_COOLDOWN, /**< skipped; remaining time in cooldown_until - now.mono */
     LLMGW_STATS_PROBING      /**< cooldown over, one probe request is running */
 } llmgw_stats_health_e;
 
-/** A plain copy of one ACTIVE slot. */
+/** A plain copy of one slot. */
 typedef struct {
     int slot;
-    char name[LLMGW_STATS_NAME_MAX];
-    int kind; /**< llmgw_backend_type_e, or -1 unknown */
+    char name[LLMGW_STATS_NAME_MAX]; /**< the slot's key, or the name the caller gave */
+    int kind;                        /**< llmgw_backend_type_e, or -1 unknown */
     llmgw_stats_health_e health;
     apr_uint64_t requests, successes, errors[LLMGW_STATS_ERR_COUNT];
     apr_uint64_t retries, fallbacks, aborted, prompt_tokens, completion_tokens;
     apr_uint32_t inflight, consecutive_failures, latency_ewma_us, ttfb_ewma_us, latency_samples;
-    apr_time_t cooldown_until, probe_since, last_success, last_failure;
+    apr_time_t cooldown_until, probe_since; /**< monotonic */
+    apr_time_t last_success, last_failure;  /**< wall clock */
 } llmgw_stats_view_t;
 
 typedef struct {
-    apr_time_t created;      /**< the segment's creation */
-    apr_time_t now;          /**< when the snapshot was taken */
+    apr_time_t created;      /**< the segment's creation (wall clock) */
+    llmgw_stats_time_t now;  /**< when the snapshot was taken */
     apr_uint32_t generation; /**< assign runs; the glue may overwrite it with httpd's */
     int capacity;
-    int retired; /**< RETIRED slots (not listed) */
+    int retired; /**< RETIRED slots of the segment */
     int nelts;
-    llmgw_stats_view_t *items; /**< ACTIVE slots in slot order */
+    llmgw_stats_view_t *items; /**< the slots listed, in order */
 } llmgw_stats_snapshot_t;
 
 /**
- * Copy every ACTIVE slot of @p base into @p p. Torn reads across fields are
- * accepted; each field is read atomically.
+ * Copy every ACTIVE slot of @p base, in slot order and named by their keys,
+ * into @p p. Torn reads across fields are accepted; each field is read
+ * atomically.
  * @return APR_SUCCESS, or APR_EINVAL when @p base is not a segment of ours
  */
-apr_status_t llmgw_stats_snapshot(apr_pool_t *p, const void *base, apr_time_t now,
+apr_status_t llmgw_stats_snapshot(apr_pool_t *p, const void *base, llmgw_stats_time_t now,
                                   llmgw_stats_snapshot_t **out);
+
+/**
+ * Copy the @p n slots @p slots into @p p, in that order, the i-th named
+ * @p names[i]: one gateway's backends, as its status page shows them.
+ * @return APR_SUCCESS; APR_EINVAL when @p base is not a segment of ours or
+ *         a slot number is out of range
+ */
+apr_status_t llmgw_stats_snapshot_slots(apr_pool_t *p, const void *base, llmgw_stats_time_t now,
+                                        const int *slots, const char *const *names, int n,
+                                        llmgw_stats_snapshot_t **out);
 
 /** Sum of the error classes. */
 apr_uint64_t llmgw_stats_view_errors(const llmgw_stats_view_t *v);

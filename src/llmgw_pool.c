@@ -104,12 +104,12 @@ static const char *member_model(const llmgw_backend_t *b, const char *model, int
     return b->default_model;
 }
 
-static void read_features(llmgw_strategy_cand_t *f, const llmgw_stats_slot_t *s)
+static void read_features(const expand_t *x, llmgw_strategy_cand_t *f, const llmgw_stats_slot_t *s)
 {
     /* Atomic loads from a read-only view; the casts only satisfy the APR prototypes. */
     volatile llmgw_stats_slot_t *v = (volatile llmgw_stats_slot_t *)s;
 
-    f->inflight = apr_atomic_read32(&v->inflight);
+    f->inflight = llmgw_stats_inflight(x->env->stats, (int)s->index);
     f->latency_us = apr_atomic_read32(&v->latency_ewma_us);
     f->ttfb_us = apr_atomic_read32(&v->ttfb_ewma_us);
     f->samples = apr_atomic_read32(&v->latency_samples);
@@ -119,7 +119,8 @@ static void read_features(llmgw_strategy_cand_t *f, const llmgw_stats_slot_t *s)
 static void note_cooling(expand_t *x, const llmgw_stats_slot_t *s)
 {
     apr_interval_time_t left =
-        (apr_time_t)apr_atomic_read64((volatile apr_uint64_t *)&s->cooldown_until) - x->env->now;
+        (apr_time_t)apr_atomic_read64((volatile apr_uint64_t *)&s->cooldown_until) -
+        x->env->now.mono;
 
     if (left < 0)
         left = 0; /* expired, and a probe is already running */
@@ -140,7 +141,7 @@ static void leaf_member(expand_t *x, const llmgw_backend_t *b, const llmgw_backe
 
     m->feat.prefers_model = prefers;
     if (s)
-        read_features(&m->feat, s);
+        read_features(x, &m->feat, s);
     if (avail == LLMGW_STATS_COOLING) {
         note_cooling(x, s);
         return;

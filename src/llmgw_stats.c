@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 #include <apr_atomic.h>
 #include <apr_strings.h>
 #include <jansson.h>
@@ -27,6 +28,7 @@ _Static_assert(__atomic_always_lock_free(sizeof(apr_uint64_t), 0),
 _Static_assert(sizeof(llmgw_stats_header_t) == 64, "header is one cache line");
 _Static_assert(sizeof(llmgw_stats_slot_t) % 64 == 0, "slots are whole cache lines");
 _Static_assert(offsetof(llmgw_stats_slot_t, requests) % 8 == 0, "64-bit fields are aligned");
+_Static_assert(sizeof(llmgw_stats_row_t) == 64, "a row's counters start on a cache line");
 
 #define HDR_SIZE sizeof(llmgw_stats_header_t)
 #define SLOT_SIZE sizeof(llmgw_stats_slot_t)
@@ -48,20 +50,61 @@ static llmgw_stats_slot_t *slot_at(const void *base, int i)
     return (llmgw_stats_slot_t *)((char *)base + HDR_SIZE + (apr_size_t)i * SLOT_SIZE);
 }
 
+/* A row's bytes: its 64-byte head, then one counter per slot, whole cache lines. */
+static apr_size_t row_size_for(int capacity)
+{
+    return sizeof(llmgw_stats_row_t) + (((apr_size_t)capacity * sizeof(apr_uint32_t) + 63) & ~63);
+}
+
+static llmgw_stats_row_t *row_at(const void *base, int i)
+{
+    const llmgw_stats_header_t *h = base;
+
+    return (llmgw_stats_row_t *)((char *)base + HDR_SIZE + (apr_size_t)h->capacity * SLOT_SIZE +
+                                 (apr_size_t)i * h->row_size);
+}
+
 static int is_ours(const void *base)
 {
     const llmgw_stats_header_t *h = header(base);
 
     return base && h->magic == LLMGW_STATS_MAGIC &&
            h->layout_version == LLMGW_STATS_LAYOUT_VERSION && h->slot_size == SLOT_SIZE &&
-           h->capacity >= 1 && h->capacity <= MAX_CAPACITY;
+           h->capacity >= 1 && h->capacity <= MAX_CAPACITY && h->nrows >= 1 &&
+           h->nrows <= LLMGW_STATS_MAX_ROWS && h->row_size == row_size_for((int)h->capacity);
 }
 
-apr_size_t llmgw_stats_size(int capacity)
+apr_size_t llmgw_stats_size(int capacity, int nrows)
 {
-    if (capacity < 1 || capacity > MAX_CAPACITY)
+    if (capacity < 1 || capacity > MAX_CAPACITY || nrows < 1 || nrows > LLMGW_STATS_MAX_ROWS)
         return 0;
-    return HDR_SIZE + (apr_size_t)capacity * SLOT_SIZE;
+    return HDR_SIZE + (apr_size_t)capacity * SLOT_SIZE + (apr_size_t)nrows * row_size_for(capacity);
+}
+
+int llmgw_stats_rows_for(int max_children)
+{
+    if (max_children < 1)
+        max_children = 1;
+    if (max_children > (LLMGW_STATS_MAX_ROWS - 1) / 2)
+        return LLMGW_STATS_MAX_ROWS;
+    return 2 * max_children + 1;
+}
+
+llmgw_stats_time_t llmgw_stats_time_now(void)
+{
+    llmgw_stats_time_t t;
+    struct timespec ts;
+
+    t.wall = apr_time_now();
+    /* CLOCK_MONOTONIC is system-wide on Linux and the BSDs: every child
+     * reads the same clock, so a deadline one child sets is valid in the
+     * others. It cannot fail with a valid clock id; should it, the wall
+     * clock is the only time there is. */
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+        t.mono = (apr_time_t)ts.tv_sec * APR_USEC_PER_SEC + (apr_time_t)(ts.tv_nsec / 1000);
+    else
+        t.mono = t.wall;
+    return t;
 }
 
 int llmgw_stats_capacity_for(int nbackends)
@@ -71,27 +114,39 @@ int llmgw_stats_capacity_for(int nbackends)
     return nbackends * 2 > 64 ? nbackends * 2 : 64;
 }
 
-apr_status_t llmgw_stats_init(void *base, int capacity, apr_time_t now)
+apr_status_t llmgw_stats_init(void *base, int capacity, int nrows, apr_time_t created)
 {
     llmgw_stats_header_t *h = base;
+    apr_size_t size = llmgw_stats_size(capacity, nrows);
+    int i;
 
-    if (!base || ((apr_uintptr_t)base & 7) != 0 || capacity < 1 || capacity > MAX_CAPACITY)
+    if (!base || ((apr_uintptr_t)base & 7) != 0 || size == 0)
         return APR_EINVAL;
-    memset(base, 0, llmgw_stats_size(capacity));
+    memset(base, 0, size);
     h->magic = LLMGW_STATS_MAGIC;
     h->layout_version = LLMGW_STATS_LAYOUT_VERSION;
     h->capacity = (apr_uint32_t)capacity;
     h->slot_size = SLOT_SIZE;
-    h->created = (apr_uint64_t)now;
+    h->created = (apr_uint64_t)created;
+    h->nrows = (apr_uint32_t)nrows;
+    h->rows_used = 1; /* the shared row 0 */
+    h->row_size = (apr_uint32_t)row_size_for(capacity);
+    for (i = 0; i < capacity; i++)
+        slot_at(base, i)->index = (apr_uint32_t)i;
+    for (i = 0; i < nrows; i++)
+        row_at(base, i)->slots = (apr_uint32_t)capacity;
     return APR_SUCCESS;
 }
 
-int llmgw_stats_fits(const void *base, apr_size_t size, int capacity)
+int llmgw_stats_fits(const void *base, apr_size_t size, int capacity, int nrows)
 {
+    const llmgw_stats_header_t *h = base;
+
     if (!base || size < HDR_SIZE || !is_ours(base))
         return 0;
-    return header(base)->capacity >= (apr_uint32_t)(capacity > 0 ? capacity : 1) &&
-           llmgw_stats_size((int)header(base)->capacity) <= size;
+    return h->capacity >= (apr_uint32_t)(capacity > 0 ? capacity : 1) &&
+           h->nrows >= (apr_uint32_t)(nrows > 0 ? nrows : 1) &&
+           llmgw_stats_size((int)h->capacity, (int)h->nrows) <= size;
 }
 
 /* ------------------------------------------------------------------ */
@@ -174,11 +229,14 @@ static int slots_needed(const void *base, const char *const *names, int n, apr_s
     return needed;
 }
 
-static void slot_take(llmgw_stats_slot_t *s, const char *key)
+static void slot_take(void *base, int idx, const char *key)
 {
+    llmgw_stats_slot_t *s = slot_at(base, idx);
+
     memset(s, 0, SLOT_SIZE);
     memcpy(s->name, key, strlen(key) + 1);
     s->kind = LLMGW_STATS_KIND_UNKNOWN;
+    s->index = (apr_uint32_t)idx;
 }
 
 static int in_names(const char *key, const char *const *names, int n)
@@ -220,7 +278,7 @@ apr_status_t llmgw_stats_assign(void *base, const char *const *names, const int 
         idx = slot_find(base, key);
         if (idx < 0) {
             idx = slot_first_free(base);
-            slot_take(slot_at(base, idx), key);
+            slot_take(base, idx, key);
         }
         s = slot_at(base, idx);
         if (kinds)
@@ -232,27 +290,82 @@ apr_status_t llmgw_stats_assign(void *base, const char *const *names, const int 
     return APR_SUCCESS;
 }
 
-apr_status_t llmgw_stats_assign_config(void *base, const llmgw_config_t *cfg, apr_pool_t *p,
-                                       int **slot_of)
-{
-    int i, n = cfg->backends->nelts;
-    const char **names = apr_palloc(p, sizeof(*names) * (n + 1));
-    int *kinds = apr_palloc(p, sizeof(*kinds) * (n + 1));
-
-    *slot_of = apr_pcalloc(p, sizeof(int) * (n + 1));
-    for (i = 0; i < n; i++) {
-        const llmgw_backend_t *b = APR_ARRAY_IDX(cfg->backends, i, const llmgw_backend_t *);
-        names[i] = b->name;
-        kinds[i] = (int)b->type;
-    }
-    return llmgw_stats_assign(base, names, kinds, n, *slot_of);
-}
-
 llmgw_stats_slot_t *llmgw_stats_slot(void *base, int index)
 {
     if (!base || index < 0 || (apr_uint32_t)index >= header(base)->capacity)
         return NULL;
     return slot_at(base, index);
+}
+
+/* ------------------------------------------------------------------ */
+/* Per-child rows of in-flight attempts                                */
+
+llmgw_stats_row_t *llmgw_stats_child_claim(void *base, apr_uint32_t pid)
+{
+    llmgw_stats_header_t *h = base;
+    int i, nrows;
+
+    if (!base || !is_ours(base) || pid == 0)
+        return NULL;
+    nrows = (int)h->nrows;
+    for (i = 1; i < nrows; i++) {
+        if (apr_atomic_read32(&row_at(base, i)->pid) == pid)
+            return row_at(base, i);
+    }
+    for (i = 1; i < nrows; i++) {
+        llmgw_stats_row_t *row = row_at(base, i);
+        apr_uint32_t used;
+
+        if (apr_atomic_cas32(&row->pid, pid, 0) != 0)
+            continue;
+        /* Ours now: nobody else writes here. A released row is zero
+         * already; clearing it again is cheap insurance. */
+        memset((void *)row->inflight, 0, (apr_size_t)row->slots * sizeof(apr_uint32_t));
+        /* Readers sum rows [0, rows_used): raise it to cover this one. */
+        do {
+            used = apr_atomic_read32(&h->rows_used);
+        } while (used < (apr_uint32_t)i + 1 &&
+                 apr_atomic_cas32(&h->rows_used, (apr_uint32_t)i + 1, used) != used);
+        return row;
+    }
+    return row_at(base, 0);
+}
+
+int llmgw_stats_child_release(void *base, apr_uint32_t pid)
+{
+    int i, nrows;
+
+    if (!base || !is_ours(base) || pid == 0)
+        return -1;
+    nrows = (int)header(base)->nrows;
+    for (i = 1; i < nrows; i++) {
+        llmgw_stats_row_t *row = row_at(base, i);
+        apr_uint32_t j, dropped = 0;
+
+        if (apr_atomic_read32(&row->pid) != pid)
+            continue;
+        for (j = 0; j < row->slots; j++)
+            dropped += apr_atomic_xchg32(&row->inflight[j], 0);
+        /* Counts first, owner last: whoever claims it next finds it clean. */
+        apr_atomic_set32(&row->pid, 0);
+        return (int)dropped;
+    }
+    return -1;
+}
+
+apr_uint32_t llmgw_stats_inflight(const void *base, int index)
+{
+    const llmgw_stats_header_t *h = base;
+    apr_uint32_t i, used, sum = 0;
+
+    if (!base || !is_ours(base) || index < 0 || (apr_uint32_t)index >= h->capacity)
+        return 0;
+    used = R32(h->rows_used);
+    if (used > h->nrows)
+        used = h->nrows;
+    for (i = 0; i < used; i++)
+        sum += R32(row_at(base, (int)i)->inflight[index]);
+    return sum;
 }
 
 /* ------------------------------------------------------------------ */
@@ -287,26 +400,29 @@ int llmgw_stats_classify(llmgw_fail_e fail, int status)
     }
 }
 
-void llmgw_stats_begin(llmgw_stats_slot_t *s)
+void llmgw_stats_begin(llmgw_stats_slot_t *s, llmgw_stats_row_t *row)
 {
     if (!s)
         return;
     apr_atomic_inc64(&s->requests);
-    apr_atomic_inc32(&s->inflight);
+    if (row && s->index < row->slots)
+        apr_atomic_inc32(&row->inflight[s->index]);
 }
 
-void llmgw_stats_end(llmgw_stats_slot_t *s)
+void llmgw_stats_end(llmgw_stats_slot_t *s, llmgw_stats_row_t *row)
 {
+    volatile apr_uint32_t *v;
     apr_uint32_t old;
 
-    if (!s)
+    if (!s || !row || s->index >= row->slots)
         return;
+    v = &row->inflight[s->index];
     /* A CAS loop instead of dec32, so an unpaired end cannot wrap to 2^32-1. */
     do {
-        old = apr_atomic_read32(&s->inflight);
+        old = apr_atomic_read32(v);
         if (old == 0)
             return;
-    } while (apr_atomic_cas32(&s->inflight, old - 1, old) != old);
+    } while (apr_atomic_cas32(v, old - 1, old) != old);
 }
 
 void llmgw_stats_ewma_update(volatile apr_uint32_t *v, apr_interval_time_t sample)
@@ -350,7 +466,7 @@ static void add_tokens(volatile apr_uint64_t *counter, apr_int64_t n)
         apr_atomic_add64(counter, (apr_uint64_t)n);
 }
 
-void llmgw_stats_success(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t latency,
+void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time_t latency,
                          apr_interval_time_t ttfb, apr_int64_t prompt_tokens,
                          apr_int64_t completion_tokens)
 {
@@ -364,21 +480,21 @@ void llmgw_stats_success(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_tim
     apr_atomic_inc32(&s->latency_samples);
     add_tokens(&s->prompt_tokens, prompt_tokens);
     add_tokens(&s->completion_tokens, completion_tokens);
-    apr_atomic_set64(&s->last_success, (apr_uint64_t)now);
+    apr_atomic_set64(&s->last_success, (apr_uint64_t)now.wall);
 }
 
 /* Start (or extend) a cooldown and end any probe: it failed. */
-static void arm(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t cooldown)
+static void arm(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time_t cooldown)
 {
-    apr_time_t until = now + (cooldown > 0 ? cooldown : 0);
+    apr_time_t until = now.mono + (cooldown > 0 ? cooldown : 0);
 
     /* 0 means "not cooling"; a cooldown at time 0 (tests) must still count. */
     apr_atomic_set64(&s->cooldown_until, (apr_uint64_t)(until > 0 ? until : 1));
     apr_atomic_set64(&s->probe_since, 0);
 }
 
-int llmgw_stats_failure(llmgw_stats_slot_t *s, apr_time_t now, llmgw_fail_e fail, int status,
-                        int threshold, apr_interval_time_t cooldown)
+int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_time_t now, llmgw_fail_e fail,
+                        int status, int threshold, apr_interval_time_t cooldown)
 {
     int cls = llmgw_stats_classify(fail, status);
     llmgw_action_e action;
@@ -391,7 +507,7 @@ int llmgw_stats_failure(llmgw_stats_slot_t *s, apr_time_t now, llmgw_fail_e fail
         return 0;
     }
     apr_atomic_inc64(&s->errors[cls]);
-    apr_atomic_set64(&s->last_failure, (apr_uint64_t)now);
+    apr_atomic_set64(&s->last_failure, (apr_uint64_t)now.wall);
     if (threshold <= 0)
         return 0;
     action = llmgw_error_action(fail, status);
@@ -409,7 +525,7 @@ int llmgw_stats_failure(llmgw_stats_slot_t *s, apr_time_t now, llmgw_fail_e fail
     return 1;
 }
 
-void llmgw_stats_cool(llmgw_stats_slot_t *s, apr_time_t now, apr_interval_time_t cooldown)
+void llmgw_stats_cool(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time_t cooldown)
 {
     if (!s)
         return;
@@ -428,13 +544,13 @@ void llmgw_stats_fallback(llmgw_stats_slot_t *s)
         apr_atomic_inc64(&s->fallbacks);
 }
 
-/* A probe is running and recent enough to be alive. */
-static int probe_running(apr_uint64_t since, apr_time_t now)
+/* A probe is running and recent enough to be alive (monotonic times). */
+static int probe_running(apr_uint64_t since, apr_time_t mono)
 {
-    return since != 0 && now - (apr_time_t)since < LLMGW_STATS_PROBE_STALE;
+    return since != 0 && mono - (apr_time_t)since < LLMGW_STATS_PROBE_STALE;
 }
 
-llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, apr_time_t now)
+llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, llmgw_stats_time_t now)
 {
     apr_uint64_t until;
 
@@ -443,21 +559,21 @@ llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, apr_time_t now
     until = R64(s->cooldown_until);
     if (until == 0)
         return LLMGW_STATS_AVAILABLE;
-    if (now < (apr_time_t)until || probe_running(R64(s->probe_since), now))
+    if (now.mono < (apr_time_t)until || probe_running(R64(s->probe_since), now.mono))
         return LLMGW_STATS_COOLING;
     return LLMGW_STATS_PROBE;
 }
 
-llmgw_stats_avail_e llmgw_stats_available(llmgw_stats_slot_t *s, apr_time_t now)
+llmgw_stats_avail_e llmgw_stats_available(llmgw_stats_slot_t *s, llmgw_stats_time_t now)
 {
-    apr_uint64_t since, mark = (apr_uint64_t)(now > 0 ? now : 1);
+    apr_uint64_t since, mark = (apr_uint64_t)(now.mono > 0 ? now.mono : 1);
     llmgw_stats_avail_e a = llmgw_stats_peek(s, now);
 
     if (a != LLMGW_STATS_PROBE)
         return a;
     /* Exactly one caller moves probe_since from the value it read. */
     since = apr_atomic_read64(&s->probe_since);
-    if (probe_running(since, now))
+    if (probe_running(since, now.mono))
         return LLMGW_STATS_COOLING;
     if (apr_atomic_cas64(&s->probe_since, mark, since) != since)
         return LLMGW_STATS_COOLING;
@@ -473,23 +589,27 @@ void llmgw_stats_probe_release(llmgw_stats_slot_t *s)
 /* ------------------------------------------------------------------ */
 /* Snapshot                                                            */
 
-static llmgw_stats_health_e health_of(const llmgw_stats_view_t *v, apr_time_t now)
+static llmgw_stats_health_e health_of(const llmgw_stats_view_t *v, apr_time_t mono)
 {
     if (v->cooldown_until == 0)
         return LLMGW_STATS_UP;
-    if (now >= v->cooldown_until && probe_running((apr_uint64_t)v->probe_since, now))
+    if (mono >= v->cooldown_until && probe_running((apr_uint64_t)v->probe_since, mono))
         return LLMGW_STATS_PROBING;
     return LLMGW_STATS_IN_COOLDOWN;
 }
 
-static void view_read(llmgw_stats_view_t *v, const llmgw_stats_slot_t *s, int i, apr_time_t now)
+static void view_read(llmgw_stats_view_t *v, const void *base, int i, const char *name,
+                      apr_time_t mono)
 {
+    const llmgw_stats_slot_t *s = slot_at(base, i);
     apr_uint32_t kind = R32(s->kind);
     int e;
 
     v->slot = i;
-    memcpy(v->name, s->name, LLMGW_STATS_NAME_MAX);
-    v->name[LLMGW_STATS_NAME_MAX - 1] = '\0';
+    if (name)
+        apr_cpystrn(v->name, name, LLMGW_STATS_NAME_MAX);
+    else
+        apr_cpystrn(v->name, s->name, LLMGW_STATS_NAME_MAX);
     v->kind = kind < (apr_uint32_t)LLMGW_BACKEND_TYPE_COUNT ? (int)kind : -1;
     v->requests = R64(s->requests);
     v->successes = R64(s->successes);
@@ -500,7 +620,7 @@ static void view_read(llmgw_stats_view_t *v, const llmgw_stats_slot_t *s, int i,
     v->aborted = R64(s->aborted);
     v->prompt_tokens = R64(s->prompt_tokens);
     v->completion_tokens = R64(s->completion_tokens);
-    v->inflight = R32(s->inflight);
+    v->inflight = llmgw_stats_inflight(base, i);
     v->consecutive_failures = R32(s->consecutive_failures);
     v->latency_ewma_us = R32(s->latency_ewma_us);
     v->ttfb_ewma_us = R32(s->ttfb_ewma_us);
@@ -509,32 +629,60 @@ static void view_read(llmgw_stats_view_t *v, const llmgw_stats_slot_t *s, int i,
     v->probe_since = (apr_time_t)R64(s->probe_since);
     v->last_success = (apr_time_t)R64(s->last_success);
     v->last_failure = (apr_time_t)R64(s->last_failure);
-    v->health = health_of(v, now);
+    v->health = health_of(v, mono);
 }
 
-apr_status_t llmgw_stats_snapshot(apr_pool_t *p, const void *base, apr_time_t now,
-                                  llmgw_stats_snapshot_t **out)
+/* The segment-wide part of a snapshot, with room for @p n items. */
+static llmgw_stats_snapshot_t *snapshot_make(apr_pool_t *p, const void *base,
+                                             llmgw_stats_time_t now, int n)
 {
     const llmgw_stats_header_t *h = header(base);
+    llmgw_stats_snapshot_t *snap = apr_pcalloc(p, sizeof(*snap));
+    int i;
+
+    snap->created = (apr_time_t)h->created;
+    snap->now = now;
+    snap->generation = R32(h->generation);
+    snap->capacity = (int)h->capacity;
+    for (i = 0; i < snap->capacity; i++)
+        snap->retired += R32(slot_at(base, i)->state) == LLMGW_STATS_SLOT_RETIRED;
+    snap->items = apr_pcalloc(p, sizeof(llmgw_stats_view_t) * (apr_size_t)(n > 0 ? n : 1));
+    return snap;
+}
+
+apr_status_t llmgw_stats_snapshot(apr_pool_t *p, const void *base, llmgw_stats_time_t now,
+                                  llmgw_stats_snapshot_t **out)
+{
     llmgw_stats_snapshot_t *snap;
     int i;
 
     if (!base || !is_ours(base))
         return APR_EINVAL;
-    snap = apr_pcalloc(p, sizeof(*snap));
-    snap->created = (apr_time_t)h->created;
-    snap->now = now;
-    snap->generation = R32(h->generation);
-    snap->capacity = (int)h->capacity;
-    snap->items = apr_pcalloc(p, sizeof(llmgw_stats_view_t) * h->capacity);
+    snap = snapshot_make(p, base, now, (int)header(base)->capacity);
     for (i = 0; i < snap->capacity; i++) {
-        const llmgw_stats_slot_t *s = slot_at(base, i);
-        apr_uint32_t state = R32(s->state);
-        if (state == LLMGW_STATS_SLOT_RETIRED)
-            snap->retired++;
-        if (state == LLMGW_STATS_SLOT_ACTIVE)
-            view_read(&snap->items[snap->nelts++], s, i, now);
+        if (R32(slot_at(base, i)->state) == LLMGW_STATS_SLOT_ACTIVE)
+            view_read(&snap->items[snap->nelts++], base, i, NULL, now.mono);
     }
+    *out = snap;
+    return APR_SUCCESS;
+}
+
+apr_status_t llmgw_stats_snapshot_slots(apr_pool_t *p, const void *base, llmgw_stats_time_t now,
+                                        const int *slots, const char *const *names, int n,
+                                        llmgw_stats_snapshot_t **out)
+{
+    llmgw_stats_snapshot_t *snap;
+    int i;
+
+    if (!base || !is_ours(base) || n < 0 || (n > 0 && (!slots || !names)))
+        return APR_EINVAL;
+    for (i = 0; i < n; i++) {
+        if (slots[i] < 0 || (apr_uint32_t)slots[i] >= header(base)->capacity)
+            return APR_EINVAL;
+    }
+    snap = snapshot_make(p, base, now, n);
+    for (i = 0; i < n; i++)
+        view_read(&snap->items[snap->nelts++], base, slots[i], names[i], now.mono);
     *out = snap;
     return APR_SUCCESS;
 }
@@ -573,7 +721,7 @@ static const char *kind_name(int kind)
     return kind >= 0 ? llmgw_backend_type_name((llmgw_backend_type_e)kind) : "unknown";
 }
 
-/* Cooldown left, 0 when not cooling or already expired. */
+/* Cooldown left at monotonic time @p now, 0 when not cooling or already expired. */
 static apr_interval_time_t cooldown_left(const llmgw_stats_view_t *v, apr_time_t now)
 {
     return v->cooldown_until > now ? v->cooldown_until - now : 0;
@@ -640,10 +788,10 @@ const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, 
     int i;
 
     for (i = 0; i < snap->nelts; i++)
-        json_array_append_new(list, view_json(&snap->items[i], snap->now));
+        json_array_append_new(list, view_json(&snap->items[i], snap->now.mono));
     json_object_set_new(root, "generation", json_integer(snap->generation));
     json_object_set_new(root, "created", json_time_or_null(snap->created));
-    json_object_set_new(root, "time", json_time_or_null(snap->now));
+    json_object_set_new(root, "time", json_time_or_null(snap->now.wall));
     json_object_set_new(root, "capacity", json_integer(snap->capacity));
     json_object_set_new(root, "retired", json_integer(snap->retired));
     json_object_set_new(root, "backends", list);
@@ -724,7 +872,7 @@ static void prom_family(text_t *t, const char *name, prom_type_e type, const cha
               type == PROM_COUNTER ? "counter" : "gauge");
 }
 
-/* One integer-valued sample per backend, for every backend of the snapshot. */
+/* One integer-valued sample per backend, for every backend of the snapshot (now: monotonic). */
 typedef apr_uint64_t (*prom_value_fn)(const llmgw_stats_view_t *v, apr_time_t now);
 
 static void prom_per_backend(text_t *t, const llmgw_stats_snapshot_t *snap, const char **labels,
@@ -734,7 +882,7 @@ static void prom_per_backend(text_t *t, const llmgw_stats_snapshot_t *snap, cons
 
     for (i = 0; i < snap->nelts; i++)
         text_addf(t, "%s{backend=\"%s\"} %" APR_UINT64_T_FMT "\n", name, labels[i],
-                  fn(&snap->items[i], snap->now));
+                  fn(&snap->items[i], snap->now.mono));
 }
 
 static apr_uint64_t pv_requests(const llmgw_stats_view_t *v, apr_time_t now)
@@ -841,7 +989,7 @@ static void prom_gauges(text_t *t, const llmgw_stats_snapshot_t *snap, const cha
                 "Time left in the current cooldown.");
     for (i = 0; i < snap->nelts; i++)
         text_addf(t, "llmgw_cooldown_remaining_seconds{backend=\"%s\"} %s\n", labels[i],
-                  prom_seconds(t->p, (apr_uint64_t)cooldown_left(&snap->items[i], snap->now)));
+                  prom_seconds(t->p, (apr_uint64_t)cooldown_left(&snap->items[i], snap->now.mono)));
     prom_family(t, "llmgw_consecutive_failures", PROM_GAUGE,
                 "Retryable failures since the last success.");
     prom_per_backend(t, snap, labels, "llmgw_consecutive_failures", pv_consecutive);
@@ -990,15 +1138,15 @@ const char *llmgw_stats_html(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, 
     text_addf(&t,
               "<p>Now: %s. Counters since %s (configuration generation %u; "
               "%d of %d slots used, %d retired).</p>\n",
-              html_time(p, snap->now), html_time(p, snap->created), snap->generation, snap->nelts,
-              snap->capacity, snap->retired);
+              html_time(p, snap->now.wall), html_time(p, snap->created), snap->generation,
+              snap->nelts, snap->capacity, snap->retired);
     if (snap->nelts == 0) {
         text_add(&t, "<p>No backends are configured.</p>\n</body></html>\n");
         return text_done(&t, len);
     }
     text_add(&t, html_columns);
     for (i = 0; i < snap->nelts; i++)
-        html_row(&t, &snap->items[i], snap->now);
+        html_row(&t, &snap->items[i], snap->now.mono);
     text_add(&t, "</table>\n<p><small>Latency and TTFB are moving averages of successful "
                  "attempts. Also as <code>?format=json</code> and "
                  "<code>?format=prometheus</code>.</small></p>\n</body></html>\n");

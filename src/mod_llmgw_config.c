@@ -13,6 +13,7 @@
 #include <string.h>
 #include <apr_strings.h>
 #include <apr_file_io.h>
+#include <apr_hash.h>
 #include <http_main.h>
 #include "mod_llmgw_private.h"
 #include "llmgw_google_auth.h"
@@ -36,6 +37,8 @@ void *llmgw_merge_srv(apr_pool_t *p, void *basev, void *addv)
     c->max_body = add->max_body != LLMGW_UNSET ? add->max_body : base->max_body;
     c->max_upstream_body =
         add->max_upstream_body != LLMGW_UNSET ? add->max_upstream_body : base->max_upstream_body;
+    /* Only about the file this server names itself: the main server's is logged once. */
+    c->kept_reason = add->kept_reason;
     return c;
 }
 
@@ -86,40 +89,92 @@ apr_off_t llmgw_max_upstream_body(request_rec *r)
 }
 
 /*
- * The last gateway.yaml that loaded, kept in the process pool across
- * generations. The text lives in malloc'ed memory replaced on each good
- * load, so repeated graceful restarts do not grow the process pool.
+ * The last good text of every gateway.yaml file, by resolved path, kept in
+ * the process pool across generations for the live-restart fallback below.
+ *
+ * Keyed by file, not by server: what went bad is a file, and its previous
+ * version is what every (virtual) host reading that file was running, so
+ * after a bad edit of vhost A's file A keeps A's previous text while B,
+ * reading another file, loads its own (once there was a single copy per
+ * process, and A got B's configuration and keys). A host pointed at a file
+ * it never loaded has no previous version of it and fails as at a first
+ * start. The texts live in malloc'ed memory, replaced on each good load
+ * and freed once no server uses the file (llmgw_config_post_config), so
+ * repeated graceful restarts do not grow the process pool; only the
+ * entries (path and two words) stay, one per file ever used.
  */
 typedef struct {
-    char *text;
+    char *text; /* malloc'ed, NULL when forgotten */
     apr_size_t len;
+    int generation; /* last configuration generation that used the file */
 } last_good_t;
 
-static last_good_t *last_good(process_rec *proc)
+static apr_hash_t *last_good_files(process_rec *proc)
 {
     void *ud = NULL;
-    last_good_t *lg;
+    apr_hash_t *files;
 
     apr_pool_userdata_get(&ud, "llmgw-last-good-yaml", proc->pool);
     if (ud)
         return ud;
-    lg = apr_pcalloc(proc->pool, sizeof(*lg));
-    apr_pool_userdata_set(lg, "llmgw-last-good-yaml", apr_pool_cleanup_null, proc->pool);
-    return lg;
+    files = apr_hash_make(proc->pool);
+    apr_pool_userdata_set(files, "llmgw-last-good-yaml", apr_pool_cleanup_null, proc->pool);
+    return files;
 }
 
-static void remember(process_rec *proc, const char *text, apr_size_t len)
+/* The last good text of @p path, NULL when there is none. */
+static last_good_t *last_good(process_rec *proc, const char *path)
 {
-    last_good_t *lg = last_good(proc);
+    last_good_t *lg = apr_hash_get(last_good_files(proc), path, APR_HASH_KEY_STRING);
+
+    return lg && lg->text ? lg : NULL;
+}
+
+static void remember(process_rec *proc, const char *path, const char *text, apr_size_t len)
+{
+    apr_hash_t *files = last_good_files(proc);
+    last_good_t *lg = apr_hash_get(files, path, APR_HASH_KEY_STRING);
     char *copy = malloc(len + 1);
 
     if (!copy)
         return;
     memcpy(copy, text, len);
     copy[len] = '\0';
+    if (!lg) {
+        lg = apr_pcalloc(proc->pool, sizeof(*lg));
+        apr_hash_set(files, apr_pstrdup(proc->pool, path), APR_HASH_KEY_STRING, lg);
+    }
     free(lg->text);
     lg->text = copy;
     lg->len = len;
+    lg->generation = ap_state_query(AP_SQ_CONFIG_GEN);
+}
+
+void llmgw_config_post_config(server_rec *s)
+{
+    int gen = ap_state_query(AP_SQ_CONFIG_GEN);
+    apr_hash_index_t *hi;
+    server_rec *v;
+
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return;
+    for (v = s; v; v = v->next) {
+        llmgw_srv_cfg *c = ap_get_module_config(v->module_config, &llmgw_module);
+        if (c && c->kept_reason)
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, v,
+                         LLMGW_LOGNO(00008) "LLMGatewayConfig: %s; keeping the previous "
+                                            "version of this file",
+                         c->kept_reason);
+    }
+    /* Every file loaded (or fallen back to) in this generation was marked. */
+    for (hi = apr_hash_first(NULL, last_good_files(s->process)); hi; hi = apr_hash_next(hi)) {
+        last_good_t *lg = apr_hash_this_val(hi);
+        if (lg->generation != gen && lg->text) {
+            free(lg->text);
+            lg->text = NULL;
+            lg->len = 0;
+        }
+    }
 }
 
 static apr_status_t read_file(apr_pool_t *p, const char *path, char **text, apr_size_t *len)
@@ -214,22 +269,22 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
     if (rv == APR_SUCCESS) {
         c->config_path = path;
         if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG)
-            remember(cmd->server->process, text, len);
+            remember(cmd->server->process, path, text, len);
         return NULL;
     }
     if (!msg)
         msg = apr_psprintf(cmd->pool, "%s: %s", path, llmgw_strerror(rv, buf, sizeof(buf)));
-    if (in_live_restart() && last_good(cmd->server->process)->text) {
-        last_good_t *lg = last_good(cmd->server->process);
+    if (in_live_restart() && last_good(cmd->server->process, path)) {
+        last_good_t *lg = last_good(cmd->server->process, path);
         const char *msg2 = NULL;
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, cmd->server,
-                     LLMGW_LOGNO(00008) "LLMGatewayConfig: %s; keeping the previous gateway "
-                                        "configuration",
-                     msg);
         if (llmgw_config_parse_opts(&c->gw, cmd->pool, cmd->temp_pool, path, lg->text, lg->len,
                                     &opts, &msg2) == APR_SUCCESS &&
             !load_secrets(cmd, c->gw)) {
+            /* Logged in post_config: while the configuration is read, the
+             * new generation's error log is not open yet. */
             c->config_path = path;
+            c->kept_reason = msg;
+            lg->generation = ap_state_query(AP_SQ_CONFIG_GEN);
             return NULL;
         }
     }

@@ -691,7 +691,7 @@ static void attempt_run(req_t *q, const llmgw_http_request_t *hreq, apr_time_t d
 static void stats_success(req_t *q, llmgw_stats_slot_t *slot, const attempt_t *a)
 {
     const llmgw_usage_t *u = &a->usage;
-    llmgw_stats_success(slot, apr_time_now(), a->elapsed, a->ttfb,
+    llmgw_stats_success(slot, llmgw_stats_time_now(), a->elapsed, a->ttfb,
                         u->present ? u->prompt_tokens : -1, u->present ? u->completion_tokens : -1);
 }
 
@@ -833,9 +833,9 @@ static turn_e candidate_attempts(req_t *q, const llmgw_candidate_t *c, int has_n
         llmgw_pool_next_e next;
 
         attempts++;
-        llmgw_stats_begin(slot);
+        llmgw_stats_begin(slot, llmgw_glue_stats_row());
         attempt_run(q, &hreq, deadline, &a);
-        llmgw_stats_end(slot);
+        llmgw_stats_end(slot, llmgw_glue_stats_row());
         if (a.ok) {
             stats_success(q, slot, &a);
             return TURN_ANSWERED;
@@ -847,7 +847,7 @@ static turn_e candidate_attempts(req_t *q, const llmgw_candidate_t *c, int has_n
         if (vertex_reauth(q, c, &a, &reauth, &hreq))
             continue;
         memset(&o, 0, sizeof(o));
-        o.cooling = llmgw_stats_failure(slot, apr_time_now(), a.fail, a.status,
+        o.cooling = llmgw_stats_failure(slot, llmgw_stats_time_now(), a.fail, a.status,
                                         llmgw_pool_failure_threshold(c->pool),
                                         llmgw_pool_cooldown(c->pool));
         if (a.fail == LLMGW_FAIL_CLIENT_GONE || q->client_gone)
@@ -865,7 +865,7 @@ static turn_e candidate_attempts(req_t *q, const llmgw_candidate_t *c, int has_n
             o.action = LLMGW_ACTION_FALLBACK;
             if (c->pool && llmgw_pool_failure_threshold(c->pool) > 0) {
                 apr_interval_time_t cd = llmgw_pool_cooldown(c->pool);
-                llmgw_stats_cool(slot, apr_time_now(), a.hint > cd ? a.hint : cd);
+                llmgw_stats_cool(slot, llmgw_stats_time_now(), a.hint > cd ? a.hint : cd);
                 o.cooling = 1;
             }
         }
@@ -953,7 +953,7 @@ static int walk_candidates(req_t *q, const char *model, const llmgw_pool_env_t *
     for (i = 0; i < cl->nelts; i++) {
         const llmgw_candidate_t *c = &cl->items[i];
         llmgw_stats_slot_t *slot = llmgw_stats_slot(env.stats, c->slot);
-        llmgw_stats_avail_e avail = llmgw_stats_available(slot, apr_time_now());
+        llmgw_stats_avail_e avail = llmgw_stats_available(slot, llmgw_stats_time_now());
         turn_e turn;
         llmgw_candidate_t mine = *c;
 
@@ -1002,7 +1002,7 @@ static int run_candidates(req_t *q, const char *model)
     const llmgw_backend_t *target = q->route->backend;
     llmgw_stats_slot_t *pool_slot = NULL;
     llmgw_pool_env_t env;
-    apr_time_t start = apr_time_now();
+    llmgw_stats_time_t start = llmgw_stats_time_now(), end;
     int rc;
 
     memset(&env, 0, sizeof(env));
@@ -1018,15 +1018,16 @@ static int run_candidates(req_t *q, const char *model)
         q->max_attempts =
             target->max_attempts != LLMGW_UNSET ? target->max_attempts : LLMGW_DEFAULT_MAX_ATTEMPTS;
     }
-    llmgw_stats_begin(pool_slot);
+    llmgw_stats_begin(pool_slot, llmgw_glue_stats_row());
     rc = walk_candidates(q, model, &env);
-    llmgw_stats_end(pool_slot);
+    llmgw_stats_end(pool_slot, llmgw_glue_stats_row());
+    end = llmgw_stats_time_now();
     if (pool_slot && q->answered)
-        llmgw_stats_success(pool_slot, apr_time_now(), apr_time_now() - start, -1, -1, -1);
+        llmgw_stats_success(pool_slot, end, end.mono - start.mono, -1, -1, -1);
     else if (pool_slot)
         /* What failed, not r->status: a stream cut after its content went
          * out has status 200 and is still a failure of its kind. */
-        llmgw_stats_failure(pool_slot, apr_time_now(),
+        llmgw_stats_failure(pool_slot, end,
                             q->client_gone ? LLMGW_FAIL_CLIENT_GONE
                             : q->last_fail ? q->last_fail
                                            : LLMGW_FAIL_HTTP,

@@ -11,8 +11,10 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <http_core.h>
+#include <ap_mpm.h>
 #include "llmgw.h"
 #include "llmgw_config.h"
+#include "llmgw_stats.h"
 #include "llmgw_upstream.h"
 
 /* mod_llmgw.c declares the module itself (AP_DECLARE_MODULE); doing both
@@ -36,12 +38,16 @@ extern module AP_MODULE_DECLARE_DATA llmgw_module;
 #define LLMGW_STATUS_HANDLER "llmgw-status"
 
 typedef struct {
-    const char *config_path;     /* LLMGatewayConfig, resolved */
-    llmgw_config_t *gw;          /* parsed gateway.yaml (pconf), NULL when not configured */
-    apr_off_t max_body;          /* LLMGW_UNSET when not set here */
+    const char *config_path; /* LLMGatewayConfig, resolved */
+    llmgw_config_t *gw;      /* parsed gateway.yaml (pconf), NULL when not configured; a vhost
+                              * without its own LLMGatewayConfig has the main server's pointer */
+    apr_off_t max_body;      /* LLMGW_UNSET when not set here */
     apr_off_t max_upstream_body; /* LLMGW_UNSET when not set here */
-    int *slot_of;                /* stats slot per backend index (post_config), or NULL */
-    int nslots;                  /* entries in slot_of */
+    int *slot_of;            /* stats slot per backend index of gw (post_config), or NULL */
+    int nslots;              /* entries in slot_of */
+    const char *kept_reason; /* why this server's own file was refused and its previous
+                              * version kept (live restart); logged in post_config, once
+                              * the error log is open; never inherited */
 } llmgw_srv_cfg;
 
 typedef struct {
@@ -77,8 +83,17 @@ void llmgw_strategy_post_config(server_rec *s);
 
 /* Shared statistics (mod_llmgw_stats.c). */
 int llmgw_stats_post_config(apr_pool_t *pconf, server_rec *s);
+/* child_init: claim this child's in-flight row. */
+void llmgw_stats_child_init(apr_pool_t *pchild, server_rec *s);
+/* The MPM's child_status hook (parent): free the row of a child that ended. */
+void llmgw_stats_child_status(server_rec *s, pid_t pid, ap_generation_t gen, int slot,
+                              mpm_child_status state);
 int llmgw_status_handler(request_rec *r);
 /* The segment of this generation, NULL when there is none. */
 void *llmgw_glue_stats_base(void);
+/* This child's in-flight row (pass it to llmgw_stats_begin/end), NULL when none. */
+llmgw_stats_row_t *llmgw_glue_stats_row(void);
+/* Forget last-good gateway.yaml copies of files no server uses any more (post_config). */
+void llmgw_config_post_config(server_rec *s);
 
 #endif /* MOD_LLMGW_PRIVATE_H */

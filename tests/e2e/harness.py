@@ -204,6 +204,75 @@ class HttpdError(RuntimeError):
     pass
 
 
+class VirtualHost:
+    """An extra <VirtualHost> of an Httpd, listening on a loopback port of its own.
+
+    Give a list of them as the `vhosts` conf option of Httpd (or start_gateway). Each
+    renders as
+
+        Listen 127.0.0.1:<port>
+        <VirtualHost 127.0.0.1:<port>>
+            ServerName <server_name>
+            LLMGatewayConfig <root>/gateway-<name>.yaml    (only with a yaml of its own)
+            <extra>
+        </VirtualHost>
+
+    The main server's <Location> blocks (/v1, /classic, and any in server_extra, e.g. the
+    status page) apply inside it as in any httpd vhost.
+
+      yaml         its own gateway.yaml text, or None to inherit the main server's gateway
+      extra        directives inside the <VirtualHost> block
+      server_name  its ServerName (default "<name>.test")
+    """
+
+    def __init__(self, name, yaml=None, extra="", server_name=None):
+        self.name = name
+        self.initial_yaml = yaml
+        self.extra = extra
+        self.server_name = server_name or f"{name}.test"
+        self.port = free_port()
+        self.server = None
+
+    def _attach(self, server):
+        if self.server is server:
+            return
+        self.server = server
+        if self.initial_yaml is not None:
+            self.write_yaml(self.initial_yaml)
+
+    @property
+    def own_config(self):
+        return self.initial_yaml is not None
+
+    @property
+    def yaml_path(self):
+        return self.server.root / f"gateway-{self.name}.yaml"
+
+    def write_yaml(self, text):
+        if not isinstance(text, str):
+            text = to_yaml(text) + "\n"
+        self.yaml_path.write_text(text)
+        os.chmod(self.yaml_path, 0o644)
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path):
+        return self.base + path
+
+    def conf(self):
+        own = f"LLMGatewayConfig {self.yaml_path}\n" if self.own_config else ""
+        return (f"Listen 127.0.0.1:{self.port}\n"
+                f"<VirtualHost 127.0.0.1:{self.port}>\n"
+                f"    ServerName {self.server_name}\n"
+                f"{_indent(own + self.extra)}"
+                f"</VirtualHost>\n")
+
+    def __repr__(self):
+        return f"<VirtualHost {self.name} :{self.port}>"
+
+
 class Httpd:
     """One private httpd with mod_llmgw.
 
@@ -214,6 +283,8 @@ class Httpd:
       server_extra    directives at server level (e.g. LLMGatewayMaxBody)
       pre_module      directives before mod_llmgw's LoadModule (e.g. another module's)
       with_module     False renders a config without mod_llmgw (harness self-test)
+      vhosts          VirtualHost objects rendered after the main server's configuration
+      main_config     False: no LLMGatewayConfig at server level (only vhosts have gateways)
 
     proto ("h1" or "h2", default LLMGW_PROTO): with "h2" the server also loads mod_http2
     and offers h2c (prior knowledge) besides HTTP/1.1; with "h1" mod_http2 is not loaded,
@@ -232,7 +303,7 @@ class Httpd:
         self.port = free_port()
         self.conf_opts = {"log_level": "warn llmgw:debug", "v1_extra": "",
                           "classic_extra": "", "server_extra": "", "pre_module": "",
-                          "with_module": True}
+                          "with_module": True, "vhosts": (), "main_config": True}
         self.conf_opts.update(conf)
         self.env = {}
         self.pid = None
@@ -247,6 +318,8 @@ class Httpd:
             os.chmod(p, 0o755)
         os.chmod(self.root / "logs", 0o777)
         self.write_yaml(gateway_yaml([], []))
+        for v in self.conf_opts["vhosts"]:
+            v._attach(self)
 
     # -- paths --------------------------------------------------------------
 
@@ -273,6 +346,13 @@ class Httpd:
     def url(self, path):
         return self.base + path
 
+    def vhost(self, name):
+        """The VirtualHost called `name`."""
+        for v in self.conf_opts["vhosts"]:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
     # -- files ----------------------------------------------------------------
 
     def write_yaml(self, text):
@@ -287,8 +367,9 @@ class Httpd:
         user = "User nobody\nGroup nogroup\n" if os.geteuid() == 0 else ""
         module = ""
         if o["with_module"]:
-            module = (f"LoadModule llmgw_module {self._module_copy()}\n"
-                      f"LLMGatewayConfig {self.yaml_path}\n")
+            module = f"LoadModule llmgw_module {self._module_copy()}\n"
+            if o["main_config"]:
+                module += f"LLMGatewayConfig {self.yaml_path}\n"
         log_level = o["log_level"]
         if not o["with_module"]:
             log_level = " ".join(w for w in log_level.split() if not w.startswith("llmgw:"))
@@ -302,6 +383,10 @@ class Httpd:
         if self.proto == "h2":
             http2 = (f"LoadModule http2_module {MODULES_DIR}/mod_http2.so\n"
                      f"Protocols h2c http/1.1\n")
+        vhosts = ""
+        for v in o["vhosts"]:
+            v._attach(self)
+            vhosts += v.conf()
         text = f"""# generated by tests/e2e/harness.py
 ServerRoot "{self.root}"
 ServerName 127.0.0.1
@@ -324,7 +409,7 @@ LogFormat "{ACCESS_FORMAT}" llmgw
 CustomLog logs/access.log llmgw
 {o['pre_module']}
 {module}{o['server_extra']}
-{locations}"""
+{locations}{vhosts}"""
         self.conf_path.write_text(text)
         os.chmod(self.conf_path, 0o644)
 
@@ -426,6 +511,18 @@ CustomLog logs/access.log llmgw
                 raise HttpdError(f"{self.name}: graceful refused ({r.returncode}):\n"
                                  f"{r.stdout}{r.stderr}")
             return r
+        self._wait_generation(before, timeout)
+        return r
+
+    def signal_graceful(self, timeout=20):
+        """A raw `kill -USR1` of the parent, as a script or a supervisor might send it: no
+        configuration check first, the running parent re-reads everything itself. Waits for
+        the new generation."""
+        before = self.generations()
+        os.kill(self.pid, signal.SIGUSR1)
+        self._wait_generation(before, timeout)
+
+    def _wait_generation(self, before, timeout):
         deadline = time.monotonic() + timeout
         while self.generations() <= before:
             if time.monotonic() > deadline:
@@ -436,7 +533,6 @@ CustomLog logs/access.log llmgw
                                  f"{self.error_log_text(0)[-3000:]}")
             time.sleep(0.05)
         time.sleep(0.2)  # let the children of the new generation start accepting
-        return r
 
     def alive(self):
         return bool(self.pid) and _alive(self.pid)

@@ -6,15 +6,20 @@
   `prometheus` package is installed, with `promtool check metrics`, and agrees with JSON;
 - the HTML page lists every backend; no format shows a secret;
 - counters survive `apache2 -k graceful`, a backend added by it starts at zero, one
-  removed disappears, and no shared-memory segment is left behind.
+  removed disappears, and no shared-memory segment is left behind;
+- the in-flight count of a child killed in the middle of a request is released once the
+  parent has reaped it, and least-busy chooses that backend again.
 """
 
 import html.parser
+import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
@@ -422,3 +427,78 @@ def test_counters_survive_graceful_and_new_backends_start_at_zero(request, modul
     st = poolkit.backend_stats(h)
     assert st["a"]["requests"] == 10 and st["new"]["requests"] == 1
     assert _shm_mappings(h.pid) == segments  # no segment left behind by the restarts
+
+
+# -- a child killed in the middle of a request ------------------------------------------------
+
+def _child_talking_to(h, port):
+    """The httpd child with an established connection to 127.0.0.1:`port`, or None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "01" and int(f[2].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    for pid in harness._children(h.pid):
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return pid
+    return None
+
+
+@pytest.mark.allow_log(r"AH00052", r"exit signal")
+def test_inflight_of_a_killed_child_is_released(request, module_so, ma):
+    """kill -9 the child running a slow attempt: once the parent has reaped it, the
+    backend's in-flight count is back to 0 and least-busy chooses it again."""
+    slow = MockOpenAI().start()
+    request.addfinalizer(slow.stop)
+    backends = [
+        harness.openai_backend("x", slow.url, DEFAULT_KEY, defaultModel="gpt-mock",
+                               **dict(FAST, firstByteTimeout="20s", timeout="30s")),
+        harness.openai_backend("y", ma.url, DEFAULT_KEY, defaultModel="gpt-mock", **FAST),
+        poolkit.pool_backend("lb", ["x", "y"], "least-busy"),
+    ]
+    routes = [harness.route(n, f"/v1/{n}/chat/completions", n) for n in ("x", "y", "lb")]
+    h = start_gateway(request, "status-kill", harness.gateway_yaml(backends, routes),
+                      server_extra=poolkit.STATUS_CONF)
+    # y has a latency average, x none: with nothing in flight least-busy tries x first.
+    assert chat(h, "y", "warm y").status_code == 200
+    slow.script(Fault(delay=15))
+    result = {}
+
+    def slow_request():
+        try:
+            result["status"] = chat(h, "x", "never answered").status_code
+        except requests.RequestException as e:
+            result["error"] = e
+
+    t = threading.Thread(target=slow_request, daemon=True)
+    t.start()
+    assert harness.wait_until(lambda: len(slow.requests) == 1, 5.0), "the slow attempt never left"
+    assert poolkit.backend_stats(h)["x"]["inflight"] == 1
+    r = chat(h, "lb", "x is busy")
+    assert r.status_code == 200 and r.headers["x-llmgw-backend"] == "y", r.headers
+
+    child = harness.wait_until(lambda: _child_talking_to(h, slow.port), 5.0)
+    assert child, "no httpd child is talking to the slow mock"
+    os.kill(child, signal.SIGKILL)
+    t.join(10)
+    assert "status" not in result, result  # the client lost its connection, no answer
+
+    assert harness.wait_until(lambda: poolkit.backend_stats(h)["x"]["inflight"] == 0, 15.0), \
+        poolkit.backend_stats(h)["x"]
+    assert poolkit.backend_stats(h)["lb"]["inflight"] == 0
+    r = chat(h, "lb", "x is free again")
+    assert r.status_code == 200 and r.headers["x-llmgw-backend"] == "x", r.headers

@@ -11,6 +11,8 @@
 
 #define T0 apr_time_from_sec(1700000000)
 #define SEC(n) apr_time_from_sec(n)
+/* Both clocks at @p t. */
+#define AT(t) ((llmgw_stats_time_t){(t), (t)})
 
 /* Three providers; a and c list gpt-4o, b does not; d has no defaultModel. */
 static const char backends_yaml[] =
@@ -53,15 +55,15 @@ static world_t *world_opts(const char *pools_yaml, const llmgw_config_opts_t *op
     names = apr_pcalloc(test_pool, sizeof(*names) * n);
     for (i = 0; i < n; i++)
         names[i] = APR_ARRAY_IDX(w->cfg->backends, i, const llmgw_backend_t *)->name;
-    size = llmgw_stats_size(16);
+    size = llmgw_stats_size(16, 4);
     w->stats = apr_pcalloc(test_pool, size);
-    ck_assert_int_eq(llmgw_stats_init(w->stats, 16, T0), APR_SUCCESS);
+    ck_assert_int_eq(llmgw_stats_init(w->stats, 16, 4, T0), APR_SUCCESS);
     w->slot_of = apr_pcalloc(test_pool, sizeof(int) * n);
     ck_assert_int_eq(llmgw_stats_assign(w->stats, names, NULL, n, w->slot_of), APR_SUCCESS);
     w->env.stats = w->stats;
     w->env.slot_of = w->slot_of;
     w->env.nslots = n;
-    w->env.now = T0;
+    w->env.now = AT(T0);
     w->env.seed = 1;
     return w;
 }
@@ -132,7 +134,7 @@ START_TEST(test_lone_backend)
     ck_assert_str_eq(cands(w, "c", "m-large", APR_SUCCESS, NULL), "c:m-large");
     /* A lone backend is tried even while cooling: there is nothing else. */
     for (i = 0; i < 5; i++)
-        llmgw_stats_failure(slot(w, "a"), T0, LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+        llmgw_stats_failure(slot(w, "a"), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     ck_assert_str_eq(cands(w, "a", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
     ck_assert_int_eq(llmgw_pool_failure_threshold(NULL), 0);
 }
@@ -232,14 +234,14 @@ START_TEST(test_cooling_members)
 
     ck_assert_int_eq(llmgw_pool_failure_threshold(p), 2);
     ck_assert_int_eq(llmgw_pool_cooldown(p), SEC(20));
-    llmgw_stats_failure(slot(w, "b"), T0 - SEC(5), LLMGW_FAIL_HTTP, 503, 2, SEC(20));
-    llmgw_stats_failure(slot(w, "b"), T0 - SEC(5), LLMGW_FAIL_HTTP, 503, 2, SEC(20));
+    llmgw_stats_failure(slot(w, "b"), AT(T0 - SEC(5)), LLMGW_FAIL_HTTP, 503, 2, SEC(20));
+    llmgw_stats_failure(slot(w, "b"), AT(T0 - SEC(5)), LLMGW_FAIL_HTTP, 503, 2, SEC(20));
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, &c), "a:gpt-4o c:m-large");
     ck_assert_int_eq(c->cooling, 1);
     ck_assert_int_eq(c->cooldown_left, SEC(15));
     /* Everyone cooling: nothing to try, and how long until one is back. */
-    llmgw_stats_failure(slot(w, "a"), T0, LLMGW_FAIL_HTTP, 401, 2, SEC(20));
-    llmgw_stats_failure(slot(w, "c"), T0 - SEC(12), LLMGW_FAIL_HTTP, 403, 2, SEC(20));
+    llmgw_stats_failure(slot(w, "a"), AT(T0), LLMGW_FAIL_HTTP, 401, 2, SEC(20));
+    llmgw_stats_failure(slot(w, "c"), AT(T0 - SEC(12)), LLMGW_FAIL_HTTP, 403, 2, SEC(20));
     cands(w, "p", NULL, APR_ENOENT, &c);
     ck_assert_int_eq(c->nelts, 0);
     ck_assert_int_eq(c->cooling, 3);
@@ -262,19 +264,19 @@ START_TEST(test_down_member_skipped_probed_returned)
 
     /* b, the primary, fails three times in a row: skipped for 30 s. */
     for (i = 0; i < 3; i++)
-        llmgw_stats_failure(sb, T0, LLMGW_FAIL_CONNECT, 0, llmgw_pool_failure_threshold(p),
+        llmgw_stats_failure(sb, AT(T0), LLMGW_FAIL_CONNECT, 0, llmgw_pool_failure_threshold(p),
                             llmgw_pool_cooldown(p));
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
-    w->env.now = T0 + SEC(29);
+    w->env.now = AT(T0 + SEC(29));
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
     /* Cooldown over: b is put first, as the probe. */
-    w->env.now = T0 + SEC(30);
+    w->env.now = AT(T0 + SEC(30));
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, &c), "!b:claude-x a:gpt-4o");
     /* One request claims the probe; concurrent requests no longer list b. */
     ck_assert_int_eq(llmgw_stats_available(sb, w->env.now), LLMGW_STATS_PROBE);
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
     /* The probe succeeds: b is primary again. */
-    llmgw_stats_success(sb, w->env.now + SEC(1), 200000, 50000, 10, 10);
+    llmgw_stats_success(sb, AT(w->env.now.mono + SEC(1)), 200000, 50000, 10, 10);
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "b:claude-x a:gpt-4o");
 }
 END_TEST
@@ -290,13 +292,13 @@ START_TEST(test_probe_goes_first_whatever_the_strategy)
 
     /* c is slow; a is fast; c's cooldown is over. */
     for (i = 0; i < 10; i++) {
-        llmgw_stats_success(slot(w, "a"), T0, 10000, -1, 0, 0);
-        llmgw_stats_success(slot(w, "c"), T0, 900000, -1, 0, 0);
+        llmgw_stats_success(slot(w, "a"), AT(T0), 10000, -1, 0, 0);
+        llmgw_stats_success(slot(w, "c"), AT(T0), 900000, -1, 0, 0);
     }
-    llmgw_stats_failure(slot(w, "c"), T0 - SEC(60), LLMGW_FAIL_TIMEOUT, 0, 1, SEC(30));
+    llmgw_stats_failure(slot(w, "c"), AT(T0 - SEC(60)), LLMGW_FAIL_TIMEOUT, 0, 1, SEC(30));
     /* Even with fallback off (one candidate), the probe is what gets sent. */
     ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "!c:gpt-4o");
-    ck_assert_int_eq(llmgw_stats_available(slot(w, "c"), T0), LLMGW_STATS_PROBE);
+    ck_assert_int_eq(llmgw_stats_available(slot(w, "c"), AT(T0)), LLMGW_STATS_PROBE);
     ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "a:gpt-4o");
 }
 END_TEST
@@ -322,6 +324,37 @@ START_TEST(test_weighted_pool)
         first_a += strcmp(c->items[0].backend->name, "a") == 0;
     }
     ck_assert_msg(first_a >= 6800 && first_a <= 7200, "a first %d of 10000", first_a);
+}
+END_TEST
+
+/*
+ * least-busy reads the in-flight attempts of every child's row: a child
+ * that died with an attempt running shuns its backend only until the
+ * parent frees the child's row.
+ */
+START_TEST(test_least_busy_sums_rows_and_forgets_dead_children)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: least-busy\n"
+                       "    backends: [{name: a}, {name: c}]\n");
+    llmgw_stats_row_t *r1 = llmgw_stats_child_claim(w->stats, 101);
+    llmgw_stats_row_t *r2 = llmgw_stats_child_claim(w->stats, 102);
+
+    /* Same latency for both: the order is decided by what is in flight. */
+    llmgw_stats_success(slot(w, "a"), AT(T0), 100000, -1, 0, 0);
+    llmgw_stats_success(slot(w, "c"), AT(T0), 100000, -1, 0, 0);
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "a:gpt-4o c:gpt-4o");
+    llmgw_stats_begin(slot(w, "a"), r1);
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "c:gpt-4o a:gpt-4o");
+    /* One in flight each, in two children: a tie again. */
+    llmgw_stats_begin(slot(w, "c"), r2);
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "a:gpt-4o c:gpt-4o");
+    llmgw_stats_end(slot(w, "c"), r2);
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "c:gpt-4o a:gpt-4o");
+    /* Child 101 is killed in the middle of its attempt: once its row is freed, a is back. */
+    ck_assert_int_eq(llmgw_stats_child_release(w->stats, 101), 1);
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "a:gpt-4o c:gpt-4o");
 }
 END_TEST
 
@@ -408,7 +441,7 @@ START_TEST(test_foreign_strategy_orders_the_pool)
     ck_assert_str_eq(cands(w, "outer", "gpt-4o", APR_SUCCESS, NULL),
                      "c:gpt-4o b:claude-x a:gpt-4o d:gpt-4o");
     /* A member cooling down is dropped whatever the strategy said. */
-    llmgw_stats_failure(slot(w, "b"), T0, LLMGW_FAIL_HTTP, 503, 1, SEC(20));
+    llmgw_stats_failure(slot(w, "b"), AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(20));
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "c:m-large a:gpt-4o");
 }
 END_TEST
@@ -474,7 +507,7 @@ START_TEST(test_nested_fallback_false)
     ck_assert_str_eq(cands(w, "outer", NULL, APR_SUCCESS, NULL), "b:claude-x c:m-large");
     ck_assert_str_eq(cands(w, "single", NULL, APR_SUCCESS, NULL), "b:claude-x");
     /* Its first choice cooling: the next available one stands in. */
-    llmgw_stats_failure(slot(w, "b"), T0, LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_stats_failure(slot(w, "b"), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     ck_assert_str_eq(cands(w, "outer", NULL, APR_SUCCESS, NULL), "a:gpt-4o c:m-large");
 }
 END_TEST
@@ -735,6 +768,7 @@ int main(void)
 
     tcase_add_checked_fixture(tc, setup, test_pool_teardown);
     tcase_add_test(tc, test_lone_backend);
+    tcase_add_test(tc, test_least_busy_sums_rows_and_forgets_dead_children);
     tcase_add_test(tc, test_pool_models);
     tcase_add_test(tc, test_pool_member_without_default);
     tcase_add_test(tc, test_pool_aliases);

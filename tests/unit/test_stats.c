@@ -12,17 +12,32 @@
 #define T0 apr_time_from_sec(1700000000)
 #define SEC(n) apr_time_from_sec(n)
 #define MS(n) ((apr_interval_time_t)(n)*1000)
+/* A moment where both clocks read @p t (the tests of clock steps set them apart). */
+#define AT(t) ((llmgw_stats_time_t){(t), (t)})
+#define ROWS 4
+#define PID 4242
+
+/* The in-flight row of the latest segment(): this test process's, as a child would claim it. */
+static llmgw_stats_row_t *row;
 
 /* A fresh segment of @p capacity slots in test_pool (64-aligned, like a page would be). */
 static void *segment(int capacity)
 {
-    apr_size_t size = llmgw_stats_size(capacity);
+    apr_size_t size = llmgw_stats_size(capacity, ROWS);
     char *raw = apr_palloc(test_pool, size + 64);
     void *base = (void *)(((apr_uintptr_t)raw + 63) & ~(apr_uintptr_t)63);
 
     memset(raw, 0xa5, size + 64); /* garbage, as fresh shared memory might hold */
-    ck_assert_int_eq(llmgw_stats_init(base, capacity, T0), APR_SUCCESS);
+    ck_assert_int_eq(llmgw_stats_init(base, capacity, ROWS, T0), APR_SUCCESS);
+    row = llmgw_stats_child_claim(base, PID);
+    ck_assert_ptr_nonnull(row);
     return base;
+}
+
+/* In-flight attempts of the slot @p s points to, summed over the rows. */
+static apr_uint32_t inflight(void *base, const llmgw_stats_slot_t *s)
+{
+    return llmgw_stats_inflight(base, (int)s->index);
 }
 
 static void assign_ok(void *base, const char *const *names, int n, int *slots)
@@ -46,28 +61,39 @@ START_TEST(test_size_and_init)
 
     ck_assert_uint_eq(sizeof(llmgw_stats_header_t), 64);
     ck_assert_uint_eq(sizeof(llmgw_stats_slot_t) % 64, 0);
-    ck_assert_uint_eq(llmgw_stats_size(10), 64 + 10 * sizeof(llmgw_stats_slot_t));
-    ck_assert_uint_eq(llmgw_stats_size(0), 0);
+    /* Header, slots, then rows of a 64-byte head plus 4 bytes a slot in whole cache lines. */
+    ck_assert_uint_eq(llmgw_stats_size(10, 3), 64 + 10 * sizeof(llmgw_stats_slot_t) + 3 * 128);
+    ck_assert_uint_eq(llmgw_stats_size(16, 1), 64 + 16 * sizeof(llmgw_stats_slot_t) + 128);
+    ck_assert_uint_eq(llmgw_stats_size(17, 1), 64 + 17 * sizeof(llmgw_stats_slot_t) + 192);
+    ck_assert_uint_eq(llmgw_stats_size(0, 1), 0);
+    ck_assert_uint_eq(llmgw_stats_size(1, 0), 0);
     ck_assert_int_eq(llmgw_stats_capacity_for(3), 64);
     ck_assert_int_eq(llmgw_stats_capacity_for(50), 100);
+    ck_assert_int_eq(llmgw_stats_rows_for(16), 33);
+    ck_assert_int_eq(llmgw_stats_rows_for(0), 3);
+    ck_assert_int_eq(llmgw_stats_rows_for(200000), LLMGW_STATS_MAX_ROWS);
 
     base = segment(4);
-    ck_assert(llmgw_stats_fits(base, llmgw_stats_size(4), 4));
-    ck_assert(llmgw_stats_fits(base, llmgw_stats_size(4), 2));
-    /* Needs more slots than it has, or the memory is smaller than it claims. */
-    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4), 5));
-    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(3), 1));
-    ck_assert(!llmgw_stats_fits(NULL, 4096, 1));
-    /* Every slot starts FREE and zero. */
+    ck_assert(llmgw_stats_fits(base, llmgw_stats_size(4, ROWS), 4, ROWS));
+    ck_assert(llmgw_stats_fits(base, llmgw_stats_size(4, ROWS), 2, 1));
+    /* Needs more slots or rows than it has, or the memory is smaller than it claims. */
+    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4, ROWS), 5, ROWS));
+    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4, ROWS), 4, ROWS + 1));
+    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4, ROWS - 1), 1, 1));
+    ck_assert(!llmgw_stats_fits(NULL, 4096, 1, 1));
+    /* Every slot starts FREE and zero, and knows its number. */
     ck_assert_int_eq(llmgw_stats_slot(base, 3)->state, LLMGW_STATS_SLOT_FREE);
     ck_assert_uint_eq(llmgw_stats_slot(base, 3)->requests, 0);
+    ck_assert_uint_eq(llmgw_stats_slot(base, 3)->index, 3);
     ck_assert_ptr_null(llmgw_stats_slot(base, 4));
     ck_assert_ptr_null(llmgw_stats_slot(base, -1));
     ck_assert_ptr_null(llmgw_stats_slot(NULL, 0));
+    ck_assert_uint_eq(inflight(base, llmgw_stats_slot(base, 3)), 0);
 
     misaligned = (char *)base + 4;
-    ck_assert_int_eq(llmgw_stats_init(misaligned, 2, T0), APR_EINVAL);
-    ck_assert_int_eq(llmgw_stats_init(base, 0, T0), APR_EINVAL);
+    ck_assert_int_eq(llmgw_stats_init(misaligned, 2, 1, T0), APR_EINVAL);
+    ck_assert_int_eq(llmgw_stats_init(base, 0, 1, T0), APR_EINVAL);
+    ck_assert_int_eq(llmgw_stats_init(base, 2, 0, T0), APR_EINVAL);
 }
 END_TEST
 
@@ -79,14 +105,18 @@ START_TEST(test_fits_rejects_other_layouts)
     int slot;
 
     h->layout_version++;
-    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4), 1));
+    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4, ROWS), 1, 1));
     ck_assert_int_eq(llmgw_stats_assign(base, names, NULL, 1, &slot), APR_EINVAL);
     h->layout_version--;
     h->slot_size += 64;
-    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4), 1));
+    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4, ROWS), 1, 1));
     h->slot_size -= 64;
+    h->row_size += 64;
+    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4, ROWS), 1, 1));
+    ck_assert_ptr_null(llmgw_stats_child_claim(base, 1));
+    h->row_size -= 64;
     h->magic = 0;
-    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4), 1));
+    ck_assert(!llmgw_stats_fits(base, llmgw_stats_size(4, ROWS), 1, 1));
 }
 END_TEST
 
@@ -106,9 +136,9 @@ START_TEST(test_assign_restarts)
     ck_assert_int_eq(s1[0], 0);
     ck_assert_int_eq(s1[1], 1);
     ck_assert_int_eq(s1[2], 2);
-    llmgw_stats_begin(llmgw_stats_slot(base, s1[0]));
-    llmgw_stats_begin(llmgw_stats_slot(base, s1[1]));
-    llmgw_stats_begin(llmgw_stats_slot(base, s1[1]));
+    llmgw_stats_begin(llmgw_stats_slot(base, s1[0]), row);
+    llmgw_stats_begin(llmgw_stats_slot(base, s1[1]), row);
+    llmgw_stats_begin(llmgw_stats_slot(base, s1[1]), row);
 
     /* Graceful restart: b and c keep their slots and counters, d is new, a retires. */
     assign_ok(base, gen2, 3, s2);
@@ -121,7 +151,7 @@ START_TEST(test_assign_restarts)
     ck_assert_str_eq(llmgw_stats_slot(base, 0)->name, "a");
 
     /* Old-generation children still writing to a's slot do not disturb anyone. */
-    llmgw_stats_begin(llmgw_stats_slot(base, 0));
+    llmgw_stats_begin(llmgw_stats_slot(base, 0), row);
 
     /* Next restart: e never gets a retired slot; a comes back to its own. */
     assign_ok(base, gen3, 2, s3);
@@ -131,7 +161,7 @@ START_TEST(test_assign_restarts)
     ck_assert_int_eq(llmgw_stats_slot(base, 1)->state, LLMGW_STATS_SLOT_RETIRED);
     ck_assert_int_eq(llmgw_stats_slot(base, 3)->state, LLMGW_STATS_SLOT_RETIRED);
 
-    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, T0, &snap), APR_SUCCESS);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0), &snap), APR_SUCCESS);
     ck_assert_int_eq(snap->nelts, 2);
     ck_assert_int_eq(snap->retired, 3);
     ck_assert_uint_eq(snap->generation, 3);
@@ -185,36 +215,9 @@ START_TEST(test_assign_long_names_and_kinds)
     assign_ok(base, names, 4, again);
     ck_assert_int_eq(again[0], s[0]);
     ck_assert_int_eq(again[1], s[1]);
-    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, T0, &snap), APR_SUCCESS);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0), &snap), APR_SUCCESS);
     ck_assert_int_eq(snap->nelts, 3);
     ck_assert_int_eq(snap->items[2].kind, LLMGW_BACKEND_POOL);
-}
-END_TEST
-
-START_TEST(test_assign_config)
-{
-    static const char yaml[] =
-        "backends:\n"
-        "  - {name: one, type: openai, config: {apiKey: k}}\n"
-        "  - {name: two, type: google, config: {apiKey: k}}\n"
-        "  - {name: both, type: pool, backends: [{name: one}, {name: two}]}\n"
-        "routes: []\n";
-    llmgw_config_t *cfg;
-    const char *err = NULL;
-    void *base = segment(4);
-    int *slot_of, i;
-
-    ck_assert_int_eq(
-        llmgw_config_parse(&cfg, test_pool, test_pool, "t.yaml", yaml, strlen(yaml), &err),
-        APR_SUCCESS);
-    ck_assert_int_eq(llmgw_stats_assign_config(base, cfg, test_pool, &slot_of), APR_SUCCESS);
-    for (i = 0; i < 3; i++) {
-        const llmgw_backend_t *b = APR_ARRAY_IDX(cfg->backends, i, const llmgw_backend_t *);
-        llmgw_stats_slot_t *s = llmgw_stats_slot(base, slot_of[b->index]);
-        ck_assert_str_eq(s->name, b->name);
-        ck_assert_uint_eq(s->kind, b->type);
-        ck_assert_uint_eq(s->state, LLMGW_STATS_SLOT_ACTIVE);
-    }
 }
 END_TEST
 
@@ -226,26 +229,26 @@ START_TEST(test_counters_by_class)
     void *base = segment(2);
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
 
-    llmgw_stats_begin(s);
-    llmgw_stats_begin(s);
+    llmgw_stats_begin(s, row);
+    llmgw_stats_begin(s, row);
     ck_assert_uint_eq(s->requests, 2);
-    ck_assert_uint_eq(s->inflight, 2);
-    llmgw_stats_success(s, T0 + 5, MS(200), MS(50), 11, 22);
-    llmgw_stats_end(s);
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_HTTP, 400, 5, SEC(30));
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_HTTP, 404, 5, SEC(30));
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_HTTP, 429, 5, SEC(30));
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_HTTP, 503, 5, SEC(30));
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_TIMEOUT, 0, 5, SEC(30));
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_IDLE, 0, 5, SEC(30));
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_CONNECT, 0, 5, SEC(30));
-    llmgw_stats_failure(s, T0 + 9, LLMGW_FAIL_RESET, 0, 5, SEC(30));
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_CLIENT_GONE, 0, 5, SEC(30));
+    ck_assert_uint_eq(inflight(base, s), 2);
+    llmgw_stats_success(s, AT(T0 + 5), MS(200), MS(50), 11, 22);
+    llmgw_stats_end(s, row);
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 400, 5, SEC(30));
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 404, 5, SEC(30));
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 503, 5, SEC(30));
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_TIMEOUT, 0, 5, SEC(30));
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_IDLE, 0, 5, SEC(30));
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 5, SEC(30));
+    llmgw_stats_failure(s, AT(T0 + 9), LLMGW_FAIL_RESET, 0, 5, SEC(30));
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 5, SEC(30));
     llmgw_stats_retry(s);
     llmgw_stats_fallback(s);
     llmgw_stats_fallback(s);
-    llmgw_stats_end(s);
-    llmgw_stats_end(s); /* unpaired: must not wrap below zero */
+    llmgw_stats_end(s, row);
+    llmgw_stats_end(s, row); /* unpaired: must not wrap below zero */
 
     ck_assert_uint_eq(s->successes, 1);
     ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_4XX], 2);
@@ -257,7 +260,7 @@ START_TEST(test_counters_by_class)
     ck_assert_uint_eq(s->aborted, 1);
     ck_assert_uint_eq(s->retries, 1);
     ck_assert_uint_eq(s->fallbacks, 2);
-    ck_assert_uint_eq(s->inflight, 0);
+    ck_assert_uint_eq(inflight(base, s), 0);
     ck_assert_uint_eq(s->prompt_tokens, 11);
     ck_assert_uint_eq(s->completion_tokens, 22);
     ck_assert_int_eq((apr_time_t)s->last_success, T0 + 5);
@@ -266,15 +269,18 @@ START_TEST(test_counters_by_class)
      * 400/404 and the client leaving do not. */
     ck_assert_uint_eq(s->consecutive_failures, 6);
     /* Unknown usage is not counted; NULL slots are ignored everywhere. */
-    llmgw_stats_success(s, T0, MS(1), -1, -1, -1);
+    llmgw_stats_success(s, AT(T0), MS(1), -1, -1, -1);
     ck_assert_uint_eq(s->prompt_tokens, 11);
-    llmgw_stats_begin(NULL);
-    llmgw_stats_end(NULL);
-    llmgw_stats_success(NULL, T0, 1, 1, 1, 1);
-    ck_assert_int_eq(llmgw_stats_failure(NULL, T0, LLMGW_FAIL_CONNECT, 0, 1, 1), 0);
+    llmgw_stats_begin(NULL, row);
+    llmgw_stats_end(NULL, row);
+    llmgw_stats_begin(s, NULL); /* no row: counted, not in flight */
+    ck_assert_uint_eq(s->requests, 3);
+    ck_assert_uint_eq(inflight(base, s), 0);
+    llmgw_stats_success(NULL, AT(T0), 1, 1, 1, 1);
+    ck_assert_int_eq(llmgw_stats_failure(NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, 1), 0);
     llmgw_stats_retry(NULL);
     llmgw_stats_fallback(NULL);
-    ck_assert_int_eq(llmgw_stats_available(NULL, T0), LLMGW_STATS_AVAILABLE);
+    ck_assert_int_eq(llmgw_stats_available(NULL, AT(T0)), LLMGW_STATS_AVAILABLE);
 }
 END_TEST
 
@@ -328,8 +334,8 @@ START_TEST(test_success_updates_averages)
     void *base = segment(1);
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
 
-    llmgw_stats_success(s, T0, MS(400), MS(100), 0, 0);
-    llmgw_stats_success(s, T0, MS(800), -1, 0, 0);
+    llmgw_stats_success(s, AT(T0), MS(400), MS(100), 0, 0);
+    llmgw_stats_success(s, AT(T0), MS(800), -1, 0, 0);
     ck_assert_uint_eq(s->latency_ewma_us, 450000);
     ck_assert_uint_eq(s->ttfb_ewma_us, 100000); /* unknown TTFB leaves it alone */
     ck_assert_uint_eq(s->latency_samples, 2);
@@ -345,33 +351,33 @@ START_TEST(test_cooldown_threshold_probe_recovery)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     const apr_interval_time_t cd = SEC(30);
 
-    llmgw_stats_success(s, T0, MS(100), MS(10), 0, 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, T0 + 1, LLMGW_FAIL_HTTP, 500, 3, cd), 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, T0 + 2, LLMGW_FAIL_TIMEOUT, 0, 3, cd), 0);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + 3), LLMGW_STATS_AVAILABLE);
+    llmgw_stats_success(s, AT(T0), MS(100), MS(10), 0, 0);
+    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + 1), LLMGW_FAIL_HTTP, 500, 3, cd), 0);
+    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + 2), LLMGW_FAIL_TIMEOUT, 0, 3, cd), 0);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + 3)), LLMGW_STATS_AVAILABLE);
     /* The third consecutive failure opens the breaker. */
-    ck_assert_int_eq(llmgw_stats_failure(s, T0 + SEC(1), LLMGW_FAIL_CONNECT, 0, 3, cd), 1);
+    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(1)), LLMGW_FAIL_CONNECT, 0, 3, cd), 1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(31));
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(1)), LLMGW_STATS_COOLING);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(31) - 1), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(1))), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(31) - 1)), LLMGW_STATS_COOLING);
     /* Expired: peek does not claim; then exactly one caller gets the probe. */
-    ck_assert_int_eq(llmgw_stats_peek(s, T0 + SEC(31)), LLMGW_STATS_PROBE);
-    ck_assert_int_eq(llmgw_stats_peek(s, T0 + SEC(31)), LLMGW_STATS_PROBE);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(31)), LLMGW_STATS_PROBE);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(31)), LLMGW_STATS_COOLING);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(40)), LLMGW_STATS_COOLING);
-    ck_assert_int_eq(llmgw_stats_peek(s, T0 + SEC(40)), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_peek(s, AT(T0 + SEC(31))), LLMGW_STATS_PROBE);
+    ck_assert_int_eq(llmgw_stats_peek(s, AT(T0 + SEC(31))), LLMGW_STATS_PROBE);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(31))), LLMGW_STATS_PROBE);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(31))), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(40))), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_peek(s, AT(T0 + SEC(40))), LLMGW_STATS_COOLING);
     /* The probe succeeds: available, breaker reset, latency measured afresh. */
-    llmgw_stats_success(s, T0 + SEC(41), MS(7), MS(3), 1, 1);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(41)), LLMGW_STATS_AVAILABLE);
+    llmgw_stats_success(s, AT(T0 + SEC(41)), MS(7), MS(3), 1, 1);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(41))), LLMGW_STATS_AVAILABLE);
     ck_assert_uint_eq(s->consecutive_failures, 0);
     ck_assert_uint_eq(s->cooldown_until, 0);
     ck_assert_uint_eq(s->probe_since, 0);
     ck_assert_uint_eq(s->latency_samples, 1);
     ck_assert_uint_eq(s->latency_ewma_us, 7000);
     /* And it takes the full threshold again to cool down. */
-    ck_assert_int_eq(llmgw_stats_failure(s, T0 + SEC(42), LLMGW_FAIL_HTTP, 503, 3, cd), 0);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(42)), LLMGW_STATS_AVAILABLE);
+    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(42)), LLMGW_FAIL_HTTP, 503, 3, cd), 0);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(42))), LLMGW_STATS_AVAILABLE);
 }
 END_TEST
 
@@ -381,14 +387,14 @@ START_TEST(test_cooldown_rearm_on_probe_failure)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     const apr_interval_time_t cd = SEC(10);
 
-    ck_assert_int_eq(llmgw_stats_failure(s, T0, LLMGW_FAIL_HTTP, 502, 1, cd), 1);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(10)), LLMGW_STATS_PROBE);
+    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(10))), LLMGW_STATS_PROBE);
     /* The probe fails: a fresh cooldown from the failure's time, probe over. */
-    ck_assert_int_eq(llmgw_stats_failure(s, T0 + SEC(12), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
+    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(12)), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(22));
     ck_assert_uint_eq(s->probe_since, 0);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(21)), LLMGW_STATS_COOLING);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(22)), LLMGW_STATS_PROBE);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(21))), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(22))), LLMGW_STATS_PROBE);
 }
 END_TEST
 
@@ -397,15 +403,15 @@ START_TEST(test_cooldown_release_and_stale_probe)
     void *base = segment(1);
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
 
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_CONNECT, 0, 1, SEC(5));
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(5)), LLMGW_STATS_PROBE);
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(5));
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(5))), LLMGW_STATS_PROBE);
     /* The winner did not attempt after all: the next caller probes. */
     llmgw_stats_probe_release(s);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(6)), LLMGW_STATS_PROBE);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(6))), LLMGW_STATS_PROBE);
     /* That probe is lost (its child died): others wait, then take over. */
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(6) + LLMGW_STATS_PROBE_STALE - 1),
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(6) + LLMGW_STATS_PROBE_STALE - 1)),
                      LLMGW_STATS_COOLING);
-    ck_assert_int_eq(llmgw_stats_available(s, T0 + SEC(6) + LLMGW_STATS_PROBE_STALE),
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(6) + LLMGW_STATS_PROBE_STALE)),
                      LLMGW_STATS_PROBE);
 }
 END_TEST
@@ -419,24 +425,190 @@ START_TEST(test_cooldown_rules)
 
     /* Failures that are not consecutive do not open the breaker. */
     for (i = 0; i < 10; i++) {
-        ck_assert_int_eq(llmgw_stats_failure(s, T0, LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
-        ck_assert_int_eq(llmgw_stats_failure(s, T0, LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
-        llmgw_stats_success(s, T0, MS(10), -1, -1, -1);
+        ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
+        llmgw_stats_success(s, AT(T0), MS(10), -1, -1, -1);
     }
-    ck_assert_int_eq(llmgw_stats_available(s, T0), LLMGW_STATS_AVAILABLE);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0)), LLMGW_STATS_AVAILABLE);
     /* The gateway's credential rejected: cooldown at once (providers.md 9.2). */
-    ck_assert_int_eq(llmgw_stats_failure(t, T0, LLMGW_FAIL_HTTP, 401, 5, SEC(30)), 1);
-    ck_assert_int_eq(llmgw_stats_available(t, T0 + 1), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_failure(t, AT(T0), LLMGW_FAIL_HTTP, 401, 5, SEC(30)), 1);
+    ck_assert_int_eq(llmgw_stats_available(t, AT(T0 + 1)), LLMGW_STATS_COOLING);
     /* Client errors never do, however many; nor does threshold 0 (a lone backend). */
     for (i = 0; i < 10; i++) {
-        ck_assert_int_eq(llmgw_stats_failure(u, T0, LLMGW_FAIL_HTTP, 400, 1, SEC(30)), 0);
-        ck_assert_int_eq(llmgw_stats_failure(u, T0, LLMGW_FAIL_HTTP, 500, 0, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_stats_failure(u, AT(T0), LLMGW_FAIL_HTTP, 400, 1, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_stats_failure(u, AT(T0), LLMGW_FAIL_HTTP, 500, 0, SEC(30)), 0);
     }
-    ck_assert_int_eq(llmgw_stats_available(u, T0), LLMGW_STATS_AVAILABLE);
+    ck_assert_int_eq(llmgw_stats_available(u, AT(T0)), LLMGW_STATS_AVAILABLE);
     /* A cooldown starting at time 0 still counts (0 means "none" in the slot). */
-    ck_assert_int_eq(llmgw_stats_failure(u, 0, LLMGW_FAIL_CONNECT, 0, 1, 0), 1);
-    ck_assert_int_eq(llmgw_stats_available(u, 0), LLMGW_STATS_COOLING);
-    ck_assert_int_eq(llmgw_stats_available(u, 1), LLMGW_STATS_PROBE);
+    ck_assert_int_eq(llmgw_stats_failure(u, AT(0), LLMGW_FAIL_CONNECT, 0, 1, 0), 1);
+    ck_assert_int_eq(llmgw_stats_available(u, AT(0)), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_available(u, AT(1)), LLMGW_STATS_PROBE);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Clocks                                                              */
+
+START_TEST(test_time_now)
+{
+    llmgw_stats_time_t a = llmgw_stats_time_now(), b;
+    apr_time_t wall = apr_time_now();
+
+    b = llmgw_stats_time_now();
+    ck_assert_int_ge(b.mono, a.mono);
+    ck_assert_int_gt(a.mono, 0);
+    /* The wall clock is apr_time_now(); the monotonic one counts from boot, not 1970. */
+    ck_assert_int_le(a.wall, wall);
+    ck_assert_int_lt(wall - a.wall, SEC(5));
+    ck_assert_int_lt(a.mono, a.wall - SEC(86400));
+}
+END_TEST
+
+/*
+ * Cooldowns and probes follow the monotonic clock whatever the wall clock
+ * does: stepping it back an hour must not freeze a cooldown, stepping it a
+ * day ahead must not expire every cooldown (or every probe) at once. The
+ * wall clock only shows in last_failure / last_success.
+ */
+START_TEST(test_clock_step_does_not_affect_cooldown)
+{
+    void *base = segment(2);
+    const char *names[] = {"x", "y"};
+    int slots[2];
+    llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
+    const apr_time_t M = SEC(5000); /* monotonic: seconds since boot */
+    const apr_interval_time_t cd = SEC(30);
+    llmgw_stats_time_t t = {M, T0};
+    llmgw_stats_snapshot_t *snap;
+
+    assign_ok(base, names, 2, slots);
+
+    ck_assert_int_eq(llmgw_stats_failure(s, t, LLMGW_FAIL_CONNECT, 0, 1, cd), 1);
+    ck_assert_int_eq((apr_time_t)s->cooldown_until, M + cd);
+    ck_assert_int_eq((apr_time_t)s->last_failure, T0);
+    /* The wall clock jumps a day ahead one second later: still cooling. */
+    t = (llmgw_stats_time_t){M + SEC(1), T0 + SEC(86400)};
+    ck_assert_int_eq(llmgw_stats_peek(s, t), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_available(s, t), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, t, &snap), APR_SUCCESS);
+    ck_assert_int_eq(snap->items[0].health, LLMGW_STATS_IN_COOLDOWN);
+    /* ... and back an hour: the cooldown still ends 30 s after it began. */
+    t = (llmgw_stats_time_t){M + cd - 1, T0 - SEC(3600)};
+    ck_assert_int_eq(llmgw_stats_available(s, t), LLMGW_STATS_COOLING);
+    t = (llmgw_stats_time_t){M + cd, T0 - SEC(3600) + 1};
+    ck_assert_int_eq(llmgw_stats_available(s, t), LLMGW_STATS_PROBE);
+    /* A running probe is not declared lost because the wall clock leapt past the stale limit. */
+    t = (llmgw_stats_time_t){M + cd + SEC(1), T0 + LLMGW_STATS_PROBE_STALE * 2};
+    ck_assert_int_eq(llmgw_stats_available(s, t), LLMGW_STATS_COOLING);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, t, &snap), APR_SUCCESS);
+    ck_assert_int_eq(snap->items[0].health, LLMGW_STATS_PROBING);
+    /* The probe succeeds: the time shown is the wall clock's. */
+    llmgw_stats_success(s, t, MS(5), -1, -1, -1);
+    ck_assert_int_eq((apr_time_t)s->last_success, T0 + LLMGW_STATS_PROBE_STALE * 2);
+    ck_assert_int_eq(llmgw_stats_peek(s, t), LLMGW_STATS_AVAILABLE);
+    /* The remaining time shown is monotonic, whatever the wall clock says. */
+    llmgw_stats_cool(llmgw_stats_slot(base, 1), (llmgw_stats_time_t){M, T0}, cd);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base,
+                                          (llmgw_stats_time_t){M + SEC(10), T0 - SEC(99)}, &snap),
+                     APR_SUCCESS);
+    ck_assert_int_eq(snap->items[1].cooldown_until - snap->now.mono, SEC(20));
+    ck_assert_int_eq(snap->now.wall, T0 - SEC(99));
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Per-child rows of in-flight attempts                                */
+
+START_TEST(test_child_rows)
+{
+    void *base = segment(3);
+    llmgw_stats_header_t *h = base;
+    llmgw_stats_slot_t *x = llmgw_stats_slot(base, 0), *y = llmgw_stats_slot(base, 1);
+    llmgw_stats_row_t *a = row, *b, *c, *shared;
+
+    /* Rows by pid: the same pid finds its row again, another gets another. */
+    ck_assert_ptr_eq(llmgw_stats_child_claim(base, PID), a);
+    b = llmgw_stats_child_claim(base, PID + 1);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_ne(a, b);
+    ck_assert_uint_eq(b->pid, PID + 1);
+    ck_assert_uint_eq(h->rows_used, 3);
+    ck_assert_ptr_null(llmgw_stats_child_claim(base, 0));
+    ck_assert_ptr_null(llmgw_stats_child_claim(NULL, 1));
+
+    /* Two children with attempts in flight: readers sum the rows. */
+    llmgw_stats_begin(x, a);
+    llmgw_stats_begin(x, a);
+    llmgw_stats_begin(y, a);
+    llmgw_stats_begin(x, b);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, 0), 3);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, 1), 1);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, 3), 0);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, -1), 0);
+
+    /* Child a dies mid-request: the parent frees its row, its three attempts go. */
+    ck_assert_int_eq(llmgw_stats_child_release(base, PID), 3);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, 0), 1);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, 1), 0);
+    ck_assert_uint_eq(a->pid, 0);
+    ck_assert_int_eq(llmgw_stats_child_release(base, PID), -1);
+    ck_assert_int_eq(llmgw_stats_child_release(base, 999), -1);
+    /* b's attempt ends normally. */
+    llmgw_stats_end(x, b);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, 0), 0);
+
+    /* Its replacement takes the free row, clean. */
+    c = llmgw_stats_child_claim(base, PID + 2);
+    ck_assert_ptr_eq(c, a);
+    ck_assert_uint_eq(c->inflight[0], 0);
+    ck_assert_ptr_nonnull(llmgw_stats_child_claim(base, PID + 3));
+    /* Every row taken: the shared row 0, counted like the others. */
+    shared = llmgw_stats_child_claim(base, PID + 4);
+    ck_assert_ptr_nonnull(shared);
+    ck_assert_uint_eq(shared->pid, 0);
+    ck_assert_ptr_eq(llmgw_stats_child_claim(base, PID + 5), shared);
+    llmgw_stats_begin(y, shared);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, 1), 1);
+    /* Nobody owns row 0: releasing a pid never clears it. */
+    ck_assert_int_eq(llmgw_stats_child_release(base, 0), -1);
+    ck_assert_int_eq(llmgw_stats_child_release(base, PID + 4), -1);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, 1), 1);
+    llmgw_stats_end(y, shared);
+    ck_assert_uint_eq(llmgw_stats_inflight(base, 1), 0);
+    ck_assert_uint_eq(h->rows_used, ROWS);
+}
+END_TEST
+
+START_TEST(test_snapshot_slots)
+{
+    void *base = segment(6);
+    const char *keys[] = {"a", "a@vhost-b", "pool@vhost-b"};
+    int kinds[] = {LLMGW_BACKEND_OPENAI, LLMGW_BACKEND_OPENAI, LLMGW_BACKEND_POOL};
+    int s[3], mine[2], bad[1] = {6};
+    const char *names[] = {"pool", "a"};
+    llmgw_stats_snapshot_t *snap;
+
+    ck_assert_int_eq(llmgw_stats_assign(base, keys, kinds, 3, s), APR_SUCCESS);
+    llmgw_stats_begin(llmgw_stats_slot(base, s[1]), row);
+    llmgw_stats_success(llmgw_stats_slot(base, s[0]), AT(T0), MS(10), -1, -1, -1);
+    mine[0] = s[2];
+    mine[1] = s[1];
+    ck_assert_int_eq(llmgw_stats_snapshot_slots(test_pool, base, AT(T0), mine, names, 2, &snap),
+                     APR_SUCCESS);
+    /* The slots asked for, in that order, under the names given. */
+    ck_assert_int_eq(snap->nelts, 2);
+    ck_assert_str_eq(snap->items[0].name, "pool");
+    ck_assert_int_eq(snap->items[0].kind, LLMGW_BACKEND_POOL);
+    ck_assert_str_eq(snap->items[1].name, "a");
+    ck_assert_int_eq(snap->items[1].slot, s[1]);
+    ck_assert_uint_eq(snap->items[1].inflight, 1);
+    ck_assert_uint_eq(snap->items[1].successes, 0); /* the other "a" succeeded */
+    ck_assert_int_eq(snap->capacity, 6);
+    ck_assert_int_eq(llmgw_stats_snapshot_slots(test_pool, base, AT(T0), bad, names, 1, &snap),
+                     APR_EINVAL);
+    ck_assert_int_eq(llmgw_stats_snapshot_slots(test_pool, base, AT(T0), NULL, NULL, 0, &snap),
+                     APR_SUCCESS);
+    ck_assert_int_eq(snap->nelts, 0);
 }
 END_TEST
 
@@ -448,6 +620,7 @@ END_TEST
 
 typedef struct {
     llmgw_stats_slot_t *slot;
+    llmgw_stats_row_t *row; /* the in-flight row of the "child" this thread belongs to */
     int id;
     volatile apr_uint32_t *go;
     int probes_won;
@@ -461,14 +634,14 @@ static void *APR_THREAD_FUNC hammer(apr_thread_t *th, void *data)
     while (!apr_atomic_read32(w->go))
         ;
     for (i = 0; i < ROUNDS; i++) {
-        llmgw_stats_begin(w->slot);
+        llmgw_stats_begin(w->slot, w->row);
         if (i % 4 == 3)
-            llmgw_stats_failure(w->slot, T0, LLMGW_FAIL_HTTP, 503, 0, 0);
+            llmgw_stats_failure(w->slot, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
         else
-            llmgw_stats_success(w->slot, T0, MS(1 + w->id), -1, 3, 5);
+            llmgw_stats_success(w->slot, AT(T0), MS(1 + w->id), -1, 3, 5);
         if (i % 10 == 0)
             llmgw_stats_retry(w->slot);
-        llmgw_stats_end(w->slot);
+        llmgw_stats_end(w->slot, w->row);
     }
     apr_thread_exit(th, APR_SUCCESS);
     return NULL;
@@ -482,7 +655,7 @@ static void *APR_THREAD_FUNC race_probe(apr_thread_t *th, void *data)
     while (!apr_atomic_read32(w->go))
         ;
     for (i = 0; i < 1000; i++)
-        w->probes_won += llmgw_stats_available(w->slot, T0 + SEC(60)) == LLMGW_STATS_PROBE;
+        w->probes_won += llmgw_stats_available(w->slot, AT(T0 + SEC(60))) == LLMGW_STATS_PROBE;
     apr_thread_exit(th, APR_SUCCESS);
     return NULL;
 }
@@ -515,8 +688,11 @@ START_TEST(test_threads_exact_totals)
     int i;
 
     memset(w, 0, sizeof(w));
-    for (i = 0; i < THREADS; i++)
+    /* Two threads share one child's row, the others have a row each. */
+    for (i = 0; i < THREADS; i++) {
         w[i].slot = s;
+        w[i].row = i < 2 ? row : llmgw_stats_child_claim(base, PID + (apr_uint32_t)i);
+    }
     run_threads(hammer, w);
     ck_assert_uint_eq(s->requests, total);
     ck_assert_uint_eq(s->successes, total * 3 / 4);
@@ -524,7 +700,7 @@ START_TEST(test_threads_exact_totals)
     ck_assert_uint_eq(s->retries, (apr_uint64_t)THREADS * (ROUNDS / 10));
     ck_assert_uint_eq(s->prompt_tokens, total * 3 / 4 * 3);
     ck_assert_uint_eq(s->completion_tokens, total * 3 / 4 * 5);
-    ck_assert_uint_eq(s->inflight, 0);
+    ck_assert_uint_eq(inflight(base, s), 0);
     ck_assert_uint_eq(s->latency_samples, total * 3 / 4);
     /* The average stays within the samples' range (1..4 ms): no torn update. */
     ck_assert_uint_ge(s->latency_ewma_us, 1000);
@@ -539,7 +715,7 @@ START_TEST(test_threads_one_probe_winner)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     int i, won = 0;
 
-    llmgw_stats_failure(s, T0, LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     memset(w, 0, sizeof(w));
     for (i = 0; i < THREADS; i++)
         w[i].slot = s;
@@ -566,19 +742,19 @@ static void *populated(void)
     a = llmgw_stats_slot(base, s[0]);
     b = llmgw_stats_slot(base, s[1]);
     for (i = 0; i < 4; i++) {
-        llmgw_stats_begin(a);
-        llmgw_stats_success(a, T0 + SEC(50), MS(250), MS(40), 100, 20);
-        llmgw_stats_end(a);
+        llmgw_stats_begin(a, row);
+        llmgw_stats_success(a, AT(T0 + SEC(50)), MS(250), MS(40), 100, 20);
+        llmgw_stats_end(a, row);
     }
-    llmgw_stats_begin(a);
-    llmgw_stats_failure(a, T0 + SEC(60), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
-    llmgw_stats_end(a);
-    llmgw_stats_begin(a); /* one still in flight */
+    llmgw_stats_begin(a, row);
+    llmgw_stats_failure(a, AT(T0 + SEC(60)), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
+    llmgw_stats_end(a, row);
+    llmgw_stats_begin(a, row); /* one still in flight */
     llmgw_stats_retry(a);
     for (i = 0; i < 3; i++) {
-        llmgw_stats_begin(b);
-        llmgw_stats_failure(b, T0 + SEC(90), LLMGW_FAIL_TIMEOUT, 0, 3, SEC(30));
-        llmgw_stats_end(b);
+        llmgw_stats_begin(b, row);
+        llmgw_stats_failure(b, AT(T0 + SEC(90)), LLMGW_FAIL_TIMEOUT, 0, 3, SEC(30));
+        llmgw_stats_end(b, row);
     }
     llmgw_stats_fallback(llmgw_stats_slot(base, s[2]));
     return base;
@@ -590,7 +766,7 @@ START_TEST(test_snapshot_states)
     llmgw_stats_snapshot_t *snap;
     const llmgw_stats_view_t *a, *b;
 
-    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, T0 + SEC(100), &snap), APR_SUCCESS);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0 + SEC(100)), &snap), APR_SUCCESS);
     ck_assert_int_eq(snap->nelts, 3);
     ck_assert_int_eq(snap->capacity, 8);
     a = &snap->items[0];
@@ -602,11 +778,11 @@ START_TEST(test_snapshot_states)
     ck_assert(llmgw_stats_view_error_rate(b) == 1.0);
     ck_assert(llmgw_stats_view_error_rate(&snap->items[2]) == 0.0);
     /* Past the cooldown with a probe claimed: probing. */
-    ck_assert_int_eq(llmgw_stats_available(llmgw_stats_slot(base, 1), T0 + SEC(120)),
+    ck_assert_int_eq(llmgw_stats_available(llmgw_stats_slot(base, 1), AT(T0 + SEC(120))),
                      LLMGW_STATS_PROBE);
-    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, T0 + SEC(121), &snap), APR_SUCCESS);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0 + SEC(121)), &snap), APR_SUCCESS);
     ck_assert_int_eq(snap->items[1].health, LLMGW_STATS_PROBING);
-    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, NULL, T0, &snap), APR_EINVAL);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, NULL, AT(T0), &snap), APR_EINVAL);
 }
 END_TEST
 
@@ -641,7 +817,7 @@ START_TEST(test_render_json)
     const char *text;
     json_t *root, *a, *b, *pool;
 
-    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, populated(), T0 + SEC(100), &snap),
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, populated(), AT(T0 + SEC(100)), &snap),
                      APR_SUCCESS);
     text = llmgw_stats_json(test_pool, snap, &len);
     ck_assert_uint_eq(len, strlen(text));
@@ -874,7 +1050,7 @@ START_TEST(test_render_prometheus)
     const char *err;
     const char *b = L("backend", "claude \"b\"\\x");
 
-    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, populated(), T0 + SEC(100), &snap),
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, populated(), AT(T0 + SEC(100)), &snap),
                      APR_SUCCESS);
     text = llmgw_stats_prometheus(test_pool, snap, &len);
     ck_assert_uint_eq(len, strlen(text));
@@ -950,10 +1126,10 @@ START_TEST(test_render_html)
     const char *html;
 
     ck_assert_int_eq(llmgw_stats_assign(base, names, kinds, 2, s), APR_SUCCESS);
-    llmgw_stats_begin(llmgw_stats_slot(base, s[1]));
-    llmgw_stats_success(llmgw_stats_slot(base, s[1]), T0, MS(1234), MS(56), 7, 8);
-    llmgw_stats_failure(llmgw_stats_slot(base, s[0]), T0, LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
-    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, T0 + SEC(10), &snap), APR_SUCCESS);
+    llmgw_stats_begin(llmgw_stats_slot(base, s[1]), row);
+    llmgw_stats_success(llmgw_stats_slot(base, s[1]), AT(T0), MS(1234), MS(56), 7, 8);
+    llmgw_stats_failure(llmgw_stats_slot(base, s[0]), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0 + SEC(10)), &snap), APR_SUCCESS);
     html = llmgw_stats_html(test_pool, snap, &len);
     ck_assert_uint_eq(len, strlen(html));
     ck_assert_ptr_nonnull(strstr(html, "<!DOCTYPE html>"));
@@ -971,7 +1147,7 @@ START_TEST(test_render_html)
 
     /* No backends: still a page. */
     ck_assert_int_eq(llmgw_stats_assign(base, NULL, NULL, 0, NULL), APR_SUCCESS);
-    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, T0, &snap), APR_SUCCESS);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0), &snap), APR_SUCCESS);
     ck_assert_int_eq(snap->nelts, 0);
     ck_assert_ptr_nonnull(strstr(llmgw_stats_html(test_pool, snap, NULL), "No backends"));
     ck_assert_ptr_nonnull(llmgw_stats_prometheus(test_pool, snap, NULL));
@@ -990,7 +1166,6 @@ int main(void)
     tcase_add_test(tc, test_assign_restarts);
     tcase_add_test(tc, test_assign_full);
     tcase_add_test(tc, test_assign_long_names_and_kinds);
-    tcase_add_test(tc, test_assign_config);
     tcase_add_test(tc, test_counters_by_class);
     tcase_add_test(tc, test_classify);
     tcase_add_test(tc, test_ewma);
@@ -999,6 +1174,10 @@ int main(void)
     tcase_add_test(tc, test_cooldown_rearm_on_probe_failure);
     tcase_add_test(tc, test_cooldown_release_and_stale_probe);
     tcase_add_test(tc, test_cooldown_rules);
+    tcase_add_test(tc, test_time_now);
+    tcase_add_test(tc, test_clock_step_does_not_affect_cooldown);
+    tcase_add_test(tc, test_child_rows);
+    tcase_add_test(tc, test_snapshot_slots);
     tcase_add_test(tc, test_threads_exact_totals);
     tcase_add_test(tc, test_threads_one_probe_winner);
     tcase_add_test(tc, test_snapshot_states);
