@@ -189,17 +189,17 @@ START_TEST(remote_images_listed)
         "[[\"https://a.example/1.png\", \"messages[2].content[1].image_url.url\"],"
         " [\"HTTP://a.example/3.png\", \"messages[2].content[6].image_url.url\"],"
         " [\"https://a.example/1.png\", \"messages[4].content[0].image_url.url\"]]";
+    json_t *want =
+        llmgw_json_pool_own(test_pool, test_parse_json(want_aistudio, strlen(want_aistudio)));
     llmgw_call_t *emb;
     apr_array_header_t *refs = apr_array_make(test_pool, 2, sizeof(llmgw_image_ref_t));
 
     vertex->api_key = NULL;
     vertex->project_id = "acme-prod";
     vertex->location = "europe-west4";
-    ck_assert_json_eq(remote_images_json(aistudio, request),
-                      test_parse_json(want_aistudio, strlen(want_aistudio)));
+    ck_assert_json_eq(remote_images_json(aistudio, request), want);
     /* Vertex AI reads gs:// itself and refuses Files API URIs: neither is fetched. */
-    ck_assert_json_eq(remote_images_json(vertex, request),
-                      test_parse_json(want_aistudio, strlen(want_aistudio)));
+    ck_assert_json_eq(remote_images_json(vertex, request), want);
     emb = make_call(llmgw_json_pool_own(test_pool, json_pack("{s:s}", "api", "embeddings")),
                     llmgw_json_pool_own(test_pool, json_pack("{s:s}", "input", "https://x/y.png")),
                     aistudio);
