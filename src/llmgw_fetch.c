@@ -491,8 +491,6 @@ static apr_status_t fetch_hop(apr_pool_t *p, const llmgw_image_fetch_t *cfg, con
     cc = curl_easy_perform(e);
     curl_easy_cleanup(e);
     curl_slist_free_all(hdrs);
-    if (errbuf[0])
-        res->detail = apr_pstrdup(p, errbuf);
     if (h.decided)
         return APR_SUCCESS;
     if (h.head_done && (h.status < 200 || h.status >= 300)) {
@@ -507,6 +505,9 @@ static apr_status_t fetch_hop(apr_pool_t *p, const llmgw_image_fetch_t *cfg, con
         return APR_SUCCESS;
     }
     if (cc != CURLE_OK || !h.head_done) {
+        /* libcurl's words only where it decided: elsewhere they would be "Failed writing header".
+         */
+        res->detail = errbuf[0] ? apr_pstrdup(p, errbuf) : NULL;
         res->outcome = cc != CURLE_OK ? map_curl_code(cc, &h) : LLMGW_FETCH_FAILED;
         return APR_SUCCESS;
     }

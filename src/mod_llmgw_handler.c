@@ -675,14 +675,16 @@ static llmgw_error_t *prepare_images(req_t *q, const llmgw_backend_t *b)
     q->upstream_time += apr_time_now() - start;
     q->images_cfg = &b->image_fetch;
     if (rv == LLMGW_EBADREQ) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      LLMGW_LOGNO(00120) "backend \"%s\": image of %s refused (%s) from host "
-                                         "\"%s\"%s%s%s%s after %d redirect(s)%s%s",
-                      b->name, failed->param, llmgw_fetch_outcome_name(r->pool, &res),
-                      res.host ? res.host : "-", res.blocked_addr ? ", address " : "",
-                      res.blocked_addr ? res.blocked_addr : "", res.blocked_addr ? " is " : "",
-                      res.blocked_class ? res.blocked_class : "", res.redirects,
-                      res.detail ? ": " : "", res.detail ? res.detail : "");
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, r,
+            LLMGW_LOGNO(00120) "backend \"%s\": image of %s refused (%s): host \"%s\"%s%s%s%s, "
+                               "%d redirect(s)%s%s",
+            b->name, failed->param, llmgw_fetch_outcome_name(r->pool, &res),
+            res.host ? res.host : "-", res.blocked_addr ? ", address " : "",
+            res.blocked_addr ? res.blocked_addr : "",
+            res.blocked_addr ? apr_pstrcat(r->pool, " (", res.blocked_class, ")", NULL) : "",
+            res.status ? apr_psprintf(r->pool, ", HTTP %d", res.status) : "", res.redirects,
+            res.detail ? ": " : "", res.detail ? res.detail : "");
         return q->images_err;
     }
     if (rv != APR_SUCCESS) {

@@ -242,7 +242,7 @@ def test_loopback_refused_without_allow_hosts(gw, gmock, images):
     # Refused at the connection itself: the image server never saw a request.
     assert images.requests == []
     log = gw.error_log_text(mark)
-    assert "LLMGW00120" in log and "(blocked)" in log and "127.0.0.1 is loopback" in log, log
+    assert "LLMGW00120" in log and "(blocked)" in log and "address 127.0.0.1 (loopback)" in log, log
 
 
 @pytest.mark.parametrize("path, code, reason", [
