@@ -58,6 +58,20 @@ typedef struct llmgw_backend_t llmgw_backend_t;
 /** A parsed service-account key (llmgw_google_auth.h). */
 struct llmgw_google_sa_t;
 
+/**
+ * `imageFetch:` of a backend whose provider takes image bytes, not URLs
+ * (google): the guard of remote image fetches (providers.md 2.2, DESIGN.md
+ * 10). Hosts named in allow_hosts may resolve to any address; every other
+ * host must resolve to a public one. max_bytes and timeout bound all the
+ * fetches of one client request together, so one request costs at most
+ * that much memory and time whatever number of images it names.
+ */
+typedef struct {
+    apr_array_header_t *allow_hosts; /**< const char *: lowercase names or IP literals (no []) */
+    apr_off_t max_bytes;             /**< LLMGW_UNSET: LLMGW_DEFAULT_IMAGE_MAX_BYTES */
+    apr_interval_time_t timeout;     /**< LLMGW_UNSET: LLMGW_DEFAULT_IMAGE_TIMEOUT */
+} llmgw_image_fetch_t;
+
 typedef struct {
     const char *name;               /**< as written in the pool */
     const llmgw_backend_t *backend; /**< resolved after the whole file is read */
@@ -100,6 +114,9 @@ struct llmgw_backend_t {
      *  (llmgw_google_cfg_load_sa); NULL until then, or when it could not be */
     const struct llmgw_google_sa_t *google_sa;
     int unsupported_drop; /**< unsupportedParams: drop (1) or error (0, default) */
+
+    /* google: imageFetch (defaults when absent) */
+    llmgw_image_fetch_t image_fetch;
 
     /* pools */
     const char *strategy_name;        /**< as written; "latency" when not given */
@@ -176,6 +193,13 @@ apr_status_t llmgw_config_parse_opts(llmgw_config_t **out, apr_pool_t *p, apr_po
  */
 apr_status_t llmgw_duration_parse(const char *text, apr_interval_time_t *out);
 
+/**
+ * Parse a size: a bare number of bytes, or a number with K, M or G (binary:
+ * 1K = 1024 bytes), as LLMGatewayMaxBody takes it. APR_EINVAL for anything
+ * else (negative, overflow, junk).
+ */
+apr_status_t llmgw_size_parse(const char *text, apr_off_t *out);
+
 /** Name of a backend type as written in YAML ("azure-openai"). */
 const char *llmgw_backend_type_name(llmgw_backend_type_e type);
 
@@ -192,12 +216,19 @@ const llmgw_route_t *llmgw_config_route(const llmgw_config_t *cfg, const char *p
 #define LLMGW_DEFAULT_FAILURE_THRESHOLD 5
 #define LLMGW_DEFAULT_COOLDOWN apr_time_from_sec(30)
 #define LLMGW_DEFAULT_MAX_ATTEMPTS 3
+/* providers.md 2.2: "a size cap (default 20 MiB), a short timeout". */
+#define LLMGW_DEFAULT_IMAGE_MAX_BYTES ((apr_off_t)20 * 1024 * 1024)
+#define LLMGW_DEFAULT_IMAGE_TIMEOUT apr_time_from_sec(5)
+/* The largest imageFetch.maxBytes accepted: fetched images are held in memory. */
+#define LLMGW_MAX_IMAGE_MAX_BYTES (1024L * 1024 * 1024)
 
 apr_interval_time_t llmgw_backend_timeout(const llmgw_backend_t *b);
 apr_interval_time_t llmgw_backend_connect_timeout(const llmgw_backend_t *b);
 apr_interval_time_t llmgw_backend_first_byte_timeout(const llmgw_backend_t *b);
 apr_interval_time_t llmgw_backend_idle_timeout(const llmgw_backend_t *b);
 int llmgw_backend_max_retries(const llmgw_backend_t *b);
+apr_off_t llmgw_image_fetch_max_bytes(const llmgw_image_fetch_t *f);
+apr_interval_time_t llmgw_image_fetch_timeout(const llmgw_image_fetch_t *f);
 /** 1 when the backend lists @p model in models: or as defaultModel. */
 int llmgw_backend_serves(const llmgw_backend_t *b, const char *model);
 

@@ -20,15 +20,35 @@
  * a finish_reason) or FINAL (usage chunk, "data: [DONE]"). The glue holds
  * back PREAMBLE frames until the first CONTENT frame so that a failure
  * before any content can still be retried invisibly.
+ *
+ * Remote images: a provider whose API takes image bytes rather than URLs
+ * (google) lists, through remote_images, the http(s) images a request
+ * needs; the glue fetches them with the guard of llmgw_fetch.h and hands
+ * the results back in call->images, from which build_request inlines them.
+ * The translator itself never touches the network.
  */
 #ifndef LLMGW_PROVIDER_H
 #define LLMGW_PROVIDER_H
 
 #include <jansson.h>
+#include <apr_hash.h>
 #include "llmgw.h"
 #include "llmgw_config.h"
 #include "llmgw_error.h"
 #include "llmgw_sse.h"
+
+/** A remote image a request names, which the translator needs as bytes. */
+typedef struct {
+    const char *url;   /**< as the client wrote it (borrowed from the request) */
+    const char *param; /**< where it is, for errors: "messages[1].content[0].image_url.url" */
+} llmgw_image_ref_t;
+
+/** A fetched image, ready to inline. */
+typedef struct {
+    const char *mime_type; /**< "image/png": lowercase, without parameters */
+    const char *base64;    /**< the bytes in standard base64 (with padding) */
+    apr_size_t size;       /**< number of bytes before encoding */
+} llmgw_image_t;
 
 /** One client request bound to one backend. */
 typedef struct {
@@ -47,6 +67,8 @@ typedef struct {
     const char *raw_body;        /**< the client's body as received (call->body parsed from it) */
     apr_size_t raw_len;          /**< may be forwarded as is when nothing in it changes */
     const char *access_token;    /**< OAuth2 token the glue obtained (Vertex AI), else NULL */
+    apr_hash_t *images;          /**< url -> const llmgw_image_t *: remote images the glue
+                                      fetched for remote_images, or NULL */
 } llmgw_call_t;
 
 /** An upstream request. Headers may hold secrets: never log them. */
@@ -148,6 +170,16 @@ typedef struct llmgw_provider_t {
      * RetryInfo.retryDelay), used when the headers gave none. -1 when none.
      */
     apr_interval_time_t (*retry_hint)(const char *body, apr_size_t len);
+
+    /**
+     * Optional: the remote (http/https) images build_request will need in
+     * call->images, appended to @p out as llmgw_image_ref_t in request order
+     * (a URL named twice is listed twice). URIs the provider reads itself
+     * (gs://, Files API) and data URIs are not listed; malformed parts are
+     * skipped, build_request refuses them. NULL for providers that pass
+     * image URLs on.
+     */
+    void (*remote_images)(const llmgw_call_t *call, apr_array_header_t *out);
 } llmgw_provider_t;
 
 /** The translator for @p type, or NULL when that type is not implemented yet. */

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
 #include <apr_file_io.h>
 #include <apr_hash.h>
 #include <apr_lib.h>
@@ -703,11 +705,100 @@ static apr_status_t key_aliases(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node
     return APR_SUCCESS;
 }
 
+static apr_status_t key_size(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    const char *s;
+    apr_off_t n;
+    apr_status_t rv = key_text(c, k, v, "a size", &s);
+
+    if (rv != APR_SUCCESS || !s)
+        return rv;
+    if (llmgw_size_parse(s, &n) != APR_SUCCESS)
+        return cfg_fail(c, v->mark, "%s must be a size such as 512K, 20M or 1G, not %s", k->name,
+                        shown(c, v, s));
+    if (n < k->min || n > (apr_off_t)k->max)
+        return cfg_fail(c, v->mark, "%s must be from %ld bytes to %ldM, not %s", k->name, k->min,
+                        k->max / (1024 * 1024), shown(c, v, s));
+    *FIELD(obj, k, apr_off_t) = n;
+    return APR_SUCCESS;
+}
+
+/*
+ * One allowHosts entry: a host name (compared without case and without a
+ * trailing dot) or an IP literal, kept in the canonical text form the fetch
+ * compares against, so "::0001" and "[::1]" both name ::1.
+ */
+static apr_status_t allow_host(cfg_ctx_t *c, const cfg_node_t *v, const char *s, const char **out)
+{
+    unsigned char addr[16];
+    char canon[64];
+    apr_size_t n = strlen(s);
+    char *h, *p;
+
+    if (n > 2 && s[0] == '[' && s[n - 1] == ']')
+        s = apr_pstrmemdup(c->tmp, s + 1, n - 2);
+    if (strchr(s, ':')) {
+        if (inet_pton(AF_INET6, s, addr) != 1)
+            return cfg_fail(c, v->mark,
+                            "allowHosts: %s is not an IPv6 address (a port or a URL "
+                            "cannot be listed, only the host)",
+                            shown(c, v, s));
+        *out = apr_pstrdup(c->p, inet_ntop(AF_INET6, addr, canon, sizeof(canon)));
+        return APR_SUCCESS;
+    }
+    if (inet_pton(AF_INET, s, addr) == 1) {
+        *out = apr_pstrdup(c->p, inet_ntop(AF_INET, addr, canon, sizeof(canon)));
+        return APR_SUCCESS;
+    }
+    h = apr_pstrdup(c->p, s);
+    n = strlen(h);
+    if (n > 1 && h[n - 1] == '.')
+        h[--n] = '\0';
+    for (p = h; *p; p++) {
+        if (*p == '*')
+            return cfg_fail(c, v->mark,
+                            "allowHosts: %s: wildcards are not supported; list each "
+                            "host by name",
+                            shown(c, v, s));
+        if (!apr_isalnum(*p) && *p != '-' && *p != '.' && *p != '_')
+            return cfg_fail(c, v->mark, "allowHosts: %s is not a host name or an IP address",
+                            shown(c, v, s));
+        *p = (char)apr_tolower(*p);
+    }
+    if (!*h || *h == '.' || strstr(h, ".."))
+        return cfg_fail(c, v->mark, "allowHosts: %s is not a host name or an IP address",
+                        shown(c, v, s));
+    *out = h;
+    return APR_SUCCESS;
+}
+
+static apr_status_t key_hosts(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
+{
+    apr_array_header_t *hosts = *FIELD(obj, k, apr_array_header_t *);
+    const char *s, *h = NULL;
+    apr_status_t rv;
+    int i;
+
+    if (v->kind != NODE_SEQ)
+        return cfg_fail(c, v->mark, "%s must be a sequence of host names, not %s", k->name,
+                        kind_name(v));
+    for (i = 0; i < v->items->nelts; i++) {
+        const cfg_node_t *item = NODE_AT(v, i);
+        if ((rv = value_text(c, k->name, item, "a host name", 0, &s)) != APR_SUCCESS ||
+            (rv = allow_host(c, item, s, &h)) != APR_SUCCESS)
+            return rv;
+        APR_ARRAY_PUSH(hosts, const char *) = h;
+    }
+    return APR_SUCCESS;
+}
+
 /* ---- key tables ------------------------------------------------------ */
 
 static apr_status_t keys_apply(cfg_ctx_t *c, const cfg_node_t *map, const cfg_key_t *table,
                                void *obj);
 static apr_status_t key_config(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj);
+static apr_status_t key_image_fetch(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                    void *obj);
 static apr_status_t key_members(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj);
 static apr_status_t key_member_name(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
                                     void *obj);
@@ -738,6 +829,17 @@ static const cfg_key_t config_keys[] = {
     {"location", T(GOOGLE), 0, key_string, B(location)},
     {"credentialsFile", T(GOOGLE), 0, key_string, B(credentials_file)},
     {"unsupportedParams", T_PROVIDERS, 0, key_choice, B(unsupported_drop), 0, 0, unsupported_names},
+    {"imageFetch", T(GOOGLE), 0, key_image_fetch, B(image_fetch)},
+    {NULL},
+};
+
+#define F(f) offsetof(llmgw_image_fetch_t, f)
+
+/* imageFetch: only where a translator fetches remote images (google, providers.md 6.4). */
+static const cfg_key_t image_fetch_keys[] = {
+    {"allowHosts", T_ANY, 0, key_hosts, F(allow_hosts)},
+    {"maxBytes", T_ANY, 0, key_size, F(max_bytes), 1, LLMGW_MAX_IMAGE_MAX_BYTES},
+    {"timeout", T_ANY, 0, key_duration, F(timeout), 1},
     {NULL},
 };
 
@@ -843,6 +945,20 @@ static apr_status_t key_config(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_
     if (v->kind != NODE_MAP)
         return cfg_fail(c, v->mark, "config must be a mapping, not %s", kind_name(v));
     return keys_apply(c, v, config_keys, obj);
+}
+
+static apr_status_t key_image_fetch(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                    void *obj)
+{
+    const char *owner = c->owner;
+    apr_status_t rv;
+
+    if (v->kind != NODE_MAP)
+        return cfg_fail(c, v->mark, "imageFetch must be a mapping, not %s", kind_name(v));
+    c->owner = apr_pstrcat(c->tmp, owner, " imageFetch", NULL);
+    rv = keys_apply(c, v, image_fetch_keys, FIELD(obj, k, llmgw_image_fetch_t));
+    c->owner = owner;
+    return rv;
 }
 
 static apr_status_t key_member_name(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
@@ -1015,6 +1131,9 @@ static llmgw_backend_t *backend_new(cfg_ctx_t *c, const cfg_node_t *n, int index
     b->max_retries = b->max_tokens = b->failure_threshold = LLMGW_UNSET;
     b->cooldown = LLMGW_UNSET;
     b->max_attempts = LLMGW_UNSET;
+    b->image_fetch.allow_hosts = apr_array_make(c->p, 2, sizeof(const char *));
+    b->image_fetch.max_bytes = LLMGW_UNSET;
+    b->image_fetch.timeout = LLMGW_UNSET;
     b->strategy = &llmgw_strategy_latency;
     b->strategy_name = llmgw_strategy_latency.name;
     b->fallback = 1;
@@ -1505,6 +1624,29 @@ apr_status_t llmgw_duration_parse(const char *text, apr_interval_time_t *out)
     return APR_SUCCESS;
 }
 
+apr_status_t llmgw_size_parse(const char *text, apr_off_t *out)
+{
+    apr_int64_t n = 0, unit;
+    const char *s = text;
+
+    if (!s || !apr_isdigit(*s))
+        return APR_EINVAL;
+    for (; apr_isdigit(*s); s++) {
+        if (n > (APR_INT64_MAX - (*s - '0')) / 10)
+            return APR_EINVAL;
+        n = n * 10 + (*s - '0');
+    }
+    unit = !*s                                  ? 1
+           : !strcmp(s, "K") || !strcmp(s, "k") ? 1024
+           : !strcmp(s, "M") || !strcmp(s, "m") ? 1024 * 1024
+           : !strcmp(s, "G") || !strcmp(s, "g") ? (apr_int64_t)1024 * 1024 * 1024
+                                                : 0;
+    if (!unit || n > APR_INT64_MAX / unit)
+        return APR_EINVAL;
+    *out = (apr_off_t)(n * unit);
+    return APR_SUCCESS;
+}
+
 const char *llmgw_backend_type_name(llmgw_backend_type_e type)
 {
     if ((unsigned)type >= LLMGW_BACKEND_TYPE_COUNT)
@@ -1576,6 +1718,16 @@ int llmgw_pool_named(const llmgw_backend_t *pool, const char *name)
             return 1;
     }
     return 0;
+}
+
+apr_off_t llmgw_image_fetch_max_bytes(const llmgw_image_fetch_t *f)
+{
+    return f->max_bytes == LLMGW_UNSET ? LLMGW_DEFAULT_IMAGE_MAX_BYTES : f->max_bytes;
+}
+
+apr_interval_time_t llmgw_image_fetch_timeout(const llmgw_image_fetch_t *f)
+{
+    return or_default(f->timeout, LLMGW_DEFAULT_IMAGE_TIMEOUT);
 }
 
 int llmgw_backend_serves(const llmgw_backend_t *b, const char *model)

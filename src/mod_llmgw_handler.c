@@ -26,6 +26,7 @@
 #include "llmgw_route.h"
 #include "llmgw_redact.h"
 #include "llmgw_google_auth.h"
+#include "llmgw_fetch.h"
 
 /* Largest first buffer for a request body, whatever Content-Length says. */
 #define BODY_PREALLOC_MAX (256 * 1024)
@@ -79,6 +80,11 @@ typedef struct {
     llmgw_fail_e last_fail; /* the request's last failure, for the pool's own slot */
     int last_status;
     int max_attempts; /* cap across a pool's members; 0 = none (lone backend) */
+
+    /* remote images, fetched once for every member with the same imageFetch */
+    const llmgw_image_fetch_t *images_cfg; /* settings of the last fetch; NULL: none yet */
+    apr_hash_t *images;                    /* what it fetched */
+    llmgw_error_t *images_err;             /* or why it was refused */
 } req_t;
 
 /* ---------------------------------------------------------------------- */
@@ -714,6 +720,98 @@ static void log_ignored(req_t *q)
                   q->backend->name, ig->nelts, names, ig->nelts > 8 ? ", ..." : "");
 }
 
+static int same_fetch_settings(const llmgw_image_fetch_t *a, const llmgw_image_fetch_t *b)
+{
+    int i;
+
+    if (a == b)
+        return 1;
+    if (llmgw_image_fetch_max_bytes(a) != llmgw_image_fetch_max_bytes(b) ||
+        llmgw_image_fetch_timeout(a) != llmgw_image_fetch_timeout(b) ||
+        a->allow_hosts->nelts != b->allow_hosts->nelts)
+        return 0;
+    for (i = 0; i < a->allow_hosts->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(a->allow_hosts, i, const char *),
+                   APR_ARRAY_IDX(b->allow_hosts, i, const char *)) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static int images_cover(apr_hash_t *images, const apr_array_header_t *refs)
+{
+    int i;
+
+    for (i = 0; i < refs->nelts; i++) {
+        if (!apr_hash_get(images, APR_ARRAY_IDX(refs, i, llmgw_image_ref_t).url,
+                          APR_HASH_KEY_STRING))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Remote images the translator needs as bytes (google, providers.md 6.4):
+ * fetched with the guard of llmgw_fetch.h before any provider is contacted,
+ * once per request for every member with the same imageFetch settings. A
+ * fetch the guard or the image server refused is the client's problem: a
+ * 400 naming the part. The time spent counts as upstream time, not as the
+ * gateway's own overhead.
+ */
+static llmgw_error_t *prepare_images(req_t *q, const llmgw_backend_t *b)
+{
+    request_rec *r = q->r;
+    apr_array_header_t *refs = apr_array_make(r->pool, 4, sizeof(llmgw_image_ref_t));
+    const llmgw_image_ref_t *failed = NULL;
+    llmgw_fetch_result_t res;
+    apr_time_t start;
+    apr_status_t rv;
+
+    q->call.images = NULL;
+    q->prov->remote_images(&q->call, refs);
+    if (refs->nelts == 0)
+        return NULL;
+    if (q->images_cfg && same_fetch_settings(q->images_cfg, &b->image_fetch) &&
+        (q->images_err || images_cover(q->images, refs))) {
+        q->call.images = q->images;
+        return q->images_err;
+    }
+    start = apr_time_now();
+    q->images_err = NULL;
+    rv = llmgw_fetch_images(r->pool, &b->image_fetch, refs, &q->images, &failed, &res,
+                            &q->images_err);
+    q->upstream_time += apr_time_now() - start;
+    q->images_cfg = &b->image_fetch;
+    if (rv == LLMGW_EBADREQ) {
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, r,
+            LLMGW_LOGNO(00120) "backend \"%s\": image of %s refused (%s): host \"%s\"%s%s%s%s, "
+                               "%d redirect(s)%s%s",
+            b->name, failed->param, llmgw_fetch_outcome_name(r->pool, &res),
+            res.host ? res.host : "-", res.blocked_addr ? ", address " : "",
+            res.blocked_addr ? res.blocked_addr : "",
+            res.blocked_addr ? apr_pstrcat(r->pool, " (", res.blocked_class, ")", NULL) : "",
+            res.status ? apr_psprintf(r->pool, ", HTTP %d", res.status) : "", res.redirects,
+            res.detail ? ": " : "", res.detail ? res.detail : "");
+        return q->images_err;
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                      LLMGW_LOGNO(00121) "backend \"%s\": cannot fetch remote images", b->name);
+        q->images_cfg = NULL;
+        return llmgw_error_make(r->pool, 500, NULL, NULL, NULL,
+                                "The gateway could not fetch the request's images.");
+    }
+    if (APLOGrdebug(r))
+        ap_log_rerror(
+            APLOG_MARK, APLOG_DEBUG, 0, r,
+            LLMGW_LOGNO(00122) "backend \"%s\": fetched %u remote image(s) in %" APR_TIME_T_FMT
+                               " ms",
+            b->name, apr_hash_count(q->images), apr_time_as_msec(apr_time_now() - start));
+    q->call.images = q->images;
+    return NULL;
+}
+
 /* Prepare q->call and the upstream request for candidate @p c. */
 static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
                                         llmgw_http_request_t *hreq)
@@ -735,6 +833,8 @@ static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
     q->call.dropped = apr_array_make(r->pool, 2, sizeof(const char *));
     q->call.ignored = apr_array_make(r->pool, 2, sizeof(const char *));
     q->call.access_token = NULL;
+    if (q->prov->remote_images && (err = prepare_images(q, b)) != NULL)
+        return err;
     if (b->type == LLMGW_BACKEND_GOOGLE && b->project_id) {
         /* Vertex AI: a cached token, refreshed by one thread before expiry. */
         if (llmgw_google_auth_token(child_google_auth, child_upstream, b, r->pool,

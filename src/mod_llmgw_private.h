@@ -38,16 +38,16 @@ extern module AP_MODULE_DECLARE_DATA llmgw_module;
 #define LLMGW_STATUS_HANDLER "llmgw-status"
 
 typedef struct {
-    const char *config_path; /* LLMGatewayConfig, resolved */
-    llmgw_config_t *gw;      /* parsed gateway.yaml (pconf), NULL when not configured; a vhost
-                              * without its own LLMGatewayConfig has the main server's pointer */
-    apr_off_t max_body;      /* LLMGW_UNSET when not set here */
+    const char *config_path;     /* LLMGatewayConfig, resolved */
+    llmgw_config_t *gw;          /* parsed gateway.yaml (pconf), NULL when not configured; a vhost
+                                  * without its own LLMGatewayConfig has the main server's pointer */
+    apr_off_t max_body;          /* LLMGW_UNSET when not set here */
     apr_off_t max_upstream_body; /* LLMGW_UNSET when not set here */
-    int *slot_of;            /* stats slot per backend index of gw (post_config), or NULL */
-    int nslots;              /* entries in slot_of */
-    const char *kept_reason; /* why this server's own file was refused and its previous
-                              * version kept (live restart); logged in post_config, once
-                              * the error log is open; never inherited */
+    int *slot_of;                /* stats slot per backend index of gw (post_config), or NULL */
+    int nslots;                  /* entries in slot_of */
+    const char *kept_reason;     /* why this server's own file was refused and its previous
+                                  * version kept (live restart); logged in post_config, once
+                                  * the error log is open; never inherited */
 } llmgw_srv_cfg;
 
 typedef struct {

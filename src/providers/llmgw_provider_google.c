@@ -773,54 +773,148 @@ static const char *mime_from_uri(const char *uri)
     return NULL;
 }
 
-/* gs:// (Vertex AI) or Files-API (Gemini API) URIs are passed by reference. */
-static json_t *file_data(const char *uri)
+/*
+ * gs:// (Vertex AI) or Files-API (Gemini API) URIs are passed by reference
+ * (providers.md 6.4 Option), with the media type their name tells. Vertex
+ * AI requires fileData.mimeType, so there a name that tells none is
+ * refused; the Gemini API knows the type of an uploaded file and takes the
+ * reference without one. NULL (and rq->err) when refused.
+ */
+static json_t *file_data(rq_t *rq, const char *uri, const char *upath)
 {
     const char *mime = mime_from_uri(uri);
-    json_t *fd = json_pack("{s:s}", "fileUri", uri);
+    json_t *fd;
 
+    if (!mime && is_vertex(rq->call->backend)) {
+        rq_fail(rq, "invalid_value", upath,
+                "The media type of '%s' cannot be told from its name, and Vertex AI needs it: "
+                "name the object with an extension (.png, .jpg, .jpeg, .gif, .webp, .heic, "
+                ".heif, .pdf) or send the image as a data URI.",
+                upath);
+        return NULL;
+    }
+    fd = json_pack("{s:s}", "fileUri", uri);
     if (mime)
         json_object_set_new(fd, "mimeType", json_string(mime));
     return json_pack("{s:o}", "fileData", fd);
 }
 
+/* What an image_url part's URL asks of the translator. */
+typedef enum {
+    IMAGE_DATA,    /* data: URI, inlined as is */
+    IMAGE_REF,     /* a URI Google reads itself: fileData */
+    IMAGE_REMOTE,  /* http(s): fetched by the glue, then inlined */
+    IMAGE_FOREIGN, /* a URI only the other Google service reads */
+    IMAGE_BAD
+} image_kind_e;
+
+static const char *image_url_of(const json_t *part)
+{
+    json_t *iu = json_object_get(part, "image_url");
+    return json_is_string(iu) ? json_string_value(iu) : llmgw_json_str(iu, "url");
+}
+
+static image_kind_e image_kind(const llmgw_backend_t *b, const char *url)
+{
+    int vertex = is_vertex(b);
+    int gs = strncmp(url, "gs://", 5) == 0 && url[5];
+    int files = strncmp(url, GOOGLE_FILES_PREFIX, sizeof(GOOGLE_FILES_PREFIX) - 1) == 0;
+
+    if (strncasecmp(url, "data:", 5) == 0)
+        return IMAGE_DATA;
+    if ((vertex && gs) || (!vertex && files))
+        return IMAGE_REF;
+    if (gs || files)
+        return IMAGE_FOREIGN;
+    if (strncasecmp(url, "https://", 8) == 0 || strncasecmp(url, "http://", 7) == 0)
+        return IMAGE_REMOTE;
+    return IMAGE_BAD;
+}
+
 /*
- * image_url: data URIs are inlined. Remote https images would need a fetch
- * (providers.md 6.4 Rule), and a translator does no I/O, so they are
- * refused with a 400 that says what to send instead; only URIs Google
- * itself can read are passed by reference (6.4 Option).
+ * image_url (providers.md 6.4): data URIs are inlined; http(s) images are
+ * inlined from call->images, where the glue put what it fetched for
+ * google_remote_images (a translator does no I/O); URIs Google reads itself
+ * are passed by reference.
  */
 static apr_status_t image_part(rq_t *rq, const json_t *part, const char *path, json_t *parts)
 {
-    json_t *iu = json_object_get(part, "image_url");
-    const char *url = json_is_string(iu) ? json_string_value(iu) : llmgw_json_str(iu, "url");
+    const char *url = image_url_of(part);
     const char *upath = apr_pstrcat(rq->p, path, ".image_url.url", NULL);
-    int vertex = is_vertex(rq->call->backend);
+    const llmgw_image_t *img;
     json_t *d;
 
     if (!url)
         return rq_fail(rq, "missing_required_parameter", upath, "Missing required parameter: '%s'.",
                        upath);
-    if (strncasecmp(url, "data:", 5) == 0) {
+    switch (image_kind(rq->call->backend, url)) {
+    case IMAGE_DATA:
         if (!(d = inline_data(rq->p, url)))
             return rq_fail(rq, "invalid_value", upath,
                            "'%s' is not a valid base64 data URI (data:<media type>;base64,...).",
                            upath);
-        json_array_append_new(parts, d);
-        return APR_SUCCESS;
-    }
-    if ((vertex && strncmp(url, "gs://", 5) == 0 && url[5]) ||
-        (!vertex && strncmp(url, GOOGLE_FILES_PREFIX, sizeof(GOOGLE_FILES_PREFIX) - 1) == 0)) {
-        json_array_append_new(parts, file_data(url));
-        return APR_SUCCESS;
-    }
-    if (strncasecmp(url, "https://", 8) == 0 || strncasecmp(url, "http://", 7) == 0)
+        break;
+    case IMAGE_REF:
+        if (!(d = file_data(rq, url, upath)))
+            return LLMGW_EBADREQ;
+        break;
+    case IMAGE_REMOTE:
+        img = rq->call->images ? apr_hash_get(rq->call->images, url, APR_HASH_KEY_STRING) : NULL;
+        if (!img) {
+            /* The glue fetches every image remote_images lists: a gateway fault. */
+            rq->err = llmgw_error_make(rq->p, 500, "server_error", NULL, upath,
+                                       "The image of '%s' was not fetched.", upath);
+            return APR_EINVAL;
+        }
+        /* Base64 is ASCII: no need to check megabytes of it for UTF-8. */
+        d = json_pack("{s:{s:s, s:o}}", "inlineData", "mimeType", img->mime_type, "data",
+                      json_string_nocheck(img->base64));
+        break;
+    case IMAGE_FOREIGN:
         return rq_fail(rq, "unsupported_value", upath,
-                       "Image URLs are not fetched for the google backend \"%s\": send the image "
-                       "as a data URI (data:image/png;base64,...)%s.",
+                       "'%s' can only be read by %s; the google backend \"%s\" uses %s. Send the "
+                       "image as a data URI or an https URL.",
+                       upath,
+                       is_vertex(rq->call->backend) ? "the Gemini API (Files API URIs)"
+                                                    : "Vertex AI (gs:// URIs)",
                        rq->call->backend->name,
-                       vertex ? " or a gs:// URI" : " or a Gemini Files API URI");
-    return rq_fail(rq, "invalid_value", upath, "'%s' must be an https URL or a data URI.", upath);
+                       is_vertex(rq->call->backend) ? "Vertex AI" : "the Gemini API");
+    default:
+        return rq_fail(rq, "invalid_value", upath, "'%s' must be an https URL or a data URI.",
+                       upath);
+    }
+    json_array_append_new(parts, d);
+    return APR_SUCCESS;
+}
+
+/* The http(s) images of the request's user messages, for the glue to fetch. */
+static void google_remote_images(const llmgw_call_t *call, apr_array_header_t *out)
+{
+    json_t *msgs = call->api == LLMGW_API_CHAT ? json_object_get(call->body, "messages") : NULL;
+    size_t i, j;
+    json_t *m, *part;
+
+    json_array_foreach (msgs, i, m) {
+        const char *role = llmgw_json_str(m, "role");
+        json_t *content = json_object_get(m, "content");
+
+        if (!role || strcmp(role, "user") != 0 || !json_is_array(content))
+            continue;
+        json_array_foreach (content, j, part) {
+            const char *type = llmgw_json_str(part, "type");
+            const char *url = image_url_of(part);
+            llmgw_image_ref_t *ref;
+
+            if (!type || strcmp(type, "image_url") != 0 || !url ||
+                image_kind(call->backend, url) != IMAGE_REMOTE)
+                continue;
+            ref = apr_array_push(out);
+            ref->url = url;
+            ref->param = apr_psprintf(
+                call->pool,
+                "messages[%" APR_SIZE_T_FMT "].content[%" APR_SIZE_T_FMT "].image_url.url", i, j);
+        }
+    }
 }
 
 static apr_status_t audio_part(rq_t *rq, const json_t *part, const char *path, json_t *parts)
@@ -2420,4 +2514,5 @@ const llmgw_provider_t llmgw_provider_google = {
     .stream_event = google_stream_event,
     .stream_end = google_stream_end,
     .retry_hint = llmgw_google_retry_delay,
+    .remote_images = google_remote_images,
 };

@@ -81,6 +81,44 @@ _PART_FIELDS = set(_PART_DATA) | {"thought", "thoughtSignature", "videoMetadata"
                                   "mediaResolution"}
 
 
+_MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+
+
+def _validate_inline_data(v, where):
+    """Blob: mimeType (an IANA type/subtype) and data (non-empty, padded standard base64)."""
+    if not isinstance(v, dict) or set(v) - {"mimeType", "data", "displayName"}:
+        raise bad(f"* {where}.inline_data: only mime_type, data and display_name are allowed")
+    mime, data = v.get("mimeType"), v.get("data")
+    if not isinstance(mime, str) or not _MIME.match(mime):
+        raise bad(f"* {where}.inline_data.mime_type: a MIME type is required (got {mime!r})")
+    if not isinstance(data, str) or not data:
+        raise bad(f"* {where}.inline_data.data: data is required")
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        raise bad(f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 "
+                  "decoding failed")
+
+
+def _validate_file_data(v, where, service):
+    """FileData: fileUri required; mimeType required on Vertex AI (its FileData says so),
+    optional on the Gemini API (an uploaded file has one); gs:// only on Vertex AI."""
+    if not isinstance(v, dict) or set(v) - {"mimeType", "fileUri", "displayName"}:
+        raise bad(f"* {where}.file_data: only mime_type, file_uri and display_name are allowed")
+    uri, mime = v.get("fileUri"), v.get("mimeType")
+    if not isinstance(uri, str) or not uri:
+        raise bad(f"* {where}.file_data.file_uri: required")
+    if mime is not None and (not isinstance(mime, str) or not _MIME.match(mime)):
+        raise bad(f"* {where}.file_data.mime_type: not a MIME type ({mime!r})")
+    if service == "vertex" and mime is None:
+        raise bad(f"* {where}.file_data.mime_type: mime_type is required")
+    if service == "vertex" and not uri.startswith(("gs://", "https://")):
+        raise bad(f"* {where}.file_data.file_uri: unsupported URI {uri}")
+    if service == "aistudio" and not uri.startswith(
+            "https://generativelanguage.googleapis.com/"):
+        raise bad(f"* {where}.file_data.file_uri: Invalid or unsupported file uri: {uri}")
+
+
 class GoogleError(Exception):
     def __init__(self, status, message, code=None, details=None):
         super().__init__(message)
@@ -366,7 +404,7 @@ class MockGemini(MockServer):
 
     # -- generateContent: validation ------------------------------------------
 
-    def validate_generate(self, body, model):
+    def validate_generate(self, body, model, service="aistudio"):
         unknown = set(body) - _REQUEST_FIELDS
         if unknown:
             name = sorted(unknown)[0]
@@ -379,7 +417,7 @@ class MockGemini(MockServer):
         if not isinstance(contents, list) or not contents:
             raise bad("* GenerateContentRequest.contents: contents is not specified")
         for i, c in enumerate(contents):
-            self._validate_content(c, i)
+            self._validate_content(c, i, service)
         self._validate_turns(contents)
         if model.startswith("gemini-3"):
             self._validate_signatures(contents)
@@ -477,7 +515,7 @@ class MockGemini(MockServer):
                       f"mimetypes are text/plain, application/json and text/x.enum, not {mime}.")
 
     @staticmethod
-    def _validate_part(p, where):
+    def _validate_part(p, where, service="aistudio"):
         if not isinstance(p, dict):
             raise bad(f"* {where}: part must be an object")
         unknown = set(p) - _PART_FIELDS
@@ -491,17 +529,9 @@ class MockGemini(MockServer):
         if kind == "text" and not isinstance(v, str):
             raise bad(f"* {where}.text: must be a string")
         if kind == "inlineData":
-            if not isinstance(v, dict) or not isinstance(v.get("mimeType"), str) \
-                    or not v["mimeType"] or set(v) - {"mimeType", "data", "displayName"}:
-                raise bad(f"* {where}.inline_data: mime_type and data are required")
-            try:
-                base64.b64decode(v.get("data", ""), validate=True)
-            except ValueError:
-                raise bad(f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 "
-                          "decoding failed")
-        if kind == "fileData" and (not isinstance(v, dict) or not isinstance(v.get("fileUri"),
-                                                                           str)):
-            raise bad(f"* {where}.file_data.file_uri: required")
+            _validate_inline_data(v, where)
+        if kind == "fileData":
+            _validate_file_data(v, where, service)
         if kind == "functionCall":
             if not isinstance(v, dict) or not isinstance(v.get("name"), str) or \
                     set(v) - {"name", "args", "id"} or \
@@ -523,7 +553,7 @@ class MockGemini(MockServer):
                           "decoding failed")
         return kind
 
-    def _validate_content(self, c, i):
+    def _validate_content(self, c, i, service="aistudio"):
         where = f"GenerateContentRequest.contents[{i}]"
         if not isinstance(c, dict) or set(c) - {"role", "parts"}:
             raise bad(f"* {where}: invalid content")
@@ -533,7 +563,8 @@ class MockGemini(MockServer):
         parts = c.get("parts")
         if not isinstance(parts, list) or not parts:
             raise bad(f"* {where}.parts: contents.parts must not be empty.")
-        kinds = [self._validate_part(p, f"{where}.parts[{j}]") for j, p in enumerate(parts)]
+        kinds = [self._validate_part(p, f"{where}.parts[{j}]", service)
+                 for j, p in enumerate(parts)]
         if c["role"] == "model" and "functionResponse" in kinds:
             raise bad(f"* {where}: function response parts are only allowed in user turns")
         if c["role"] != "model" and "functionCall" in kinds:
@@ -597,7 +628,7 @@ class MockGemini(MockServer):
 
     def _generate(self, h, rec, fault, service, model, method):
         body = rec.body
-        decls = self.validate_generate(body, model)
+        decls = self.validate_generate(body, model, service)
         stream = method == "streamGenerateContent"
         if stream and "alt=sse" not in rec.query.split("&"):
             # Without alt=sse Google answers one JSON array written progressively.

@@ -403,10 +403,12 @@ def test_image_data_uri_is_inlined(gw, gmock):
 
 @needs_openai_sdk
 def test_remote_image_refused_before_any_upstream_call(gw, gmock):
+    """Remote images are fetched with a guard (test_images.py has the rest): a loopback
+    address is refused unless imageFetch.allowHosts names its host."""
     out = node("openai_client.mjs", gw_spec(gw, "image", model="gemini-2.5-flash",
-                                            url="https://example.com/postcard.png"))
+                                            url="http://127.0.0.1:9/postcard.png"))
     assert not out["ok"]
-    assert out["error"]["status"] == 400 and out["error"]["code"] == "unsupported_value"
+    assert out["error"]["status"] == 400 and out["error"]["code"] == "invalid_image_url"
     assert out["error"]["param"] == "messages[0].content[1].image_url.url"
     assert gmock.requests == []
 

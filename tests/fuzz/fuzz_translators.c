@@ -7,7 +7,8 @@
  *     bytes pick;
  *   - stream_init, the real SSE parser into stream_event, then stream_end
  *     as the glue calls them, with an emit callback that checks each frame;
- *   - build_request, when the input parses as JSON, as the client's body;
+ *   - remote_images and build_request, when the input parses as JSON, as
+ *     the client's body, with every listed image "fetched" as the glue would;
  *   - the retry hints the glue reads from a failed answer: Gemini's
  *     RetryInfo in the body, and the input as a Retry-After value.
  * Besides memory safety this checks what the glue relies on: outputs are
@@ -388,6 +389,27 @@ static void check_http_request(const llmgw_http_request_t *out)
     check_json_object(out->body, out->body_len);
 }
 
+/*
+ * As the glue does for a translator that needs image bytes: each listed
+ * image is "fetched" (the same tiny PNG) into call->images. A listed ref
+ * always names a URL and a part of a message.
+ */
+static void fetch_listed_images(const ctx_t *c, llmgw_call_t *call)
+{
+    static const llmgw_image_t fetched = {"image/png", "iVBORw0KGgo=", 8};
+    apr_array_header_t *refs = apr_array_make(c->pool, 2, sizeof(llmgw_image_ref_t));
+    int i;
+
+    c->P->remote_images(call, refs);
+    call->images = apr_hash_make(c->pool);
+    for (i = 0; i < refs->nelts; i++) {
+        const llmgw_image_ref_t *ref = &APR_ARRAY_IDX(refs, i, llmgw_image_ref_t);
+        FUZZ_CHECK(ref->url != NULL && ref->param != NULL);
+        FUZZ_CHECK(strncmp(ref->param, "messages[", 9) == 0);
+        apr_hash_set(call->images, ref->url, APR_HASH_KEY_STRING, &fetched);
+    }
+}
+
 static void fuzz_request(const ctx_t *c, llmgw_api_e api, json_t *body, const json_t *pristine)
 {
     llmgw_call_t *call = make_call(c, api, body);
@@ -411,6 +433,10 @@ static void fuzz_request(const ctx_t *c, llmgw_api_e api, json_t *body, const js
     call->include_usage = call->stream && json_is_true(json_object_get(so, "include_usage"));
     call->raw_body = (const char *)c->data;
     call->raw_len = c->size;
+    if (c->P->remote_images) {
+        fetch_listed_images(c, call);
+        FUZZ_CHECK(json_equal(body, pristine));
+    }
     memset(&out, 0, sizeof(out));
     rv = c->P->build_request(call, &out, &err);
     FUZZ_CHECK(json_equal(body, pristine));

@@ -671,6 +671,161 @@ START_TEST(test_invalid_inline)
 }
 END_TEST
 
+/* ---- imageFetch (google) ----------------------------------------------------- */
+
+static const char *host_at(const llmgw_image_fetch_t *f, int i)
+{
+    return APR_ARRAY_IDX(f->allow_hosts, i, const char *);
+}
+
+START_TEST(test_image_fetch_defaults)
+{
+    const llmgw_backend_t *b = parse_backend_ok("google", "      apiKey: k\n");
+
+    ck_assert_int_eq(b->image_fetch.allow_hosts->nelts, 0);
+    ck_assert_int_eq(llmgw_image_fetch_max_bytes(&b->image_fetch), 20 * 1024 * 1024);
+    ck_assert_int_eq(llmgw_image_fetch_timeout(&b->image_fetch), apr_time_from_sec(5));
+    b = parse_backend_ok("google", "      apiKey: k\n      imageFetch: {}\n");
+    ck_assert_int_eq(llmgw_image_fetch_max_bytes(&b->image_fetch), 20 * 1024 * 1024);
+    ck_assert_int_eq(llmgw_image_fetch_timeout(&b->image_fetch), apr_time_from_sec(5));
+}
+END_TEST
+
+START_TEST(test_image_fetch_settings)
+{
+    const llmgw_backend_t *b = parse_backend_ok(
+        "google", "      apiKey: k\n"
+                  "      imageFetch: { allowHosts: [\"images.example.internal\", \"127.0.0.1\"], "
+                  "maxBytes: 20M, timeout: 5s }\n");
+
+    ck_assert_int_eq(b->image_fetch.allow_hosts->nelts, 2);
+    ck_assert_str_eq(host_at(&b->image_fetch, 0), "images.example.internal");
+    ck_assert_str_eq(host_at(&b->image_fetch, 1), "127.0.0.1");
+    ck_assert_int_eq(b->image_fetch.max_bytes, 20 * 1024 * 1024);
+    ck_assert_int_eq(b->image_fetch.timeout, apr_time_from_sec(5));
+    /* Names without case or trailing dot, IP literals in canonical form; block style too. */
+    b = parse_backend_ok("google", "      apiKey: k\n"
+                                   "      imageFetch:\n"
+                                   "        allowHosts:\n"
+                                   "          - Images.Example.Internal.\n"
+                                   "          - \"[::0001]\"\n"
+                                   "          - \"FE80:0:0::1\"\n"
+                                   "        maxBytes: 512K\n"
+                                   "        timeout: 750ms\n");
+    ck_assert_str_eq(host_at(&b->image_fetch, 0), "images.example.internal");
+    ck_assert_str_eq(host_at(&b->image_fetch, 1), "::1");
+    ck_assert_str_eq(host_at(&b->image_fetch, 2), "fe80::1");
+    ck_assert_int_eq(llmgw_image_fetch_max_bytes(&b->image_fetch), 512 * 1024);
+    ck_assert_int_eq(llmgw_image_fetch_timeout(&b->image_fetch), apr_time_from_msec(750));
+    /* Vertex AI backends fetch the same way. */
+    b = parse_backend_ok("google", "      projectId: p\n      location: us-central1\n"
+                                   "      imageFetch: {maxBytes: 1048576}\n");
+    ck_assert_int_eq(b->image_fetch.max_bytes, 1024 * 1024);
+}
+END_TEST
+
+static const struct {
+    const char *type;
+    const char *lines;
+    const char *message; /* the whole message */
+} image_fetch_errors[] = {
+    {"google", "      apiKey: k\n      imageFetch: {allowHost: [a]}\n",
+     "t.yaml:6:20: backend \"b\" imageFetch: unknown key \"allowHost\""},
+    {"google", "      apiKey: k\n      imageFetch: true\n",
+     "t.yaml:6:19: backend \"b\": imageFetch must be a mapping, not a scalar"},
+    {"openai", "      apiKey: k\n      imageFetch: {maxBytes: 1M}\n",
+     "t.yaml:6:7: backend \"b\": imageFetch is only valid for type google, not openai"},
+    {"anthropic", "      apiKey: k\n      imageFetch: {}\n",
+     "t.yaml:6:7: backend \"b\": imageFetch is only valid for type google, not anthropic"},
+    {"google", "      apiKey: k\n      imageFetch: {maxBytes: 20X}\n",
+     "t.yaml:6:30: backend \"b\" imageFetch: maxBytes must be a size such as 512K, 20M or 1G, not "
+     "\"20X\""},
+    {"google", "      apiKey: k\n      imageFetch: {maxBytes: 0}\n",
+     "t.yaml:6:30: backend \"b\" imageFetch: maxBytes must be from 1 bytes to 1024M, not \"0\""},
+    {"google", "      apiKey: k\n      imageFetch: {maxBytes: 2G}\n",
+     "t.yaml:6:30: backend \"b\" imageFetch: maxBytes must be from 1 bytes to 1024M, not \"2G\""},
+    {"google", "      apiKey: k\n      imageFetch: {maxBytes: 20 MB}\n",
+     "t.yaml:6:30: backend \"b\" imageFetch: maxBytes must be a size such as 512K, 20M or 1G, not "
+     "\"20 MB\""},
+    {"google", "      apiKey: k\n      imageFetch: {timeout: 0s}\n",
+     "t.yaml:6:29: backend \"b\" imageFetch: timeout must be longer than zero"},
+    {"google", "      apiKey: k\n      imageFetch: {timeout: fast}\n",
+     "t.yaml:6:29: backend \"b\" imageFetch: timeout must be a duration such as 250ms, 30s, 2m "
+     "or 1h, not \"fast\""},
+    {"google", "      apiKey: k\n      imageFetch: {allowHosts: 127.0.0.1}\n",
+     "t.yaml:6:32: backend \"b\" imageFetch: allowHosts must be a sequence of host names, not a "
+     "scalar"},
+    {"google", "      apiKey: k\n      imageFetch: {allowHosts: [\"http://img.internal/\"]}\n",
+     "t.yaml:6:33: backend \"b\" imageFetch: allowHosts: \"http://img.internal/\" is not an IPv6 "
+     "address (a port or a URL cannot be listed, only the host)"},
+    {"google", "      apiKey: k\n      imageFetch: {allowHosts: [\"img.internal:8080\"]}\n",
+     "t.yaml:6:33: backend \"b\" imageFetch: allowHosts: \"img.internal:8080\" is not an IPv6 "
+     "address (a port or a URL cannot be listed, only the host)"},
+    {"google", "      apiKey: k\n      imageFetch: {allowHosts: [\"*.internal\"]}\n",
+     "t.yaml:6:33: backend \"b\" imageFetch: allowHosts: \"*.internal\": wildcards are not "
+     "supported; list each host by name"},
+    {"google", "      apiKey: k\n      imageFetch: {allowHosts: [\"img/x\"]}\n",
+     "t.yaml:6:33: backend \"b\" imageFetch: allowHosts: \"img/x\" is not a host name or an IP "
+     "address"},
+    {"google", "      apiKey: k\n      imageFetch: {allowHosts: [\"a..b\"]}\n",
+     "t.yaml:6:33: backend \"b\" imageFetch: allowHosts: \"a..b\" is not a host name or an IP "
+     "address"},
+    {"google", "      apiKey: k\n      imageFetch: {allowHosts: [\"\"]}\n",
+     "t.yaml:6:33: backend \"b\" imageFetch: allowHosts must not be empty"},
+};
+
+START_TEST(test_image_fetch_errors)
+{
+    const char *err = parse_backend_err(image_fetch_errors[_i].type, image_fetch_errors[_i].lines);
+
+    ck_assert_str_eq(err, image_fetch_errors[_i].message);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    apr_off_t value;
+} good_sizes[] = {
+    {"0", 0},
+    {"1", 1},
+    {"1048576", 1048576},
+    {"512K", 512 * 1024},
+    {"512k", 512 * 1024},
+    {"20M", 20 * 1024 * 1024},
+    {"1G", (apr_off_t)1024 * 1024 * 1024},
+};
+
+static const char *const bad_sizes[] = {"",
+                                        "M",
+                                        "-1",
+                                        "1.5M",
+                                        "20MB",
+                                        "20 M",
+                                        " 1",
+                                        "1T",
+                                        "0x10",
+                                        "99999999999999999999",
+                                        "9999999999999G"};
+
+START_TEST(test_size_parse)
+{
+    apr_off_t n = -1;
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(good_sizes) / sizeof(good_sizes[0]); i++) {
+        ck_assert_int_eq(llmgw_size_parse(good_sizes[i].text, &n), APR_SUCCESS);
+        ck_assert_int_eq(n, good_sizes[i].value);
+    }
+    for (i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++) {
+        n = 1234;
+        ck_assert_msg(llmgw_size_parse(bad_sizes[i], &n) == APR_EINVAL, "accepted \"%s\"",
+                      bad_sizes[i]);
+        ck_assert_int_eq(n, 1234);
+    }
+    ck_assert_int_eq(llmgw_size_parse(NULL, &n), APR_EINVAL);
+}
+END_TEST
+
 /* ---- strategies from the caller's resolver ---------------------------------- */
 
 static apr_status_t first_listed(const llmgw_strategy_cand_t *cands, int n, apr_uint64_t seed,
@@ -899,6 +1054,11 @@ static Suite *config_suite(void)
 
     tc = tcase_create("strategies");
     tcase_add_checked_fixture(tc, test_pool_setup, test_pool_teardown);
+    tcase_add_test(tc, test_image_fetch_defaults);
+    tcase_add_test(tc, test_image_fetch_settings);
+    tcase_add_loop_test(tc, test_image_fetch_errors, 0,
+                        (int)(sizeof(image_fetch_errors) / sizeof(image_fetch_errors[0])));
+    tcase_add_test(tc, test_size_parse);
     tcase_add_test(tc, test_strategy_from_resolver);
     tcase_add_test(tc, test_strategy_builtin_through_resolver);
     tcase_add_test(tc, test_strategy_unknown_lists_resolver_names);

@@ -141,6 +141,87 @@ START_TEST(request_build_twice)
 }
 END_TEST
 
+/* The refs of remote_images as [[url, param], ...] (owned by test_pool). */
+static json_t *remote_images_json(const llmgw_backend_t *be, const char *request)
+{
+    json_t *body = llmgw_json_pool_own(test_pool, test_parse_json(request, strlen(request)));
+    llmgw_call_t *call = make_call(NULL, body, be);
+    apr_array_header_t *refs = apr_array_make(test_pool, 2, sizeof(llmgw_image_ref_t));
+    json_t *out = llmgw_json_pool_own(test_pool, json_array());
+    int i;
+
+    P->remote_images(call, refs);
+    for (i = 0; i < refs->nelts; i++) {
+        const llmgw_image_ref_t *r = &APR_ARRAY_IDX(refs, i, llmgw_image_ref_t);
+        json_array_append_new(out, json_pack("[s, s]", r->url, r->param));
+    }
+    return out;
+}
+
+/*
+ * The glue fetches exactly what remote_images lists: the http(s) images of
+ * user messages, in order, duplicates included; never data URIs, the URIs
+ * Google reads itself, other roles, malformed parts or embeddings.
+ */
+START_TEST(remote_images_listed)
+{
+    static const char request[] =
+        "{\"messages\":["
+        "{\"role\":\"system\",\"content\":[{\"type\":\"image_url\",\"image_url\":"
+        "{\"url\":\"https://a.example/sys.png\"}}]},"
+        "{\"role\":\"user\",\"content\":\"https://a.example/text.png\"},"
+        "{\"role\":\"user\",\"content\":["
+        "{\"type\":\"text\",\"text\":\"https://a.example/t.png\"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://a.example/1.png\"}},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AAAA\"}},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"gs://b/2.png\"}},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":"
+        "\"https://generativelanguage.googleapis.com/v1beta/files/f1\"}},"
+        "{\"type\":\"image_url\",\"image_url\":{}},"
+        "{\"type\":\"image_url\",\"image_url\":\"HTTP://a.example/3.png\"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"ftp://a.example/4.png\"}}]},"
+        "{\"role\":\"assistant\",\"content\":\"ok\"},"
+        "{\"role\":\"user\",\"content\":["
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://a.example/1.png\"}}]}]}";
+    llmgw_backend_t *aistudio = make_backend(NULL);
+    llmgw_backend_t *vertex = make_backend(NULL);
+    const char *want_aistudio =
+        "[[\"https://a.example/1.png\", \"messages[2].content[1].image_url.url\"],"
+        " [\"HTTP://a.example/3.png\", \"messages[2].content[6].image_url.url\"],"
+        " [\"https://a.example/1.png\", \"messages[4].content[0].image_url.url\"]]";
+    json_t *want =
+        llmgw_json_pool_own(test_pool, test_parse_json(want_aistudio, strlen(want_aistudio)));
+    llmgw_call_t *emb;
+    apr_array_header_t *refs = apr_array_make(test_pool, 2, sizeof(llmgw_image_ref_t));
+
+    vertex->api_key = NULL;
+    vertex->project_id = "acme-prod";
+    vertex->location = "europe-west4";
+    ck_assert_json_eq(remote_images_json(aistudio, request), want);
+    /* Vertex AI reads gs:// itself and refuses Files API URIs: neither is fetched. */
+    ck_assert_json_eq(remote_images_json(vertex, request), want);
+    emb = make_call(llmgw_json_pool_own(test_pool, json_pack("{s:s}", "api", "embeddings")),
+                    llmgw_json_pool_own(test_pool, json_pack("{s:s}", "input", "https://x/y.png")),
+                    aistudio);
+    P->remote_images(emb, refs);
+    ck_assert_int_eq(refs->nelts, 0);
+}
+END_TEST
+
+/* Only google needs image bytes: every other type passes image URLs on (providers.md 3-8). */
+START_TEST(remote_images_only_google)
+{
+    int t;
+
+    for (t = 0; t < LLMGW_BACKEND_POOL; t++) {
+        const llmgw_provider_t *prov = llmgw_provider_get((llmgw_backend_type_e)t);
+        if (prov)
+            ck_assert_msg((prov->remote_images != NULL) == (t == LLMGW_BACKEND_GOOGLE),
+                          "%s: remote_images", prov->type);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------------- */
 /* Responses and errors                                                   */
 /* ---------------------------------------------------------------------- */
@@ -484,6 +565,8 @@ static Suite *google_suite(void)
     tcase_add_loop_test(tc, request_vectors, 0, test_vector_count(DIRS, "request"));
     tcase_add_test(tc, provider_identity);
     tcase_add_test(tc, request_build_twice);
+    tcase_add_test(tc, remote_images_listed);
+    tcase_add_test(tc, remote_images_only_google);
     suite_add_tcase(s, tc);
 
     tc = test_fixture("response");

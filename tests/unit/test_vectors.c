@@ -256,6 +256,25 @@ llmgw_backend_t *test_backend(const json_t *b, llmgw_backend_type_e type, const 
     return be;
 }
 
+/* "images": {"<url>": {"mimeType", "data"}}: what the glue would have fetched. */
+static void call_images(llmgw_call_t *call, const json_t *images)
+{
+    const char *url;
+    json_t *v;
+
+    if (!json_is_object(images))
+        return;
+    call->images = apr_hash_make(test_pool);
+    json_object_foreach ((json_t *)images, url, v) {
+        llmgw_image_t *img = apr_pcalloc(test_pool, sizeof(*img));
+        img->mime_type = test_str_or(v, "mimeType", NULL);
+        img->base64 = test_str_or(v, "data", NULL);
+        ck_assert_msg(img->mime_type && img->base64, "images.%s needs mimeType and data", url);
+        img->size = strlen(img->base64) / 4 * 3;
+        apr_hash_set(call->images, apr_pstrdup(test_pool, url), APR_HASH_KEY_STRING, img);
+    }
+}
+
 llmgw_call_t *test_call(const json_t *c, json_t *request, const llmgw_backend_t *be,
                         const char *default_model)
 {
@@ -278,6 +297,7 @@ llmgw_call_t *test_call(const json_t *c, json_t *request, const llmgw_backend_t 
     call->dropped = apr_array_make(test_pool, 1, sizeof(const char *));
     call->ignored = apr_array_make(test_pool, 1, sizeof(const char *));
     call->access_token = test_str_or(c, "access_token", NULL);
+    call_images(call, json_object_get(c, "images"));
     return call;
 }
 

@@ -88,8 +88,9 @@ llmgw_backend_t *test_backend(const json_t *b, llmgw_backend_type_e type, const 
 
 /**
  * A call as the glue would make it, from the vector's "call" object @p c
- * (api, model, stream, include_usage, access_token): the stream flags come
- * from @p request unless @p c overrides them.
+ * (api, model, stream, include_usage, access_token, and images: {"<url>":
+ * {"mimeType","data"}} for call->images): the stream flags come from
+ * @p request unless @p c overrides them.
  */
 llmgw_call_t *test_call(const json_t *c, json_t *request, const llmgw_backend_t *be,
                         const char *default_model);
