@@ -750,8 +750,8 @@ static const struct {
     {"google", "      apiKey: k\n      imageFetch: {timeout: 0s}\n",
      "t.yaml:6:29: backend \"b\" imageFetch: timeout must be longer than zero"},
     {"google", "      apiKey: k\n      imageFetch: {timeout: fast}\n",
-     "t.yaml:6:29: backend \"b\" imageFetch: timeout must be a duration such as 250ms, 30s, 2m "
-     "or 1h, not \"fast\""},
+     "t.yaml:6:29: backend \"b\" imageFetch: timeout must be a duration with a unit, such as "
+     "250ms, 30s, 2m or 1h, not \"fast\""},
     {"google", "      apiKey: k\n      imageFetch: {allowHosts: 127.0.0.1}\n",
      "t.yaml:6:32: backend \"b\" imageFetch: allowHosts must be a sequence of host names, not a "
      "scalar"},
