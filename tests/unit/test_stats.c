@@ -5,6 +5,9 @@
 #include <apr_atomic.h>
 #include <apr_strings.h>
 #include <apr_thread_proc.h>
+#include <apr_shm.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "llmgw_config.h"
 #include "llmgw_stats.h"
 #include "test_util.h"
@@ -708,6 +711,57 @@ START_TEST(test_threads_exact_totals)
 }
 END_TEST
 
+/*
+ * The same counting across processes, as httpd's children do it: the
+ * segment is anonymous shared memory (what post_config makes) and each
+ * worker is a forked process with its own in-flight row. Threads in one
+ * process would not prove that updates survive between address spaces.
+ */
+START_TEST(test_processes_exact_totals)
+{
+    apr_size_t size = llmgw_stats_size(1, ROWS);
+    const apr_uint64_t total = (apr_uint64_t)THREADS * ROUNDS;
+    volatile apr_uint32_t go = 1;
+    apr_shm_t *shm;
+    void *base;
+    llmgw_stats_slot_t *s;
+    pid_t pids[THREADS];
+    int i, status;
+
+    ck_assert_int_eq(apr_shm_create(&shm, size, NULL, test_pool), APR_SUCCESS);
+    base = apr_shm_baseaddr_get(shm);
+    ck_assert_int_eq(llmgw_stats_init(base, 1, ROWS, T0), APR_SUCCESS);
+    s = llmgw_stats_slot(base, 0);
+    for (i = 0; i < THREADS; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            worker_t w = {s, llmgw_stats_child_claim(base, (apr_uint32_t)getpid()), i, &go, 0};
+            int r;
+            for (r = 0; r < ROUNDS; r++) {
+                llmgw_stats_begin(w.slot, w.row);
+                if (r % 4 == 3)
+                    llmgw_stats_failure(w.slot, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
+                else
+                    llmgw_stats_success(w.slot, AT(T0), MS(1 + w.id), -1, 3, 5);
+                llmgw_stats_end(w.slot, w.row);
+            }
+            _exit(w.row ? 0 : 3);
+        }
+    }
+    for (i = 0; i < THREADS; i++) {
+        ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d: %d", i, status);
+    }
+    ck_assert_uint_eq(s->requests, total);
+    ck_assert_uint_eq(s->successes, total * 3 / 4);
+    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_5XX], total / 4);
+    ck_assert_uint_eq(s->prompt_tokens, total * 3 / 4 * 3);
+    ck_assert_uint_eq(inflight(base, s), 0);
+    apr_shm_destroy(shm);
+}
+END_TEST
+
 START_TEST(test_threads_one_probe_winner)
 {
     void *base = segment(1);
@@ -928,7 +982,7 @@ static const char *prom_labels(const char **p, const char *line, const char **ou
         return NULL;
     (*p)++;
     while (**p != '}') {
-        const char *start = *p, *name, *value, *err;
+        const char *start = *p, *name, *value = NULL, *err;
         PROM_FAIL_IF(!isalpha((unsigned char)**p) && **p != '_', "bad label name: %s", line);
         while (isalnum((unsigned char)**p) || **p == '_')
             (*p)++;
@@ -1179,6 +1233,7 @@ int main(void)
     tcase_add_test(tc, test_child_rows);
     tcase_add_test(tc, test_snapshot_slots);
     tcase_add_test(tc, test_threads_exact_totals);
+    tcase_add_test(tc, test_processes_exact_totals);
     tcase_add_test(tc, test_threads_one_probe_winner);
     tcase_add_test(tc, test_snapshot_states);
     tcase_add_test(tc, test_render_json);
