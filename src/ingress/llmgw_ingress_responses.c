@@ -944,7 +944,6 @@ static void map_fields(json_t *canon, const json_t *c)
 {
     static const char *const SAME[] = {"temperature",
                                        "top_p",
-                                       "parallel_tool_calls",
                                        "user",
                                        "safety_identifier",
                                        "prompt_cache_key",
@@ -963,10 +962,16 @@ static void map_fields(json_t *canon, const json_t *c)
         if (!llmgw_json_is_absent(v))
             json_object_set(canon, *k, v);
     }
-    if ((tools = nested_tools(json_object_get(c, "tools"), 1)) != NULL)
+    /* tool_choice and parallel_tool_calls mean nothing without function
+     * tools, and chat APIs refuse them alone (Responses clients send them
+     * anyway, or alongside built-in tools only). */
+    if ((tools = nested_tools(json_object_get(c, "tools"), 1)) != NULL) {
         json_object_set_new(canon, "tools", tools);
-    if (!llmgw_json_is_absent(v = json_object_get(c, "tool_choice")))
-        map_tool_choice(canon, v);
+        if (!llmgw_json_is_absent(v = json_object_get(c, "tool_choice")))
+            map_tool_choice(canon, v);
+        if (json_is_boolean(v = json_object_get(c, "parallel_tool_calls")))
+            json_object_set(canon, "parallel_tool_calls", v);
+    }
     map_text(canon, json_object_get(c, "text"));
     if (json_is_string(v = json_object_get(json_object_get(c, "reasoning"), "effort")))
         json_object_set(canon, "reasoning_effort", v);

@@ -440,7 +440,8 @@ typedef struct {
     const char *call_id, *name;
     sbuf_t text; /* message text, call arguments, reasoning text */
     sbuf_t refusal;
-    json_t *done; /* the item as output_item.done carried it */
+    json_t *logprobs; /* message: the text's logprobs so far, when the client asked */
+    json_t *done;     /* the item as output_item.done carried it */
 } item_t;
 
 typedef struct {
@@ -449,6 +450,7 @@ typedef struct {
     int next_output_index;
     int committed, finished;
     int summary;
+    int logprobs;              /* include: message.output_text.logprobs */
     apr_array_header_t *items; /* item_t *, in output_index order */
     item_t *msg, *reasoning;   /* the open message / reasoning item, or NULL */
     const char *model;         /* as the chunks report it */
@@ -468,8 +470,9 @@ static apr_status_t rst_cleanup(void *data)
         free(it->text.data);
         free(it->refusal.data);
         json_decref(it->done);
+        json_decref(it->logprobs);
         it->text.data = it->refusal.data = NULL;
-        it->done = NULL;
+        it->done = it->logprobs = NULL;
     }
     json_decref(s->usage);
     json_decref(s->final);
@@ -614,10 +617,15 @@ static apr_status_t close_message(rst_t *s, item_t *it, const char *status)
         json_object_set_new(ev, "content_index", json_integer(ci));
         json_object_set_new(ev, is_text ? "text" : "refusal", json_stringn(sbuf_text(b), b->len));
         if (is_text)
-            json_object_set_new(ev, "logprobs", json_array());
+            json_object_set_new(ev, "logprobs",
+                                it->logprobs ? json_incref(it->logprobs) : json_array());
         if ((rv = send_event(s, LLMGW_CHUNK_CONTENT, ev)) != APR_SUCCESS)
             break;
         part = is_text ? text_part(sbuf_text(b), b->len, NULL) : refusal_part(sbuf_text(b), b->len);
+        /* As the non-streaming answer has it (4.7). */
+        if (is_text && s->logprobs)
+            json_object_set_new(part, "logprobs",
+                                it->logprobs ? json_incref(it->logprobs) : json_array());
         ev = event_new(s, "response.content_part.done");
         set_item_ref(ev, it);
         json_object_set_new(ev, "content_index", json_integer(ci));
@@ -647,8 +655,11 @@ static apr_status_t open_message(rst_t *s)
                                 "status", "in_progress", "role", "assistant", "content"));
 }
 
-/* Text or refusal (@p refusal) for the open message, opening what is needed. */
-static apr_status_t on_text(rst_t *s, const char *t, apr_size_t n, int refusal)
+/*
+ * Text or refusal (@p refusal) for the open message, opening what is needed;
+ * @p lp: the chunk's logprobs.content, or NULL.
+ */
+static apr_status_t on_text(rst_t *s, const char *t, apr_size_t n, int refusal, const json_t *lp)
 {
     apr_status_t rv;
     item_t *it;
@@ -674,8 +685,16 @@ static apr_status_t on_text(rst_t *s, const char *t, apr_size_t n, int refusal)
     set_item_ref(ev, it);
     json_object_set_new(ev, "content_index", json_integer(*index));
     json_object_set_new(ev, "delta", json_stringn(t, n));
-    if (!refusal)
-        json_object_set_new(ev, "logprobs", json_array());
+    if (!refusal) {
+        if (s->logprobs && json_is_array(lp)) {
+            if (!it->logprobs)
+                it->logprobs = json_array();
+            json_array_extend(it->logprobs, (json_t *)lp);
+        }
+        json_object_set_new(ev, "logprobs",
+                            s->logprobs && json_is_array(lp) ? json_incref((json_t *)lp)
+                                                             : json_array());
+    }
     return send_event(s, LLMGW_CHUNK_CONTENT, ev);
 }
 
@@ -899,6 +918,7 @@ apr_status_t llmgw_rsp_stream_init(llmgw_ingress_stream_t *st)
     s->st = st;
     s->items = apr_array_make(st->pool, 4, sizeof(item_t *));
     s->summary = llmgw_rsp_wants_summary(st->client);
+    s->logprobs = wants_logprobs(st->client);
     if (!st->id)
         st->id = llmgw_responses_mint_id(st->pool, "resp_gw", LLMGW_RESPONSES_ID_CHARS, st->random,
                                          st->random_baton);
@@ -961,11 +981,13 @@ apr_status_t llmgw_rsp_stream_chunk(llmgw_ingress_stream_t *st, const json_t *ch
         return rv;
     if ((t = delta_text(delta, "content")) != NULL &&
         ((rv = commit(s)) != APR_SUCCESS ||
-         (rv = on_text(s, json_string_value(t), json_string_length(t), 0)) != APR_SUCCESS))
+         (rv = on_text(s, json_string_value(t), json_string_length(t), 0,
+                       json_object_get(json_object_get(choice, "logprobs"), "content"))) !=
+             APR_SUCCESS))
         return rv;
     if ((t = delta_text(delta, "refusal")) != NULL &&
         ((rv = commit(s)) != APR_SUCCESS ||
-         (rv = on_text(s, json_string_value(t), json_string_length(t), 1)) != APR_SUCCESS))
+         (rv = on_text(s, json_string_value(t), json_string_length(t), 1, NULL)) != APR_SUCCESS))
         return rv;
     json_array_foreach (json_object_get(delta, "tool_calls"), i, frag) {
         if ((rv = commit(s)) != APR_SUCCESS ||

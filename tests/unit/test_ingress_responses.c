@@ -63,6 +63,10 @@
  *                                   test record_visibility, test store_errors
  * 20  no store; cancel              test store_errors
  * 21  input_items paging            input_items/*, record/ids_minted
+ *
+ * Beyond the checklist: decode/bad_* (malformed requests), decode/images_and_files,
+ * decode/tool_choice_without_tools, stream/reasoning_summary, stream/logprobs,
+ * stream/text_call_text (text after a call), native_* (passthrough URLs, headers, usage).
  */
 #include <stdlib.h>
 #include <string.h>
