@@ -49,7 +49,22 @@ typedef struct {
     int store;         /**< Responses: store the answer (default 1); else 0 */
     const char *previous_response_id; /**< Responses: NULL when none */
     apr_int64_t max_output_tokens;    /**< what the client allows, -1 when unbounded */
+    /**
+     * Responses: the request names previous_response_id or an
+     * item_reference, so it cannot be translated before the response store
+     * supplied the history: canonical is NULL until then
+     * (llmgw_responses_store.h). Native passthrough needs no canonical form.
+     */
+    int needs_history;
 } llmgw_ingress_request_t;
+
+/**
+ * Fills @p buf with @p len random bytes: where gateway-minted ids
+ * (ingress.md 2.4) take their randomness. Tests pass a seeded generator so
+ * that ids are reproducible; NULL everywhere means APR's
+ * apr_generate_random_bytes.
+ */
+typedef void (*llmgw_ingress_random_fn)(void *baton, unsigned char *buf, apr_size_t len);
 
 typedef struct llmgw_ingress_stream_t llmgw_ingress_stream_t;
 
@@ -68,6 +83,9 @@ struct llmgw_ingress_stream_t {
     const char *id;     /**< the id to present (minted by stream_init when NULL) */
     int done;           /**< the terminal event was emitted */
     void *priv;         /**< dialect-private state */
+    /** Randomness for minted ids (with random_baton); NULL: APR's generator. */
+    llmgw_ingress_random_fn random;
+    void *random_baton;
 };
 
 typedef struct llmgw_ingress_t {
