@@ -432,6 +432,9 @@ apr_status_t llmgw_msg_stream_end(llmgw_ingress_stream_t *st)
     if (!ms->finished)
         return fail(st, LLMGW_ESTREAM, "upstream_stream_truncated",
                     "upstream stream ended before the response was complete");
+    /* Content after the finish_reason (a lenient upstream) opened a block again. */
+    if ((rv = stop_open(st)) != APR_SUCCESS)
+        return rv;
     delta = json_pack("{s:s, s:n}", "stop_reason", ms->stop_reason, "stop_sequence");
     if (str_eq(ms->stop_reason, "refusal"))
         json_object_set_new(

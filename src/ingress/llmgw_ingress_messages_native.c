@@ -274,7 +274,8 @@ static int model_spans(const char *s, apr_size_t n, apr_array_header_t *at, apr_
         apr_size_t kend, vend;
         int is_model;
 
-        if (i >= n || s[i] != '"' || !(kend = string_end(s, n, i)))
+        /* An escaped key may spell "model" too: leave those to jansson. */
+        if (i >= n || s[i] != '"' || !(kend = string_end(s, n, i)) || memchr(s + i, '\\', kend - i))
             return 0;
         is_model = kend - i == 7 && memcmp(s + i, "\"model\"", 7) == 0;
         i = skip_ws(s, n, kend);

@@ -804,6 +804,13 @@ START_TEST(native_body_escaped_key)
     ck_assert_str_eq(llmgw_json_str(back, "model"), "b");
     ck_assert_uint_eq(json_string_length(json_object_get(back, "x")), 2);
     ck_assert_ptr_nonnull(strstr(body, "\"t\":0.7"));
+    /* The same key twice, once escaped: whichever jansson keeps, it is the new model. */
+    raw = "{\"model\":\"a\",\"mod\\u0065l\":\"a\"}";
+    client = llmgw_json_pool_own(test_pool, json_loads(raw, 0, NULL));
+    ck_assert_int_eq(llmgw_msg_native_body(test_pool, client, raw, strlen(raw), "b", &body, &len),
+                     APR_SUCCESS);
+    back = llmgw_json_pool_own(test_pool, json_loadb(body, len, 0, NULL));
+    ck_assert_str_eq(llmgw_json_str(back, "model"), "b");
 }
 END_TEST
 
