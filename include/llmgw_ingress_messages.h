@@ -8,6 +8,27 @@
  * All functions are pure and thread-safe; results come from the pool
  * passed in, json_t results are owned by that pool.
  *
+ * How llmgw_ingress_messages fills the llmgw_ingress_t contract:
+ *   - decode refuses only what Anthropic itself refuses; fields a translated
+ *     backend cannot honour are left out of the canonical request, so
+ *     check_backend must run before the canonical request goes to a
+ *     translated backend (it never refuses anything for anthropic).
+ *   - stream_chunk / stream_end fail with st->error set and nothing
+ *     emitted: LLMGW_EUPSTREAM (a chunk that cannot be represented: a tool
+ *     call fragment after its block closed, a tool call without a name, a
+ *     chunk that is no object), LLMGW_ESTREAM (the end without a
+ *     finish_reason). The terminal events wait for stream_end, after the
+ *     usage chunk. message_start and ping are PREAMBLE, blocks CONTENT,
+ *     message_delta and message_stop FINAL.
+ *   - native_event: message_start, ping, content_block_start and unknown
+ *     events are PREAMBLE; deltas, block stops and message_delta CONTENT;
+ *     message_stop FINAL with APR_EOF; an `error` event FINAL with
+ *     LLMGW_EUPSTREAM (native_error(p, 0, data, len) reads its status from
+ *     its type); data that is not a JSON object APR_EINVAL (skip it).
+ *     *usage accumulates across calls (pass the same struct).
+ *   - native_error keeps 529 (Anthropic clients know it); the credential
+ *     and billing statuses become the gateway's 502 (providers.md 5.7).
+ *
  * count_tokens (ingress.md 7.7) goes, per backend type:
  *   anthropic              passthrough to <endpoint>/v1/messages/count_tokens;
  *                          the upstream body is the client's answer
