@@ -86,6 +86,14 @@ struct llmgw_ingress_stream_t {
     /** Randomness for minted ids (with random_baton); NULL: APR's generator. */
     llmgw_ingress_random_fn random;
     void *random_baton;
+    /**
+     * Why stream_chunk or stream_end failed (set with a failure return,
+     * from pool): the canonical stream cannot be represented in the
+     * dialect, or it ended before it was complete. The dialect emits
+     * nothing for it; the glue sends error_event(st, error) as for an
+     * upstream failure after the commit point.
+     */
+    llmgw_error_t *error;
 };
 
 typedef struct llmgw_ingress_t {
@@ -161,6 +169,18 @@ typedef struct llmgw_ingress_t {
 
     /** The native error body -> a gateway error (status kept), never NULL. */
     llmgw_error_t *(*native_error)(apr_pool_t *p, int status, const char *body, apr_size_t len);
+
+    /**
+     * Optional (NULL: nothing to do). After check_backend dropped fields
+     * into @p dropped (unsupportedParams: drop), the canonical request for
+     * that backend: @p canonical (borrowed) without the canonical fields
+     * the dropped ones became (e.g. Messages `top_k`, `stop_sequences`, a
+     * prefill turn), as a new pool-owned value; @p canonical itself when
+     * none of them is in it. Fields check_backend refuses that never reach
+     * the canonical form (server tools, beta fields) need nothing here.
+     */
+    const json_t *(*drop_fields)(apr_pool_t *p, const json_t *canonical,
+                                 const apr_array_header_t *dropped);
 } llmgw_ingress_t;
 
 /** The dialect @p d, or NULL for LLMGW_DIALECT_CHAT. */

@@ -86,8 +86,9 @@ typedef struct {
     apr_int64_t prompt_tokens;
     apr_int64_t completion_tokens;
     apr_int64_t total_tokens;
-    apr_int64_t cached_tokens;    /**< of prompt_tokens, read from cache (0 when unknown) */
-    apr_int64_t reasoning_tokens; /**< of completion_tokens, spent reasoning (0 when unknown) */
+    apr_int64_t cached_tokens;      /**< of prompt_tokens, read from cache (0 when unknown) */
+    apr_int64_t reasoning_tokens;   /**< of completion_tokens, spent reasoning (0 when unknown) */
+    apr_int64_t cache_write_tokens; /**< of prompt_tokens, written to cache (0 when unknown) */
 } llmgw_usage_t;
 
 /** A translated non-streaming answer. */
