@@ -34,7 +34,7 @@
  *   26 server tool, top_k, 5 stop_sequences,        backend/server_tool_mistral,
  *      prefill on openai -> 400 naming the field    backend/top_k_openai, backend/stop5_openai,
  *      (Anthropic shape: error/check_backend_shape) backend/prefill_openai;
- *      ?beta=true never forwarded                   native/* (URL), count/anthropic_*;
+ *      ?beta=true never forwarded                   native/(all) (URL), count/anthropic_*;
  *      (Bearer instead of x-api-key: the glue's)
  *   27 tool-call-only answer, empty answer,         response/tool_calls_only,
  *      inverse usage with cache read and write      response/empty_answer,
@@ -42,11 +42,11 @@
  *   28 the 7.6 stream byte for byte, input {} on    stream/worked_example_7_6 (and the C test
  *      tool starts, contiguous indices, empty        stream_worked_example_bytes),
  *      fragments skipped, no stray {}               stream/two_tools_streamed_arguments
- *   29 message_start input estimate > 0,            stream/* (message_start usage),
+ *   29 message_start input estimate > 0,            stream/(all) (message_start usage),
  *      cumulative message_delta counters            stream/usage_after_finish_cache
  *   30 mid-stream failure: error event, no          stream/interleaved_tool_fragment_fails,
  *      message_stop; every class -> status, type    stream/end_without_finish_fails,
- *                                                   error/* (400..529), error_event_*
+ *                                                   error/(all) (400..529), error_event_*
  *   31 passthrough: model rewritten, thinking        native/model_rewritten_thinking_intact,
  *      bytes intact, one version, beta union, no     native/beta_union_one_version,
  *      client key                                    native/unknown_version_replaced
@@ -57,7 +57,7 @@
  *      /responses/input_tokens, mistral 400,         count/openai_input_tokens,
  *      system and tools counted                      count/mistral_refused, count/google_*,
  *                                                   C test estimate_counts_everything
- * Malformed input: decode/bad_*, stream/*_fails, observe/not_json, native_error/*.
+ * Malformed input: decode/bad_*, stream/(all)_fails, observe/not_json, native_error/(all).
  */
 #include <stdlib.h>
 #include <string.h>
