@@ -57,7 +57,7 @@
  *      /responses/input_tokens, mistral 400,         count/openai_input_tokens,
  *      system and tools counted                      count/mistral_refused, count/google_*,
  *                                                   C test estimate_counts_everything
- * Malformed input: decode/bad_*, stream/(all)_fails, observe/not_json, native_error/(all).
+ * Malformed input: decode/bad_*, stream/<case>_fails, observe/not_json, native_error/(all).
  */
 #include <stdlib.h>
 #include <string.h>
