@@ -1458,7 +1458,9 @@ static apr_status_t routes_check_apis(cfg_ctx_t *c)
     return APR_SUCCESS;
 }
 
-static apr_status_t top_list(cfg_ctx_t *c, const cfg_node_t *root, const char *key, int nonempty,
+/* Both lists must be present but may be empty: "backends: []" with "routes: []" is a gateway
+ * that serves nothing yet, which is what the Debian package installs before it is configured. */
+static apr_status_t top_list(cfg_ctx_t *c, const cfg_node_t *root, const char *key,
                              const cfg_node_t **out)
 {
     const cfg_node_t *v = map_get(root, key);
@@ -1468,8 +1470,6 @@ static apr_status_t top_list(cfg_ctx_t *c, const cfg_node_t *root, const char *k
         return cfg_fail(c, v ? v->mark : root->mark, "missing required key \"%s\"", key);
     if (v->kind != NODE_SEQ)
         return cfg_fail(c, v->mark, "%s must be a sequence, not %s", key, kind_name(v));
-    if (nonempty && v->items->nelts == 0)
-        return cfg_fail(c, v->mark, "%s must list at least one entry", key);
     return APR_SUCCESS;
 }
 
@@ -1492,8 +1492,8 @@ static apr_status_t config_build(cfg_ctx_t *c, const cfg_node_t *root)
                             "routes)",
                             k->text);
     }
-    if ((rv = top_list(c, root, "backends", 1, &backends)) != APR_SUCCESS ||
-        (rv = top_list(c, root, "routes", 0, &routes)) != APR_SUCCESS)
+    if ((rv = top_list(c, root, "backends", &backends)) != APR_SUCCESS ||
+        (rv = top_list(c, root, "routes", &routes)) != APR_SUCCESS)
         return rv;
     for (i = 0; i < backends->items->nelts; i++) {
         if ((rv = backend_read(c, NODE_AT(backends, i), i)) != APR_SUCCESS)

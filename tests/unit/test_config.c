@@ -590,7 +590,7 @@ static const struct {
     {"google_no_auth.yaml", 11, 7, "backend \"g2\": a google backend needs apiKey"},
     {"bad_endpoint.yaml", 5, 17, "endpoint must be a URL starting with http:// or https://"},
     {"dup_key.yaml", 6, 7, "duplicate key \"apiKey\""},
-    {"no_backends.yaml", 1, 11, "backends must list at least one entry"},
+    {"missing_backends.yaml", 1, 1, "missing required key \"backends\""},
     {"max_retries_range.yaml", 6, 19, "maxRetries must be an integer from 0 to 10, not \"11\""},
     {"negative_weight.yaml", 7, 27, "weight must be an integer from 0 to 1000000"},
     {"bad_strategy.yaml", 5, 15,
@@ -634,6 +634,23 @@ START_TEST(test_unreadable_file)
     ck_assert_int_ne(rv, LLMGW_ECONFIG);
     ck_assert_ptr_null(cfg);
     ck_assert_ptr_nonnull(strstr(err, "/nonexistent/gw.yaml: cannot read the file"));
+}
+END_TEST
+
+/* An empty gateway is valid and serves nothing: the Debian package installs one, so that enabling
+ * the module never breaks a running httpd before gateway.yaml is written. */
+START_TEST(test_empty_gateway)
+{
+    llmgw_config_t *cfg = load_ok("empty_gateway.yaml");
+    const char *err;
+
+    ck_assert_int_eq(cfg->backends->nelts, 0);
+    ck_assert_int_eq(cfg->routes->nelts, 0);
+    ck_assert_int_eq(parse("backends: []\nroutes:\n  - {name: c, path: /v1/chat/completions, "
+                           "backend: gone}\n",
+                           &cfg, &err),
+                     LLMGW_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "\"gone\""));
 }
 END_TEST
 
@@ -1049,6 +1066,7 @@ static Suite *config_suite(void)
     tcase_add_checked_fixture(tc, invalid_setup, test_pool_teardown);
     tcase_add_loop_test(tc, test_invalid_file, 0, (int)(sizeof(invalid) / sizeof(invalid[0])));
     tcase_add_test(tc, test_unreadable_file);
+    tcase_add_test(tc, test_empty_gateway);
     tcase_add_test(tc, test_invalid_inline);
     suite_add_tcase(s, tc);
 
