@@ -30,6 +30,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "h2: the client's protocol matters here; also run over HTTP/2 "
                    "(LLMGW_PROTO=h2 runs these only)")
+    config.addinivalue_line(
+        "markers", "mpm: the MPM matters here (threads or processes: streams, disconnects, "
+                   "retries, pools, shared counters, restarts); ./scripts/test runs the whole "
+                   "suite under event and these also under worker and prefork (-m mpm)")
 
 
 def pytest_collection_modifyitems(config, items):

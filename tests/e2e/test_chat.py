@@ -16,6 +16,10 @@ from conftest import start_gateway
 from harness import chat_body, post, read_sse
 from mock_openai import DEFAULT_KEY, Fault
 
+# Streams, timeouts, workers and restarts: also run under worker and prefork.
+pytestmark = pytest.mark.mpm
+
+
 @pytest.fixture(scope="module")
 def gw(request, module_so, mock):
     yaml = harness.gateway_yaml(

@@ -12,6 +12,9 @@ from conftest import start_gateway
 from harness import chat_body, post
 from mock_openai import DEFAULT_KEY
 
+# Streams, timeouts, workers and restarts: also run under worker and prefork.
+pytestmark = pytest.mark.mpm
+
 VALID = """\
 backends:
   - name: "primary"

@@ -25,7 +25,7 @@ from harness import assert_openai_error, chat_body, post, read_sse
 from mock_openai import DEFAULT_KEY, Fault, openai_error
 
 # The module logs upstream failures; any line with an LLMGW id is expected here.
-pytestmark = pytest.mark.allow_log()
+pytestmark = [pytest.mark.allow_log(), pytest.mark.mpm]
 
 FAST = dict(connectTimeout="1s", firstByteTimeout="1s", idleTimeout="1s", timeout="6s")
 

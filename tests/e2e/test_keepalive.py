@@ -9,6 +9,9 @@ from conftest import start_gateway
 from harness import chat_body, post, read_sse
 from mock_openai import DEFAULT_KEY, Fault
 
+# Streams, timeouts, workers and restarts: also run under worker and prefork.
+pytestmark = pytest.mark.mpm
+
 N = 24
 
 

@@ -32,7 +32,7 @@ from mock_anthropic import ANTHROPIC_KEY, MockAnthropic
 from mock_openai import DEFAULT_KEY, Fault, MockOpenAI, openai_error
 
 # Failed upstream attempts are logged (LLMGW ids); nothing else may appear.
-pytestmark = pytest.mark.allow_log()
+pytestmark = [pytest.mark.allow_log(), pytest.mark.mpm]
 
 FAST = dict(connectTimeout="1s", firstByteTimeout="1s", idleTimeout="1s", timeout="6s")
 MODEL = "gpt-mock"  # what clients ask for; every `-a` member lists it

@@ -32,7 +32,7 @@ from harness import assert_openai_error, chat_body, post
 from mock_anthropic import ANTHROPIC_KEY, MockAnthropic
 from mock_openai import DEFAULT_KEY, Fault, MockOpenAI
 
-pytestmark = pytest.mark.allow_log()
+pytestmark = [pytest.mark.allow_log(), pytest.mark.mpm]
 
 FAST = dict(connectTimeout="1s", firstByteTimeout="1s", idleTimeout="1s", timeout="5s",
             maxRetries=0)

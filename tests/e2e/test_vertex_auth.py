@@ -26,6 +26,9 @@ from conftest import start_gateway
 from harness import assert_openai_error, post
 from mock_google import DEFAULT_API_KEY, MockGemini, ServiceAccount
 
+# Streams, timeouts, workers and restarts: also run under worker and prefork.
+pytestmark = pytest.mark.mpm
+
 PROJECT, LOCATION = "acme-test", "us-central1"
 BODY = {"messages": [{"role": "user", "content": "hello vertex"}]}
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0,

@@ -19,7 +19,7 @@ from conftest import start_gateway
 from harness import VirtualHost, chat_body, get, post
 from mock_openai import DEFAULT_KEY, Fault, MockOpenAI
 
-pytestmark = pytest.mark.allow_log()
+pytestmark = [pytest.mark.allow_log(), pytest.mark.mpm]
 
 KEY_A = "sk-vhost-a-SECRET"
 KEY_B = "sk-vhost-b-SECRET"
