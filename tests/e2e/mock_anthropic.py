@@ -623,7 +623,8 @@ class MockAnthropic(MockServer):
         for i, (name, data) in enumerate(events):
             n = rec.events_sent
             if fault.stall_after is not None and n >= fault.stall_after:
-                rec.outcome = "stalled"
+                # The outcome stays "pending" while the stall lasts: a test waiting for it
+                # must see how it ended (the client closed, or the cap ran out).
                 if self._pause(h, STALL_CAP):
                     raise _ClientGone()
                 self._abort(h, rec, "stalled")

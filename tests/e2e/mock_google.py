@@ -47,7 +47,7 @@ import time
 import urllib.parse
 import zlib
 
-from mock_openai import Fault, MockServer
+from mock_openai import Fault, MockServer, _ClientGone
 from mockkit import sample_arguments, serve_until_interrupted
 
 __all__ = ["CLIENT_EMAIL", "DEFAULT_API_KEY", "Fault", "GoogleError", "KEY_ID", "MockGemini",
@@ -666,8 +666,9 @@ class MockGemini(MockServer):
             if fault.end_after is not None and rec.events_sent >= fault.end_after:
                 break
             if fault.stall_after is not None and rec.events_sent >= fault.stall_after:
-                rec.outcome = "stalled"
-                self._pause(h, 60)
+                # "pending" while the stall lasts; then how it ended.
+                if self._pause(h, 60):
+                    raise _ClientGone()
                 self._abort(h, rec, "stalled")
                 return
             if fault.error_event_after is not None and rec.events_sent >= fault.error_event_after:

@@ -458,7 +458,8 @@ class MockServer:
             raise _ClientGone()
         for i, payload in enumerate(events):
             if fault.stall_after is not None and rec.events_sent >= fault.stall_after:
-                rec.outcome = "stalled"
+                # The outcome stays "pending" while the stall lasts: a test waiting for it
+                # must see how it ended (the client closed, or the cap ran out).
                 if self._pause(h, STALL_CAP):
                     raise _ClientGone()
                 self._abort(h, rec, "stalled")
