@@ -552,6 +552,39 @@ START_TEST(test_first_byte_timeout)
 }
 END_TEST
 
+/*
+ * libcurl asks for "Expect: 100-continue" before a body over 1 MiB (prompts
+ * with inlined images get there). The interim 100 is not the answer: the
+ * first-byte timeout still runs, and ttfb is not measured to it.
+ */
+START_TEST(test_first_byte_timeout_after_100_continue)
+{
+    llmgw_upstream_opts_t o = opts();
+    llmgw_upstream_result_t res;
+    apr_size_t n = 1536 * 1024;
+    char *big = apr_palloc(test_pool, n + 1);
+    const char *head, *body;
+    apr_size_t body_len;
+
+    memset(big, 'b', n);
+    big[n] = '\0';
+    o.first_byte_timeout = MS(500);
+    res = perform_req(request("POST", url("/stall"), big), &o);
+    test_http_server_last(server, test_pool, &head, &body, &body_len);
+    ck_assert_msg(strstr(head, "Expect: 100-continue") != NULL, "no Expect header: %s", head);
+    ck_assert_int_eq(body_len, n);
+    ck_assert_int_eq(res.fail, LLMGW_FAIL_TIMEOUT);
+    ck_assert_msg(res.elapsed < WELL_BEFORE,
+                  "a first-byte timeout of 500 ms took %" APR_TIME_T_FMT " us", res.elapsed);
+    /* With an answer after 300 ms, ttfb is the answer's. */
+    o = opts();
+    res = perform_req(request("POST", url("/slow/300/0"), big), &o);
+    ck_assert_int_eq(res.fail, LLMGW_FAIL_NONE);
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_msg(res.ttfb >= MS(290), "ttfb %" APR_TIME_T_FMT " us", res.ttfb);
+}
+END_TEST
+
 START_TEST(test_idle_timeout_in_a_stream)
 {
     sink_t k;
@@ -860,6 +893,7 @@ int main(void)
     tcase_add_test(tc, test_connect_refused);
     tcase_add_test(tc, test_connect_timeout);
     tcase_add_test(tc, test_first_byte_timeout);
+    tcase_add_test(tc, test_first_byte_timeout_after_100_continue);
     tcase_add_test(tc, test_idle_timeout_in_a_stream);
     tcase_add_test(tc, test_overall_deadline);
     tcase_add_test(tc, test_reset_after_request);
