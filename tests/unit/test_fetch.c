@@ -221,7 +221,8 @@ static int serve_one(test_http_server_t *s, int c, const test_http_request_t *re
         send_head(c, "200 OK", "Content-Type: image/png\r\nContent-Length: 0\r\n");
     }
     else if (strcmp(path, "/slow.png") == 0) {
-        if (test_http_wait(s, c, 1500) == 0)
+        /* Ends as soon as the client gives up, so a long stall costs nothing. */
+        if (test_http_wait(s, c, 10000) == 0)
             send_head(c, "200 OK", "Content-Type: image/png\r\nContent-Length: 0\r\n");
     }
     else if (strcmp(path, "/to-ok") == 0) {
@@ -277,14 +278,15 @@ static const char *url(const char *path)
 
 static const char *const LOOPBACK_ALLOWED[] = {"127.0.0.1", NULL};
 
-/* Fetch @p path with 127.0.0.1 allowed (or not), a budget and a 2 s deadline. */
+/* Fetch @p path with 127.0.0.1 allowed (or not), a budget and a deadline that only a stuck
+ * fetch reaches (valgrind on a loaded machine is slow). */
 static llmgw_fetch_result_t fetch(const char *path, int allowed, apr_size_t max_bytes)
 {
     llmgw_image_fetch_t *f = fetch_cfg(allowed ? LOOPBACK_ALLOWED : NULL, LLMGW_UNSET, LLMGW_UNSET);
     llmgw_fetch_result_t res;
 
     ck_assert_int_eq(llmgw_fetch_image(test_pool, f, url(path),
-                                       apr_time_now() + apr_time_from_sec(2), max_bytes, &res),
+                                       apr_time_now() + apr_time_from_sec(15), max_bytes, &res),
                      APR_SUCCESS);
     return res;
 }
@@ -364,7 +366,8 @@ START_TEST(test_fetch_timeout)
                                        start + apr_time_from_msec(300), 1000, &res),
                      APR_SUCCESS);
     ck_assert_int_eq(res.outcome, LLMGW_FETCH_TIMEOUT);
-    ck_assert_msg(apr_time_now() - start < apr_time_from_msec(1400), "the deadline was not kept");
+    /* Well before the 10 s the answer would take. */
+    ck_assert_msg(apr_time_now() - start < apr_time_from_sec(5), "the deadline was not kept");
 }
 END_TEST
 
@@ -405,7 +408,7 @@ START_TEST(test_fetch_bad_urls)
 
     for (i = 0; bad[i]; i++) {
         ck_assert_int_eq(llmgw_fetch_image(test_pool, f, bad[i],
-                                           apr_time_now() + apr_time_from_sec(1), 1000, &res),
+                                           apr_time_now() + apr_time_from_sec(15), 1000, &res),
                          APR_SUCCESS);
         ck_assert_msg(res.outcome == LLMGW_FETCH_BAD_URL, "%s: outcome %d", bad[i], res.outcome);
     }
