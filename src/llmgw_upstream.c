@@ -242,6 +242,14 @@ static const char *header_value(apr_pool_t *p, const char *line, apr_size_t n, c
     return apr_pstrmemdup(p, v, (apr_size_t)(end - v));
 }
 
+/* 1 for the status line of an interim answer ("HTTP/1.1 100 Continue"). */
+static int status_line_interim(const char *line, apr_size_t n)
+{
+    const char *sp = memchr(line, ' ', n);
+
+    return sp && sp + 1 < line + n && sp[1] == '1';
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
     xfer_t *x = ud;
@@ -251,7 +259,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
     if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         /* A new status line (after a 100 Continue, say): forget the old. */
         x->res->retry_after = x->res->retry_after_ms = x->res->content_type = NULL;
-        if (!x->got_headers) {
+        /* An interim 1xx is not the answer: libcurl asks for "100 Continue"
+         * before a body over 1 MiB, and a server that sends it at once and
+         * then stalls must still meet the first-byte timeout. */
+        if (!x->got_headers && !status_line_interim(data, n)) {
             x->got_headers = 1;
             x->res->ttfb = apr_time_now() - x->start;
         }

@@ -228,16 +228,31 @@ def test_configtest_missing_file_names_it(cfg):
     assert str(cfg.yaml_path) in out
 
 
-@pytest.mark.parametrize("value", ["12Q", "-1", "lots", ""])
-def test_configtest_rejects_bad_max_body(cfg, value):
+@pytest.mark.parametrize("directive", ["LLMGatewayMaxBody", "LLMGatewayMaxUpstreamBody"])
+@pytest.mark.parametrize("where,value", [("v1_extra", v) for v in ("12Q", "-1", "lots", "", "0")]
+                         + [("server_extra", "12Q")])
+def test_configtest_rejects_bad_size(cfg, directive, value, where):
     cfg.write_yaml(VALID.format(key=DEFAULT_KEY, endpoint="http://127.0.0.1:9/v1"))
     h = harness.Httpd("configtest-maxbody")
     h.write_yaml(cfg.yaml_path.read_text())
-    h.write_conf(v1_extra=f'LLMGatewayMaxBody "{value}"')
+    h.write_conf(**{where: f'{directive} "{value}"'})
     r = h.configtest()
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
-    assert "LLMGatewayMaxBody" in out, out
+    assert directive in out, out
+    if value:  # an empty one is refused by httpd itself ("takes one argument")
+        assert f"{directive}: '{value}' is not a" in out, out
+
+
+@pytest.mark.parametrize("directive", ["LLMGatewayMaxBody", "LLMGatewayMaxUpstreamBody"])
+def test_configtest_accepts_sizes(cfg, directive):
+    cfg.write_yaml(VALID.format(key=DEFAULT_KEY, endpoint="http://127.0.0.1:9/v1"))
+    h = harness.Httpd("configtest-maxbody")
+    h.write_yaml(cfg.yaml_path.read_text())
+    h.write_conf(server_extra=f"{directive} 1048576", v1_extra=f"{directive} 512K",
+                 classic_extra=f"{directive} 2G")
+    r = h.configtest()
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_start_with_invalid_file_fails_with_message(cfg):
