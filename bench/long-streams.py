@@ -230,7 +230,8 @@ class SSECheck:
     def verify(self):
         want = "".join(WORDS[i % len(WORDS)] for i in range(self.chunks))
         if not self.done:
-            raise StreamError("no [DONE] (%d of %d content chunks)" % (len(self.content), self.chunks))
+            raise StreamError("no [DONE] (%d of %d content chunks)"
+                              % (len(self.content), self.chunks))
         if len(self.content) != self.chunks:
             raise StreamError("%d content chunks, expected %d" % (len(self.content), self.chunks))
         if "".join(self.content) != want:
@@ -309,7 +310,8 @@ class StreamClient(asyncio.Protocol):
         ctype = headers.get("content-type", "")
         if parts[1] != "200" or not ctype.startswith("text/event-stream"):
             raise StreamError("status %s, %s" % (parts[1], ctype))
-        self.state = "size" if "chunked" in headers.get("transfer-encoding", "").lower() else "close"
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self.state = "size" if chunked else "close"
         self.opened = True
         self.stats.open += 1
         self.stats.peak_open = max(self.stats.peak_open, self.stats.open)

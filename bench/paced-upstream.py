@@ -224,7 +224,8 @@ class Conn(asyncio.Protocol):
             return
         m = PATH_RE.match(target.split("?", 1)[0])
         make = None
-        if m and method == "POST" and int(m.group(1)) <= MAX_CHUNKS and int(m.group(2)) <= MAX_GAP_MS:
+        if (m and method == "POST" and int(m.group(1)) <= MAX_CHUNKS
+                and int(m.group(2)) <= MAX_GAP_MS):
             if m.group(3).endswith("/chat/completions"):
                 make = openai_stream
             elif m.group(3).endswith("/v1/messages"):
