@@ -24,6 +24,7 @@ arrival time of every event, and a raw-socket client for requests that
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -99,6 +100,14 @@ _HTTPD_NOISE = re.compile(r"\[mpm_event:error\].*AH03093: process_socket: apr_po
                           r"for keep alive")
 # Logged by the parent once per generation (AH00489 event, AH00292 worker, AH00163 prefork).
 _GENERATION = "configured -- resuming normal operations"
+
+
+def _allow_core_dumps():
+    """In the child before exec: core files up to any size, so that a crash can be read."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
 
 
 def free_port():
@@ -398,6 +407,8 @@ ServerName 127.0.0.1
 Listen 127.0.0.1:{self.port}
 PidFile run/httpd.pid
 DefaultRuntimeDir run
+# A crashed child leaves logs/core (children chdir here; httpd makes them dumpable).
+CoreDumpDirectory logs
 ErrorLog logs/error.log
 LogLevel {log_level}
 {user}LoadModule mpm_{self.mpm}_module {MODULES_DIR}/mod_mpm_{self.mpm}.so
@@ -447,7 +458,8 @@ CustomLog logs/access.log llmgw
     def _ctl(self, *args, timeout=60):
         return subprocess.run([HTTPD_BIN, "-d", str(self.root), "-f", str(self.conf_path), *args],
                               capture_output=True, text=True, timeout=timeout,
-                              env=self._environ(), stdin=subprocess.DEVNULL)
+                              env=self._environ(), stdin=subprocess.DEVNULL,
+                              preexec_fn=_allow_core_dumps)
 
     def configtest(self):
         """`apache2 -t`; returns the CompletedProcess (output in .stdout + .stderr)."""
