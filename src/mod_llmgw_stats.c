@@ -354,7 +354,7 @@ int llmgw_status_handler(request_rec *r)
     snap->generation = (apr_uint32_t)ap_state_query(AP_SQ_CONFIG_GEN);
     switch (status_format(r)) {
     case FMT_JSON:
-        body = llmgw_stats_json(r->pool, snap, &len);
+        body = llmgw_stats_json(r->pool, snap, NULL, &len);
         type = "application/json";
         break;
     case FMT_PROMETHEUS:
@@ -362,7 +362,7 @@ int llmgw_status_handler(request_rec *r)
         type = "text/plain; version=0.0.4; charset=utf-8";
         break;
     default:
-        body = llmgw_stats_html(r->pool, snap, &len);
+        body = llmgw_stats_html(r->pool, snap, NULL, &len);
     }
     if (!body)
         return HTTP_INTERNAL_SERVER_ERROR;

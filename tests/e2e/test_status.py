@@ -45,7 +45,8 @@ FAMILIES = {
     "llmgw_tokens_total": "counter", "llmgw_inflight": "gauge",
     "llmgw_latency_ewma_seconds": "gauge", "llmgw_ttfb_ewma_seconds": "gauge",
     "llmgw_cooldown": "gauge", "llmgw_cooldown_remaining_seconds": "gauge",
-    "llmgw_consecutive_failures": "gauge", "llmgw_backend_info": "gauge",
+    "llmgw_consecutive_failures": "gauge", "llmgw_drained": "gauge",
+    "llmgw_backend_info": "gauge",
     "llmgw_stats_created_seconds": "gauge",
 }
 ERROR_CLASSES = ("4xx", "429", "5xx", "timeout", "connect", "protocol")
