@@ -54,6 +54,7 @@ typedef struct {
     int enabled;                 /* LLMGateway on/off, LLMGW_UNSET when not set */
     apr_off_t max_body;          /* LLMGW_UNSET when not set */
     apr_off_t max_upstream_body; /* LLMGW_UNSET when not set */
+    int status_control;          /* LLMGatewayStatusControl on/off, LLMGW_UNSET when not set */
 } llmgw_dir_cfg;
 
 extern const command_rec llmgw_cmds[];
@@ -89,6 +90,8 @@ void llmgw_stats_child_init(apr_pool_t *pchild, server_rec *s);
 void llmgw_stats_child_status(server_rec *s, pid_t pid, ap_generation_t gen, int slot,
                               mpm_child_status state);
 int llmgw_status_handler(request_rec *r);
+/* mod_status's status_hook: the gateway's section of /server-status (HTML and ?auto). */
+int llmgw_status_hook(request_rec *r, int flags);
 /* The segment of this generation, NULL when there is none. */
 void *llmgw_glue_stats_base(void);
 /* This child's in-flight row (pass it to llmgw_stats_begin/end), NULL when none. */

@@ -130,7 +130,10 @@ def test_formats_and_negotiation(gw):
     r = poolkit.status_get(gw, "?format=prometheus")
     ctype = [p.strip() for p in r.headers["Content-Type"].split(";")]
     assert ctype[0] == "text/plain" and "version=0.0.4" in ctype, r.headers
+    # Without LLMGatewayStatusControl a POST is refused (test_status_control.py has more).
     r = requests.post(gw.url(poolkit.STATUS_PATH), data=b"x", timeout=10)
+    assert_openai_error(r, 403, code="status_control_disabled")
+    r = requests.delete(gw.url(poolkit.STATUS_PATH), timeout=10)
     assert r.status_code == 405
 
 
