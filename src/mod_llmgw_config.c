@@ -64,6 +64,7 @@ void *llmgw_merge_dir(apr_pool_t *p, void *basev, void *addv)
         add->max_upstream_body != LLMGW_UNSET ? add->max_upstream_body : base->max_upstream_body;
     c->status_control =
         add->status_control != LLMGW_UNSET ? add->status_control : base->status_control;
+    c->cors = add->cors ? add->cors : base->cors;
     return c;
 }
 
@@ -301,6 +302,18 @@ static const char *set_enabled(cmd_parms *cmd, void *mconfig, int flag)
     return NULL;
 }
 
+/* LLMGatewayCORS origin... | * | off: one call per argument; lines of one section add up. */
+static const char *set_cors(cmd_parms *cmd, void *mconfig, const char *arg)
+{
+    llmgw_dir_cfg *d = mconfig;
+    const char *err;
+
+    if (!d->cors)
+        d->cors = llmgw_cors_make(cmd->pool);
+    err = llmgw_cors_add(cmd->pool, d->cors, arg);
+    return err ? apr_pstrcat(cmd->pool, "LLMGatewayCORS: ", err, NULL) : NULL;
+}
+
 static const char *set_status_control(cmd_parms *cmd, void *mconfig, int flag)
 {
     llmgw_dir_cfg *d = mconfig;
@@ -369,6 +382,9 @@ const command_rec llmgw_cmds[] = {
                   "Path of the gateway.yaml file (backends, pools and routes)"),
     AP_INIT_FLAG("LLMGateway", set_enabled, NULL, ACCESS_CONF,
                  "On to serve this <Location> with the gateway (fast path, no filesystem walk)"),
+    AP_INIT_ITERATE("LLMGatewayCORS", set_cors, NULL, RSRC_CONF | ACCESS_CONF,
+                    "Origins (scheme://host[:port]) whose web pages may call the gateway "
+                    "here, or * for any, or off"),
     AP_INIT_FLAG("LLMGatewayStatusControl", set_status_control, NULL, ACCESS_CONF,
                  "On to let the llmgw-status page of this <Location> drain and re-enable "
                  "backends (default off)"),

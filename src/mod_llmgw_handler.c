@@ -1248,6 +1248,7 @@ int llmgw_handler(request_rec *r)
     }
     if (m.verdict == LLMGW_ROUTE_OPTIONS) {
         apr_table_setn(r->headers_out, "Allow", m.allow);
+        llmgw_cors_preflight(r, q.route->methods);
         r->status = HTTP_NO_CONTENT;
         return OK;
     }
