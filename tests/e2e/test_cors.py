@@ -129,6 +129,7 @@ def test_an_origin_not_allowed_gets_no_cors_header(gw, mock, origin):
 
 # -- answers ------------------------------------------------------------------------------------
 
+@pytest.mark.h2
 def test_answer_and_stream_of_an_allowed_origin(gw):
     r = post(gw.url("/v1/chat/completions"), chat_body("hello"), headers={"Origin": APP})
     assert r.status_code == 200
