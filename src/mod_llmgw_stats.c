@@ -443,7 +443,7 @@ static int read_control_form(request_rec *r, control_form_t *f)
     int rc, i;
 
     memset(f, 0, sizeof(*f));
-    if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0)
+    if (!ct || ap_cstr_casecmpn(ct, "application/x-www-form-urlencoded", 33) != 0)
         return HTTP_UNSUPPORTED_MEDIA_TYPE;
     rc = ap_parse_form_data(r, NULL, &pairs, 8, CONTROL_FORM_MAX);
     if (rc != OK)
