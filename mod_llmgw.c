@@ -8,6 +8,7 @@
 #include "src/mod_llmgw_private.h"
 #include <ap_mpm.h>
 #include <http_main.h>
+#include <mod_status.h>
 #include "llmgw_version.h"
 #include <curl/curl.h>
 
@@ -52,8 +53,15 @@ static void llmgw_register_hooks(apr_pool_t *p)
     /* FIRST: claim our URIs before core and mod_alias map them to files. */
     ap_hook_translate_name(llmgw_translate_name, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_map_to_storage(llmgw_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
+    /* After the location walk (LLMGatewayCORS is known), before authentication
+     * (so a 401 carries the CORS headers too). */
+    ap_hook_header_parser(llmgw_cors_header_parser, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(llmgw_cors_insert_error_filter, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(llmgw_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(llmgw_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* An optional hook: it runs only where mod_status is loaded, whatever
+     * the LoadModule order (mod_status looks its hooks up by name). */
+    APR_OPTIONAL_HOOK(ap, status_hook, llmgw_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(llmgw) = {STANDARD20_MODULE_STUFF, llmgw_create_dir, llmgw_merge_dir,

@@ -8,7 +8,8 @@
  * provider backends to try, in order: at each level the pool's strategy
  * (llmgw_strategy.h) orders its members, members cooling down are dropped,
  * a member whose cooldown is over (its probe is due) is moved to the front
- * of its level so it gets probed promptly, and a pool with `fallback:
+ * of its level so it gets probed promptly, members an operator drained
+ * (llmgw_stats_set_drained) are dropped and never probed, and a pool with `fallback:
  * false` contributes only its first choice. A backend reachable twice
  * appears once, at its first place. Each candidate carries the model to
  * send (DESIGN.md 5).
@@ -60,6 +61,7 @@ typedef struct {
     int cooling;                       /**< members left out: cooling down */
     apr_interval_time_t cooldown_left; /**< least cooldown left among those, -1 when none */
     int no_model;                      /**< members left out: no model to send */
+    int drained;                       /**< members (or the target) left out: drained */
 } llmgw_candidates_t;
 
 /** What the expansion reads besides the configuration. */
@@ -87,12 +89,15 @@ typedef struct {
  * A lone backend is always its own single candidate, cooling or not: there
  * is nothing to fall back to, and refusing would only turn a possibly
  * passing outage into certain errors. (Record its failures with threshold
- * llmgw_pool_failure_threshold(NULL) == 0.)
+ * llmgw_pool_failure_threshold(NULL) == 0.) A drain, an operator's decision,
+ * is honoured everywhere: a drained lone backend, route pool, or pool the
+ * model names has no candidates (APR_ENOENT, drained = 1).
  *
  * @param model  the request's model, or NULL
  * @param out    allocated from @p p; filled even on APR_ENOENT/LLMGW_EBADREQ
  * @return APR_SUCCESS with at least one candidate; APR_ENOENT when every
- *         member is cooling down (answer with llmgw_pool_exhausted, n = 0);
+ *         member is cooling down or drained (answer with llmgw_pool_exhausted,
+ *         n = 0);
  *         LLMGW_EBADREQ when no member has a model to send (a 400: the
  *         request must name one); LLMGW_ENOMODEL when no backend of the
  *         route takes @p model (a 404 model_not_found); APR_EINVAL for pools nested deeper than
@@ -153,8 +158,9 @@ typedef struct {
  * The client's error when every candidate failed or was cooling
  * (providers.md 9.2 last column, DESIGN.md 6):
  *
- *   nothing attempted (all cooling)     503 upstream_unavailable,
- *                                       Retry-After = least cooldown left
+ *   nothing attempted (all cooling      503 upstream_unavailable,
+ *   or drained)                         Retry-After = least cooldown left
+ *                                       (none when only drained ones remain)
  *   every failure an HTTP 429           429 rate_limit_exceeded (insufficient_quota
  *                                       when every one says so), Retry-After =
  *                                       smallest hint
@@ -168,13 +174,14 @@ typedef struct {
  *
  * @param failures     @p n last failures, in attempt order
  * @param cooling      members skipped because they were cooling down
+ * @param drained      members (or the target) skipped because an operator drained them
  * @param cooldown_left least cooldown left among those, -1 when none
  * @param retry_after  receives the Retry-After delay, -1 for none
  * @return an error from @p p
  */
 llmgw_error_t *llmgw_pool_exhausted(apr_pool_t *p, const char *pool_name,
                                     const llmgw_pool_failure_t *failures, int n, int cooling,
-                                    apr_interval_time_t cooldown_left,
+                                    int drained, apr_interval_time_t cooldown_left,
                                     apr_interval_time_t *retry_after);
 
 #endif /* LLMGW_POOL_H */

@@ -14,11 +14,14 @@
  *
  *   base
  *   +----------------------------------------------------------------+ 0
- *   | header (64 bytes)                                              |
- *   |   magic "LGWS" | layout_version | capacity | slot_size          |
- *   |   created (wall clock) | generation | nrows | rows_used |       |
- *   |   row_size | reserved                                          |
- *   +----------------------------------------------------------------+ 64
+ *   | header (128 bytes)                                             |
+ *   |     0  magic "LGWS" | layout_version | capacity | slot_size    |
+ *   |    16  created (wall clock) | generation | nrows | rows_used | |
+ *   |        row_size | reserved                                     |
+ *   |    64  control_key[32]      random at init: the HMAC key of    |
+ *   |                             the status page's nonces           |
+ *   |    96  reserved                                                |
+ *   +----------------------------------------------------------------+ 128
  *   | slot 0 (256 bytes, 64-aligned)                                 |
  *   |     0  name[64]                      key; "" while FREE        |
  *   |    64  state, kind                   FREE/ACTIVE/RETIRED, type |
@@ -30,10 +33,11 @@
  *   |        completion_tokens                                       |
  *   |   200  cooldown_until, probe_since               monotonic     |
  *   |   216  last_success, last_failure                wall clock    |
- *   |   232  reserved                                  (0 = none)    |
- *   +----------------------------------------------------------------+ 320
+ *   |   232  drained                       0/1, set by an operator   |
+ *   |   236  reserved                                  (0 = none)    |
+ *   +----------------------------------------------------------------+ 384
  *   | slot 1 ... slot capacity-1                                     |
- *   +----------------------------------------------------------------+ R = 64 + 256 * capacity
+ *   +----------------------------------------------------------------+ R = 128 + 256 * capacity
  *   | row 0 (row_size = 64 + capacity * 4 rounded up to 64)          |
  *   |     0  pid (0: shared row, never owned) | slots | reserved      |
  *   |    64  inflight[capacity]                32-bit, per slot      |
@@ -97,6 +101,13 @@
  *
  * A probe that never ends (its child died) is given up after
  * LLMGW_STATS_PROBE_STALE and the next caller probes.
+ *
+ * Drain: an operator may take a backend out of rotation from the status
+ * page (llmgw_stats_set_drained). The flag lives in the slot, so every
+ * child sees it at once and it survives graceful restarts with the slot's
+ * counters; pools skip a drained member as they skip a cooling one, but it
+ * is never probed: only the operator brings it back. It is independent of
+ * the breaker, which keeps counting the attempts still running.
  */
 #ifndef LLMGW_STATS_H
 #define LLMGW_STATS_H
@@ -106,13 +117,15 @@
 #include "llmgw_error.h"
 
 #define LLMGW_STATS_MAGIC 0x5357474cU /* "LGWS" read as little-endian bytes */
-#define LLMGW_STATS_LAYOUT_VERSION 2U
+#define LLMGW_STATS_LAYOUT_VERSION 3U
 /** Longest stored name, NUL included; longer names are shortened (see assign). */
 #define LLMGW_STATS_NAME_MAX 64
 /** Slot kind when the backend type is not known. */
 #define LLMGW_STATS_KIND_UNKNOWN 0xffffffffU
 /** A probe running longer than this is taken to be lost (its child died). */
 #define LLMGW_STATS_PROBE_STALE apr_time_from_sec(900)
+/** Bytes of the segment's control key (llmgw_stats_control_key). */
+#define LLMGW_STATS_KEY_LEN 32
 /** Most per-child rows of a segment (llmgw_stats_rows_for). */
 #define LLMGW_STATS_MAX_ROWS 4097
 
@@ -156,6 +169,10 @@ typedef struct {
     volatile apr_uint32_t rows_used;  /**< rows ever claimed, + 1: readers sum these */
     apr_uint32_t row_size;            /**< bytes per row */
     apr_uint64_t reserved[3];
+    /** Random bytes drawn when the segment is made: a secret every child
+     *  shares and that survives graceful restarts with the segment. */
+    unsigned char control_key[LLMGW_STATS_KEY_LEN];
+    apr_uint64_t reserved2[4];
 } llmgw_stats_header_t;
 
 typedef struct {
@@ -183,7 +200,9 @@ typedef struct {
     volatile apr_uint64_t probe_since;    /**< monotonic time a probe started; 0 = none */
     volatile apr_uint64_t last_success;   /**< wall-clock apr_time_t; 0 = never */
     volatile apr_uint64_t last_failure;   /**< wall-clock apr_time_t; 0 = never */
-    apr_uint64_t reserved[3];
+    volatile apr_uint32_t drained;        /**< 1: an operator took it out of rotation */
+    apr_uint32_t reserved32;
+    apr_uint64_t reserved[2];
 } llmgw_stats_slot_t;
 
 /** One process's in-flight attempts per slot (see the layout above). */
@@ -209,13 +228,14 @@ int llmgw_stats_capacity_for(int nbackends);
 int llmgw_stats_rows_for(int max_children);
 
 /**
- * Format a new segment: header, every slot FREE and zero, every row free.
+ * Format a new segment: header with a fresh random control key, every slot
+ * FREE and zero, every row free.
  * @param base      at least llmgw_stats_size(@p capacity, @p nrows) bytes, 8-byte
  *                  aligned (apr_shm gives page alignment; 64 avoids false sharing)
  * @param nrows     per-child rows, the shared row 0 included (>= 1)
  * @param created   wall-clock creation time recorded in the header
- * @return APR_SUCCESS, or APR_EINVAL for a NULL/misaligned base, capacity < 1
- *         or nrows < 1
+ * @return APR_SUCCESS, APR_EINVAL for a NULL/misaligned base, capacity < 1
+ *         or nrows < 1, or the error of apr_generate_random_bytes
  */
 apr_status_t llmgw_stats_init(void *base, int capacity, int nrows, apr_time_t created);
 
@@ -246,6 +266,13 @@ apr_status_t llmgw_stats_assign(void *base, const char *const *names, const int 
 
 /** Slot @p index, or NULL when @p base is NULL or @p index is out of range. */
 llmgw_stats_slot_t *llmgw_stats_slot(void *base, int index);
+
+/**
+ * The segment's control key, LLMGW_STATS_KEY_LEN random bytes drawn by
+ * llmgw_stats_init: the same in every child, for as long as the segment
+ * lives (graceful restarts included). NULL when @p base is not ours.
+ */
+const unsigned char *llmgw_stats_control_key(const void *base);
 
 /** Map an outcome to its error class; -1 when it is not the upstream's fault. */
 int llmgw_stats_classify(llmgw_fail_e fail, int status);
@@ -355,6 +382,18 @@ llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, llmgw_stats_ti
 void llmgw_stats_probe_release(llmgw_stats_slot_t *s);
 
 /**
+ * Take a backend out of rotation (@p drained 1) or put it back (0); any
+ * process, any thread. Attempts already running finish; pools stop
+ * choosing it (llmgw_pool_candidates) until it is re-enabled. The breaker
+ * state is left alone. A NULL slot is ignored.
+ * @return the previous value (0 for a NULL slot)
+ */
+int llmgw_stats_set_drained(llmgw_stats_slot_t *s, int drained);
+
+/** 1 when an operator drained the backend; 0 otherwise and for NULL. */
+int llmgw_stats_drained(const llmgw_stats_slot_t *s);
+
+/**
  * Lock-free EWMA with alpha 1/8 in microseconds: the first sample sets the
  * value, later ones move it an eighth of the way. A lost race retries.
  */
@@ -380,6 +419,7 @@ typedef struct {
     apr_uint32_t inflight, consecutive_failures, latency_ewma_us, ttfb_ewma_us, latency_samples;
     apr_time_t cooldown_until, probe_since; /**< monotonic */
     apr_time_t last_success, last_failure;  /**< wall clock */
+    int drained;                            /**< taken out of rotation by an operator */
 } llmgw_stats_view_t;
 
 typedef struct {
@@ -421,16 +461,32 @@ double llmgw_stats_view_error_rate(const llmgw_stats_view_t *v);
 const char *llmgw_stats_health_name(llmgw_stats_health_e h);
 
 /**
+ * What a page adds to the snapshot it shows; a NULL page is a read-only
+ * page without refresh.
+ */
+typedef struct {
+    /** The nonce the control forms carry (llmgw_control.h); NULL: no
+     *  controls, the location has no `LLMGatewayStatusControl on`. */
+    const char *nonce;
+    /** Seconds between reloads the page asks for (the glue sends the
+     *  Refresh header); 0: none. */
+    int refresh;
+} llmgw_stats_page_t;
+
+/**
  * The snapshot as JSON (compact), from @p p:
  * {"generation":N,"created":unix_s,"time":unix_s,"capacity":N,"retired":N,
- *  "backends":[{"name","type","slot","state","requests","successes",
+ *  "backends":[{"name","type","slot","state","drained","requests","successes",
  *   "errors":{"4xx",...},"errors_total","aborted","retries","fallbacks",
  *   "inflight","error_rate","latency_ms","ttfb_ms","latency_samples",
  *   "tokens":{"prompt","completion","total"},"consecutive_failures",
  *   "cooldown_remaining_ms","last_success","last_failure"}, ...]}
- * latency_ms/ttfb_ms/last_* are null when there is no value yet.
+ * latency_ms/ttfb_ms/last_* are null when there is no value yet. With a
+ * @p page that has a nonce, also "control":{"nonce":..., "actions":["drain",
+ * "enable"]}, so that a script can drain a member as the page's forms do.
  */
-const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len);
+const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
+                             const llmgw_stats_page_t *page, apr_size_t *len);
 
 /**
  * Prometheus text exposition format 0.0.4 (serve as
@@ -439,7 +495,36 @@ const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, 
 const char *llmgw_stats_prometheus(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
                                    apr_size_t *len);
 
-/** A self-contained HTML page (UTF-8) for people, from @p p. */
-const char *llmgw_stats_html(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len);
+/**
+ * A self-contained HTML page (UTF-8) for people, from @p p: usable from a
+ * phone's width up (the wide table scrolls inside its box), with a drain /
+ * enable form per backend when @p page has a nonce. The forms post to the
+ * page's own URL (no action attribute), so its query (?refresh=N) is kept.
+ * The page is made of sections (the backends table first) so that others
+ * can be added after it.
+ */
+const char *llmgw_stats_html(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
+                             const llmgw_stats_page_t *page, apr_size_t *len);
+
+/**
+ * The backends table alone, an HTML fragment without controls: the
+ * gateway's section of httpd's /server-status (mod_status's status_hook).
+ */
+const char *llmgw_stats_html_table(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
+                                   apr_size_t *len);
+
+/**
+ * The snapshot as plain "Key: value" lines, the form of mod_status's
+ * `?auto` (and mod_proxy's status hook, whose "ProxyBalancer[i]Worker[j]..."
+ * keys this copies): "LLMGatewayBackends: N", then for the i-th backend
+ * "LLMGatewayBackend[i]Name: ...", "...Type", "...State", "...Drained" (0/1),
+ * "...Requests", "...Successes", "...Errors", "...Errors4xx" (and 429, 5xx,
+ * Timeout, Connect, Protocol), "...Aborted", "...Retries", "...Fallbacks",
+ * "...InFlight", "...LatencyMs", "...TTFBMs" (0 before any sample),
+ * "...PromptTokens", "...CompletionTokens", "...ConsecutiveFailures",
+ * "...CooldownRemainingMs". Names are printed with control characters
+ * replaced, so a line is always one key.
+ */
+const char *llmgw_stats_auto(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len);
 
 #endif /* LLMGW_STATS_H */

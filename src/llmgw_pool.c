@@ -91,6 +91,15 @@ static llmgw_stats_slot_t *slot_ptr(const expand_t *x, int slot)
     return slot >= 0 ? llmgw_stats_slot(x->env->stats, slot) : NULL;
 }
 
+/* An operator took @p b out of rotation: it is left out, counted, never probed. */
+static int drained(expand_t *x, const llmgw_backend_t *b)
+{
+    if (!llmgw_stats_drained(slot_ptr(x, slot_of(x, b))))
+        return 0;
+    x->out->drained++;
+    return 1;
+}
+
 /*
  * The model a pool member sends (DESIGN.md 5): the request's when the
  * member takes it, else its own defaultModel (cross-provider fallback);
@@ -140,6 +149,8 @@ static void leaf_member(expand_t *x, const llmgw_backend_t *b, const llmgw_backe
     const char *model = member_model(b, x->model, &prefers);
 
     m->feat.prefers_model = prefers;
+    if (drained(x, b))
+        return;
     if (s)
         read_features(x, &m->feat, s);
     if (avail == LLMGW_STATS_COOLING) {
@@ -211,6 +222,10 @@ static apr_status_t expand_member(expand_t *x, const llmgw_pool_member_t *pm,
     m->list = apr_array_make(x->p, 2, sizeof(llmgw_candidate_t));
     if (!pm->backend)
         return APR_SUCCESS; /* unresolved: configtest prevents it */
+    if (pm->backend->type == LLMGW_BACKEND_POOL && drained(x, pm->backend)) {
+        m->feat.weight = pm->weight;
+        return APR_SUCCESS; /* a drained nested pool: no candidates, like a dead member */
+    }
     if (pm->backend->type == LLMGW_BACKEND_POOL) {
         apr_status_t rv = expand_pool(x, pm->backend, depth + 1, m);
         if (rv != APR_SUCCESS)
@@ -306,6 +321,10 @@ static apr_status_t lone_backend(expand_t *x, const llmgw_backend_t *b)
         x->out->no_model = 1;
         return LLMGW_EBADREQ;
     }
+    /* Unlike a cooldown, a drain is an operator's decision: honoured even
+     * where there is nothing to fall back to. */
+    if (drained(x, b))
+        return APR_ENOENT;
     c = apr_pcalloc(x->p, sizeof(*c));
     c->backend = b;
     c->model = model;
@@ -358,6 +377,7 @@ apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target,
 {
     expand_t x;
     member_t root;
+    const llmgw_backend_t *route_target;
     apr_status_t rv;
 
     *out = candidates_new(p);
@@ -370,6 +390,7 @@ apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target,
     x.out = *out;
     if (target->type != LLMGW_BACKEND_POOL)
         return lone_backend(&x, target);
+    route_target = target;
     if (x.model) {
         /* A pool's name or alias is a virtual model: that pool, every
          * member with its own defaultModel. A model nobody takes is never
@@ -383,6 +404,9 @@ apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target,
             return LLMGW_ENOMODEL;
         }
     }
+    /* The route's pool, or the pool its model names, drained as a whole. */
+    if (drained(&x, route_target) || (target != route_target && drained(&x, target)))
+        return APR_ENOENT;
     memset(&root, 0, sizeof(root));
     root.list = apr_array_make(p, 4, sizeof(llmgw_candidate_t));
     rv = expand_pool(&x, target, 0, &root);
@@ -392,7 +416,8 @@ apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target,
     (*out)->items = (llmgw_candidate_t *)root.list->elts;
     if (root.list->nelts > 0)
         return APR_SUCCESS;
-    return (*out)->no_model > 0 && (*out)->cooling == 0 ? LLMGW_EBADREQ : APR_ENOENT;
+    return (*out)->no_model > 0 && (*out)->cooling == 0 && (*out)->drained == 0 ? LLMGW_EBADREQ
+                                                                                : APR_ENOENT;
 }
 
 /* ------------------------------------------------------------------ */
@@ -442,14 +467,48 @@ static int has_code(const llmgw_pool_failure_t *f, const char *code)
     return f->error && f->error->code && strcmp(f->error->code, code) == 0;
 }
 
-static const char *context(apr_pool_t *p, const char *pool_name, int n, int cooling)
+/* ", 2 cooling down, 1 drained": the members that were not tried, and why. */
+static const char *skipped(apr_pool_t *p, int cooling, int drained)
+{
+    return apr_pstrcat(p, cooling ? apr_psprintf(p, ", %d cooling down", cooling) : "",
+                       drained ? apr_psprintf(p, ", %d drained", drained) : "", NULL);
+}
+
+static const char *context(apr_pool_t *p, const char *pool_name, int n, int cooling, int drained)
 {
     if (!pool_name)
         return "";
+    return apr_psprintf(p, "Pool \"%s\": all %d tried member(s) failed%s; last: ", pool_name, n,
+                        skipped(p, cooling, drained));
+}
+
+/* Nothing was tried: every candidate cooling down or drained. */
+static llmgw_error_t *none_available(apr_pool_t *p, const char *pool_name, int cooling, int drained,
+                                     apr_interval_time_t cooldown_left,
+                                     apr_interval_time_t *retry_after)
+{
+    /* A drain lasts until an operator ends it: no time to tell the client. */
+    *retry_after = cooling > 0 && cooldown_left >= 0 ? cooldown_left : -1;
+    if (drained == 0 && !pool_name)
+        return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
+                                "The backend is cooling down after repeated failures.");
+    if (drained == 0)
+        return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
+                                "Pool \"%s\": every member is cooling down after repeated "
+                                "failures.",
+                                pool_name);
+    if (!pool_name)
+        return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
+                                "The backend is drained (taken out of rotation by an operator).");
     if (cooling == 0)
-        return apr_psprintf(p, "Pool \"%s\": all %d tried member(s) failed; last: ", pool_name, n);
-    return apr_psprintf(p, "Pool \"%s\": all %d tried member(s) failed, %d cooling down; last: ",
-                        pool_name, n, cooling);
+        return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
+                                "Pool \"%s\" is drained: no member is in rotation (taken out "
+                                "by an operator).",
+                                pool_name);
+    return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
+                            "Pool \"%s\": no member is available (%d cooling down after "
+                            "repeated failures, %d drained by an operator).",
+                            pool_name, cooling, drained);
 }
 
 static llmgw_error_t *all_rate_limited(apr_pool_t *p, const llmgw_pool_failure_t *f, int n,
@@ -495,23 +554,15 @@ static const llmgw_pool_failure_t *deciding(const llmgw_pool_failure_t *f, int n
 
 llmgw_error_t *llmgw_pool_exhausted(apr_pool_t *p, const char *pool_name,
                                     const llmgw_pool_failure_t *failures, int n, int cooling,
-                                    apr_interval_time_t cooldown_left,
+                                    int drained, apr_interval_time_t cooldown_left,
                                     apr_interval_time_t *retry_after)
 {
     const llmgw_pool_failure_t *last;
     llmgw_error_t *e;
 
     *retry_after = -1;
-    if (n <= 0 || !failures) {
-        *retry_after = cooldown_left >= 0 ? cooldown_left : -1;
-        if (!pool_name)
-            return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
-                                    "The backend is cooling down after repeated failures.");
-        return llmgw_error_make(p, 503, "server_error", "upstream_unavailable", NULL,
-                                "Pool \"%s\": every member is cooling down after repeated "
-                                "failures.",
-                                pool_name);
-    }
+    if (n <= 0 || !failures)
+        return none_available(p, pool_name, cooling, drained, cooldown_left, retry_after);
     if (all_http(failures, n, 429))
         e = all_rate_limited(p, failures, n, retry_after);
     else if (all_http(failures, n, 404))
@@ -520,6 +571,6 @@ llmgw_error_t *llmgw_pool_exhausted(apr_pool_t *p, const char *pool_name,
         last = deciding(failures, n);
         e = llmgw_error_exhausted(p, last->fail, last->status, last->backend);
     }
-    e->message = apr_pstrcat(p, context(p, pool_name, n, cooling), e->message, NULL);
+    e->message = apr_pstrcat(p, context(p, pool_name, n, cooling, drained), e->message, NULL);
     return e;
 }

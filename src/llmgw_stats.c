@@ -25,7 +25,7 @@
  */
 _Static_assert(__atomic_always_lock_free(sizeof(apr_uint64_t), 0),
                "llmgw_stats needs lock-free 64-bit atomics across processes");
-_Static_assert(sizeof(llmgw_stats_header_t) == 64, "header is one cache line");
+_Static_assert(sizeof(llmgw_stats_header_t) == 128, "header is two whole cache lines");
 _Static_assert(sizeof(llmgw_stats_slot_t) % 64 == 0, "slots are whole cache lines");
 _Static_assert(offsetof(llmgw_stats_slot_t, requests) % 8 == 0, "64-bit fields are aligned");
 _Static_assert(sizeof(llmgw_stats_row_t) == 64, "a row's counters start on a cache line");
@@ -118,6 +118,7 @@ apr_status_t llmgw_stats_init(void *base, int capacity, int nrows, apr_time_t cr
 {
     llmgw_stats_header_t *h = base;
     apr_size_t size = llmgw_stats_size(capacity, nrows);
+    apr_status_t rv;
     int i;
 
     if (!base || ((apr_uintptr_t)base & 7) != 0 || size == 0)
@@ -131,6 +132,13 @@ apr_status_t llmgw_stats_init(void *base, int capacity, int nrows, apr_time_t cr
     h->nrows = (apr_uint32_t)nrows;
     h->rows_used = 1; /* the shared row 0 */
     h->row_size = (apr_uint32_t)row_size_for(capacity);
+    /* The key of the status page's nonces: drawn once per segment, so every
+     * child of every generation that shares the segment verifies them. */
+    rv = apr_generate_random_bytes(h->control_key, sizeof(h->control_key));
+    if (rv != APR_SUCCESS) {
+        h->magic = 0; /* not a usable segment */
+        return rv;
+    }
     for (i = 0; i < capacity; i++)
         slot_at(base, i)->index = (apr_uint32_t)i;
     for (i = 0; i < nrows; i++)
@@ -295,6 +303,11 @@ llmgw_stats_slot_t *llmgw_stats_slot(void *base, int index)
     if (!base || index < 0 || (apr_uint32_t)index >= header(base)->capacity)
         return NULL;
     return slot_at(base, index);
+}
+
+const unsigned char *llmgw_stats_control_key(const void *base)
+{
+    return base && is_ours(base) ? header(base)->control_key : NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -586,6 +599,18 @@ void llmgw_stats_probe_release(llmgw_stats_slot_t *s)
         apr_atomic_set64(&s->probe_since, 0);
 }
 
+int llmgw_stats_set_drained(llmgw_stats_slot_t *s, int drained)
+{
+    if (!s)
+        return 0;
+    return apr_atomic_xchg32(&s->drained, drained ? 1 : 0) != 0;
+}
+
+int llmgw_stats_drained(const llmgw_stats_slot_t *s)
+{
+    return s && R32(s->drained) != 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Snapshot                                                            */
 
@@ -629,6 +654,7 @@ static void view_read(llmgw_stats_view_t *v, const void *base, int i, const char
     v->probe_since = (apr_time_t)R64(s->probe_since);
     v->last_success = (apr_time_t)R64(s->last_success);
     v->last_failure = (apr_time_t)R64(s->last_failure);
+    v->drained = R32(s->drained) != 0;
     v->health = health_of(v, mono);
 }
 
@@ -760,6 +786,7 @@ static json_t *view_json(const llmgw_stats_view_t *v, apr_time_t now)
     json_object_set_new(o, "type", json_string(kind_name(v->kind)));
     json_object_set_new(o, "slot", json_integer(v->slot));
     json_object_set_new(o, "state", json_string(llmgw_stats_health_name(v->health)));
+    json_object_set_new(o, "drained", json_boolean(v->drained));
     json_object_set_new(o, "requests", json_count(v->requests));
     json_object_set_new(o, "successes", json_count(v->successes));
     json_object_set_new(o, "errors", errors);
@@ -781,7 +808,8 @@ static json_t *view_json(const llmgw_stats_view_t *v, apr_time_t now)
     return o;
 }
 
-const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len)
+const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
+                             const llmgw_stats_page_t *page, apr_size_t *len)
 {
     json_t *root = json_object(), *list = json_array();
     const char *text;
@@ -795,6 +823,10 @@ const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, 
     json_object_set_new(root, "capacity", json_integer(snap->capacity));
     json_object_set_new(root, "retired", json_integer(snap->retired));
     json_object_set_new(root, "backends", list);
+    if (page && page->nonce)
+        json_object_set_new(
+            root, "control",
+            json_pack("{s:s,s:[s,s]}", "nonce", page->nonce, "actions", "drain", "enable"));
     text = llmgw_json_dump(p, root, len);
     json_decref(root);
     return text;
@@ -925,6 +957,11 @@ static apr_uint64_t pv_consecutive(const llmgw_stats_view_t *v, apr_time_t now)
     return v->consecutive_failures;
 }
 
+static apr_uint64_t pv_drained(const llmgw_stats_view_t *v, apr_time_t now)
+{
+    return (apr_uint64_t)v->drained;
+}
+
 /* Microseconds as seconds, exactly (no binary floating point). */
 static const char *prom_seconds(apr_pool_t *p, apr_uint64_t us)
 {
@@ -993,6 +1030,9 @@ static void prom_gauges(text_t *t, const llmgw_stats_snapshot_t *snap, const cha
     prom_family(t, "llmgw_consecutive_failures", PROM_GAUGE,
                 "Retryable failures since the last success.");
     prom_per_backend(t, snap, labels, "llmgw_consecutive_failures", pv_consecutive);
+    prom_family(t, "llmgw_drained", PROM_GAUGE,
+                "1 while an operator has taken the backend out of rotation (status page).");
+    prom_per_backend(t, snap, labels, "llmgw_drained", pv_drained);
     prom_family(t, "llmgw_backend_info", PROM_GAUGE, "Backend type, as a label; always 1.");
     for (i = 0; i < snap->nelts; i++)
         text_addf(t, "llmgw_backend_info{backend=\"%s\",type=\"%s\"} 1\n", labels[i],
@@ -1091,47 +1131,157 @@ static const char *html_errors(apr_pool_t *p, const llmgw_stats_view_t *v)
     return text_done(&t, NULL);
 }
 
-static void html_row(text_t *t, const llmgw_stats_view_t *v, apr_time_t now)
+/* The State cell: the breaker's state, and whether an operator drained it. */
+static const char *html_state(apr_pool_t *p, const llmgw_stats_view_t *v)
+{
+    const char *h = llmgw_stats_health_name(v->health);
+
+    return apr_pstrcat(p, "<span class=\"state ", h, "\">", h, "</span>",
+                       v->drained ? " <span class=\"state drained\">drained</span>" : "", NULL);
+}
+
+/*
+ * The Action cell: one form per backend posting to the page itself (no
+ * action attribute: the page's URL, query included), so an operator's click
+ * is a POST with the nonce of the page it was made on.
+ */
+static const char *html_action(apr_pool_t *p, const llmgw_stats_view_t *v, const char *nonce)
+{
+    const char *name = html_escape(p, v->name);
+
+    return apr_pstrcat(p,
+                       "<td class=\"act\"><form method=\"post\">"
+                       "<input type=\"hidden\" name=\"nonce\" value=\"",
+                       html_escape(p, nonce), "\"><input type=\"hidden\" name=\"backend\" value=\"",
+                       name, "\"><button type=\"submit\" name=\"action\" value=\"",
+                       v->drained ? "enable" : "drain", "\" title=\"",
+                       v->drained ? "Put " : "Take ", name,
+                       v->drained ? " back into rotation" : " out of rotation", "\">",
+                       v->drained ? "Enable" : "Drain", "</button></form></td>", NULL);
+}
+
+static void html_row(text_t *t, const llmgw_stats_view_t *v, apr_time_t now, const char *nonce)
 {
     text_addf(t,
-              "<tr><td class=\"name\">%s</td><td>%s</td>"
-              "<td><span class=\"state %s\">%s</span></td>"
+              "<tr data-backend=\"%s\"><td class=\"name\">%s</td><td>%s</td>"
+              "<td class=\"st\">%s</td>%s"
               "<td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td><td>%s</td>"
               "<td>%.1f %%</td><td>%u</td><td>%s</td><td>%s</td>"
               "<td>%" APR_UINT64_T_FMT " / %" APR_UINT64_T_FMT "</td>"
               "<td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT "</td>"
               "<td>%u</td><td>%s</td><td>%s</td></tr>\n",
-              html_escape(t->p, v->name), html_escape(t->p, kind_name(v->kind)),
-              llmgw_stats_health_name(v->health), llmgw_stats_health_name(v->health), v->requests,
-              v->successes, html_errors(t->p, v), 100.0 * llmgw_stats_view_error_rate(v),
-              v->inflight, html_ms(t->p, v->latency_ewma_us), html_ms(t->p, v->ttfb_ewma_us),
-              v->prompt_tokens, v->completion_tokens, v->retries, v->fallbacks,
-              v->consecutive_failures, html_cooldown(t->p, v, now),
-              html_time(t->p, v->last_failure));
+              html_escape(t->p, v->name), html_escape(t->p, v->name),
+              html_escape(t->p, kind_name(v->kind)), html_state(t->p, v),
+              nonce ? html_action(t->p, v, nonce) : "", v->requests, v->successes,
+              html_errors(t->p, v), 100.0 * llmgw_stats_view_error_rate(v), v->inflight,
+              html_ms(t->p, v->latency_ewma_us), html_ms(t->p, v->ttfb_ewma_us), v->prompt_tokens,
+              v->completion_tokens, v->retries, v->fallbacks, v->consecutive_failures,
+              html_cooldown(t->p, v, now), html_time(t->p, v->last_failure));
 }
 
+/*
+ * Narrow screens: the viewport is the device's, the page never scrolls
+ * sideways (the table does, inside its box, with the name column stuck to
+ * the left), and buttons are big enough for a finger. The empty icon keeps
+ * browsers from asking for /favicon.ico (a 404 in the console).
+ */
 static const char html_head[] =
     "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+    "<link rel=\"icon\" href=\"data:,\">\n"
     "<title>mod_llmgw status</title>\n<style>\n"
-    "body{font-family:sans-serif;margin:1.5em;color:#222}\n"
+    "body{font-family:system-ui,sans-serif;margin:1em;color:#222}\n"
+    "h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.2em}\n"
+    ".scroll{overflow-x:auto;max-width:100%}\n"
     "table{border-collapse:collapse}\n"
-    "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}\n"
-    "th{background:#eee}td.name{text-align:left;font-family:monospace}\n"
+    "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right;white-space:nowrap}\n"
+    "th{background:#eee}\n"
+    "td.name{text-align:left;font-family:monospace;position:sticky;left:0;background:#fff}\n"
+    "th.name{text-align:left;position:sticky;left:0}\n"
+    "td.st,td.act{text-align:left}form{margin:0}\n"
+    "button{font:inherit;padding:.3em .9em;min-height:2.4em;min-width:5em}\n"
     ".state{padding:.1em .5em;border-radius:.3em;color:#fff;font-weight:bold}\n"
     ".up{background:#2e7d32}.cooldown{background:#c62828}.probing{background:#ef6c00}\n"
-    "small{color:#666}\n"
+    ".drained{background:#546e7a}\n"
+    "nav a{margin-right:.8em}small{color:#666}\n"
     "</style></head><body>\n<h1>mod_llmgw status</h1>\n";
 
-static const char html_columns[] =
-    "<table>\n<tr><th>Backend</th><th>Type</th><th>State</th><th>Requests</th>"
-    "<th>Successes</th><th>Errors</th><th>Error rate</th><th>In flight</th>"
-    "<th>Latency</th><th>TTFB</th><th>Tokens (prompt / completion)</th><th>Retries</th>"
-    "<th>Fallbacks</th><th>Consecutive failures</th><th>Cooldown</th><th>Last failure</th></tr>\n";
+static void html_columns(text_t *t, int control)
+{
+    text_add(t, "<div class=\"scroll\"><table>\n<tr><th class=\"name\">Backend</th><th>Type</th>"
+                "<th>State</th>");
+    if (control)
+        text_add(t, "<th>Action</th>");
+    text_add(t, "<th>Requests</th><th>Successes</th><th>Errors</th><th>Error rate</th>"
+                "<th>In flight</th><th>Latency</th><th>TTFB</th>"
+                "<th>Tokens (prompt / completion)</th><th>Retries</th><th>Fallbacks</th>"
+                "<th>Consecutive failures</th><th>Cooldown</th><th>Last failure</th></tr>\n");
+}
 
-const char *llmgw_stats_html(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len)
+/* The backends table; with a nonce, an Action column of drain / enable forms. */
+static void html_backends(text_t *t, const llmgw_stats_snapshot_t *snap, const char *nonce)
+{
+    int i;
+
+    if (snap->nelts == 0) {
+        text_add(t, "<p>No backends are configured.</p>\n");
+        return;
+    }
+    html_columns(t, nonce != NULL);
+    for (i = 0; i < snap->nelts; i++)
+        html_row(t, &snap->items[i], snap->now.mono, nonce);
+    text_add(t, "</table></div>\n");
+}
+
+/*
+ * The page's sections, in order. Each renders one heading and what is
+ * under it; a new section (per-key usage, say) is one more function here.
+ */
+typedef void (*html_section_fn)(text_t *t, const llmgw_stats_snapshot_t *snap,
+                                const llmgw_stats_page_t *page);
+
+static void section_backends(text_t *t, const llmgw_stats_snapshot_t *snap,
+                             const llmgw_stats_page_t *page)
+{
+    text_add(t, "<h2>Backends</h2>\n");
+    html_backends(t, snap, page ? page->nonce : NULL);
+    text_add(t, "<p><small>Latency and TTFB are moving averages of successful attempts.");
+    if (page && page->nonce)
+        text_add(t, " A drained backend finishes what it is doing and gets no new requests "
+                    "until it is enabled again; pools skip it, a route to it alone answers "
+                    "503.");
+    text_add(t, "</small></p>\n");
+}
+
+static const html_section_fn html_sections[] = {section_backends};
+
+/* Links that set the page's reload period (the glue turns ?refresh=N into a Refresh header). */
+static void html_refresh_nav(text_t *t, int refresh)
+{
+    static const int periods[] = {5, 30};
+    apr_size_t i;
+
+    text_add(t, "<nav>Refresh: ");
+    for (i = 0; i < sizeof(periods) / sizeof(periods[0]); i++) {
+        if (refresh == periods[i])
+            text_addf(t, "<strong>every %d s</strong> ", periods[i]);
+        else
+            text_addf(t, "<a href=\"?refresh=%d\">every %d s</a> ", periods[i], periods[i]);
+    }
+    if (refresh > 0)
+        text_add(t, "<a href=\"?\">off</a>");
+    else
+        text_add(t, "<strong>off</strong>");
+    if (refresh > 0 && refresh != periods[0] && refresh != periods[1])
+        text_addf(t, " (now every %d s)", refresh);
+    text_add(t, "</nav>\n");
+}
+
+const char *llmgw_stats_html(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
+                             const llmgw_stats_page_t *page, apr_size_t *len)
 {
     text_t t;
-    int i;
+    apr_size_t i;
 
     text_init(&t, p);
     text_add(&t, html_head);
@@ -1140,15 +1290,78 @@ const char *llmgw_stats_html(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, 
               "%d of %d slots used, %d retired).</p>\n",
               html_time(p, snap->now.wall), html_time(p, snap->created), snap->generation,
               snap->nelts, snap->capacity, snap->retired);
-    if (snap->nelts == 0) {
-        text_add(&t, "<p>No backends are configured.</p>\n</body></html>\n");
-        return text_done(&t, len);
+    html_refresh_nav(&t, page ? page->refresh : 0);
+    for (i = 0; i < sizeof(html_sections) / sizeof(html_sections[0]); i++)
+        html_sections[i](&t, snap, page);
+    text_add(&t, "<p><small>Also as <code>?format=json</code>, <code>?format=prometheus</code> "
+                 "and <code>?auto</code>.</small></p>\n</body></html>\n");
+    return text_done(&t, len);
+}
+
+const char *llmgw_stats_html_table(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
+                                   apr_size_t *len)
+{
+    text_t t;
+
+    text_init(&t, p);
+    html_backends(&t, snap, NULL);
+    return text_done(&t, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* "Key: value" lines (mod_status's ?auto)                             */
+
+/* A name on one line: control characters become '?'. */
+static const char *auto_value(apr_pool_t *p, const char *s)
+{
+    char *out = apr_pstrdup(p, s), *c;
+
+    for (c = out; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     }
-    text_add(&t, html_columns);
-    for (i = 0; i < snap->nelts; i++)
-        html_row(&t, &snap->items[i], snap->now.mono);
-    text_add(&t, "</table>\n<p><small>Latency and TTFB are moving averages of successful "
-                 "attempts. Also as <code>?format=json</code> and "
-                 "<code>?format=prometheus</code>.</small></p>\n</body></html>\n");
+    return out;
+}
+
+static const char *const auto_err_keys[LLMGW_STATS_ERR_COUNT] = {
+    "Errors4xx", "Errors429", "Errors5xx", "ErrorsTimeout", "ErrorsConnect", "ErrorsProtocol"};
+
+static void auto_u64(text_t *t, int i, const char *key, apr_uint64_t v)
+{
+    text_addf(t, "LLMGatewayBackend[%d]%s: %" APR_UINT64_T_FMT "\n", i, key, v);
+}
+
+const char *llmgw_stats_auto(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len)
+{
+    text_t t;
+    int i, e;
+
+    text_init(&t, p);
+    text_addf(&t, "LLMGatewayBackends: %d\n", snap->nelts);
+    for (i = 0; i < snap->nelts; i++) {
+        const llmgw_stats_view_t *v = &snap->items[i];
+
+        text_addf(&t, "LLMGatewayBackend[%d]Name: %s\n", i, auto_value(p, v->name));
+        text_addf(&t, "LLMGatewayBackend[%d]Type: %s\n", i, auto_value(p, kind_name(v->kind)));
+        text_addf(&t, "LLMGatewayBackend[%d]State: %s\n", i, llmgw_stats_health_name(v->health));
+        auto_u64(&t, i, "Drained", (apr_uint64_t)v->drained);
+        auto_u64(&t, i, "Requests", v->requests);
+        auto_u64(&t, i, "Successes", v->successes);
+        auto_u64(&t, i, "Errors", llmgw_stats_view_errors(v));
+        for (e = 0; e < LLMGW_STATS_ERR_COUNT; e++)
+            auto_u64(&t, i, auto_err_keys[e], v->errors[e]);
+        auto_u64(&t, i, "Aborted", v->aborted);
+        auto_u64(&t, i, "Retries", v->retries);
+        auto_u64(&t, i, "Fallbacks", v->fallbacks);
+        auto_u64(&t, i, "InFlight", v->inflight);
+        text_addf(&t, "LLMGatewayBackend[%d]LatencyMs: %.3f\n", i,
+                  (double)v->latency_ewma_us / 1000.0);
+        text_addf(&t, "LLMGatewayBackend[%d]TTFBMs: %.3f\n", i, (double)v->ttfb_ewma_us / 1000.0);
+        auto_u64(&t, i, "PromptTokens", v->prompt_tokens);
+        auto_u64(&t, i, "CompletionTokens", v->completion_tokens);
+        auto_u64(&t, i, "ConsecutiveFailures", v->consecutive_failures);
+        auto_u64(&t, i, "CooldownRemainingMs",
+                 (apr_uint64_t)(cooldown_left(v, snap->now.mono) / 1000));
+    }
     return text_done(&t, len);
 }

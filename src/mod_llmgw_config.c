@@ -48,6 +48,7 @@ void *llmgw_create_dir(apr_pool_t *p, char *dir)
     c->enabled = LLMGW_UNSET;
     c->max_body = LLMGW_UNSET;
     c->max_upstream_body = LLMGW_UNSET;
+    c->status_control = LLMGW_UNSET;
     return c;
 }
 
@@ -61,6 +62,9 @@ void *llmgw_merge_dir(apr_pool_t *p, void *basev, void *addv)
     c->max_body = add->max_body != LLMGW_UNSET ? add->max_body : base->max_body;
     c->max_upstream_body =
         add->max_upstream_body != LLMGW_UNSET ? add->max_upstream_body : base->max_upstream_body;
+    c->status_control =
+        add->status_control != LLMGW_UNSET ? add->status_control : base->status_control;
+    c->cors = add->cors ? add->cors : base->cors;
     return c;
 }
 
@@ -298,6 +302,25 @@ static const char *set_enabled(cmd_parms *cmd, void *mconfig, int flag)
     return NULL;
 }
 
+/* LLMGatewayCORS origin... | * | off: one call per argument; lines of one section add up. */
+static const char *set_cors(cmd_parms *cmd, void *mconfig, const char *arg)
+{
+    llmgw_dir_cfg *d = mconfig;
+    const char *err;
+
+    if (!d->cors)
+        d->cors = llmgw_cors_make(cmd->pool);
+    err = llmgw_cors_add(cmd->pool, d->cors, arg);
+    return err ? apr_pstrcat(cmd->pool, "LLMGatewayCORS: ", err, NULL) : NULL;
+}
+
+static const char *set_status_control(cmd_parms *cmd, void *mconfig, int flag)
+{
+    llmgw_dir_cfg *d = mconfig;
+    d->status_control = flag ? 1 : 0;
+    return NULL;
+}
+
 /* "4M", "512K", "1048576", "1G" -> bytes. */
 static const char *parse_size(apr_pool_t *p, const char *arg, apr_off_t *out)
 {
@@ -359,6 +382,12 @@ const command_rec llmgw_cmds[] = {
                   "Path of the gateway.yaml file (backends, pools and routes)"),
     AP_INIT_FLAG("LLMGateway", set_enabled, NULL, ACCESS_CONF,
                  "On to serve this <Location> with the gateway (fast path, no filesystem walk)"),
+    AP_INIT_ITERATE("LLMGatewayCORS", set_cors, NULL, RSRC_CONF | ACCESS_CONF,
+                    "Origins (scheme://host[:port]) whose web pages may call the gateway "
+                    "here, or * for any, or off"),
+    AP_INIT_FLAG("LLMGatewayStatusControl", set_status_control, NULL, ACCESS_CONF,
+                 "On to let the llmgw-status page of this <Location> drain and re-enable "
+                 "backends (default off)"),
     AP_INIT_TAKE1("LLMGatewayMaxBody", set_size, NULL, RSRC_CONF | ACCESS_CONF,
                   "Largest accepted request body, e.g. 4M (default 4M)"),
     AP_INIT_TAKE1("LLMGatewayMaxUpstreamBody", set_size, (void *)"upstream",

@@ -671,14 +671,16 @@ static int answer_failed(req_t *q, const llmgw_candidates_t *cl,
         return send_error(q, last->error);
     e = llmgw_pool_exhausted(
         r->pool, q->route->backend->type == LLMGW_BACKEND_POOL ? q->route->backend->name : NULL,
-        failures, n, cl ? cl->cooling : 0, cl ? cl->cooldown_left : -1, &retry_after);
+        failures, n, cl ? cl->cooling : 0, cl ? cl->drained : 0, cl ? cl->cooldown_left : -1,
+        &retry_after);
     set_retry_after(r, retry_after);
     apr_table_setn(r->err_headers_out, "x-should-retry", "false");
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                   LLMGW_LOGNO(00005) "route \"%s\": every upstream attempt failed (%d attempt(s), "
                                      "last: %s)",
                   q->route->name, q->attempts,
-                  last ? llmgw_fail_name(r->pool, last->fail, last->status) : "all cooling down");
+                  last ? llmgw_fail_name(r->pool, last->fail, last->status)
+                       : "none in rotation (cooling down or drained)");
     return send_error(q, e);
 }
 
@@ -1057,9 +1059,13 @@ static int walk_candidates(req_t *q, const char *model, const llmgw_pool_env_t *
         turn_e turn;
         llmgw_candidate_t mine = *c;
 
-        /* Another request took this member's probe meanwhile. */
-        if (avail == LLMGW_STATS_COOLING && c->pool)
+        /* Another request took this member's probe meanwhile, or an
+         * operator drained it since the candidates were ordered. */
+        if (c->pool && (avail == LLMGW_STATS_COOLING || llmgw_stats_drained(slot))) {
+            if (avail == LLMGW_STATS_PROBE)
+                llmgw_stats_probe_release(slot);
             continue;
+        }
         if (q->max_attempts > 0 && q->attempts >= q->max_attempts) {
             if (avail == LLMGW_STATS_PROBE)
                 llmgw_stats_probe_release(slot);
@@ -1242,6 +1248,7 @@ int llmgw_handler(request_rec *r)
     }
     if (m.verdict == LLMGW_ROUTE_OPTIONS) {
         apr_table_setn(r->headers_out, "Allow", m.allow);
+        llmgw_cors_preflight(r, q.route->methods);
         r->status = HTTP_NO_CONTENT;
         return OK;
     }

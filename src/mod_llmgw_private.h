@@ -14,6 +14,7 @@
 #include <ap_mpm.h>
 #include "llmgw.h"
 #include "llmgw_config.h"
+#include "llmgw_cors.h"
 #include "llmgw_stats.h"
 #include "llmgw_upstream.h"
 
@@ -54,6 +55,8 @@ typedef struct {
     int enabled;                 /* LLMGateway on/off, LLMGW_UNSET when not set */
     apr_off_t max_body;          /* LLMGW_UNSET when not set */
     apr_off_t max_upstream_body; /* LLMGW_UNSET when not set */
+    int status_control;          /* LLMGatewayStatusControl on/off, LLMGW_UNSET when not set */
+    llmgw_cors_t *cors;          /* LLMGatewayCORS (cmd->pool), NULL when not set */
 } llmgw_dir_cfg;
 
 extern const command_rec llmgw_cmds[];
@@ -73,6 +76,14 @@ int llmgw_translate_name(request_rec *r);
 int llmgw_map_to_storage(request_rec *r);
 void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s);
 
+/* CORS (mod_llmgw_cors.c). */
+/* header_parser: Access-Control-* of every answer of a location with LLMGatewayCORS. */
+int llmgw_cors_header_parser(request_rec *r);
+/* insert_error_filter: the same on the error responses httpd makes itself. */
+void llmgw_cors_insert_error_filter(request_rec *r);
+/* The handler's OPTIONS: the rest of an allowed preflight's answer, for a route's methods. */
+void llmgw_cors_preflight(request_rec *r, int methods);
+
 /* Pool strategies as httpd providers (mod_llmgw_strategy.c). */
 /* register_hooks: the built-ins, under LLMGW_STRATEGY_PROVIDER_GROUP. */
 void llmgw_strategy_register(apr_pool_t *p);
@@ -89,6 +100,8 @@ void llmgw_stats_child_init(apr_pool_t *pchild, server_rec *s);
 void llmgw_stats_child_status(server_rec *s, pid_t pid, ap_generation_t gen, int slot,
                               mpm_child_status state);
 int llmgw_status_handler(request_rec *r);
+/* mod_status's status_hook: the gateway's section of /server-status (HTML and ?auto). */
+int llmgw_status_hook(request_rec *r, int flags);
 /* The segment of this generation, NULL when there is none. */
 void *llmgw_glue_stats_base(void);
 /* This child's in-flight row (pass it to llmgw_stats_begin/end), NULL when none. */

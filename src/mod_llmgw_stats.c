@@ -28,7 +28,13 @@
 #include <apr_atomic.h>
 #include <ap_mpm.h>
 #include <http_main.h>
+#include <util_script.h>
+#include <mod_status.h>
+#include <jansson.h>
 #include "mod_llmgw_private.h"
+#include "llmgw_control.h"
+#include "llmgw_error.h"
+#include "llmgw_json.h"
 #include "llmgw_slots.h"
 #include "llmgw_stats.h"
 
@@ -286,23 +292,65 @@ void llmgw_stats_child_status(server_rec *s, pid_t pid, ap_generation_t gen, int
 /* ---------------------------------------------------------------------- */
 /* The status handler                                                       */
 
-typedef enum { FMT_HTML, FMT_JSON, FMT_PROMETHEUS } status_fmt_e;
+typedef enum { FMT_HTML, FMT_JSON, FMT_PROMETHEUS, FMT_AUTO } status_fmt_e;
+
+/* Longest form a control POST may send: three short fields. */
+#define CONTROL_FORM_MAX 4096
+/* Reload periods the page accepts (?refresh=N), in seconds. */
+#define REFRESH_MIN 1
+#define REFRESH_MAX 3600
+
+/*
+ * The value of @p name in the query string ("a=1&refresh=5"), or NULL; a
+ * bare "auto" is a name without a value (""). Values are used as numbers or
+ * compared, never echoed, so they are not unescaped.
+ */
+static const char *query_arg(request_rec *r, const char *name)
+{
+    char *args, *pair, *last;
+    apr_size_t n = strlen(name);
+
+    if (!r->args)
+        return NULL;
+    args = apr_pstrdup(r->pool, r->args);
+    for (pair = apr_strtok(args, "&", &last); pair; pair = apr_strtok(NULL, "&", &last)) {
+        if (strncmp(pair, name, n) == 0 && (pair[n] == '=' || pair[n] == '\0'))
+            return pair[n] == '=' ? pair + n + 1 : "";
+    }
+    return NULL;
+}
 
 static status_fmt_e status_format(request_rec *r)
 {
     const char *accept = apr_table_get(r->headers_in, "Accept");
+    const char *fmt = query_arg(r, "format");
 
-    if (r->args) {
-        if (ap_strstr_c(r->args, "format=json"))
-            return FMT_JSON;
-        if (ap_strstr_c(r->args, "format=prometheus"))
-            return FMT_PROMETHEUS;
-        if (ap_strstr_c(r->args, "format=html"))
-            return FMT_HTML;
-    }
+    if (fmt && strcmp(fmt, "json") == 0)
+        return FMT_JSON;
+    if (fmt && strcmp(fmt, "prometheus") == 0)
+        return FMT_PROMETHEUS;
+    if ((fmt && strcmp(fmt, "auto") == 0) || query_arg(r, "auto"))
+        return FMT_AUTO; /* mod_status's spelling, ?auto, too */
+    if (fmt && strcmp(fmt, "html") == 0)
+        return FMT_HTML;
     if (accept && ap_strstr_c(accept, "application/json"))
         return FMT_JSON;
     return FMT_HTML;
+}
+
+/* ?refresh=N as seconds in [REFRESH_MIN, REFRESH_MAX], 0 when absent or not a number. */
+static int status_refresh(request_rec *r)
+{
+    const char *v = query_arg(r, "refresh");
+    char *end = NULL;
+    apr_int64_t n;
+
+    if (!v || !*v)
+        return 0;
+    n = apr_strtoi64(v, &end, 10);
+    if (!end || *end || n <= 0)
+        return 0;
+    return n < REFRESH_MIN ? REFRESH_MIN : n > REFRESH_MAX ? REFRESH_MAX : (int)n;
 }
 
 /*
@@ -317,30 +365,224 @@ static apr_status_t gateway_snapshot(request_rec *r, llmgw_stats_snapshot_t **sn
     int i, n = c && c->gw && c->slot_of ? c->nslots : 0;
     int *slots = apr_palloc(r->pool, sizeof(int) * (apr_size_t)(n + 1));
     const char **names = apr_palloc(r->pool, sizeof(char *) * (apr_size_t)(n + 1));
+    apr_status_t rv;
 
-    if (!c || !c->gw || !c->slot_of)
+    if (!stats_base || !c || !c->gw || !c->slot_of)
         return APR_ENOENT;
     for (i = 0; i < n; i++) {
         const llmgw_backend_t *b = APR_ARRAY_IDX(c->gw->backends, i, const llmgw_backend_t *);
         slots[i] = c->slot_of[b->index];
         names[i] = b->name;
     }
-    return llmgw_stats_snapshot_slots(r->pool, stats_base, llmgw_stats_time_now(), slots, names, n,
-                                      snap);
+    rv = llmgw_stats_snapshot_slots(r->pool, stats_base, llmgw_stats_time_now(), slots, names, n,
+                                    snap);
+    if (rv == APR_SUCCESS)
+        (*snap)->generation = (apr_uint32_t)ap_state_query(AP_SQ_CONFIG_GEN);
+    return rv;
+}
+
+/* The stats slot of backend @p name of this host's gateway, or NULL. */
+static llmgw_stats_slot_t *gateway_slot(request_rec *r, const char *name)
+{
+    llmgw_srv_cfg *c = srv_cfg(r->server);
+    const llmgw_backend_t *b;
+
+    if (!stats_base || !c || !c->gw || !c->slot_of || !name)
+        return NULL;
+    b = llmgw_config_backend(c->gw, name);
+    if (!b || b->index < 0 || b->index >= c->nslots)
+        return NULL;
+    return llmgw_stats_slot(stats_base, c->slot_of[b->index]);
+}
+
+/* LLMGatewayStatusControl of the location serving @p r. */
+static int control_enabled(request_rec *r)
+{
+    llmgw_dir_cfg *d = ap_get_module_config(r->per_dir_config, &llmgw_module);
+
+    return d && d->status_control == 1;
+}
+
+/*
+ * What a nonce is valid for: this virtual host (as configured, so that every
+ * child and every generation agree) and the page's path. A nonce shown on
+ * one vhost's page is refused by another's.
+ */
+static const char *control_context(request_rec *r)
+{
+    return apr_psprintf(r->pool, "%s:%u %s",
+                        r->server->server_hostname ? r->server->server_hostname : "",
+                        (unsigned)r->server->port, r->uri);
+}
+
+static int send_status_error(request_rec *r, int status, const char *code, const char *param,
+                             const char *msg)
+{
+    apr_size_t len;
+    const char *body = llmgw_error_json(
+        r->pool, llmgw_error_make(r->pool, status, NULL, code, param, "%s", msg), &len);
+
+    r->status = status;
+    ap_set_content_type(r, "application/json");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    ap_set_content_length(r, (apr_off_t)len);
+    if (!r->header_only)
+        ap_rwrite(body, (int)len, r);
+    return OK;
+}
+
+/* The form fields of a control POST, each its first occurrence (NULL when absent). */
+typedef struct {
+    const char *nonce, *backend, *action;
+} control_form_t;
+
+static int read_control_form(request_rec *r, control_form_t *f)
+{
+    const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    apr_array_header_t *pairs = NULL;
+    int rc, i;
+
+    memset(f, 0, sizeof(*f));
+    if (!ct || ap_cstr_casecmpn(ct, "application/x-www-form-urlencoded", 33) != 0)
+        return HTTP_UNSUPPORTED_MEDIA_TYPE;
+    rc = ap_parse_form_data(r, NULL, &pairs, 8, CONTROL_FORM_MAX);
+    if (rc != OK)
+        return rc;
+    for (i = 0; pairs && i < pairs->nelts; i++) {
+        ap_form_pair_t *pair = &APR_ARRAY_IDX(pairs, i, ap_form_pair_t);
+        const char **slot = strcmp(pair->name, "nonce") == 0     ? &f->nonce
+                            : strcmp(pair->name, "backend") == 0 ? &f->backend
+                            : strcmp(pair->name, "action") == 0  ? &f->action
+                                                                 : NULL;
+        apr_off_t len;
+        apr_size_t size;
+        char *buf;
+
+        if (!slot || *slot || apr_brigade_length(pair->value, 1, &len) != APR_SUCCESS ||
+            len > CONTROL_FORM_MAX)
+            continue;
+        size = (apr_size_t)len;
+        buf = apr_palloc(r->pool, size + 1);
+        if (apr_brigade_flatten(pair->value, buf, &size) != APR_SUCCESS)
+            continue;
+        buf[size] = '\0';
+        *slot = buf;
+    }
+    return OK;
+}
+
+/*
+ * POST to the page: drain or re-enable a backend of this host's gateway
+ * (DESIGN.md 8), with the nonce of a page rendered in the last ten minutes.
+ * A form post is answered 303 See Other back to the page (so reloading it
+ * does not post again); a client asking for JSON gets the backend's state.
+ */
+static int status_control(request_rec *r)
+{
+    control_form_t f;
+    llmgw_control_action_e action;
+    llmgw_stats_slot_t *slot;
+    apr_status_t rv;
+    const char *accept = apr_table_get(r->headers_in, "Accept");
+    int rc, was;
+
+    if (!control_enabled(r))
+        return send_status_error(r, HTTP_FORBIDDEN, "status_control_disabled", NULL,
+                                 "Draining and enabling backends is not allowed here "
+                                 "(no LLMGatewayStatusControl on for this location).");
+    if (!stats_base || !srv_cfg(r->server) || !srv_cfg(r->server)->gw)
+        return send_status_error(r, HTTP_SERVICE_UNAVAILABLE, "not_configured", NULL,
+                                 "No gateway is configured for this server.");
+    rc = read_control_form(r, &f);
+    if (rc == HTTP_UNSUPPORTED_MEDIA_TYPE)
+        return send_status_error(r, rc, "unsupported_media_type", NULL,
+                                 "Send the form as application/x-www-form-urlencoded.");
+    if (rc != OK)
+        return send_status_error(r, HTTP_BAD_REQUEST, "invalid_form", NULL,
+                                 "The form could not be read.");
+    rv = llmgw_control_nonce_check(r->pool, stats_base, control_context(r), f.nonce,
+                                   llmgw_stats_time_now().mono, LLMGW_CONTROL_NONCE_TTL);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      LLMGW_LOGNO(00330) "status page: control request refused: %s nonce",
+                      rv == APR_ENOENT   ? "no"
+                      : rv == APR_TIMEUP ? "expired"
+                                         : "invalid");
+        return send_status_error(
+            r, HTTP_FORBIDDEN, "invalid_nonce", "nonce",
+            rv == APR_ENOENT   ? "The request carries no nonce: use the status page's buttons."
+            : rv == APR_TIMEUP ? "The page is too old: reload it and try again."
+                               : "The nonce is not valid here: reload the page and try again.");
+    }
+    action = llmgw_control_action(f.action);
+    if (action == LLMGW_CONTROL_NONE)
+        return send_status_error(r, HTTP_BAD_REQUEST, "invalid_action", "action",
+                                 "The action must be \"drain\" or \"enable\".");
+    slot = gateway_slot(r, f.backend);
+    if (!slot)
+        return send_status_error(r, HTTP_BAD_REQUEST, "unknown_backend", "backend",
+                                 "This gateway has no backend of that name.");
+    was = llmgw_stats_set_drained(slot, action == LLMGW_CONTROL_DRAIN);
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                  LLMGW_LOGNO(00331) "status page: backend \"%s\" %s by %s%s%s%s", f.backend,
+                  action == LLMGW_CONTROL_DRAIN ? "drained" : "enabled", r->useragent_ip,
+                  r->user ? " (user " : "", r->user ? r->user : "", r->user ? ")" : "");
+    if (accept && ap_strstr_c(accept, "application/json")) {
+        apr_size_t len;
+        json_t *o = json_pack("{s:s,s:b,s:b}", "backend", f.backend, "drained",
+                              action == LLMGW_CONTROL_DRAIN, "changed",
+                              was != (action == LLMGW_CONTROL_DRAIN));
+        const char *body = llmgw_json_dump(r->pool, o, &len);
+
+        json_decref(o);
+        ap_set_content_type(r, "application/json");
+        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+        ap_set_content_length(r, (apr_off_t)len);
+        if (!r->header_only)
+            ap_rwrite(body, (int)len, r);
+        return OK;
+    }
+    /* Back to the page as it was asked for (its query, ?refresh=N, included). */
+    apr_table_setn(r->headers_out, "Location", r->unparsed_uri);
+    return HTTP_SEE_OTHER;
+}
+
+/*
+ * The page may carry forms that change the gateway: it must not be framed
+ * by another site (clickjacking) nor load anything from elsewhere. The
+ * empty icon it declares needs img-src data:.
+ */
+static void set_page_headers(request_rec *r)
+{
+    apr_table_setn(r->headers_out, "Content-Security-Policy",
+                   "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                   "form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+    apr_table_setn(r->headers_out, "X-Frame-Options", "DENY");
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    apr_table_setn(r->headers_out, "Referrer-Policy", "no-referrer");
 }
 
 int llmgw_status_handler(request_rec *r)
 {
     llmgw_stats_snapshot_t *snap;
+    llmgw_stats_page_t page;
     const char *body = NULL, *type = "text/html; charset=utf-8";
     apr_size_t len = 0;
     apr_status_t rv;
+    status_fmt_e fmt;
 
     if (!r->handler || strcmp(r->handler, LLMGW_STATUS_HANDLER) != 0)
         return DECLINED;
+    /* The Allow header of a 405. */
+    if (control_enabled(r))
+        ap_allow_methods(r, REPLACE_ALLOW, "GET", "POST", NULL);
+    else
+        ap_allow_methods(r, REPLACE_ALLOW, "GET", NULL);
+    if (r->method_number == M_POST)
+        return status_control(r);
     if (r->method_number != M_GET)
         return HTTP_METHOD_NOT_ALLOWED;
-    rv = stats_base ? gateway_snapshot(r, &snap) : APR_ENOENT;
+    rv = gateway_snapshot(r, &snap);
     if (rv == APR_ENOENT) {
         r->status = HTTP_SERVICE_UNAVAILABLE;
         ap_set_content_type(r, "text/plain; charset=utf-8");
@@ -351,18 +593,33 @@ int llmgw_status_handler(request_rec *r)
     }
     if (rv != APR_SUCCESS)
         return HTTP_INTERNAL_SERVER_ERROR;
-    snap->generation = (apr_uint32_t)ap_state_query(AP_SQ_CONFIG_GEN);
-    switch (status_format(r)) {
+    memset(&page, 0, sizeof(page));
+    fmt = status_format(r);
+    /* A nonce only where it may be used, and only on what people and scripts
+     * read to act: the page and its JSON. */
+    if (control_enabled(r) && (fmt == FMT_HTML || fmt == FMT_JSON) &&
+        llmgw_control_nonce(r->pool, stats_base, control_context(r), snap->now.mono, &page.nonce) !=
+            APR_SUCCESS)
+        page.nonce = NULL;
+    switch (fmt) {
     case FMT_JSON:
-        body = llmgw_stats_json(r->pool, snap, &len);
+        body = llmgw_stats_json(r->pool, snap, &page, &len);
         type = "application/json";
         break;
     case FMT_PROMETHEUS:
         body = llmgw_stats_prometheus(r->pool, snap, &len);
         type = "text/plain; version=0.0.4; charset=utf-8";
         break;
+    case FMT_AUTO:
+        body = llmgw_stats_auto(r->pool, snap, &len);
+        type = "text/plain; charset=utf-8";
+        break;
     default:
-        body = llmgw_stats_html(r->pool, snap, &len);
+        page.refresh = status_refresh(r);
+        if (page.refresh > 0)
+            apr_table_setn(r->headers_out, "Refresh", apr_itoa(r->pool, page.refresh));
+        set_page_headers(r);
+        body = llmgw_stats_html(r->pool, snap, &page, &len);
     }
     if (!body)
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -371,5 +628,39 @@ int llmgw_status_handler(request_rec *r)
     ap_set_content_length(r, (apr_off_t)len);
     if (!r->header_only)
         ap_rwrite(body, (int)len, r);
+    return OK;
+}
+
+/*
+ * mod_status's hook: the gateway of the (virtual) host serving
+ * /server-status, as a table in the HTML page (a plain list with
+ * ?notable), and as "Key: value" lines in ?auto. Never the controls: they
+ * belong to the llmgw-status page and its LLMGatewayStatusControl.
+ */
+int llmgw_status_hook(request_rec *r, int flags)
+{
+    llmgw_stats_snapshot_t *snap;
+    int i;
+
+    if (gateway_snapshot(r, &snap) != APR_SUCCESS)
+        return OK;
+    if (flags & AP_STATUS_SHORT) {
+        ap_rputs(llmgw_stats_auto(r->pool, snap, NULL), r);
+        return OK;
+    }
+    ap_rputs("<hr />\n<h2>LLM gateway (mod_llmgw)</h2>\n", r);
+    if (!(flags & AP_STATUS_NOTABLE)) {
+        ap_rputs(llmgw_stats_html_table(r->pool, snap, NULL), r);
+        return OK;
+    }
+    for (i = 0; i < snap->nelts; i++) {
+        const llmgw_stats_view_t *v = &snap->items[i];
+        ap_rprintf(r,
+                   "<p>%s: %s%s, %" APR_UINT64_T_FMT " requests, %" APR_UINT64_T_FMT
+                   " successes, %" APR_UINT64_T_FMT " errors, %u in flight</p>\n",
+                   ap_escape_html(r->pool, v->name), llmgw_stats_health_name(v->health),
+                   v->drained ? " (drained)" : "", v->requests, v->successes,
+                   llmgw_stats_view_errors(v), v->inflight);
+    }
     return OK;
 }

@@ -45,7 +45,8 @@ FAMILIES = {
     "llmgw_tokens_total": "counter", "llmgw_inflight": "gauge",
     "llmgw_latency_ewma_seconds": "gauge", "llmgw_ttfb_ewma_seconds": "gauge",
     "llmgw_cooldown": "gauge", "llmgw_cooldown_remaining_seconds": "gauge",
-    "llmgw_consecutive_failures": "gauge", "llmgw_backend_info": "gauge",
+    "llmgw_consecutive_failures": "gauge", "llmgw_drained": "gauge",
+    "llmgw_backend_info": "gauge",
     "llmgw_stats_created_seconds": "gauge",
 }
 ERROR_CLASSES = ("4xx", "429", "5xx", "timeout", "connect", "protocol")
@@ -129,7 +130,10 @@ def test_formats_and_negotiation(gw):
     r = poolkit.status_get(gw, "?format=prometheus")
     ctype = [p.strip() for p in r.headers["Content-Type"].split(";")]
     assert ctype[0] == "text/plain" and "version=0.0.4" in ctype, r.headers
+    # Without LLMGatewayStatusControl a POST is refused (test_status_control.py has more).
     r = requests.post(gw.url(poolkit.STATUS_PATH), data=b"x", timeout=10)
+    assert_openai_error(r, 403, code="status_control_disabled")
+    r = requests.delete(gw.url(poolkit.STATUS_PATH), timeout=10)
     assert r.status_code == 405
 
 
@@ -225,15 +229,68 @@ def test_prometheus_parses_strictly_and_agrees_with_json(gw, ma, mc):
     assert fams["llmgw_requests_total"].value(backend="a") >= 4
 
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed "
-                    "(Debian package prometheus)")
-def test_promtool_accepts_the_exposition(gw, ma, mc):
-    _traffic(gw, ma, 1)
-    text = poolkit.status_text(gw, "prometheus").text
-    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+PROMTOOL = shutil.which("promtool")
+
+
+def test_promtool_checks_a_populated_gateway(request, module_so, ma, mc):
+    """`promtool check metrics` (Debian's prometheus package; CI installs it) over the
+    exposition of a gateway in every state it can show: several backends and nested pools,
+    successes, retries, fallbacks, errors of several classes, a member in cooldown, one
+    drained by an operator, and a name that needs escaping."""
+    assert PROMTOOL, "promtool is missing: apt-get install prometheus (scripts/bootstrap does)"
+    dead = f"http://127.0.0.1:{harness.free_port()}/v1"
+    ob = harness.openai_backend
+    backends = [
+        ob("ok", ma.url, DEFAULT_KEY, defaultModel="gpt-mock", **dict(FAST, maxRetries=1)),
+        poolkit.anthropic_backend("claude.main", mc.url, ANTHROPIC_KEY,
+                                  defaultModel="claude-mock", **FAST),
+        ob("dead", dead, DEFAULT_KEY, defaultModel="gpt-mock",
+           **dict(FAST, connectTimeout="500ms")),
+        ob("spare", ma.url, DEFAULT_KEY, defaultModel="gpt-mock", **FAST),
+        poolkit.pool_backend("inner", ["dead", "ok"], "priority", failureThreshold=1,
+                             cooldown="60s"),
+        poolkit.pool_backend("outer_pool", ["inner", "claude.main", "spare"], "priority"),
+    ]
+    routes = [harness.route(n, f"/v1/{n}/chat/completions", n)
+              for n in ("ok", "outer_pool", "spare")]
+    h = start_gateway(request, "status-promtool", harness.gateway_yaml(backends, routes),
+                      server_extra=poolkit.STATUS_CONF + "<Location /ctl>\n"
+                      "    SetHandler llmgw-status\n    LLMGatewayStatusControl on\n"
+                      "</Location>\n")
+    # dead refuses (connect) and cools down; ok answers, once after a retried 500.
+    assert chat(h, "outer_pool", "via inner").headers["x-llmgw-backend"] == "ok"
+    ma.script(Fault(status=500))
+    assert chat(h, "ok", "retried").status_code == 200
+    ma.script(Fault(status=429, headers={"retry-after": "0"}), Fault(status=429))
+    assert chat(h, "ok", "limited").status_code == 429
+    mc.script(Fault(status=400))
+    assert chat(h, "outer_pool", "claude refuses", model="claude-mock").status_code == 400
+    # An operator drains spare.
+    nonce = requests.get(h.url("/ctl?format=json"), timeout=10).json()["control"]["nonce"]
+    r = requests.post(h.url("/ctl"), data={"nonce": nonce, "backend": "spare",
+                                           "action": "drain"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    st = poolkit.backend_stats(h)
+    assert st["dead"]["state"] == "cooldown" and st["dead"]["errors"]["connect"] == 1
+    assert st["spare"]["drained"] and st["ok"]["retries"] >= 1
+    assert st["ok"]["errors"]["5xx"] >= 1 and st["ok"]["errors"]["429"] >= 1
+    assert st["claude.main"]["errors"]["4xx"] == 1
+    assert st["dead"]["fallbacks"] == 1 and st["inner"]["fallbacks"] == 1
+
+    text = poolkit.status_text(h, "prometheus").text
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == "" and r.stderr.strip() == "", r.stdout + r.stderr
+    fams = promparse.parse(text)
+    assert fams["llmgw_cooldown"].value(backend="dead") == 1
+    assert fams["llmgw_drained"].value(backend="spare") == 1
+    assert fams["llmgw_backend_info"].value(backend="outer_pool", type="pool") == 1
+    # The check can fail: promtool refuses what the exposition format forbids.
+    bad = text.replace("# TYPE llmgw_drained gauge", "# TYPE llmgw_drained counter")
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=bad, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0 or r.stdout.strip(), "promtool accepted a counter without _total"
 
 
 @pytest.mark.parametrize("bad", [

@@ -281,6 +281,84 @@ START_TEST(test_down_member_skipped_probed_returned)
 }
 END_TEST
 
+START_TEST(test_drained_members)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    failureThreshold: 1\n"
+                       "    cooldown: 30s\n"
+                       "    backends: [{name: a}, {name: b}, {name: c}]\n");
+    llmgw_candidates_t *c;
+
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o b:claude-x c:m-large");
+    /* Drained: left out, counted apart from cooling members. */
+    ck_assert_int_eq(llmgw_stats_set_drained(slot(w, "a"), 1), 0);
+    ck_assert_int_eq(llmgw_stats_set_drained(slot(w, "a"), 1), 1);
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, &c), "b:claude-x c:m-large");
+    ck_assert_int_eq(c->drained, 1);
+    ck_assert_int_eq(c->cooling, 0);
+    /* gpt-4o, which a and c list: c first, b falls back with its own model. */
+    ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "c:gpt-4o b:claude-x");
+    /* A drained member whose cooldown is over is not probed: only the operator brings it back. */
+    llmgw_stats_failure(slot(w, "a"), AT(T0 - SEC(60)), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    ck_assert_int_eq(llmgw_stats_peek(slot(w, "a"), AT(T0)), LLMGW_STATS_PROBE);
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "b:claude-x c:m-large");
+    /* Every member drained or cooling: nothing to try. */
+    llmgw_stats_set_drained(slot(w, "b"), 1);
+    llmgw_stats_failure(slot(w, "c"), AT(T0 - SEC(5)), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    cands(w, "p", NULL, APR_ENOENT, &c);
+    ck_assert_int_eq(c->nelts, 0);
+    ck_assert_int_eq(c->drained, 2);
+    ck_assert_int_eq(c->cooling, 1);
+    ck_assert_int_eq(c->cooldown_left, SEC(25));
+    /* Re-enabled: back at once, a (cooldown over) as the probe. */
+    ck_assert_int_eq(llmgw_stats_set_drained(slot(w, "a"), 0), 1);
+    ck_assert_int_eq(llmgw_stats_set_drained(slot(w, "b"), 0), 1);
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, &c), "!a:gpt-4o b:claude-x");
+    ck_assert_int_eq(c->drained, 0);
+}
+END_TEST
+
+START_TEST(test_drained_targets)
+{
+    world_t *w = world("  - name: inner\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    aliases: [fast]\n"
+                       "    backends: [{name: a}, {name: b}]\n"
+                       "  - name: outer\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    backends: [{name: inner}, {name: c}]\n");
+    llmgw_candidates_t *c;
+
+    /* A drained nested pool is skipped as a member, its members with it. */
+    llmgw_stats_set_drained(slot(w, "inner"), 1);
+    ck_assert_str_eq(cands(w, "outer", NULL, APR_SUCCESS, &c), "c:m-large");
+    ck_assert_int_eq(c->drained, 1);
+    /* ...and, named as the model, it is drained as a whole. */
+    cands(w, "outer", "fast", APR_ENOENT, &c);
+    ck_assert_int_eq(c->drained, 1);
+    cands(w, "inner", NULL, APR_ENOENT, &c);
+    llmgw_stats_set_drained(slot(w, "inner"), 0);
+    /* The route's pool drained: nothing, whatever its members. */
+    llmgw_stats_set_drained(slot(w, "outer"), 1);
+    cands(w, "outer", NULL, APR_ENOENT, &c);
+    ck_assert_int_eq(c->drained, 1);
+    ck_assert_int_eq(c->nelts, 0);
+    llmgw_stats_set_drained(slot(w, "outer"), 0);
+    /* A lone backend: a cooldown never refuses it, a drain does. */
+    llmgw_stats_failure(slot(w, "a"), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    ck_assert_str_eq(cands(w, "a", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
+    llmgw_stats_set_drained(slot(w, "a"), 1);
+    cands(w, "a", NULL, APR_ENOENT, &c);
+    ck_assert_int_eq(c->drained, 1);
+    /* The client's mistake still comes first. */
+    cands(w, "a", "no-such-model", LLMGW_ENOMODEL, NULL);
+}
+END_TEST
+
 START_TEST(test_probe_goes_first_whatever_the_strategy)
 {
     world_t *w = world("  - name: p\n"
@@ -651,13 +729,41 @@ static llmgw_pool_failure_t failure(const char *backend, llmgw_fail_e fail, int 
 START_TEST(test_exhausted_all_cooling)
 {
     apr_interval_time_t ra;
-    llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "llm-pool", NULL, 0, 2, SEC(12), &ra);
+    llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "llm-pool", NULL, 0, 2, 0, SEC(12), &ra);
 
     ck_assert_int_eq(e->status, 503);
     ck_assert_str_eq(e->code, "upstream_unavailable");
     ck_assert_ptr_nonnull(strstr(e->message, "llm-pool"));
     ck_assert_ptr_nonnull(strstr(e->message, "cooling down"));
     ck_assert_int_eq(ra, SEC(12));
+}
+END_TEST
+
+START_TEST(test_exhausted_drained)
+{
+    apr_interval_time_t ra;
+    llmgw_error_t *e;
+    llmgw_pool_failure_t f[1];
+
+    /* Only drained members: no Retry-After, a drain has no end the gateway knows. */
+    e = llmgw_pool_exhausted(test_pool, "llm-pool", NULL, 0, 0, 2, -1, &ra);
+    ck_assert_int_eq(e->status, 503);
+    ck_assert_str_eq(e->code, "upstream_unavailable");
+    ck_assert_ptr_nonnull(strstr(e->message, "\"llm-pool\" is drained"));
+    ck_assert_int_eq(ra, -1);
+    /* Drained and cooling: the cooldown's end is worth telling. */
+    e = llmgw_pool_exhausted(test_pool, "llm-pool", NULL, 0, 1, 2, SEC(7), &ra);
+    ck_assert_ptr_nonnull(strstr(e->message, "1 cooling down"));
+    ck_assert_ptr_nonnull(strstr(e->message, "2 drained"));
+    ck_assert_int_eq(ra, SEC(7));
+    e = llmgw_pool_exhausted(test_pool, NULL, NULL, 0, 0, 1, -1, &ra);
+    ck_assert_int_eq(e->status, 503);
+    ck_assert_ptr_nonnull(strstr(e->message, "backend is drained"));
+    /* Some tried and failed, others drained: both in the message. */
+    f[0] = failure("a", LLMGW_FAIL_HTTP, 500, -1);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 1, 1, 1, SEC(3), &ra);
+    ck_assert_ptr_nonnull(
+        strstr(e->message, "all 1 tried member(s) failed, 1 cooling down, 1 drained"));
 }
 END_TEST
 
@@ -668,7 +774,7 @@ START_TEST(test_exhausted_rate_limited)
                                  failure("c", LLMGW_FAIL_HTTP, 429, SEC(7))};
     llmgw_error_t quota;
     apr_interval_time_t ra;
-    llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "p", f, 3, 0, -1, &ra);
+    llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "p", f, 3, 0, 0, -1, &ra);
 
     /* All rate limited: 429 with the smallest hint. */
     ck_assert_int_eq(e->status, 429);
@@ -678,7 +784,7 @@ START_TEST(test_exhausted_rate_limited)
     ck_assert_ptr_nonnull(strstr(e->message, "\"c\""));
     /* No hints at all: no Retry-After. */
     f[0].hint = f[2].hint = -1;
-    e = llmgw_pool_exhausted(test_pool, "p", f, 3, 0, -1, &ra);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 3, 0, 0, -1, &ra);
     ck_assert_int_eq(e->status, 429);
     ck_assert_int_eq(ra, -1);
     /* Every one out of quota: waiting will not help. */
@@ -687,7 +793,7 @@ START_TEST(test_exhausted_rate_limited)
     quota.code = "insufficient_quota";
     f[0].error = f[1].error = f[2].error = &quota;
     f[1].hint = SEC(1);
-    e = llmgw_pool_exhausted(test_pool, "p", f, 3, 0, -1, &ra);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 3, 0, 0, -1, &ra);
     ck_assert_int_eq(e->status, 429);
     ck_assert_str_eq(e->code, "insufficient_quota");
     ck_assert_int_eq(ra, -1);
@@ -723,7 +829,7 @@ START_TEST(test_exhausted_mixed)
         llmgw_pool_failure_t f[2] = {failure("a", rows[i].fail1, rows[i].status1, -1),
                                      failure("b", rows[i].fail2, rows[i].status2, SEC(3))};
         apr_interval_time_t ra;
-        llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "p", f, 2, 1, SEC(5), &ra);
+        llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "p", f, 2, 1, 0, SEC(5), &ra);
         ck_assert_msg(e->status == rows[i].want, "row %d: status %d", (int)i, e->status);
         ck_assert_str_eq(e->code, rows[i].code);
         ck_assert_int_eq(ra, -1);
@@ -738,7 +844,7 @@ START_TEST(test_exhausted_not_found_and_lone)
     llmgw_pool_failure_t f[2] = {failure("a", LLMGW_FAIL_HTTP, 404, -1),
                                  failure("b", LLMGW_FAIL_HTTP, 404, -1)};
     apr_interval_time_t ra;
-    llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, -1, &ra);
+    llmgw_error_t *e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, 0, -1, &ra);
 
     /* Nobody knows the model: 404, not a gateway error. */
     ck_assert_int_eq(e->status, 404);
@@ -750,11 +856,11 @@ START_TEST(test_exhausted_not_found_and_lone)
     provider.code = "model_not_found";
     provider.message = "The model `gpt-9` does not exist";
     f[1].error = &provider;
-    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, -1, &ra);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, 0, -1, &ra);
     ck_assert_ptr_nonnull(strstr(e->message, "The model `gpt-9` does not exist"));
     /* A lone backend: the plain exhausted error, no pool wording. */
     f[0] = failure("solo", LLMGW_FAIL_TIMEOUT, 0, -1);
-    e = llmgw_pool_exhausted(test_pool, NULL, f, 1, 0, -1, &ra);
+    e = llmgw_pool_exhausted(test_pool, NULL, f, 1, 0, 0, -1, &ra);
     ck_assert_int_eq(e->status, 504);
     ck_assert_str_eq(e->message,
                      llmgw_error_exhausted(test_pool, LLMGW_FAIL_TIMEOUT, 0, "solo")->message);
@@ -774,6 +880,8 @@ int main(void)
     tcase_add_test(tc, test_pool_aliases);
     tcase_add_test(tc, test_cooling_members);
     tcase_add_test(tc, test_down_member_skipped_probed_returned);
+    tcase_add_test(tc, test_drained_members);
+    tcase_add_test(tc, test_drained_targets);
     tcase_add_test(tc, test_probe_goes_first_whatever_the_strategy);
     tcase_add_test(tc, test_weighted_pool);
     tcase_add_test(tc, test_round_robin_shared_cursor);
@@ -786,6 +894,7 @@ int main(void)
     tcase_add_test(tc, test_decision_table);
     tcase_add_test(tc, test_decision_no_wait_limit);
     tcase_add_test(tc, test_exhausted_all_cooling);
+    tcase_add_test(tc, test_exhausted_drained);
     tcase_add_test(tc, test_exhausted_rate_limited);
     tcase_add_test(tc, test_exhausted_mixed);
     tcase_add_test(tc, test_exhausted_not_found_and_lone);

@@ -62,12 +62,12 @@ START_TEST(test_size_and_init)
     void *base;
     char *misaligned;
 
-    ck_assert_uint_eq(sizeof(llmgw_stats_header_t), 64);
+    ck_assert_uint_eq(sizeof(llmgw_stats_header_t), 128);
     ck_assert_uint_eq(sizeof(llmgw_stats_slot_t) % 64, 0);
     /* Header, slots, then rows of a 64-byte head plus 4 bytes a slot in whole cache lines. */
-    ck_assert_uint_eq(llmgw_stats_size(10, 3), 64 + 10 * sizeof(llmgw_stats_slot_t) + 3 * 128);
-    ck_assert_uint_eq(llmgw_stats_size(16, 1), 64 + 16 * sizeof(llmgw_stats_slot_t) + 128);
-    ck_assert_uint_eq(llmgw_stats_size(17, 1), 64 + 17 * sizeof(llmgw_stats_slot_t) + 192);
+    ck_assert_uint_eq(llmgw_stats_size(10, 3), 128 + 10 * sizeof(llmgw_stats_slot_t) + 3 * 128);
+    ck_assert_uint_eq(llmgw_stats_size(16, 1), 128 + 16 * sizeof(llmgw_stats_slot_t) + 128);
+    ck_assert_uint_eq(llmgw_stats_size(17, 1), 128 + 17 * sizeof(llmgw_stats_slot_t) + 192);
     ck_assert_uint_eq(llmgw_stats_size(0, 1), 0);
     ck_assert_uint_eq(llmgw_stats_size(1, 0), 0);
     ck_assert_int_eq(llmgw_stats_capacity_for(3), 64);
@@ -762,6 +762,81 @@ START_TEST(test_processes_exact_totals)
 }
 END_TEST
 
+/*
+ * Drain is a flag in the slot: set in one process, seen by every other at
+ * once, kept across graceful restarts (assign) with the slot, and never a
+ * new name's when it takes a free slot.
+ */
+START_TEST(test_drain_shared_and_kept)
+{
+    apr_size_t size = llmgw_stats_size(4, ROWS);
+    const char *gen1[] = {"a", "b"}, *gen2[] = {"b", "c"}, *gen3[] = {"a", "b", "c"};
+    int s1[2], s2[2], s3[3], status;
+    apr_shm_t *shm;
+    void *base;
+    pid_t pid;
+
+    ck_assert_int_eq(apr_shm_create(&shm, size, NULL, test_pool), APR_SUCCESS);
+    base = apr_shm_baseaddr_get(shm);
+    ck_assert_int_eq(llmgw_stats_init(base, 4, ROWS, T0), APR_SUCCESS);
+    assign_ok(base, gen1, 2, s1);
+    ck_assert(!llmgw_stats_drained(llmgw_stats_slot(base, s1[0])));
+    ck_assert(!llmgw_stats_drained(NULL));
+    ck_assert_int_eq(llmgw_stats_set_drained(NULL, 1), 0);
+    /* Another process (a child serving the status page) drains a... */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(llmgw_stats_set_drained(llmgw_stats_slot(base, s1[0]), 1) == 0 ? 0 : 1);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* ...and this one sees it. */
+    ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s1[0])));
+    ck_assert(!llmgw_stats_drained(llmgw_stats_slot(base, s1[1])));
+    llmgw_stats_set_drained(llmgw_stats_slot(base, s1[1]), 1);
+    /* Graceful restart without a: b stays drained, c (new) is not. */
+    assign_ok(base, gen2, 2, s2);
+    ck_assert_int_eq(s2[0], s1[1]);
+    ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s2[0])));
+    ck_assert(!llmgw_stats_drained(llmgw_stats_slot(base, s2[1])));
+    /* a comes back to its slot, still drained: only an operator re-enables it. */
+    assign_ok(base, gen3, 3, s3);
+    ck_assert_int_eq(s3[0], s1[0]);
+    ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
+    /* A drain leaves the breaker alone, and the breaker leaves the drain alone. */
+    llmgw_stats_failure(llmgw_stats_slot(base, s3[0]), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_stats_success(llmgw_stats_slot(base, s3[0]), AT(T0 + SEC(40)), MS(5), -1, 1, 1);
+    ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
+    ck_assert_int_eq(llmgw_stats_set_drained(llmgw_stats_slot(base, s3[0]), 0), 1);
+    ck_assert(!llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
+    apr_shm_destroy(shm);
+}
+END_TEST
+
+START_TEST(test_control_key)
+{
+    void *a = segment(2), *b = segment(2);
+    const unsigned char *ka = llmgw_stats_control_key(a), *kb = llmgw_stats_control_key(b);
+    unsigned char before[LLMGW_STATS_KEY_LEN], zero[LLMGW_STATS_KEY_LEN];
+    const char *names[] = {"x"};
+    int slot;
+
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(kb);
+    memset(zero, 0, sizeof(zero));
+    /* Random per segment (not the garbage segment() filled in, not zero). */
+    ck_assert(memcmp(ka, kb, LLMGW_STATS_KEY_LEN) != 0);
+    ck_assert(memcmp(ka, zero, LLMGW_STATS_KEY_LEN) != 0);
+    /* The same for the segment's whole life: assign (a graceful restart) keeps it. */
+    memcpy(before, ka, sizeof(before));
+    assign_ok(a, names, 1, &slot);
+    ck_assert(memcmp(llmgw_stats_control_key(a), before, LLMGW_STATS_KEY_LEN) == 0);
+    ck_assert_ptr_null(llmgw_stats_control_key(NULL));
+    ((llmgw_stats_header_t *)a)->magic = 0;
+    ck_assert_ptr_null(llmgw_stats_control_key(a));
+}
+END_TEST
+
 START_TEST(test_threads_one_probe_winner)
 {
     void *base = segment(1);
@@ -811,6 +886,7 @@ static void *populated(void)
         llmgw_stats_end(b, row);
     }
     llmgw_stats_fallback(llmgw_stats_slot(base, s[2]));
+    llmgw_stats_set_drained(llmgw_stats_slot(base, s[2]), 1);
     return base;
 }
 
@@ -873,7 +949,7 @@ START_TEST(test_render_json)
 
     ck_assert_int_eq(llmgw_stats_snapshot(test_pool, populated(), AT(T0 + SEC(100)), &snap),
                      APR_SUCCESS);
-    text = llmgw_stats_json(test_pool, snap, &len);
+    text = llmgw_stats_json(test_pool, snap, NULL, &len);
     ck_assert_uint_eq(len, strlen(text));
     root = test_parse_json(text, len);
     ck_assert_int_eq(jint(root, "generation"), 1);
@@ -911,6 +987,34 @@ START_TEST(test_render_json)
     pool = backend_json(root, "llm-pool");
     ck_assert_str_eq(json_string_value(json_object_get(pool, "type")), "pool");
     ck_assert_int_eq(jint(pool, "fallbacks"), 1);
+    ck_assert(json_is_true(json_object_get(pool, "drained")));
+    ck_assert(json_is_false(json_object_get(a, "drained")));
+    /* Without control (no page, or a page without a nonce), no nonce is given out. */
+    ck_assert_ptr_null(json_object_get(root, "control"));
+    json_decref(root);
+}
+END_TEST
+
+START_TEST(test_render_json_control)
+{
+    llmgw_stats_snapshot_t *snap;
+    llmgw_stats_page_t page = {NULL, 5};
+    apr_size_t len;
+    const char *text;
+    json_t *root, *control;
+
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, populated(), AT(T0 + SEC(100)), &snap),
+                     APR_SUCCESS);
+    text = llmgw_stats_json(test_pool, snap, &page, &len);
+    root = test_parse_json(text, len);
+    ck_assert_ptr_null(json_object_get(root, "control"));
+    json_decref(root);
+    page.nonce = "0123.abcd";
+    text = llmgw_stats_json(test_pool, snap, &page, &len);
+    root = test_parse_json(text, len);
+    control = json_object_get(root, "control");
+    ck_assert_str_eq(json_string_value(json_object_get(control, "nonce")), "0123.abcd");
+    ck_assert_int_eq(json_array_size(json_object_get(control, "actions")), 2);
     json_decref(root);
 }
 END_TEST
@@ -1135,6 +1239,8 @@ START_TEST(test_render_prometheus)
     ck_assert_str_eq(prom_value(pr, "llmgw_cooldown", b), "1");
     ck_assert_str_eq(prom_value(pr, "llmgw_cooldown_remaining_seconds", b), "20.000000");
     ck_assert_str_eq(prom_value(pr, "llmgw_consecutive_failures", b), "3");
+    ck_assert_str_eq(prom_value(pr, "llmgw_drained", L("backend", "llm-pool")), "1");
+    ck_assert_str_eq(prom_value(pr, "llmgw_drained", L("backend", "openai-a")), "0");
     ck_assert_str_eq(
         prom_value(pr, "llmgw_backend_info", L("backend", "llm-pool") L("type", "pool")), "1");
     ck_assert_str_eq(prom_value(pr, "llmgw_stats_created_seconds", ""), "1700000000.000000");
@@ -1184,7 +1290,7 @@ START_TEST(test_render_html)
     llmgw_stats_success(llmgw_stats_slot(base, s[1]), AT(T0), MS(1234), MS(56), 7, 8);
     llmgw_stats_failure(llmgw_stats_slot(base, s[0]), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0 + SEC(10)), &snap), APR_SUCCESS);
-    html = llmgw_stats_html(test_pool, snap, &len);
+    html = llmgw_stats_html(test_pool, snap, NULL, &len);
     ck_assert_uint_eq(len, strlen(html));
     ck_assert_ptr_nonnull(strstr(html, "<!DOCTYPE html>"));
     ck_assert_ptr_null(strstr(html, "<script"));
@@ -1203,8 +1309,109 @@ START_TEST(test_render_html)
     ck_assert_int_eq(llmgw_stats_assign(base, NULL, NULL, 0, NULL), APR_SUCCESS);
     ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0), &snap), APR_SUCCESS);
     ck_assert_int_eq(snap->nelts, 0);
-    ck_assert_ptr_nonnull(strstr(llmgw_stats_html(test_pool, snap, NULL), "No backends"));
+    ck_assert_ptr_nonnull(strstr(llmgw_stats_html(test_pool, snap, NULL, NULL), "No backends"));
     ck_assert_ptr_nonnull(llmgw_stats_prometheus(test_pool, snap, NULL));
+}
+END_TEST
+
+/* Occurrences of @p needle in @p hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (hay = strstr(hay, needle); hay; hay = strstr(hay + 1, needle))
+        n++;
+    return n;
+}
+
+START_TEST(test_render_html_controls)
+{
+    void *base = segment(2);
+    const char *names[] = {"a\"><b>", "ok"};
+    int s[2];
+    llmgw_stats_snapshot_t *snap;
+    llmgw_stats_page_t page = {"n0nce.\"x<", 0};
+    const char *html, *table;
+
+    ck_assert_int_eq(llmgw_stats_assign(base, names, NULL, 2, s), APR_SUCCESS);
+    llmgw_stats_set_drained(llmgw_stats_slot(base, s[1]), 1);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0), &snap), APR_SUCCESS);
+
+    /* Read-only: no form, no Action column, the drained one marked all the same. */
+    html = llmgw_stats_html(test_pool, snap, NULL, NULL);
+    ck_assert_ptr_null(strstr(html, "<form"));
+    ck_assert_ptr_null(strstr(html, "<th>Action</th>"));
+    ck_assert_ptr_nonnull(strstr(html, "<span class=\"state drained\">drained</span>"));
+    ck_assert_int_eq(count_of(html, "class=\"state drained\""), 1);
+    /* A phone: the device's width, the table scrolling in its own box. */
+    ck_assert_ptr_nonnull(strstr(html, "name=\"viewport\" content=\"width=device-width"));
+    ck_assert_ptr_nonnull(strstr(html, "<div class=\"scroll\"><table>"));
+    /* Refresh links, none active. */
+    ck_assert_ptr_nonnull(strstr(html, "<a href=\"?refresh=5\">"));
+    ck_assert_ptr_nonnull(strstr(html, "<strong>off</strong>"));
+
+    /* With control: one POST form per backend, carrying the escaped nonce and name. */
+    page.refresh = 5;
+    html = llmgw_stats_html(test_pool, snap, &page, NULL);
+    ck_assert_int_eq(count_of(html, "<form method=\"post\">"), 2);
+    ck_assert_int_eq(count_of(html, "name=\"nonce\" value=\"n0nce.&quot;x&lt;\""), 2);
+    ck_assert_ptr_null(strstr(html, "n0nce.\"x<"));
+    ck_assert_ptr_nonnull(strstr(html, "<th>Action</th>"));
+    ck_assert_ptr_nonnull(strstr(html, "name=\"backend\" value=\"a&quot;&gt;&lt;b&gt;\""));
+    ck_assert_ptr_null(strstr(html, "<b>"));
+    /* The drained one offers Enable, the other Drain. */
+    ck_assert_int_eq(count_of(html, "value=\"enable\""), 1);
+    ck_assert_int_eq(count_of(html, "value=\"drain\""), 1);
+    ck_assert_ptr_nonnull(strstr(html, "<tr data-backend=\"ok\">"));
+    ck_assert_ptr_nonnull(strstr(html, "<strong>every 5 s</strong>"));
+    ck_assert_ptr_nonnull(strstr(html, "<a href=\"?\">off</a>"));
+
+    /* The /server-status section: the table alone, never a form or a page. */
+    table = llmgw_stats_html_table(test_pool, snap, NULL);
+    ck_assert_ptr_null(strstr(table, "<form"));
+    ck_assert_ptr_null(strstr(table, "<html"));
+    ck_assert_ptr_null(strstr(table, "<th>Action</th>"));
+    ck_assert_int_eq(count_of(table, "<tr data-backend="), 2);
+}
+END_TEST
+
+START_TEST(test_render_auto)
+{
+    llmgw_stats_snapshot_t *snap;
+    void *base = populated();
+    const char *names[] = {"bad\nname: 1"};
+    apr_size_t len;
+    const char *text, *line;
+    int slot, nlines = 0;
+
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0 + SEC(100)), &snap), APR_SUCCESS);
+    text = llmgw_stats_auto(test_pool, snap, &len);
+    ck_assert_uint_eq(len, strlen(text));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackends: 3\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]Name: openai-a\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]Type: openai\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]State: up\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]Requests: 6\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]Errors429: 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]InFlight: 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]LatencyMs: 250.000\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]PromptTokens: 400\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[1]State: cooldown\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[1]CooldownRemainingMs: 20000\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[2]Drained: 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]Drained: 0\n"));
+    /* Every line is "Key: value". */
+    for (line = text; *line; line = strchr(line, '\n') + 1) {
+        ck_assert_ptr_nonnull(strchr(line, '\n'));
+        ck_assert_msg(strstr(line, ": ") && strstr(line, ": ") < strchr(line, '\n'), "%s", line);
+        nlines++;
+    }
+    ck_assert_int_eq(nlines, 1 + 3 * 23); /* 23 keys a backend */
+    /* A name cannot start a line of its own. */
+    ck_assert_int_eq(llmgw_stats_assign(base, names, NULL, 1, &slot), APR_SUCCESS);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0), &snap), APR_SUCCESS);
+    text = llmgw_stats_auto(test_pool, snap, NULL);
+    ck_assert_ptr_nonnull(strstr(text, "LLMGatewayBackend[0]Name: bad?name: 1\n"));
 }
 END_TEST
 
@@ -1234,12 +1441,17 @@ int main(void)
     tcase_add_test(tc, test_snapshot_slots);
     tcase_add_test(tc, test_threads_exact_totals);
     tcase_add_test(tc, test_processes_exact_totals);
+    tcase_add_test(tc, test_drain_shared_and_kept);
+    tcase_add_test(tc, test_control_key);
     tcase_add_test(tc, test_threads_one_probe_winner);
     tcase_add_test(tc, test_snapshot_states);
     tcase_add_test(tc, test_render_json);
+    tcase_add_test(tc, test_render_json_control);
     tcase_add_test(tc, test_render_prometheus);
     tcase_add_test(tc, test_prometheus_parser_rejects);
     tcase_add_test(tc, test_render_html);
+    tcase_add_test(tc, test_render_html_controls);
+    tcase_add_test(tc, test_render_auto);
     suite_add_tcase(s, tc);
     return test_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
