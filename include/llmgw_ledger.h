@@ -62,8 +62,12 @@
 #define LLMGW_LEDGER_MAX_QUEUE 1000000
 /** Rows per transaction. */
 #define LLMGW_LEDGER_BATCH 256
-/** How long a child exiting waits for its rows to be written. */
-#define LLMGW_LEDGER_DRAIN apr_time_from_sec(10)
+/**
+ * How long a child exiting waits for its rows to be written when the
+ * database does not answer: well within the time httpd gives a child to
+ * exit on stop before it kills it.
+ */
+#define LLMGW_LEDGER_DRAIN apr_time_from_sec(4)
 
 /** `ledger:` of a gateway.yaml. */
 typedef struct llmgw_ledger_cfg_t {

@@ -415,8 +415,11 @@ static void ledgers_prepare(apr_pool_t *ptemp, server_rec *s)
             if (slash && slash != dir) {
                 *slash = '\0';
                 if (apr_stat(&fi, dir, APR_FINFO_TYPE, ptemp) != APR_SUCCESS) {
-                    made_dir = apr_dir_make_recursive(dir, APR_FPROT_OS_DEFAULT & 0750, ptemp) ==
-                               APR_SUCCESS;
+                    made_dir = apr_dir_make_recursive(dir,
+                                                      APR_FPROT_UREAD | APR_FPROT_UWRITE |
+                                                          APR_FPROT_UEXECUTE | APR_FPROT_GREAD |
+                                                          APR_FPROT_GEXECUTE,
+                                                      ptemp) == APR_SUCCESS;
                 }
             }
         }
@@ -1245,21 +1248,25 @@ static const char *status_prometheus(request_rec *r, apr_array_header_t *views, 
     }
     t = apr_pstrcat(p, t,
                     "# HELP llmgw_access_spend_usd Spend of the current budget period.\n"
-                    "# TYPE llmgw_access_spend_usd gauge\n"
+                    "# TYPE llmgw_access_spend_usd gauge\n",
+                    NULL);
+    for (i = 0; i < rows->nelts; i++) {
+        entry_view_t *ev = APR_ARRAY_IDX(rows, i, entry_view_t *);
+        if (ev->e->budget.nusd > 0 && ev != &agg)
+            t = apr_psprintf(p, "%sllmgw_access_spend_usd{%s=\"%s\",period=\"%s\"} %s\n", t, label,
+                             prom_escape(p, ev->name), llmgw_period_name(ev->e->budget.period),
+                             llmgw_usd_format(p, ev->view.spent));
+    }
+    t = apr_pstrcat(p, t,
                     "# HELP llmgw_access_budget_usd The budget of the period.\n"
                     "# TYPE llmgw_access_budget_usd gauge\n",
                     NULL);
     for (i = 0; i < rows->nelts; i++) {
         entry_view_t *ev = APR_ARRAY_IDX(rows, i, entry_view_t *);
-        if (ev->e->budget.nusd <= 0 || ev == &agg)
-            continue;
-        t = apr_psprintf(
-            p,
-            "%sllmgw_access_spend_usd{%s=\"%s\",period=\"%s\"} %s\n"
-            "llmgw_access_budget_usd{%s=\"%s\",period=\"%s\"} %s\n",
-            t, label, prom_escape(p, ev->name), llmgw_period_name(ev->e->budget.period),
-            llmgw_usd_format(p, ev->view.spent), label, prom_escape(p, ev->name),
-            llmgw_period_name(ev->e->budget.period), llmgw_usd_format(p, ev->e->budget.nusd));
+        if (ev->e->budget.nusd > 0 && ev != &agg)
+            t = apr_psprintf(p, "%sllmgw_access_budget_usd{%s=\"%s\",period=\"%s\"} %s\n", t, label,
+                             prom_escape(p, ev->name), llmgw_period_name(ev->e->budget.period),
+                             llmgw_usd_format(p, ev->e->budget.nusd));
     }
     return t;
 }
