@@ -321,31 +321,29 @@ static int insert_row(llmgw_ledger_writer_t *w, apr_pool_t *p, const llmgw_ledge
         opt_str(r->error), apr_itoa(p, r->attempts), NULL);
 }
 
-/* One transaction for the whole batch: all rows or none. */
+/*
+ * One transaction for the whole batch: all rows or none. BEGIN and COMMIT
+ * are plain statements rather than apr_dbd_transaction_start/end: the pgsql
+ * driver of APR-util 1.6 dereferences a NULL transaction when BEGIN fails
+ * on a connection the server has closed (the database restarting), which
+ * would take the whole child down with it.
+ */
 static apr_status_t write_batch(llmgw_ledger_writer_t *w, apr_pool_t *p,
                                 llmgw_ledger_row_t *const *rows, int n, const char **msg)
 {
-    apr_dbd_transaction_t *tx = NULL;
     apr_status_t rv = ensure_connected(w, msg);
-    int i, err = 0;
+    int i, nrows = 0, err;
 
     if (rv != APR_SUCCESS)
         return rv;
-    err = apr_dbd_transaction_start(w->driver, p, w->handle, &tx);
+    err = apr_dbd_query(w->driver, w->handle, &nrows, "BEGIN");
     for (i = 0; !err && i < n; i++)
         err = insert_row(w, p, rows[i]);
-    if (err)
-        *msg = dbd_error(p, w->driver, w->handle, err);
-    if (tx) {
-        if (err)
-            apr_dbd_transaction_mode_set(w->driver, tx, APR_DBD_TRANSACTION_ROLLBACK);
-        if (apr_dbd_transaction_end(w->driver, p, tx) && !err) {
-            err = 1;
-            *msg = dbd_error(p, w->driver, w->handle, err);
-        }
-    }
+    if (!err)
+        err = apr_dbd_query(w->driver, w->handle, &nrows, "COMMIT");
     if (err) {
-        *msg = apr_pstrdup(w->pool, *msg);
+        *msg = apr_pstrdup(w->pool, dbd_error(p, w->driver, w->handle, err));
+        apr_dbd_query(w->driver, w->handle, &nrows, "ROLLBACK");
         disconnect(w);
         return APR_EGENERAL;
     }
