@@ -28,8 +28,9 @@
  * The writer. Requests hand rows to llmgw_ledger_submit, which only takes
  * a mutex and appends to a bounded ring (`queue:`, default
  * LLMGW_LEDGER_DEFAULT_QUEUE rows); one thread per child and per database
- * takes up to LLMGW_LEDGER_BATCH rows at a time and inserts them in one
- * transaction. When the database cannot be reached or refuses the batch,
+ * takes up to LLMGW_LEDGER_BATCH rows at a time, gathered for at most 50 ms,
+ * and inserts them in one transaction (SQLite in WAL mode with
+ * synchronous=NORMAL: no fsync per transaction). When the database cannot be reached or refuses the batch,
  * the rows stay in the writer and the ring, the error log says so once
  * (and again when it recovers, with how many rows waited), and the writer
  * retries with a back-off of 1 s doubling up to 30 s. Only when the ring is
@@ -41,7 +42,9 @@
  * child waits up to LLMGW_LEDGER_DRAIN for it and logs how many rows it
  * could not write). A crash of a child (a signal, kill -9) loses the rows
  * in its ring and batch: those of requests answered in the last moments,
- * normally under a second's worth, at most `queue:` rows. The budget
+ * normally under a second's worth, at most `queue:` rows. A crash of the
+ * machine itself can also lose SQLite's last transactions (no fsync per
+ * commit); PostgreSQL follows its own synchronous_commit. The budget
  * counters in shared memory (llmgw_limits.h) had already counted their
  * cost, so the budget still holds while the segment lives; only the
  * history misses them.

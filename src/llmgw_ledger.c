@@ -22,6 +22,12 @@
 #define BACKOFF_MIN apr_time_from_sec(1)
 #define BACKOFF_MAX apr_time_from_sec(30)
 #define IDLE_WAKE apr_time_from_sec(1)
+/*
+ * A batch waits this long for more rows before it is written (unless it is
+ * full, or the writer stops): under load one transaction carries many rows
+ * instead of one, which is what keeps the writer's cost per request small.
+ */
+#define LINGER apr_time_from_msec(50)
 
 struct llmgw_ledger_writer_t {
     apr_pool_t *pool; /* the writer's; its connection has a subpool */
@@ -138,8 +144,12 @@ static apr_status_t connect_db(apr_pool_t *p, const apr_dbd_driver_t *d, const c
         *h = NULL;
         return rv;
     }
+    /* SQLite: wait for the other children's writers rather than fail, and in
+     * WAL mode commit without an fsync each (a crash of the machine, not of
+     * httpd, can lose the last transactions; the WAL stays consistent). */
     if (strcmp(driver, "sqlite3") == 0 &&
-        run_select(p, d, *h, "PRAGMA busy_timeout = 10000", msg) != APR_SUCCESS) {
+        (run_select(p, d, *h, "PRAGMA busy_timeout = 10000", msg) != APR_SUCCESS ||
+         run_select(p, d, *h, "PRAGMA synchronous = NORMAL", msg) != APR_SUCCESS)) {
         apr_dbd_close(d, *h);
         *h = NULL;
         return APR_EGENERAL;
@@ -355,7 +365,7 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
     llmgw_ledger_writer_t *w = data;
     llmgw_ledger_row_t *batch[LLMGW_LEDGER_BATCH];
     apr_pool_t *scratch;
-    apr_time_t next_try = 0, backoff = 0, down_since = 0;
+    apr_time_t next_try = 0, backoff = 0, down_since = 0, batch_since = 0;
     int nb = 0, i;
 
     apr_pool_create(&scratch, w->pool);
@@ -374,6 +384,12 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
         now = apr_time_now();
         if (w->stopping && (nb == 0 || now >= w->stop_deadline))
             break;
+        if (nb > 0 && !batch_since)
+            batch_since = now;
+        if (nb > 0 && nb < LLMGW_LEDGER_BATCH && !w->stopping && now - batch_since < LINGER) {
+            apr_thread_cond_timedwait(w->cond, w->mu, LINGER - (now - batch_since));
+            continue;
+        }
         if (nb == 0 || now < next_try) {
             apr_interval_time_t wait = nb == 0 ? IDLE_WAKE : next_try - now;
             apr_thread_cond_timedwait(w->cond, w->mu, wait < IDLE_WAKE ? wait : IDLE_WAKE);
@@ -401,6 +417,7 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
                                   apr_time_sec(apr_time_now() - down_since)));
             down_since = 0;
             backoff = 0;
+            batch_since = 0;
             apr_thread_mutex_lock(w->mu);
             w->written += (apr_uint64_t)nb;
             nb = 0;
@@ -511,7 +528,10 @@ apr_status_t llmgw_ledger_submit(llmgw_ledger_writer_t *w, const llmgw_ledger_ro
     }
     w->ring[(w->head + w->count) % w->cap] = copy;
     w->count++;
-    apr_thread_cond_signal(w->cond);
+    /* Wake the writer only when it may be idle (the first row) or a batch is
+     * full; otherwise it is lingering for more rows and will come by itself. */
+    if (w->count == 1 || w->count == LLMGW_LEDGER_BATCH)
+        apr_thread_cond_signal(w->cond);
     apr_thread_mutex_unlock(w->mu);
     return APR_SUCCESS;
 }
