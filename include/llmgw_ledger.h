@@ -30,12 +30,11 @@
  * LLMGW_LEDGER_DEFAULT_QUEUE rows); one thread per child and per database
  * takes up to LLMGW_LEDGER_BATCH rows at a time, gathered for at most 50 ms,
  * and inserts them in one transaction (SQLite in WAL mode with
- * synchronous=NORMAL: no fsync per transaction). When the database cannot be reached or refuses the batch,
- * the rows stay in the writer and the ring, the error log says so once
- * (and again when it recovers, with how many rows waited), and the writer
- * retries with a back-off of 1 s doubling up to 30 s. Only when the ring is
- * full are new rows refused, counted and logged: the request path never
- * waits for the database.
+ * synchronous=NORMAL: no fsync per transaction). When the database cannot be reached or refuses the
+ * batch, the rows stay in the writer and the ring, the error log says so once (and again when it
+ * recovers, with how many rows waited), and the writer retries with a back-off of 1 s doubling up
+ * to 30 s. Only when the ring is full are new rows refused, counted and logged: the request path
+ * never waits for the database.
  *
  * What can be lost. On graceful restart and stop a child drains its writer
  * before it exits: every row is written (if the database is down then, the
