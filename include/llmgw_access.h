@@ -100,6 +100,9 @@ typedef struct llmgw_access_cfg_t {
     const llmgw_access_entry_t *any; /**< the "*" principal, or NULL */
     apr_hash_t *by_name;             /**< principal name -> entry (not "*") */
     llmgw_mark_t mark;
+    /** SHA-256 fetched once (OpenSSL 3 looks an implicit EVP_sha256() up
+     *  again on every digest); NULL: the implicit one. Freed with the pool. */
+    struct evp_md_st *sha256;
 } llmgw_access_cfg_t;
 
 /** Why llmgw_access_identify found no entry. */

@@ -22,8 +22,10 @@
  * "principal", name the key's or principal's name (never a key),
  * cost_nusd the exact cost in nano-USD (NULL: unpriced) and cost_usd the
  * same in USD for people. Budgets sum cost_nusd by name from the start of
- * their period (llmgw_ledger_totals). An index on (name, time_us) keeps
- * that cheap.
+ * their period (llmgw_ledger_totals), reading the period's rows through an
+ * index on time_us; an index on a value that only grows is the cheapest to
+ * keep up on insert (always the right-most page), and the ids are plain
+ * row ids (no AUTOINCREMENT bookkeeping per row).
  *
  * The writer. Requests hand rows to llmgw_ledger_submit, which only takes
  * a mutex and appends to a bounded ring (`queue:`, default

@@ -68,7 +68,8 @@ const llmgw_access_entry_t *llmgw_access_find_key(const llmgw_access_cfg_t *a, c
     int i;
 
     if (!a || a->mode != LLMGW_ACCESS_KEYS || !key ||
-        !EVP_Digest(key, strlen(key), d, &dlen, EVP_sha256(), NULL) || dlen != sizeof(d))
+        !EVP_Digest(key, strlen(key), d, &dlen, a->sha256 ? a->sha256 : EVP_sha256(), NULL) ||
+        dlen != sizeof(d))
         return NULL;
     /* Every entry is compared, whatever matched before: the time does not
      * depend on where (or whether) the digest is found. The selection is a

@@ -14,6 +14,7 @@
 #include <apr_fnmatch.h>
 #include <apr_hash.h>
 #include <apr_strings.h>
+#include <openssl/evp.h>
 #include "llmgw_config_yaml.h"
 #include "llmgw_access.h"
 #include "llmgw_ledger.h"
@@ -349,6 +350,12 @@ static apr_status_t principal_source(cfg_ctx_t *c, const cfg_node_t *v, llmgw_ac
     return APR_SUCCESS;
 }
 
+static apr_status_t md_free(void *md)
+{
+    EVP_MD_free(md);
+    return APR_SUCCESS;
+}
+
 static apr_status_t access_read(cfg_ctx_t *c, const cfg_node_t *v)
 {
     llmgw_access_cfg_t *a = apr_pcalloc(c->p, sizeof(*a));
@@ -386,6 +393,9 @@ static apr_status_t access_read(cfg_ctx_t *c, const cfg_node_t *v)
     if (keys) {
         a->mode = LLMGW_ACCESS_KEYS;
         rv = entries_read(c, a, keys, LLMGW_ACCESS_KIND_KEY);
+        a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+        if (a->sha256)
+            apr_pool_cleanup_register(c->p, a->sha256, md_free, apr_pool_cleanup_null);
     }
     else {
         a->mode = LLMGW_ACCESS_PRINCIPAL;

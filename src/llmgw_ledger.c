@@ -47,6 +47,7 @@ struct llmgw_ledger_writer_t {
     llmgw_ledger_row_t **ring;
     int cap, head, count;
     int stopping;
+    int idle; /* the writer waits for rows (not lingering over a batch) */
     apr_time_t stop_deadline;
     apr_uint64_t written, lost, in_batch;
 
@@ -160,11 +161,11 @@ static apr_status_t connect_db(apr_pool_t *p, const apr_dbd_driver_t *d, const c
 static const char *const schema_sqlite[] = {
     "PRAGMA journal_mode = WAL",
     "CREATE TABLE IF NOT EXISTS llmgw_ledger ("
-    "id INTEGER PRIMARY KEY AUTOINCREMENT, time_us INTEGER NOT NULL, time TEXT NOT NULL, "
+    "id INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, time TEXT NOT NULL, "
     "kind TEXT NOT NULL, name TEXT NOT NULL, route TEXT, backend TEXT, requested_model TEXT, "
     "model TEXT, prompt_tokens INTEGER, cached_tokens INTEGER, completion_tokens INTEGER, "
     "cost_nusd INTEGER, cost_usd REAL, status INTEGER NOT NULL, error TEXT, attempts INTEGER)",
-    "CREATE INDEX IF NOT EXISTS llmgw_ledger_name_time ON llmgw_ledger (name, time_us)", NULL};
+    "CREATE INDEX IF NOT EXISTS llmgw_ledger_time ON llmgw_ledger (time_us)", NULL};
 
 static const char *const schema_pgsql[] = {
     "CREATE TABLE IF NOT EXISTS llmgw_ledger ("
@@ -173,7 +174,7 @@ static const char *const schema_pgsql[] = {
     "model TEXT, prompt_tokens BIGINT, cached_tokens BIGINT, completion_tokens BIGINT, "
     "cost_nusd BIGINT, cost_usd NUMERIC(24,9), status INTEGER NOT NULL, error TEXT, "
     "attempts INTEGER)",
-    "CREATE INDEX IF NOT EXISTS llmgw_ledger_name_time ON llmgw_ledger (name, time_us)", NULL};
+    "CREATE INDEX IF NOT EXISTS llmgw_ledger_time ON llmgw_ledger (time_us)", NULL};
 
 apr_status_t llmgw_ledger_prepare(apr_pool_t *p, const llmgw_ledger_cfg_t *cfg, const char **msg)
 {
@@ -286,8 +287,8 @@ static apr_status_t ensure_connected(llmgw_ledger_writer_t *w, const char **msg)
                           "INSERT INTO llmgw_ledger (time_us, time, kind, name, route, backend, "
                           "requested_model, model, prompt_tokens, cached_tokens, "
                           "completion_tokens, cost_nusd, cost_usd, status, error, attempts) "
-                          "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                          "%s)",
+                          "VALUES (%lld, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %s, "
+                          "%d, %s, %d)",
                           NULL, &w->insert);
     if (err) {
         *msg = apr_psprintf(w->pool, "cannot prepare the ledger insert: %s",
@@ -303,9 +304,10 @@ static const char *opt_str(const char *s)
     return s && *s ? s : NULL;
 }
 
-static const char *opt_int(apr_pool_t *p, apr_int64_t v)
+/* A count or cost that may be unknown (-1): a pointer to it, or NULL for SQL NULL. */
+static const apr_int64_t *opt_int(const apr_int64_t *v)
 {
-    return v < 0 ? NULL : apr_psprintf(p, "%" APR_INT64_T_FMT, v);
+    return *v < 0 ? NULL : v;
 }
 
 static const char *rfc3339(apr_pool_t *p, apr_time_t t)
@@ -317,18 +319,22 @@ static const char *rfc3339(apr_pool_t *p, apr_time_t t)
                         x.tm_mday, x.tm_hour, x.tm_min, x.tm_sec, x.tm_usec);
 }
 
+/*
+ * Typed parameters (apr_dbd_pvbquery): numbers are bound as numbers, not
+ * formatted as text for the database to parse back.
+ */
 static int insert_row(llmgw_ledger_writer_t *w, apr_pool_t *p, const llmgw_ledger_row_t *r)
 {
+    apr_int64_t time = r->time;
     int n = 0;
 
-    return apr_dbd_pvquery(
-        w->driver, p, w->handle, &n, w->insert, apr_psprintf(p, "%" APR_INT64_T_FMT, r->time),
-        rfc3339(p, r->time), llmgw_ledger_kind_name(r->kind), r->name, opt_str(r->route),
-        opt_str(r->backend), opt_str(r->requested_model), opt_str(r->model),
-        opt_int(p, r->prompt_tokens), opt_int(p, r->cached_tokens),
-        opt_int(p, r->completion_tokens), opt_int(p, r->cost),
-        r->cost < 0 ? NULL : llmgw_usd_format(p, r->cost), apr_itoa(p, r->status),
-        opt_str(r->error), apr_itoa(p, r->attempts), NULL);
+    return apr_dbd_pvbquery(w->driver, p, w->handle, &n, w->insert, &time, rfc3339(p, r->time),
+                            llmgw_ledger_kind_name(r->kind), r->name, opt_str(r->route),
+                            opt_str(r->backend), opt_str(r->requested_model), opt_str(r->model),
+                            opt_int(&r->prompt_tokens), opt_int(&r->cached_tokens),
+                            opt_int(&r->completion_tokens), opt_int(&r->cost),
+                            r->cost < 0 ? NULL : llmgw_usd_format(p, r->cost), &r->status,
+                            opt_str(r->error), &r->attempts, NULL);
 }
 
 /*
@@ -392,7 +398,9 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
         }
         if (nb == 0 || now < next_try) {
             apr_interval_time_t wait = nb == 0 ? IDLE_WAKE : next_try - now;
+            w->idle = nb == 0;
             apr_thread_cond_timedwait(w->cond, w->mu, wait < IDLE_WAKE ? wait : IDLE_WAKE);
+            w->idle = 0;
             if (nb == 0 && !w->stopping && w->count == 0 && w->hooks.refresh && w->handle) {
                 apr_thread_mutex_unlock(w->mu);
                 w->hooks.refresh(w->hooks.baton, w);
@@ -528,10 +536,13 @@ apr_status_t llmgw_ledger_submit(llmgw_ledger_writer_t *w, const llmgw_ledger_ro
     }
     w->ring[(w->head + w->count) % w->cap] = copy;
     w->count++;
-    /* Wake the writer only when it may be idle (the first row) or a batch is
-     * full; otherwise it is lingering for more rows and will come by itself. */
-    if (w->count == 1 || w->count == LLMGW_LEDGER_BATCH)
+    /* Wake the writer only when it is idle or a batch is full; otherwise it
+     * is lingering over a batch, or writing one, and comes back by itself:
+     * no wake-up (and no context switch) per request. */
+    if (w->idle || w->count == LLMGW_LEDGER_BATCH) {
+        w->idle = 0;
         apr_thread_cond_signal(w->cond);
+    }
     apr_thread_mutex_unlock(w->mu);
     return APR_SUCCESS;
 }

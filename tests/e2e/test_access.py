@@ -324,3 +324,34 @@ def test_graceful_with_edited_keys(gw, mock):
     assert "open" not in after
     gw.write_yaml(gateway_yaml(mock, _entries()))
     gw.graceful()
+
+
+# -- configtest (issue 11 item 7) ---------------------------------------------------------
+
+@pytest.mark.parametrize("access,extra,message", [
+    ({"keys": [{"name": "a", "sha256": "abc"}]}, {},
+     r'gateway\.yaml:\d+:\d+: key "a": sha256 must be 64 hexadecimal digits'),
+    ({"keys": [{"name": "a", "sha256": "0" * 64}, {"name": "a", "sha256": "1" * 64}]}, {},
+     r'gateway\.yaml:\d+:\d+: access keys #2: duplicate key name "a" \(first at line \d+\)'),
+    ({"keys": [{"name": "a", "sha256": "0" * 64}, {"name": "b", "sha256": "0" * 64}]}, {},
+     r'gateway\.yaml:\d+:\d+: key "b": the same sha256 as key "a"'),
+    ({"keys": [{"name": "a", "sha256": "0" * 64, "models": ["gpt-5*"]}]}, {},
+     r'gateway\.yaml:\d+:\d+: key "a": models: "gpt-5\*" names no model of this file'),
+    ({"keys": [{"name": "a", "sha256": "0" * 64, "routes": ["embeddings"]}]}, {},
+     r'gateway\.yaml:\d+:\d+: key "a": routes: "embeddings" names no route of this file'),
+    ({"keys": [{"name": "a", "sha256": "0" * 64, "budget": {"usd": 5}}]},
+     {"pricing": {"gpt-mock": {"input": 1}}},
+     r'gateway\.yaml:\d+:\d+: key "a": a budget needs a price for every model it allows, '
+     r'and model "gpt-mock-mini" has none in pricing:'),
+])
+def test_configtest_refuses(module_so, mock, access, extra, message):
+    h = harness.Httpd("access-configtest")
+    doc = {"backends": [harness.openai_backend("oa", mock.url, DEFAULT_KEY,
+                                               models=["gpt-mock", "gpt-mock-mini"])],
+           "routes": [harness.route("chat", "/v1/chat/completions", "oa")],
+           "access": access}
+    doc.update(extra)
+    h.write_yaml(harness.to_yaml(doc) + "\n")
+    r = h.configtest()
+    assert r.returncode != 0
+    assert re.search(message, r.stdout + r.stderr), r.stdout + r.stderr
