@@ -310,13 +310,36 @@ static const apr_int64_t *opt_int(const apr_int64_t *v)
     return *v < 0 ? NULL : v;
 }
 
+static char *put_digits(char *s, int v, int n)
+{
+    for (s += n; n > 0; n--, v /= 10)
+        *--s = (char)('0' + v % 10);
+    return s;
+}
+
+/* "2026-01-31T23:59:59.123456Z", by hand (one per row). */
 static const char *rfc3339(apr_pool_t *p, apr_time_t t)
 {
     apr_time_exp_t x;
+    char *s = apr_palloc(p, 28);
 
     apr_time_exp_gmt(&x, t);
-    return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", x.tm_year + 1900, x.tm_mon + 1,
-                        x.tm_mday, x.tm_hour, x.tm_min, x.tm_sec, x.tm_usec);
+    put_digits(s, x.tm_year + 1900, 4);
+    s[4] = '-';
+    put_digits(s + 5, x.tm_mon + 1, 2);
+    s[7] = '-';
+    put_digits(s + 8, x.tm_mday, 2);
+    s[10] = 'T';
+    put_digits(s + 11, x.tm_hour, 2);
+    s[13] = ':';
+    put_digits(s + 14, x.tm_min, 2);
+    s[16] = ':';
+    put_digits(s + 17, x.tm_sec, 2);
+    s[19] = '.';
+    put_digits(s + 20, x.tm_usec, 6);
+    s[26] = 'Z';
+    s[27] = '\0';
+    return s;
 }
 
 /*

@@ -38,20 +38,29 @@ apr_status_t llmgw_usd_parse(const char *text, apr_int64_t *nusd)
     return APR_SUCCESS;
 }
 
+/* Digits by hand: this runs for every answer and every ledger row. */
 const char *llmgw_usd_format(apr_pool_t *p, apr_int64_t nusd)
 {
-    char *s;
-    apr_size_t n;
+    char buf[40], *end = buf + sizeof(buf), *s = end;
+    apr_uint64_t v = nusd < 0 ? (apr_uint64_t)0 - (apr_uint64_t)nusd : (apr_uint64_t)nusd;
+    apr_uint64_t whole = v / (apr_uint64_t)NANO, frac = v % (apr_uint64_t)NANO;
+    int i, trailing = 1;
 
+    for (i = 0; i < 9; i++, frac /= 10) {
+        if (trailing && frac % 10 == 0)
+            continue;
+        trailing = 0;
+        *--s = (char)('0' + frac % 10);
+    }
+    if (s != end)
+        *--s = '.';
+    do {
+        *--s = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
     if (nusd < 0)
-        return apr_psprintf(p, "-%s", llmgw_usd_format(p, -nusd));
-    s = apr_psprintf(p, "%" APR_INT64_T_FMT ".%09" APR_INT64_T_FMT, nusd / NANO, nusd % NANO);
-    n = strlen(s);
-    while (s[n - 1] == '0')
-        s[--n] = '\0';
-    if (s[n - 1] == '.')
-        s[--n] = '\0';
-    return s;
+        *--s = '-';
+    return apr_pstrmemdup(p, s, (apr_size_t)(end - s));
 }
 
 const llmgw_price_t *llmgw_pricing_find(const llmgw_pricing_t *pr, const char *model)

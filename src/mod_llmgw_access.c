@@ -74,6 +74,10 @@ typedef struct {
     apr_int64_t est_prompt, est_output;
     const char *requested_model;
     const char *sent_model;
+    const char *route;   /* for the ledger row (not read back from the environment) */
+    const char *backend; /* the backend of the last attempt */
+    const char *model;   /* what answered, as the provider said */
+    int attempts;
     int have_usage;
     llmgw_usage_t usage;
     apr_int64_t cost; /* nano-USD; -1: unpriced or unknown */
@@ -584,16 +588,16 @@ static void ratelimit_headers(request_rec *r, const llmgw_limits_verdict_t *v)
 
     if (v->limit_requests >= 0) {
         apr_table_setn(h, "x-ratelimit-limit-requests",
-                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT, v->limit_requests));
+                       apr_off_t_toa(r->pool, (apr_off_t)v->limit_requests));
         apr_table_setn(h, "x-ratelimit-remaining-requests",
-                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT, v->remaining_requests));
+                       apr_off_t_toa(r->pool, (apr_off_t)v->remaining_requests));
         apr_table_setn(h, "x-ratelimit-reset-requests", reset_text(r->pool, v->reset_requests));
     }
     if (v->limit_tokens >= 0) {
         apr_table_setn(h, "x-ratelimit-limit-tokens",
-                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT, v->limit_tokens));
+                       apr_off_t_toa(r->pool, (apr_off_t)v->limit_tokens));
         apr_table_setn(h, "x-ratelimit-remaining-tokens",
-                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT, v->remaining_tokens));
+                       apr_off_t_toa(r->pool, (apr_off_t)v->remaining_tokens));
         apr_table_setn(h, "x-ratelimit-reset-tokens", reset_text(r->pool, v->reset_tokens));
     }
 }
@@ -770,6 +774,7 @@ int llmgw_access_glue_admit(request_rec *r, const llmgw_route_t *route, const vo
     if (!st)
         return DECLINED;
     st->requested_model = model;
+    st->route = route->name;
     llmgw_access_estimate(json_body, route->api, &st->est_prompt, &st->est_output);
     /* From here on the request is settled (and written to the ledger) when it ends. */
     apr_pool_pre_cleanup_register(r->pool, st, request_done);
@@ -814,6 +819,7 @@ void llmgw_access_glue_usage(request_rec *r, const void *usage, const char *mode
         return;
     st->have_usage = 1;
     st->usage = *u;
+    st->model = model;
     price = llmgw_pricing_for(st->as->gw->pricing, model, st->sent_model);
     if (!price) {
         st->cost = -1;
@@ -844,6 +850,8 @@ void llmgw_access_glue_attempt_begin(request_rec *r, const llmgw_backend_t *b, c
     if (!st)
         return;
     st->sent_model = model;
+    st->backend = b->name;
+    st->attempts++;
     slot = st->as->backend_slot ? st->as->backend_slot[b->index] : -1;
     if (slot >= 0)
         llmgw_limits_backend_take(llmgw_limits_slot(limits_base, slot), llmgw_stats_time_now(),
@@ -897,9 +905,8 @@ int llmgw_access_glue_backends_full(request_rec *r, apr_interval_time_t wait)
                                       reset_text(r->pool, wait > 0 ? wait : 0)));
 }
 
-static void copy_env(char *dst, apr_size_t n, request_rec *r, const char *name)
+static void copy(char *dst, apr_size_t n, const char *v)
 {
-    const char *v = apr_table_get(r->subprocess_env, name);
     apr_cpystrn(dst, v ? v : "", n);
 }
 
@@ -946,23 +953,22 @@ static apr_status_t request_done(void *data)
                             now, budget, prompt, completion, cost);
     if (l && l->writer) {
         llmgw_ledger_row_t row;
-        const char *attempts = apr_table_get(r->subprocess_env, "LLMGW_ATTEMPTS");
 
         memset(&row, 0, sizeof(row));
         row.time = now.wall;
         row.kind = st->entry ? st->entry->kind : LLMGW_ACCESS_KIND_KEY;
         apr_cpystrn(row.name, st->who ? st->who : "-", sizeof(row.name));
-        copy_env(row.route, sizeof(row.route), r, "LLMGW_ROUTE");
-        copy_env(row.backend, sizeof(row.backend), r, "LLMGW_BACKEND");
-        copy_env(row.requested_model, sizeof(row.requested_model), r, "LLMGW_REQUESTED_MODEL");
-        copy_env(row.model, sizeof(row.model), r, "LLMGW_MODEL");
-        copy_env(row.error, sizeof(row.error), r, "LLMGW_ERROR");
+        copy(row.route, sizeof(row.route), st->route);
+        copy(row.backend, sizeof(row.backend), st->backend);
+        copy(row.requested_model, sizeof(row.requested_model), st->requested_model);
+        copy(row.model, sizeof(row.model), st->model ? st->model : st->sent_model);
+        copy(row.error, sizeof(row.error), apr_table_get(r->subprocess_env, "LLMGW_ERROR"));
         row.prompt_tokens = st->have_usage || delivered ? prompt : -1;
         row.cached_tokens = st->have_usage ? cached : -1;
         row.completion_tokens = st->have_usage || delivered ? completion : -1;
         row.cost = cost;
         row.status = r->status;
-        row.attempts = attempts ? atoi(attempts) : 0;
+        row.attempts = st->attempts;
         row.slot = budget && budget->nusd > 0 ? st->slot : -1;
         row.budget = budget;
         if (llmgw_ledger_submit(l->writer, &row) == APR_EAGAIN)

@@ -62,6 +62,9 @@ START_TEST(test_usd_format)
     ck_assert_str_eq(llmgw_usd_format(test_pool, 1500), "0.0000015");
     ck_assert_str_eq(llmgw_usd_format(test_pool, 0), "0");
     ck_assert_str_eq(llmgw_usd_format(test_pool, 7000000000LL), "7");
+    ck_assert_str_eq(llmgw_usd_format(test_pool, -500000000LL), "-0.5");
+    ck_assert_str_eq(llmgw_usd_format(test_pool, 1), "0.000000001");
+    ck_assert_str_eq(llmgw_usd_format(test_pool, 123456789012345678LL), "123456789.012345678");
 }
 END_TEST
 
