@@ -319,6 +319,15 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("ledger");
+    apr_pool_t *global;
+
+    /* apr_dbd keeps its driver table in APR's global pool, and apr_dbd_init
+     * runs only once per process: hold APR initialised for the whole suite,
+     * so that the fixtures' apr_terminate does not tear it down between tests
+     * when they run in one process (CK_FORK=no, valgrind). */
+    apr_initialize();
+    apr_pool_create(&global, NULL);
+    apr_dbd_init(global);
     TCase *tc = tcase_create("ledger");
 
     tcase_add_checked_fixture(tc, setup, test_pool_teardown);
