@@ -54,11 +54,21 @@ static void on_refresh(void *baton, llmgw_ledger_writer_t *w)
     apr_thread_mutex_unlock(h->mu);
 }
 
+static apr_status_t tmpdir_remove(void *dir)
+{
+    char cmd[128];
+
+    apr_snprintf(cmd, sizeof(cmd), "rm -rf '%s'", (const char *)dir);
+    return system(cmd) == 0 ? APR_SUCCESS : APR_EGENERAL;
+}
+
+/* A fresh directory, removed with the test's pool. */
 static const char *tmpdir(void)
 {
     char *dir = apr_pstrdup(test_pool, "/tmp/llmgw-ledger-XXXXXX");
 
     ck_assert_ptr_nonnull(mkdtemp(dir));
+    apr_pool_cleanup_register(test_pool, dir, tmpdir_remove, apr_pool_cleanup_null);
     return dir;
 }
 
