@@ -739,6 +739,9 @@ int llmgw_access_glue_identify(request_rec *r, const llmgw_route_t *route)
                                                 "set by any authentication of this location).",
                                                 a->source == LLMGW_SOURCE_ENV ? "env" : "header",
                                                 a->source_name));
+        /* It is the ledger's name column and the key of its counters: kept whole. */
+        if (strlen(who) >= sizeof(((llmgw_ledger_row_t *)0)->name))
+            return unauthorized(r, "The request's identity is too long for the gateway.");
         st->entry = llmgw_access_find_principal(a, who, &listed);
         if (!st->entry)
             return unauthorized(r, "This identity may not use the gateway.");

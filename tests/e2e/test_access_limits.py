@@ -223,7 +223,7 @@ def test_principal_missing_is_401(module_so, mock, request):
         "backends": [harness.openai_backend("oa", mock.url, DEFAULT_KEY, maxRetries=0)],
         "routes": [harness.route("chat", "/v1/chat/completions", "oa")],
         "access": {"principal": "header:X-Remote-User",
-                   "principals": [{"name": "alice"}]},
+                   "principals": [{"name": "alice"}, {"name": 'quote"d name'}]},
     }) + "\n"
     h = start_gateway(request, "access-noauth", yaml)
     err = assert_openai_error(post(h.url("/v1/chat/completions"), chat_body()), 401,
@@ -233,6 +233,13 @@ def test_principal_missing_is_401(module_so, mock, request):
     assert_openai_error(r, 401, "invalid_api_key")
     r = post(h.url("/v1/chat/completions"), chat_body(), headers={"X-Remote-User": "alice"})
     assert r.status_code == 200
+    # What an auth module or a header gave is escaped in the access log (by mod_log_config).
+    r = post(h.url("/v1/chat/completions"), chat_body(),
+             headers={"X-Remote-User": 'quote"d name'})
+    assert r.status_code == 200
+    assert h.access_entry(r.test_id)["key"] == 'quote\\"d name'
+    r = post(h.url("/v1/chat/completions"), chat_body(), headers={"X-Remote-User": "x" * 200})
+    assert_openai_error(r, 401, "invalid_api_key")
 
 
 # -- virtual hosts ----------------------------------------------------------------------------
