@@ -85,14 +85,19 @@ def chat(h, who=None, headers=None, **kw):
 # -- identity ----------------------------------------------------------------------------
 
 def test_open_without_access(module_so, mock, request):
-    """Without access: the gateway is open, as before (any Authorization, or none)."""
-    yaml = harness.gateway_yaml(
-        [harness.openai_backend("oa", mock.url, DEFAULT_KEY, maxRetries=0)],
-        [harness.route("chat", "/v1/chat/completions", "oa")])
+    """Without access: the gateway is open, as before (any Authorization, or none); with
+    pricing alone, answers still carry their cost."""
+    yaml = harness.to_yaml({
+        "backends": [harness.openai_backend("oa", mock.url, DEFAULT_KEY, maxRetries=0)],
+        "routes": [harness.route("chat", "/v1/chat/completions", "oa")],
+        "pricing": {"gpt-mock": {"input": "10", "output": "30"}}}) + "\n"
     h = start_gateway(request, "access-open", yaml)
     r = post(h.url("/v1/chat/completions"), chat_body(), headers={"Authorization": ""})
     assert r.status_code == 200, r.text
     assert "x-ratelimit-limit-requests" not in r.headers
+    assert r.headers["x-llmgw-cost"] == "0.00011"
+    e = h.access_entry(r.test_id)
+    assert e["key"] == "-" and e["cost"] == "0.00011"
 
 
 def test_valid_key(gw, mock):
