@@ -28,6 +28,9 @@ static int llmgw_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
     }
     if (llmgw_stats_post_config(pconf, s) != OK)
         return HTTP_INTERNAL_SERVER_ERROR;
+    /* After the statistics: it reads the gateways' scopes they set. */
+    if (llmgw_access_post_config(pconf, ptemp, s) != OK)
+        return HTTP_INTERNAL_SERVER_ERROR;
     llmgw_config_post_config(s);
     llmgw_strategy_post_config(s);
     if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG)
@@ -40,6 +43,7 @@ static int llmgw_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pt
 static void llmgw_child_init(apr_pool_t *pchild, server_rec *s)
 {
     llmgw_stats_child_init(pchild, s);
+    llmgw_access_child_init(pchild, s);
     llmgw_handler_child_init(pchild, s);
 }
 
@@ -50,6 +54,7 @@ static void llmgw_register_hooks(apr_pool_t *p)
     ap_hook_child_init(llmgw_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     /* Parent side of the per-child in-flight rows: a reaped child's row is freed. */
     ap_hook_child_status(llmgw_stats_child_status, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_status(llmgw_access_child_status, NULL, NULL, APR_HOOK_MIDDLE);
     /* FIRST: claim our URIs before core and mod_alias map them to files. */
     ap_hook_translate_name(llmgw_translate_name, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_map_to_storage(llmgw_map_to_storage, NULL, NULL, APR_HOOK_FIRST);

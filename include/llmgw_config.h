@@ -55,6 +55,23 @@ typedef struct {
 
 typedef struct llmgw_backend_t llmgw_backend_t;
 
+/**
+ * `limits:` of a virtual key, a principal (llmgw_access.h) or a backend.
+ * Each value is LLMGW_UNSET when not given: no limit of that kind.
+ * Backends take rpm and tpm only: their provider's quota, which a pool
+ * steers around (llmgw_limits.h).
+ */
+typedef struct {
+    apr_int64_t rpm;        /**< requests per minute */
+    apr_int64_t tpm;        /**< tokens (prompt + completion) per minute */
+    apr_int64_t concurrent; /**< requests in flight at once */
+} llmgw_limits_cfg_t;
+
+/* access:, pricing: and ledger: (llmgw_access.h, llmgw_pricing.h, llmgw_ledger.h). */
+struct llmgw_access_cfg_t;
+struct llmgw_pricing_t;
+struct llmgw_ledger_cfg_t;
+
 /** A parsed service-account key (llmgw_google_auth.h). */
 struct llmgw_google_sa_t;
 
@@ -113,7 +130,8 @@ struct llmgw_backend_t {
     /** google (Vertex AI): the key, read at configuration time by the glue
      *  (llmgw_google_cfg_load_sa); NULL until then, or when it could not be */
     const struct llmgw_google_sa_t *google_sa;
-    int unsupported_drop; /**< unsupportedParams: drop (1) or error (0, default) */
+    int unsupported_drop;      /**< unsupportedParams: drop (1) or error (0, default) */
+    llmgw_limits_cfg_t limits; /**< the provider's quota (rpm, tpm); LLMGW_UNSET: none */
 
     /* google: imageFetch (defaults when absent) */
     llmgw_image_fetch_t image_fetch;
@@ -149,6 +167,10 @@ typedef struct {
     apr_hash_t *backend_by_name;  /**< const char * -> llmgw_backend_t * */
     apr_hash_t *route_by_path;    /**< const char * -> llmgw_route_t * */
     llmgw_secrets_t *secrets;     /**< every credential in the file (llmgw_redact.h) */
+    /** access: who may use this gateway; NULL: open (DESIGN.md 11) */
+    const struct llmgw_access_cfg_t *access;
+    const struct llmgw_pricing_t *pricing;   /**< pricing:, NULL when absent */
+    const struct llmgw_ledger_cfg_t *ledger; /**< ledger:, NULL when absent */
 } llmgw_config_t;
 
 /**

@@ -62,7 +62,15 @@ typedef struct {
     apr_interval_time_t cooldown_left; /**< least cooldown left among those, -1 when none */
     int no_model;                      /**< members left out: no model to send */
     int drained;                       /**< members (or the target) left out: drained */
+    int limited;                       /**< members left out: at their own limits (full) */
+    apr_interval_time_t limited_left;  /**< least wait among those, -1 when none */
 } llmgw_candidates_t;
+
+/**
+ * Would one more request exceed @p b's own `limits:` (its provider's
+ * quota, llmgw_limits.h)? @p wait receives how long until that clears.
+ */
+typedef int (*llmgw_pool_full_fn)(void *baton, const llmgw_backend_t *b, apr_interval_time_t *wait);
 
 /** What the expansion reads besides the configuration. */
 typedef struct {
@@ -71,6 +79,11 @@ typedef struct {
     int nslots;             /**< entries in slot_of */
     llmgw_stats_time_t now; /**< for cooldowns (llmgw_stats_time_now()) */
     apr_uint64_t seed;      /**< randomness for this request's strategies */
+    /** Backends with limits: a pool member that is full is skipped like a
+     *  cooling one, so the pool steers away from it before its provider
+     *  answers 429. NULL: no backend of the route has limits. */
+    llmgw_pool_full_fn full;
+    void *full_baton;
 } llmgw_pool_env_t;
 
 /**

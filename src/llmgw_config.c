@@ -30,74 +30,10 @@
 #include "llmgw_config.h"
 #include "llmgw_strategy.h"
 #include "llmgw_redact.h"
+#include "llmgw_config_yaml.h"
 
 #define CFG_MAX_DEPTH 32
 #define CFG_SHOW_MAX 60
-
-/* Type bits of the key tables; ROUTE stands for "not a backend" (routes, pool members). */
-#define T(x) (1u << LLMGW_BACKEND_##x)
-#define T_PROVIDERS (T(OPENAI) | T(ANTHROPIC) | T(AZURE_OPENAI) | T(GOOGLE) | T(META) | T(MISTRAL))
-#define T_OTHER (1u << LLMGW_BACKEND_TYPE_COUNT)
-#define T_ANY 0xffffu
-
-typedef enum { NODE_SCALAR, NODE_SEQ, NODE_MAP } cfg_node_kind_e;
-
-typedef struct {
-    cfg_node_kind_e kind;
-    llmgw_mark_t mark;
-    const char *text;          /* scalars only */
-    int plain;                 /* written without quotes: may be a YAML null */
-    apr_array_header_t *items; /* sequence: nodes; mapping: key, value, key, value ... */
-} cfg_node_t;
-
-#define NODE_AT(n, i) APR_ARRAY_IDX((n)->items, (i), const cfg_node_t *)
-
-/* A name that must match a backend once everything is read. */
-typedef struct {
-    const char *name;
-    const char *shown; /* the name as it may appear in a message */
-    const char *owner;
-    llmgw_mark_t mark;
-    const llmgw_backend_t **slot;
-} cfg_ref_t;
-
-/* A pool alias, for the check that virtual model names are unique. */
-typedef struct {
-    const char *name;
-    const llmgw_backend_t *pool;
-    const cfg_node_t *node;
-} cfg_alias_t;
-
-typedef struct {
-    apr_pool_t *p;
-    apr_pool_t *tmp;
-    const char *file;
-    const char *text;
-    apr_size_t len;
-    const char *errmsg;
-    llmgw_config_t *cfg;
-    apr_array_header_t *refs;        /* cfg_ref_t */
-    apr_hash_t *route_names;         /* name -> const cfg_node_t * */
-    apr_array_header_t *aliases;     /* cfg_alias_t, checked once every pool is read */
-    const char *owner;               /* "backend \"a\"", prefixed to messages; NULL at top level */
-    unsigned typebit;                /* type of the entry being read, for key tables */
-    const llmgw_config_opts_t *opts; /* never NULL */
-} cfg_ctx_t;
-
-typedef struct cfg_key_t cfg_key_t;
-typedef apr_status_t (*cfg_key_fn)(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
-                                   void *obj);
-struct cfg_key_t {
-    const char *name;
-    unsigned types;    /* backend types that accept the key */
-    unsigned required; /* backend types that must have it */
-    cfg_key_fn parse;
-    size_t offset; /* of the field written by parse */
-    long min, max;
-    const char *const *choices;
-};
-
-#define FIELD(obj, k, type) ((type *)(void *)((char *)(obj) + (k)->offset))
 
 static const char *const backend_type_names[LLMGW_BACKEND_TYPE_COUNT + 1] = {
     "openai", "anthropic", "azure-openai", "google", "meta", "mistral", "pool", NULL};
@@ -830,6 +766,7 @@ static const cfg_key_t config_keys[] = {
     {"credentialsFile", T(GOOGLE), 0, key_string, B(credentials_file)},
     {"unsupportedParams", T_PROVIDERS, 0, key_choice, B(unsupported_drop), 0, 0, unsupported_names},
     {"imageFetch", T(GOOGLE), 0, key_image_fetch, B(image_fetch)},
+    {"limits", T_PROVIDERS, 0, llmgw_cfg_key_backend_limits, B(limits)},
     {NULL},
 };
 
@@ -1131,6 +1068,7 @@ static llmgw_backend_t *backend_new(cfg_ctx_t *c, const cfg_node_t *n, int index
     b->max_retries = b->max_tokens = b->failure_threshold = LLMGW_UNSET;
     b->cooldown = LLMGW_UNSET;
     b->max_attempts = LLMGW_UNSET;
+    b->limits.rpm = b->limits.tpm = b->limits.concurrent = LLMGW_UNSET;
     b->image_fetch.allow_hosts = apr_array_make(c->p, 2, sizeof(const char *));
     b->image_fetch.max_bytes = LLMGW_UNSET;
     b->image_fetch.timeout = LLMGW_UNSET;
@@ -1486,10 +1424,12 @@ static apr_status_t config_build(cfg_ctx_t *c, const cfg_node_t *root)
                         node_is_null(root) ? "an empty document" : kind_name(root));
     for (i = 0; i < root->items->nelts; i += 2) {
         const cfg_node_t *k = NODE_AT(root, i);
-        if (strcmp(k->text, "backends") != 0 && strcmp(k->text, "routes") != 0)
+        if (strcmp(k->text, "backends") != 0 && strcmp(k->text, "routes") != 0 &&
+            strcmp(k->text, "access") != 0 && strcmp(k->text, "pricing") != 0 &&
+            strcmp(k->text, "ledger") != 0)
             return cfg_fail(c, k->mark,
-                            "unknown top-level key \"%s\" (expected backends and "
-                            "routes)",
+                            "unknown top-level key \"%s\" (expected backends, routes, "
+                            "access, pricing or ledger)",
                             k->text);
     }
     if ((rv = top_list(c, root, "backends", &backends)) != APR_SUCCESS ||
@@ -1507,7 +1447,10 @@ static apr_status_t config_build(cfg_ctx_t *c, const cfg_node_t *root)
         (rv = aliases_check(c)) != APR_SUCCESS)
         return rv;
     secrets_collect(c);
-    return routes_check_apis(c);
+    if ((rv = routes_check_apis(c)) != APR_SUCCESS ||
+        (rv = llmgw_cfg_access_read(c, root)) != APR_SUCCESS)
+        return rv;
+    return llmgw_cfg_access_check(c);
 }
 
 apr_status_t llmgw_config_parse(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *ptemp,
@@ -1743,4 +1686,54 @@ int llmgw_backend_serves(const llmgw_backend_t *b, const char *model)
             return 1;
     }
     return 0;
+}
+
+/* ---- for the other loader files (llmgw_config_yaml.h) ------------------ */
+
+apr_status_t llmgw_cfg_fail(cfg_ctx_t *c, llmgw_mark_t m, const char *fmt, ...)
+{
+    va_list ap;
+    const char *msg;
+
+    va_start(ap, fmt);
+    msg = apr_pvsprintf(c->tmp, fmt, ap);
+    va_end(ap);
+    return cfg_fail(c, m, "%s", msg);
+}
+
+const cfg_node_t *llmgw_cfg_map_get(const cfg_node_t *map, const char *key)
+{
+    return map_get(map, key);
+}
+
+int llmgw_cfg_is_null(const cfg_node_t *n)
+{
+    return node_is_null(n);
+}
+
+const char *llmgw_cfg_kind_name(const cfg_node_t *n)
+{
+    return kind_name(n);
+}
+
+const char *llmgw_cfg_shown(cfg_ctx_t *c, const cfg_node_t *n, const char *value)
+{
+    return shown(c, n, value);
+}
+
+apr_status_t llmgw_cfg_value_text(cfg_ctx_t *c, const char *key, const cfg_node_t *v,
+                                  const char *what, int optional, const char **out)
+{
+    return value_text(c, key, v, what, optional, out);
+}
+
+apr_status_t llmgw_cfg_keys_apply(cfg_ctx_t *c, const cfg_node_t *map, const cfg_key_t *table,
+                                  void *obj)
+{
+    return keys_apply(c, map, table, obj);
+}
+
+int llmgw_cfg_name_ok(const char *s)
+{
+    return name_chars_ok(s);
 }

@@ -147,6 +147,7 @@ static void leaf_member(expand_t *x, const llmgw_backend_t *b, const llmgw_backe
     llmgw_stats_avail_e avail = llmgw_stats_peek(s, x->env->now);
     int prefers;
     const char *model = member_model(b, x->model, &prefers);
+    apr_interval_time_t wait = -1;
 
     m->feat.prefers_model = prefers;
     if (drained(x, b))
@@ -155,6 +156,15 @@ static void leaf_member(expand_t *x, const llmgw_backend_t *b, const llmgw_backe
         read_features(x, &m->feat, s);
     if (avail == LLMGW_STATS_COOLING) {
         note_cooling(x, s);
+        return;
+    }
+    /* At its provider's quota: unavailable to the strategy, like a cooling
+     * member, until its window ends (lone backends are not asked: they are
+     * always their own candidate). */
+    if (x->env->full && model && x->env->full(x->env->full_baton, b, &wait)) {
+        x->out->limited++;
+        if (wait >= 0 && (x->out->limited_left < 0 || wait < x->out->limited_left))
+            x->out->limited_left = wait;
         return;
     }
     if (!model) {
@@ -306,6 +316,7 @@ static llmgw_candidates_t *candidates_new(apr_pool_t *p)
     llmgw_candidates_t *out = apr_pcalloc(p, sizeof(*out));
 
     out->cooldown_left = -1;
+    out->limited_left = -1;
     return out;
 }
 

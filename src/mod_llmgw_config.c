@@ -270,6 +270,8 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
                                      &msg);
     if (rv == APR_SUCCESS && (msg = load_secrets(cmd, c->gw)) != NULL)
         return apr_pstrcat(cmd->pool, "LLMGatewayConfig: ", msg, NULL);
+    if (rv == APR_SUCCESS && (msg = llmgw_access_cfg_check(cmd, c->gw)) != NULL)
+        return apr_pstrcat(cmd->pool, "LLMGatewayConfig: ", msg, NULL);
     if (rv == APR_SUCCESS) {
         c->config_path = path;
         if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG)
@@ -283,7 +285,7 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
         const char *msg2 = NULL;
         if (llmgw_config_parse_opts(&c->gw, cmd->pool, cmd->temp_pool, path, lg->text, lg->len,
                                     &opts, &msg2) == APR_SUCCESS &&
-            !load_secrets(cmd, c->gw)) {
+            !load_secrets(cmd, c->gw) && !llmgw_access_cfg_check(cmd, c->gw)) {
             /* Logged in post_config: while the configuration is read, the
              * new generation's error log is not open yet. */
             c->config_path = path;

@@ -152,6 +152,7 @@ static void set_gateway_headers(req_t *q)
 
 static void set_usage_env(req_t *q, const llmgw_usage_t *u)
 {
+    llmgw_access_glue_usage(q->r, u, q->call.model); /* access seam: usage and cost */
     if (!u->present)
         return;
     apr_table_setn(q->r->subprocess_env, "LLMGW_PROMPT_TOKENS",
@@ -481,9 +482,9 @@ static void attempt_plain(req_t *q, const llmgw_http_request_t *hreq, apr_time_t
     }
     a->ok = 1;
     a->usage = out.usage;
-    set_usage_env(q, &out.usage);
     if (out.model)
         q->call.model = out.model;
+    set_usage_env(q, &out.usage);
     send_json(q, HTTP_OK, out.body, out.len);
 }
 
@@ -935,9 +936,11 @@ static turn_e candidate_attempts(req_t *q, const llmgw_candidate_t *c, int has_n
         llmgw_pool_next_e next;
 
         attempts++;
+        llmgw_access_glue_attempt_begin(q->r, b, q->call.model); /* access seam: backend limits */
         llmgw_stats_begin(slot, llmgw_glue_stats_row());
         attempt_run(q, &hreq, deadline, &a);
         llmgw_stats_end(slot, llmgw_glue_stats_row());
+        llmgw_access_glue_attempt_end(q->r, b, a.ok ? &a.usage : NULL); /* access seam: refund */
         if (a.ok) {
             stats_success(q, slot, &a);
             return TURN_ANSWERED;
@@ -1046,6 +1049,8 @@ static int walk_candidates(req_t *q, const char *model, const llmgw_pool_env_t *
         return fail_request(q, 400, "missing_required_parameter", "model",
                             "You must provide a model parameter (no backend of this route has "
                             "a defaultModel).");
+    if (rv == APR_ENOENT && cl->limited > 0 && cl->cooling == 0) /* access seam */
+        return llmgw_access_glue_backends_full(r, cl->limited_left);
     if (rv == APR_ENOENT)
         return answer_failed(q, cl, NULL, 0);
     if (rv != APR_SUCCESS)
@@ -1116,6 +1121,7 @@ static int run_candidates(req_t *q, const char *model)
     env.slot_of = env.stats ? sc->slot_of : NULL;
     env.nslots = env.stats ? sc->nslots : 0;
     env.now = start;
+    llmgw_access_glue_pool_env(r, &env); /* access seam: members at their own limits */
     if (target->type == LLMGW_BACKEND_POOL) {
         /* Randomness only matters when a pool has to choose. */
         env.seed = random_seed();
@@ -1149,6 +1155,7 @@ static int serve_call(req_t *q, json_t *body)
     request_rec *r = q->r;
     json_t *model = json_object_get(body, "model");
     json_t *so = json_object_get(body, "stream_options");
+    int rc;
 
     q->call.pool = r->pool;
     q->call.api = q->route->api;
@@ -1164,6 +1171,12 @@ static int serve_call(req_t *q, json_t *body)
         llmgw_sse_parser_create(&q->parser, r->pool, LLMGW_MAX_SSE_EVENT, on_sse_event, q);
     }
     q->probe = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    /* Access seam: model allowlist, limits, budget; the reservation is made here. */
+    rc = llmgw_access_glue_admit(
+        r, q->route, body,
+        json_is_string(model) && *json_string_value(model) ? json_string_value(model) : NULL);
+    if (rc != DECLINED)
+        return rc;
     if (!json_is_string(model) || !*json_string_value(model))
         return run_candidates(q, NULL);
     apr_table_setn(r->subprocess_env, "LLMGW_REQUESTED_MODEL", json_string_value(model));
@@ -1214,7 +1227,7 @@ int llmgw_handler(request_rec *r)
     llmgw_srv_cfg *sc;
     req_t q;
     llmgw_route_match_t m;
-    int bit;
+    int bit, rc;
 
     if (!r->handler || strcmp(r->handler, LLMGW_HANDLER) != 0)
         return DECLINED;
@@ -1252,6 +1265,9 @@ int llmgw_handler(request_rec *r)
         r->status = HTTP_NO_CONTENT;
         return OK;
     }
+    /* Access seam: who is asking, and may they use this route (before the body). */
+    if ((rc = llmgw_access_glue_identify(r, q.route)) != DECLINED)
+        return rc;
     if (q.route->api == LLMGW_API_MODELS)
         return serve_models(&q, m.model_id);
     if (m.model_id)

@@ -49,6 +49,9 @@ typedef struct {
     const char *kept_reason;     /* why this server's own file was refused and its previous
                                   * version kept (live restart); logged in post_config, once
                                   * the error log is open; never inherited */
+    const char *scope;           /* the gateway's scope (llmgw_slots.h), set in post_config */
+    struct llmgw_access_srv *access; /* access, limits and ledger state (mod_llmgw_access.c),
+                                      * post_config; NULL when the gateway has none */
 } llmgw_srv_cfg;
 
 typedef struct {
@@ -106,6 +109,35 @@ int llmgw_status_hook(request_rec *r, int flags);
 void *llmgw_glue_stats_base(void);
 /* This child's in-flight row (pass it to llmgw_stats_begin/end), NULL when none. */
 llmgw_stats_row_t *llmgw_glue_stats_row(void);
+/*
+ * Access, limits, spend and the ledger (mod_llmgw_access.c). The handler
+ * calls these at its seams; each returns OK to go on, or a status after it
+ * has answered the client itself.
+ */
+/* After routing, before the body is read: who is asking, and may they use this route? */
+int llmgw_access_glue_identify(request_rec *r, const llmgw_route_t *route);
+/* The body is parsed: may they use this model, within their limits and budget? Reserves. */
+int llmgw_access_glue_admit(request_rec *r, const llmgw_route_t *route, const void *json_body,
+                            const char *model);
+/* A provider reported usage (@p usage is an llmgw_usage_t); @p model is what answered. */
+void llmgw_access_glue_usage(request_rec *r, const void *usage, const char *model);
+/* An attempt on backend @p b with model @p model starts / ended (@p usage NULL: it failed). */
+void llmgw_access_glue_attempt_begin(request_rec *r, const llmgw_backend_t *b, const char *model);
+void llmgw_access_glue_attempt_end(request_rec *r, const llmgw_backend_t *b, const void *usage);
+/* Pool expansion: skip members at their own limits (fills env->full). */
+void llmgw_access_glue_pool_env(request_rec *r, void *pool_env);
+/* Every pool member was at its own limits: answer 429. */
+int llmgw_access_glue_backends_full(request_rec *r, apr_interval_time_t wait);
+/* The status page: the access section appended to @p body in the same format. */
+const char *llmgw_access_glue_status(request_rec *r, int json, int prometheus, const char *body,
+                                     apr_size_t *len);
+int llmgw_access_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
+void llmgw_access_child_init(apr_pool_t *pchild, server_rec *s);
+void llmgw_access_child_status(server_rec *s, pid_t pid, ap_generation_t gen, int slot,
+                               mpm_child_status state);
+/* LLMGatewayConfig: load the ledger's apr_dbd driver now, so configtest names a missing package. */
+const char *llmgw_access_cfg_check(cmd_parms *cmd, llmgw_config_t *gw);
+
 /* Forget last-good gateway.yaml copies of files no server uses any more (post_config). */
 void llmgw_config_post_config(server_rec *s);
 

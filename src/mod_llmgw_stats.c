@@ -205,12 +205,14 @@ static void distribute_slots(server_rec *main_s, const llmgw_slots_gateway_t *gw
         llmgw_srv_cfg *c = srv_cfg(owners[i]);
         c->slot_of = gws[i].slot_of;
         c->nslots = gws[i].cfg->backends->nelts;
+        c->scope = gws[i].scope;
     }
     for (s = main_s->next; s; s = s->next) {
         llmgw_srv_cfg *c = srv_cfg(s);
         if (c && c->gw && c->gw == mc->gw) {
             c->slot_of = mc->slot_of;
             c->nslots = mc->nslots;
+            c->scope = mc->scope;
         }
     }
 }
@@ -623,6 +625,8 @@ int llmgw_status_handler(request_rec *r)
     }
     if (!body)
         return HTTP_INTERNAL_SERVER_ERROR;
+    body = llmgw_access_glue_status(r, status_format(r) == FMT_JSON,
+                                    status_format(r) == FMT_PROMETHEUS, body, &len);
     ap_set_content_type(r, type);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     ap_set_content_length(r, (apr_off_t)len);

@@ -293,6 +293,11 @@ static void read_usage(const json_t *usage, llmgw_usage_t *out)
     usage_count(usage, "completion_tokens", &out->completion_tokens);
     if (!usage_count(usage, "total_tokens", &out->total_tokens))
         out->total_tokens = out->prompt_tokens + out->completion_tokens;
+    /* Cached input is billed lower (pricing: cachedInput). */
+    usage_count(json_object_get(usage, "prompt_tokens_details"), "cached_tokens",
+                &out->cached_tokens);
+    usage_count(json_object_get(usage, "completion_tokens_details"), "reasoning_tokens",
+                &out->reasoning_tokens);
 }
 
 /*

@@ -87,6 +87,7 @@ static void usage_totals(const native_usage_t *u, llmgw_usage_t *out)
     out->prompt_tokens = u->input + u->cache_write + u->cache_read;
     out->completion_tokens = u->output;
     out->total_tokens = out->prompt_tokens + out->completion_tokens;
+    out->cached_tokens = u->cache_read; /* billed lower (pricing: cachedInput) */
 }
 
 /* The OpenAI usage object (new reference). */

@@ -1734,6 +1734,8 @@ static void read_usage(const json_t *um, gusage_t *g)
     g->u.prompt_tokens = count_of(um, "promptTokenCount") + count_of(um, "toolUsePromptTokenCount");
     g->u.completion_tokens = count_of(um, "candidatesTokenCount") + g->thoughts;
     g->u.total_tokens = g->u.prompt_tokens + g->u.completion_tokens;
+    g->u.cached_tokens = g->cached; /* billed lower (pricing: cachedInput) */
+    g->u.reasoning_tokens = g->thoughts;
 }
 
 static json_t *usage_json(const gusage_t *g)

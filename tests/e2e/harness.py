@@ -63,6 +63,7 @@ ACCESS_FIELDS = [
     ("upstream_ms", "%{LLMGW_UPSTREAM_MS}e"), ("prompt_tokens", "%{LLMGW_PROMPT_TOKENS}e"),
     ("completion_tokens", "%{LLMGW_COMPLETION_TOKENS}e"), ("error", "%{LLMGW_ERROR}e"),
     ("test_id", "%{X-Test-Id}i"), ("duration_us", "%D"),
+    ("key", "%{LLMGW_KEY}e"), ("cost", "%{LLMGW_COST}e"), ("pid", "%P"),
 ]
 ACCESS_FORMAT = "\\t".join(fmt for _, fmt in ACCESS_FIELDS)
 

@@ -249,6 +249,42 @@ START_TEST(test_cooling_members)
 }
 END_TEST
 
+/* A member at its own limits (llmgw_pool_env_t.full) is skipped like a cooling one. */
+static int full_names(void *baton, const llmgw_backend_t *b, apr_interval_time_t *wait)
+{
+    const char *full = baton;
+
+    if (!strstr(full, b->name))
+        return 0;
+    *wait = b->name[0] == 'a' ? SEC(7) : SEC(3);
+    return 1;
+}
+
+START_TEST(test_full_members_skipped)
+{
+    world_t *w = world("  - name: p\n"
+                       "    type: pool\n"
+                       "    strategy: priority\n"
+                       "    backends: [{name: a}, {name: b}, {name: c}]\n");
+    llmgw_candidates_t *c;
+
+    w->env.full = full_names;
+    w->env.full_baton = "a";
+    ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, &c), "b:claude-x c:m-large");
+    ck_assert_int_eq(c->limited, 1);
+    ck_assert_int_eq(c->limited_left, SEC(7));
+    ck_assert_int_eq(c->cooling, 0);
+    /* All full: nothing to try, and when the first frees up. */
+    w->env.full_baton = "a b c";
+    cands(w, "p", NULL, APR_ENOENT, &c);
+    ck_assert_int_eq(c->limited, 3);
+    ck_assert_int_eq(c->limited_left, SEC(3));
+    /* A lone backend is always its own candidate. */
+    ck_assert_str_eq(cands(w, "a", NULL, APR_SUCCESS, &c), "a:gpt-4o");
+    ck_assert_int_eq(c->limited, 0);
+}
+END_TEST
+
 START_TEST(test_down_member_skipped_probed_returned)
 {
     world_t *w = world("  - name: p\n"
@@ -879,6 +915,7 @@ int main(void)
     tcase_add_test(tc, test_pool_member_without_default);
     tcase_add_test(tc, test_pool_aliases);
     tcase_add_test(tc, test_cooling_members);
+    tcase_add_test(tc, test_full_members_skipped);
     tcase_add_test(tc, test_down_member_skipped_probed_returned);
     tcase_add_test(tc, test_drained_members);
     tcase_add_test(tc, test_drained_targets);

@@ -385,6 +385,13 @@ static void assert_usage_counts(const llmgw_usage_t *u, const json_t *usage)
     ck_assert_int_eq(u->completion_tokens,
                      json_integer_value(json_object_get(usage, "completion_tokens")));
     ck_assert_int_eq(u->total_tokens, json_integer_value(json_object_get(usage, "total_tokens")));
+    /* Cached and reasoning tokens where a vector names them (pricing: cachedInput). */
+    if (json_object_get(usage, "cached_tokens"))
+        ck_assert_int_eq(u->cached_tokens,
+                         json_integer_value(json_object_get(usage, "cached_tokens")));
+    if (json_object_get(usage, "reasoning_tokens"))
+        ck_assert_int_eq(u->reasoning_tokens,
+                         json_integer_value(json_object_get(usage, "reasoning_tokens")));
 }
 
 apr_status_t test_check_response(const llmgw_provider_t *P, llmgw_call_t *call,
