@@ -330,6 +330,11 @@ static int client_gone_check(void *baton)
     return q->client_gone = 1;
 }
 
+static llmgw_fail_e client_check(void *baton)
+{
+    return client_gone_check(baton) ? LLMGW_FAIL_CLIENT_GONE : LLMGW_FAIL_NONE;
+}
+
 static void commit_stream(req_t *q)
 {
     request_rec *r = q->r;
@@ -433,7 +438,7 @@ static void attempt_opts(req_t *q, llmgw_upstream_opts_t *o, apr_time_t deadline
     o->first_byte_timeout = llmgw_backend_first_byte_timeout(b);
     o->idle_timeout = llmgw_backend_idle_timeout(b);
     o->deadline = deadline;
-    o->client_gone = client_gone_check;
+    o->check = client_check;
     o->baton = q;
     o->max_body = (apr_size_t)llmgw_max_upstream_body(q->r);
 }
