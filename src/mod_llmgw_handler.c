@@ -367,8 +367,8 @@ static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
     return APR_SUCCESS;
 }
 
-static apr_status_t stream_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                                apr_size_t len)
+static apr_status_t stream_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                                const char *data, apr_size_t len)
 {
     req_t *q = baton;
 

@@ -178,7 +178,7 @@ apr_status_t llmgw_prov_stream_fail(llmgw_stream_t *st, apr_status_t rv, const c
 
 apr_status_t llmgw_prov_malformed(llmgw_stream_t *st)
 {
-    return llmgw_prov_stream_fail(st, LLMGW_EUPSTREAM, "bad_gateway",
+    return llmgw_prov_stream_fail(st, LLMGW_EMALFORMED, "bad_gateway",
                                   "upstream sent a malformed stream event");
 }
 
@@ -238,7 +238,7 @@ apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, c
     memcpy(buf, SSE_PREFIX, SSE_PREFIX_LEN);
     json_dumpb(j, buf + SSE_PREFIX_LEN, n, JSON_COMPACT);
     memcpy(buf + SSE_PREFIX_LEN + n, "\n\n", 2);
-    rv = st->emit(st->baton, kind, buf, total);
+    rv = st->emit(st->baton, kind, j, buf, total);
     if (buf != stack)
         free(buf);
     if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
@@ -248,7 +248,7 @@ apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, c
 
 apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st)
 {
-    apr_status_t rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, SSE_DONE, sizeof(SSE_DONE) - 1);
+    apr_status_t rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, NULL, SSE_DONE, sizeof(SSE_DONE) - 1);
 
     if (rv == APR_SUCCESS)
         st->done = 1;
