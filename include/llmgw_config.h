@@ -232,6 +232,8 @@ const llmgw_route_t *llmgw_config_route(const llmgw_config_t *cfg, const char *p
 #define LLMGW_DEFAULT_ANTHROPIC_MAX_TOKENS 4096
 #define LLMGW_DEFAULT_FAILURE_THRESHOLD 5
 #define LLMGW_DEFAULT_COOLDOWN apr_time_from_sec(30)
+/* The first cooldown of a member; it doubles after each failed probe up to its pool's cooldown. */
+#define LLMGW_COOLDOWN_BASE apr_time_from_sec(2)
 #define LLMGW_DEFAULT_MAX_ATTEMPTS 3
 /* providers.md 2.2: "a size cap (default 20 MiB), a short timeout". */
 #define LLMGW_DEFAULT_IMAGE_MAX_BYTES ((apr_off_t)20 * 1024 * 1024)

@@ -104,8 +104,25 @@ apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target,
 /** Consecutive failures before cooldown for members of @p pool; 0 (no breaker) for NULL. */
 int llmgw_pool_failure_threshold(const llmgw_backend_t *pool);
 
-/** Cooldown period for members of @p pool (default when unset). */
+/** Longest cooldown of members of @p pool: `cooldown:` (default when unset). */
 apr_interval_time_t llmgw_pool_cooldown(const llmgw_backend_t *pool);
+
+/**
+ * The cooldown to arm after a failure of a member of @p pool (adaptive, DESIGN.md
+ * 6): a blip costs seconds, a dead provider is not hammered.
+ *
+ *   @p probe failed          min(2 * @p last, cooldown)   (first: LLMGW_COOLDOWN_BASE)
+ *   otherwise, @p last > 0   @p last   (a request still in flight when the
+ *                                      member cooled: no doubling without a probe)
+ *   otherwise                min(LLMGW_COOLDOWN_BASE, cooldown)
+ *
+ * where cooldown is llmgw_pool_cooldown(@p pool) and @p last the member's
+ * llmgw_stats_cooldown_period (0 after a success). E.g. with cooldown 30s:
+ * 2 s, then 4, 8, 16, 30, 30 s after failed probes; back to 2 s once a probe
+ * succeeded.
+ */
+apr_interval_time_t llmgw_pool_cooldown_next(const llmgw_backend_t *pool, apr_interval_time_t last,
+                                             int probe);
 
 /* ------------------------------------------------------------------ */
 /* After a failed attempt                                              */

@@ -59,6 +59,21 @@ apr_interval_time_t llmgw_pool_cooldown(const llmgw_backend_t *pool)
     return pool->cooldown;
 }
 
+apr_interval_time_t llmgw_pool_cooldown_next(const llmgw_backend_t *pool, apr_interval_time_t last,
+                                             int probe)
+{
+    apr_interval_time_t cap = llmgw_pool_cooldown(pool);
+    apr_interval_time_t next;
+
+    if (last > 0 && !probe)
+        next = last;
+    else if (last > 0)
+        next = last > cap / 2 ? cap : 2 * last;
+    else
+        next = LLMGW_COOLDOWN_BASE;
+    return next < cap ? next : cap;
+}
+
 /* ------------------------------------------------------------------ */
 /* Candidate expansion                                                 */
 

@@ -249,6 +249,34 @@ START_TEST(test_cooling_members)
 }
 END_TEST
 
+/* DESIGN.md 6: short at first, doubling after each failed probe up to cooldown:. */
+START_TEST(test_adaptive_cooldown)
+{
+    world_t *w = world("  - {name: p, type: pool, cooldown: 30s, backends: [a, b]}\n"
+                       "  - {name: q, type: pool, cooldown: 1s, backends: [a, b]}\n"
+                       "  - {name: r, type: pool, backends: [a, b]}\n");
+    const llmgw_backend_t *p = be(w, "p");
+    apr_interval_time_t last = 0, seq[] = {SEC(2), SEC(4), SEC(8), SEC(16), SEC(30), SEC(30)};
+    unsigned i;
+
+    ck_assert_int_eq(llmgw_pool_cooldown_next(p, 0, 0), LLMGW_COOLDOWN_BASE);
+    ck_assert_int_eq(LLMGW_COOLDOWN_BASE, SEC(2));
+    for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        last = llmgw_pool_cooldown_next(p, last, i > 0);
+        ck_assert_int_eq(last, seq[i]);
+    }
+    /* No probe failed (a straggler of before the cooldown): no doubling. */
+    ck_assert_int_eq(llmgw_pool_cooldown_next(p, SEC(8), 0), SEC(8));
+    /* A probe failing right after a success (last forgotten): the base again. */
+    ck_assert_int_eq(llmgw_pool_cooldown_next(p, 0, 1), SEC(2));
+    /* cooldown: below the base caps it; unset is the default cap. */
+    ck_assert_int_eq(llmgw_pool_cooldown_next(be(w, "q"), 0, 0), SEC(1));
+    ck_assert_int_eq(llmgw_pool_cooldown_next(be(w, "q"), SEC(1), 1), SEC(1));
+    ck_assert_int_eq(llmgw_pool_cooldown_next(be(w, "r"), SEC(16), 1), LLMGW_DEFAULT_COOLDOWN);
+    ck_assert_int_eq(llmgw_pool_cooldown_next(NULL, 0, 0), LLMGW_COOLDOWN_BASE);
+}
+END_TEST
+
 START_TEST(test_down_member_skipped_probed_returned)
 {
     world_t *w = world("  - name: p\n"
@@ -773,6 +801,7 @@ int main(void)
     tcase_add_test(tc, test_pool_member_without_default);
     tcase_add_test(tc, test_pool_aliases);
     tcase_add_test(tc, test_cooling_members);
+    tcase_add_test(tc, test_adaptive_cooldown);
     tcase_add_test(tc, test_down_member_skipped_probed_returned);
     tcase_add_test(tc, test_probe_goes_first_whatever_the_strategy);
     tcase_add_test(tc, test_weighted_pool);
