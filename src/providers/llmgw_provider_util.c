@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <apr_base64.h>
 #include <apr_strings.h>
 #include "llmgw_provider_util.h"
@@ -157,6 +158,22 @@ llmgw_error_t *llmgw_prov_auth_failed(apr_pool_t *p, int status)
 {
     return llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
                             "the upstream rejected the gateway's credentials (HTTP %d)", status);
+}
+
+int llmgw_prov_mentions(const char *text, const char *what)
+{
+    apr_size_t n = strlen(what);
+
+    for (; text && *text; text++)
+        if (strncasecmp(text, what, n) == 0)
+            return 1;
+    return 0;
+}
+
+llmgw_error_t *llmgw_prov_context_exceeded(apr_pool_t *p, const char *msg)
+{
+    return llmgw_error_make(p, 400, "invalid_request_error", "context_length_exceeded", NULL, "%s",
+                            msg);
 }
 
 llmgw_error_t *llmgw_prov_odd_status(apr_pool_t *p, int status)
