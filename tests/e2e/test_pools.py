@@ -401,8 +401,6 @@ def test_upstream_sees_no_attempt_the_gateway_does_not_count(gw, ma, mb):
 
 
 @pytest.mark.parametrize("status,code,message", [
-    (400, "context_length_exceeded", "This model's maximum context length is 8192 tokens. "
-                                     "However, your messages resulted in 9100 tokens."),
     (400, "content_filter", "The response was filtered due to the prompt triggering the "
                             "content management policy."),
     (413, "request_too_large", "Request too large for gpt-mock."),
@@ -497,9 +495,9 @@ def _clean_stream(r, backend, text, model):
     Fault(drop_after=1),  # the role chunk, then the connection is cut
     Fault(end_after=1),  # the role chunk, then a clean but premature end
     Fault(first_event_delay=3),  # headers, then silence past idleTimeout
-    Fault(malformed_after=1),  # the role chunk, then an unparseable event
+    Fault(garbage_after=1),  # the role chunk, then unparseable events
 ], ids=["500", "drop-before-headers", "drop-after-headers", "cut-after-role",
-        "end-after-role", "stall-before-content", "malformed-before-content"])
+        "end-after-role", "stall-before-content", "garbage-before-content"])
 @pytest.mark.h2
 def test_stream_falls_back_before_the_first_content(gw, ma, mb, fault):
     """Invisibly: not a byte of the response (status line included) reaches the client
@@ -515,8 +513,8 @@ def test_stream_falls_back_before_the_first_content(gw, ma, mb, fault):
 
 
 @pytest.mark.parametrize("fault", [Fault(drop_after=3), Fault(stall_after=3),
-                                   Fault(end_after=3), Fault(malformed_after=3)],
-                         ids=["cut", "stall", "clean-end", "malformed"])
+                                   Fault(end_after=3), Fault(garbage_after=3)],
+                         ids=["cut", "stall", "clean-end", "garbage"])
 @pytest.mark.h2
 def test_stream_cut_after_content_ends_with_an_error_event(gw, ma, mb, fault):
     before = poolkit.backend_stats(gw)["cut"]["errors"]

@@ -760,6 +760,37 @@ START_TEST(test_exhausted_mixed)
 }
 END_TEST
 
+/* providers.md 9.2: no member's window was large enough: the provider's own 400. */
+START_TEST(test_exhausted_context_window)
+{
+    llmgw_error_t *ctx_a = llmgw_error_make(test_pool, 400, "invalid_request_error",
+                                            "context_length_exceeded", "messages", "a: too long");
+    llmgw_error_t *ctx_b = llmgw_error_make(test_pool, 400, "invalid_request_error",
+                                            "context_length_exceeded", NULL, "b: too long");
+    llmgw_pool_failure_t f[2] = {failure("a", LLMGW_FAIL_HTTP, 400, -1),
+                                 failure("b", LLMGW_FAIL_HTTP, 400, -1)};
+    apr_interval_time_t ra;
+    llmgw_error_t *e;
+
+    f[0].error = ctx_a;
+    f[1].error = ctx_b;
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 400);
+    ck_assert_str_eq(e->code, "context_length_exceeded");
+    ck_assert_str_eq(e->message, "b: too long");
+    ck_assert_ptr_null(e->param);
+    ck_assert_int_eq(ra, -1);
+    /* A member that was merely down decides over a context error. */
+    f[1] = failure("b", LLMGW_FAIL_HTTP, 503, -1);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 503);
+    f[1] = f[0];
+    f[0] = failure("b", LLMGW_FAIL_TIMEOUT, 0, -1);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 504);
+}
+END_TEST
+
 START_TEST(test_exhausted_not_found_and_lone)
 {
     llmgw_error_t provider;
@@ -817,6 +848,7 @@ int main(void)
     tcase_add_test(tc, test_exhausted_all_cooling);
     tcase_add_test(tc, test_exhausted_rate_limited);
     tcase_add_test(tc, test_exhausted_mixed);
+    tcase_add_test(tc, test_exhausted_context_window);
     tcase_add_test(tc, test_exhausted_not_found_and_lone);
     suite_add_tcase(s, tc);
     return test_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;
