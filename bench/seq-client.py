@@ -2,7 +2,8 @@
 """Send exactly N requests, one after the other, on one keep-alive connection.
 
 bench/run --instructions runs httpd under callgrind and needs a known number
-of requests, not a duration; every answer must be 200. Standard library only.
+of requests, not a duration; every answer must be 200 (a chunked stream must
+end with data: [DONE]). Standard library only.
 
 usage: seq-client.py --port P --count N [--get PATH | --post PATH --body FILE]
 """
@@ -24,11 +25,26 @@ def request_bytes(args):
     return head.encode() + body
 
 
+def read_chunked(f):
+    """A chunked body (a stream) to its end; it must end with data: [DONE]."""
+    body = b""
+    while True:
+        size = int(f.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            break
+        body += f.read(size)
+        f.readline()
+    if b"data: [DONE]" not in body:
+        raise SystemExit(f"seq-client: stream without [DONE]: {body[-200:]!r}")
+
+
 def read_answer(f):
     status = f.readline()
     if b" 200 " not in status:
         raise SystemExit(f"seq-client: answer {status!r}")
-    length = None
+    length, chunked = None, False
     while True:
         line = f.readline()
         if line in (b"\r\n", b""):
@@ -36,6 +52,11 @@ def read_answer(f):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
+        if name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if chunked:
+        read_chunked(f)
+        return
     if length is None:
         raise SystemExit("seq-client: answer without Content-Length")
     f.read(length)
