@@ -231,11 +231,34 @@ static apr_status_t open_stream(llmgw_dispatch_t *d)
  * What the client has received, for a continuation (streamRecovery
  * continue): the text of choice 0, the stream's identity, and whether
  * anything went out that a prefill cannot continue (a tool call: its
- * arguments cannot be prefilled; another choice; a finish_reason).
+ * arguments cannot be prefilled; another choice; a finish_reason; a
+ * refusal). Runs for every chunk of such a route, so it walks the members
+ * once instead of looking each up by name (no hashing): the cost of
+ * `continue` while nothing fails.
  */
+static void track_delta(llmgw_dispatch_t *d, const json_t *delta)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach ((json_t *)delta, key, v) {
+        if (strcmp(key, "content") == 0) {
+            if (json_is_string(v) && json_string_length(v) > 0 &&
+                buf_add(&d->partial, json_string_value(v), json_string_length(v)) != APR_SUCCESS)
+                d->unrecoverable = 1;
+        }
+        else if ((strcmp(key, "tool_calls") == 0 || strcmp(key, "function_call") == 0 ||
+                  strcmp(key, "refusal") == 0) &&
+                 !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0)) {
+            d->unrecoverable = 1;
+        }
+    }
+}
+
 static void track(llmgw_dispatch_t *d, const json_t *chunk)
 {
-    json_t *choices = json_object_get(chunk, "choices"), *c;
+    json_t *choices = json_object_get(chunk, "choices"), *c, *v;
+    const char *key;
     size_t i;
 
     if (!d->id && llmgw_json_str(chunk, "id")) {
@@ -246,20 +269,13 @@ static void track(llmgw_dispatch_t *d, const json_t *chunk)
                        : NULL;
     }
     json_array_foreach (choices, i, c) {
-        json_t *delta = json_object_get(c, "delta");
-        json_t *content = json_object_get(delta, "content");
-        json_t *refusal = json_object_get(delta, "refusal");
-
-        if (json_integer_value(json_object_get(c, "index")) != 0 ||
-            !llmgw_json_is_absent(json_object_get(c, "finish_reason")) ||
-            !llmgw_json_is_absent(json_object_get(delta, "tool_calls")) ||
-            !llmgw_json_is_absent(json_object_get(delta, "function_call")) ||
-            (json_is_string(refusal) && json_string_length(refusal) > 0))
-            d->unrecoverable = 1;
-        if (json_is_string(content) && json_string_length(content) > 0 &&
-            buf_add(&d->partial, json_string_value(content), json_string_length(content)) !=
-                APR_SUCCESS)
-            d->unrecoverable = 1;
+        json_object_foreach (c, key, v) {
+            if (strcmp(key, "delta") == 0)
+                track_delta(d, v);
+            else if ((strcmp(key, "index") == 0 && json_integer_value(v) != 0) ||
+                     (strcmp(key, "finish_reason") == 0 && !json_is_null(v)))
+                d->unrecoverable = 1;
+        }
     }
 }
 
