@@ -240,11 +240,14 @@ def test_a_malformed_event_is_skipped_and_counted(gw, ma):
 # -- streamRecovery: continue -----------------------------------------------------------------
 
 @pytest.mark.h2
-def test_continue_splices_a_prefill_continuation(gw, ma, mb, mc):
-    """A is cut after "echo: one "; B declares no prefill and is never sent one; C
-    (Anthropic, prefill: true) gets "echo: one" as a trailing assistant message and its
-    continuation is spliced into the same stream, token by token."""
-    ma.script(Fault(drop_after=3))  # role, "echo: ", "one ", then the connection drops
+@pytest.mark.parametrize("fault", [Fault(drop_after=3), Fault(stall_after=3)],
+                         ids=["cut", "stall"])
+def test_continue_splices_a_prefill_continuation(gw, ma, mb, mc, fault):
+    """A is cut (or stalls past its idleTimeout) after "echo: one "; B declares no prefill
+    and is never sent one; C (Anthropic, prefill: true) gets "echo: one" as a trailing
+    assistant message and its continuation is spliced into the same stream, token by
+    token."""
+    ma.script(fault)  # role, "echo: ", "one ", then the connection drops or goes silent
     r = stream(gw, "cont")
     assert r.status_code == 200
     sse = read_sse(r)
