@@ -63,6 +63,7 @@ typedef struct {
     int tokens;  /* prepare mints access tokens */
     int reauths; /* prepare calls asking for a new token */
     int wants_json;
+    apr_size_t max_body; /* 0: 64 KiB */
     llmgw_transport_t t;
     llmgw_sink_t s;
     const llmgw_dispatch_result_t *res;
@@ -468,7 +469,7 @@ static const llmgw_dispatch_result_t *run_body(const char *path, json_t *body)
     prm.nslots = W->nslots;
     prm.row = W->row;
     prm.seed = 1;
-    prm.max_body = 64 * 1024;
+    prm.max_body = W->max_body ? W->max_body : 64 * 1024;
     prm.max_event = 64 * 1024;
     W->s.wants_json = W->wants_json;
     ck_assert_int_eq(llmgw_dispatch_create(&d, test_pool, &prm, &W->t, &W->s), APR_SUCCESS);
@@ -1534,6 +1535,22 @@ START_TEST(test_buffer_retries_invisibly_and_releases_at_once)
 }
 END_TEST
 
+/* A held answer larger than max_body is released and streams on, without recovery. */
+START_TEST(test_buffer_limit_streams_on)
+{
+    int roles, finishes;
+
+    W->max_body = 600; /* about three frames */
+    cut(oai_stream("a", "echo: |one |two |three |four"), 6, END_RESET);
+    run("/abuf", 1);
+    ck_asked("a"); /* its content reached the client: no retry, no fallback */
+    ck_assert_str_eq(text(&roles, &finishes), "echo: one two three four");
+    ck_assert_int_eq(finishes, 0);
+    ck_seq("open P C C C C C abort 502");
+    ck_assert_int_eq(notes_of(LLMGW_NOTE_BUFFER_LIMIT), 1);
+}
+END_TEST
+
 /* Every attempt failing: a plain JSON error, the stream was never opened. */
 START_TEST(test_buffer_all_failed_is_a_plain_error)
 {
@@ -1677,6 +1694,7 @@ static Suite *dispatch_suite(void)
     tcase_add_test(tc, test_continue_refuses_a_tool_call);
     tcase_add_test(tc, test_buffer_retries_invisibly_and_releases_at_once);
     tcase_add_test(tc, test_buffer_all_failed_is_a_plain_error);
+    tcase_add_test(tc, test_buffer_limit_streams_on);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("client_and_cooldown");
