@@ -628,7 +628,8 @@ class MockAnthropic(MockServer):
         for i, (name, data) in enumerate(events):
             n = rec.events_sent
             if fault.stall_after is not None and n >= fault.stall_after:
-                rec.outcome = "stalled"
+                # Still "pending" while stalling: a waiter sees how the stall ended
+                # (client_closed), not that it began.
                 if self._pause(h, STALL_CAP):
                     raise _ClientGone()
                 self._abort(h, rec, "stalled")

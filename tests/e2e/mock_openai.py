@@ -498,7 +498,8 @@ class MockServer:
             raise _ClientGone()
         for i, payload in enumerate(events):
             if fault.stall_after is not None and rec.events_sent >= fault.stall_after:
-                rec.outcome = "stalled"
+                # Still "pending" while stalling: a waiter sees how the stall ended
+                # (client_closed), not that it began.
                 if self._pause(h, STALL_CAP):
                     raise _ClientGone()
                 self._abort(h, rec, "stalled")
