@@ -52,6 +52,12 @@ def read_answer(f, stream):
             raise SystemExit("seq-client: stream answer not chunked")
         check_stream(read_chunked(f), stream)
         return
+    if chunked:
+        # A stream of unknown length (e.g. the continue/buffer routes): read to its end.
+        body = read_chunked(f)
+        if b"data: [DONE]" not in body:
+            raise SystemExit(f"seq-client: stream without [DONE]: {body[-200:]!r}")
+        return
     if length is None:
         raise SystemExit("seq-client: answer without Content-Length")
     f.read(length)

@@ -8,6 +8,11 @@ For each request this measures, from the moment the request is sent:
   total - until the end of the stream.
 It checks every answer (200, text/event-stream, content seen, [DONE] seen) and
 prints one machine-readable line for bench/run. Standard library only.
+
+With --url given several times, each URL gets its own keep-alive connection and
+the requests take turns (one to each URL, then again), so that paths compared
+with each other see the same machine at the same moments; one line is printed
+per URL, "BENCH url=<index> ...", in the order given.
 """
 
 import argparse
@@ -69,7 +74,7 @@ def percentile(values, p):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--url", required=True)
+    ap.add_argument("--url", required=True, action="append")
     ap.add_argument("--body", required=True, help="JSON request body file")
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
@@ -77,7 +82,7 @@ def main():
     ap.add_argument("--deadline", type=float, default=60.0, help="whole run")
     args = ap.parse_args()
 
-    url = urllib.parse.urlsplit(args.url)
+    urls = [urllib.parse.urlsplit(u) for u in args.url]
     with open(args.body, "rb") as f:
         body = f.read()
     headers = {
@@ -85,35 +90,41 @@ def main():
         "Accept": "text/event-stream",
         "Authorization": "Bearer sk-bench-client",
     }
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=args.timeout)
-    stop_at = time.monotonic() + args.deadline
-    samples, bad, first_error = [], 0, ""
+    conns = [http.client.HTTPConnection(u.hostname, u.port, timeout=args.timeout) for u in urls]
+    stop_at = time.monotonic() + args.deadline * len(urls)
+    samples = [[] for _ in urls]
+    bad = [0] * len(urls)
+    first_error = ""
     for i in range(args.warmup + args.count):
-        if time.monotonic() > stop_at:
-            first_error = first_error or "deadline reached"
-            bad += args.warmup + args.count - i
-            break
-        try:
-            result = one_request(conn, url.path, body, headers)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            bad += 1
-            first_error = first_error or str(exc)
-            conn.close()  # a broken exchange leaves the connection unusable
-            continue
-        if i >= args.warmup:
-            samples.append(result)
-    conn.close()
+        for k, url in enumerate(urls):
+            if time.monotonic() > stop_at:
+                first_error = first_error or "deadline reached"
+                bad[k] += 1
+                continue
+            try:
+                result = one_request(conns[k], url.path, body, headers)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                bad[k] += 1
+                first_error = first_error or str(exc)
+                conns[k].close()  # a broken exchange leaves the connection unusable
+                continue
+            if i >= args.warmup:
+                samples[k].append(result)
+    for c in conns:
+        c.close()
 
-    line = "BENCH count=%d bad=%d" % (len(samples), bad)
-    if samples:
-        for idx, name in enumerate(("hdr", "first", "total")):
-            vals = [s[idx] for s in samples]
-            line += " %s_p50_us=%d %s_p99_us=%d" % (
-                name, percentile(vals, 50) * 1e6, name, percentile(vals, 99) * 1e6)
-    print(line)
+    for k in range(len(urls)):
+        line = "BENCH" + (" url=%d" % k if len(urls) > 1 else "")
+        line += " count=%d bad=%d" % (len(samples[k]), bad[k])
+        if samples[k]:
+            for idx, name in enumerate(("hdr", "first", "total")):
+                vals = [s[idx] for s in samples[k]]
+                line += " %s_p50_us=%d %s_p99_us=%d" % (
+                    name, percentile(vals, 50) * 1e6, name, percentile(vals, 99) * 1e6)
+        print(line)
     if first_error:
         print("stream-ttfb: first error: %s" % first_error, file=sys.stderr)
-    return 0 if samples and not bad else 1
+    return 0 if all(samples) and not any(bad) else 1
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@
 #define LLMGW_ECLIENTGONE (LLMGW_START_ERROR + 6)
 /** The requested model is served by no backend of the route (404 model_not_found). */
 #define LLMGW_ENOMODEL (LLMGW_START_ERROR + 7)
+/** One upstream stream event could not be understood; the stream itself may go on. */
+#define LLMGW_EMALFORMED (LLMGW_START_ERROR + 8)
 
 /** Text for our own status codes, else APR's. Thread-safe. */
 const char *llmgw_strerror(apr_status_t rv, char *buf, apr_size_t bufsize);

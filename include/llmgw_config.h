@@ -117,8 +117,17 @@ struct llmgw_backend_t {
     apr_interval_time_t timeout; /**< whole request, stream included */
     apr_interval_time_t connect_timeout;
     apr_interval_time_t first_byte_timeout;
+    /** streams: until the first content token (headers and keep-alives do not count) */
+    apr_interval_time_t first_token_timeout;
     apr_interval_time_t idle_timeout;
     int max_retries;
+    /** anthropic, mistral: takes a trailing assistant message as a prefill to continue
+     *  (stream recovery, llmgw_dispatch.h); 0 unless the configuration says so */
+    int prefill;
+    /** the backend to try first when a request exceeds this one's context window */
+    const char *context_fallback_name;
+    const llmgw_backend_t *context_fallback; /**< resolved; a provider backend or NULL */
+    llmgw_mark_t context_fallback_mark;
     int max_tokens;               /**< anthropic: when the request sets none */
     const char *deployment_name;  /**< azure-openai */
     const char *api_version;      /**< azure-openai */
@@ -147,13 +156,21 @@ struct llmgw_backend_t {
     apr_array_header_t *aliases; /**< const char *: more names of the pool as a virtual model */
 };
 
+/** How a route's streams survive an upstream failure after content reached the client. */
+typedef enum {
+    LLMGW_RECOVERY_NONE = 0, /**< an OpenAI-style error event ends the stream (default) */
+    LLMGW_RECOVERY_CONTINUE, /**< the partial answer goes as a prefill to a prefill member */
+    LLMGW_RECOVERY_BUFFER    /**< the client's stream is held until the answer is complete */
+} llmgw_recovery_e;
+
 typedef struct {
     const char *name;
     const char *path; /**< exact match against r->uri */
     int methods;      /**< LLMGW_METHOD_* bits; HEAD implied by GET */
     llmgw_api_e api;
     const char *backend_name;
-    const llmgw_backend_t *backend; /**< resolved */
+    const llmgw_backend_t *backend;   /**< resolved */
+    llmgw_recovery_e stream_recovery; /**< streamRecovery: (chat routes) */
     llmgw_mark_t mark;
 } llmgw_route_t;
 
@@ -237,6 +254,8 @@ const llmgw_route_t *llmgw_config_route(const llmgw_config_t *cfg, const char *p
 #define LLMGW_DEFAULT_ANTHROPIC_MAX_TOKENS 4096
 #define LLMGW_DEFAULT_FAILURE_THRESHOLD 5
 #define LLMGW_DEFAULT_COOLDOWN apr_time_from_sec(30)
+/* The first cooldown of a member; it doubles after each failed probe up to its pool's cooldown. */
+#define LLMGW_COOLDOWN_BASE apr_time_from_sec(2)
 #define LLMGW_DEFAULT_MAX_ATTEMPTS 3
 /* providers.md 2.2: "a size cap (default 20 MiB), a short timeout". */
 #define LLMGW_DEFAULT_IMAGE_MAX_BYTES ((apr_off_t)20 * 1024 * 1024)
@@ -248,6 +267,8 @@ apr_interval_time_t llmgw_backend_timeout(const llmgw_backend_t *b);
 apr_interval_time_t llmgw_backend_connect_timeout(const llmgw_backend_t *b);
 apr_interval_time_t llmgw_backend_first_byte_timeout(const llmgw_backend_t *b);
 apr_interval_time_t llmgw_backend_idle_timeout(const llmgw_backend_t *b);
+/** firstTokenTimeout; when unset, the backend's firstByteTimeout. */
+apr_interval_time_t llmgw_backend_first_token_timeout(const llmgw_backend_t *b);
 int llmgw_backend_max_retries(const llmgw_backend_t *b);
 apr_off_t llmgw_image_fetch_max_bytes(const llmgw_image_fetch_t *f);
 apr_interval_time_t llmgw_image_fetch_timeout(const llmgw_image_fetch_t *f);

@@ -77,7 +77,7 @@ typedef struct llmgw_ingress_stream_t llmgw_ingress_stream_t;
 struct llmgw_ingress_stream_t {
     apr_pool_t *pool;     /**< request pool: small per-stream allocations only */
     const json_t *client; /**< the client's request (borrowed) */
-    llmgw_emit_fn emit;
+    llmgw_emit_fn emit;   /**< frames of the dialect: its chunk argument is always NULL */
     void *baton;
     apr_time_t created; /**< seconds, for created_at */
     const char *id;     /**< the id to present (minted by stream_init when NULL) */

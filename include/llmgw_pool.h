@@ -14,8 +14,8 @@
  * appears once, at its first place. Each candidate carries the model to
  * send (DESIGN.md 5).
  *
- * The glue then runs, per candidate (all functions below are pure; the
- * stats calls are llmgw_stats.h):
+ * The dispatcher (llmgw_dispatch.h) then runs, per candidate (all functions
+ * below are pure; the stats calls are llmgw_stats.h):
  *
  *   av = llmgw_stats_available(slot, now)   COOLING: skip (another request
  *                                           took the probe); PROBE: this is it
@@ -24,8 +24,9 @@
  *     ok    -> llmgw_stats_success(...), answer
  *     fail  -> cooled = llmgw_stats_failure(slot, now, fail, status,
  *                          llmgw_pool_failure_threshold(c->pool),
- *                          llmgw_pool_cooldown(c->pool))
- *              switch (llmgw_pool_next(&outcome)):
+ *                          llmgw_pool_cooldown_next(c->pool, last period, probe))
+ *              switch (llmgw_pool_next(&outcome)), the outcome refined by
+ *              the dispatcher's own rows (timeouts, context windows, ...):
  *              RETRY_SAME  -> llmgw_stats_retry(slot), back off, loop
  *              NEXT_MEMBER -> llmgw_stats_fallback(slot and pool slot), next
  *              STOP        -> answer with the failure (FINAL: the provider's
@@ -122,8 +123,25 @@ apr_status_t llmgw_pool_candidates(apr_pool_t *p, const llmgw_backend_t *target,
 /** Consecutive failures before cooldown for members of @p pool; 0 (no breaker) for NULL. */
 int llmgw_pool_failure_threshold(const llmgw_backend_t *pool);
 
-/** Cooldown period for members of @p pool (default when unset). */
+/** Longest cooldown of members of @p pool: `cooldown:` (default when unset). */
 apr_interval_time_t llmgw_pool_cooldown(const llmgw_backend_t *pool);
+
+/**
+ * The cooldown to arm after a failure of a member of @p pool (adaptive, DESIGN.md
+ * 6): a blip costs seconds, a dead provider is not hammered.
+ *
+ *   @p probe failed          min(2 * @p last, cooldown)   (first: LLMGW_COOLDOWN_BASE)
+ *   otherwise, @p last > 0   @p last   (a request still in flight when the
+ *                                      member cooled: no doubling without a probe)
+ *   otherwise                min(LLMGW_COOLDOWN_BASE, cooldown)
+ *
+ * where cooldown is llmgw_pool_cooldown(@p pool) and @p last the member's
+ * llmgw_stats_cooldown_period (0 after a success). E.g. with cooldown 30s:
+ * 2 s, then 4, 8, 16, 30, 30 s after failed probes; back to 2 s once a probe
+ * succeeded.
+ */
+apr_interval_time_t llmgw_pool_cooldown_next(const llmgw_backend_t *pool, apr_interval_time_t last,
+                                             int probe);
 
 /* ------------------------------------------------------------------ */
 /* After a failed attempt                                              */
@@ -178,9 +196,12 @@ typedef struct {
  *                                       when every one says so), Retry-After =
  *                                       smallest hint
  *   every failure an HTTP 404           404 model_not_found (the last provider error)
+ *   every failure a 400 context_length_ the last provider's 400, as it said it
+ *   exceeded (no window large enough)   (no pool context added)
  *   otherwise                           llmgw_error_exhausted() of the last
- *                                       failure that is not a 429: 504 timeouts,
- *                                       503 5xx, 502 connect/reset/auth, ...
+ *                                       failure that is neither a 429 nor a
+ *                                       context 400: 504 timeouts, 503 5xx,
+ *                                       502 connect/reset/auth, ...
  *
  * The message names the pool (when @p pool_name is set), the counts and the
  * last backend's error class; never a key.

@@ -17,7 +17,10 @@
  * Streams: the translator emits complete SSE frames ("data: ...\n\n")
  * through llmgw_stream_t.emit, tagged PREAMBLE (role-only chunks the
  * gateway may hold back), CONTENT (anything carrying content, tool calls or
- * a finish_reason) or FINAL (usage chunk, "data: [DONE]"). The glue holds
+ * a finish_reason) or FINAL (usage chunk, "data: [DONE]"). Each frame comes
+ * with the chat chunk it serialises, as JSON, so that the dispatcher
+ * (llmgw_dispatch.h) can read and splice chunks and a client dialect can
+ * re-encode them without parsing the bytes again. The dispatcher holds
  * back PREAMBLE frames until the first CONTENT frame so that a failure
  * before any content can still be retried invisibly.
  *
@@ -105,9 +108,13 @@ typedef enum {
     LLMGW_CHUNK_FINAL
 } llmgw_chunk_kind_e;
 
-/** Write one complete SSE frame to the client. Data is copied before return. */
-typedef apr_status_t (*llmgw_emit_fn)(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                                      apr_size_t len);
+/**
+ * Hand one complete SSE frame on. @p data is copied before return. @p chunk
+ * is the chat chunk the frame serialises (borrowed, valid during the call;
+ * the callee must not keep or change it), NULL for "data: [DONE]".
+ */
+typedef apr_status_t (*llmgw_emit_fn)(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                                      const char *data, apr_size_t len);
 
 /** Per-attempt stream state, owned by the glue, filled by the translator. */
 typedef struct {
@@ -152,8 +159,11 @@ typedef struct llmgw_provider_t {
     /**
      * One upstream SSE event. Returns APR_SUCCESS to go on, APR_EOF when the
      * upstream signalled the end and the translator emitted "data: [DONE]"
-     * (st->done set), or a failure (LLMGW_EUPSTREAM, LLMGW_ESTREAM, or the
-     * emit callback's status) with st->error set for upstream faults.
+     * (st->done set), LLMGW_EMALFORMED (st->error set) when this one event
+     * could not be understood and was dropped (the caller decides whether
+     * the stream goes on), or a failure (LLMGW_EUPSTREAM for an error the
+     * upstream reported, LLMGW_ESTREAM, or the emit callback's status) with
+     * st->error set for upstream faults.
      */
     apr_status_t (*stream_event)(llmgw_stream_t *st, const llmgw_sse_event_t *ev);
 

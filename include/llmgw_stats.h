@@ -35,6 +35,8 @@
  *   |   216  last_success, last_failure                wall clock    |
  *   |   232  drained                       0/1, set by an operator   |
  *   |   236  reserved                                  (0 = none)    |
+ *   |   240  cooldown_period                 the last one armed, us |
+ *   |   248  reserved                                  (0 = none)    |
  *   +----------------------------------------------------------------+ 384
  *   | slot 1 ... slot capacity-1                                     |
  *   +----------------------------------------------------------------+ R = 128 + 256 * capacity
@@ -97,6 +99,11 @@
  *                  (every other caller sees COOLING while it runs)
  *   PROBE --success--> AVAILABLE (counters of the breaker reset)
  *   PROBE --failure--> COOLING again for another cooldown period
+ *
+ * The period is the caller's: the pool's policy (llmgw_pool_cooldown_next)
+ * starts short and doubles after each failed probe; the slot keeps the last
+ * period armed (cooldown_period, llmgw_stats_cooldown_period) so that the next
+ * one can be derived from it, and a success forgets it.
  *   PROBE --llmgw_stats_probe_release() (attempt never made)--> probe possible
  *
  * A probe that never ends (its child died) is given up after
@@ -202,7 +209,9 @@ typedef struct {
     volatile apr_uint64_t last_failure;   /**< wall-clock apr_time_t; 0 = never */
     volatile apr_uint32_t drained;        /**< 1: an operator took it out of rotation */
     apr_uint32_t reserved32;
-    apr_uint64_t reserved[2];
+    /** the period of the last cooldown armed (us); 0 since creation or the last success */
+    volatile apr_uint64_t cooldown_period;
+    apr_uint64_t reserved[1];
 } llmgw_stats_slot_t;
 
 /** One process's in-flight attempts per slot (see the layout above). */
@@ -341,10 +350,23 @@ void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_inte
  * 404, ...) and client/gateway aborts (CLIENT_GONE, INTERNAL) are counted
  * but leave the breaker alone. A failed probe re-arms the cooldown.
  * @param threshold  consecutive failures before cooldown; <= 0 disables it
+ * @param cooldown   the period to arm (kept as the slot's cooldown_period)
  * @return 1 when the backend is cooling because of this failure, else 0
  */
 int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_time_t now, llmgw_fail_e fail,
                         int status, int threshold, apr_interval_time_t cooldown);
+
+/**
+ * The period of the last cooldown armed on @p s, 0 when none was since its
+ * creation or its last success (0 for a NULL slot).
+ */
+apr_interval_time_t llmgw_stats_cooldown_period(const llmgw_stats_slot_t *s);
+
+/**
+ * One stream event of an otherwise healthy attempt could not be understood
+ * and was skipped: counted as a protocol error; the breaker is not fed.
+ */
+void llmgw_stats_protocol_error(llmgw_stats_slot_t *s);
 
 /** The attempt will be repeated on the same backend. */
 void llmgw_stats_retry(llmgw_stats_slot_t *s);

@@ -10,8 +10,19 @@
  *
  * A transfer is driven with curl_multi_poll in slices of at most 100 ms, so
  * that the first-byte deadline, the idle deadline of streams and the
- * client-gone check are enforced precisely instead of at libcurl's
- * once-per-second progress callback.
+ * caller's own check (the client gone, a first-token deadline) are enforced
+ * precisely instead of at libcurl's once-per-second progress callback.
+ *
+ * One request per transfer: libcurl silently sends a request again, on a
+ * fresh connection, when a reused connection dies before any response byte
+ * ("Connection died, retrying a fresh connect"). The provider may have
+ * received (and billed) the first one, and the gateway would count one
+ * attempt for two. A CURLOPT_PREREQFUNCTION callback counts the requests a
+ * transfer makes and refuses the second: the transfer then fails as
+ * LLMGW_FAIL_RESET with resend_refused set, and the caller's retry policy,
+ * which counts attempts, decides whether to send it again. What remains: the
+ * first request is counted even when the connection died before the provider
+ * read it (an attempt the provider never saw is counted, never the reverse).
  *
  * Thread-safety: llmgw_upstream_perform may be called from any thread of
  * the child; the handle stack is guarded by a mutex.
@@ -45,8 +56,13 @@ typedef struct {
      * result->sink_status.
      */
     apr_status_t (*on_data)(void *baton, const char *data, apr_size_t len);
-    /** Polled about every 100 ms; non-zero when the client has gone. */
-    int (*client_gone)(void *baton);
+    /**
+     * Polled about every 100 ms while the transfer runs: LLMGW_FAIL_NONE to go
+     * on, else the failure to end the transfer with (LLMGW_FAIL_CLIENT_GONE
+     * when the client has gone, LLMGW_FAIL_TIMEOUT for a deadline of the
+     * caller's own, such as the first content token). May be NULL.
+     */
+    llmgw_fail_e (*check)(void *baton);
     void *baton;
     /** Largest buffered body accepted (bigger: LLMGW_FAIL_PROTOCOL). */
     apr_size_t max_body;
@@ -65,6 +81,9 @@ typedef struct {
     apr_interval_time_t elapsed;
     long new_connections; /**< 0 when a kept-alive connection was reused */
     const char *detail;   /**< libcurl's error text (no headers, safe to log) */
+    /** libcurl wanted to send the request again after its reused connection
+     *  died without an answer, and was refused (fail is LLMGW_FAIL_RESET) */
+    int resend_refused;
 } llmgw_upstream_result_t;
 
 /**

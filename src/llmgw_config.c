@@ -39,6 +39,8 @@ static const char *const backend_type_names[LLMGW_BACKEND_TYPE_COUNT + 1] = {
     "openai", "anthropic", "azure-openai", "google", "meta", "mistral", "pool", NULL};
 static const char *const unsupported_names[] = {"error", "drop", NULL};
 static const char *const api_names[] = {"chat", "embeddings", "models", NULL};
+/* In llmgw_recovery_e order. */
+static const char *const recovery_names[] = {"none", "continue", "buffer", NULL};
 
 /* ---- messages ---------------------------------------------------------- */
 
@@ -742,6 +744,8 @@ static apr_status_t key_path(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t 
 static apr_status_t key_methods(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj);
 static apr_status_t key_route_backend(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
                                       void *obj);
+static apr_status_t key_context_fallback(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                         void *obj);
 
 #define B(f) offsetof(llmgw_backend_t, f)
 #define KEY_API_KEY_REQUIRED (T(OPENAI) | T(ANTHROPIC) | T(AZURE_OPENAI) | T(MISTRAL))
@@ -756,6 +760,7 @@ static const cfg_key_t config_keys[] = {
     {"timeout", T_PROVIDERS, 0, key_duration, B(timeout), 1},
     {"connectTimeout", T_PROVIDERS, 0, key_duration, B(connect_timeout), 1},
     {"firstByteTimeout", T_PROVIDERS, 0, key_duration, B(first_byte_timeout), 1},
+    {"firstTokenTimeout", T_PROVIDERS, 0, key_duration, B(first_token_timeout), 1},
     {"idleTimeout", T_PROVIDERS, 0, key_duration, B(idle_timeout), 1},
     {"maxRetries", T_PROVIDERS, 0, key_int, B(max_retries), 0, 10},
     {"maxTokens", T(ANTHROPIC), 0, key_int, B(max_tokens), 1, INT_MAX},
@@ -767,6 +772,10 @@ static const cfg_key_t config_keys[] = {
     {"unsupportedParams", T_PROVIDERS, 0, key_choice, B(unsupported_drop), 0, 0, unsupported_names},
     {"imageFetch", T(GOOGLE), 0, key_image_fetch, B(image_fetch)},
     {"limits", T_PROVIDERS, 0, llmgw_cfg_key_backend_limits, B(limits)},
+    /* Only where providers.md documents a continuation of a trailing assistant
+     * message: Anthropic's prefill (5.3 rule 6), Mistral's prefix (7.3). */
+    {"prefill", T(ANTHROPIC) | T(MISTRAL), 0, key_bool, B(prefill)},
+    {"contextFallback", T_PROVIDERS, 0, key_context_fallback, B(context_fallback)},
     {NULL},
 };
 
@@ -806,6 +815,8 @@ static const cfg_key_t route_keys[] = {
     {"methods", T_ANY, 0, key_methods},
     {"backend", T_ANY, T_ANY, key_route_backend},
     {"api", T_ANY, 0, key_api, 0, 0, 0, api_names},
+    {"streamRecovery", T_ANY, 0, key_choice, offsetof(llmgw_route_t, stream_recovery), 0, 0,
+     recovery_names},
     {NULL},
 };
 
@@ -896,6 +907,22 @@ static apr_status_t key_image_fetch(cfg_ctx_t *c, const cfg_key_t *k, const cfg_
     rv = keys_apply(c, v, image_fetch_keys, FIELD(obj, k, llmgw_image_fetch_t));
     c->owner = owner;
     return rv;
+}
+
+/* A backend name, resolved (and checked, contexts_check) once every backend is read. */
+static apr_status_t key_context_fallback(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                         void *obj)
+{
+    llmgw_backend_t *b = obj;
+    const char *s;
+    apr_status_t rv = key_text(c, k, v, "a backend name", &s);
+
+    if (rv != APR_SUCCESS || !s)
+        return rv;
+    b->context_fallback_name = apr_pstrdup(c->p, s);
+    b->context_fallback_mark = v->mark;
+    ref_add(c, b->context_fallback_name, v, FIELD(obj, k, const llmgw_backend_t *));
+    return APR_SUCCESS;
 }
 
 static apr_status_t key_member_name(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
@@ -1064,7 +1091,7 @@ static llmgw_backend_t *backend_new(cfg_ctx_t *c, const cfg_node_t *n, int index
     b->members = apr_array_make(c->p, 2, sizeof(llmgw_pool_member_t));
     b->aliases = apr_array_make(c->p, 1, sizeof(const char *));
     b->timeout = b->connect_timeout = LLMGW_UNSET;
-    b->first_byte_timeout = b->idle_timeout = LLMGW_UNSET;
+    b->first_byte_timeout = b->idle_timeout = b->first_token_timeout = LLMGW_UNSET;
     b->max_retries = b->max_tokens = b->failure_threshold = LLMGW_UNSET;
     b->cooldown = LLMGW_UNSET;
     b->max_attempts = LLMGW_UNSET;
@@ -1214,6 +1241,10 @@ static apr_status_t route_finish(cfg_ctx_t *c, const cfg_node_t *n, llmgw_route_
                         need == LLMGW_METHOD_GET ? "GET" : "POST");
     if (r->methods & LLMGW_METHOD_GET)
         r->methods |= LLMGW_METHOD_HEAD;
+    if (r->stream_recovery != LLMGW_RECOVERY_NONE && r->api != LLMGW_API_CHAT)
+        return cfg_fail(c, map_get(n, "streamRecovery")->mark,
+                        "streamRecovery is only for chat routes, not %s %s route",
+                        r->api == LLMGW_API_EMBEDDINGS ? "an" : "a", api_names[r->api / 2]);
     return APR_SUCCESS;
 }
 
@@ -1251,6 +1282,31 @@ static apr_status_t refs_resolve(cfg_ctx_t *c)
         c->owner = ref->owner;
         if (!*ref->slot)
             return cfg_fail(c, ref->mark, "backend %s is not defined", ref->shown);
+    }
+    c->owner = NULL;
+    return APR_SUCCESS;
+}
+
+/* contextFallback names another provider backend: a pool would need its own policy. */
+static apr_status_t contexts_check(cfg_ctx_t *c)
+{
+    int i;
+
+    for (i = 0; i < c->cfg->backends->nelts; i++) {
+        const llmgw_backend_t *b = APR_ARRAY_IDX(c->cfg->backends, i, const llmgw_backend_t *);
+        const llmgw_backend_t *fb = b->context_fallback;
+
+        if (!fb)
+            continue;
+        c->owner = apr_psprintf(c->tmp, "backend \"%s\"", b->name);
+        if (fb == b)
+            return cfg_fail(c, b->context_fallback_mark,
+                            "contextFallback names the backend itself; name one with a larger "
+                            "context window");
+        if (fb->type == LLMGW_BACKEND_POOL)
+            return cfg_fail(c, b->context_fallback_mark,
+                            "contextFallback must name a provider backend, not the pool \"%s\"",
+                            fb->name);
     }
     c->owner = NULL;
     return APR_SUCCESS;
@@ -1444,7 +1500,7 @@ static apr_status_t config_build(cfg_ctx_t *c, const cfg_node_t *root)
             return rv;
     }
     if ((rv = refs_resolve(c)) != APR_SUCCESS || (rv = pools_check_cycles(c)) != APR_SUCCESS ||
-        (rv = aliases_check(c)) != APR_SUCCESS)
+        (rv = aliases_check(c)) != APR_SUCCESS || (rv = contexts_check(c)) != APR_SUCCESS)
         return rv;
     secrets_collect(c);
     if ((rv = routes_check_apis(c)) != APR_SUCCESS ||
@@ -1630,6 +1686,11 @@ apr_interval_time_t llmgw_backend_first_byte_timeout(const llmgw_backend_t *b)
 apr_interval_time_t llmgw_backend_idle_timeout(const llmgw_backend_t *b)
 {
     return or_default(b->idle_timeout, LLMGW_DEFAULT_IDLE_TIMEOUT);
+}
+
+apr_interval_time_t llmgw_backend_first_token_timeout(const llmgw_backend_t *b)
+{
+    return or_default(b->first_token_timeout, llmgw_backend_first_byte_timeout(b));
 }
 
 int llmgw_backend_max_retries(const llmgw_backend_t *b)

@@ -32,6 +32,8 @@ static const char *own_error_text(apr_status_t rv)
         return "llmgw: client went away";
     case LLMGW_ENOMODEL:
         return "llmgw: no backend serves the requested model";
+    case LLMGW_EMALFORMED:
+        return "llmgw: malformed upstream stream event";
     default:
         return NULL;
     }

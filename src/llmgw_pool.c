@@ -59,6 +59,21 @@ apr_interval_time_t llmgw_pool_cooldown(const llmgw_backend_t *pool)
     return pool->cooldown;
 }
 
+apr_interval_time_t llmgw_pool_cooldown_next(const llmgw_backend_t *pool, apr_interval_time_t last,
+                                             int probe)
+{
+    apr_interval_time_t cap = llmgw_pool_cooldown(pool);
+    apr_interval_time_t next;
+
+    if (last > 0 && !probe)
+        next = last;
+    else if (last > 0)
+        next = last > cap / 2 ? cap : 2 * last;
+    else
+        next = LLMGW_COOLDOWN_BASE;
+    return next < cap ? next : cap;
+}
+
 /* ------------------------------------------------------------------ */
 /* Candidate expansion                                                 */
 
@@ -551,13 +566,35 @@ static llmgw_error_t *all_not_found(apr_pool_t *p, const llmgw_pool_failure_t *l
                             "backend \"%s\" does not know the requested model", last->backend);
 }
 
-/* The last failure that is not a 429: 429s only decide when all were 429. */
+/* A 400 saying the request exceeds the member's context window (translators normalise it). */
+static int is_context(const llmgw_pool_failure_t *f)
+{
+    return f->fail == LLMGW_FAIL_HTTP && f->status >= 400 && f->status < 500 &&
+           has_code(f, "context_length_exceeded");
+}
+
+static int all_context(const llmgw_pool_failure_t *f, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (!is_context(&f[i]))
+            return 0;
+    }
+    return n > 0;
+}
+
+/*
+ * The last failure that is neither a 429 nor a context window exceeded:
+ * those only decide when all failures were of their kind (another member
+ * that was merely down says more about what to do next).
+ */
 static const llmgw_pool_failure_t *deciding(const llmgw_pool_failure_t *f, int n)
 {
     int i;
 
     for (i = n - 1; i >= 0; i--) {
-        if (!is_http(&f[i], 429))
+        if (!is_http(&f[i], 429) && !is_context(&f[i]))
             return &f[i];
     }
     return &f[n - 1];
@@ -574,6 +611,11 @@ llmgw_error_t *llmgw_pool_exhausted(apr_pool_t *p, const char *pool_name,
     *retry_after = -1;
     if (n <= 0 || !failures)
         return none_available(p, pool_name, cooling, drained, cooldown_left, retry_after);
+    if (all_context(failures, n)) {
+        /* No member's window was large enough: the last provider's own 400. */
+        const llmgw_error_t *le = failures[n - 1].error;
+        return llmgw_error_make(p, 400, le->type, le->code, le->param, "%s", le->message);
+    }
     if (all_http(failures, n, 429))
         e = all_rate_limited(p, failures, n, retry_after);
     else if (all_http(failures, n, 404))

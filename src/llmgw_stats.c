@@ -471,6 +471,8 @@ static void recover(llmgw_stats_slot_t *s)
         apr_atomic_set64(&s->probe_since, 0);
     if (apr_atomic_read32(&s->consecutive_failures) != 0)
         apr_atomic_set32(&s->consecutive_failures, 0);
+    if (apr_atomic_read64(&s->cooldown_period) != 0)
+        apr_atomic_set64(&s->cooldown_period, 0);
 }
 
 static void add_tokens(volatile apr_uint64_t *counter, apr_int64_t n)
@@ -503,6 +505,7 @@ static void arm(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time
 
     /* 0 means "not cooling"; a cooldown at time 0 (tests) must still count. */
     apr_atomic_set64(&s->cooldown_until, (apr_uint64_t)(until > 0 ? until : 1));
+    apr_atomic_set64(&s->cooldown_period, (apr_uint64_t)(cooldown > 0 ? cooldown : 0));
     apr_atomic_set64(&s->probe_since, 0);
 }
 
@@ -543,6 +546,17 @@ void llmgw_stats_cool(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interva
     if (!s)
         return;
     arm(s, now, cooldown);
+}
+
+apr_interval_time_t llmgw_stats_cooldown_period(const llmgw_stats_slot_t *s)
+{
+    return s ? (apr_interval_time_t)R64(s->cooldown_period) : 0;
+}
+
+void llmgw_stats_protocol_error(llmgw_stats_slot_t *s)
+{
+    if (s)
+        apr_atomic_inc64(&s->errors[LLMGW_STATS_ERR_PROTOCOL]);
 }
 
 void llmgw_stats_retry(llmgw_stats_slot_t *s)

@@ -51,6 +51,8 @@ typedef struct {
     char *buf; /* body buffer, from the request pool */
     apr_size_t len, cap;
     int too_big;
+    int requests;       /* requests this transfer sent (CURLOPT_PREREQFUNCTION) */
+    int resend_refused; /* the second one was refused */
 } xfer_t;
 
 static apr_status_t global_cleanup(void *data)
@@ -302,6 +304,23 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 }
 
 /*
+ * Called before each request the transfer sends. A second one is libcurl
+ * re-sending on a fresh connection after the reused one died without an
+ * answer (see llmgw_upstream.h): refused, so that every request a provider
+ * sees is an attempt the caller counted.
+ */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    xfer_t *x = ud;
+
+    if (++x->requests > 1) {
+        x->resend_refused = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+/*
  * Options that never change for a handle: set once, when it is made. The
  * protocol restriction must take: without it a redirect or a crafted
  * endpoint could reach file:// or any other scheme libcurl speaks.
@@ -327,6 +346,7 @@ static CURLcode set_fixed_options(llmgw_upstream_t *up, handle_t *h)
     curl_easy_setopt(e, CURLOPT_SHARE, up->share);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     return CURLE_OK;
 }
 
@@ -348,6 +368,7 @@ static void set_options(CURL *e, const llmgw_http_request_t *req, const llmgw_up
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
     if (req->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
@@ -415,6 +436,9 @@ static llmgw_fail_e map_curl_code(CURLcode cc, xfer_t *x)
         return request_bytes == 0 && !x->got_headers ? LLMGW_FAIL_CONNECT : LLMGW_FAIL_TIMEOUT;
     case CURLE_WRITE_ERROR:
         return x->too_big ? LLMGW_FAIL_PROTOCOL : LLMGW_FAIL_NONE;
+    case CURLE_ABORTED_BY_CALLBACK:
+        /* Ours: the silent re-send was refused; the first request went out. */
+        return LLMGW_FAIL_RESET;
     default:
         return LLMGW_FAIL_RESET;
     }
@@ -433,6 +457,7 @@ static void collect(xfer_t *x, handle_t *h)
     curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total);
     curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &conns);
     res->new_connections = conns;
+    res->resend_refused = x->resend_refused;
     res->elapsed = apr_time_now() - x->start;
     if (x->buf) {
         x->buf[x->len] = '\0';
@@ -466,7 +491,7 @@ static struct curl_slist *make_headers(const llmgw_http_request_t *req)
 /* Drive the transfer until it completes, a deadline passes or the client goes. */
 static CURLcode run(handle_t *h, xfer_t *x)
 {
-    apr_time_t next_client_check = x->start + apr_time_from_msec(UPSTREAM_SLICE_MS);
+    apr_time_t next_check = x->start + apr_time_from_msec(UPSTREAM_SLICE_MS);
     int running = 1;
 
     while (running) {
@@ -489,10 +514,11 @@ static CURLcode run(handle_t *h, xfer_t *x)
             x->res->fail = f;
             return CURLE_OPERATION_TIMEDOUT;
         }
-        if (x->opts->client_gone && now >= next_client_check) {
-            next_client_check = now + apr_time_from_msec(UPSTREAM_SLICE_MS);
-            if (x->opts->client_gone(x->opts->baton)) {
-                x->res->fail = LLMGW_FAIL_CLIENT_GONE;
+        if (x->opts->check && now >= next_check) {
+            next_check = now + apr_time_from_msec(UPSTREAM_SLICE_MS);
+            f = x->opts->check(x->opts->baton);
+            if (f != LLMGW_FAIL_NONE) {
+                x->res->fail = f;
                 return CURLE_ABORTED_BY_CALLBACK;
             }
         }

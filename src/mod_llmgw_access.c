@@ -885,27 +885,14 @@ static int backend_full(void *baton, const llmgw_backend_t *b, apr_interval_time
                                      llmgw_stats_time_now(), attempt_tokens(st), wait);
 }
 
-void llmgw_access_glue_pool_env(request_rec *r, void *pool_env)
+void llmgw_access_glue_pool_full(request_rec *r, llmgw_pool_full_fn *fn, void **baton)
 {
     access_req_t *st = req_state(r);
-    llmgw_pool_env_t *env = pool_env;
 
     if (!st || !st->as->has_backend_limits || !limits_base)
         return;
-    env->full = backend_full;
-    env->full_baton = st;
-}
-
-int llmgw_access_glue_backends_full(request_rec *r, apr_interval_time_t wait)
-{
-    retry_after(r, wait);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  LLMGW_LOGNO(00285) "every member of the route's pool is at its own limits "
-                                     "(rpm/tpm of its provider): refused");
-    return refuse(r, llmgw_error_make(r->pool, 429, "requests", "rate_limit_exceeded", NULL,
-                                      "Every backend of this route is at its provider's rate "
-                                      "limit. Please try again in %s.",
-                                      reset_text(r->pool, wait > 0 ? wait : 0)));
+    *fn = backend_full;
+    *baton = st;
 }
 
 static void copy(char *dst, apr_size_t n, const char *v)

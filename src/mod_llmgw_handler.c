@@ -1,10 +1,12 @@
 /*
- * The llmgw handler: read the body, route, call the upstream with retries,
- * and answer with JSON or a live SSE stream.
+ * The llmgw handler: read the body, route, and hand the request to the
+ * dispatcher (llmgw_dispatch.h), wired here to libcurl (the transport) and to
+ * httpd's output filters (the sink): JSON, or a live SSE stream.
  *
  * Threading: everything here runs on the request's own thread; the libcurl
- * callbacks (on_data, client_gone) run inside llmgw_upstream_perform on that
- * same thread, so they may use r and its filters.
+ * callbacks (the dispatcher's on_data and check, and through them the sink)
+ * run inside llmgw_upstream_perform on that same thread, so they may use r
+ * and its filters.
  *
  * Memory: per-request data comes from r->pool; stream frames go through one
  * reused brigade (apr_brigade_write copies into recycled heap buckets), so a
@@ -17,9 +19,9 @@
 #include "mod_llmgw_private.h"
 #include <scoreboard.h>
 #include "llmgw_error.h"
+#include "llmgw_dispatch.h"
 #include "llmgw_json.h"
 #include "llmgw_provider.h"
-#include "llmgw_sse.h"
 #include "llmgw_stats.h"
 #include "llmgw_validate.h"
 #include "llmgw_pool.h"
@@ -34,8 +36,6 @@
 #define LLMGW_MAX_SSE_EVENT (8 * 1024 * 1024)
 /* The logged status of a request whose client went away (answer_client_gone). */
 #define LLMGW_STATUS_CLIENT_GONE 499
-/* A retry hint longer than this is not waited for (providers.md 9.2). */
-#define LLMGW_MAX_RETRY_WAIT apr_time_from_sec(10)
 
 /* Per-child caches, set in child_init: the upstream client and the
  * Vertex AI access tokens. */
@@ -59,27 +59,15 @@ typedef struct {
     request_rec *r;
     const llmgw_config_t *gw;
     const llmgw_route_t *route;
-    const llmgw_backend_t *backend;
     apr_time_t t0;
-    apr_interval_time_t upstream_time; /* inside upstream transfers and retry waits */
-    int attempts;
-    llmgw_call_t call;
-    const llmgw_provider_t *prov;
+    llmgw_call_t call;   /* the client's request, bound to no backend */
+    llmgw_dispatch_t *d; /* once the request is dispatched */
+    const char *token;   /* the last access token minted for it (redaction) */
 
     /* streaming */
     apr_bucket_brigade *bb;    /* reused for every frame */
-    apr_bucket_brigade *held;  /* preamble frames not yet sent */
     apr_bucket_brigade *probe; /* scratch for the client-gone check */
-    int committed;             /* status and headers have left */
     int client_gone;
-    llmgw_sse_parser_t *parser;
-    llmgw_stream_t st;
-    apr_status_t event_rv;  /* first failure of the translator, if any */
-    int upstream_done;      /* the translator saw the terminal event */
-    int answered;           /* a candidate answered the request */
-    llmgw_fail_e last_fail; /* the request's last failure, for the pool's own slot */
-    int last_status;
-    int max_attempts; /* cap across a pool's members; 0 = none (lone backend) */
 
     /* remote images, fetched once for every member with the same imageFetch */
     const llmgw_image_fetch_t *images_cfg; /* settings of the last fetch; NULL: none yet */
@@ -120,39 +108,50 @@ static const char *dropped_header(apr_pool_t *p, const apr_array_header_t *dropp
     return out;
 }
 
+/* The access-log variables of DESIGN.md 2, as the dispatcher's result says now. */
+static void set_log_env(req_t *q, const llmgw_dispatch_result_t *res)
+{
+    request_rec *r = q->r;
+
+    if (res->backend)
+        apr_table_setn(r->subprocess_env, "LLMGW_BACKEND", res->backend->name);
+    if (res->attempts > 0) {
+        apr_table_setn(r->subprocess_env, "LLMGW_ATTEMPTS", apr_itoa(r->pool, res->attempts));
+        apr_table_setn(
+            r->subprocess_env, "LLMGW_UPSTREAM_MS",
+            apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)(res->upstream_time / 1000)));
+    }
+    if (res->model)
+        apr_table_setn(r->subprocess_env, "LLMGW_MODEL", res->model);
+}
+
 static void set_gateway_headers(req_t *q)
 {
     request_rec *r = q->r;
-    apr_interval_time_t overhead = apr_time_now() - q->t0 - q->upstream_time;
+    const llmgw_dispatch_result_t *res = q->d ? llmgw_dispatch_result(q->d) : NULL;
+    apr_interval_time_t overhead = apr_time_now() - q->t0 - (res ? res->upstream_time : 0);
 
     if (overhead < 0)
         overhead = 0;
-    if (q->backend) {
-        apr_table_setn(r->err_headers_out, "x-llmgw-backend", q->backend->name);
-        apr_table_setn(r->subprocess_env, "LLMGW_BACKEND", q->backend->name);
-    }
-    if (q->attempts > 0) {
-        const char *n = apr_itoa(r->pool, q->attempts);
-        apr_table_setn(r->err_headers_out, "x-llmgw-attempts", n);
-        apr_table_setn(r->subprocess_env, "LLMGW_ATTEMPTS", n);
-        apr_table_setn(
-            r->subprocess_env, "LLMGW_UPSTREAM_MS",
-            apr_psprintf(r->pool, "%" APR_INT64_T_FMT, (apr_int64_t)(q->upstream_time / 1000)));
-    }
+    if (res && res->backend)
+        apr_table_setn(r->err_headers_out, "x-llmgw-backend", res->backend->name);
+    if (res && res->attempts > 0)
+        apr_table_setn(r->err_headers_out, "x-llmgw-attempts", apr_itoa(r->pool, res->attempts));
     apr_table_setn(r->err_headers_out, "x-llmgw-overhead-ms",
                    apr_psprintf(r->pool, "%.3f", (double)overhead / 1000.0));
-    if (q->call.model)
-        apr_table_setn(r->subprocess_env, "LLMGW_MODEL", q->call.model);
-    if (q->call.dropped && q->call.dropped->nelts > 0) {
-        const char *names = dropped_header(r->pool, q->call.dropped);
+    if (res && res->dropped && res->dropped->nelts > 0) {
+        const char *names = dropped_header(r->pool, res->dropped);
         if (names)
             apr_table_setn(r->err_headers_out, "x-llmgw-dropped-params", names);
     }
+    if (res)
+        set_log_env(q, res);
 }
 
-static void set_usage_env(req_t *q, const llmgw_usage_t *u)
+/* Once per answered request, before a non-streamed body leaves (x-llmgw-cost). */
+static void set_usage_env(req_t *q, const llmgw_usage_t *u, const char *model)
 {
-    llmgw_access_glue_usage(q->r, u, q->call.model); /* access seam: usage and cost */
+    llmgw_access_glue_usage(q->r, u, model); /* access seam: usage and cost */
     if (!u->present)
         return;
     apr_table_setn(q->r->subprocess_env, "LLMGW_PROMPT_TOKENS",
@@ -181,7 +180,7 @@ static int send_json(req_t *q, int status, const char *body, apr_size_t len)
  */
 static const llmgw_error_t *redacted(req_t *q, const llmgw_error_t *e)
 {
-    return llmgw_redact_error(q->r->pool, e, q->gw ? q->gw->secrets : NULL, q->call.access_token);
+    return llmgw_redact_error(q->r->pool, e, q->gw ? q->gw->secrets : NULL, q->token);
 }
 
 static int send_error(req_t *q, const llmgw_error_t *e)
@@ -298,7 +297,7 @@ static int content_type_ok(request_rec *r)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Streaming to the client                                                  */
+/* The sink: what the client gets                                          */
 
 /*
  * Polled while nothing is written to the client (waiting for an upstream,
@@ -331,27 +330,11 @@ static int client_gone_check(void *baton)
     return q->client_gone = 1;
 }
 
-static void commit_stream(req_t *q)
-{
-    request_rec *r = q->r;
-
-    q->committed = 1;
-    set_gateway_headers(q);
-    r->status = HTTP_OK;
-    apr_table_setn(r->subprocess_env, "no-gzip", "1");
-    apr_table_setn(r->subprocess_env, "no-brotli", "1");
-    ap_set_content_type(r, "text/event-stream");
-    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
-    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
-}
-
 static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
 {
     conn_rec *c = q->r->connection;
     apr_status_t rv;
 
-    if (q->held && !APR_BRIGADE_EMPTY(q->held))
-        APR_BRIGADE_CONCAT(q->bb, q->held);
     apr_brigade_write(q->bb, NULL, NULL, data, len);
     APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_flush_create(c->bucket_alloc));
     rv = ap_pass_brigade(q->r->output_filters, q->bb);
@@ -363,281 +346,71 @@ static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
     return APR_SUCCESS;
 }
 
-static apr_status_t stream_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                                apr_size_t len)
+static int sink_gone(void *baton)
+{
+    return client_gone_check(baton);
+}
+
+static apr_status_t sink_answer(void *baton, const char *body, apr_size_t len)
+{
+    req_t *q = baton;
+    const llmgw_dispatch_result_t *res = llmgw_dispatch_result(q->d);
+
+    set_usage_env(q, &res->usage, res->model);
+    send_json(q, HTTP_OK, body, len);
+    return q->r->connection->aborted ? LLMGW_ECLIENTGONE : APR_SUCCESS;
+}
+
+/* The stream commits: status and headers go out with its first chunk. */
+static apr_status_t sink_open(void *baton)
+{
+    req_t *q = baton;
+    request_rec *r = q->r;
+
+    if (!q->bb)
+        q->bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    set_gateway_headers(q);
+    r->status = HTTP_OK;
+    apr_table_setn(r->subprocess_env, "no-gzip", "1");
+    apr_table_setn(r->subprocess_env, "no-brotli", "1");
+    ap_set_content_type(r, "text/event-stream");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+    return APR_SUCCESS;
+}
+
+/* The OpenAI dialect forwards the translator's frame as it is. */
+static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                               const char *frame, apr_size_t len)
 {
     req_t *q = baton;
 
     if (q->client_gone)
         return LLMGW_ECLIENTGONE;
-    /* Hold the preamble back: until content flows, a failure can still be
-     * retried without the client noticing. */
-    if (kind == LLMGW_CHUNK_PREAMBLE && !q->committed) {
-        apr_brigade_write(q->held, NULL, NULL, data, len);
-        return APR_SUCCESS;
-    }
-    if (!q->committed)
-        commit_stream(q);
-    return pass_frame(q, data, len);
+    return pass_frame(q, frame, len);
 }
 
-static apr_status_t on_sse_event(void *baton, const llmgw_sse_event_t *ev)
+static apr_status_t sink_close(void *baton)
+{
+    static const char done[] = "data: [DONE]\n\n";
+
+    return pass_frame(baton, done, sizeof(done) - 1);
+}
+
+/* The stream's content already reached the client: an in-band error ends it. */
+static apr_status_t sink_abort(void *baton, const llmgw_error_t *e)
 {
     req_t *q = baton;
-    apr_status_t rv;
-
-    if (q->upstream_done)
-        return APR_SUCCESS; /* anything after the terminal event is ignored */
-    rv = q->prov->stream_event(&q->st, ev);
-    if (rv == APR_EOF) {
-        q->upstream_done = 1;
-        return APR_SUCCESS;
-    }
-    if (rv != APR_SUCCESS && q->event_rv == APR_SUCCESS)
-        q->event_rv = rv;
-    return rv;
-}
-
-static apr_status_t on_stream_data(void *baton, const char *data, apr_size_t len)
-{
-    req_t *q = baton;
-    apr_status_t rv;
-
-    if (q->upstream_done)
-        return APR_SUCCESS;
-    rv = llmgw_sse_parser_feed(q->parser, data, len);
-    if (rv == APR_ENOSPC && !q->st.error)
-        q->st.error = llmgw_error_make(q->r->pool, 502, NULL, "bad_gateway", NULL,
-                                       "upstream sent an oversized stream event");
-    return rv;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Attempts                                                                 */
-
-typedef struct {
-    int ok;
-    llmgw_fail_e fail;
-    int status;
-    llmgw_error_t *error;     /* what the client should see for this failure, if known */
-    apr_interval_time_t hint; /* retry hint, -1 when none */
-    apr_interval_time_t elapsed, ttfb;
-    llmgw_usage_t usage; /* of a successful attempt */
-} attempt_t;
-
-static void attempt_opts(req_t *q, llmgw_upstream_opts_t *o, apr_time_t deadline)
-{
-    const llmgw_backend_t *b = q->backend;
-
-    memset(o, 0, sizeof(*o));
-    o->connect_timeout = llmgw_backend_connect_timeout(b);
-    o->first_byte_timeout = llmgw_backend_first_byte_timeout(b);
-    o->idle_timeout = llmgw_backend_idle_timeout(b);
-    o->deadline = deadline;
-    o->client_gone = client_gone_check;
-    o->baton = q;
-    o->max_body = (apr_size_t)llmgw_max_upstream_body(q->r);
-}
-
-static void attempt_http_error(req_t *q, const llmgw_upstream_result_t *res, attempt_t *a)
-{
-    a->fail = LLMGW_FAIL_HTTP;
-    a->status = res->status;
-    a->error = q->prov->parse_error(&q->call, res->status, res->body, res->body_len);
-    a->hint = llmgw_retry_after_parse(res->retry_after_ms, res->retry_after, apr_time_now());
-    /* Some providers put their hint in the body (providers.md 9.1: after the headers). */
-    if (a->hint < 0 && q->prov->retry_hint)
-        a->hint = q->prov->retry_hint(res->body, res->body_len);
-}
-
-static void attempt_plain(req_t *q, const llmgw_http_request_t *hreq, apr_time_t deadline,
-                          attempt_t *a)
-{
-    llmgw_upstream_opts_t o;
-    llmgw_upstream_result_t res;
-    llmgw_response_t out;
-    llmgw_error_t *err = NULL;
-
-    attempt_opts(q, &o, deadline);
-    if (llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res) != APR_SUCCESS) {
-        a->fail = LLMGW_FAIL_INTERNAL;
-        return;
-    }
-    q->upstream_time += res.elapsed;
-    a->elapsed = res.elapsed;
-    a->ttfb = res.ttfb;
-    if (res.fail != LLMGW_FAIL_NONE) {
-        a->fail = res.fail;
-        return;
-    }
-    if (res.status < 200 || res.status >= 300) {
-        attempt_http_error(q, &res, a);
-        return;
-    }
-    memset(&out, 0, sizeof(out));
-    if (q->prov->parse_response(&q->call, res.body, res.body_len, &out, &err) != APR_SUCCESS) {
-        a->fail = LLMGW_FAIL_PROTOCOL;
-        a->error = err;
-        return;
-    }
-    a->ok = 1;
-    a->usage = out.usage;
-    if (out.model)
-        q->call.model = out.model;
-    set_usage_env(q, &out.usage);
-    send_json(q, HTTP_OK, out.body, out.len);
-}
-
-static void stream_reset(req_t *q)
-{
-    memset(&q->st, 0, sizeof(q->st));
-    q->st.call = &q->call;
-    q->st.emit = stream_emit;
-    q->st.baton = q;
-    q->event_rv = APR_SUCCESS;
-    q->upstream_done = 0;
-    apr_brigade_cleanup(q->held);
-    llmgw_sse_parser_reset(q->parser);
-}
-
-/* The upstream body ended: dispatch a last event and finalise if complete. */
-static apr_status_t stream_finish(req_t *q)
-{
-    if (!q->upstream_done) {
-        apr_status_t rv = llmgw_sse_parser_finish(q->parser);
-        if (q->event_rv != APR_SUCCESS)
-            return q->event_rv;
-        (void)rv; /* a partial last line is simply not an event */
-    }
-    if (q->upstream_done)
-        return APR_SUCCESS;
-    return q->prov->stream_end(&q->st);
-}
-
-static void attempt_stream(req_t *q, const llmgw_http_request_t *hreq, apr_time_t deadline,
-                           attempt_t *a)
-{
-    llmgw_upstream_opts_t o;
-    llmgw_upstream_result_t res;
-    apr_status_t rv;
-
-    stream_reset(q);
-    if (q->prov->stream_init(&q->st) != APR_SUCCESS) {
-        a->fail = LLMGW_FAIL_INTERNAL;
-        return;
-    }
-    attempt_opts(q, &o, deadline);
-    o.on_data = on_stream_data;
-    if (llmgw_upstream_perform(child_upstream, q->r->pool, hreq, &o, &res) != APR_SUCCESS) {
-        a->fail = LLMGW_FAIL_INTERNAL;
-        return;
-    }
-    q->upstream_time += res.elapsed;
-    a->elapsed = res.elapsed;
-    a->ttfb = res.ttfb;
-    if (q->client_gone || res.sink_status == LLMGW_ECLIENTGONE ||
-        res.fail == LLMGW_FAIL_CLIENT_GONE) {
-        a->fail = LLMGW_FAIL_CLIENT_GONE;
-        return;
-    }
-    if (res.fail == LLMGW_FAIL_NONE && res.sink_status == APR_SUCCESS &&
-        (res.status < 200 || res.status >= 300)) {
-        attempt_http_error(q, &res, a);
-        return;
-    }
-    if (res.sink_status != APR_SUCCESS) {
-        a->fail = LLMGW_FAIL_PROTOCOL;
-        a->error = q->st.error;
-        return;
-    }
-    if (res.fail != LLMGW_FAIL_NONE && !q->upstream_done) {
-        a->fail = res.fail;
-        return;
-    }
-    rv = stream_finish(q);
-    if (rv == LLMGW_ECLIENTGONE || q->client_gone) {
-        a->fail = LLMGW_FAIL_CLIENT_GONE;
-        return;
-    }
-    if (rv != APR_SUCCESS) {
-        a->fail = q->event_rv != APR_SUCCESS ? LLMGW_FAIL_PROTOCOL : LLMGW_FAIL_STREAM;
-        a->error = q->st.error;
-        return;
-    }
-    a->ok = 1;
-    a->usage = q->st.usage;
-    if (q->st.model)
-        q->call.model = q->st.model;
-    set_usage_env(q, &q->st.usage);
-}
-
-/* End a stream whose content already reached the client: in-band error. */
-static void stream_fail_inband(req_t *q, const attempt_t *a)
-{
+    const llmgw_dispatch_result_t *res = llmgw_dispatch_result(q->d);
     apr_size_t len;
-    const llmgw_error_t *e = a->error;
     const char *frame;
 
-    if (!e)
-        e = llmgw_error_exhausted(q->r->pool, a->fail, a->status, q->backend->name);
     e = redacted(q, e);
     apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR",
-                   llmgw_fail_name(q->r->pool, a->fail, a->status));
+                   llmgw_fail_name(q->r->pool, res->fail, res->status));
     frame = llmgw_error_sse(q->r->pool, e, &len);
-    pass_frame(q, frame, len);
     q->r->connection->keepalive = AP_CONN_CLOSE;
-}
-
-static double random_unit(void)
-{
-    apr_uint32_t v = 0;
-    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
-        v = (apr_uint32_t)apr_time_now();
-    return (double)v / 4294967296.0;
-}
-
-/* Wait before the next attempt, watching the client. 0 when the wait fits. */
-static int backoff_wait(req_t *q, apr_interval_time_t delay, apr_time_t deadline)
-{
-    apr_time_t start = apr_time_now(), end = start + delay;
-
-    if (end >= deadline)
-        return -1;
-    while (apr_time_now() < end) {
-        apr_interval_time_t left = end - apr_time_now();
-        apr_sleep(left < apr_time_from_msec(100) ? left : apr_time_from_msec(100));
-        if (client_gone_check(q))
-            return -1;
-    }
-    q->upstream_time += apr_time_now() - start;
-    return 0;
-}
-
-/* What ends a candidate's turn. */
-typedef enum { TURN_ANSWERED, TURN_NEXT, TURN_STOP } turn_e;
-
-/*
- * The client left before its answer was complete. The access log must not
- * show a success (%>s is r->status), so the request ends with
- * LLMGW_STATUS_CLIENT_GONE, nginx's 499 "client closed request", the status
- * log tools already read as "the client gave up". Nobody receives it: the
- * connection is marked aborted so that httpd writes nothing more (for an
- * unknown code it would put "500" on the wire), and the handler returns OK
- * with r->status set rather than the status itself, so httpd neither builds
- * an error page nor logs the request as failed in the error log.
- */
-static int answer_client_gone(req_t *q)
-{
-    request_rec *r = q->r;
-
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  LLMGW_LOGNO(00004) "client went away; upstream transfer to \"%s\" aborted",
-                  q->backend ? q->backend->name : "-");
-    apr_table_setn(r->subprocess_env, "LLMGW_ERROR", "client_gone");
-    r->status = LLMGW_STATUS_CLIENT_GONE;
-    r->connection->keepalive = AP_CONN_CLOSE;
-    r->connection->aborted = 1;
-    return OK;
+    return pass_frame(q, frame, len);
 }
 
 static void set_retry_after(request_rec *r, apr_interval_time_t wait)
@@ -649,78 +422,80 @@ static void set_retry_after(request_rec *r, apr_interval_time_t wait)
                                 (apr_int64_t)((wait + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC)));
 }
 
+static apr_status_t sink_error(void *baton, const llmgw_error_t *e, apr_interval_time_t retry_after,
+                               int exhausted)
+{
+    req_t *q = baton;
+    const llmgw_dispatch_result_t *res = llmgw_dispatch_result(q->d);
+
+    if (res->fail != LLMGW_FAIL_NONE)
+        apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR",
+                       llmgw_fail_name(q->r->pool, res->fail, res->status));
+    set_retry_after(q->r, retry_after);
+    if (exhausted)
+        apr_table_setn(q->r->err_headers_out, "x-should-retry", "false");
+    send_error(q, e);
+    return q->r->connection->aborted ? LLMGW_ECLIENTGONE : APR_SUCCESS;
+}
+
 /*
- * Every candidate failed (or the last one stopped the request). A lone
- * backend's non-retryable 4xx keeps the provider's own status and message;
- * everything else is summarised as providers.md 9.2 says.
+ * The client left before its answer was complete. The access log must not
+ * show a success (%>s is r->status), so the request ends with
+ * LLMGW_STATUS_CLIENT_GONE, nginx's 499 "client closed request", the status
+ * log tools already read as "the client gave up". Nobody receives it: the
+ * connection is marked aborted so that httpd writes nothing more (for an
+ * unknown code it would put "500" on the wire), and the handler returns OK
+ * with r->status set rather than the status itself, so httpd neither builds
+ * an error page nor logs the request as failed in the error log.
  */
-static int answer_failed(req_t *q, const llmgw_candidates_t *cl,
-                         const llmgw_pool_failure_t *failures, int n)
+static int answer_client_gone(req_t *q, const llmgw_dispatch_result_t *res)
 {
     request_rec *r = q->r;
-    const llmgw_pool_failure_t *last = n > 0 ? &failures[n - 1] : NULL;
-    apr_interval_time_t retry_after = -1;
-    llmgw_error_t *e;
-    llmgw_action_e action =
-        last ? llmgw_error_action(last->fail, last->status) : LLMGW_ACTION_RETRY;
 
-    if (last)
-        apr_table_setn(r->subprocess_env, "LLMGW_ERROR",
-                       llmgw_fail_name(r->pool, last->fail, last->status));
-    if (last && last->error &&
-        (action == LLMGW_ACTION_FINAL || (n == 1 && action == LLMGW_ACTION_FALLBACK)))
-        return send_error(q, last->error);
-    e = llmgw_pool_exhausted(
-        r->pool, q->route->backend->type == LLMGW_BACKEND_POOL ? q->route->backend->name : NULL,
-        failures, n, cl ? cl->cooling : 0, cl ? cl->drained : 0, cl ? cl->cooldown_left : -1,
-        &retry_after);
-    set_retry_after(r, retry_after);
-    apr_table_setn(r->err_headers_out, "x-should-retry", "false");
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  LLMGW_LOGNO(00005) "route \"%s\": every upstream attempt failed (%d attempt(s), "
-                                     "last: %s)",
-                  q->route->name, q->attempts,
-                  last ? llmgw_fail_name(r->pool, last->fail, last->status)
-                       : "none in rotation (cooling down or drained)");
-    return send_error(q, e);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  LLMGW_LOGNO(00004) "client went away; upstream transfer to \"%s\" aborted",
+                  res->backend ? res->backend->name : "-");
+    apr_table_setn(r->subprocess_env, "LLMGW_ERROR", "client_gone");
+    r->status = LLMGW_STATUS_CLIENT_GONE;
+    r->connection->keepalive = AP_CONN_CLOSE;
+    r->connection->aborted = 1;
+    return OK;
 }
 
-static void attempt_run(req_t *q, const llmgw_http_request_t *hreq, apr_time_t deadline,
-                        attempt_t *a)
+/* ---------------------------------------------------------------------- */
+/* The transport: libcurl, time, and what a backend needs first             */
+
+static apr_status_t transport_perform(void *baton, apr_pool_t *p, const llmgw_http_request_t *req,
+                                      const llmgw_upstream_opts_t *opts,
+                                      llmgw_upstream_result_t *res)
 {
-    memset(a, 0, sizeof(*a));
-    a->hint = -1;
-    q->attempts++;
-    if (q->call.stream)
-        attempt_stream(q, hreq, deadline, a);
-    else
-        attempt_plain(q, hreq, deadline, a);
+    return llmgw_upstream_perform(child_upstream, p, req, opts, res);
 }
 
-static void stats_success(req_t *q, llmgw_stats_slot_t *slot, const attempt_t *a)
+static void transport_sleep(void *baton, apr_interval_time_t usec)
 {
-    const llmgw_usage_t *u = &a->usage;
-    llmgw_stats_success(slot, llmgw_stats_time_now(), a->elapsed, a->ttfb,
-                        u->present ? u->prompt_tokens : -1, u->present ? u->completion_tokens : -1);
+    apr_sleep(usec);
 }
 
-/* Keys the client sent that the backend's translator does not know. */
-static void log_ignored(req_t *q)
+static llmgw_stats_time_t transport_now(void *baton)
 {
-    const apr_array_header_t *ig = q->call.ignored;
-    const char *names = "";
-    int i;
+    return llmgw_stats_time_now();
+}
 
-    if (!ig || ig->nelts == 0 || !APLOGrdebug(q->r))
-        return;
-    for (i = 0; i < ig->nelts && i < 8; i++) {
-        const char *k = APR_ARRAY_IDX(ig, i, const char *);
-        names = apr_pstrcat(q->r->pool, names, i ? ", " : "",
-                            ap_escape_logitem(q->r->pool, apr_pstrndup(q->r->pool, k, 64)), NULL);
-    }
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r,
-                  LLMGW_LOGNO(00021) "backend \"%s\": %d unknown request key(s) left out: %s%s",
-                  q->backend->name, ig->nelts, names, ig->nelts > 8 ? ", ..." : "");
+static double random_unit(void *baton)
+{
+    apr_uint32_t v = 0;
+    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
+        v = (apr_uint32_t)apr_time_now();
+    return (double)v / 4294967296.0;
+}
+
+static apr_uint64_t random_seed(void)
+{
+    apr_uint64_t v = 0;
+    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
+        v = (apr_uint64_t)apr_time_now();
+    return v;
 }
 
 static int same_fetch_settings(const llmgw_image_fetch_t *a, const llmgw_image_fetch_t *b)
@@ -758,32 +533,31 @@ static int images_cover(apr_hash_t *images, const apr_array_header_t *refs)
  * fetched with the guard of llmgw_fetch.h before any provider is contacted,
  * once per request for every member with the same imageFetch settings. A
  * fetch the guard or the image server refused is the client's problem: a
- * 400 naming the part. The time spent counts as upstream time, not as the
- * gateway's own overhead.
+ * 400 naming the part. The dispatcher counts the time as upstream time.
  */
-static llmgw_error_t *prepare_images(req_t *q, const llmgw_backend_t *b)
+static llmgw_error_t *prepare_images(req_t *q, llmgw_call_t *call, const llmgw_provider_t *prov)
 {
     request_rec *r = q->r;
+    const llmgw_backend_t *b = call->backend;
     apr_array_header_t *refs = apr_array_make(r->pool, 4, sizeof(llmgw_image_ref_t));
     const llmgw_image_ref_t *failed = NULL;
     llmgw_fetch_result_t res;
     apr_time_t start;
     apr_status_t rv;
 
-    q->call.images = NULL;
-    q->prov->remote_images(&q->call, refs);
+    call->images = NULL;
+    prov->remote_images(call, refs);
     if (refs->nelts == 0)
         return NULL;
     if (q->images_cfg && same_fetch_settings(q->images_cfg, &b->image_fetch) &&
         (q->images_err || images_cover(q->images, refs))) {
-        q->call.images = q->images;
+        call->images = q->images;
         return q->images_err;
     }
     start = apr_time_now();
     q->images_err = NULL;
     rv = llmgw_fetch_images(r->pool, &b->image_fetch, refs, &q->images, &failed, &res,
                             &q->images_err);
-    q->upstream_time += apr_time_now() - start;
     q->images_cfg = &b->image_fetch;
     if (rv == LLMGW_EBADREQ) {
         ap_log_rerror(
@@ -811,340 +585,238 @@ static llmgw_error_t *prepare_images(req_t *q, const llmgw_backend_t *b)
             LLMGW_LOGNO(00122) "backend \"%s\": fetched %u remote image(s) in %" APR_TIME_T_FMT
                                " ms",
             b->name, apr_hash_count(q->images), apr_time_as_msec(apr_time_now() - start));
-    q->call.images = q->images;
+    call->images = q->images;
     return NULL;
 }
 
-/* Prepare q->call and the upstream request for candidate @p c. */
-static llmgw_error_t *candidate_prepare(req_t *q, const llmgw_candidate_t *c,
-                                        llmgw_http_request_t *hreq)
+/*
+ * What a backend needs before its request can be built: remote images, and
+ * for Vertex AI an access token (a cached one, refreshed by one thread
+ * before expiry; @p reauth: the provider refused it, a new one).
+ */
+static llmgw_error_t *transport_prepare(void *baton, llmgw_call_t *call, int reauth)
 {
-    request_rec *r = q->r;
-    const llmgw_backend_t *b = c->backend;
+    req_t *q = baton;
+    const llmgw_backend_t *b = call->backend;
+    const llmgw_provider_t *prov = llmgw_provider_get(b->type);
     llmgw_error_t *err = NULL;
 
-    q->backend = b;
-    q->prov = llmgw_provider_get(b->type);
-    if (!q->prov || !(q->prov->apis & q->route->api))
-        return llmgw_error_make(r->pool, HTTP_NOT_IMPLEMENTED, "server_error", "not_implemented",
-                                NULL,
-                                "Backend \"%s\" has type \"%s\", which this version of "
-                                "mod_llmgw does not implement yet for this route.",
-                                b->name, llmgw_backend_type_name(b->type));
-    q->call.backend = b;
-    q->call.model = c->model;
-    q->call.dropped = apr_array_make(r->pool, 2, sizeof(const char *));
-    q->call.ignored = apr_array_make(r->pool, 2, sizeof(const char *));
-    q->call.access_token = NULL;
-    if (q->prov->remote_images && (err = prepare_images(q, b)) != NULL)
+    if (!reauth && prov && prov->remote_images && (err = prepare_images(q, call, prov)) != NULL)
         return err;
     if (b->type == LLMGW_BACKEND_GOOGLE && b->project_id) {
-        /* Vertex AI: a cached token, refreshed by one thread before expiry. */
-        if (llmgw_google_auth_token(child_google_auth, child_upstream, b, r->pool,
-                                    &q->call.access_token, &err) != APR_SUCCESS)
+        if (reauth)
+            llmgw_google_auth_invalidate(child_google_auth, b);
+        if (llmgw_google_auth_token(child_google_auth, child_upstream, b, q->r->pool,
+                                    &call->access_token, &err) != APR_SUCCESS)
             return err ? err
-                       : llmgw_error_make(r->pool, 502, NULL, "upstream_auth_failed", NULL,
+                       : llmgw_error_make(q->r->pool, 502, NULL, "upstream_auth_failed", NULL,
                                           "Backend \"%s\": no Vertex AI access token.", b->name);
+        q->token = call->access_token;
     }
-    if (APLOGrdebug(r))
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                      LLMGW_LOGNO(00007) "route \"%s\" -> backend \"%s\" (%s), model \"%s\"%s%s",
-                      q->route->name, b->name, llmgw_backend_type_name(b->type), c->model,
-                      q->call.stream ? ", stream" : "", c->probe ? ", probe" : "");
-    memset(hreq, 0, sizeof(*hreq));
-    if (q->prov->build_request(&q->call, hreq, &err) != APR_SUCCESS)
-        return err ? err
-                   : llmgw_error_make(r->pool, 500, NULL, NULL, NULL,
-                                      "The gateway could not translate this request.");
-    log_ignored(q);
     return NULL;
 }
 
-static int is_quota(const attempt_t *a)
+/* Keys the client sent that the backend's translator does not know. */
+static void log_ignored(req_t *q, const llmgw_dispatch_note_t *n)
 {
-    return a->fail == LLMGW_FAIL_HTTP && a->error && a->error->code &&
-           strcmp(a->error->code, "insufficient_quota") == 0;
-}
+    const apr_array_header_t *ig = n->names;
+    const char *names = "";
+    int i;
 
-/*
- * Chat requests are not idempotent for billing: a pool caps the attempts of
- * one client request across its members (maxAttempts, default 3). A retry
- * on the same member never takes the last attempt while another member is
- * waiting for its turn.
- */
-static llmgw_pool_next_e apply_attempt_cap(req_t *q, llmgw_pool_next_e next, int can_fall_back)
-{
-    int left = q->max_attempts - q->attempts;
-
-    if (q->max_attempts <= 0 || next == LLMGW_POOL_STOP)
-        return next;
-    if (left <= 0)
-        return LLMGW_POOL_STOP;
-    if (next == LLMGW_POOL_RETRY_SAME && can_fall_back && left <= 1)
-        return LLMGW_POOL_NEXT_MEMBER;
-    return next;
-}
-
-/*
- * Vertex AI answers 401 when a cached token was revoked or expired early:
- * drop it, fetch a new one and try once more (providers.md 9.2).
- */
-static int vertex_reauth(req_t *q, const llmgw_candidate_t *c, const attempt_t *a, int *done,
-                         llmgw_http_request_t *hreq)
-{
-    const llmgw_backend_t *b = c->backend;
-
-    if (*done || a->fail != LLMGW_FAIL_HTTP || a->status != HTTP_UNAUTHORIZED ||
-        b->type != LLMGW_BACKEND_GOOGLE || !b->project_id || q->committed)
-        return 0;
-    *done = 1;
-    llmgw_google_auth_invalidate(child_google_auth, b);
-    return candidate_prepare(q, c, hreq) == NULL;
-}
-
-/*
- * One candidate: attempts with retries until it succeeds, the decision
- * table says to move on, or the request must stop. @p fail receives the
- * candidate's last failure.
- */
-static turn_e candidate_attempts(req_t *q, const llmgw_candidate_t *c, int has_next,
-                                 llmgw_pool_failure_t *fail)
-{
-    const llmgw_backend_t *b = c->backend;
-    llmgw_stats_slot_t *slot = llmgw_stats_slot(llmgw_glue_stats_base(), c->slot);
-    llmgw_stats_slot_t *pool_slot = llmgw_stats_slot(llmgw_glue_stats_base(), c->pool_slot);
-    apr_time_t deadline = apr_time_now() + llmgw_backend_timeout(b);
-    llmgw_http_request_t hreq;
-    llmgw_pool_outcome_t o;
-    attempt_t a;
-    int attempts = 0, reauth = 0;
-
-    memset(fail, 0, sizeof(*fail));
-    fail->backend = b->name;
-    fail->hint = -1;
-    fail->error = candidate_prepare(q, c, &hreq);
-    if (fail->error) {
-        /* Not an upstream failure: the request cannot be sent to this
-         * member at all (translation refused, type not implemented, no
-         * token). Its error is the answer unless another member can try. */
-        fail->fail = LLMGW_FAIL_INTERNAL;
-        fail->status = fail->error->status;
-        return has_next && c->pool && c->pool->fallback ? TURN_NEXT : TURN_STOP;
+    if (!ig || ig->nelts == 0 || !APLOGrdebug(q->r))
+        return;
+    for (i = 0; i < ig->nelts && i < 8; i++) {
+        const char *k = APR_ARRAY_IDX(ig, i, const char *);
+        names = apr_pstrcat(q->r->pool, names, i ? ", " : "",
+                            ap_escape_logitem(q->r->pool, apr_pstrndup(q->r->pool, k, 64)), NULL);
     }
-    for (;;) {
-        apr_interval_time_t delay;
-        llmgw_pool_next_e next;
-
-        attempts++;
-        llmgw_access_glue_attempt_begin(q->r, b, q->call.model); /* access seam: backend limits */
-        llmgw_stats_begin(slot, llmgw_glue_stats_row());
-        attempt_run(q, &hreq, deadline, &a);
-        llmgw_stats_end(slot, llmgw_glue_stats_row());
-        llmgw_access_glue_attempt_end(q->r, b, a.ok ? &a.usage : NULL); /* access seam: refund */
-        if (a.ok) {
-            stats_success(q, slot, &a);
-            return TURN_ANSWERED;
-        }
-        fail->fail = a.fail;
-        fail->status = a.status;
-        fail->hint = a.hint;
-        fail->error = a.error;
-        if (vertex_reauth(q, c, &a, &reauth, &hreq))
-            continue;
-        memset(&o, 0, sizeof(o));
-        o.cooling = llmgw_stats_failure(slot, llmgw_stats_time_now(), a.fail, a.status,
-                                        llmgw_pool_failure_threshold(c->pool),
-                                        llmgw_pool_cooldown(c->pool));
-        if (a.fail == LLMGW_FAIL_CLIENT_GONE || q->client_gone)
-            return TURN_STOP;
-        o.action = llmgw_error_action(a.fail, a.status);
-        /* A 400 the translator recognised as the gateway's own credential or
-         * account problem (Gemini API_KEY_INVALID, FAILED_PRECONDITION) is
-         * not the client's fault: another member may serve it. */
-        if (a.fail == LLMGW_FAIL_HTTP && a.status == HTTP_BAD_REQUEST && a.error &&
-            a.error->status >= 500)
-            o.action = LLMGW_ACTION_FALLBACK;
-        if (is_quota(&a)) {
-            /* Waiting will not clear an exhausted quota: no retry here, and
-             * the member sits out (providers.md 9.2). */
-            o.action = LLMGW_ACTION_FALLBACK;
-            if (c->pool && llmgw_pool_failure_threshold(c->pool) > 0) {
-                apr_interval_time_t cd = llmgw_pool_cooldown(c->pool);
-                llmgw_stats_cool(slot, llmgw_stats_time_now(), a.hint > cd ? a.hint : cd);
-                o.cooling = 1;
-            }
-        }
-        o.attempts = attempts;
-        o.max_retries = llmgw_backend_max_retries(b);
-        o.fallback = has_next && c->pool && c->pool->fallback;
-        o.committed = q->committed;
-        o.hint = a.hint;
-        o.max_wait = LLMGW_MAX_RETRY_WAIT;
-        next = llmgw_pool_next(&o);
-        next = apply_attempt_cap(q, next, o.fallback);
-        if (next == LLMGW_POOL_NEXT_MEMBER) {
-            llmgw_stats_fallback(slot);
-            llmgw_stats_fallback(pool_slot);
-            return TURN_NEXT;
-        }
-        if (next == LLMGW_POOL_STOP)
-            return TURN_STOP;
-        llmgw_stats_retry(slot);
-        delay = a.hint >= 0 ? a.hint : llmgw_backoff(attempts, random_unit());
-        ap_log_rerror(
-            APLOG_MARK, APLOG_INFO, 0, q->r,
-            LLMGW_LOGNO(
-                00006) "backend \"%s\" attempt %d failed (%s); retrying in %" APR_INT64_T_FMT " ms",
-            b->name, attempts, llmgw_fail_name(q->r->pool, a.fail, a.status),
-            (apr_int64_t)(delay / 1000));
-        if (backoff_wait(q, delay, deadline) != 0) {
-            if (q->client_gone)
-                return TURN_STOP;
-            return o.fallback ? TURN_NEXT : TURN_STOP;
-        }
-    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r,
+                  LLMGW_LOGNO(00021) "backend \"%s\": %d unknown request key(s) left out: %s%s",
+                  n->backend->name, ig->nelts, names, ig->nelts > 8 ? ", ..." : "");
 }
 
-/*
- * Every way a probe's turn ends releases the probe (DESIGN.md 6): a
- * success or a failure that re-arms the cooldown already cleared it, but a
- * client 4xx, the client leaving or an internal error would otherwise keep
- * the member "probing" until the probe goes stale (15 minutes), not for the
- * configured cooldown. Releasing twice is harmless.
- */
-static turn_e candidate_turn(req_t *q, const llmgw_candidate_t *c, int has_next,
-                             llmgw_pool_failure_t *fail)
+/* Provider text for the log: redacted, as what reaches clients is. */
+static const char *note_text(req_t *q, const llmgw_dispatch_note_t *n)
 {
-    turn_e turn = candidate_attempts(q, c, has_next, fail);
+    const llmgw_error_t *e = n->error ? redacted(q, n->error) : NULL;
 
-    if (c->probe)
-        llmgw_stats_probe_release(llmgw_stats_slot(llmgw_glue_stats_base(), c->slot));
-    return turn;
+    return e && e->message ? ap_escape_logitem(q->r->pool, e->message) : "-";
 }
 
-static apr_uint64_t random_seed(void)
+/* The dispatcher's notes, each at its own log id. */
+/* Access seams: a backend's own limits take tokens per attempt; a failed one refunds them. */
+static void transport_attempt_begin(void *baton, const llmgw_dispatch_attempt_t *a)
 {
-    apr_uint64_t v = 0;
-    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
-        v = (apr_uint64_t)apr_time_now();
-    return v;
+    req_t *q = baton;
+
+    llmgw_access_glue_attempt_begin(q->r, a->backend, a->model);
 }
 
-static int walk_candidates(req_t *q, const char *model, const llmgw_pool_env_t *penv)
+static void transport_attempt_end(void *baton, const llmgw_dispatch_attempt_t *a)
 {
+    req_t *q = baton;
+
+    llmgw_access_glue_attempt_end(q->r, a->backend, a->fail == LLMGW_FAIL_NONE ? &a->usage : NULL);
+}
+
+static void transport_note(void *baton, const llmgw_dispatch_note_t *n)
+{
+    req_t *q = baton;
     request_rec *r = q->r;
-    llmgw_pool_env_t env = *penv;
-    llmgw_candidates_t *cl = NULL;
-    llmgw_pool_failure_t *failures;
-    apr_status_t rv;
-    int i, nf = 0;
+    const char *name = n->backend ? n->backend->name : "-";
+    const char *what = llmgw_fail_name(r->pool, n->fail, n->status);
 
-    rv = llmgw_pool_candidates(r->pool, q->route->backend, model, &env, &cl);
-    if (rv == LLMGW_ENOMODEL)
-        return send_error(
-            q, llmgw_error_make(
-                   r->pool, HTTP_NOT_FOUND, "invalid_request_error", "model_not_found", "model",
-                   "The model '%s' does not exist or is not served by this route.", model));
-    if (rv == LLMGW_EBADREQ)
-        return fail_request(q, 400, "missing_required_parameter", "model",
-                            "You must provide a model parameter (no backend of this route has "
-                            "a defaultModel).");
-    if (rv == APR_ENOENT && cl->limited > 0 && cl->cooling == 0) /* access seam */
-        return llmgw_access_glue_backends_full(r, cl->limited_left);
-    if (rv == APR_ENOENT)
-        return answer_failed(q, cl, NULL, 0);
-    if (rv != APR_SUCCESS)
-        return fail_request(q, 500, NULL, NULL,
-                            "The gateway could not order this route's backends.");
-    failures = apr_pcalloc(r->pool, sizeof(*failures) * (apr_size_t)cl->nelts);
-    for (i = 0; i < cl->nelts; i++) {
-        const llmgw_candidate_t *c = &cl->items[i];
-        llmgw_stats_slot_t *slot = llmgw_stats_slot(env.stats, c->slot);
-        llmgw_stats_avail_e avail = llmgw_stats_available(slot, llmgw_stats_time_now());
-        turn_e turn;
-        llmgw_candidate_t mine = *c;
-
-        /* Another request took this member's probe meanwhile, or an
-         * operator drained it since the candidates were ordered. */
-        if (c->pool && (avail == LLMGW_STATS_COOLING || llmgw_stats_drained(slot))) {
-            if (avail == LLMGW_STATS_PROBE)
-                llmgw_stats_probe_release(slot);
-            continue;
-        }
-        if (q->max_attempts > 0 && q->attempts >= q->max_attempts) {
-            if (avail == LLMGW_STATS_PROBE)
-                llmgw_stats_probe_release(slot);
-            break;
-        }
-        mine.probe = avail == LLMGW_STATS_PROBE;
-        turn = candidate_turn(q, &mine, i + 1 < cl->nelts, &failures[nf]);
-        if (turn == TURN_ANSWERED) {
-            q->answered = 1;
-            return OK;
-        }
-        nf++;
-        q->last_fail = failures[nf - 1].fail;
-        q->last_status = failures[nf - 1].status;
-        if (q->client_gone || failures[nf - 1].fail == LLMGW_FAIL_CLIENT_GONE)
-            return answer_client_gone(q);
-        if (q->committed) {
-            attempt_t a;
-            memset(&a, 0, sizeof(a));
-            a.fail = failures[nf - 1].fail;
-            a.status = failures[nf - 1].status;
-            a.error = (llmgw_error_t *)failures[nf - 1].error;
-            stream_fail_inband(q, &a);
-            return OK;
-        }
-        if (turn == TURN_STOP)
-            break;
+    switch (n->kind) {
+    case LLMGW_NOTE_CANDIDATE:
+        if (APLOGrdebug(r))
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                          LLMGW_LOGNO(00007) "route \"%s\" -> backend \"%s\" (%s), model "
+                                             "\"%s\"%s%s%s",
+                          q->route->name, name, llmgw_backend_type_name(n->backend->type), n->model,
+                          q->call.stream ? ", stream" : "", n->probe ? ", probe" : "",
+                          n->prefill ? ", continuing with a prefill" : "");
+        break;
+    case LLMGW_NOTE_IGNORED_KEYS:
+        log_ignored(q, n);
+        break;
+    case LLMGW_NOTE_RETRY:
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      LLMGW_LOGNO(00006) "backend \"%s\" attempt %d failed (%s); retrying in "
+                                         "%" APR_INT64_T_FMT " ms",
+                      name, n->attempt, what, (apr_int64_t)(n->delay / 1000));
+        break;
+    case LLMGW_NOTE_MALFORMED:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      LLMGW_LOGNO(00240) "backend \"%s\" sent a malformed stream event; skipped "
+                                         "(the stream goes on; up to %d are skipped per attempt)",
+                      name, LLMGW_DISPATCH_MAX_MALFORMED);
+        break;
+    case LLMGW_NOTE_GARBAGE:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      LLMGW_LOGNO(00241) "backend \"%s\" kept sending malformed stream events "
+                                         "(more than %d): attempt failed",
+                      name, LLMGW_DISPATCH_MAX_MALFORMED);
+        break;
+    case LLMGW_NOTE_CONTEXT:
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      LLMGW_LOGNO(00242) "backend \"%s\": the request exceeds its context window "
+                                         "(%s); trying its contextFallback \"%s\"",
+                      name, note_text(q, n), n->other ? n->other->name : "-");
+        break;
+    case LLMGW_NOTE_UPSTREAM_422:
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      LLMGW_LOGNO(00243) "backend \"%s\" refused the gateway's translation of "
+                                         "the request (HTTP 422, answered as 400): %s",
+                      name, note_text(q, n));
+        break;
+    case LLMGW_NOTE_RESEND:
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      LLMGW_LOGNO(00244) "backend \"%s\": the reused connection died before an "
+                                         "answer; libcurl's silent re-send refused, counted as "
+                                         "an attempt",
+                      name);
+        break;
+    case LLMGW_NOTE_RECOVERING:
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      LLMGW_LOGNO(00245) "route \"%s\": stream from backend \"%s\" failed (%s) "
+                                         "after %" APR_SIZE_T_FMT " bytes of content; continuing "
+                                         "it on a prefill member",
+                      q->route->name, name, what, n->count);
+        break;
+    case LLMGW_NOTE_STREAM_FAILED:
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      LLMGW_LOGNO(00246) "route \"%s\": stream from backend \"%s\" failed (%s) "
+                                         "after content reached the client; ended with an error "
+                                         "event",
+                      q->route->name, name, what);
+        break;
+    case LLMGW_NOTE_BUFFER_LIMIT:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      LLMGW_LOGNO(00247) "route \"%s\": the held answer of backend \"%s\" "
+                                         "outgrew LLMGatewayMaxUpstreamBody; streamed from here "
+                                         "on without recovery",
+                      q->route->name, name);
+        break;
+    case LLMGW_NOTE_EXHAUSTED:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      LLMGW_LOGNO(00005) "route \"%s\": every upstream attempt failed (%d "
+                                         "attempt(s), last: %s)",
+                      q->route->name, (int)n->count,
+                      n->fail != LLMGW_FAIL_NONE ? what
+                                                 : "none in rotation (cooling down or drained)");
+        break;
+    case LLMGW_NOTE_ALL_LIMITED:
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      LLMGW_LOGNO(00285) "route \"%s\": every member is at its own limits "
+                                         "(rpm/tpm of its provider): refused",
+                      q->route->name);
+        break;
     }
-    return answer_failed(q, cl, failures, nf);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Dispatch                                                                 */
+
 /*
- * A route to a pool also counts in the pool's own slot: requests routed to
- * it and whether the pool as a whole answered (no breaker at that level).
+ * The request goes to the dispatcher. Issue 11's admission step (keys,
+ * limits, a token reservation) belongs before llmgw_dispatch_run, its
+ * completion step (usage, cost, refunds of failed attempts) after it, on
+ * llmgw_dispatch_result(): final usage, and each attempt in res->tries.
  */
-static int run_candidates(req_t *q, const char *model)
+static int dispatch(req_t *q, const char *model)
 {
     request_rec *r = q->r;
     llmgw_srv_cfg *sc = ap_get_module_config(r->server->module_config, &llmgw_module);
-    const llmgw_backend_t *target = q->route->backend;
-    llmgw_stats_slot_t *pool_slot = NULL;
-    llmgw_pool_env_t env;
-    llmgw_stats_time_t start = llmgw_stats_time_now(), end;
-    int rc;
+    const llmgw_dispatch_result_t *res;
+    llmgw_dispatch_params_t prm;
+    llmgw_transport_t t;
+    llmgw_sink_t s;
+    apr_status_t rv;
 
-    memset(&env, 0, sizeof(env));
-    env.stats = llmgw_glue_stats_base();
-    env.slot_of = env.stats ? sc->slot_of : NULL;
-    env.nslots = env.stats ? sc->nslots : 0;
-    env.now = start;
-    llmgw_access_glue_pool_env(r, &env); /* access seam: members at their own limits */
-    if (target->type == LLMGW_BACKEND_POOL) {
-        /* Randomness only matters when a pool has to choose. */
-        env.seed = random_seed();
-        if (env.slot_of && target->index < env.nslots)
-            pool_slot = llmgw_stats_slot(env.stats, env.slot_of[target->index]);
-        q->max_attempts =
-            target->max_attempts != LLMGW_UNSET ? target->max_attempts : LLMGW_DEFAULT_MAX_ATTEMPTS;
-    }
-    llmgw_stats_begin(pool_slot, llmgw_glue_stats_row());
-    rc = walk_candidates(q, model, &env);
-    llmgw_stats_end(pool_slot, llmgw_glue_stats_row());
-    end = llmgw_stats_time_now();
-    if (pool_slot && q->answered)
-        llmgw_stats_success(pool_slot, end, end.mono - start.mono, -1, -1, -1);
-    else if (pool_slot)
-        /* What failed, not r->status: a stream cut after its content went
-         * out has status 200 and is still a failure of its kind. */
-        llmgw_stats_failure(pool_slot, end,
-                            q->client_gone ? LLMGW_FAIL_CLIENT_GONE
-                            : q->last_fail ? q->last_fail
-                                           : LLMGW_FAIL_HTTP,
-                            q->last_fail ? q->last_status : r->status, 0, 0);
-    return rc;
+    memset(&t, 0, sizeof(t));
+    t.perform = transport_perform;
+    t.prepare = transport_prepare;
+    t.sleep = transport_sleep;
+    t.now = transport_now;
+    t.random = random_unit;
+    t.note = transport_note;
+    t.attempt_begin = transport_attempt_begin;
+    t.attempt_end = transport_attempt_end;
+    t.baton = q;
+    memset(&s, 0, sizeof(s));
+    s.gone = sink_gone;
+    s.answer = sink_answer;
+    s.open = sink_open;
+    s.chunk = sink_chunk;
+    s.close = sink_close;
+    s.abort = sink_abort;
+    s.error = sink_error;
+    s.baton = q;
+    memset(&prm, 0, sizeof(prm));
+    prm.route = q->route;
+    prm.call = &q->call;
+    prm.model = model;
+    prm.stats = llmgw_glue_stats_base();
+    prm.slot_of = prm.stats ? sc->slot_of : NULL;
+    prm.nslots = prm.stats ? sc->nslots : 0;
+    prm.row = llmgw_glue_stats_row();
+    prm.seed = q->route->backend->type == LLMGW_BACKEND_POOL ? random_seed() : 0;
+    prm.max_body = (apr_size_t)llmgw_max_upstream_body(r);
+    prm.max_event = LLMGW_MAX_SSE_EVENT;
+    llmgw_access_glue_pool_full(r, &prm.full, &prm.full_baton); /* access seam: backend limits */
+    rv = llmgw_dispatch_create(&q->d, r->pool, &prm, &t, &s);
+    if (rv == APR_SUCCESS)
+        rv = llmgw_dispatch_run(q->d);
+    if (rv != APR_SUCCESS && !q->d)
+        return fail_request(q, 500, NULL, NULL, "The gateway could not dispatch the request.");
+    res = llmgw_dispatch_result(q->d);
+    set_log_env(q, res);
+    if (res->client_gone)
+        return answer_client_gone(q, res);
+    /* A stream's usage is known at its end, after its headers left. */
+    if (res->answered && q->call.stream)
+        set_usage_env(q, &res->usage, res->model);
+    return OK;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1164,12 +836,6 @@ static int serve_call(req_t *q, json_t *body)
         q->route->api == LLMGW_API_CHAT && json_is_true(json_object_get(body, "stream"));
     q->call.include_usage = q->call.stream && json_is_true(json_object_get(so, "include_usage"));
     q->call.created = apr_time_sec(r->request_time);
-    if (q->call.stream) {
-        conn_rec *c = r->connection;
-        q->bb = apr_brigade_create(r->pool, c->bucket_alloc);
-        q->held = apr_brigade_create(r->pool, c->bucket_alloc);
-        llmgw_sse_parser_create(&q->parser, r->pool, LLMGW_MAX_SSE_EVENT, on_sse_event, q);
-    }
     q->probe = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     /* Access seam: model allowlist, limits, budget; the reservation is made here. */
     rc = llmgw_access_glue_admit(
@@ -1178,9 +844,9 @@ static int serve_call(req_t *q, json_t *body)
     if (rc != DECLINED)
         return rc;
     if (!json_is_string(model) || !*json_string_value(model))
-        return run_candidates(q, NULL);
+        return dispatch(q, NULL);
     apr_table_setn(r->subprocess_env, "LLMGW_REQUESTED_MODEL", json_string_value(model));
-    return run_candidates(q, json_string_value(model));
+    return dispatch(q, json_string_value(model));
 }
 
 static int serve_post(req_t *q)

@@ -17,6 +17,7 @@
 #include "llmgw_cors.h"
 #include "llmgw_stats.h"
 #include "llmgw_upstream.h"
+#include "llmgw_pool.h"
 
 /* mod_llmgw.c declares the module itself (AP_DECLARE_MODULE); doing both
  * in one file is a duplicate definition. */
@@ -124,10 +125,8 @@ void llmgw_access_glue_usage(request_rec *r, const void *usage, const char *mode
 /* An attempt on backend @p b with model @p model starts / ended (@p usage NULL: it failed). */
 void llmgw_access_glue_attempt_begin(request_rec *r, const llmgw_backend_t *b, const char *model);
 void llmgw_access_glue_attempt_end(request_rec *r, const llmgw_backend_t *b, const void *usage);
-/* Pool expansion: skip members at their own limits (fills env->full). */
-void llmgw_access_glue_pool_env(request_rec *r, void *pool_env);
-/* Every pool member was at its own limits: answer 429. */
-int llmgw_access_glue_backends_full(request_rec *r, apr_interval_time_t wait);
+/* Pool expansion: skip members at their own limits (sets *fn and *baton when any has limits). */
+void llmgw_access_glue_pool_full(request_rec *r, llmgw_pool_full_fn *fn, void **baton);
 /* The status page: the access section appended to @p body in the same format. */
 const char *llmgw_access_glue_status(request_rec *r, int json, int prometheus, const char *body,
                                      apr_size_t *len);

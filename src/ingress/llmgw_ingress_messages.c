@@ -228,7 +228,7 @@ apr_status_t llmgw_msg_emit(llmgw_ingress_stream_t *st, llmgw_chunk_kind_e kind,
     json_dumpb(j, at, n, JSON_COMPACT);
     at += n;
     memcpy(at, "\n\n", 2);
-    rv = st->emit(st->baton, kind, buf, total);
+    rv = st->emit(st->baton, kind, NULL, buf, total);
     if (buf != stack)
         free(buf);
     return rv;

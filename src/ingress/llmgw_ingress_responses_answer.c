@@ -521,7 +521,8 @@ static apr_status_t send_event(rst_t *s, llmgw_chunk_kind_e kind, json_t *ev)
     memcpy(frame + 7 + tl, "\ndata: ", 7);
     memcpy(frame + 14 + tl, data, dl);
     memcpy(frame + 14 + tl + dl, "\n\n", 2);
-    rv = s->collect ? sbuf_add(s->collect, frame, n) : s->st->emit(s->st->baton, kind, frame, n);
+    rv = s->collect ? sbuf_add(s->collect, frame, n)
+                    : s->st->emit(s->st->baton, kind, NULL, frame, n);
     if (frame != stack)
         free(frame);
     free(data);

@@ -1173,7 +1173,7 @@ static apr_status_t normalise_chunk(llmgw_stream_t *st, json_t *chunk)
     }
     kept = clean_stream_choices(st, choices);
     if (!kept)
-        return LLMGW_EUPSTREAM;
+        return LLMGW_EMALFORMED;
     /* Annotation-only chunks (Azure's prompt filter results) and usage-only
      * chunks carry nothing for the client now. */
     if (json_array_size(kept) == 0) {

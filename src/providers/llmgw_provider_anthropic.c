@@ -1481,6 +1481,13 @@ static llmgw_error_t *map_error(apr_pool_t *p, int status, const json_t *e)
         return llmgw_error_make(p, 429, "rate_limit_error",
                                 is_spend_limit(code) ? "insufficient_quota" : "rate_limit_exceeded",
                                 NULL, "%s", msg);
+    case 400:
+        /* "prompt is too long: 208310 tokens > 200000 maximum", or the input
+         * plus max_tokens past the window (providers.md 9.2). */
+        if (llmgw_prov_mentions(msg, "prompt is too long") ||
+            llmgw_prov_mentions(msg, "exceed context limit"))
+            return llmgw_prov_context_exceeded(p, msg);
+        break;
     case 504:
         return llmgw_error_make(p, 504, "server_error", "upstream_timeout", NULL, "%s", msg);
     case 529:

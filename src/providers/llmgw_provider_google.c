@@ -2128,6 +2128,10 @@ static llmgw_error_t *google_error(apr_pool_t *p, int status, const json_t *e)
         return llmgw_error_make(p, 502, "server_error", code, NULL, "%s", msg);
     if (status == 404)
         return llmgw_error_make(p, 404, NULL, "model_not_found", "model", "%s", msg);
+    /* "The input token count (N) exceeds the maximum number of tokens allowed (M)." */
+    if (status == 400 && llmgw_prov_mentions(msg, "token count") &&
+        llmgw_prov_mentions(msg, "exceeds the maximum number of tokens"))
+        return llmgw_prov_context_exceeded(p, msg);
     return llmgw_error_make(p, status, NULL, code, NULL, "%s", msg);
 }
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include "llmgw_openai_compat.h"
 #include "llmgw_json.h"
+#include "llmgw_provider_util.h"
 
 /* What the gateway says for the client between a tool result and a user turn. */
 #define MISTRAL_BRIDGE "OK."
@@ -65,6 +66,11 @@ static llmgw_error_t *mistral_fix_error(llmgw_call_t *call, int status, const js
         e->status = 400;
         e->type = "invalid_request_error";
     }
+    /* "Prompt contains 33025 tokens and 0 draft tokens, too large for model
+     * with 32768 maximum context length" (providers.md 9.2). */
+    if (status == 400 && (llmgw_prov_mentions(e->message, "too large for model") ||
+                          llmgw_prov_mentions(e->message, "maximum context length")))
+        return llmgw_prov_context_exceeded(call->pool, e->message);
     return e;
 }
 

@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <apr_base64.h>
 #include <apr_strings.h>
 #include "llmgw_provider_util.h"
@@ -159,6 +160,22 @@ llmgw_error_t *llmgw_prov_auth_failed(apr_pool_t *p, int status)
                             "the upstream rejected the gateway's credentials (HTTP %d)", status);
 }
 
+int llmgw_prov_mentions(const char *text, const char *what)
+{
+    apr_size_t n = strlen(what);
+
+    for (; text && *text; text++)
+        if (strncasecmp(text, what, n) == 0)
+            return 1;
+    return 0;
+}
+
+llmgw_error_t *llmgw_prov_context_exceeded(apr_pool_t *p, const char *msg)
+{
+    return llmgw_error_make(p, 400, "invalid_request_error", "context_length_exceeded", NULL, "%s",
+                            msg);
+}
+
 llmgw_error_t *llmgw_prov_odd_status(apr_pool_t *p, int status)
 {
     return llmgw_error_make(p, 502, "server_error", "bad_gateway", NULL,
@@ -178,7 +195,7 @@ apr_status_t llmgw_prov_stream_fail(llmgw_stream_t *st, apr_status_t rv, const c
 
 apr_status_t llmgw_prov_malformed(llmgw_stream_t *st)
 {
-    return llmgw_prov_stream_fail(st, LLMGW_EUPSTREAM, "bad_gateway",
+    return llmgw_prov_stream_fail(st, LLMGW_EMALFORMED, "bad_gateway",
                                   "upstream sent a malformed stream event");
 }
 
@@ -238,7 +255,7 @@ apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, c
     memcpy(buf, SSE_PREFIX, SSE_PREFIX_LEN);
     json_dumpb(j, buf + SSE_PREFIX_LEN, n, JSON_COMPACT);
     memcpy(buf + SSE_PREFIX_LEN + n, "\n\n", 2);
-    rv = st->emit(st->baton, kind, buf, total);
+    rv = st->emit(st->baton, kind, j, buf, total);
     if (buf != stack)
         free(buf);
     if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
@@ -248,7 +265,7 @@ apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, c
 
 apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st)
 {
-    apr_status_t rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, SSE_DONE, sizeof(SSE_DONE) - 1);
+    apr_status_t rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, NULL, SSE_DONE, sizeof(SSE_DONE) - 1);
 
     if (rv == APR_SUCCESS)
         st->done = 1;

@@ -87,6 +87,17 @@ const char *llmgw_prov_clip_message(apr_pool_t *p, const char *s);
  */
 const char *llmgw_prov_upstream_message(apr_pool_t *p, const char *msg, int status);
 
+/** 1 when @p text contains @p what, ignoring case (NULL text: 0). */
+int llmgw_prov_mentions(const char *text, const char *what);
+
+/**
+ * The error of a request that exceeds the model's context window, with the
+ * code every translator gives it (context_length_exceeded, as OpenAI's), so
+ * that the dispatcher can try a member with a larger window (providers.md
+ * 9.2). The provider's message is kept. From @p p.
+ */
+llmgw_error_t *llmgw_prov_context_exceeded(apr_pool_t *p, const char *msg);
+
 /**
  * The gateway's own credentials were refused (HTTP @p status): a 502
  * upstream_auth_failed that carries none of the provider's text, since some

@@ -39,7 +39,7 @@ import json
 import re
 from dataclasses import dataclass, fields
 
-from mock_openai import STALL_CAP, Fault, MockServer, _ClientGone, split_words
+from mock_openai import STALL_CAP, Fault, MockServer, _ClientGone, continuation, split_words
 from mockkit import sample_arguments, serve_until_interrupted
 
 ANTHROPIC_KEY = "sk-ant-test-SECRET-4c1d9e"
@@ -526,6 +526,11 @@ class MockAnthropic(MockServer):
         else:
             text = (prefill and "...") or "echo: " + said
         pieces = fault.chunks if fault.chunks is not None else split_words(text or "")
+        # A prefill is continued: the rest of the answer the "model" would give.
+        cont = continuation("echo: " + said, prefill) if prefill and fault.content is None \
+            and fault.chunks is None and not calls else None
+        if cont:
+            text, pieces = cont
         stop_reason, stop_sequence = ("tool_use" if calls else "end_turn"), None
         for s in body.get("stop_sequences") or []:
             if text and s in text:
@@ -618,7 +623,7 @@ class MockAnthropic(MockServer):
 
     def run_events(self, h, rec, fault, events):
         """Write named SSE events with the fault's pacing and failures, then end the body."""
-        if fault.first_event_delay and self._pause(h, fault.first_event_delay):
+        if fault.first_event_delay and self.wait(h, fault.first_event_delay, fault):
             raise _ClientGone()
         for i, (name, data) in enumerate(events):
             n = rec.events_sent
@@ -640,9 +645,12 @@ class MockAnthropic(MockServer):
                 self.write_chunk(h, f"event: error\ndata: {json.dumps(err)}\n\n".encode())
                 rec.events_sent += 1
                 break
-            if fault.malformed_after is not None and n == fault.malformed_after:
-                self.write_chunk(h, b'event: content_block_delta\ndata: {"type":"content_blo\n\n')
-            if i > 0 and fault.chunk_delay and self._pause(h, fault.chunk_delay):
+            bad = b'event: content_block_delta\ndata: {"type":"content_blo\n\n'
+            if self.send_garbage(h, rec, fault, len(events) - i, bad):
+                return
+            if self.garbage_before(fault, n):
+                self.write_chunk(h, bad)
+            if i > 0 and fault.chunk_delay and self.wait(h, fault.chunk_delay, fault):
                 raise _ClientGone()
             payload = json.dumps(data, separators=(",", ":"))
             self.write_chunk(h, f"event: {name}\ndata: {payload}\n\n".encode())

@@ -38,8 +38,8 @@ import struct
 import time
 import uuid
 
-from mock_openai import (Fault, MockOpenAI, MockServer, message_text, openai_error,
-                         prompt_tokens_for, sample_arguments, split_words)
+from mock_openai import (Fault, MockOpenAI, MockServer, continuation, message_text,
+                         openai_error, prompt_tokens_for, sample_arguments, split_words)
 from mockkit import serve_until_interrupted
 
 AZURE_KEY = "azure-test-KEY-4f1c9e0d7b"
@@ -615,12 +615,19 @@ class MockMistral(MockServer):
                 last_user = message_text(m)
         text = "" if calls else (fault.content if fault.content is not None
                                  else "echo: " + last_user)
+        pieces = fault.chunks or (split_words(text) if text else [])
+        last = body["messages"][-1]
+        # A prefix assistant message is continued: the rest of the answer.
+        cont = continuation(text, message_text(last)) if last["role"] == "assistant" \
+            and last.get("prefix") is True and text and not fault.chunks else None
+        if cont:
+            text, pieces = cont
         prompt = prompt_tokens_for(body)
-        completion = max(1, len(split_words(text)) if text else len(calls) * 5)
+        completion = max(1, len(pieces) if text else len(calls) * 5)
         return {
             "id": uuid.uuid4().hex[:16], "created": int(time.time()),
             "model": fault.model or body["model"], "text": text,
-            "pieces": fault.chunks or (split_words(text) if text else []),
+            "pieces": pieces,
             "calls": [{"id": mistral_id(), "name": n, "arguments": a} for n, a in calls],
             "finish_reason": fault.finish_reason or ("tool_calls" if calls else "stop"),
             "usage": fault.usage or {"prompt_tokens": prompt, "completion_tokens": completion,

@@ -66,6 +66,11 @@ class Fault:
       end_after      after this many events, end the body cleanly (terminating chunk)
                      although the answer is not finished
       malformed_after  after this many events, send an unparseable event and go on
+      garbage_after  after this many events, send only unparseable events (one for each
+                     event left, at least three), then end the body: a stream that keeps
+                     sending garbage
+      ping_every     while pausing (first_event_delay, chunk_delay), send a `: keep-alive`
+                     comment every this many seconds (headers and pings, but no token)
       no_done        end the body after the finish (and usage) chunk without [DONE]
       error_event_after  after this many events, send the provider's in-stream error
                      event carrying error_message, and end the body
@@ -92,6 +97,8 @@ class Fault:
     drop_after: int = None
     end_after: int = None
     malformed_after: int = None
+    garbage_after: int = None
+    ping_every: float = 0.0
     no_done: bool = False
     error_event_after: int = None
     error_message: str = "upstream failure"
@@ -451,10 +458,43 @@ class MockServer:
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
 
+    def wait(self, h, seconds, fault):
+        """Pause `seconds` as the fault says (with keep-alive comments when it pings);
+        True when the client closed the connection meanwhile."""
+        if not fault.ping_every:
+            return self._pause(h, seconds)
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._pause(h, min(left, fault.ping_every)):
+                return True
+            if deadline - time.monotonic() > 0:
+                self.write_chunk(h, b": keep-alive\n\n")
+
+    @staticmethod
+    def garbage_before(fault, n):
+        """An unparseable event goes before event n+1 (counted from 0 sent)."""
+        return fault.malformed_after is not None and n == fault.malformed_after
+
+    def send_garbage(self, h, rec, fault, left, bad):
+        """garbage_after: True when the rest of the stream was garbage (`left` events,
+        each replaced by the unparseable `bad`) and the body has ended."""
+        if fault.garbage_after is None or rec.events_sent < fault.garbage_after:
+            return False
+        for _ in range(max(3, left)):
+            if fault.chunk_delay and self.wait(h, fault.chunk_delay, fault):
+                raise _ClientGone()
+            self.write_chunk(h, bad)
+        self.end_chunks(h)
+        rec.outcome = "garbage"
+        return True
+
     def run_stream(self, h, rec, fault, events):
         """Write SSE `events` (each a str payload of one `data:` line) with the fault's
         pacing and failures, then end the body."""
-        if fault.first_event_delay and self._pause(h, fault.first_event_delay):
+        if fault.first_event_delay and self.wait(h, fault.first_event_delay, fault):
             raise _ClientGone()
         for i, payload in enumerate(events):
             if fault.stall_after is not None and rec.events_sent >= fault.stall_after:
@@ -474,9 +514,12 @@ class MockServer:
                 self.write_chunk(h, ("data: " + json.dumps(err) + "\n\n").encode())
                 rec.events_sent += 1
                 break
-            if fault.malformed_after is not None and rec.events_sent == fault.malformed_after:
-                self.write_chunk(h, b'data: {"id":"chatcmpl-broken","choices":[{"delta":\n\n')
-            if i > 0 and fault.chunk_delay and self._pause(h, fault.chunk_delay):
+            bad = b'data: {"id":"chatcmpl-broken","choices":[{"delta":\n\n'
+            if self.send_garbage(h, rec, fault, len(events) - i, bad):
+                return
+            if self.garbage_before(fault, rec.events_sent):
+                self.write_chunk(h, bad)
+            if i > 0 and fault.chunk_delay and self.wait(h, fault.chunk_delay, fault):
                 raise _ClientGone()
             self.write_chunk(h, ("data: " + payload + "\n\n").encode())
             rec.events_sent += 1
@@ -542,6 +585,20 @@ def message_text(msg):
 def split_words(text):
     """The content pieces of a streamed answer: one per word (with its trailing space)."""
     return _WORDS.findall(text) or [text]
+
+
+def continuation(full, prefill):
+    """What a model continuing `prefill` adds to reach `full` (None when `full` does not
+    start with it), split as a continuation streams: each piece with its leading
+    whitespace (" two", " three"), so the pieces join to exactly the rest."""
+    if not prefill or not full.startswith(prefill):
+        return None
+    rest = full[len(prefill):]
+    pieces = re.findall(r"\s*\S+", rest)
+    tail = rest[len("".join(pieces)):]
+    if tail:
+        pieces.append(tail)
+    return rest, pieces or [rest]
 
 
 def prompt_tokens_for(body):

@@ -74,3 +74,57 @@ def test_faults_are_consumed_in_order(mock):
     assert call(mock, CHAT).json()["choices"][0]["message"]["content"] == "second"
     assert call(mock, CHAT).json()["choices"][0]["message"]["content"] == "echo: hi"
     assert [r.status for r in mock.requests] == [503, 200, 200]
+
+
+def test_continuation_rejoins_the_answer():
+    from mock_openai import continuation
+    assert continuation("echo: one two", "echo: one") == (" two", [" two"])
+    assert continuation("echo:\n\nnext line", "echo:") == ("\n\nnext line", ["\n\nnext", " line"])
+    assert continuation("echo: one", "other") is None
+
+
+def test_garbage_after_sends_only_garbage(mock):
+    mock.script(Fault(garbage_after=2))
+    r = call(mock, dict(CHAT, stream=True), stream=True)
+    raw = r.content.decode()
+    good = [e for e in raw.split("\n\n") if e.startswith("data: {") and e.endswith("}")]
+    bad = [e for e in raw.split("\n\n") if e.startswith('data: {"id":"chatcmpl-broken"')]
+    assert len(good) == 2 and len(bad) >= 3, raw
+    assert "[DONE]" not in raw
+
+
+def test_pings_while_pausing(mock):
+    mock.script(Fault(first_event_delay=0.5, ping_every=0.1))
+    r = call(mock, dict(CHAT, stream=True), stream=True)
+    raw = r.content.decode()
+    assert raw.count(": keep-alive") >= 3, raw
+    assert raw.endswith("data: [DONE]\n\n")
+
+
+def test_anthropic_and_mistral_mocks_continue_a_prefill():
+    from mock_anthropic import ANTHROPIC_KEY, MockAnthropic
+    from mock_dialects import MISTRAL_KEY, MockMistral
+    with MockAnthropic() as m:
+        body = {"model": "claude-mock", "max_tokens": 50, "messages": [
+            {"role": "user", "content": "one two three"},
+            {"role": "assistant", "content": "echo: one"}]}
+        r = requests.post(m.url + "/v1/messages", json=body, timeout=10, headers={
+            "x-api-key": ANTHROPIC_KEY, "anthropic-version": "2023-06-01"})
+        assert r.status_code == 200, r.text
+        assert r.json()["content"][0]["text"] == " two three"
+        body["messages"][-1]["content"] = "echo: one "  # trailing whitespace: refused
+        r = requests.post(m.url + "/v1/messages", json=body, timeout=10, headers={
+            "x-api-key": ANTHROPIC_KEY, "anthropic-version": "2023-06-01"})
+        assert r.status_code == 400
+    with MockMistral() as m:
+        body = {"model": "mistral-small-latest", "messages": [
+            {"role": "user", "content": "one two three"},
+            {"role": "assistant", "content": "echo: one", "prefix": True}]}
+        r = requests.post(m.url + "/chat/completions", json=body, timeout=10,
+                          headers={"Authorization": f"Bearer {MISTRAL_KEY}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == " two three"
+        del body["messages"][-1]["prefix"]  # a trailing assistant without prefix: refused
+        r = requests.post(m.url + "/chat/completions", json=body, timeout=10,
+                          headers={"Authorization": f"Bearer {MISTRAL_KEY}"})
+        assert r.status_code == 400

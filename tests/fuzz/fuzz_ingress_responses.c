@@ -300,11 +300,13 @@ static void check_frame(run_t *r, const char *data, apr_size_t len, apr_size_t *
     json_decref(j);
 }
 
-static apr_status_t on_emit(void *baton, llmgw_chunk_kind_e kind, const char *data, apr_size_t len)
+static apr_status_t on_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                            const char *data, apr_size_t len)
 {
     run_t *r = baton;
     apr_size_t used;
 
+    FUZZ_CHECK(chunk == NULL); /* ingress frames carry no chat chunk */
     FUZZ_CHECK(kind == LLMGW_CHUNK_PREAMBLE || kind == LLMGW_CHUNK_CONTENT ||
                kind == LLMGW_CHUNK_FINAL);
     check_frame(r, data, len, &used);

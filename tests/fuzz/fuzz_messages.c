@@ -213,8 +213,8 @@ typedef struct {
     apr_status_t rv; /* the first failure of stream_chunk */
 } run_t;
 
-static apr_status_t check_frame(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                                apr_size_t len)
+static apr_status_t check_frame(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                                const char *data, apr_size_t len)
 {
     run_t *r = baton;
     const char *nl, *payload, *type;
@@ -222,6 +222,7 @@ static apr_status_t check_frame(void *baton, llmgw_chunk_kind_e kind, const char
     json_t *j, *index;
     int k;
 
+    FUZZ_CHECK(chunk == NULL); /* ingress frames carry no chat chunk */
     FUZZ_CHECK(!r->stopped);
     FUZZ_CHECK(len > 16 && memcmp(data, "event: ", 7) == 0);
     nl = memchr(data, '\n', len);

@@ -273,8 +273,8 @@ typedef struct {
 } stream_run_t;
 
 /* The framing the glue forwards as is: one data line, a blank line, JSON or [DONE]. */
-static apr_status_t record_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                                apr_size_t len)
+static apr_status_t record_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                                const char *data, apr_size_t len)
 {
     stream_run_t *s = baton;
     const char *payload;

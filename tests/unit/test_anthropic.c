@@ -396,8 +396,8 @@ START_TEST(stream_large_delta)
 }
 END_TEST
 
-static apr_status_t null_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                              apr_size_t len)
+static apr_status_t null_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                              const char *data, apr_size_t len)
 {
     (*(int *)baton)++;
     return APR_SUCCESS;

@@ -688,6 +688,141 @@ START_TEST(test_invalid_inline)
 }
 END_TEST
 
+/* ---- dispatch: prefill, contextFallback, firstTokenTimeout, streamRecovery ---- */
+
+/* Three backends and a chat route; @p extra_b goes into b's config, @p route_extra under the route.
+ */
+static const char *recovery_yaml(const char *b_type, const char *extra_b, const char *route_extra)
+{
+    return apr_psprintf(test_pool,
+                        "backends:\n"
+                        "  - name: a\n"
+                        "    type: openai\n"
+                        "    config: {apiKey: k, contextFallback: big}\n"
+                        "  - name: b\n"
+                        "    type: %s\n"
+                        "    config:\n"
+                        "      apiKey: k\n"
+                        "%s"
+                        "  - name: big\n"
+                        "    type: anthropic\n"
+                        "    config: {apiKey: k}\n"
+                        "  - {name: p, type: pool, backends: [a, b]}\n"
+                        "routes:\n"
+                        "  - name: chat\n"
+                        "    path: /v1/chat/completions\n"
+                        "    backend: p\n"
+                        "%s",
+                        b_type, extra_b, route_extra);
+}
+
+START_TEST(test_dispatch_keys)
+{
+    llmgw_config_t *cfg;
+    const char *err;
+    const llmgw_backend_t *a, *b, *big;
+    const llmgw_route_t *r;
+
+    ck_assert_msg(parse(recovery_yaml("anthropic",
+                                      "      prefill: true\n      firstTokenTimeout: 1500ms\n"
+                                      "      firstByteTimeout: 20s\n",
+                                      "    streamRecovery: continue\n"),
+                        &cfg, &err) == APR_SUCCESS,
+                  "%s", err);
+    a = llmgw_config_backend(cfg, "a");
+    b = llmgw_config_backend(cfg, "b");
+    big = llmgw_config_backend(cfg, "big");
+    ck_assert_int_eq(b->prefill, 1);
+    ck_assert_int_eq(a->prefill, 0);
+    ck_assert_ptr_eq(a->context_fallback, big);
+    ck_assert_str_eq(a->context_fallback_name, "big");
+    ck_assert_ptr_null(b->context_fallback);
+    ck_assert_int_eq(llmgw_backend_first_token_timeout(b), apr_time_from_msec(1500));
+    /* Unset: as long as the first byte may take. */
+    ck_assert_int_eq(a->first_token_timeout, LLMGW_UNSET);
+    ck_assert_int_eq(llmgw_backend_first_token_timeout(a), LLMGW_DEFAULT_FIRST_BYTE_TIMEOUT);
+    r = llmgw_config_route(cfg, "/v1/chat/completions");
+    ck_assert_int_eq(r->stream_recovery, LLMGW_RECOVERY_CONTINUE);
+
+    ck_assert_msg(
+        parse(recovery_yaml("mistral", "      prefill: yes\n", "    streamRecovery: buffer\n"),
+              &cfg, &err) == APR_SUCCESS,
+        "%s", err);
+    ck_assert_int_eq(llmgw_config_backend(cfg, "b")->prefill, 1);
+    ck_assert_int_eq(llmgw_config_route(cfg, "/v1/chat/completions")->stream_recovery,
+                     LLMGW_RECOVERY_BUFFER);
+
+    ck_assert_msg(parse(recovery_yaml("openai", "", ""), &cfg, &err) == APR_SUCCESS, "%s", err);
+    ck_assert_int_eq(llmgw_config_route(cfg, "/v1/chat/completions")->stream_recovery,
+                     LLMGW_RECOVERY_NONE);
+    ck_assert_int_eq(llmgw_backend_first_token_timeout(llmgw_config_backend(cfg, "b")),
+                     LLMGW_DEFAULT_FIRST_BYTE_TIMEOUT);
+}
+END_TEST
+
+static const struct {
+    const char *b_type, *extra_b, *route_extra, *message;
+} dispatch_errors[] = {
+    /* providers.md documents a continuation only for Anthropic and Mistral. */
+    {"openai", "      prefill: true\n", "",
+     "t.yaml:9:7: backend \"b\": prefill is only valid for types anthropic, mistral, not openai"},
+    {"meta", "      endpoint: http://h\n      prefill: true\n", "",
+     "t.yaml:10:7: backend \"b\": prefill is only valid for types anthropic, mistral, not meta"},
+    {"anthropic", "      prefill: sometimes\n", "",
+     "t.yaml:9:16: backend \"b\": prefill must be true or false, not \"sometimes\""},
+    {"anthropic", "      contextFallback: nowhere\n", "",
+     "t.yaml:9:24: backend \"b\": backend \"nowhere\" is not defined"},
+    {"anthropic", "      contextFallback: p\n", "",
+     "t.yaml:9:24: backend \"b\": contextFallback must name a provider backend, not the pool "
+     "\"p\""},
+    {"anthropic", "      contextFallback: b\n", "",
+     "t.yaml:9:24: backend \"b\": contextFallback names the backend itself"},
+    {"anthropic", "      firstTokenTimeout: 3\n", "",
+     "t.yaml:9:26: backend \"b\": firstTokenTimeout must be a duration with a unit"},
+    {"anthropic", "      firstTokenTimeout: 0s\n", "",
+     "t.yaml:9:26: backend \"b\": firstTokenTimeout must be longer than zero"},
+    {"anthropic", "", "    streamRecovery: resume\n",
+     "t.yaml:17:21: route \"chat\": streamRecovery must be one of none, continue, buffer, not "
+     "\"resume\""},
+};
+
+START_TEST(test_dispatch_key_errors)
+{
+    llmgw_config_t *cfg = (llmgw_config_t *)1;
+    const char *err;
+
+    ck_assert_int_eq(parse(recovery_yaml(dispatch_errors[_i].b_type, dispatch_errors[_i].extra_b,
+                                         dispatch_errors[_i].route_extra),
+                           &cfg, &err),
+                     LLMGW_ECONFIG);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, dispatch_errors[_i].message) != NULL, "want \"%s\" in \"%s\"",
+                  dispatch_errors[_i].message, err);
+}
+END_TEST
+
+START_TEST(test_stream_recovery_only_for_chat)
+{
+    llmgw_config_t *cfg;
+    const char *err;
+
+    ck_assert_int_eq(parse("backends:\n  - {name: a, type: openai, config: {apiKey: k}}\n"
+                           "routes:\n  - name: emb\n    path: /v1/embeddings\n    backend: a\n"
+                           "    streamRecovery: buffer\n",
+                           &cfg, &err),
+                     LLMGW_ECONFIG);
+    ck_assert_ptr_nonnull(
+        strstr(err, "t.yaml:7:21: route \"emb\": streamRecovery is only for chat routes, not an "
+                    "embeddings route"));
+    /* "none" says what the default says: fine anywhere. */
+    ck_assert_int_eq(parse("backends:\n  - {name: a, type: openai, config: {apiKey: k}}\n"
+                           "routes:\n  - name: emb\n    path: /v1/embeddings\n    backend: a\n"
+                           "    streamRecovery: none\n",
+                           &cfg, &err),
+                     APR_SUCCESS);
+}
+END_TEST
+
 /* ---- imageFetch (google) ----------------------------------------------------- */
 
 static const char *host_at(const llmgw_image_fetch_t *f, int i)
@@ -1081,6 +1216,14 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_strategy_builtin_through_resolver);
     tcase_add_test(tc, test_strategy_unknown_lists_resolver_names);
     tcase_add_test(tc, test_strategy_weight_check_is_weighted_only);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("dispatch");
+    tcase_add_checked_fixture(tc, test_pool_setup, test_pool_teardown);
+    tcase_add_test(tc, test_dispatch_keys);
+    tcase_add_loop_test(tc, test_dispatch_key_errors, 0,
+                        (int)(sizeof(dispatch_errors) / sizeof(dispatch_errors[0])));
+    tcase_add_test(tc, test_stream_recovery_only_for_chat);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("secrets");

@@ -458,14 +458,14 @@ END_TEST
 
 START_TEST(test_strerror)
 {
-    static const apr_status_t ours[] = {LLMGW_EBADREQ, LLMGW_EUNSUPPORTED, LLMGW_EUPSTREAM,
-                                        LLMGW_ECONFIG, LLMGW_ESTREAM,      LLMGW_ECLIENTGONE,
-                                        LLMGW_ENOMODEL};
+    static const apr_status_t ours[] = {LLMGW_EBADREQ,  LLMGW_EUNSUPPORTED, LLMGW_EUPSTREAM,
+                                        LLMGW_ECONFIG,  LLMGW_ESTREAM,      LLMGW_ECLIENTGONE,
+                                        LLMGW_ENOMODEL, LLMGW_EMALFORMED};
     char buf[128], apr_buf[128], small[8];
-    const char *texts[7];
+    const char *texts[8];
     apr_size_t i, j;
 
-    for (i = 0; i < 7; i++) {
+    for (i = 0; i < 8; i++) {
         texts[i] = apr_pstrdup(test_pool, llmgw_strerror(ours[i], buf, sizeof(buf)));
         ck_assert_ptr_eq(llmgw_strerror(ours[i], buf, sizeof(buf)), buf);
         /* Ours, not APR's generic "Error string not specified yet". */
@@ -478,8 +478,8 @@ START_TEST(test_strerror)
     /* Anything else is APR's text. */
     ck_assert_str_eq(llmgw_strerror(APR_ENOENT, buf, sizeof(buf)),
                      apr_strerror(APR_ENOENT, apr_buf, sizeof(apr_buf)));
-    ck_assert_str_eq(llmgw_strerror(LLMGW_START_ERROR + 8, buf, sizeof(buf)),
-                     apr_strerror(LLMGW_START_ERROR + 8, apr_buf, sizeof(apr_buf)));
+    ck_assert_str_eq(llmgw_strerror(LLMGW_START_ERROR + 9, buf, sizeof(buf)),
+                     apr_strerror(LLMGW_START_ERROR + 9, apr_buf, sizeof(apr_buf)));
     /* A short buffer gets a truncated, terminated copy. */
     ck_assert_uint_eq(strlen(llmgw_strerror(LLMGW_ECONFIG, small, sizeof(small))), 7);
 }

@@ -903,7 +903,6 @@ static void *APR_THREAD_FUNC caller_main(apr_thread_t *t, void *data)
     caller_t *c = data;
 
     c->rv = llmgw_google_auth_token(c->ga, NULL, c->b, c->pool, &c->token, &c->err);
-    apr_thread_exit(t, APR_SUCCESS);
     return NULL;
 }
 
@@ -1101,7 +1100,6 @@ static void *APR_THREAD_FUNC server_main(apr_thread_t *t, void *data)
                 serve_one(s, c);
         }
     }
-    apr_thread_exit(t, APR_SUCCESS);
     return NULL;
 }
 

@@ -309,7 +309,8 @@ static const char *kind_name(llmgw_chunk_kind_e kind)
 }
 
 /* Checks the framing ("event: <name>\ndata: <one line of JSON>\n\n") and records it. */
-static apr_status_t record(void *baton, llmgw_chunk_kind_e kind, const char *data, apr_size_t len)
+static apr_status_t record(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                           const char *data, apr_size_t len)
 {
     rec_t *r = baton;
     const char *nl, *payload;
@@ -317,6 +318,7 @@ static apr_status_t record(void *baton, llmgw_chunk_kind_e kind, const char *dat
     json_t *j;
     char *name;
 
+    ck_assert_ptr_null(chunk); /* ingress frames carry no chat chunk */
     if (++r->calls == r->fail_at)
         return LLMGW_ECLIENTGONE;
     json_array_append_new(r->raw, json_stringn(data, len));
@@ -545,9 +547,10 @@ START_TEST(stream_emit_failure_propagates)
 }
 END_TEST
 
-static apr_status_t count_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                               apr_size_t len)
+static apr_status_t count_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                               const char *data, apr_size_t len)
 {
+    ck_assert_ptr_null(chunk); /* ingress frames carry no chat chunk */
     (void)kind;
     (void)data;
     (void)len;

@@ -422,12 +422,13 @@ static json_t *parse_frame(recorder_t *r, const char *kind, const char *data, ap
     return json_pack("{s:s, s:o}", "kind", kind, "json", shown);
 }
 
-static apr_status_t record_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                                apr_size_t len)
+static apr_status_t record_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                                const char *data, apr_size_t len)
 {
     recorder_t *r = baton;
     apr_size_t used;
 
+    ck_assert_ptr_null(chunk); /* ingress frames carry no chat chunk */
     if (++r->calls == r->fail_at)
         return LLMGW_ECLIENTGONE;
     if (kind == LLMGW_CHUNK_FINAL)

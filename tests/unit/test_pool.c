@@ -285,6 +285,34 @@ START_TEST(test_full_members_skipped)
 }
 END_TEST
 
+/* DESIGN.md 6: short at first, doubling after each failed probe up to cooldown:. */
+START_TEST(test_adaptive_cooldown)
+{
+    world_t *w = world("  - {name: p, type: pool, cooldown: 30s, backends: [a, b]}\n"
+                       "  - {name: q, type: pool, cooldown: 1s, backends: [a, b]}\n"
+                       "  - {name: r, type: pool, backends: [a, b]}\n");
+    const llmgw_backend_t *p = be(w, "p");
+    apr_interval_time_t last = 0, seq[] = {SEC(2), SEC(4), SEC(8), SEC(16), SEC(30), SEC(30)};
+    unsigned i;
+
+    ck_assert_int_eq(llmgw_pool_cooldown_next(p, 0, 0), LLMGW_COOLDOWN_BASE);
+    ck_assert_int_eq(LLMGW_COOLDOWN_BASE, SEC(2));
+    for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        last = llmgw_pool_cooldown_next(p, last, i > 0);
+        ck_assert_int_eq(last, seq[i]);
+    }
+    /* No probe failed (a straggler of before the cooldown): no doubling. */
+    ck_assert_int_eq(llmgw_pool_cooldown_next(p, SEC(8), 0), SEC(8));
+    /* A probe failing right after a success (last forgotten): the base again. */
+    ck_assert_int_eq(llmgw_pool_cooldown_next(p, 0, 1), SEC(2));
+    /* cooldown: below the base caps it; unset is the default cap. */
+    ck_assert_int_eq(llmgw_pool_cooldown_next(be(w, "q"), 0, 0), SEC(1));
+    ck_assert_int_eq(llmgw_pool_cooldown_next(be(w, "q"), SEC(1), 1), SEC(1));
+    ck_assert_int_eq(llmgw_pool_cooldown_next(be(w, "r"), SEC(16), 1), LLMGW_DEFAULT_COOLDOWN);
+    ck_assert_int_eq(llmgw_pool_cooldown_next(NULL, 0, 0), LLMGW_COOLDOWN_BASE);
+}
+END_TEST
+
 START_TEST(test_down_member_skipped_probed_returned)
 {
     world_t *w = world("  - name: p\n"
@@ -874,6 +902,37 @@ START_TEST(test_exhausted_mixed)
 }
 END_TEST
 
+/* providers.md 9.2: no member's window was large enough: the provider's own 400. */
+START_TEST(test_exhausted_context_window)
+{
+    llmgw_error_t *ctx_a = llmgw_error_make(test_pool, 400, "invalid_request_error",
+                                            "context_length_exceeded", "messages", "a: too long");
+    llmgw_error_t *ctx_b = llmgw_error_make(test_pool, 400, "invalid_request_error",
+                                            "context_length_exceeded", NULL, "b: too long");
+    llmgw_pool_failure_t f[2] = {failure("a", LLMGW_FAIL_HTTP, 400, -1),
+                                 failure("b", LLMGW_FAIL_HTTP, 400, -1)};
+    apr_interval_time_t ra;
+    llmgw_error_t *e;
+
+    f[0].error = ctx_a;
+    f[1].error = ctx_b;
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 400);
+    ck_assert_str_eq(e->code, "context_length_exceeded");
+    ck_assert_str_eq(e->message, "b: too long");
+    ck_assert_ptr_null(e->param);
+    ck_assert_int_eq(ra, -1);
+    /* A member that was merely down decides over a context error. */
+    f[1] = failure("b", LLMGW_FAIL_HTTP, 503, -1);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 503);
+    f[1] = f[0];
+    f[0] = failure("b", LLMGW_FAIL_TIMEOUT, 0, -1);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 504);
+}
+END_TEST
+
 START_TEST(test_exhausted_not_found_and_lone)
 {
     llmgw_error_t provider;
@@ -916,6 +975,7 @@ int main(void)
     tcase_add_test(tc, test_pool_aliases);
     tcase_add_test(tc, test_cooling_members);
     tcase_add_test(tc, test_full_members_skipped);
+    tcase_add_test(tc, test_adaptive_cooldown);
     tcase_add_test(tc, test_down_member_skipped_probed_returned);
     tcase_add_test(tc, test_drained_members);
     tcase_add_test(tc, test_drained_targets);
@@ -934,6 +994,7 @@ int main(void)
     tcase_add_test(tc, test_exhausted_drained);
     tcase_add_test(tc, test_exhausted_rate_limited);
     tcase_add_test(tc, test_exhausted_mixed);
+    tcase_add_test(tc, test_exhausted_context_window);
     tcase_add_test(tc, test_exhausted_not_found_and_lone);
     suite_add_tcase(s, tc);
     return test_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;

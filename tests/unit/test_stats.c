@@ -449,6 +449,46 @@ START_TEST(test_cooldown_rules)
 }
 END_TEST
 
+/* The period armed is kept for the next one (llmgw_pool_cooldown_next), and a success forgets it.
+ */
+START_TEST(test_cooldown_period_kept_and_forgotten)
+{
+    void *base = segment(1);
+    llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
+
+    ck_assert_int_eq(llmgw_stats_cooldown_period(s), 0);
+    ck_assert_int_eq(llmgw_stats_cooldown_period(NULL), 0);
+    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(2)), 1);
+    ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(2));
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(2))), LLMGW_STATS_PROBE);
+    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(3)), LLMGW_FAIL_HTTP, 503, 1, SEC(4)), 1);
+    ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(4));
+    ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(7));
+    /* An explicit cooldown (quota) is a period too. */
+    llmgw_stats_cool(s, AT(T0 + SEC(8)), SEC(30));
+    ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(30));
+    llmgw_stats_success(s, AT(T0 + SEC(40)), MS(5), -1, -1, -1);
+    ck_assert_int_eq(llmgw_stats_cooldown_period(s), 0);
+}
+END_TEST
+
+/* A skipped malformed stream event: a protocol error, nothing for the breaker. */
+START_TEST(test_protocol_error_does_not_feed_the_breaker)
+{
+    void *base = segment(1);
+    llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
+    int i;
+
+    for (i = 0; i < 10; i++)
+        llmgw_stats_protocol_error(s);
+    llmgw_stats_protocol_error(NULL);
+    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_PROTOCOL], 10);
+    ck_assert_uint_eq(s->consecutive_failures, 0);
+    ck_assert_uint_eq(s->successes, 0);
+    ck_assert_int_eq(llmgw_stats_available(s, AT(T0)), LLMGW_STATS_AVAILABLE);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Clocks                                                              */
 
@@ -646,7 +686,6 @@ static void *APR_THREAD_FUNC hammer(apr_thread_t *th, void *data)
             llmgw_stats_retry(w->slot);
         llmgw_stats_end(w->slot, w->row);
     }
-    apr_thread_exit(th, APR_SUCCESS);
     return NULL;
 }
 
@@ -659,7 +698,6 @@ static void *APR_THREAD_FUNC race_probe(apr_thread_t *th, void *data)
         ;
     for (i = 0; i < 1000; i++)
         w->probes_won += llmgw_stats_available(w->slot, AT(T0 + SEC(60))) == LLMGW_STATS_PROBE;
-    apr_thread_exit(th, APR_SUCCESS);
     return NULL;
 }
 
@@ -1435,6 +1473,8 @@ int main(void)
     tcase_add_test(tc, test_cooldown_rearm_on_probe_failure);
     tcase_add_test(tc, test_cooldown_release_and_stale_probe);
     tcase_add_test(tc, test_cooldown_rules);
+    tcase_add_test(tc, test_cooldown_period_kept_and_forgotten);
+    tcase_add_test(tc, test_protocol_error_does_not_feed_the_breaker);
     tcase_add_test(tc, test_time_now);
     tcase_add_test(tc, test_clock_step_does_not_affect_cooldown);
     tcase_add_test(tc, test_child_rows);

@@ -247,7 +247,7 @@ static llmgw_upstream_result_t get(const char *path, const llmgw_upstream_opts_t
     return perform_req(request("GET", url(path), NULL), o);
 }
 
-/* What a streaming caller saw: its on_data and client_gone callbacks record here. */
+/* What a streaming caller saw: its on_data and check callbacks record here. */
 typedef struct {
     char data[8192];
     apr_size_t len;
@@ -256,6 +256,7 @@ typedef struct {
     apr_time_t gone_at;  /* client_gone answers yes from then on (0: never) */
     apr_time_t gone_now; /* when it first did */
     int gone_polls;
+    llmgw_fail_e gone_fail; /* what the check answers then (0: client gone) */
 } sink_t;
 
 static apr_status_t on_data(void *baton, const char *data, apr_size_t len)
@@ -273,17 +274,17 @@ static apr_status_t on_data(void *baton, const char *data, apr_size_t len)
     return APR_SUCCESS;
 }
 
-static int client_gone(void *baton)
+static llmgw_fail_e client_gone(void *baton)
 {
     sink_t *k = baton;
     apr_time_t now = apr_time_now();
 
     k->gone_polls++;
     if (!k->gone_at || now < k->gone_at)
-        return 0;
+        return LLMGW_FAIL_NONE;
     if (!k->gone_now)
         k->gone_now = now;
-    return 1;
+    return k->gone_fail ? k->gone_fail : LLMGW_FAIL_CLIENT_GONE;
 }
 
 static llmgw_upstream_opts_t stream_opts(sink_t *k)
@@ -292,7 +293,7 @@ static llmgw_upstream_opts_t stream_opts(sink_t *k)
 
     memset(k, 0, sizeof(*k));
     o.on_data = on_data;
-    o.client_gone = client_gone;
+    o.check = client_gone;
     o.baton = k;
     return o;
 }
@@ -693,6 +694,23 @@ START_TEST(test_client_gone_aborts_the_transfer)
 }
 END_TEST
 
+/* A deadline of the caller's own (time to first token) ends the transfer
+ * with the failure the check names, not as a client that left. */
+START_TEST(test_check_timeout_ends_the_transfer)
+{
+    sink_t k;
+    llmgw_upstream_opts_t o = stream_opts(&k);
+    llmgw_upstream_result_t res;
+
+    k.gone_at = apr_time_now() + MS(300);
+    k.gone_fail = LLMGW_FAIL_TIMEOUT;
+    res = get("/stall", &o);
+    ck_assert_int_eq(res.fail, LLMGW_FAIL_TIMEOUT);
+    ck_assert_msg(res.elapsed < WELL_BEFORE, "elapsed %" APR_TIME_T_FMT " us", res.elapsed);
+    ck_assert_uint_eq(open_connections(), 0);
+}
+END_TEST
+
 START_TEST(test_sink_failure_aborts_the_transfer)
 {
     sink_t k;
@@ -898,6 +916,7 @@ int main(void)
     tcase_add_test(tc, test_overall_deadline);
     tcase_add_test(tc, test_reset_after_request);
     tcase_add_test(tc, test_client_gone_aborts_the_transfer);
+    tcase_add_test(tc, test_check_timeout_ends_the_transfer);
     tcase_add_test(tc, test_sink_failure_aborts_the_transfer);
     tcase_add_test(tc, test_keepalive_reuse);
     tcase_add_test(tc, test_handle_reusable_after_an_aborted_transfer);

@@ -105,6 +105,8 @@ const char *test_rv_name(apr_status_t rv)
         return "eunsupported";
     case LLMGW_EUPSTREAM:
         return "eupstream";
+    case LLMGW_EMALFORMED:
+        return "emalformed";
     case LLMGW_ESTREAM:
         return "estream";
     case LLMGW_ECLIENTGONE:
@@ -496,8 +498,8 @@ static json_t *frame_of(const test_recorder_t *r, llmgw_chunk_kind_e kind, const
 }
 
 /* Checks the SSE framing and records the payload as JSON for comparison. */
-static apr_status_t record_emit(void *baton, llmgw_chunk_kind_e kind, const char *data,
-                                apr_size_t len)
+static apr_status_t record_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                                const char *data, apr_size_t len)
 {
     test_recorder_t *r = baton;
     const char *payload;
@@ -512,6 +514,15 @@ static apr_status_t record_emit(void *baton, llmgw_chunk_kind_e kind, const char
     plen = len - 8;
     ck_assert_msg(!memchr(payload, '\n', plen) && !memchr(payload, '\r', plen),
                   "frame spans several lines");
+    /* The JSON handed along is the frame's own (llmgw_emit_fn). */
+    if (plen == 6 && memcmp(payload, "[DONE]", 6) == 0) {
+        ck_assert_ptr_null(chunk);
+    }
+    else {
+        json_t *j = test_parse_json(payload, plen);
+        ck_assert_msg(chunk && json_equal(chunk, j), "the chunk JSON is not the frame's");
+        json_decref(j);
+    }
     json_array_append_new(r->frames, frame_of(r, kind, payload, plen));
     return APR_SUCCESS;
 }
