@@ -1029,8 +1029,10 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
         }
         next = decide(d, &o, attempts, cooling, &fallback);
         if (next == LLMGW_POOL_NEXT_MEMBER) {
+            /* The pool the candidate is a member of, nested ones included:
+             * that pool moved on, not necessarily the route's. */
             llmgw_stats_fallback(d->slot);
-            llmgw_stats_fallback(d->pool_slot);
+            llmgw_stats_fallback(slot_of(d, c->pool_slot));
             return TURN_NEXT;
         }
         if (next == LLMGW_POOL_STOP) {

@@ -136,6 +136,11 @@ static const char base_yaml[] =
     "    failureThreshold: 1000\n"
     "    maxAttempts: 2\n"
     "    backends: [a, b]\n"
+    "  - name: nest\n"
+    "    type: pool\n"
+    "    strategy: priority\n"
+    "    failureThreshold: 1000\n"
+    "    backends: [ab, c]\n"
     "routes:\n"
     "  - {name: a, path: /a, api: chat, backend: a}\n"
     "  - {name: x, path: /x, api: chat, backend: x}\n"
@@ -147,7 +152,8 @@ static const char base_yaml[] =
     "  - {name: am, path: /am, api: chat, backend: am, streamRecovery: continue}\n"
     "  - {name: cm, path: /cm, api: chat, backend: cm, streamRecovery: continue}\n"
     "  - {name: cool, path: /cool, api: chat, backend: cool}\n"
-    "  - {name: cap, path: /cap, api: chat, backend: cap}\n";
+    "  - {name: cap, path: /cap, api: chat, backend: cap}\n"
+    "  - {name: nest, path: /nest, api: chat, backend: nest}\n";
 
 static const llmgw_backend_t *be(const char *name)
 {
@@ -843,6 +849,23 @@ static const char *prefill_of(const req_rec_t *r, int *prefix)
 
 /* ====================================================================== */
 /* providers.md 9.2, row by row                                           */
+
+/* A member of a nested pool that fails over counts the fallback in the pool
+ * it belongs to (the status page's per-pool fallbacks), not only the route's. */
+START_TEST(test_nested_pool_counts_its_own_fallback)
+{
+    fail_with("a", LLMGW_FAIL_CONNECT);
+    fail_with("a", LLMGW_FAIL_CONNECT);
+    oai_ok("b", "from b");
+    run("/nest", 0);
+    ck_asked("a a b");
+    ck_assert_str_eq(W->res->backend->name, "b");
+    ck_assert_uint_eq(slot("a")->fallbacks, 1);
+    ck_assert_uint_eq(slot("ab")->fallbacks, 1);
+    ck_assert_uint_eq(slot("nest")->fallbacks, 0);
+    ck_assert_uint_eq(slot("nest")->successes, 1);
+}
+END_TEST
 
 START_TEST(test_connect_error_retried_then_failed_over)
 {
@@ -1656,6 +1679,7 @@ static Suite *dispatch_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_connect_error_retried_then_failed_over);
+    tcase_add_test(tc, test_nested_pool_counts_its_own_fallback);
     tcase_add_test(tc, test_connect_error_exhausted_is_502);
     tcase_add_test(tc, test_first_byte_timeout_fails_over_at_once);
     tcase_add_test(tc, test_first_byte_timeout_lone_is_504_after_one_attempt);
