@@ -292,7 +292,26 @@ static void read_usage(const json_t *usage, llmgw_usage_t *out)
     usage_count(usage, "prompt_tokens", &out->prompt_tokens);
     usage_count(usage, "completion_tokens", &out->completion_tokens);
     if (!usage_count(usage, "total_tokens", &out->total_tokens))
-        out->total_tokens = out->prompt_tokens + out->completion_tokens;
+        out->total_tokens = llmgw_prov_tokens_sum(out->prompt_tokens, out->completion_tokens);
+}
+
+/*
+ * The counts an openai answer carries verbatim must be what the gateway
+ * accounted (llmgw_prov_token_count): when one is not (a negative, a count
+ * past LLMGW_TOKENS_MAX, a string), the three counts of @p usage (borrowed,
+ * changed in place) are replaced with the gateway's reading @p u. Returns 1
+ * when it changed anything.
+ */
+static int bound_usage(json_t *usage, const llmgw_usage_t *u)
+{
+    if (!json_is_object(usage) || (llmgw_prov_token_count_clean(usage, "prompt_tokens") &&
+                                   llmgw_prov_token_count_clean(usage, "completion_tokens") &&
+                                   llmgw_prov_token_count_clean(usage, "total_tokens")))
+        return 0;
+    json_object_set_new(usage, "prompt_tokens", json_integer((json_int_t)u->prompt_tokens));
+    json_object_set_new(usage, "completion_tokens", json_integer((json_int_t)u->completion_tokens));
+    json_object_set_new(usage, "total_tokens", json_integer((json_int_t)u->total_tokens));
+    return 1;
 }
 
 /*
@@ -304,7 +323,7 @@ static json_t *clean_usage(const json_t *usage, llmgw_usage_t *u)
     json_t *out;
 
     read_usage(usage, u);
-    u->total_tokens = u->prompt_tokens + u->completion_tokens;
+    u->total_tokens = llmgw_prov_tokens_sum(u->prompt_tokens, u->completion_tokens);
     out = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)u->prompt_tokens,
                     "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
                     (json_int_t)u->total_tokens);
@@ -648,11 +667,17 @@ apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t
         return LLMGW_EUPSTREAM;
     }
     if (!d->normalise) {
-        /* json_loadb accepted exactly one document (whitespace aside), so the
-         * upstream's own bytes are valid JSON for the client: no re-dump. */
         read_usage(json_object_get(j, "usage"), &out->usage);
         model = llmgw_json_str(j, "model");
         out->model = model && *model ? apr_pstrdup(call->pool, model) : call->model;
+        /* json_loadb accepted exactly one document (whitespace aside), so the
+         * upstream's own bytes are valid JSON for the client: no re-dump,
+         * unless its counts are not what the gateway accounted. */
+        if (bound_usage(json_object_get(j, "usage"), &out->usage)) {
+            out->body = llmgw_json_dump(call->pool, j, &out->len);
+            json_decref(j);
+            return out->body ? APR_SUCCESS : APR_ENOMEM;
+        }
         out->body = body;
         out->len = len;
         json_decref(j);
@@ -979,6 +1004,7 @@ static apr_status_t forward_chunk(llmgw_stream_t *st, json_t *chunk)
 
     if (json_is_object(usage)) {
         read_usage(usage, &st->usage);
+        bound_usage(usage, &st->usage);
         st->usage_seen = 1;
         if (!choices || json_array_size(choices) == 0) {
             /* The usage chunk we asked for ourselves is not the client's. */

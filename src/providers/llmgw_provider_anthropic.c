@@ -84,9 +84,10 @@ static void usage_totals(const native_usage_t *u, llmgw_usage_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->present = u->present;
-    out->prompt_tokens = u->input + u->cache_write + u->cache_read;
+    out->prompt_tokens =
+        llmgw_prov_tokens_sum(llmgw_prov_tokens_sum(u->input, u->cache_write), u->cache_read);
     out->completion_tokens = u->output;
-    out->total_tokens = out->prompt_tokens + out->completion_tokens;
+    out->total_tokens = llmgw_prov_tokens_sum(out->prompt_tokens, out->completion_tokens);
 }
 
 /* The OpenAI usage object (new reference). */
