@@ -243,9 +243,11 @@ apr_status_t llmgw_oai_build_request(const llmgw_oai_dialect_t *d, llmgw_call_t 
                                 "backend \"%s\" (%s) has no endpoint", b->name, d->type);
         return LLMGW_EUNSUPPORTED;
     }
-    if (call->raw_body && d->raw_body_ok && d->raw_body_ok(call)) {
+    if (call->raw_body && d->raw_body_ok && d->raw_body_ok(call) &&
+        llmgw_json_verbatim_ok(call->raw_body, call->raw_len)) {
         /* The common case of a pass-through dialect: nothing to change, so
-         * the client's bytes go out as they came (no serialisation). */
+         * the client's bytes go out as they came (no serialisation), unless
+         * jansson read them more leniently than the provider would. */
         out->body = call->raw_body;
         out->body_len = call->raw_len;
     }
@@ -670,10 +672,12 @@ apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t
         read_usage(json_object_get(j, "usage"), &out->usage);
         model = llmgw_json_str(j, "model");
         out->model = model && *model ? apr_pstrdup(call->pool, model) : call->model;
-        /* json_loadb accepted exactly one document (whitespace aside), so the
-         * upstream's own bytes are valid JSON for the client: no re-dump,
-         * unless its counts are not what the gateway accounted. */
-        if (bound_usage(json_object_get(j, "usage"), &out->usage)) {
+        /* json_loadb accepted exactly one document (whitespace aside): the
+         * upstream's own bytes go out (no re-dump), unless jansson read them
+         * more leniently than a client would (llmgw_json_verbatim_ok) or
+         * their counts are not what the gateway accounted. */
+        if (!llmgw_json_verbatim_ok(body, len) ||
+            bound_usage(json_object_get(j, "usage"), &out->usage)) {
             out->body = llmgw_json_dump(call->pool, j, &out->len);
             json_decref(j);
             return out->body ? APR_SUCCESS : APR_ENOMEM;
