@@ -840,7 +840,7 @@ llmgw_error_t *llmgw_oai_parse_error(const llmgw_oai_dialect_t *d, llmgw_call_t 
      * upstreams echo part of the key, so none of their text goes out. */
     if (out->status == 401 || out->status == 403)
         return llmgw_prov_auth_failed(p, status);
-    return out;
+    return llmgw_error_from_upstream(p, out);
 }
 
 /* ---------------------------------------------------------------------- */

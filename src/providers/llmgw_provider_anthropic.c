@@ -1501,7 +1501,7 @@ static llmgw_error_t *anthropic_parse_error(llmgw_call_t *call, int status, cons
     llmgw_error_t *out = map_error(call->pool, status, json_is_object(e) ? e : NULL);
 
     json_decref(j);
-    return out;
+    return llmgw_error_from_upstream(call->pool, out);
 }
 
 /* ---------------------------------------------------------------------- */

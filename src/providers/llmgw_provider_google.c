@@ -2157,7 +2157,7 @@ static llmgw_error_t *google_parse_error(llmgw_call_t *call, int status, const c
     else
         out = llmgw_error_make(p, status, NULL, NULL, NULL, "upstream returned HTTP %d", status);
     json_decref(j);
-    return out;
+    return llmgw_error_from_upstream(p, out);
 }
 
 apr_interval_time_t llmgw_google_retry_delay(const char *body, apr_size_t len)
