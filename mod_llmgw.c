@@ -54,6 +54,7 @@ static void llmgw_register_hooks(apr_pool_t *p)
     ap_hook_map_to_storage(llmgw_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(llmgw_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(llmgw_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    llmgw_errors_register(p);
 }
 
 AP_DECLARE_MODULE(llmgw) = {STANDARD20_MODULE_STUFF, llmgw_create_dir, llmgw_merge_dir,

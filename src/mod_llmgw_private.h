@@ -73,6 +73,10 @@ int llmgw_translate_name(request_rec *r);
 int llmgw_map_to_storage(request_rec *r);
 void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s);
 
+/* httpd's own refusals in gateway locations, as JSON (mod_llmgw_errors.c):
+ * register_hooks: the LLMGW_JSON_ERROR filter and its insert_error_filter hook. */
+void llmgw_errors_register(apr_pool_t *p);
+
 /* Pool strategies as httpd providers (mod_llmgw_strategy.c). */
 /* register_hooks: the built-ins, under LLMGW_STRATEGY_PROVIDER_GROUP. */
 void llmgw_strategy_register(apr_pool_t *p);

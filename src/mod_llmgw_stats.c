@@ -338,6 +338,8 @@ int llmgw_status_handler(request_rec *r)
 
     if (!r->handler || strcmp(r->handler, LLMGW_STATUS_HANDLER) != 0)
         return DECLINED;
+    /* GET (and HEAD) only: httpd's 405 says so in Allow. */
+    ap_allow_standard_methods(r, MERGE_ALLOW, M_GET, -1);
     if (r->method_number != M_GET)
         return HTTP_METHOD_NOT_ALLOWED;
     rv = stats_base ? gateway_snapshot(r, &snap) : APR_ENOENT;
