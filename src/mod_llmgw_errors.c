@@ -16,14 +16,15 @@
  * shape for r->status. Headers httpd set for the status (Allow on a 405,
  * WWW-Authenticate on a 401) are kept. Requests httpd refuses before it
  * knows their location (a malformed request line or header) are not the
- * gateway's, and keep httpd's page. ErrorDocument still wins: with one
- * configured, ap_die redirects before any error page is made.
+ * gateway's, and keep httpd's page. An ErrorDocument configured for the
+ * status still wins: a URL is served by ap_die's redirect, a text as is.
  *
  * Threading: the filter's state lives in f->ctx, from r->pool.
  */
 #include <string.h>
 #include <apr_strings.h>
 #include <util_filter.h>
+#include <mod_core.h> /* ap_response_code_string */
 #include "mod_llmgw_private.h"
 #include "llmgw_error.h"
 
@@ -140,7 +141,8 @@ static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 
 static void llmgw_insert_error_filter(request_rec *r)
 {
-    if (r->status >= 400 && gateway_request(r))
+    if (r->status >= 400 && gateway_request(r) &&
+        !ap_response_code_string(r, ap_index_of_response(r->status)))
         ap_add_output_filter(JSON_ERROR_FILTER, NULL, r, r->connection);
 }
 

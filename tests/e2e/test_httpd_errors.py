@@ -32,6 +32,11 @@ SERVER_EXTRA = """
 <Location /llmgw-status>
     SetHandler llmgw-status
 </Location>
+<Location /custom>
+    LLMGateway on
+    Require all denied
+    ErrorDocument 403 "custom refusal text"
+</Location>
 """
 
 
@@ -45,7 +50,8 @@ def gw(request, module_so, mock):
                 harness.route("limited", "/limited/v1/chat/completions", "primary"),
                 harness.route("denied", "/denied/v1/chat/completions", "primary"),
                 harness.route("denied-classic", "/denied-classic/v1/chat/completions",
-                              "primary")])
+                              "primary"),
+                harness.route("custom", "/custom/v1/chat/completions", "primary")])
     return start_gateway(request, "httpd-errors", yaml, server_extra=SERVER_EXTRA)
 
 
@@ -114,6 +120,16 @@ def test_head_of_a_refusal_has_no_body(gw):
     assert status == 403
     assert headers.get("content-type", "").startswith("application/json"), headers
     assert body == b""
+
+
+@pytest.mark.allow_log(r"AH01630")
+def test_an_error_document_of_the_admin_still_wins(gw, mock):
+    raw = json.dumps(chat_body("no")).encode()
+    status, headers, body = raw_request(
+        gw.port, _head(gw, "/custom/v1/chat/completions", f"Content-Length: {len(raw)}\r\n"),
+        raw)
+    assert status == 403
+    assert body == b"custom refusal text"
 
 
 def test_requests_after_refusals_are_served(gw, mock):
