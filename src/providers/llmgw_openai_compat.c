@@ -646,13 +646,18 @@ static json_t *normalise_embeddings(llmgw_call_t *call, const llmgw_oai_dialect_
 /* Answers                                                                */
 /* ---------------------------------------------------------------------- */
 
-/* A 2xx body that is only an error report is no answer for the client. */
-static int is_error_only(const llmgw_call_t *call, const json_t *j)
+/*
+ * A 2xx body without the answer's payload (the choices of a completion, the
+ * data of embeddings, as an array) is no answer for the client, whatever
+ * else it holds: an error report ({"error":...}, vLLM's flat
+ * {"object":"error","message":...}) is not passed on as a success, and its
+ * text, which may quote the gateway's key, not at all.
+ */
+static int is_no_answer(const llmgw_call_t *call, const json_t *j)
 {
     const char *payload = call->api == LLMGW_API_EMBEDDINGS ? "data" : "choices";
-    json_t *e = json_object_get(j, "error");
 
-    return e && !json_is_null(e) && !json_object_get(j, payload);
+    return !json_is_array(json_object_get(j, payload));
 }
 
 apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t *call,
@@ -663,7 +668,7 @@ apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t
     json_t *answer;
     const char *model;
 
-    if (!json_is_object(j) || is_error_only(call, j)) {
+    if (!json_is_object(j) || is_no_answer(call, j)) {
         json_decref(j);
         *err = llmgw_prov_bad_response(call->pool, NULL);
         return LLMGW_EUPSTREAM;
