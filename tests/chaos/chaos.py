@@ -86,8 +86,9 @@ PROJECT, LOCATION = "acme-test", "us-central1"
 CRASH = re.compile(r"exit signal|Segmentation fault|AddressSanitizer|runtime error:|Assertion|"
                    r"LeakSanitizer|double free|stack smashing")
 BAD_LEVEL = re.compile(r"\[(?:[\w.-]+:)?(?:error|crit|alert|emerg)\]")
-# error-level lines a hostile upstream or client provokes by design.
+# error-level lines a hostile client provokes by design (httpd refusing its request line).
 ALLOWED_LOG = [
+    r"AH00135: Invalid method in request",  # core: a method httpd does not accept ("post")
 ]
 
 
@@ -287,8 +288,21 @@ class Run:
             s["status"][key] = s["status"].get(key, 0) + 1
             s["api"][case.api] = s["api"].get(case.api, 0) + 1
         if problems:
+            if any(p.startswith("http:") for p in problems):
+                problems.append(self.server_side(case))
             self.record(case, answer, problems)
         return case, answer, problems
+
+    def server_side(self, case):
+        """What the access log says of `case` (for answers that came late or broken: was it
+        the gateway, or the way back?)."""
+        for _ in range(20):
+            for e in self.h.access_entries():
+                if e["test_id"] == case.marker:
+                    return (f"access log: {e['status']} after {int(e['duration_us']) / 1e6:.3f}s"
+                            f" (error {e['error']}, attempts {e['attempts']})")
+            time.sleep(0.1)
+        return "access log: no line for this request"
 
     def record(self, case, answer, problems, kind="invariant"):
         entry = {"seed": ARGS.seed, "index": case.index if case else None, "kind": kind,

@@ -5,8 +5,9 @@ Invariants (issue 17), checked on every response:
              the time limit; a request we sent whole is always answered
   error      inside a gateway location, every error is JSON in OpenAI's shape
              {"error":{"message","type","param","code"}} with a type that agrees with
-             the status (5xx server_error, 4xx never), and a status the gateway may send;
-             requests httpd refuses before it knows their location are exempt
+             the status (5xx server_error, 4xx never), and a status the gateway may send,
+             never 500 (an internal error); requests httpd refuses before it knows their
+             location are exempt
   json       every 2xx JSON body is valid UTF-8 and strict JSON (no NaN, no raw control
              bytes, nothing after the document), and its token counts are integers in
              0..2^53-1
@@ -66,7 +67,9 @@ def send(case, port, timeout=60.0, followup=False):
     t0 = time.monotonic()
     deadline = t0 + timeout
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.settimeout(5)
+    # One timeout for the whole answer: a socket file that timed out once cannot be read
+    # again, so there is no waiting in slices.
+    sock.settimeout(timeout)
     try:
         try:
             sock.sendall(case.wire())
@@ -80,6 +83,9 @@ def send(case, port, timeout=60.0, followup=False):
         except (http.client.RemoteDisconnected, ConnectionResetError) as e:
             a.closed_early = True
             a.error = f"no answer: {type(e).__name__}"
+            return a
+        except TimeoutError as e:
+            a.error = str(e)
             return a
         except (http.client.HTTPException, OSError, ValueError) as e:
             a.error = f"malformed answer: {type(e).__name__}: {e}"
@@ -104,27 +110,26 @@ def send(case, port, timeout=60.0, followup=False):
 
 
 def _begin(resp, deadline):
-    while True:
-        try:
-            resp.begin()
-            return
-        except socket.timeout:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no status line in time") from None
+    try:
+        resp.begin()
+    except socket.timeout:
+        raise TimeoutError("no status line within the time limit") from None
 
 
 def _read_body(resp, deadline):
-    out = b""
+    out = []
+    n = 0
     while True:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"answer incomplete after the time limit ({len(out)} bytes)")
+            raise TimeoutError(f"answer incomplete after the time limit ({n} bytes)")
         try:
-            piece = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
+            piece = resp.read1(65536)
         except socket.timeout:
-            continue
+            raise TimeoutError(f"answer stalled ({n} bytes)") from None
         if not piece:
-            return out
-        out += piece
+            return b"".join(out)
+        out.append(piece)
+        n += len(piece)
 
 
 def _followup(sock, port, deadline):
@@ -221,6 +226,9 @@ def check(case, a, secrets):
     gateway = case.gateway_location and not case.pre_location
     if a.status not in GATEWAY_STATUSES and gateway:
         v.append(f"error: status {a.status} is none the gateway sends")
+    if a.status == 500 and gateway:
+        v.append("error: 500, an internal error of the gateway (no upstream answer or client "
+                 "request should cause one)")
     if a.status >= 400 and gateway and case.method != "HEAD":
         if ctype != "application/json":
             v.append(f"error: {a.status} answered with Content-Type {ctype!r}, not JSON")

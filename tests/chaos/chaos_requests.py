@@ -295,8 +295,10 @@ def _http_mutation(case, rng):
                                                          "x"]))
         n.append("Connection")
     else:
-        # A second Transfer-Encoding (the mutation applied twice) is refused by httpd.
-        case.pre_location |= any(k.lower() == "transfer-encoding" for k, _ in h)
+        # A second Transfer-Encoding or Content-Length (mutations applied twice) is
+        # refused by httpd.
+        case.pre_location |= any(k.lower() in ("transfer-encoding", "content-length")
+                                 for k, _ in h)
         case.headers = h + [("Content-Length", str(len(case.body))),
                             ("Transfer-Encoding", "chunked")]
         case.framing = "chunked"
