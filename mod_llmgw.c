@@ -67,6 +67,7 @@ static void llmgw_register_hooks(apr_pool_t *p)
     /* An optional hook: it runs only where mod_status is loaded, whatever
      * the LoadModule order (mod_status looks its hooks up by name). */
     APR_OPTIONAL_HOOK(ap, status_hook, llmgw_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
+    llmgw_errors_register(p);
 }
 
 AP_DECLARE_MODULE(llmgw) = {STANDARD20_MODULE_STUFF, llmgw_create_dir, llmgw_merge_dir,

@@ -19,6 +19,14 @@
 /** Scalars start unset so that merges and defaults can tell "not given". */
 #define LLMGW_UNSET (-1)
 
+/**
+ * The ceiling of every token count the gateway reads from a provider, sums
+ * or stores: 2^53 - 1, the largest integer every JSON parser (JavaScript's
+ * Number included) holds exactly. Provider counts are untrusted: a larger
+ * one is taken as this ceiling, and sums stop at it instead of wrapping.
+ */
+#define LLMGW_TOKENS_MAX ((apr_int64_t)9007199254740991LL)
+
 /*
  * Our status codes live in APR's user range at offset 5000, clear of
  * httpd's own +2000..2999 block.

@@ -29,6 +29,25 @@ llmgw_error_t *llmgw_error_make(apr_pool_t *p, int status, const char *type, con
 /** Default `type` for a gateway-generated error of @p status (providers.md 2.5). */
 const char *llmgw_error_type_for_status(int status);
 
+/**
+ * Is @p status one an upstream's error may keep on its way to the client?
+ * The set of providers.md 2.5 and 9.2: 400 401 403 404 408 409 413 422 429
+ * 500 502 503 504. Any other (418, 420, 499, 520, 1xx-3xx, ...) is unknown
+ * to the clients' SDKs, and httpd itself sends "500 Internal Server Error"
+ * on the wire for a status it has no reason phrase for.
+ */
+int llmgw_error_status_passable(int status);
+
+/**
+ * The client-facing form of @p e, an error a translator built from an
+ * upstream's answer (parse_error): a status outside the passable set
+ * becomes 502 bad_gateway (498 and 529, overloads, 503
+ * upstream_unavailable) with the upstream's message; and the type agrees
+ * with the status: a 5xx is a server_error, a 4xx never is. Returns @p e
+ * when it is already so, else a new error from @p p.
+ */
+llmgw_error_t *llmgw_error_from_upstream(apr_pool_t *p, llmgw_error_t *e);
+
 /** `{"error":{...}}` as compact JSON, from @p p. */
 const char *llmgw_error_json(apr_pool_t *p, const llmgw_error_t *e, apr_size_t *len);
 

@@ -203,6 +203,12 @@ typedef struct {
  *                                       context 400: 504 timeouts, 503 5xx,
  *                                       502 connect/reset/auth, ...
  *
+ * A member that refused the request before any upstream was contacted (its
+ * translator's 4xx, recorded as LLMGW_FAIL_INTERNAL with that error) is no
+ * upstream failure: the rows above look at the other failures, and only when
+ * every member refused is the last refusal the answer (its own status,
+ * message and code), never a 500 "internal error".
+ *
  * The message names the pool (when @p pool_name is set), the counts and the
  * last backend's error class; never a key.
  *

@@ -9,8 +9,9 @@
  * for every provider is checked here: the body is an object, `model` is a
  * string, chat `messages` are well-formed with known roles, the sampling,
  * length, tool and streaming parameters have the right types and ranges, and
- * embeddings `input` has one of the shapes OpenAI accepts. What only some
- * providers refuse is left to their translators.
+ * embeddings `input` has one of the shapes OpenAI accepts and `dimensions`,
+ * when given, is an integer in 1..LLMGW_MAX_EMBEDDING_DIMENSIONS. What only
+ * some providers refuse is left to their translators.
  */
 #ifndef LLMGW_VALIDATE_H
 #define LLMGW_VALIDATE_H
@@ -19,6 +20,14 @@
 #include "llmgw.h"
 #include "llmgw_config.h"
 #include "llmgw_error.h"
+
+/**
+ * The largest embeddings `dimensions` a client may ask for: above every
+ * model's output size today (OpenAI's and Gemini's largest are 3072, open
+ * models' 4096 to 8192), so no real request is refused, and far below what
+ * lets one request make an upstream build absurd vectors.
+ */
+#define LLMGW_MAX_EMBEDDING_DIMENSIONS 16384
 
 /**
  * Check @p body, the client's parsed request for a route serving @p api.

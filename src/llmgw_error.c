@@ -95,6 +95,67 @@ llmgw_error_t *llmgw_error_make(apr_pool_t *p, int status, const char *type, con
     return e;
 }
 
+int llmgw_error_status_passable(int status)
+{
+    switch (status) {
+    case 400:
+    case 401:
+    case 403:
+    case 404:
+    case 408:
+    case 409:
+    case 413:
+    case 422:
+    case 429:
+    case 500:
+    case 502:
+    case 503:
+    case 504:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Types that say "the server failed", wrong on a 4xx. */
+static int is_server_type(const char *type)
+{
+    return type && (strcmp(type, "server_error") == 0 || strcmp(type, "api_error") == 0);
+}
+
+/*
+ *   upstream status           client sees
+ *   passable (2.5, 9.2)       the same status; a 5xx typed server_error, a
+ *                             4xx typed as the upstream said unless that
+ *                             was a server type (then the status's default)
+ *   498 529 (overloaded)      503 server_error upstream_unavailable
+ *   anything else             502 server_error bad_gateway
+ * The message (the upstream's, already clipped and safe) is kept.
+ */
+llmgw_error_t *llmgw_error_from_upstream(apr_pool_t *p, llmgw_error_t *e)
+{
+    int status = e->status;
+    const char *type = e->type, *code = e->code;
+    llmgw_error_t *out;
+
+    if (!llmgw_error_status_passable(status)) {
+        int overload = status == 498 || status == 529;
+        status = overload ? 503 : 502;
+        code = overload ? "upstream_unavailable" : "bad_gateway";
+    }
+    if (status >= 500)
+        type = "server_error";
+    else if (is_server_type(type) || !type)
+        type = llmgw_error_type_for_status(status);
+    if (status == e->status && code == e->code && e->type && strcmp(type, e->type) == 0)
+        return e;
+    out = apr_pmemdup(p, e, sizeof(*e));
+    out->status = status;
+    out->type = type;
+    out->code = code;
+    return out;
+}
+
 /* Length of the valid UTF-8 sequence at @p s (at most @p n bytes), 0 if invalid. */
 static apr_size_t utf8_seq_len(const unsigned char *s, apr_size_t n)
 {

@@ -45,3 +45,10 @@ int llmgw_json_is_absent(const json_t *v)
 {
     return !v || json_is_null(v);
 }
+
+int llmgw_json_verbatim_ok(const char *text, apr_size_t len)
+{
+    /* Everything else jansson accepts is strict JSON; a NUL can never be
+     * valid outside a string (where JSON_ALLOW_NUL reads the escaped form). */
+    return len == 0 || memchr(text, '\0', len) == NULL;
+}

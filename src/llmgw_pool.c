@@ -600,13 +600,40 @@ static const llmgw_pool_failure_t *deciding(const llmgw_pool_failure_t *f, int n
     return &f[n - 1];
 }
 
+/*
+ * A member whose translator refused the request (a 4xx of the gateway's own,
+ * no upstream contacted): the candidate loop records it as an internal
+ * failure carrying that error. It says nothing about the upstreams.
+ */
+static int is_refusal(const llmgw_pool_failure_t *f)
+{
+    return f->fail == LLMGW_FAIL_INTERNAL && f->error && f->error->status >= 400 &&
+           f->error->status < 500;
+}
+
+/* The failures of @p f that are not refusals (a copy from @p p), *m of them. */
+static const llmgw_pool_failure_t *upstream_failures(apr_pool_t *p, const llmgw_pool_failure_t *f,
+                                                     int n, int *m)
+{
+    llmgw_pool_failure_t *out = apr_palloc(p, sizeof(*out) * (apr_size_t)n);
+    int i;
+
+    *m = 0;
+    for (i = 0; i < n; i++) {
+        if (!is_refusal(&f[i]))
+            out[(*m)++] = f[i];
+    }
+    return out;
+}
+
 llmgw_error_t *llmgw_pool_exhausted(apr_pool_t *p, const char *pool_name,
                                     const llmgw_pool_failure_t *failures, int n, int cooling,
                                     int drained, apr_interval_time_t cooldown_left,
                                     apr_interval_time_t *retry_after)
 {
-    const llmgw_pool_failure_t *last;
+    const llmgw_pool_failure_t *last, *tried;
     llmgw_error_t *e;
+    int m;
 
     *retry_after = -1;
     if (n <= 0 || !failures)
@@ -616,12 +643,17 @@ llmgw_error_t *llmgw_pool_exhausted(apr_pool_t *p, const char *pool_name,
         const llmgw_error_t *le = failures[n - 1].error;
         return llmgw_error_make(p, 400, le->type, le->code, le->param, "%s", le->message);
     }
-    if (all_http(failures, n, 429))
-        e = all_rate_limited(p, failures, n, retry_after);
-    else if (all_http(failures, n, 404))
-        e = all_not_found(p, &failures[n - 1]);
+    tried = upstream_failures(p, failures, n, &m);
+    if (m == 0) {
+        /* Every member refused the request itself: the last refusal is the answer. */
+        e = apr_pmemdup(p, failures[n - 1].error, sizeof(*e));
+    }
+    else if (all_http(tried, m, 429))
+        e = all_rate_limited(p, tried, m, retry_after);
+    else if (all_http(tried, m, 404))
+        e = all_not_found(p, &tried[m - 1]);
     else {
-        last = deciding(failures, n);
+        last = deciding(tried, m);
         e = llmgw_error_exhausted(p, last->fail, last->status, last->backend);
     }
     e->message = apr_pstrcat(p, context(p, pool_name, n, cooling, drained), e->message, NULL);

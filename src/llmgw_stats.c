@@ -475,10 +475,27 @@ static void recover(llmgw_stats_slot_t *s)
         apr_atomic_set64(&s->cooldown_period, 0);
 }
 
+/*
+ * Token counters stop at LLMGW_TOKENS_MAX rather than wrap: one provider's
+ * absurd count (already bounded by the translators) must not turn the
+ * totals of every later request into nonsense.
+ */
 static void add_tokens(volatile apr_uint64_t *counter, apr_int64_t n)
 {
-    if (n > 0)
-        apr_atomic_add64(counter, (apr_uint64_t)n);
+    apr_uint64_t old, nv;
+
+    if (n <= 0)
+        return;
+    if (n > LLMGW_TOKENS_MAX)
+        n = LLMGW_TOKENS_MAX;
+    do {
+        old = apr_atomic_read64(counter);
+        if (old >= (apr_uint64_t)LLMGW_TOKENS_MAX)
+            return;
+        nv = old + (apr_uint64_t)n; /* both <= 2^53 - 1: no wrap */
+        if (nv > (apr_uint64_t)LLMGW_TOKENS_MAX)
+            nv = (apr_uint64_t)LLMGW_TOKENS_MAX;
+    } while (apr_atomic_cas64(counter, nv, old) != old);
 }
 
 void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time_t latency,
@@ -786,6 +803,13 @@ static json_t *json_count(apr_uint64_t n)
     return json_integer(n > (apr_uint64_t)LLONG_MAX ? LLONG_MAX : (json_int_t)n);
 }
 
+/* Both counters stop at LLMGW_TOKENS_MAX, and so does their sum. */
+static apr_uint64_t tokens_total(const llmgw_stats_view_t *v)
+{
+    apr_uint64_t t = v->prompt_tokens + v->completion_tokens;
+    return t > (apr_uint64_t)LLMGW_TOKENS_MAX ? (apr_uint64_t)LLMGW_TOKENS_MAX : t;
+}
+
 static json_t *view_json(const llmgw_stats_view_t *v, apr_time_t now)
 {
     json_t *o = json_object(), *errors = json_object(), *tokens = json_object();
@@ -795,7 +819,7 @@ static json_t *view_json(const llmgw_stats_view_t *v, apr_time_t now)
         json_object_set_new(errors, err_names[e], json_count(v->errors[e]));
     json_object_set_new(tokens, "prompt", json_count(v->prompt_tokens));
     json_object_set_new(tokens, "completion", json_count(v->completion_tokens));
-    json_object_set_new(tokens, "total", json_count(v->prompt_tokens + v->completion_tokens));
+    json_object_set_new(tokens, "total", json_count(tokens_total(v)));
     json_object_set_new(o, "name", json_string(v->name));
     json_object_set_new(o, "type", json_string(kind_name(v->kind)));
     json_object_set_new(o, "slot", json_integer(v->slot));

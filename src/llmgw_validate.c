@@ -247,10 +247,8 @@ static llmgw_error_t *validate_input_array(apr_pool_t *p, const json_t *in)
     return NULL;
 }
 
-static llmgw_error_t *validate_embeddings(apr_pool_t *p, const json_t *body)
+static llmgw_error_t *validate_input(apr_pool_t *p, const json_t *in)
 {
-    const json_t *in = json_object_get(body, "input");
-
     if (!in)
         return missing(p, "input");
     if (json_is_string(in) && json_string_length(in) == 0)
@@ -262,6 +260,30 @@ static llmgw_error_t *validate_embeddings(apr_pool_t *p, const json_t *body)
         return llmgw_error_make(p, 400, NULL, "invalid_value", "input",
                                 "'input' must be a string or a non-empty array");
     return validate_input_array(p, in);
+}
+
+/* OpenAI's rule for `dimensions` (a positive integer), plus a ceiling: the
+ * value becomes the size of every vector an upstream builds. */
+static llmgw_error_t *validate_dimensions(apr_pool_t *p, const json_t *body)
+{
+    const json_t *v = json_object_get(body, "dimensions");
+
+    if (llmgw_json_is_absent(v))
+        return NULL;
+    if (!json_is_integer(v))
+        return wrong_type(p, "dimensions", "an integer");
+    if (json_integer_value(v) < 1 || json_integer_value(v) > LLMGW_MAX_EMBEDDING_DIMENSIONS)
+        return llmgw_error_make(p, 400, NULL, "invalid_value", "dimensions",
+                                "'dimensions' must be between 1 and %d",
+                                LLMGW_MAX_EMBEDDING_DIMENSIONS);
+    return NULL;
+}
+
+static llmgw_error_t *validate_embeddings(apr_pool_t *p, const json_t *body)
+{
+    llmgw_error_t *e = validate_input(p, json_object_get(body, "input"));
+
+    return e ? e : validate_dimensions(p, body);
 }
 
 static int is_string(const json_t *v)

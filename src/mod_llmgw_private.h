@@ -88,6 +88,10 @@ void llmgw_cors_insert_error_filter(request_rec *r);
 /* The handler's OPTIONS: the rest of an allowed preflight's answer, for a route's methods. */
 void llmgw_cors_preflight(request_rec *r, int methods);
 
+/* httpd's own refusals in gateway locations, as JSON (mod_llmgw_errors.c):
+ * register_hooks: the LLMGW_JSON_ERROR filter and its insert_error_filter hook. */
+void llmgw_errors_register(apr_pool_t *p);
+
 /* Pool strategies as httpd providers (mod_llmgw_strategy.c). */
 /* register_hooks: the built-ins, under LLMGW_STRATEGY_PROVIDER_GROUP. */
 void llmgw_strategy_register(apr_pool_t *p);

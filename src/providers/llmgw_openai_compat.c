@@ -243,9 +243,11 @@ apr_status_t llmgw_oai_build_request(const llmgw_oai_dialect_t *d, llmgw_call_t 
                                 "backend \"%s\" (%s) has no endpoint", b->name, d->type);
         return LLMGW_EUNSUPPORTED;
     }
-    if (call->raw_body && d->raw_body_ok && d->raw_body_ok(call)) {
+    if (call->raw_body && d->raw_body_ok && d->raw_body_ok(call) &&
+        llmgw_json_verbatim_ok(call->raw_body, call->raw_len)) {
         /* The common case of a pass-through dialect: nothing to change, so
-         * the client's bytes go out as they came (no serialisation). */
+         * the client's bytes go out as they came (no serialisation), unless
+         * jansson read them more leniently than the provider would. */
         out->body = call->raw_body;
         out->body_len = call->raw_len;
     }
@@ -292,12 +294,31 @@ static void read_usage(const json_t *usage, llmgw_usage_t *out)
     usage_count(usage, "prompt_tokens", &out->prompt_tokens);
     usage_count(usage, "completion_tokens", &out->completion_tokens);
     if (!usage_count(usage, "total_tokens", &out->total_tokens))
-        out->total_tokens = out->prompt_tokens + out->completion_tokens;
+        out->total_tokens = llmgw_prov_tokens_sum(out->prompt_tokens, out->completion_tokens);
     /* Cached input is billed lower (pricing: cachedInput). */
     usage_count(json_object_get(usage, "prompt_tokens_details"), "cached_tokens",
                 &out->cached_tokens);
     usage_count(json_object_get(usage, "completion_tokens_details"), "reasoning_tokens",
                 &out->reasoning_tokens);
+}
+
+/*
+ * The counts an openai answer carries verbatim must be what the gateway
+ * accounted (llmgw_prov_token_count): when one is not (a negative, a count
+ * past LLMGW_TOKENS_MAX, a string), the three counts of @p usage (borrowed,
+ * changed in place) are replaced with the gateway's reading @p u. Returns 1
+ * when it changed anything.
+ */
+static int bound_usage(json_t *usage, const llmgw_usage_t *u)
+{
+    if (!json_is_object(usage) || (llmgw_prov_token_count_clean(usage, "prompt_tokens") &&
+                                   llmgw_prov_token_count_clean(usage, "completion_tokens") &&
+                                   llmgw_prov_token_count_clean(usage, "total_tokens")))
+        return 0;
+    json_object_set_new(usage, "prompt_tokens", json_integer((json_int_t)u->prompt_tokens));
+    json_object_set_new(usage, "completion_tokens", json_integer((json_int_t)u->completion_tokens));
+    json_object_set_new(usage, "total_tokens", json_integer((json_int_t)u->total_tokens));
+    return 1;
 }
 
 /*
@@ -309,7 +330,7 @@ static json_t *clean_usage(const json_t *usage, llmgw_usage_t *u)
     json_t *out;
 
     read_usage(usage, u);
-    u->total_tokens = u->prompt_tokens + u->completion_tokens;
+    u->total_tokens = llmgw_prov_tokens_sum(u->prompt_tokens, u->completion_tokens);
     out = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)u->prompt_tokens,
                     "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
                     (json_int_t)u->total_tokens);
@@ -630,13 +651,18 @@ static json_t *normalise_embeddings(llmgw_call_t *call, const llmgw_oai_dialect_
 /* Answers                                                                */
 /* ---------------------------------------------------------------------- */
 
-/* A 2xx body that is only an error report is no answer for the client. */
-static int is_error_only(const llmgw_call_t *call, const json_t *j)
+/*
+ * A 2xx body without the answer's payload (the choices of a completion, the
+ * data of embeddings, as an array) is no answer for the client, whatever
+ * else it holds: an error report ({"error":...}, vLLM's flat
+ * {"object":"error","message":...}) is not passed on as a success, and its
+ * text, which may quote the gateway's key, not at all.
+ */
+static int is_no_answer(const llmgw_call_t *call, const json_t *j)
 {
     const char *payload = call->api == LLMGW_API_EMBEDDINGS ? "data" : "choices";
-    json_t *e = json_object_get(j, "error");
 
-    return e && !json_is_null(e) && !json_object_get(j, payload);
+    return !json_is_array(json_object_get(j, payload));
 }
 
 apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t *call,
@@ -647,17 +673,25 @@ apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t
     json_t *answer;
     const char *model;
 
-    if (!json_is_object(j) || is_error_only(call, j)) {
+    if (!json_is_object(j) || is_no_answer(call, j)) {
         json_decref(j);
         *err = llmgw_prov_bad_response(call->pool, NULL);
         return LLMGW_EUPSTREAM;
     }
     if (!d->normalise) {
-        /* json_loadb accepted exactly one document (whitespace aside), so the
-         * upstream's own bytes are valid JSON for the client: no re-dump. */
         read_usage(json_object_get(j, "usage"), &out->usage);
         model = llmgw_json_str(j, "model");
         out->model = model && *model ? apr_pstrdup(call->pool, model) : call->model;
+        /* json_loadb accepted exactly one document (whitespace aside): the
+         * upstream's own bytes go out (no re-dump), unless jansson read them
+         * more leniently than a client would (llmgw_json_verbatim_ok) or
+         * their counts are not what the gateway accounted. */
+        if (!llmgw_json_verbatim_ok(body, len) ||
+            bound_usage(json_object_get(j, "usage"), &out->usage)) {
+            out->body = llmgw_json_dump(call->pool, j, &out->len);
+            json_decref(j);
+            return out->body ? APR_SUCCESS : APR_ENOMEM;
+        }
         out->body = body;
         out->len = len;
         json_decref(j);
@@ -816,7 +850,7 @@ llmgw_error_t *llmgw_oai_parse_error(const llmgw_oai_dialect_t *d, llmgw_call_t 
      * upstreams echo part of the key, so none of their text goes out. */
     if (out->status == 401 || out->status == 403)
         return llmgw_prov_auth_failed(p, status);
-    return out;
+    return llmgw_error_from_upstream(p, out);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -984,6 +1018,7 @@ static apr_status_t forward_chunk(llmgw_stream_t *st, json_t *chunk)
 
     if (json_is_object(usage)) {
         read_usage(usage, &st->usage);
+        bound_usage(usage, &st->usage);
         st->usage_seen = 1;
         if (!choices || json_array_size(choices) == 0) {
             /* The usage chunk we asked for ourselves is not the client's. */

@@ -84,9 +84,10 @@ static void usage_totals(const native_usage_t *u, llmgw_usage_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->present = u->present;
-    out->prompt_tokens = u->input + u->cache_write + u->cache_read;
+    out->prompt_tokens =
+        llmgw_prov_tokens_sum(llmgw_prov_tokens_sum(u->input, u->cache_write), u->cache_read);
     out->completion_tokens = u->output;
-    out->total_tokens = out->prompt_tokens + out->completion_tokens;
+    out->total_tokens = llmgw_prov_tokens_sum(out->prompt_tokens, out->completion_tokens);
     out->cached_tokens = u->cache_read; /* billed lower (pricing: cachedInput) */
 }
 
@@ -1508,7 +1509,7 @@ static llmgw_error_t *anthropic_parse_error(llmgw_call_t *call, int status, cons
     llmgw_error_t *out = map_error(call->pool, status, json_is_object(e) ? e : NULL);
 
     json_decref(j);
-    return out;
+    return llmgw_error_from_upstream(call->pool, out);
 }
 
 /* ---------------------------------------------------------------------- */

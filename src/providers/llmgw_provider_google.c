@@ -1731,9 +1731,11 @@ static void read_usage(const json_t *um, gusage_t *g)
     g->u.present = 1;
     g->thoughts = count_of(um, "thoughtsTokenCount");
     g->cached = count_of(um, "cachedContentTokenCount");
-    g->u.prompt_tokens = count_of(um, "promptTokenCount") + count_of(um, "toolUsePromptTokenCount");
-    g->u.completion_tokens = count_of(um, "candidatesTokenCount") + g->thoughts;
-    g->u.total_tokens = g->u.prompt_tokens + g->u.completion_tokens;
+    g->u.prompt_tokens = llmgw_prov_tokens_sum(count_of(um, "promptTokenCount"),
+                                               count_of(um, "toolUsePromptTokenCount"));
+    g->u.completion_tokens =
+        llmgw_prov_tokens_sum(count_of(um, "candidatesTokenCount"), g->thoughts);
+    g->u.total_tokens = llmgw_prov_tokens_sum(g->u.prompt_tokens, g->u.completion_tokens);
     g->u.cached_tokens = g->cached; /* billed lower (pricing: cachedInput) */
     g->u.reasoning_tokens = g->thoughts;
 }
@@ -2004,7 +2006,7 @@ static int embedding_vectors(const json_t *j, json_t *out, apr_int64_t *tokens, 
 
         json_array_append(out, json_object_get(emb, "values"));
         if (json_is_object(stats)) {
-            *tokens += count_of(stats, "token_count");
+            *tokens = llmgw_prov_tokens_sum(*tokens, count_of(stats, "token_count"));
             *counted = 1;
         }
     }
@@ -2161,7 +2163,7 @@ static llmgw_error_t *google_parse_error(llmgw_call_t *call, int status, const c
     else
         out = llmgw_error_make(p, status, NULL, NULL, NULL, "upstream returned HTTP %d", status);
     json_decref(j);
-    return out;
+    return llmgw_error_from_upstream(p, out);
 }
 
 apr_interval_time_t llmgw_google_retry_delay(const char *body, apr_size_t len)

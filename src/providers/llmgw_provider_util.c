@@ -87,15 +87,40 @@ int llmgw_prov_token_count(const json_t *obj, const char *key, apr_int64_t *out)
     double d = json_is_real(v) ? json_real_value(v) : -1.0;
 
     if (json_is_integer(v) && json_integer_value(v) >= 0) {
-        *out = (apr_int64_t)json_integer_value(v);
+        *out = json_integer_value(v) > LLMGW_TOKENS_MAX ? LLMGW_TOKENS_MAX
+                                                        : (apr_int64_t)json_integer_value(v);
         return 1;
     }
-    /* Below 2^53 a double still holds every integer exactly. */
-    if (d >= 0.0 && d < 9007199254740992.0) {
-        *out = (apr_int64_t)d;
+    /* Up to the ceiling (2^53 - 1) a double still holds every integer exactly. */
+    if (d >= 0.0) {
+        *out = d >= (double)LLMGW_TOKENS_MAX ? LLMGW_TOKENS_MAX : (apr_int64_t)d;
         return 1;
     }
     return 0;
+}
+
+apr_int64_t llmgw_prov_tokens_sum(apr_int64_t a, apr_int64_t b)
+{
+    if (a < 0)
+        a = 0;
+    if (b < 0)
+        b = 0;
+    /* Compared before adding: the sum of two counts past the ceiling could wrap. */
+    if (a >= LLMGW_TOKENS_MAX || b >= LLMGW_TOKENS_MAX - a)
+        return LLMGW_TOKENS_MAX;
+    return a + b;
+}
+
+int llmgw_prov_token_count_clean(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (!v)
+        return 1;
+    if (json_is_integer(v))
+        return json_integer_value(v) >= 0 && json_integer_value(v) <= LLMGW_TOKENS_MAX;
+    return json_is_real(v) && json_real_value(v) >= 0.0 &&
+           json_real_value(v) <= (double)LLMGW_TOKENS_MAX;
 }
 
 json_t *llmgw_prov_float32_base64(apr_pool_t *p, const json_t *values)

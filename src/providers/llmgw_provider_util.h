@@ -59,10 +59,24 @@ llmgw_error_t *llmgw_prov_vbad_request(apr_pool_t *p, const char *code, const ch
 
 /**
  * Token count @p key of @p obj into *out: a non-negative integer, or a real
- * (some servers write 12.0). Returns 1 when present; *out is left alone
- * when the count is absent or nonsense.
+ * (some servers write 12.0), at most LLMGW_TOKENS_MAX (a larger count is
+ * read as LLMGW_TOKENS_MAX). Returns 1 when present; *out is left alone
+ * when the count is absent or nonsense (negative, not a number).
  */
 int llmgw_prov_token_count(const json_t *obj, const char *key, apr_int64_t *out);
+
+/**
+ * @p a + @p b for token counts read with llmgw_prov_token_count: never
+ * above LLMGW_TOKENS_MAX (and negative operands count as 0), so that a
+ * provider's absurd counts cannot wrap a total.
+ */
+apr_int64_t llmgw_prov_tokens_sum(apr_int64_t a, apr_int64_t b);
+
+/**
+ * Is member @p key of @p obj absent, or a count llmgw_prov_token_count
+ * reads as exactly what it says (a number in 0..LLMGW_TOKENS_MAX)?
+ */
+int llmgw_prov_token_count_clean(const json_t *obj, const char *key);
 
 /**
  * A vector of numbers as float32 little-endian, base64 with padding

@@ -158,6 +158,19 @@ def test_client_errors_are_not_retried_and_keep_the_message(gw, mock, status, cl
     assert r.headers["x-llmgw-backend"] == "retry"
 
 
+@pytest.mark.parametrize("status", [418, 420, 499])
+def test_unknown_upstream_status_is_502_with_the_message(gw, mock, status):
+    """A status outside providers.md 2.5/9.2 is no status to pass on: httpd would put
+    "500 Internal Server Error" on the wire for one it has no reason phrase for, with a
+    4xx type in the body. The client gets 502 server_error with the upstream's text."""
+    msg = f"Odd upstream status {status} says hello"
+    mock.script(Fault(status=status, body=openai_error(msg, code="odd")))
+    r = post(url(gw, "retry"), chat_body("odd status"))
+    err = assert_openai_error(r, 502, code="bad_gateway", type_="server_error")
+    assert msg in err["message"]
+    assert len(mock.requests) == 1
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_upstream_auth_failure_is_502_and_not_retried(gw, mock, status):
     mock.script(Fault(status=status))

@@ -87,7 +87,11 @@ def test_bad_chat_request_is_400_and_never_reaches_upstream(gw, mock, raw, param
     (b'{"model":"m"}', "input"),
     (b'{"model":5,"input":"x"}', "model"),
     (b"{", None),
-], ids=["input-missing", "model-not-string", "truncated"])
+    (b'{"model":"m","input":"x","dimensions":4611686018427387904}', "dimensions"),
+    (b'{"model":"m","input":"x","dimensions":0}', "dimensions"),
+    (b'{"model":"m","input":"x","dimensions":"256"}', "dimensions"),
+], ids=["input-missing", "model-not-string", "truncated", "dimensions-huge", "dimensions-zero",
+        "dimensions-string"])
 def test_bad_embeddings_request_is_400(gw, mock, raw, param):
     r = post(gw.url("/v1/embeddings"), data=raw, headers={"Content-Type": "application/json"})
     err = assert_openai_error(r, 400, type_="invalid_request_error")

@@ -299,6 +299,71 @@ START_TEST(test_exhausted_table)
 }
 END_TEST
 
+/* An upstream's error on its way to the client: known statuses only, types that agree. */
+START_TEST(test_from_upstream)
+{
+    static const struct {
+        int status;
+        const char *type, *code;
+        int want_status;
+        const char *want_type, *want_code;
+    } rows[] = {
+        /* unknown statuses: 502 (overloads 503), the upstream's message kept */
+        {418, "invalid_request_error", "teapot", 502, "server_error", "bad_gateway"},
+        {499, NULL, NULL, 502, "server_error", "bad_gateway"},
+        {420, "rate_limit_error", NULL, 502, "server_error", "bad_gateway"},
+        {451, "invalid_request_error", NULL, 502, "server_error", "bad_gateway"},
+        {520, "server_error", NULL, 502, "server_error", "bad_gateway"},
+        {402, "invalid_request_error", NULL, 502, "server_error", "bad_gateway"},
+        {200, NULL, NULL, 502, "server_error", "bad_gateway"},
+        {302, NULL, NULL, 502, "server_error", "bad_gateway"},
+        {600, NULL, NULL, 502, "server_error", "bad_gateway"},
+        {-1, NULL, NULL, 502, "server_error", "bad_gateway"},
+        {498, NULL, NULL, 503, "server_error", "upstream_unavailable"},
+        {529, "overloaded_error", "overloaded", 503, "server_error", "upstream_unavailable"},
+        /* known statuses keep status and code; the type follows the status class */
+        {503, "invalid_request_error", "server_is_overloaded", 503, "server_error",
+         "server_is_overloaded"},
+        {500, "api_error", NULL, 500, "server_error", NULL},
+        {400, "server_error", "x", 400, "invalid_request_error", "x"},
+        {401, "api_error", NULL, 401, "authentication_error", NULL},
+        {429, "requests", "rate_limit_exceeded", 429, "requests", "rate_limit_exceeded"},
+        {404, "invalid_request_error", "model_not_found", 404, "invalid_request_error",
+         "model_not_found"},
+        {413, NULL, NULL, 413, "invalid_request_error", NULL},
+    };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        llmgw_error_t *in = llmgw_error_make(test_pool, rows[i].status, rows[i].type, rows[i].code,
+                                             "p", "upstream says %d", rows[i].status);
+        llmgw_error_t *out;
+
+        if (!rows[i].type)
+            in->type = NULL;
+        out = llmgw_error_from_upstream(test_pool, in);
+        ck_assert_msg(out->status == rows[i].want_status, "row %u: status %d", (unsigned)i,
+                      out->status);
+        ck_assert_msg(strcmp(out->type, rows[i].want_type) == 0, "row %u: type %s", (unsigned)i,
+                      out->type);
+        if (rows[i].want_code)
+            ck_assert_str_eq(out->code, rows[i].want_code);
+        else
+            ck_assert_ptr_null(out->code);
+        ck_assert_str_eq(out->message, in->message);
+        ck_assert_str_eq(out->param, "p");
+        ck_assert_int_eq(llmgw_error_status_passable(out->status), 1);
+        /* The upstream's error itself is left as it was. */
+        ck_assert_int_eq(in->status, rows[i].status);
+    }
+    /* Nothing to change: the same error. */
+    {
+        llmgw_error_t *ok = llmgw_error_make(test_pool, 400, NULL, "invalid_value", NULL, "x");
+        ck_assert_ptr_eq(llmgw_error_from_upstream(test_pool, ok), ok);
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Retry hints                                                         */
 
@@ -501,6 +566,7 @@ static Suite *error_suite(void)
     tcase_add_test(tc, test_fail_name);
     tcase_add_test(tc, test_action_table);
     tcase_add_test(tc, test_exhausted_table);
+    tcase_add_test(tc, test_from_upstream);
     tcase_add_test(tc, test_retry_after_numbers);
     tcase_add_test(tc, test_retry_after_dates);
     tcase_add_test(tc, test_retry_after_invalid);

@@ -3,6 +3,8 @@
  *   request/<case>.in.json   {"backend":{...},"call":{...},"request":{...}}
  *   request/<case>.expected.json  {"method","url","stream","headers","body"} or {"rv","error"}
  *   response/<case>.in.json  {"call":{...},"body":<json>} or {"call":{...},"raw":"<bytes>"}
+ *                            (answers go out as the upstream's bytes, unless the expected
+ *                            file says "verbatim": false: then they must be rewritten)
  *   error/<case>.in.json     {"status":N,"body":<json>} or {"status":N,"raw":"<bytes>"}
  *   stream/<case>.in.json    {"call":{...},"request":{...}?,"events":[<chunk>|"<data>"],"end":bool}
  * plus a few cases that are clearer in C (emit failures, truncation, SSE parser round trip).
@@ -71,18 +73,25 @@ START_TEST(request_shared_members_untouched)
 }
 END_TEST
 
-/* Build @p text as the glue would, with the raw bytes attached; returns the body sent. */
-static const char *build_raw(const char *text, const char *model, llmgw_http_request_t *out)
+/* Build @p len bytes of @p text as the glue would, with the raw bytes attached; returns the
+ * body sent. */
+static const char *build_raw_len(const char *text, apr_size_t len, const char *model,
+                                 llmgw_http_request_t *out)
 {
-    json_t *request = llmgw_json_pool_own(test_pool, test_parse_json(text, strlen(text)));
+    json_t *request = llmgw_json_pool_own(test_pool, test_parse_json(text, len));
     llmgw_call_t *call = make_call(NULL, request, make_backend(NULL));
     llmgw_error_t *err = NULL;
 
     call->model = model;
     call->raw_body = text;
-    call->raw_len = strlen(text);
+    call->raw_len = len;
     ck_assert_int_eq(P->build_request(call, out, &err), APR_SUCCESS);
     return out->body;
+}
+
+static const char *build_raw(const char *text, const char *model, llmgw_http_request_t *out)
+{
+    return build_raw_len(text, strlen(text), model, out);
 }
 
 START_TEST(request_raw_body_forwarded_when_unchanged)
@@ -123,6 +132,20 @@ START_TEST(request_raw_body_rebuilt_when_edited)
 }
 END_TEST
 
+/* jansson takes a raw NUL after a number; the provider's parser would not. */
+START_TEST(request_raw_body_with_nul_rebuilt)
+{
+    static const char nul[] = "{\"model\":\"m\",\"n\":1\0,\"messages\":[]}";
+    llmgw_http_request_t out;
+    json_t *sent;
+
+    ck_assert_ptr_ne(build_raw_len(nul, sizeof(nul) - 1, "m", &out), nul);
+    ck_assert_uint_eq(strlen(out.body), out.body_len);
+    sent = llmgw_json_pool_own(test_pool, test_parse_json(out.body, out.body_len));
+    ck_assert_int_eq(json_integer_value(json_object_get(sent, "n")), 1);
+}
+END_TEST
+
 START_TEST(provider_identity)
 {
     ck_assert_ptr_eq(llmgw_provider_get(LLMGW_BACKEND_OPENAI), P);
@@ -145,9 +168,14 @@ START_TEST(response_vectors)
 
     if (test_check_response(P, call, &v, &out, &body) != APR_SUCCESS)
         return;
-    /* openai answers are forwarded byte for byte: no re-serialisation. */
-    ck_assert_msg(out.len == len && memcmp(out.body, bytes, len) == 0,
-                  "%s: body is not the upstream's bytes", v.name);
+    /* openai answers are forwarded byte for byte: no re-serialisation, except
+     * where a vector says the gateway must rewrite them ("verbatim": false). */
+    if (json_is_false(json_object_get(v.exp, "verbatim")))
+        ck_assert_msg(out.len != len || memcmp(out.body, bytes, len) != 0,
+                      "%s: body is the upstream's bytes, not rewritten", v.name);
+    else
+        ck_assert_msg(out.len == len && memcmp(out.body, bytes, len) == 0,
+                      "%s: body is not the upstream's bytes", v.name);
     test_assert_json_named(body, json_object_get(v.exp, "body"), v.name);
 }
 END_TEST
@@ -378,6 +406,7 @@ static Suite *openai_suite(void)
     tcase_add_test(tc, provider_identity);
     tcase_add_test(tc, request_raw_body_forwarded_when_unchanged);
     tcase_add_test(tc, request_raw_body_rebuilt_when_edited);
+    tcase_add_test(tc, request_raw_body_with_nul_rebuilt);
     suite_add_tcase(s, tc);
 
     tc = test_fixture("response");

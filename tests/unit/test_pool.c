@@ -933,6 +933,47 @@ START_TEST(test_exhausted_context_window)
 }
 END_TEST
 
+/* Members that refused the request themselves (translation) are no upstream failures. */
+START_TEST(test_exhausted_refusals)
+{
+    llmgw_error_t refused;
+    llmgw_pool_failure_t f[2];
+    apr_interval_time_t ra;
+    llmgw_error_t *e;
+
+    memset(&refused, 0, sizeof(refused));
+    refused.status = 400;
+    refused.type = "invalid_request_error";
+    refused.code = "unsupported_value";
+    refused.param = "input";
+    refused.message = "Token-id input cannot be sent to the google backend; send text.";
+    /* Refused, then rate limited: the 429 with its hint, not a 500. */
+    f[0] = failure("gem", LLMGW_FAIL_INTERNAL, 400, -1);
+    f[0].error = &refused;
+    f[1] = failure("oai", LLMGW_FAIL_HTTP, 429, SEC(3));
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 429);
+    ck_assert_str_eq(e->code, "rate_limit_exceeded");
+    ck_assert_int_eq(ra, SEC(3));
+    /* Refused, then timed out: 504. */
+    f[1] = failure("oai", LLMGW_FAIL_TIMEOUT, 0, -1);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 504);
+    /* Every member refused: the refusal itself. */
+    f[1] = f[0];
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 400);
+    ck_assert_str_eq(e->code, "unsupported_value");
+    ck_assert_str_eq(e->param, "input");
+    ck_assert_ptr_nonnull(strstr(e->message, "Token-id input cannot be sent"));
+    ck_assert_int_eq(ra, -1);
+    /* A real internal failure (no refusal) still decides as one. */
+    f[1] = failure("oai", LLMGW_FAIL_INTERNAL, 0, -1);
+    e = llmgw_pool_exhausted(test_pool, "p", f, 2, 0, 0, -1, &ra);
+    ck_assert_int_eq(e->status, 500);
+}
+END_TEST
+
 START_TEST(test_exhausted_not_found_and_lone)
 {
     llmgw_error_t provider;
@@ -995,6 +1036,7 @@ int main(void)
     tcase_add_test(tc, test_exhausted_rate_limited);
     tcase_add_test(tc, test_exhausted_mixed);
     tcase_add_test(tc, test_exhausted_context_window);
+    tcase_add_test(tc, test_exhausted_refusals);
     tcase_add_test(tc, test_exhausted_not_found_and_lone);
     suite_add_tcase(s, tc);
     return test_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;

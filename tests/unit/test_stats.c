@@ -978,6 +978,35 @@ static json_int_t jint(json_t *o, const char *path)
     return json_integer_value(v);
 }
 
+/* Token counters stop at LLMGW_TOKENS_MAX instead of wrapping, and so does their total. */
+START_TEST(test_tokens_stop_at_ceiling)
+{
+    void *base = segment(2);
+    llmgw_stats_slot_t *s;
+    const char *names[] = {"big"};
+    int kinds[] = {LLMGW_BACKEND_OPENAI}, slots[1];
+    llmgw_stats_snapshot_t *snap;
+    const char *text;
+    apr_size_t len;
+    json_t *root;
+
+    ck_assert_int_eq(llmgw_stats_assign(base, names, kinds, 1, slots), APR_SUCCESS);
+    s = llmgw_stats_slot(base, slots[0]);
+    llmgw_stats_success(s, AT(T0), MS(1), -1, LLMGW_TOKENS_MAX - 1, 5);
+    llmgw_stats_success(s, AT(T0), MS(1), -1, 7, INT64_MAX);
+    ck_assert_uint_eq(s->prompt_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
+    ck_assert_uint_eq(s->completion_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
+    llmgw_stats_success(s, AT(T0), MS(1), -1, 1, 1);
+    ck_assert_uint_eq(s->prompt_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
+    ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0), &snap), APR_SUCCESS);
+    text = llmgw_stats_json(test_pool, snap, NULL, &len);
+    root = test_parse_json(text, len);
+    ck_assert_int_eq(jint(json_array_get(json_object_get(root, "backends"), 0), "tokens.total"),
+                     LLMGW_TOKENS_MAX);
+    json_decref(root);
+}
+END_TEST
+
 START_TEST(test_render_json)
 {
     llmgw_stats_snapshot_t *snap;
@@ -1466,6 +1495,7 @@ int main(void)
     tcase_add_test(tc, test_assign_full);
     tcase_add_test(tc, test_assign_long_names_and_kinds);
     tcase_add_test(tc, test_counters_by_class);
+    tcase_add_test(tc, test_tokens_stop_at_ceiling);
     tcase_add_test(tc, test_classify);
     tcase_add_test(tc, test_ewma);
     tcase_add_test(tc, test_success_updates_averages);
