@@ -46,8 +46,11 @@ void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_status_t rv = llmgw_upstream_child_create(&child_upstream, pchild, 64);
     if (rv != APR_SUCCESS)
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
-                     LLMGW_LOGNO(00003) "cannot create the upstream client of this child");
+        ap_log_error(
+            APLOG_MARK, APLOG_EMERG, rv, s,
+            LLMGW_LOGNO(00003) "cannot create the upstream client of this child "
+                               "(libcurl must be 7.85 or later and take CURLOPT_PROTOCOLS_STR): "
+                               "its gateway requests are answered 500");
     rv = llmgw_google_auth_create(&child_google_auth, pchild);
     if (rv != APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,

@@ -104,13 +104,23 @@ def test_authz_refusal_is_a_json_403(gw, mock, path):
     assert mock.requests == []
 
 
-def test_post_to_the_status_page_is_a_json_405(gw):
+def test_a_method_the_status_page_refuses_is_a_json_405(gw):
+    status, headers, body = raw_request(
+        gw.port, _head(gw, "/llmgw-status", "Content-Length: 2\r\n", method="PUT"), b"{}")
+    err = assert_json_error(status, headers, body, 405, "method_not_allowed")
+    assert "PUT" in err["message"]
+    assert "GET" in headers.get("allow", ""), headers
+
+
+def test_post_to_the_status_page_without_control_is_a_json_403(gw):
+    """POST is how the page drains a backend (LLMGatewayStatusControl); where that is off,
+    the refusal is the page's own JSON 403, not httpd's HTML."""
     status, headers, body = raw_request(gw.port,
                                         _head(gw, "/llmgw-status", "Content-Length: 2\r\n"),
                                         b"{}")
-    err = assert_json_error(status, headers, body, 405, "method_not_allowed")
-    assert "POST" in err["message"]
-    assert "GET" in headers.get("allow", ""), headers
+    assert status == 403, body[:300]
+    assert headers.get("content-type", "").startswith("application/json"), headers
+    assert json.loads(body)["error"]["code"] == "status_control_disabled"
 
 
 @pytest.mark.allow_log(r"AH01630")
