@@ -37,6 +37,46 @@ static llmgw_error_t *wrong_type(apr_pool_t *p, const char *key, const char *wha
     return llmgw_error_make(p, 400, NULL, "invalid_type", key, "'%s' must be %s", key, what);
 }
 
+/*
+ * One content part: an object with a string `type`; the two parts every
+ * backend reads carry what they must (a string `text`, an `image_url` object
+ * with a string `url`). OpenAI refuses the same, and a translator must never
+ * be handed a part whose text is null or a number.
+ */
+static llmgw_error_t *validate_part(apr_pool_t *p, const json_t *part, const char *path)
+{
+    const char *type = json_string_value(json_object_get(part, "type"));
+    const json_t *image;
+
+    if (!json_is_object(part))
+        return llmgw_error_make(p, 400, NULL, "invalid_value", path, "%s must be an object", path);
+    if (!type)
+        return missing(p, apr_pstrcat(p, path, ".type", NULL));
+    if (strcmp(type, "text") == 0 && !json_is_string(json_object_get(part, "text")))
+        return wrong_type(p, apr_pstrcat(p, path, ".text", NULL), "a string");
+    if (strcmp(type, "image_url") != 0)
+        return NULL;
+    image = json_object_get(part, "image_url");
+    if (!json_is_object(image))
+        return wrong_type(p, apr_pstrcat(p, path, ".image_url", NULL), "an object");
+    if (!json_is_string(json_object_get(image, "url")))
+        return missing(p, apr_pstrcat(p, path, ".image_url.url", NULL));
+    return NULL;
+}
+
+static llmgw_error_t *validate_parts(apr_pool_t *p, const json_t *parts, const char *param)
+{
+    llmgw_error_t *e;
+    size_t i;
+    json_t *part;
+
+    json_array_foreach (parts, i, part) {
+        if ((e = validate_part(p, part, apr_psprintf(p, "%s[%" APR_SIZE_T_FMT "]", param, i))))
+            return e;
+    }
+    return NULL;
+}
+
 /* messages[i].content: a string or an array of parts; null or absent only
  * for the roles that may go without (content_roles). */
 static llmgw_error_t *validate_content(apr_pool_t *p, const json_t *m, const char *path,
@@ -46,8 +86,10 @@ static llmgw_error_t *validate_content(apr_pool_t *p, const json_t *m, const cha
     const char *param = apr_pstrcat(p, path, ".content", NULL);
     int required = in_list(content_roles, role);
 
-    if (json_is_string(content) || json_is_array(content))
+    if (json_is_string(content))
         return NULL;
+    if (json_is_array(content))
+        return validate_parts(p, content, param);
     if (!required && llmgw_json_is_absent(content))
         return NULL;
     if (!content)
@@ -157,6 +199,28 @@ static llmgw_error_t *validate_stream_options(apr_pool_t *p, const json_t *body)
     return NULL;
 }
 
+/* tools[i]: an object with a string `type`; a function tool names its function. */
+static llmgw_error_t *validate_tools(apr_pool_t *p, const json_t *tools)
+{
+    const char *path, *type;
+    size_t i;
+    json_t *t;
+
+    json_array_foreach (tools, i, t) {
+        path = apr_psprintf(p, "tools[%" APR_SIZE_T_FMT "]", i);
+        if (!json_is_object(t))
+            return llmgw_error_make(p, 400, NULL, "invalid_value", path, "%s must be an object",
+                                    path);
+        type = json_string_value(json_object_get(t, "type"));
+        if (!type)
+            return missing(p, apr_pstrcat(p, path, ".type", NULL));
+        if (strcmp(type, "function") == 0 &&
+            !json_is_string(json_object_get(json_object_get(t, "function"), "name")))
+            return missing(p, apr_pstrcat(p, path, ".function.name", NULL));
+    }
+    return NULL;
+}
+
 static llmgw_error_t *validate_chat(apr_pool_t *p, const json_t *body)
 {
     llmgw_error_t *e;
@@ -169,7 +233,8 @@ static llmgw_error_t *validate_chat(apr_pool_t *p, const json_t *body)
         (e = check_type(p, body, "max_tokens", is_positive_int, "an integer of at least 1")) ||
         (e = check_type(p, body, "max_completion_tokens", is_positive_int,
                         "an integer of at least 1")) ||
-        (e = check_type(p, body, "tools", is_array, "an array")))
+        (e = check_type(p, body, "tools", is_array, "an array")) ||
+        (e = validate_tools(p, json_object_get(body, "tools"))))
         return e;
     return validate_stream_options(p, body);
 }
