@@ -333,17 +333,16 @@ static apr_status_t release(llmgw_dispatch_t *d)
 /* A rewritten chunk (continuation) goes out as a new frame. */
 static apr_status_t deliver_json(llmgw_dispatch_t *d, llmgw_chunk_kind_e kind, const json_t *c)
 {
-    size_t n = json_dumpb(c, NULL, 0, JSON_COMPACT);
-    char *frame = n ? malloc(n + 8) : NULL;
+    llmgw_json_buf_t b;
     apr_status_t rv;
 
-    if (!frame)
-        return APR_ENOMEM;
-    memcpy(frame, "data: ", 6);
-    json_dumpb(c, frame + 6, n, JSON_COMPACT);
-    memcpy(frame + 6 + n, "\n\n", 2);
-    rv = deliver(d, kind, c, frame, n + 8);
-    free(frame);
+    llmgw_json_buf_init(&b);
+    llmgw_json_buf_add(&b, "data: ", 6);
+    rv = llmgw_json_buf_dump(&b, c);
+    if (rv == APR_SUCCESS)
+        rv = llmgw_json_buf_add(&b, "\n\n", 2);
+    rv = rv == APR_SUCCESS ? deliver(d, kind, c, b.data, b.len) : APR_ENOMEM;
+    llmgw_json_buf_free(&b);
     return rv;
 }
 

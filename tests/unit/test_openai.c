@@ -382,6 +382,37 @@ START_TEST(stream_large_chunk)
 }
 END_TEST
 
+/*
+ * llmgw_json_dump serialises in one pass into a buffer that starts inline and
+ * grows: documents on both sides of every growth step come out as jansson's
+ * own compact text, complete and NUL-terminated.
+ */
+START_TEST(json_dump_across_buffer_growth)
+{
+    static const apr_size_t sizes[] = {0, 1, 2030, 2034, 2035, 2036, 2037, 4090, 4100, 8200, 70000};
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        char *text = apr_palloc(test_pool, sizes[i] + 1);
+        json_t *j;
+        char *want;
+        const char *got;
+        apr_size_t len = 12345;
+
+        memset(text, 'y', sizes[i]);
+        text[sizes[i]] = '\0';
+        j = json_pack("{s:s}", "t", text);
+        want = json_dumps(j, JSON_COMPACT);
+        got = llmgw_json_dump(test_pool, j, &len);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_uint_eq(len, strlen(want));
+        ck_assert_str_eq(got, want);
+        free(want);
+        json_decref(j);
+    }
+}
+END_TEST
+
 /* providers.md 10.1 as wire bytes, one byte at a time, through the real SSE parser. */
 START_TEST(stream_through_sse_parser)
 {
@@ -429,6 +460,7 @@ static Suite *openai_suite(void)
     tcase_add_test(tc, stream_emit_failure_at_end);
     tcase_add_test(tc, stream_nothing_after_done);
     tcase_add_test(tc, stream_large_chunk);
+    tcase_add_test(tc, json_dump_across_buffer_growth);
     tcase_add_test(tc, stream_through_sse_parser);
     suite_add_tcase(s, tc);
     return s;
