@@ -285,6 +285,32 @@ apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, c
     return rv;
 }
 
+apr_status_t llmgw_prov_emit_raw(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j,
+                                 const char *text, apr_size_t len)
+{
+    llmgw_json_buf_t b;
+    apr_status_t rv;
+
+    llmgw_json_buf_init(&b);
+    llmgw_json_buf_add(&b, SSE_PREFIX, SSE_PREFIX_LEN);
+    llmgw_json_buf_add(&b, text, len);
+    rv = llmgw_json_buf_add(&b, "\n\n", 2);
+    if (rv == APR_SUCCESS)
+        rv = st->emit(st->baton, kind, j, b.data, b.len);
+    llmgw_json_buf_free(&b);
+    if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
+        st->content_emitted = 1;
+    return rv;
+}
+
+int llmgw_prov_frame_verbatim_ok(const char *text, apr_size_t len)
+{
+    /* A line break (whitespace between tokens of a multi-line data field)
+     * would end the data line of the frame early. */
+    return len > 0 && llmgw_json_verbatim_ok(text, len) && !memchr(text, '\n', len) &&
+           !memchr(text, '\r', len);
+}
+
 apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st)
 {
     apr_status_t rv = st->emit(st->baton, LLMGW_CHUNK_FINAL, NULL, SSE_DONE, sizeof(SSE_DONE) - 1);
