@@ -85,6 +85,7 @@ struct llmgw_dispatch_t {
     int malformed;         /* malformed events of this attempt */
     int content_seen;      /* the translator emitted a CONTENT frame */
     int sent;              /* a frame of this attempt reached the client */
+    int unflushed;         /* frames went to the sink since its last flush */
     apr_time_t attempt_start;
     apr_interval_time_t first_token_timeout; /* 0: none */
 
@@ -173,6 +174,19 @@ static apr_status_t sink_rv(llmgw_dispatch_t *d, apr_status_t rv)
         return APR_SUCCESS;
     d->gone = 1;
     return LLMGW_ECLIENTGONE;
+}
+
+/*
+ * What chunk() took goes to the client now: once per upstream read, however
+ * many frames it held (a FLUSH per frame cost a write per frame), and at the
+ * end of every attempt, so nothing waits through a retry's backoff.
+ */
+static apr_status_t flush_sink(llmgw_dispatch_t *d)
+{
+    if (!d->unflushed || !d->s->flush || d->gone)
+        return APR_SUCCESS;
+    d->unflushed = 0;
+    return sink_rv(d, d->s->flush(d->s->baton));
 }
 
 static llmgw_stats_slot_t *slot_of(llmgw_dispatch_t *d, int slot)
@@ -285,6 +299,7 @@ static apr_status_t deliver(llmgw_dispatch_t *d, llmgw_chunk_kind_e kind, const 
     apr_status_t rv = sink_rv(d, d->s->chunk(d->s->baton, kind, chunk, frame, len));
 
     d->sent = 1;
+    d->unflushed = 1;
     if (rv == APR_SUCCESS && chunk && d->recovery == LLMGW_RECOVERY_CONTINUE)
         track(d, chunk);
     return rv;
@@ -444,6 +459,7 @@ static apr_status_t on_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *
             ((rv = open_stream(d)) != APR_SUCCESS || (rv = release(d)) != APR_SUCCESS))
             return rv;
         d->closed = 1;
+        d->unflushed = 0; /* close() sends what is queued */
         return sink_rv(d, d->s->close(d->s->baton));
     }
     if (buffering(d)) {
@@ -513,6 +529,12 @@ static apr_status_t on_data(void *baton, const char *data, apr_size_t len)
     if (rv == APR_ENOSPC && !d->st.error)
         d->st.error = llmgw_error_make(d->p, 502, NULL, "bad_gateway", NULL,
                                        "upstream sent an oversized stream event");
+    /* Everything this read produced goes out together. */
+    if (flush_sink(d) != APR_SUCCESS && rv == APR_SUCCESS) {
+        if (d->event_rv == APR_SUCCESS)
+            d->event_rv = LLMGW_ECLIENTGONE;
+        rv = LLMGW_ECLIENTGONE;
+    }
     return rv;
 }
 
@@ -654,10 +676,11 @@ static apr_status_t stream_deliver_end(llmgw_dispatch_t *d)
     if ((rv = open_stream(d)) != APR_SUCCESS || (rv = release(d)) != APR_SUCCESS)
         return rv;
     d->closed = 1;
+    d->unflushed = 0; /* close() sends what is queued */
     return sink_rv(d, d->s->close(d->s->baton));
 }
 
-static void attempt_stream(llmgw_dispatch_t *d, outcome_t *o)
+static void attempt_stream_run(llmgw_dispatch_t *d, outcome_t *o)
 {
     llmgw_upstream_opts_t opts;
     llmgw_upstream_result_t r;
@@ -704,6 +727,14 @@ static void attempt_stream(llmgw_dispatch_t *d, outcome_t *o)
     o->ok = 1;
     if (d->st.model)
         d->res.model = d->st.model;
+}
+
+static void attempt_stream(llmgw_dispatch_t *d, outcome_t *o)
+{
+    attempt_stream_run(d, o);
+    /* Frames of a failed attempt's last read go out before a retry waits or
+     * the dispatcher returns (a failure marks the client gone). */
+    (void)flush_sink(d);
 }
 
 /* One upstream request, counted and recorded (issue 11 reads the records). */
@@ -1217,6 +1248,7 @@ static void answer_aborted(llmgw_dispatch_t *d)
     }
     note(d, LLMGW_NOTE_STREAM_FAILED, &n);
     d->res.error = e;
+    d->unflushed = 0; /* abort() sends what is queued */
     sink_rv(d, d->s->abort(d->s->baton, e));
 }
 

@@ -330,12 +330,12 @@ static int client_gone_check(void *baton)
     return q->client_gone = 1;
 }
 
-static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
+/* Send what is queued in q->bb, then FLUSH: one write for all of it. */
+static apr_status_t pass_queued(req_t *q)
 {
     conn_rec *c = q->r->connection;
     apr_status_t rv;
 
-    apr_brigade_write(q->bb, NULL, NULL, data, len);
     APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_flush_create(c->bucket_alloc));
     rv = ap_pass_brigade(q->r->output_filters, q->bb);
     apr_brigade_cleanup(q->bb);
@@ -344,6 +344,19 @@ static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
         return LLMGW_ECLIENTGONE;
     }
     return APR_SUCCESS;
+}
+
+/* Queue a frame for the next pass (apr_brigade_write copies into heap buckets). */
+static apr_status_t queue_frame(req_t *q, const char *data, apr_size_t len)
+{
+    return apr_brigade_write(q->bb, NULL, NULL, data, len);
+}
+
+/* A frame and everything queued before it, now. */
+static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
+{
+    queue_frame(q, data, len);
+    return pass_queued(q);
 }
 
 static int sink_gone(void *baton)
@@ -379,7 +392,11 @@ static apr_status_t sink_open(void *baton)
     return APR_SUCCESS;
 }
 
-/* The OpenAI dialect forwards the translator's frame as it is. */
+/*
+ * The OpenAI dialect forwards the translator's frame as it is, queued: the
+ * dispatcher flushes once per upstream read (sink_flush), so frames libcurl
+ * delivered together reach the client in one write.
+ */
 static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
                                const char *frame, apr_size_t len)
 {
@@ -387,7 +404,16 @@ static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_
 
     if (q->client_gone)
         return LLMGW_ECLIENTGONE;
-    return pass_frame(q, frame, len);
+    return queue_frame(q, frame, len);
+}
+
+static apr_status_t sink_flush(void *baton)
+{
+    req_t *q = baton;
+
+    if (q->client_gone)
+        return LLMGW_ECLIENTGONE;
+    return APR_BRIGADE_EMPTY(q->bb) ? APR_SUCCESS : pass_queued(q);
 }
 
 static apr_status_t sink_close(void *baton)
@@ -788,6 +814,7 @@ static int dispatch(req_t *q, const char *model)
     s.answer = sink_answer;
     s.open = sink_open;
     s.chunk = sink_chunk;
+    s.flush = sink_flush;
     s.close = sink_close;
     s.abort = sink_abort;
     s.error = sink_error;

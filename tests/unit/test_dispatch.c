@@ -33,7 +33,8 @@ typedef struct {
     apr_array_header_t *events; /* const char *: SSE text of each event */
     apr_interval_time_t gap;    /* before each event */
     apr_interval_time_t first_gap;
-    int end; /* after the events */
+    int end;   /* after the events */
+    int batch; /* events per on_data call (one socket read); 0: 1 */
     int resend_refused;
     int used;
 } answer_t;
@@ -60,8 +61,9 @@ typedef struct {
     int gone_after_chunks;      /* the client leaves after this many chunks; 0: never */
     apr_time_t gone_at;         /* or at this time; 0: never */
     int chunks;
-    int tokens;  /* prepare mints access tokens */
-    int reauths; /* prepare calls asking for a new token */
+    apr_array_header_t *flushes; /* int: chunks received at each flush */
+    int tokens;                  /* prepare mints access tokens */
+    int reauths;                 /* prepare calls asking for a new token */
     int wants_json;
     apr_size_t max_body; /* 0: 64 KiB */
     llmgw_transport_t t;
@@ -278,6 +280,10 @@ static apr_status_t fake_perform(void *baton, apr_pool_t *p, const llmgw_http_re
     for (i = 0; a->events && i < a->events->nelts; i++) {
         const char *ev = APR_ARRAY_IDX(a->events, i, const char *);
         apr_status_t rv;
+        int k;
+
+        for (k = 1; k < a->batch && i + 1 < a->events->nelts; k++)
+            ev = apr_pstrcat(test_pool, ev, APR_ARRAY_IDX(a->events, ++i, const char *), NULL);
 
         if ((f = advance(o, i == 0 && a->first_gap ? a->first_gap : a->gap)) != LLMGW_FAIL_NONE) {
             res->fail = f;
@@ -348,6 +354,12 @@ static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_
     return APR_SUCCESS;
 }
 
+static apr_status_t sink_flush(void *baton)
+{
+    APR_ARRAY_PUSH(W->flushes, int) = W->chunks;
+    return APR_SUCCESS;
+}
+
 static apr_status_t sink_close(void *baton)
 {
     got(json_pack("{s:s}", "ev", "close"));
@@ -404,6 +416,7 @@ static void setup(void)
     W->reqs = apr_array_make(test_pool, 8, sizeof(req_rec_t));
     W->sleeps = apr_array_make(test_pool, 8, sizeof(apr_interval_time_t));
     W->notes = apr_array_make(test_pool, 8, sizeof(llmgw_dispatch_note_t));
+    W->flushes = apr_array_make(test_pool, 8, sizeof(int));
     W->got = llmgw_json_pool_own(test_pool, json_array());
     W->t.perform = fake_perform;
     W->t.prepare = fake_prepare;
@@ -415,6 +428,7 @@ static void setup(void)
     W->s.answer = sink_answer;
     W->s.open = sink_open;
     W->s.chunk = sink_chunk;
+    W->s.flush = sink_flush;
     W->s.close = sink_close;
     W->s.abort = sink_abort;
     W->s.error = sink_error;
@@ -1578,6 +1592,24 @@ START_TEST(test_client_gone_during_a_backoff)
 }
 END_TEST
 
+/*
+ * One flush per upstream read, however many frames it produced: the sink
+ * queues chunks and the dispatcher flushes once after each read, and not
+ * after the read that closed the stream (close sends what is queued).
+ */
+START_TEST(test_stream_one_flush_per_read)
+{
+    answer_t *a = oai_stream("a", "one|two|three|four");
+
+    a->batch = 3; /* [role one two] [three four finish] [usage DONE] */
+    run("/a", 1);
+    ck_seq("open P C C C C C F close");
+    ck_assert_int_eq(W->flushes->nelts, 2);
+    ck_assert_int_eq(APR_ARRAY_IDX(W->flushes, 0, int), 3);
+    ck_assert_int_eq(APR_ARRAY_IDX(W->flushes, 1, int), 6);
+}
+END_TEST
+
 START_TEST(test_client_gone_mid_stream)
 {
     answer_t *a = oai_stream("a", "echo: |one |two |three");
@@ -1701,6 +1733,7 @@ static Suite *dispatch_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_client_gone_during_a_backoff);
     tcase_add_test(tc, test_client_gone_mid_stream);
+    tcase_add_test(tc, test_stream_one_flush_per_read);
     tcase_add_test(tc, test_adaptive_cooldown);
     tcase_add_test(tc, test_probe_released_on_a_client_error);
     suite_add_tcase(s, tc);
