@@ -508,20 +508,40 @@ static llmgw_stats_time_t transport_now(void *baton)
     return llmgw_stats_time_now();
 }
 
+/*
+ * Randomness for backoff jitter and pool strategies: nothing secret, so a
+ * per-thread splitmix64 seeded once from the OS, rather than a getrandom
+ * system call per request. The seed is taken on a thread's first request,
+ * which is always in a child (the parent serves none), so no two children
+ * share a sequence through fork.
+ */
+static _Thread_local apr_uint64_t rng_state;
+static _Thread_local int rng_seeded;
+
+static apr_uint64_t rng_next(void)
+{
+    apr_uint64_t z;
+
+    if (!rng_seeded) {
+        if (apr_generate_random_bytes((unsigned char *)&rng_state, sizeof(rng_state)) !=
+            APR_SUCCESS)
+            rng_state = (apr_uint64_t)apr_time_now() ^ (apr_uint64_t)(apr_uintptr_t)&rng_state;
+        rng_seeded = 1;
+    }
+    z = (rng_state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
 static double random_unit(void *baton)
 {
-    apr_uint32_t v = 0;
-    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
-        v = (apr_uint32_t)apr_time_now();
-    return (double)v / 4294967296.0;
+    return (double)(rng_next() >> 11) / 9007199254740992.0; /* 53 bits: [0, 1) */
 }
 
 static apr_uint64_t random_seed(void)
 {
-    apr_uint64_t v = 0;
-    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
-        v = (apr_uint64_t)apr_time_now();
-    return v;
+    return rng_next();
 }
 
 static int same_fetch_settings(const llmgw_image_fetch_t *a, const llmgw_image_fetch_t *b)
