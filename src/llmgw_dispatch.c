@@ -502,7 +502,7 @@ static apr_status_t on_sse_event(void *baton, const llmgw_sse_event_t *ev)
         return APR_SUCCESS;
     }
     if (rv == LLMGW_EMALFORMED) {
-        llmgw_stats_protocol_error(d->slot);
+        llmgw_stats_protocol_error(d->slot, d->prm.row);
         if (++d->malformed <= LLMGW_DISPATCH_MAX_MALFORMED) {
             if (d->malformed == 1)
                 note(d, LLMGW_NOTE_MALFORMED, NULL);
@@ -1026,7 +1026,8 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
             const llmgw_usage_t *u = &o.usage;
             llmgw_stats_time_t t = now(d);
 
-            llmgw_stats_success(d->slot, t, o.elapsed, o.ttfb, u->present ? u->prompt_tokens : -1,
+            llmgw_stats_success(d->slot, d->prm.row, t, o.elapsed, o.ttfb,
+                                u->present ? u->prompt_tokens : -1,
                                 u->present ? u->completion_tokens : -1);
             return TURN_ANSWERED;
         }
@@ -1049,7 +1050,7 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
             return TURN_STOP;
         }
         cooling = llmgw_stats_failure(
-            d->slot, now(d), o.fail, o.status, llmgw_pool_failure_threshold(c->pool),
+            d->slot, d->prm.row, now(d), o.fail, o.status, llmgw_pool_failure_threshold(c->pool),
             llmgw_pool_cooldown_next(c->pool, llmgw_stats_cooldown_period(d->slot), c->probe));
         if (o.fail == LLMGW_FAIL_CLIENT_GONE || d->gone)
             return TURN_STOP;
@@ -1059,8 +1060,8 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
         }
         next = decide(d, &o, attempts, cooling, &fallback);
         if (next == LLMGW_POOL_NEXT_MEMBER) {
-            llmgw_stats_fallback(d->slot);
-            llmgw_stats_fallback(d->pool_slot);
+            llmgw_stats_fallback(d->slot, d->prm.row);
+            llmgw_stats_fallback(d->pool_slot, d->prm.row);
             return TURN_NEXT;
         }
         if (next == LLMGW_POOL_STOP) {
@@ -1073,7 +1074,7 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
             }
             return TURN_STOP;
         }
-        llmgw_stats_retry(d->slot);
+        llmgw_stats_retry(d->slot, d->prm.row);
         delay = o.hint >= 0 ? o.hint : llmgw_backoff(attempts, d->t->random(d->t->baton));
         memset(&n, 0, sizeof(n));
         n.attempt = attempts;
@@ -1367,11 +1368,11 @@ static void pool_outcome(llmgw_dispatch_t *d, llmgw_stats_time_t start)
     if (!d->pool_slot)
         return;
     if (d->res.answered)
-        llmgw_stats_success(d->pool_slot, end, end.mono - start.mono, -1, -1, -1);
+        llmgw_stats_success(d->pool_slot, d->prm.row, end, end.mono - start.mono, -1, -1, -1);
     else
         /* What failed, not the status sent: a stream cut after its content
          * went out had status 200 and is still a failure of its kind. */
-        llmgw_stats_failure(d->pool_slot, end,
+        llmgw_stats_failure(d->pool_slot, d->prm.row, end,
                             d->gone                          ? LLMGW_FAIL_CLIENT_GONE
                             : d->res.fail != LLMGW_FAIL_NONE ? d->res.fail
                                                              : LLMGW_FAIL_HTTP,
