@@ -220,6 +220,14 @@ typedef struct {
      */
     apr_status_t (*chunk)(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
                           const char *frame, apr_size_t len);
+    /**
+     * Optional (may be NULL): send what chunk() took so far to the client
+     * now. The dispatcher calls it once per upstream read that produced
+     * frames, however many (libcurl hands over what one socket read got),
+     * and at the end of every attempt; with it set, chunk() may just queue.
+     * close() and abort() send anything still queued with their own frame.
+     */
+    apr_status_t (*flush)(void *baton);
     /** The stream is complete ("data: [DONE]"). */
     apr_status_t (*close)(void *baton);
     /** The stream failed after it was opened: an in-band error ends it, no [DONE]. */

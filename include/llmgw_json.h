@@ -11,8 +11,44 @@
 /** Register json_decref of @p j on @p p; returns @p j (the pool now owns that reference). */
 json_t *llmgw_json_pool_own(apr_pool_t *p, json_t *j);
 
-/** Serialise @p j compactly into memory from @p p (one exact-size allocation). */
+/**
+ * Serialise @p j compactly into memory from @p p: one pass of jansson's
+ * serialiser (into a growable buffer), then one exact-size copy into @p p.
+ */
 const char *llmgw_json_dump(apr_pool_t *p, const json_t *j, apr_size_t *len);
+
+/** Bytes kept inside an llmgw_json_buf_t before it spills to the heap. */
+#define LLMGW_JSON_BUF_INLINE 2048
+
+/**
+ * A growable byte buffer for framing serialised JSON in one pass (jansson's
+ * json_dumpb sizes by serialising, so size-then-write costs two passes). It
+ * starts in its own inline storage (usually on the caller's stack) and moves
+ * to malloc'd memory when it outgrows it; llmgw_json_buf_free releases that.
+ */
+typedef struct {
+    char *data;
+    apr_size_t len;
+    apr_size_t cap;
+    int failed; /**< an allocation failed: the contents are incomplete */
+    char inline_data[LLMGW_JSON_BUF_INLINE];
+} llmgw_json_buf_t;
+
+/** Start @p b empty, in its inline storage. */
+void llmgw_json_buf_init(llmgw_json_buf_t *b);
+
+/** Append @p n bytes; APR_ENOMEM (and b->failed) when memory runs out. */
+apr_status_t llmgw_json_buf_add(llmgw_json_buf_t *b, const char *data, apr_size_t n);
+
+/**
+ * Append the compact serialisation of @p j in one pass. APR_ENOMEM when
+ * memory runs out, APR_EINVAL when jansson cannot serialise @p j (it then
+ * wrote nothing usable: b->len is restored).
+ */
+apr_status_t llmgw_json_buf_dump(llmgw_json_buf_t *b, const json_t *j);
+
+/** Release heap memory @p b may hold; it is empty again afterwards. */
+void llmgw_json_buf_free(llmgw_json_buf_t *b);
 
 /** String member of an object, or NULL when absent or not a string. Borrowed. */
 const char *llmgw_json_str(const json_t *obj, const char *key);

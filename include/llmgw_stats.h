@@ -40,9 +40,13 @@
  *   +----------------------------------------------------------------+ 384
  *   | slot 1 ... slot capacity-1                                     |
  *   +----------------------------------------------------------------+ R = 128 + 256 * capacity
- *   | row 0 (row_size = 64 + capacity * 4 rounded up to 64)          |
+ *   | row 0 (row_size = 64 + I + C, I = capacity * 4 and             |
+ *   |        C = capacity * 104, each rounded up to 64)              |
  *   |     0  pid (0: shared row, never owned) | slots | reserved      |
  *   |    64  inflight[capacity]                32-bit, per slot      |
+ *   |  64+I  counts[capacity]                  llmgw_stats_counts_t: |
+ *   |        requests, successes, errors[6], retries, fallbacks,     |
+ *   |        aborted, prompt_tokens, completion_tokens (64-bit)      |
  *   +----------------------------------------------------------------+ R + row_size
  *   | row 1 ... row nrows-1: one per child process (pid, 0 = free)  |
  *   +----------------------------------------------------------------+ R + row_size * nrows
@@ -66,8 +70,18 @@
  * outlive them. Rows are claimed by pid rather than indexed by scoreboard
  * slot: a 2.4 child does not know its slot in child_init, and event/worker
  * give a slot to a new child while the exiting one still finishes requests
- * (MPM_CHILD_LOST_SLOT). The rows are where further per-child counters
- * can go when hot counters are sharded per child.
+ * (MPM_CHILD_LOST_SLOT).
+ *
+ * The hot counters are sharded the same way: an attempt's requests,
+ * successes, errors, retries, fallbacks, aborts and tokens are added to
+ * its process's row (counts[slot]), so threads of different children never
+ * write one cache line; readers (llmgw_stats_counts, the snapshots, the
+ * strategies' features) add the slot's own fields and every row. The
+ * slot's own fields take what is recorded without a row (NULL) and what
+ * released rows held: llmgw_stats_child_release folds a dead child's counts
+ * into them, so totals survive the child. The breaker's fields, the
+ * latency averages and the times stay in the slot: every child must see
+ * them at once.
  *
  * Clocks: deadlines kept here (cooldown_until, probe_since) are on the
  * monotonic clock, CLOCK_MONOTONIC, which is one clock for every process of
@@ -124,7 +138,7 @@
 #include "llmgw_error.h"
 
 #define LLMGW_STATS_MAGIC 0x5357474cU /* "LGWS" read as little-endian bytes */
-#define LLMGW_STATS_LAYOUT_VERSION 3U
+#define LLMGW_STATS_LAYOUT_VERSION 4U
 /** Longest stored name, NUL included; longer names are shortened (see assign). */
 #define LLMGW_STATS_NAME_MAX 64
 /** Slot kind when the backend type is not known. */
@@ -214,7 +228,19 @@ typedef struct {
     apr_uint64_t reserved[1];
 } llmgw_stats_slot_t;
 
-/** One process's in-flight attempts per slot (see the layout above). */
+/** One process's share of a slot's hot counters (the row's counts[], see the layout above). */
+typedef struct {
+    volatile apr_uint64_t requests;
+    volatile apr_uint64_t successes;
+    volatile apr_uint64_t errors[LLMGW_STATS_ERR_COUNT];
+    volatile apr_uint64_t retries;
+    volatile apr_uint64_t fallbacks;
+    volatile apr_uint64_t aborted;
+    volatile apr_uint64_t prompt_tokens;
+    volatile apr_uint64_t completion_tokens;
+} llmgw_stats_counts_t;
+
+/** One process's in-flight attempts and counts per slot (see the layout above). */
 typedef struct {
     volatile apr_uint32_t pid; /**< owning child; 0 = free (row 0: shared, never owned) */
     apr_uint32_t slots;        /**< entries in inflight[] (the capacity) */
@@ -302,9 +328,9 @@ const char *llmgw_stats_err_name(llmgw_stats_err_e e);
 llmgw_stats_row_t *llmgw_stats_child_claim(void *base, apr_uint32_t pid);
 
 /**
- * Process @p pid has ended: zero its row and free it; parent only (the
- * MPM's child_status hook), after the child was reaped, so nothing writes
- * to the row any more.
+ * Process @p pid has ended: add its row's counts to the slots' own fields,
+ * zero the row and free it; parent only (the MPM's child_status hook),
+ * after the child was reaped, so nothing writes to the row any more.
  * @return the attempts that were still counted in flight in the row, or -1
  *         when @p pid held no row
  */
@@ -313,10 +339,20 @@ int llmgw_stats_child_release(void *base, apr_uint32_t pid);
 /** In-flight attempts of slot @p index: the sum over the rows in use. 0 for a bad base/index. */
 apr_uint32_t llmgw_stats_inflight(const void *base, int index);
 
+/**
+ * The hot counters of slot @p index: its own fields plus every row in use
+ * (tokens capped at LLMGW_TOKENS_MAX). All zero for a bad base/index.
+ */
+void llmgw_stats_counts(const void *base, int index, llmgw_stats_counts_t *out);
+
+/** Attempts started on slot @p index (the requests of llmgw_stats_counts). */
+apr_uint64_t llmgw_stats_requests(const void *base, int index);
+
 /*
  * Recording, from any thread of any child. Each function accepts a NULL
  * slot and then does nothing, so the glue need not test for a missing
- * segment.
+ * segment. @p row is the recording process's (llmgw_stats_child_claim):
+ * the counts go there; with NULL they go to the slot's own fields.
  */
 
 /**
@@ -337,9 +373,9 @@ void llmgw_stats_end(llmgw_stats_slot_t *s, llmgw_stats_row_t *row);
  * @param ttfb     time to first byte, < 0 when unknown
  * @param prompt_tokens, completion_tokens  usage, < 0 when unknown
  */
-void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time_t latency,
-                         apr_interval_time_t ttfb, apr_int64_t prompt_tokens,
-                         apr_int64_t completion_tokens);
+void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_row_t *row, llmgw_stats_time_t now,
+                         apr_interval_time_t latency, apr_interval_time_t ttfb,
+                         apr_int64_t prompt_tokens, apr_int64_t completion_tokens);
 
 /**
  * A failed attempt: counts its class and feeds the breaker. Retryable
@@ -353,8 +389,8 @@ void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_inte
  * @param cooldown   the period to arm (kept as the slot's cooldown_period)
  * @return 1 when the backend is cooling because of this failure, else 0
  */
-int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_time_t now, llmgw_fail_e fail,
-                        int status, int threshold, apr_interval_time_t cooldown);
+int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_row_t *row, llmgw_stats_time_t now,
+                        llmgw_fail_e fail, int status, int threshold, apr_interval_time_t cooldown);
 
 /**
  * The period of the last cooldown armed on @p s, 0 when none was since its
@@ -366,10 +402,10 @@ apr_interval_time_t llmgw_stats_cooldown_period(const llmgw_stats_slot_t *s);
  * One stream event of an otherwise healthy attempt could not be understood
  * and was skipped: counted as a protocol error; the breaker is not fed.
  */
-void llmgw_stats_protocol_error(llmgw_stats_slot_t *s);
+void llmgw_stats_protocol_error(llmgw_stats_slot_t *s, llmgw_stats_row_t *row);
 
 /** The attempt will be repeated on the same backend. */
-void llmgw_stats_retry(llmgw_stats_slot_t *s);
+void llmgw_stats_retry(llmgw_stats_slot_t *s, llmgw_stats_row_t *row);
 
 /**
  * Put a backend in cooldown now, whatever its failure count: for failures
@@ -378,7 +414,7 @@ void llmgw_stats_retry(llmgw_stats_slot_t *s);
 void llmgw_stats_cool(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time_t cooldown);
 
 /** The request moves on to the next candidate (count it on the member left, and the pool). */
-void llmgw_stats_fallback(llmgw_stats_slot_t *s);
+void llmgw_stats_fallback(llmgw_stats_slot_t *s, llmgw_stats_row_t *row);
 
 typedef enum {
     LLMGW_STATS_AVAILABLE = 0, /**< not cooling: use it */

@@ -85,6 +85,7 @@ struct llmgw_dispatch_t {
     int malformed;         /* malformed events of this attempt */
     int content_seen;      /* the translator emitted a CONTENT frame */
     int sent;              /* a frame of this attempt reached the client */
+    int unflushed;         /* frames went to the sink since its last flush */
     apr_time_t attempt_start;
     apr_interval_time_t first_token_timeout; /* 0: none */
 
@@ -173,6 +174,19 @@ static apr_status_t sink_rv(llmgw_dispatch_t *d, apr_status_t rv)
         return APR_SUCCESS;
     d->gone = 1;
     return LLMGW_ECLIENTGONE;
+}
+
+/*
+ * What chunk() took goes to the client now: once per upstream read, however
+ * many frames it held (a FLUSH per frame cost a write per frame), and at the
+ * end of every attempt, so nothing waits through a retry's backoff.
+ */
+static apr_status_t flush_sink(llmgw_dispatch_t *d)
+{
+    if (!d->unflushed || !d->s->flush || d->gone)
+        return APR_SUCCESS;
+    d->unflushed = 0;
+    return sink_rv(d, d->s->flush(d->s->baton));
 }
 
 static llmgw_stats_slot_t *slot_of(llmgw_dispatch_t *d, int slot)
@@ -285,6 +299,7 @@ static apr_status_t deliver(llmgw_dispatch_t *d, llmgw_chunk_kind_e kind, const 
     apr_status_t rv = sink_rv(d, d->s->chunk(d->s->baton, kind, chunk, frame, len));
 
     d->sent = 1;
+    d->unflushed = 1;
     if (rv == APR_SUCCESS && chunk && d->recovery == LLMGW_RECOVERY_CONTINUE)
         track(d, chunk);
     return rv;
@@ -333,17 +348,16 @@ static apr_status_t release(llmgw_dispatch_t *d)
 /* A rewritten chunk (continuation) goes out as a new frame. */
 static apr_status_t deliver_json(llmgw_dispatch_t *d, llmgw_chunk_kind_e kind, const json_t *c)
 {
-    size_t n = json_dumpb(c, NULL, 0, JSON_COMPACT);
-    char *frame = n ? malloc(n + 8) : NULL;
+    llmgw_json_buf_t b;
     apr_status_t rv;
 
-    if (!frame)
-        return APR_ENOMEM;
-    memcpy(frame, "data: ", 6);
-    json_dumpb(c, frame + 6, n, JSON_COMPACT);
-    memcpy(frame + 6 + n, "\n\n", 2);
-    rv = deliver(d, kind, c, frame, n + 8);
-    free(frame);
+    llmgw_json_buf_init(&b);
+    llmgw_json_buf_add(&b, "data: ", 6);
+    rv = llmgw_json_buf_dump(&b, c);
+    if (rv == APR_SUCCESS)
+        rv = llmgw_json_buf_add(&b, "\n\n", 2);
+    rv = rv == APR_SUCCESS ? deliver(d, kind, c, b.data, b.len) : APR_ENOMEM;
+    llmgw_json_buf_free(&b);
     return rv;
 }
 
@@ -445,6 +459,7 @@ static apr_status_t on_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *
             ((rv = open_stream(d)) != APR_SUCCESS || (rv = release(d)) != APR_SUCCESS))
             return rv;
         d->closed = 1;
+        d->unflushed = 0; /* close() sends what is queued */
         return sink_rv(d, d->s->close(d->s->baton));
     }
     if (buffering(d)) {
@@ -487,7 +502,7 @@ static apr_status_t on_sse_event(void *baton, const llmgw_sse_event_t *ev)
         return APR_SUCCESS;
     }
     if (rv == LLMGW_EMALFORMED) {
-        llmgw_stats_protocol_error(d->slot);
+        llmgw_stats_protocol_error(d->slot, d->prm.row);
         if (++d->malformed <= LLMGW_DISPATCH_MAX_MALFORMED) {
             if (d->malformed == 1)
                 note(d, LLMGW_NOTE_MALFORMED, NULL);
@@ -514,6 +529,12 @@ static apr_status_t on_data(void *baton, const char *data, apr_size_t len)
     if (rv == APR_ENOSPC && !d->st.error)
         d->st.error = llmgw_error_make(d->p, 502, NULL, "bad_gateway", NULL,
                                        "upstream sent an oversized stream event");
+    /* Everything this read produced goes out together. */
+    if (flush_sink(d) != APR_SUCCESS && rv == APR_SUCCESS) {
+        if (d->event_rv == APR_SUCCESS)
+            d->event_rv = LLMGW_ECLIENTGONE;
+        rv = LLMGW_ECLIENTGONE;
+    }
     return rv;
 }
 
@@ -655,10 +676,11 @@ static apr_status_t stream_deliver_end(llmgw_dispatch_t *d)
     if ((rv = open_stream(d)) != APR_SUCCESS || (rv = release(d)) != APR_SUCCESS)
         return rv;
     d->closed = 1;
+    d->unflushed = 0; /* close() sends what is queued */
     return sink_rv(d, d->s->close(d->s->baton));
 }
 
-static void attempt_stream(llmgw_dispatch_t *d, outcome_t *o)
+static void attempt_stream_run(llmgw_dispatch_t *d, outcome_t *o)
 {
     llmgw_upstream_opts_t opts;
     llmgw_upstream_result_t r;
@@ -705,6 +727,14 @@ static void attempt_stream(llmgw_dispatch_t *d, outcome_t *o)
     o->ok = 1;
     if (d->st.model)
         d->res.model = d->st.model;
+}
+
+static void attempt_stream(llmgw_dispatch_t *d, outcome_t *o)
+{
+    attempt_stream_run(d, o);
+    /* Frames of a failed attempt's last read go out before a retry waits or
+     * the dispatcher returns (a failure marks the client gone). */
+    (void)flush_sink(d);
 }
 
 /* One upstream request, counted and recorded (issue 11 reads the records). */
@@ -996,7 +1026,8 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
             const llmgw_usage_t *u = &o.usage;
             llmgw_stats_time_t t = now(d);
 
-            llmgw_stats_success(d->slot, t, o.elapsed, o.ttfb, u->present ? u->prompt_tokens : -1,
+            llmgw_stats_success(d->slot, d->prm.row, t, o.elapsed, o.ttfb,
+                                u->present ? u->prompt_tokens : -1,
                                 u->present ? u->completion_tokens : -1);
             return TURN_ANSWERED;
         }
@@ -1019,7 +1050,7 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
             return TURN_STOP;
         }
         cooling = llmgw_stats_failure(
-            d->slot, now(d), o.fail, o.status, llmgw_pool_failure_threshold(c->pool),
+            d->slot, d->prm.row, now(d), o.fail, o.status, llmgw_pool_failure_threshold(c->pool),
             llmgw_pool_cooldown_next(c->pool, llmgw_stats_cooldown_period(d->slot), c->probe));
         if (o.fail == LLMGW_FAIL_CLIENT_GONE || d->gone)
             return TURN_STOP;
@@ -1031,8 +1062,8 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
         if (next == LLMGW_POOL_NEXT_MEMBER) {
             /* The pool the candidate is a member of, nested ones included:
              * that pool moved on, not necessarily the route's. */
-            llmgw_stats_fallback(d->slot);
-            llmgw_stats_fallback(slot_of(d, c->pool_slot));
+            llmgw_stats_fallback(d->slot, d->prm.row);
+            llmgw_stats_fallback(slot_of(d, c->pool_slot), d->prm.row);
             return TURN_NEXT;
         }
         if (next == LLMGW_POOL_STOP) {
@@ -1045,7 +1076,7 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
             }
             return TURN_STOP;
         }
-        llmgw_stats_retry(d->slot);
+        llmgw_stats_retry(d->slot, d->prm.row);
         delay = o.hint >= 0 ? o.hint : llmgw_backoff(attempts, d->t->random(d->t->baton));
         memset(&n, 0, sizeof(n));
         n.attempt = attempts;
@@ -1220,6 +1251,7 @@ static void answer_aborted(llmgw_dispatch_t *d)
     }
     note(d, LLMGW_NOTE_STREAM_FAILED, &n);
     d->res.error = e;
+    d->unflushed = 0; /* abort() sends what is queued */
     sink_rv(d, d->s->abort(d->s->baton, e));
 }
 
@@ -1338,11 +1370,11 @@ static void pool_outcome(llmgw_dispatch_t *d, llmgw_stats_time_t start)
     if (!d->pool_slot)
         return;
     if (d->res.answered)
-        llmgw_stats_success(d->pool_slot, end, end.mono - start.mono, -1, -1, -1);
+        llmgw_stats_success(d->pool_slot, d->prm.row, end, end.mono - start.mono, -1, -1, -1);
     else
         /* What failed, not the status sent: a stream cut after its content
          * went out had status 200 and is still a failure of its kind. */
-        llmgw_stats_failure(d->pool_slot, end,
+        llmgw_stats_failure(d->pool_slot, d->prm.row, end,
                             d->gone                          ? LLMGW_FAIL_CLIENT_GONE
                             : d->res.fail != LLMGW_FAIL_NONE ? d->res.fail
                                                              : LLMGW_FAIL_HTTP,

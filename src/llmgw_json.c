@@ -16,23 +16,83 @@ json_t *llmgw_json_pool_own(apr_pool_t *p, json_t *j)
     return j;
 }
 
+void llmgw_json_buf_init(llmgw_json_buf_t *b)
+{
+    b->data = b->inline_data;
+    b->len = 0;
+    b->cap = sizeof(b->inline_data);
+    b->failed = 0;
+}
+
+apr_status_t llmgw_json_buf_add(llmgw_json_buf_t *b, const char *data, apr_size_t n)
+{
+    if (b->failed)
+        return APR_ENOMEM;
+    if (n > b->cap - b->len) {
+        apr_size_t cap = b->cap * 2;
+        char *grown;
+
+        while (cap - b->len < n) {
+            if (cap > ((apr_size_t)-1) / 2) {
+                b->failed = 1;
+                return APR_ENOMEM;
+            }
+            cap *= 2;
+        }
+        grown = b->data == b->inline_data ? malloc(cap) : realloc(b->data, cap);
+        if (!grown) {
+            b->failed = 1;
+            return APR_ENOMEM;
+        }
+        if (b->data == b->inline_data)
+            memcpy(grown, b->inline_data, b->len);
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    return APR_SUCCESS;
+}
+
+static int buf_dump_cb(const char *data, size_t n, void *baton)
+{
+    return llmgw_json_buf_add(baton, data, n) == APR_SUCCESS ? 0 : -1;
+}
+
+apr_status_t llmgw_json_buf_dump(llmgw_json_buf_t *b, const json_t *j)
+{
+    apr_size_t at = b->len;
+
+    if (j && json_dump_callback(j, buf_dump_cb, b, JSON_COMPACT) == 0)
+        return APR_SUCCESS;
+    if (b->failed)
+        return APR_ENOMEM;
+    b->len = at;
+    return APR_EINVAL;
+}
+
+void llmgw_json_buf_free(llmgw_json_buf_t *b)
+{
+    if (b->data != b->inline_data)
+        free(b->data);
+    llmgw_json_buf_init(b);
+}
+
 const char *llmgw_json_dump(apr_pool_t *p, const json_t *j, apr_size_t *len)
 {
-    /* Sizing pass first, so the text lands in one exact pool allocation. */
-    size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT);
-    char *buf;
+    llmgw_json_buf_t b;
+    char *text = NULL;
 
-    if (n == 0) {
-        if (len)
-            *len = 0;
-        return NULL;
+    llmgw_json_buf_init(&b);
+    if (llmgw_json_buf_dump(&b, j) == APR_SUCCESS && b.len > 0) {
+        text = apr_palloc(p, b.len + 1);
+        memcpy(text, b.data, b.len);
+        text[b.len] = '\0';
     }
-    buf = apr_palloc(p, n + 1);
-    n = json_dumpb(j, buf, n, JSON_COMPACT);
-    buf[n] = '\0';
     if (len)
-        *len = n;
-    return buf;
+        *len = text ? b.len : 0;
+    llmgw_json_buf_free(&b);
+    return text;
 }
 
 const char *llmgw_json_str(const json_t *obj, const char *key)

@@ -137,7 +137,7 @@ static void read_features(const expand_t *x, llmgw_strategy_cand_t *f, const llm
     f->latency_us = apr_atomic_read32(&v->latency_ewma_us);
     f->ttfb_us = apr_atomic_read32(&v->ttfb_ewma_us);
     f->samples = apr_atomic_read32(&v->latency_samples);
-    f->requests = apr_atomic_read64(&v->requests);
+    f->requests = llmgw_stats_requests(x->env->stats, (int)s->index);
 }
 
 static void note_cooling(expand_t *x, const llmgw_stats_slot_t *s)

@@ -29,6 +29,22 @@ _Static_assert(sizeof(llmgw_stats_header_t) == 128, "header is two whole cache l
 _Static_assert(sizeof(llmgw_stats_slot_t) % 64 == 0, "slots are whole cache lines");
 _Static_assert(offsetof(llmgw_stats_slot_t, requests) % 8 == 0, "64-bit fields are aligned");
 _Static_assert(sizeof(llmgw_stats_row_t) == 64, "a row's counters start on a cache line");
+/* A slot's own counters are read and written as one llmgw_stats_counts_t. */
+#define SAME_OFFSET(f)                                                                             \
+    _Static_assert(offsetof(llmgw_stats_slot_t, f) - offsetof(llmgw_stats_slot_t, requests) ==     \
+                       offsetof(llmgw_stats_counts_t, f),                                          \
+                   "slot counters are laid out as llmgw_stats_counts_t: " #f)
+SAME_OFFSET(successes);
+SAME_OFFSET(errors);
+SAME_OFFSET(retries);
+SAME_OFFSET(fallbacks);
+SAME_OFFSET(aborted);
+SAME_OFFSET(prompt_tokens);
+SAME_OFFSET(completion_tokens);
+_Static_assert(offsetof(llmgw_stats_slot_t, cooldown_until) -
+                       offsetof(llmgw_stats_slot_t, requests) ==
+                   sizeof(llmgw_stats_counts_t),
+               "slot counters end where llmgw_stats_counts_t ends");
 
 #define HDR_SIZE sizeof(llmgw_stats_header_t)
 #define SLOT_SIZE sizeof(llmgw_stats_slot_t)
@@ -50,10 +66,33 @@ static llmgw_stats_slot_t *slot_at(const void *base, int i)
     return (llmgw_stats_slot_t *)((char *)base + HDR_SIZE + (apr_size_t)i * SLOT_SIZE);
 }
 
-/* A row's bytes: its 64-byte head, then one counter per slot, whole cache lines. */
+#define ROUND64(n) (((apr_size_t)(n) + 63) & ~(apr_size_t)63)
+
+/* A row's bytes: its 64-byte head, the in-flight counts, the hot counters, whole cache lines. */
 static apr_size_t row_size_for(int capacity)
 {
-    return sizeof(llmgw_stats_row_t) + (((apr_size_t)capacity * sizeof(apr_uint32_t) + 63) & ~63);
+    return sizeof(llmgw_stats_row_t) + ROUND64((apr_size_t)capacity * sizeof(apr_uint32_t)) +
+           ROUND64((apr_size_t)capacity * sizeof(llmgw_stats_counts_t));
+}
+
+/* The counts of slot @p idx in @p row (idx < row->slots). */
+static llmgw_stats_counts_t *row_counts(const llmgw_stats_row_t *row, apr_uint32_t idx)
+{
+    return (llmgw_stats_counts_t *)((char *)row + sizeof(llmgw_stats_row_t) +
+                                    ROUND64((apr_size_t)row->slots * sizeof(apr_uint32_t))) +
+           idx;
+}
+
+/* The slot's own counters (what is recorded without a row, and released rows' counts). */
+static llmgw_stats_counts_t *slot_counts(const llmgw_stats_slot_t *s)
+{
+    return (llmgw_stats_counts_t *)(void *)&s->requests;
+}
+
+/* Where an attempt recorded by the process owning @p row counts. */
+static llmgw_stats_counts_t *counts_for(llmgw_stats_slot_t *s, llmgw_stats_row_t *row)
+{
+    return row && s->index < row->slots ? row_counts(row, s->index) : slot_counts(s);
 }
 
 static llmgw_stats_row_t *row_at(const void *base, int i)
@@ -240,8 +279,14 @@ static int slots_needed(const void *base, const char *const *names, int n, apr_s
 static void slot_take(void *base, int idx, const char *key)
 {
     llmgw_stats_slot_t *s = slot_at(base, idx);
+    int r, nrows = (int)header(base)->nrows;
 
     memset(s, 0, SLOT_SIZE);
+    /* A FREE slot was never written by anyone; its column is cleared anyway,
+     * so a new name starts from zero in every row too. */
+    for (r = 0; r < nrows; r++)
+        memset((void *)row_counts(row_at(base, r), (apr_uint32_t)idx), 0,
+               sizeof(llmgw_stats_counts_t));
     memcpy(s->name, key, strlen(key) + 1);
     s->kind = LLMGW_STATS_KIND_UNKNOWN;
     s->index = (apr_uint32_t)idx;
@@ -334,6 +379,8 @@ llmgw_stats_row_t *llmgw_stats_child_claim(void *base, apr_uint32_t pid)
         /* Ours now: nobody else writes here. A released row is zero
          * already; clearing it again is cheap insurance. */
         memset((void *)row->inflight, 0, (apr_size_t)row->slots * sizeof(apr_uint32_t));
+        memset((void *)row_counts(row, 0), 0,
+               (apr_size_t)row->slots * sizeof(llmgw_stats_counts_t));
         /* Readers sum rows [0, rows_used): raise it to cover this one. */
         do {
             used = apr_atomic_read32(&h->rows_used);
@@ -342,6 +389,24 @@ llmgw_stats_row_t *llmgw_stats_child_claim(void *base, apr_uint32_t pid)
         return row;
     }
     return row_at(base, 0);
+}
+
+static void add_tokens(volatile apr_uint64_t *counter, apr_int64_t n);
+
+/* Move the counts @p from (a dead child's) into @p to, field by field. */
+static void fold_counts(llmgw_stats_counts_t *to, llmgw_stats_counts_t *from)
+{
+    int e;
+
+    apr_atomic_add64(&to->requests, apr_atomic_xchg64(&from->requests, 0));
+    apr_atomic_add64(&to->successes, apr_atomic_xchg64(&from->successes, 0));
+    for (e = 0; e < LLMGW_STATS_ERR_COUNT; e++)
+        apr_atomic_add64(&to->errors[e], apr_atomic_xchg64(&from->errors[e], 0));
+    apr_atomic_add64(&to->retries, apr_atomic_xchg64(&from->retries, 0));
+    apr_atomic_add64(&to->fallbacks, apr_atomic_xchg64(&from->fallbacks, 0));
+    apr_atomic_add64(&to->aborted, apr_atomic_xchg64(&from->aborted, 0));
+    add_tokens(&to->prompt_tokens, (apr_int64_t)apr_atomic_xchg64(&from->prompt_tokens, 0));
+    add_tokens(&to->completion_tokens, (apr_int64_t)apr_atomic_xchg64(&from->completion_tokens, 0));
 }
 
 int llmgw_stats_child_release(void *base, apr_uint32_t pid)
@@ -357,13 +422,24 @@ int llmgw_stats_child_release(void *base, apr_uint32_t pid)
 
         if (apr_atomic_read32(&row->pid) != pid)
             continue;
-        for (j = 0; j < row->slots; j++)
+        for (j = 0; j < row->slots; j++) {
             dropped += apr_atomic_xchg32(&row->inflight[j], 0);
+            fold_counts(slot_counts(slot_at(base, (int)j)), row_counts(row, j));
+        }
         /* Counts first, owner last: whoever claims it next finds it clean. */
         apr_atomic_set32(&row->pid, 0);
         return (int)dropped;
     }
     return -1;
+}
+
+/* Rows readers sum: [0, rows_used). */
+static apr_uint32_t rows_in_use(const void *base)
+{
+    const llmgw_stats_header_t *h = base;
+    apr_uint32_t used = R32(h->rows_used);
+
+    return used > h->nrows ? h->nrows : used;
 }
 
 apr_uint32_t llmgw_stats_inflight(const void *base, int index)
@@ -373,12 +449,60 @@ apr_uint32_t llmgw_stats_inflight(const void *base, int index)
 
     if (!base || !is_ours(base) || index < 0 || (apr_uint32_t)index >= h->capacity)
         return 0;
-    used = R32(h->rows_used);
-    if (used > h->nrows)
-        used = h->nrows;
+    used = rows_in_use(base);
     for (i = 0; i < used; i++)
         sum += R32(row_at(base, (int)i)->inflight[index]);
     return sum;
+}
+
+static apr_uint64_t cap_tokens(apr_uint64_t n)
+{
+    return n > (apr_uint64_t)LLMGW_TOKENS_MAX ? (apr_uint64_t)LLMGW_TOKENS_MAX : n;
+}
+
+/* Add the counts of @p c into @p sum (plain reads of atomics, field by field). */
+static void counts_add(llmgw_stats_counts_t *sum, const llmgw_stats_counts_t *c)
+{
+    int e;
+
+    sum->requests += R64(c->requests);
+    sum->successes += R64(c->successes);
+    for (e = 0; e < LLMGW_STATS_ERR_COUNT; e++)
+        sum->errors[e] += R64(c->errors[e]);
+    sum->retries += R64(c->retries);
+    sum->fallbacks += R64(c->fallbacks);
+    sum->aborted += R64(c->aborted);
+    sum->prompt_tokens += R64(c->prompt_tokens);
+    sum->completion_tokens += R64(c->completion_tokens);
+}
+
+void llmgw_stats_counts(const void *base, int index, llmgw_stats_counts_t *out)
+{
+    apr_uint32_t i, used;
+
+    memset(out, 0, sizeof(*out));
+    if (!base || !is_ours(base) || index < 0 || (apr_uint32_t)index >= header(base)->capacity)
+        return;
+    counts_add(out, slot_counts(slot_at(base, index)));
+    used = rows_in_use(base);
+    for (i = 0; i < used; i++)
+        counts_add(out, row_counts(row_at(base, (int)i), (apr_uint32_t)index));
+    out->prompt_tokens = cap_tokens(out->prompt_tokens);
+    out->completion_tokens = cap_tokens(out->completion_tokens);
+}
+
+apr_uint64_t llmgw_stats_requests(const void *base, int index)
+{
+    apr_uint32_t i, used;
+    apr_uint64_t n;
+
+    if (!base || !is_ours(base) || index < 0 || (apr_uint32_t)index >= header(base)->capacity)
+        return 0;
+    n = R64(slot_at(base, index)->requests);
+    used = rows_in_use(base);
+    for (i = 0; i < used; i++)
+        n += R64(row_counts(row_at(base, (int)i), (apr_uint32_t)index)->requests);
+    return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -417,7 +541,7 @@ void llmgw_stats_begin(llmgw_stats_slot_t *s, llmgw_stats_row_t *row)
 {
     if (!s)
         return;
-    apr_atomic_inc64(&s->requests);
+    apr_atomic_inc64(&counts_for(s, row)->requests);
     if (row && s->index < row->slots)
         apr_atomic_inc32(&row->inflight[s->index]);
 }
@@ -498,20 +622,23 @@ static void add_tokens(volatile apr_uint64_t *counter, apr_int64_t n)
     } while (apr_atomic_cas64(counter, nv, old) != old);
 }
 
-void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time_t latency,
-                         apr_interval_time_t ttfb, apr_int64_t prompt_tokens,
-                         apr_int64_t completion_tokens)
+void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_row_t *row, llmgw_stats_time_t now,
+                         apr_interval_time_t latency, apr_interval_time_t ttfb,
+                         apr_int64_t prompt_tokens, apr_int64_t completion_tokens)
 {
+    llmgw_stats_counts_t *c;
+
     if (!s)
         return;
+    c = counts_for(s, row);
     recover(s);
-    apr_atomic_inc64(&s->successes);
+    apr_atomic_inc64(&c->successes);
     llmgw_stats_ewma_update(&s->latency_ewma_us, latency);
     if (ttfb >= 0)
         llmgw_stats_ewma_update(&s->ttfb_ewma_us, ttfb);
     apr_atomic_inc32(&s->latency_samples);
-    add_tokens(&s->prompt_tokens, prompt_tokens);
-    add_tokens(&s->completion_tokens, completion_tokens);
+    add_tokens(&c->prompt_tokens, prompt_tokens);
+    add_tokens(&c->completion_tokens, completion_tokens);
     apr_atomic_set64(&s->last_success, (apr_uint64_t)now.wall);
 }
 
@@ -526,8 +653,8 @@ static void arm(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time
     apr_atomic_set64(&s->probe_since, 0);
 }
 
-int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_time_t now, llmgw_fail_e fail,
-                        int status, int threshold, apr_interval_time_t cooldown)
+int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_row_t *row, llmgw_stats_time_t now,
+                        llmgw_fail_e fail, int status, int threshold, apr_interval_time_t cooldown)
 {
     int cls = llmgw_stats_classify(fail, status);
     llmgw_action_e action;
@@ -536,10 +663,10 @@ int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_time_t now, llmgw_fai
     if (!s)
         return 0;
     if (cls < 0) {
-        apr_atomic_inc64(&s->aborted);
+        apr_atomic_inc64(&counts_for(s, row)->aborted);
         return 0;
     }
-    apr_atomic_inc64(&s->errors[cls]);
+    apr_atomic_inc64(&counts_for(s, row)->errors[cls]);
     apr_atomic_set64(&s->last_failure, (apr_uint64_t)now.wall);
     if (threshold <= 0)
         return 0;
@@ -570,22 +697,22 @@ apr_interval_time_t llmgw_stats_cooldown_period(const llmgw_stats_slot_t *s)
     return s ? (apr_interval_time_t)R64(s->cooldown_period) : 0;
 }
 
-void llmgw_stats_protocol_error(llmgw_stats_slot_t *s)
+void llmgw_stats_protocol_error(llmgw_stats_slot_t *s, llmgw_stats_row_t *row)
 {
     if (s)
-        apr_atomic_inc64(&s->errors[LLMGW_STATS_ERR_PROTOCOL]);
+        apr_atomic_inc64(&counts_for(s, row)->errors[LLMGW_STATS_ERR_PROTOCOL]);
 }
 
-void llmgw_stats_retry(llmgw_stats_slot_t *s)
+void llmgw_stats_retry(llmgw_stats_slot_t *s, llmgw_stats_row_t *row)
 {
     if (s)
-        apr_atomic_inc64(&s->retries);
+        apr_atomic_inc64(&counts_for(s, row)->retries);
 }
 
-void llmgw_stats_fallback(llmgw_stats_slot_t *s)
+void llmgw_stats_fallback(llmgw_stats_slot_t *s, llmgw_stats_row_t *row)
 {
     if (s)
-        apr_atomic_inc64(&s->fallbacks);
+        apr_atomic_inc64(&counts_for(s, row)->fallbacks);
 }
 
 /* A probe is running and recent enough to be alive (monotonic times). */
@@ -659,6 +786,7 @@ static void view_read(llmgw_stats_view_t *v, const void *base, int i, const char
 {
     const llmgw_stats_slot_t *s = slot_at(base, i);
     apr_uint32_t kind = R32(s->kind);
+    llmgw_stats_counts_t c;
     int e;
 
     v->slot = i;
@@ -667,15 +795,16 @@ static void view_read(llmgw_stats_view_t *v, const void *base, int i, const char
     else
         apr_cpystrn(v->name, s->name, LLMGW_STATS_NAME_MAX);
     v->kind = kind < (apr_uint32_t)LLMGW_BACKEND_TYPE_COUNT ? (int)kind : -1;
-    v->requests = R64(s->requests);
-    v->successes = R64(s->successes);
+    llmgw_stats_counts(base, i, &c);
+    v->requests = c.requests;
+    v->successes = c.successes;
     for (e = 0; e < LLMGW_STATS_ERR_COUNT; e++)
-        v->errors[e] = R64(s->errors[e]);
-    v->retries = R64(s->retries);
-    v->fallbacks = R64(s->fallbacks);
-    v->aborted = R64(s->aborted);
-    v->prompt_tokens = R64(s->prompt_tokens);
-    v->completion_tokens = R64(s->completion_tokens);
+        v->errors[e] = c.errors[e];
+    v->retries = c.retries;
+    v->fallbacks = c.fallbacks;
+    v->aborted = c.aborted;
+    v->prompt_tokens = c.prompt_tokens;
+    v->completion_tokens = c.completion_tokens;
     v->inflight = llmgw_stats_inflight(base, i);
     v->consecutive_failures = R32(s->consecutive_failures);
     v->latency_ewma_us = R32(s->latency_ewma_us);

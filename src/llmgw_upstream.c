@@ -24,6 +24,10 @@ struct handle_t {
     CURLM *multi;
     CURL *easy;
     handle_t *next;
+    /* The header list of this handle's last transfer, kept for the next:
+     * the requests of one backend repeat the same headers, and rebuilding
+     * the list cost an allocation per header per request. */
+    struct curl_slist *hdrs;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -98,6 +102,7 @@ static void handle_destroy(handle_t *h)
         curl_multi_cleanup(h->multi);
     if (h->easy)
         curl_easy_cleanup(h->easy);
+    curl_slist_free_all(h->hdrs);
     free(h);
 }
 
@@ -488,6 +493,34 @@ static struct curl_slist *make_headers(const llmgw_http_request_t *req)
     return list;
 }
 
+/* @p list holds exactly the headers of @p req, in order. */
+static int same_headers(const struct curl_slist *list, const llmgw_http_request_t *req)
+{
+    int i, n = req->headers ? req->headers->nelts : 0;
+
+    for (i = 0; i < n; i++, list = list->next) {
+        if (!list || strcmp(list->data, APR_ARRAY_IDX(req->headers, i, const char *)) != 0)
+            return 0;
+    }
+    return list == NULL;
+}
+
+/*
+ * The header list for @p req on @p h: the previous transfer's when every
+ * header is the same (a backend's static headers and auth), else built
+ * anew (another backend, a refreshed token, per-request headers). The list
+ * stays with the handle: the easy handle points to it until the next
+ * transfer sets another.
+ */
+static struct curl_slist *headers_for(handle_t *h, const llmgw_http_request_t *req)
+{
+    if (h->hdrs && same_headers(h->hdrs, req))
+        return h->hdrs;
+    curl_slist_free_all(h->hdrs);
+    h->hdrs = make_headers(req);
+    return h->hdrs;
+}
+
 /* Drive the transfer until it completes, a deadline passes or the client goes. */
 static CURLcode run(handle_t *h, xfer_t *x)
 {
@@ -541,7 +574,7 @@ apr_status_t llmgw_upstream_perform(llmgw_upstream_t *up, apr_pool_t *p,
     h = handle_get(up);
     if (!h)
         return APR_ENOMEM;
-    hdrs = make_headers(req);
+    hdrs = headers_for(h, req);
     x.opts = opts;
     x.res = res;
     x.pool = p;
@@ -555,7 +588,6 @@ apr_status_t llmgw_upstream_perform(llmgw_upstream_t *up, apr_pool_t *p,
         res->fail = map_curl_code(cc, &x);
     collect(&x, h);
     curl_multi_remove_handle(h->multi, h->easy);
-    curl_slist_free_all(hdrs);
     /* A transfer we cut short leaves its connection in an unknown state;
      * libcurl closes such connections itself, so the pair stays reusable. */
     handle_put(up, h, 1);

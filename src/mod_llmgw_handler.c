@@ -333,12 +333,12 @@ static int client_gone_check(void *baton)
     return q->client_gone = 1;
 }
 
-static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
+/* Send what is queued in q->bb, then FLUSH: one write for all of it. */
+static apr_status_t pass_queued(req_t *q)
 {
     conn_rec *c = q->r->connection;
     apr_status_t rv;
 
-    apr_brigade_write(q->bb, NULL, NULL, data, len);
     APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_flush_create(c->bucket_alloc));
     rv = ap_pass_brigade(q->r->output_filters, q->bb);
     apr_brigade_cleanup(q->bb);
@@ -347,6 +347,19 @@ static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
         return LLMGW_ECLIENTGONE;
     }
     return APR_SUCCESS;
+}
+
+/* Queue a frame for the next pass (apr_brigade_write copies into heap buckets). */
+static apr_status_t queue_frame(req_t *q, const char *data, apr_size_t len)
+{
+    return apr_brigade_write(q->bb, NULL, NULL, data, len);
+}
+
+/* A frame and everything queued before it, now. */
+static apr_status_t pass_frame(req_t *q, const char *data, apr_size_t len)
+{
+    queue_frame(q, data, len);
+    return pass_queued(q);
 }
 
 static int sink_gone(void *baton)
@@ -382,7 +395,11 @@ static apr_status_t sink_open(void *baton)
     return APR_SUCCESS;
 }
 
-/* The OpenAI dialect forwards the translator's frame as it is. */
+/*
+ * The OpenAI dialect forwards the translator's frame as it is, queued: the
+ * dispatcher flushes once per upstream read (sink_flush), so frames libcurl
+ * delivered together reach the client in one write.
+ */
 static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
                                const char *frame, apr_size_t len)
 {
@@ -390,7 +407,16 @@ static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_
 
     if (q->client_gone)
         return LLMGW_ECLIENTGONE;
-    return pass_frame(q, frame, len);
+    return queue_frame(q, frame, len);
+}
+
+static apr_status_t sink_flush(void *baton)
+{
+    req_t *q = baton;
+
+    if (q->client_gone)
+        return LLMGW_ECLIENTGONE;
+    return APR_BRIGADE_EMPTY(q->bb) ? APR_SUCCESS : pass_queued(q);
 }
 
 static apr_status_t sink_close(void *baton)
@@ -485,20 +511,40 @@ static llmgw_stats_time_t transport_now(void *baton)
     return llmgw_stats_time_now();
 }
 
+/*
+ * Randomness for backoff jitter and pool strategies: nothing secret, so a
+ * per-thread splitmix64 seeded once from the OS, rather than a getrandom
+ * system call per request. The seed is taken on a thread's first request,
+ * which is always in a child (the parent serves none), so no two children
+ * share a sequence through fork.
+ */
+static _Thread_local apr_uint64_t rng_state;
+static _Thread_local int rng_seeded;
+
+static apr_uint64_t rng_next(void)
+{
+    apr_uint64_t z;
+
+    if (!rng_seeded) {
+        if (apr_generate_random_bytes((unsigned char *)&rng_state, sizeof(rng_state)) !=
+            APR_SUCCESS)
+            rng_state = (apr_uint64_t)apr_time_now() ^ (apr_uint64_t)(apr_uintptr_t)&rng_state;
+        rng_seeded = 1;
+    }
+    z = (rng_state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
 static double random_unit(void *baton)
 {
-    apr_uint32_t v = 0;
-    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
-        v = (apr_uint32_t)apr_time_now();
-    return (double)v / 4294967296.0;
+    return (double)(rng_next() >> 11) / 9007199254740992.0; /* 53 bits: [0, 1) */
 }
 
 static apr_uint64_t random_seed(void)
 {
-    apr_uint64_t v = 0;
-    if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS)
-        v = (apr_uint64_t)apr_time_now();
-    return v;
+    return rng_next();
 }
 
 static int same_fetch_settings(const llmgw_image_fetch_t *a, const llmgw_image_fetch_t *b)
@@ -791,6 +837,7 @@ static int dispatch(req_t *q, const char *model)
     s.answer = sink_answer;
     s.open = sink_open;
     s.chunk = sink_chunk;
+    s.flush = sink_flush;
     s.close = sink_close;
     s.abort = sink_abort;
     s.error = sink_error;

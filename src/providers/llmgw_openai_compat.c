@@ -1008,23 +1008,38 @@ static void note_model(llmgw_stream_t *st, const json_t *chunk)
 /* Streams: openai, forwarded as sent                                     */
 /* ---------------------------------------------------------------------- */
 
-/* One parsed chunk object: account, filter, classify, forward. */
-static apr_status_t forward_chunk(llmgw_stream_t *st, json_t *chunk)
+/*
+ * Hand @p chunk on: as the upstream's own bytes @p text when the client
+ * would receive the same document (@p verbatim: nothing removed or bounded;
+ * and bytes any parser reads as jansson did), else serialised anew.
+ */
+static apr_status_t forward_frame(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *chunk,
+                                  const char *text, apr_size_t len, int verbatim)
+{
+    if (verbatim && llmgw_prov_frame_verbatim_ok(text, len))
+        return llmgw_prov_emit_raw(st, kind, chunk, text, len);
+    return llmgw_prov_emit_json(st, kind, chunk);
+}
+
+/* One parsed chunk object (whose text is @p text): account, filter, classify, forward. */
+static apr_status_t forward_chunk(llmgw_stream_t *st, json_t *chunk, const char *text,
+                                  apr_size_t len)
 {
     json_t *usage = json_object_get(chunk, "usage");
     json_t *choices = json_object_get(chunk, "choices");
-    int preamble;
+    int preamble, verbatim = 1;
     apr_status_t rv;
 
     if (json_is_object(usage)) {
         read_usage(usage, &st->usage);
-        bound_usage(usage, &st->usage);
+        if (bound_usage(usage, &st->usage))
+            verbatim = 0;
         st->usage_seen = 1;
         if (!choices || json_array_size(choices) == 0) {
             /* The usage chunk we asked for ourselves is not the client's. */
             if (!st->call->include_usage)
                 return APR_SUCCESS;
-            return llmgw_prov_emit_json(st, LLMGW_CHUNK_FINAL, chunk);
+            return forward_frame(st, LLMGW_CHUNK_FINAL, chunk, text, len, verbatim);
         }
     }
     if (!json_is_array(choices))
@@ -1032,9 +1047,12 @@ static apr_status_t forward_chunk(llmgw_stream_t *st, json_t *chunk)
     rv = track_choices(st, choices, &preamble);
     if (rv != APR_SUCCESS)
         return rv;
-    if (!st->call->include_usage)
+    if (!st->call->include_usage && json_object_get(chunk, "usage")) {
         json_object_del(chunk, "usage");
-    return llmgw_prov_emit_json(st, preamble ? LLMGW_CHUNK_PREAMBLE : LLMGW_CHUNK_CONTENT, chunk);
+        verbatim = 0;
+    }
+    return forward_frame(st, preamble ? LLMGW_CHUNK_PREAMBLE : LLMGW_CHUNK_CONTENT, chunk, text,
+                         len, verbatim);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1246,7 +1264,7 @@ static apr_status_t on_done(llmgw_stream_t *st)
     return rv == APR_SUCCESS ? APR_EOF : rv;
 }
 
-static apr_status_t on_chunk(llmgw_stream_t *st, json_t *chunk)
+static apr_status_t on_chunk(llmgw_stream_t *st, json_t *chunk, const char *text, apr_size_t len)
 {
     oai_stream_t *os = st->priv;
     json_t *e = json_object_get(chunk, "error");
@@ -1255,7 +1273,7 @@ static apr_status_t on_chunk(llmgw_stream_t *st, json_t *chunk)
         return stream_error_event(st, e);
     if (!os->d->normalise) {
         note_model(st, chunk);
-        return forward_chunk(st, chunk);
+        return forward_chunk(st, chunk, text, len);
     }
     return normalise_chunk(st, chunk);
 }
@@ -1280,7 +1298,7 @@ apr_status_t llmgw_oai_stream_event(llmgw_stream_t *st, const llmgw_sse_event_t 
         json_decref(chunk);
         return llmgw_prov_malformed(st);
     }
-    rv = on_chunk(st, chunk);
+    rv = on_chunk(st, chunk, d, n);
     json_decref(chunk);
     return rv;
 }

@@ -266,26 +266,49 @@ int llmgw_prov_is_done_marker(const char *data, apr_size_t len)
 
 apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j)
 {
-    char stack[LLMGW_PROV_FRAME_STACK];
-    size_t n = j ? json_dumpb(j, NULL, 0, JSON_COMPACT) : 0;
-    size_t total = SSE_PREFIX_LEN + n + 2;
-    char *buf;
+    llmgw_json_buf_t b;
     apr_status_t rv;
 
-    if (n == 0)
-        return APR_ENOMEM;
-    buf = total <= sizeof(stack) ? stack : malloc(total);
-    if (!buf)
-        return APR_ENOMEM;
-    memcpy(buf, SSE_PREFIX, SSE_PREFIX_LEN);
-    json_dumpb(j, buf + SSE_PREFIX_LEN, n, JSON_COMPACT);
-    memcpy(buf + SSE_PREFIX_LEN + n, "\n\n", 2);
-    rv = st->emit(st->baton, kind, j, buf, total);
-    if (buf != stack)
-        free(buf);
+    /* Serialised once, straight behind the prefix (no sizing pass). */
+    llmgw_json_buf_init(&b);
+    llmgw_json_buf_add(&b, SSE_PREFIX, SSE_PREFIX_LEN);
+    rv = llmgw_json_buf_dump(&b, j);
+    if (rv == APR_SUCCESS)
+        rv = llmgw_json_buf_add(&b, "\n\n", 2);
+    if (rv == APR_SUCCESS)
+        rv = st->emit(st->baton, kind, j, b.data, b.len);
+    else
+        rv = APR_ENOMEM;
+    llmgw_json_buf_free(&b);
     if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
         st->content_emitted = 1;
     return rv;
+}
+
+apr_status_t llmgw_prov_emit_raw(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j,
+                                 const char *text, apr_size_t len)
+{
+    llmgw_json_buf_t b;
+    apr_status_t rv;
+
+    llmgw_json_buf_init(&b);
+    llmgw_json_buf_add(&b, SSE_PREFIX, SSE_PREFIX_LEN);
+    llmgw_json_buf_add(&b, text, len);
+    rv = llmgw_json_buf_add(&b, "\n\n", 2);
+    if (rv == APR_SUCCESS)
+        rv = st->emit(st->baton, kind, j, b.data, b.len);
+    llmgw_json_buf_free(&b);
+    if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
+        st->content_emitted = 1;
+    return rv;
+}
+
+int llmgw_prov_frame_verbatim_ok(const char *text, apr_size_t len)
+{
+    /* A line break (whitespace between tokens of a multi-line data field)
+     * would end the data line of the frame early. */
+    return len > 0 && llmgw_json_verbatim_ok(text, len) && !memchr(text, '\n', len) &&
+           !memchr(text, '\r', len);
 }
 
 apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st)

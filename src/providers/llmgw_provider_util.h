@@ -154,6 +154,21 @@ int llmgw_prov_is_done_marker(const char *data, apr_size_t len);
  */
 apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j);
 
+/**
+ * Frame @p text, the upstream's own serialisation of @p j (@p len bytes), as
+ * "data: <text>\n\n" and hand it to st->emit, as llmgw_prov_emit_json does
+ * with a fresh one. Only for bytes llmgw_prov_frame_verbatim_ok accepts.
+ */
+apr_status_t llmgw_prov_emit_raw(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j,
+                                 const char *text, apr_size_t len);
+
+/**
+ * May the data of an SSE event that json_loadb accepted go on as one
+ * "data:" line? Not when jansson read it leniently (llmgw_json_verbatim_ok)
+ * or when it spans lines (CR or LF between tokens).
+ */
+int llmgw_prov_frame_verbatim_ok(const char *text, apr_size_t len);
+
 /** Emit "data: [DONE]\n\n" as the FINAL frame; st->done once it went out. */
 apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st);
 

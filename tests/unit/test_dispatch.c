@@ -33,7 +33,8 @@ typedef struct {
     apr_array_header_t *events; /* const char *: SSE text of each event */
     apr_interval_time_t gap;    /* before each event */
     apr_interval_time_t first_gap;
-    int end; /* after the events */
+    int end;   /* after the events */
+    int batch; /* events per on_data call (one socket read); 0: 1 */
     int resend_refused;
     int used;
 } answer_t;
@@ -60,8 +61,9 @@ typedef struct {
     int gone_after_chunks;      /* the client leaves after this many chunks; 0: never */
     apr_time_t gone_at;         /* or at this time; 0: never */
     int chunks;
-    int tokens;  /* prepare mints access tokens */
-    int reauths; /* prepare calls asking for a new token */
+    apr_array_header_t *flushes; /* int: chunks received at each flush */
+    int tokens;                  /* prepare mints access tokens */
+    int reauths;                 /* prepare calls asking for a new token */
     int wants_json;
     apr_size_t max_body; /* 0: 64 KiB */
     llmgw_transport_t t;
@@ -284,6 +286,10 @@ static apr_status_t fake_perform(void *baton, apr_pool_t *p, const llmgw_http_re
     for (i = 0; a->events && i < a->events->nelts; i++) {
         const char *ev = APR_ARRAY_IDX(a->events, i, const char *);
         apr_status_t rv;
+        int k;
+
+        for (k = 1; k < a->batch && i + 1 < a->events->nelts; k++)
+            ev = apr_pstrcat(test_pool, ev, APR_ARRAY_IDX(a->events, ++i, const char *), NULL);
 
         if ((f = advance(o, i == 0 && a->first_gap ? a->first_gap : a->gap)) != LLMGW_FAIL_NONE) {
             res->fail = f;
@@ -354,6 +360,12 @@ static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_
     return APR_SUCCESS;
 }
 
+static apr_status_t sink_flush(void *baton)
+{
+    APR_ARRAY_PUSH(W->flushes, int) = W->chunks;
+    return APR_SUCCESS;
+}
+
 static apr_status_t sink_close(void *baton)
 {
     got(json_pack("{s:s}", "ev", "close"));
@@ -410,6 +422,7 @@ static void setup(void)
     W->reqs = apr_array_make(test_pool, 8, sizeof(req_rec_t));
     W->sleeps = apr_array_make(test_pool, 8, sizeof(apr_interval_time_t));
     W->notes = apr_array_make(test_pool, 8, sizeof(llmgw_dispatch_note_t));
+    W->flushes = apr_array_make(test_pool, 8, sizeof(int));
     W->got = llmgw_json_pool_own(test_pool, json_array());
     W->t.perform = fake_perform;
     W->t.prepare = fake_prepare;
@@ -421,6 +434,7 @@ static void setup(void)
     W->s.answer = sink_answer;
     W->s.open = sink_open;
     W->s.chunk = sink_chunk;
+    W->s.flush = sink_flush;
     W->s.close = sink_close;
     W->s.abort = sink_abort;
     W->s.error = sink_error;
@@ -792,9 +806,18 @@ static const llmgw_dispatch_attempt_t *try_at(int i)
     return &APR_ARRAY_IDX(W->res->tries, i, llmgw_dispatch_attempt_t);
 }
 
+/* The hot counters of backend @p name, summed over the slot and the rows. */
+static llmgw_stats_counts_t counts(const char *name)
+{
+    llmgw_stats_counts_t c;
+
+    llmgw_stats_counts(W->stats, W->slot_of[be(name)->index], &c);
+    return c;
+}
+
 static apr_uint64_t errors(const char *name, llmgw_stats_err_e cls)
 {
-    return slot(name)->errors[cls];
+    return counts(name).errors[cls];
 }
 
 #define ck_seq(expected) ck_assert_str_eq(seq(), expected)
@@ -860,10 +883,10 @@ START_TEST(test_nested_pool_counts_its_own_fallback)
     run("/nest", 0);
     ck_asked("a a b");
     ck_assert_str_eq(W->res->backend->name, "b");
-    ck_assert_uint_eq(slot("a")->fallbacks, 1);
-    ck_assert_uint_eq(slot("ab")->fallbacks, 1);
-    ck_assert_uint_eq(slot("nest")->fallbacks, 0);
-    ck_assert_uint_eq(slot("nest")->successes, 1);
+    ck_assert_uint_eq(counts("a").fallbacks, 1);
+    ck_assert_uint_eq(counts("ab").fallbacks, 1);
+    ck_assert_uint_eq(counts("nest").fallbacks, 0);
+    ck_assert_uint_eq(counts("nest").successes, 1);
 }
 END_TEST
 
@@ -883,11 +906,11 @@ START_TEST(test_connect_error_retried_then_failed_over)
     ck_assert_int_eq(req(1)->t - req(0)->t_end, MS(500));
     ck_assert_int_eq(req(2)->t, req(1)->t_end);
     ck_assert_int_eq(errors("a", LLMGW_STATS_ERR_CONNECT), 2);
-    ck_assert_uint_eq(slot("a")->retries, 1);
-    ck_assert_uint_eq(slot("a")->fallbacks, 1);
-    ck_assert_uint_eq(slot("ab")->fallbacks, 1);
-    ck_assert_uint_eq(slot("b")->successes, 1);
-    ck_assert_uint_eq(slot("ab")->successes, 1);
+    ck_assert_uint_eq(counts("a").retries, 1);
+    ck_assert_uint_eq(counts("a").fallbacks, 1);
+    ck_assert_uint_eq(counts("ab").fallbacks, 1);
+    ck_assert_uint_eq(counts("b").successes, 1);
+    ck_assert_uint_eq(counts("ab").successes, 1);
     ck_assert_int_eq(notes_of(LLMGW_NOTE_RETRY), 1);
     ck_assert_int_eq(note_of(LLMGW_NOTE_RETRY)->delay, MS(500));
 }
@@ -919,7 +942,7 @@ START_TEST(test_first_byte_timeout_fails_over_at_once)
     ck_assert_int_eq(req(1)->t, req(0)->t_end);
     ck_assert_int_eq(slept(), 0);
     ck_assert_int_eq(errors("a", LLMGW_STATS_ERR_TIMEOUT), 1);
-    ck_assert_uint_eq(slot("a")->retries, 0);
+    ck_assert_uint_eq(counts("a").retries, 0);
 }
 END_TEST
 
@@ -1340,7 +1363,7 @@ START_TEST(test_malformed_event_is_skipped)
     ck_assert_str_eq(text(&roles, &finishes), "echo: one two");
     ck_assert_int_eq(W->res->answered, 1);
     ck_assert_int_eq(errors("a", LLMGW_STATS_ERR_PROTOCOL), 1);
-    ck_assert_uint_eq(slot("a")->successes, 1);
+    ck_assert_uint_eq(counts("a").successes, 1);
     ck_assert_int_eq(notes_of(LLMGW_NOTE_MALFORMED), 1);
     ck_assert_str_eq(note_of(LLMGW_NOTE_MALFORMED)->backend->name, "a");
     /* Two are still a healthy stream, noted once. */
@@ -1393,7 +1416,7 @@ START_TEST(test_cut_after_content_without_recovery_ends_with_an_error_event)
     ck_assert_int_eq(W->res->answered, 0);
     ck_assert_int_eq(W->res->fail, LLMGW_FAIL_RESET);
     ck_assert_int_eq(errors("a", LLMGW_STATS_ERR_PROTOCOL), 1);
-    ck_assert_uint_eq(slot("abc")->errors[LLMGW_STATS_ERR_PROTOCOL], 1);
+    ck_assert_uint_eq(errors("abc", LLMGW_STATS_ERR_PROTOCOL), 1);
     /* A stall after content: the same, as a timeout. */
     reset_run();
     cut(oai_stream("a", "echo: |one |two |three"), 3, END_STALL);
@@ -1439,8 +1462,8 @@ START_TEST(test_continue_splices_the_continuation)
     ck_assert_uint_eq(n->count, strlen("echo: one "));
     /* a's cut counts for a, the answer for c. */
     ck_assert_int_eq(errors("a", LLMGW_STATS_ERR_PROTOCOL), 1);
-    ck_assert_uint_eq(slot("c")->successes, 1);
-    ck_assert_uint_eq(slot("abc")->successes, 1);
+    ck_assert_uint_eq(counts("c").successes, 1);
+    ck_assert_uint_eq(counts("abc").successes, 1);
 }
 END_TEST
 
@@ -1601,6 +1624,24 @@ START_TEST(test_client_gone_during_a_backoff)
 }
 END_TEST
 
+/*
+ * One flush per upstream read, however many frames it produced: the sink
+ * queues chunks and the dispatcher flushes once after each read, and not
+ * after the read that closed the stream (close sends what is queued).
+ */
+START_TEST(test_stream_one_flush_per_read)
+{
+    answer_t *a = oai_stream("a", "one|two|three|four");
+
+    a->batch = 3; /* [role one two] [three four finish] [usage DONE] */
+    run("/a", 1);
+    ck_seq("open P C C C C C F close");
+    ck_assert_int_eq(W->flushes->nelts, 2);
+    ck_assert_int_eq(APR_ARRAY_IDX(W->flushes, 0, int), 3);
+    ck_assert_int_eq(APR_ARRAY_IDX(W->flushes, 1, int), 6);
+}
+END_TEST
+
 START_TEST(test_client_gone_mid_stream)
 {
     answer_t *a = oai_stream("a", "echo: |one |two |three");
@@ -1611,7 +1652,7 @@ START_TEST(test_client_gone_mid_stream)
     ck_seq("open P C");
     ck_assert_int_eq(W->res->client_gone, 1);
     ck_assert_int_eq(try_at(0)->fail, LLMGW_FAIL_CLIENT_GONE);
-    ck_assert_uint_eq(slot("a")->aborted, 1);
+    ck_assert_uint_eq(counts("a").aborted, 1);
     (void)a;
 }
 END_TEST
@@ -1725,6 +1766,7 @@ static Suite *dispatch_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_client_gone_during_a_backoff);
     tcase_add_test(tc, test_client_gone_mid_stream);
+    tcase_add_test(tc, test_stream_one_flush_per_read);
     tcase_add_test(tc, test_adaptive_cooldown);
     tcase_add_test(tc, test_probe_released_on_a_client_error);
     suite_add_tcase(s, tc);

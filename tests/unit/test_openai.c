@@ -382,6 +382,162 @@ START_TEST(stream_large_chunk)
 }
 END_TEST
 
+/* Records the frames a stream emits, byte for byte. */
+typedef struct {
+    apr_array_header_t *frames; /* const char *, NUL-terminated copies */
+    apr_array_header_t *lens;   /* apr_size_t */
+} raw_recorder_t;
+
+static apr_status_t raw_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                             const char *data, apr_size_t len)
+{
+    raw_recorder_t *r = baton;
+
+    (void)kind;
+    (void)chunk;
+    APR_ARRAY_PUSH(r->frames, const char *) = apr_pstrmemdup(test_pool, data, len);
+    APR_ARRAY_PUSH(r->lens, apr_size_t) = len;
+    return APR_SUCCESS;
+}
+
+static llmgw_stream_t *raw_stream(raw_recorder_t *r, int include_usage)
+{
+    json_t *c = json_pack("{s:b}", "include_usage", include_usage);
+    llmgw_stream_t *st = apr_pcalloc(test_pool, sizeof(*st));
+
+    r->frames = apr_array_make(test_pool, 4, sizeof(const char *));
+    r->lens = apr_array_make(test_pool, 4, sizeof(apr_size_t));
+    st->call = stream_call(c, NULL);
+    json_decref(c);
+    st->emit = raw_emit;
+    st->baton = r;
+    ck_assert_int_eq(P->stream_init(st), APR_SUCCESS);
+    return st;
+}
+
+/* Feeds one event whose data is the first @p len bytes of @p data (NULs included). */
+static apr_status_t feed_bytes(llmgw_stream_t *st, const char *data, apr_size_t len)
+{
+    llmgw_sse_event_t ev = {0};
+
+    ev.data = data;
+    ev.data_len = len;
+    return P->stream_event(st, &ev);
+}
+
+static const char *raw_frame(const raw_recorder_t *r, int i, apr_size_t *len)
+{
+    ck_assert_int_gt(r->frames->nelts, i);
+    *len = APR_ARRAY_IDX(r->lens, i, apr_size_t);
+    return APR_ARRAY_IDX(r->frames, i, const char *);
+}
+
+/*
+ * A chunk the client would receive unchanged goes on as the upstream's own
+ * bytes (its spacing, key order and escapes), not serialised anew, and so
+ * does the usage chunk the client asked for.
+ */
+START_TEST(stream_chunk_bytes_verbatim)
+{
+    static const char chunk[] =
+        "{ \"model\" : \"m\", \"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+        "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"caf\\u00e9 \\/\"},"
+        "\"finish_reason\":null}],\"usage\":null}";
+    static const char finish[] =
+        "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}] }";
+    static const char usage[] = "{\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":2, "
+                                "\"completion_tokens\":3,\"total_tokens\":5}}";
+    raw_recorder_t r;
+    llmgw_stream_t *st = raw_stream(&r, 1);
+    apr_size_t len;
+
+    ck_assert_int_eq(feed_text(st, chunk), APR_SUCCESS);
+    ck_assert_int_eq(feed_text(st, finish), APR_SUCCESS);
+    ck_assert_int_eq(feed_text(st, usage), APR_SUCCESS);
+    ck_assert_int_eq(feed_text(st, "[DONE]"), APR_EOF);
+    ck_assert_int_eq(r.frames->nelts, 4);
+    ck_assert_str_eq(raw_frame(&r, 0, &len), apr_pstrcat(test_pool, "data: ", chunk, "\n\n", NULL));
+    ck_assert_str_eq(raw_frame(&r, 1, &len),
+                     apr_pstrcat(test_pool, "data: ", finish, "\n\n", NULL));
+    ck_assert_str_eq(raw_frame(&r, 2, &len), apr_pstrcat(test_pool, "data: ", usage, "\n\n", NULL));
+    ck_assert_int_eq(st->usage.total_tokens, 5);
+    ck_assert_str_eq(st->model, "m");
+}
+END_TEST
+
+/*
+ * Bytes that would not reach the client as the same document are serialised
+ * anew: a line break between tokens (a multi-line data field would end the
+ * frame's data line), a NUL jansson skipped after a number, a usage member
+ * the client did not ask for, counts the gateway bounded.
+ */
+START_TEST(stream_chunk_rewritten_when_not_verbatim)
+{
+    static const char lines[] = "{\"id\":\"c\",\n\"choices\":[{\"index\":0,\"delta\":"
+                                "{\"content\":\"a\"},\"finish_reason\":null}]}";
+    static const char nul[] = "{\"id\":\"c\",\"created\":1\0,\"choices\":[{\"index\":0,\"delta\":"
+                              "{\"content\":\"b\"},\"finish_reason\":null}]}";
+    static const char unasked[] = "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":"
+                                  "{\"content\":\"c\"},\"finish_reason\":null}],\"usage\":null}";
+    static const char past[] =
+        "{\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,"
+        "\"completion_tokens\":9007199254740993,\"total_tokens\":9007199254740994}}";
+    raw_recorder_t r, r2;
+    llmgw_stream_t *st = raw_stream(&r, 1), *st2 = raw_stream(&r2, 0);
+    const char *f;
+    apr_size_t len;
+
+    ck_assert_int_eq(feed_text(st, lines), APR_SUCCESS);
+    ck_assert_int_eq(feed_bytes(st, nul, sizeof(nul) - 1), APR_SUCCESS);
+    ck_assert_int_eq(feed_text(st, past), APR_SUCCESS);
+    ck_assert_int_eq(r.frames->nelts, 3);
+    f = raw_frame(&r, 0, &len);
+    ck_assert_str_eq(f,
+                     "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},"
+                     "\"finish_reason\":null}]}\n\n");
+    f = raw_frame(&r, 1, &len);
+    ck_assert_ptr_null(memchr(f, '\0', len));
+    ck_assert_ptr_nonnull(strstr(f, "\"created\":1,"));
+    f = raw_frame(&r, 2, &len);
+    ck_assert_ptr_null(strstr(f, "9007199254740993"));
+
+    ck_assert_int_eq(feed_text(st2, unasked), APR_SUCCESS);
+    ck_assert_int_eq(r2.frames->nelts, 1);
+    ck_assert_ptr_null(strstr(raw_frame(&r2, 0, &len), "usage"));
+}
+END_TEST
+
+/*
+ * llmgw_json_dump serialises in one pass into a buffer that starts inline and
+ * grows: documents on both sides of every growth step come out as jansson's
+ * own compact text, complete and NUL-terminated.
+ */
+START_TEST(json_dump_across_buffer_growth)
+{
+    static const apr_size_t sizes[] = {0, 1, 2030, 2034, 2035, 2036, 2037, 4090, 4100, 8200, 70000};
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        char *text = apr_palloc(test_pool, sizes[i] + 1);
+        json_t *j;
+        char *want;
+        const char *got;
+        apr_size_t len = 12345;
+
+        memset(text, 'y', sizes[i]);
+        text[sizes[i]] = '\0';
+        j = json_pack("{s:s}", "t", text);
+        want = json_dumps(j, JSON_COMPACT);
+        got = llmgw_json_dump(test_pool, j, &len);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_uint_eq(len, strlen(want));
+        ck_assert_str_eq(got, want);
+        free(want);
+        json_decref(j);
+    }
+}
+END_TEST
+
 /* providers.md 10.1 as wire bytes, one byte at a time, through the real SSE parser. */
 START_TEST(stream_through_sse_parser)
 {
@@ -429,6 +585,9 @@ static Suite *openai_suite(void)
     tcase_add_test(tc, stream_emit_failure_at_end);
     tcase_add_test(tc, stream_nothing_after_done);
     tcase_add_test(tc, stream_large_chunk);
+    tcase_add_test(tc, json_dump_across_buffer_growth);
+    tcase_add_test(tc, stream_chunk_bytes_verbatim);
+    tcase_add_test(tc, stream_chunk_rewritten_when_not_verbatim);
     tcase_add_test(tc, stream_through_sse_parser);
     suite_add_tcase(s, tc);
     return s;

@@ -93,7 +93,7 @@ START_TEST(test_same_name_in_two_gateways)
     ck_assert_uint_eq(sa->kind, LLMGW_BACKEND_OPENAI);
     ck_assert_uint_eq(sb->kind, LLMGW_BACKEND_MISTRAL);
     for (i = 0; i < 3; i++)
-        llmgw_stats_failure(sa, AT(T0), LLMGW_FAIL_CONNECT, 0, 3, apr_time_from_sec(30));
+        llmgw_stats_failure(sa, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 3, apr_time_from_sec(30));
     ck_assert_int_eq(llmgw_stats_peek(sa, AT(T0)), LLMGW_STATS_COOLING);
     ck_assert_int_eq(llmgw_stats_peek(sb, AT(T0)), LLMGW_STATS_AVAILABLE);
     ck_assert_uint_eq(sb->errors[LLMGW_STATS_ERR_CONNECT], 0);
@@ -115,10 +115,10 @@ START_TEST(test_assign_across_gateways_and_restarts)
     int i;
 
     ck_assert_int_eq(llmgw_slots_assign(base, gen1, 2, test_pool), APR_SUCCESS);
-    llmgw_stats_success(llmgw_stats_slot(base, slot_of(&gen1[0], "only-a")), AT(T0), 1000, -1, 5,
-                        6);
-    llmgw_stats_success(llmgw_stats_slot(base, slot_of(&gen1[1], "shared")), AT(T0), 1000, -1, 7,
-                        8);
+    llmgw_stats_success(llmgw_stats_slot(base, slot_of(&gen1[0], "only-a")), NULL, AT(T0), 1000, -1,
+                        5, 6);
+    llmgw_stats_success(llmgw_stats_slot(base, slot_of(&gen1[1], "shared")), NULL, AT(T0), 1000, -1,
+                        7, 8);
     ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0), &snap), APR_SUCCESS);
     ck_assert_int_eq(snap->nelts, 5);
     ck_assert_int_eq(snap->retired, 0);

@@ -57,6 +57,15 @@ static void setup(void)
 /* ------------------------------------------------------------------ */
 /* Layout                                                              */
 
+/* The slot's hot counters as readers see them: its own fields plus every row. */
+static llmgw_stats_counts_t cnt(void *base, const llmgw_stats_slot_t *s)
+{
+    llmgw_stats_counts_t c;
+
+    llmgw_stats_counts(base, (int)s->index, &c);
+    return c;
+}
+
 START_TEST(test_size_and_init)
 {
     void *base;
@@ -64,10 +73,15 @@ START_TEST(test_size_and_init)
 
     ck_assert_uint_eq(sizeof(llmgw_stats_header_t), 128);
     ck_assert_uint_eq(sizeof(llmgw_stats_slot_t) % 64, 0);
-    /* Header, slots, then rows of a 64-byte head plus 4 bytes a slot in whole cache lines. */
-    ck_assert_uint_eq(llmgw_stats_size(10, 3), 128 + 10 * sizeof(llmgw_stats_slot_t) + 3 * 128);
-    ck_assert_uint_eq(llmgw_stats_size(16, 1), 128 + 16 * sizeof(llmgw_stats_slot_t) + 128);
-    ck_assert_uint_eq(llmgw_stats_size(17, 1), 128 + 17 * sizeof(llmgw_stats_slot_t) + 192);
+    /* Header, slots, then rows of a 64-byte head, 4 bytes a slot (in flight) and
+     * 104 bytes a slot (the hot counters), each in whole cache lines. */
+    ck_assert_uint_eq(sizeof(llmgw_stats_counts_t), 104);
+    ck_assert_uint_eq(llmgw_stats_size(10, 3),
+                      128 + 10 * sizeof(llmgw_stats_slot_t) + 3 * (64 + 64 + 1088));
+    ck_assert_uint_eq(llmgw_stats_size(16, 1),
+                      128 + 16 * sizeof(llmgw_stats_slot_t) + 64 + 64 + 1664);
+    ck_assert_uint_eq(llmgw_stats_size(17, 1),
+                      128 + 17 * sizeof(llmgw_stats_slot_t) + 64 + 128 + 1792);
     ck_assert_uint_eq(llmgw_stats_size(0, 1), 0);
     ck_assert_uint_eq(llmgw_stats_size(1, 0), 0);
     ck_assert_int_eq(llmgw_stats_capacity_for(3), 64);
@@ -86,7 +100,7 @@ START_TEST(test_size_and_init)
     ck_assert(!llmgw_stats_fits(NULL, 4096, 1, 1));
     /* Every slot starts FREE and zero, and knows its number. */
     ck_assert_int_eq(llmgw_stats_slot(base, 3)->state, LLMGW_STATS_SLOT_FREE);
-    ck_assert_uint_eq(llmgw_stats_slot(base, 3)->requests, 0);
+    ck_assert_uint_eq(cnt(base, llmgw_stats_slot(base, 3)).requests, 0);
     ck_assert_uint_eq(llmgw_stats_slot(base, 3)->index, 3);
     ck_assert_ptr_null(llmgw_stats_slot(base, 4));
     ck_assert_ptr_null(llmgw_stats_slot(base, -1));
@@ -148,8 +162,8 @@ START_TEST(test_assign_restarts)
     ck_assert_int_eq(s2[2], s1[1]);
     ck_assert_int_eq(s2[1], s1[2]);
     ck_assert_int_eq(s2[0], 3);
-    ck_assert_uint_eq(llmgw_stats_slot(base, s2[2])->requests, 2);
-    ck_assert_uint_eq(llmgw_stats_slot(base, s2[0])->requests, 0);
+    ck_assert_uint_eq(cnt(base, llmgw_stats_slot(base, s2[2])).requests, 2);
+    ck_assert_uint_eq(cnt(base, llmgw_stats_slot(base, s2[0])).requests, 0);
     ck_assert_int_eq(llmgw_stats_slot(base, 0)->state, LLMGW_STATS_SLOT_RETIRED);
     ck_assert_str_eq(llmgw_stats_slot(base, 0)->name, "a");
 
@@ -160,7 +174,7 @@ START_TEST(test_assign_restarts)
     assign_ok(base, gen3, 2, s3);
     ck_assert_int_eq(s3[0], 4);
     ck_assert_int_eq(s3[1], 0);
-    ck_assert_uint_eq(llmgw_stats_slot(base, 0)->requests, 2);
+    ck_assert_uint_eq(cnt(base, llmgw_stats_slot(base, 0)).requests, 2);
     ck_assert_int_eq(llmgw_stats_slot(base, 1)->state, LLMGW_STATS_SLOT_RETIRED);
     ck_assert_int_eq(llmgw_stats_slot(base, 3)->state, LLMGW_STATS_SLOT_RETIRED);
 
@@ -227,6 +241,84 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* Recording                                                           */
 
+/*
+ * Hot counters are sharded: what a child records goes to its own row, not
+ * to the slot every child shares, and readers add the slot and the rows.
+ * A dead child's counts are folded into the slot when its row is released,
+ * so the totals survive it, and the next owner of the row starts at zero.
+ */
+START_TEST(test_counters_sharded_per_child)
+{
+    void *base = segment(2);
+    llmgw_stats_slot_t *s = llmgw_stats_slot(base, 1);
+    llmgw_stats_row_t *other = llmgw_stats_child_claim(base, PID + 1), *next;
+    llmgw_stats_counts_t c;
+
+    llmgw_stats_begin(s, row);
+    llmgw_stats_success(s, row, AT(T0), MS(10), MS(5), 11, 22);
+    llmgw_stats_end(s, row);
+    llmgw_stats_begin(s, other);
+    llmgw_stats_failure(s, other, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
+    llmgw_stats_retry(s, other);
+    llmgw_stats_fallback(s, other);
+    llmgw_stats_protocol_error(s, other);
+    llmgw_stats_failure(s, other, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 0, 0);
+    llmgw_stats_end(s, other);
+    /* Nothing was written to the shared slot's counters. */
+    ck_assert_uint_eq(s->requests, 0);
+    ck_assert_uint_eq(s->successes, 0);
+    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_5XX], 0);
+    ck_assert_uint_eq(s->retries, 0);
+    ck_assert_uint_eq(s->prompt_tokens, 0);
+    /* Readers see the sums; the other slot's column is untouched. */
+    c = cnt(base, s);
+    ck_assert_uint_eq(c.requests, 2);
+    ck_assert_uint_eq(c.successes, 1);
+    ck_assert_uint_eq(c.errors[LLMGW_STATS_ERR_5XX], 1);
+    ck_assert_uint_eq(c.errors[LLMGW_STATS_ERR_PROTOCOL], 1);
+    ck_assert_uint_eq(c.retries, 1);
+    ck_assert_uint_eq(c.fallbacks, 1);
+    ck_assert_uint_eq(c.aborted, 1);
+    ck_assert_uint_eq(c.prompt_tokens, 11);
+    ck_assert_uint_eq(c.completion_tokens, 22);
+    ck_assert_uint_eq(llmgw_stats_requests(base, 1), 2);
+    ck_assert_uint_eq(cnt(base, llmgw_stats_slot(base, 0)).requests, 0);
+    /* The other child dies: its counts move into the slot, the sums stay. */
+    ck_assert_int_eq(llmgw_stats_child_release(base, PID + 1), 0);
+    ck_assert_uint_eq(s->requests, 1);
+    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_5XX], 1);
+    c = cnt(base, s);
+    ck_assert_uint_eq(c.requests, 2);
+    ck_assert_uint_eq(c.retries, 1);
+    ck_assert_uint_eq(c.aborted, 1);
+    ck_assert_uint_eq(c.prompt_tokens, 11);
+    /* Its row starts from zero for the next child. */
+    next = llmgw_stats_child_claim(base, PID + 2);
+    ck_assert_ptr_eq(next, other);
+    llmgw_stats_begin(s, next);
+    llmgw_stats_end(s, next);
+    ck_assert_uint_eq(cnt(base, s).requests, 3);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_5XX], 1);
+}
+END_TEST
+
+/* Each row stops at LLMGW_TOKENS_MAX, and so does their sum. */
+START_TEST(test_sharded_tokens_sum_capped)
+{
+    void *base = segment(1);
+    llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
+    llmgw_stats_row_t *other = llmgw_stats_child_claim(base, PID + 1);
+
+    llmgw_stats_success(s, row, AT(T0), MS(1), -1, LLMGW_TOKENS_MAX, 5);
+    llmgw_stats_success(s, other, AT(T0), MS(1), -1, LLMGW_TOKENS_MAX, 5);
+    ck_assert_uint_eq(cnt(base, s).prompt_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
+    ck_assert_uint_eq(cnt(base, s).completion_tokens, 10);
+    ck_assert_int_eq(llmgw_stats_child_release(base, PID + 1), 0);
+    ck_assert_uint_eq(cnt(base, s).prompt_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
+    ck_assert_uint_eq(s->prompt_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
+}
+END_TEST
+
 START_TEST(test_counters_by_class)
 {
     void *base = segment(2);
@@ -234,55 +326,55 @@ START_TEST(test_counters_by_class)
 
     llmgw_stats_begin(s, row);
     llmgw_stats_begin(s, row);
-    ck_assert_uint_eq(s->requests, 2);
+    ck_assert_uint_eq(cnt(base, s).requests, 2);
     ck_assert_uint_eq(inflight(base, s), 2);
-    llmgw_stats_success(s, AT(T0 + 5), MS(200), MS(50), 11, 22);
+    llmgw_stats_success(s, NULL, AT(T0 + 5), MS(200), MS(50), 11, 22);
     llmgw_stats_end(s, row);
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 400, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 404, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 503, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_TIMEOUT, 0, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_IDLE, 0, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0 + 9), LLMGW_FAIL_RESET, 0, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 5, SEC(30));
-    llmgw_stats_retry(s);
-    llmgw_stats_fallback(s);
-    llmgw_stats_fallback(s);
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 400, 5, SEC(30));
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 404, 5, SEC(30));
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 503, 5, SEC(30));
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_TIMEOUT, 0, 5, SEC(30));
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_IDLE, 0, 5, SEC(30));
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 5, SEC(30));
+    llmgw_stats_failure(s, NULL, AT(T0 + 9), LLMGW_FAIL_RESET, 0, 5, SEC(30));
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 5, SEC(30));
+    llmgw_stats_retry(s, NULL);
+    llmgw_stats_fallback(s, NULL);
+    llmgw_stats_fallback(s, NULL);
     llmgw_stats_end(s, row);
     llmgw_stats_end(s, row); /* unpaired: must not wrap below zero */
 
-    ck_assert_uint_eq(s->successes, 1);
-    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_4XX], 2);
-    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_429], 1);
-    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_5XX], 1);
-    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_TIMEOUT], 2);
-    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_CONNECT], 1);
-    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_PROTOCOL], 1);
-    ck_assert_uint_eq(s->aborted, 1);
-    ck_assert_uint_eq(s->retries, 1);
-    ck_assert_uint_eq(s->fallbacks, 2);
+    ck_assert_uint_eq(cnt(base, s).successes, 1);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_4XX], 2);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_429], 1);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_5XX], 1);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_TIMEOUT], 2);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_CONNECT], 1);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_PROTOCOL], 1);
+    ck_assert_uint_eq(cnt(base, s).aborted, 1);
+    ck_assert_uint_eq(cnt(base, s).retries, 1);
+    ck_assert_uint_eq(cnt(base, s).fallbacks, 2);
     ck_assert_uint_eq(inflight(base, s), 0);
-    ck_assert_uint_eq(s->prompt_tokens, 11);
-    ck_assert_uint_eq(s->completion_tokens, 22);
+    ck_assert_uint_eq(cnt(base, s).prompt_tokens, 11);
+    ck_assert_uint_eq(cnt(base, s).completion_tokens, 22);
     ck_assert_int_eq((apr_time_t)s->last_success, T0 + 5);
     ck_assert_int_eq((apr_time_t)s->last_failure, T0 + 9);
     /* Retryable ones (429 503 timeout idle connect reset) count toward the breaker;
      * 400/404 and the client leaving do not. */
     ck_assert_uint_eq(s->consecutive_failures, 6);
     /* Unknown usage is not counted; NULL slots are ignored everywhere. */
-    llmgw_stats_success(s, AT(T0), MS(1), -1, -1, -1);
-    ck_assert_uint_eq(s->prompt_tokens, 11);
+    llmgw_stats_success(s, NULL, AT(T0), MS(1), -1, -1, -1);
+    ck_assert_uint_eq(cnt(base, s).prompt_tokens, 11);
     llmgw_stats_begin(NULL, row);
     llmgw_stats_end(NULL, row);
     llmgw_stats_begin(s, NULL); /* no row: counted, not in flight */
-    ck_assert_uint_eq(s->requests, 3);
+    ck_assert_uint_eq(cnt(base, s).requests, 3);
     ck_assert_uint_eq(inflight(base, s), 0);
-    llmgw_stats_success(NULL, AT(T0), 1, 1, 1, 1);
-    ck_assert_int_eq(llmgw_stats_failure(NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, 1), 0);
-    llmgw_stats_retry(NULL);
-    llmgw_stats_fallback(NULL);
+    llmgw_stats_success(NULL, NULL, AT(T0), 1, 1, 1, 1);
+    ck_assert_int_eq(llmgw_stats_failure(NULL, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, 1), 0);
+    llmgw_stats_retry(NULL, NULL);
+    llmgw_stats_fallback(NULL, NULL);
     ck_assert_int_eq(llmgw_stats_available(NULL, AT(T0)), LLMGW_STATS_AVAILABLE);
 }
 END_TEST
@@ -337,8 +429,8 @@ START_TEST(test_success_updates_averages)
     void *base = segment(1);
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
 
-    llmgw_stats_success(s, AT(T0), MS(400), MS(100), 0, 0);
-    llmgw_stats_success(s, AT(T0), MS(800), -1, 0, 0);
+    llmgw_stats_success(s, NULL, AT(T0), MS(400), MS(100), 0, 0);
+    llmgw_stats_success(s, NULL, AT(T0), MS(800), -1, 0, 0);
     ck_assert_uint_eq(s->latency_ewma_us, 450000);
     ck_assert_uint_eq(s->ttfb_ewma_us, 100000); /* unknown TTFB leaves it alone */
     ck_assert_uint_eq(s->latency_samples, 2);
@@ -354,12 +446,13 @@ START_TEST(test_cooldown_threshold_probe_recovery)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     const apr_interval_time_t cd = SEC(30);
 
-    llmgw_stats_success(s, AT(T0), MS(100), MS(10), 0, 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + 1), LLMGW_FAIL_HTTP, 500, 3, cd), 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + 2), LLMGW_FAIL_TIMEOUT, 0, 3, cd), 0);
+    llmgw_stats_success(s, NULL, AT(T0), MS(100), MS(10), 0, 0);
+    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + 1), LLMGW_FAIL_HTTP, 500, 3, cd), 0);
+    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + 2), LLMGW_FAIL_TIMEOUT, 0, 3, cd), 0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + 3)), LLMGW_STATS_AVAILABLE);
     /* The third consecutive failure opens the breaker. */
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(1)), LLMGW_FAIL_CONNECT, 0, 3, cd), 1);
+    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + SEC(1)), LLMGW_FAIL_CONNECT, 0, 3, cd),
+                     1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(31));
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(1))), LLMGW_STATS_COOLING);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(31) - 1)), LLMGW_STATS_COOLING);
@@ -371,7 +464,7 @@ START_TEST(test_cooldown_threshold_probe_recovery)
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(40))), LLMGW_STATS_COOLING);
     ck_assert_int_eq(llmgw_stats_peek(s, AT(T0 + SEC(40))), LLMGW_STATS_COOLING);
     /* The probe succeeds: available, breaker reset, latency measured afresh. */
-    llmgw_stats_success(s, AT(T0 + SEC(41)), MS(7), MS(3), 1, 1);
+    llmgw_stats_success(s, NULL, AT(T0 + SEC(41)), MS(7), MS(3), 1, 1);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(41))), LLMGW_STATS_AVAILABLE);
     ck_assert_uint_eq(s->consecutive_failures, 0);
     ck_assert_uint_eq(s->cooldown_until, 0);
@@ -379,7 +472,8 @@ START_TEST(test_cooldown_threshold_probe_recovery)
     ck_assert_uint_eq(s->latency_samples, 1);
     ck_assert_uint_eq(s->latency_ewma_us, 7000);
     /* And it takes the full threshold again to cool down. */
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(42)), LLMGW_FAIL_HTTP, 503, 3, cd), 0);
+    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + SEC(42)), LLMGW_FAIL_HTTP, 503, 3, cd),
+                     0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(42))), LLMGW_STATS_AVAILABLE);
 }
 END_TEST
@@ -390,10 +484,11 @@ START_TEST(test_cooldown_rearm_on_probe_failure)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     const apr_interval_time_t cd = SEC(10);
 
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
+    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(10))), LLMGW_STATS_PROBE);
     /* The probe fails: a fresh cooldown from the failure's time, probe over. */
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(12)), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
+    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + SEC(12)), LLMGW_FAIL_HTTP, 502, 1, cd),
+                     1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(22));
     ck_assert_uint_eq(s->probe_since, 0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(21))), LLMGW_STATS_COOLING);
@@ -406,7 +501,7 @@ START_TEST(test_cooldown_release_and_stale_probe)
     void *base = segment(1);
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
 
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(5));
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(5));
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(5))), LLMGW_STATS_PROBE);
     /* The winner did not attempt after all: the next caller probes. */
     llmgw_stats_probe_release(s);
@@ -428,22 +523,22 @@ START_TEST(test_cooldown_rules)
 
     /* Failures that are not consecutive do not open the breaker. */
     for (i = 0; i < 10; i++) {
-        ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
-        ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
-        llmgw_stats_success(s, AT(T0), MS(10), -1, -1, -1);
+        ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
+        llmgw_stats_success(s, NULL, AT(T0), MS(10), -1, -1, -1);
     }
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0)), LLMGW_STATS_AVAILABLE);
     /* The gateway's credential rejected: cooldown at once (providers.md 9.2). */
-    ck_assert_int_eq(llmgw_stats_failure(t, AT(T0), LLMGW_FAIL_HTTP, 401, 5, SEC(30)), 1);
+    ck_assert_int_eq(llmgw_stats_failure(t, NULL, AT(T0), LLMGW_FAIL_HTTP, 401, 5, SEC(30)), 1);
     ck_assert_int_eq(llmgw_stats_available(t, AT(T0 + 1)), LLMGW_STATS_COOLING);
     /* Client errors never do, however many; nor does threshold 0 (a lone backend). */
     for (i = 0; i < 10; i++) {
-        ck_assert_int_eq(llmgw_stats_failure(u, AT(T0), LLMGW_FAIL_HTTP, 400, 1, SEC(30)), 0);
-        ck_assert_int_eq(llmgw_stats_failure(u, AT(T0), LLMGW_FAIL_HTTP, 500, 0, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_stats_failure(u, NULL, AT(T0), LLMGW_FAIL_HTTP, 400, 1, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_stats_failure(u, NULL, AT(T0), LLMGW_FAIL_HTTP, 500, 0, SEC(30)), 0);
     }
     ck_assert_int_eq(llmgw_stats_available(u, AT(T0)), LLMGW_STATS_AVAILABLE);
     /* A cooldown starting at time 0 still counts (0 means "none" in the slot). */
-    ck_assert_int_eq(llmgw_stats_failure(u, AT(0), LLMGW_FAIL_CONNECT, 0, 1, 0), 1);
+    ck_assert_int_eq(llmgw_stats_failure(u, NULL, AT(0), LLMGW_FAIL_CONNECT, 0, 1, 0), 1);
     ck_assert_int_eq(llmgw_stats_available(u, AT(0)), LLMGW_STATS_COOLING);
     ck_assert_int_eq(llmgw_stats_available(u, AT(1)), LLMGW_STATS_PROBE);
 }
@@ -458,16 +553,17 @@ START_TEST(test_cooldown_period_kept_and_forgotten)
 
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), 0);
     ck_assert_int_eq(llmgw_stats_cooldown_period(NULL), 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(2)), 1);
+    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(2)), 1);
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(2));
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(2))), LLMGW_STATS_PROBE);
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(3)), LLMGW_FAIL_HTTP, 503, 1, SEC(4)), 1);
+    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + SEC(3)), LLMGW_FAIL_HTTP, 503, 1, SEC(4)),
+                     1);
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(4));
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(7));
     /* An explicit cooldown (quota) is a period too. */
     llmgw_stats_cool(s, AT(T0 + SEC(8)), SEC(30));
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(30));
-    llmgw_stats_success(s, AT(T0 + SEC(40)), MS(5), -1, -1, -1);
+    llmgw_stats_success(s, NULL, AT(T0 + SEC(40)), MS(5), -1, -1, -1);
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), 0);
 }
 END_TEST
@@ -480,11 +576,11 @@ START_TEST(test_protocol_error_does_not_feed_the_breaker)
     int i;
 
     for (i = 0; i < 10; i++)
-        llmgw_stats_protocol_error(s);
-    llmgw_stats_protocol_error(NULL);
-    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_PROTOCOL], 10);
+        llmgw_stats_protocol_error(s, NULL);
+    llmgw_stats_protocol_error(NULL, NULL);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_PROTOCOL], 10);
     ck_assert_uint_eq(s->consecutive_failures, 0);
-    ck_assert_uint_eq(s->successes, 0);
+    ck_assert_uint_eq(cnt(base, s).successes, 0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0)), LLMGW_STATS_AVAILABLE);
 }
 END_TEST
@@ -526,7 +622,7 @@ START_TEST(test_clock_step_does_not_affect_cooldown)
 
     assign_ok(base, names, 2, slots);
 
-    ck_assert_int_eq(llmgw_stats_failure(s, t, LLMGW_FAIL_CONNECT, 0, 1, cd), 1);
+    ck_assert_int_eq(llmgw_stats_failure(s, NULL, t, LLMGW_FAIL_CONNECT, 0, 1, cd), 1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, M + cd);
     ck_assert_int_eq((apr_time_t)s->last_failure, T0);
     /* The wall clock jumps a day ahead one second later: still cooling. */
@@ -546,7 +642,7 @@ START_TEST(test_clock_step_does_not_affect_cooldown)
     ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, t, &snap), APR_SUCCESS);
     ck_assert_int_eq(snap->items[0].health, LLMGW_STATS_PROBING);
     /* The probe succeeds: the time shown is the wall clock's. */
-    llmgw_stats_success(s, t, MS(5), -1, -1, -1);
+    llmgw_stats_success(s, NULL, t, MS(5), -1, -1, -1);
     ck_assert_int_eq((apr_time_t)s->last_success, T0 + LLMGW_STATS_PROBE_STALE * 2);
     ck_assert_int_eq(llmgw_stats_peek(s, t), LLMGW_STATS_AVAILABLE);
     /* The remaining time shown is monotonic, whatever the wall clock says. */
@@ -633,7 +729,7 @@ START_TEST(test_snapshot_slots)
 
     ck_assert_int_eq(llmgw_stats_assign(base, keys, kinds, 3, s), APR_SUCCESS);
     llmgw_stats_begin(llmgw_stats_slot(base, s[1]), row);
-    llmgw_stats_success(llmgw_stats_slot(base, s[0]), AT(T0), MS(10), -1, -1, -1);
+    llmgw_stats_success(llmgw_stats_slot(base, s[0]), NULL, AT(T0), MS(10), -1, -1, -1);
     mine[0] = s[2];
     mine[1] = s[1];
     ck_assert_int_eq(llmgw_stats_snapshot_slots(test_pool, base, AT(T0), mine, names, 2, &snap),
@@ -679,11 +775,11 @@ static void *APR_THREAD_FUNC hammer(apr_thread_t *th, void *data)
     for (i = 0; i < ROUNDS; i++) {
         llmgw_stats_begin(w->slot, w->row);
         if (i % 4 == 3)
-            llmgw_stats_failure(w->slot, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
+            llmgw_stats_failure(w->slot, w->row, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
         else
-            llmgw_stats_success(w->slot, AT(T0), MS(1 + w->id), -1, 3, 5);
+            llmgw_stats_success(w->slot, w->row, AT(T0), MS(1 + w->id), -1, 3, 5);
         if (i % 10 == 0)
-            llmgw_stats_retry(w->slot);
+            llmgw_stats_retry(w->slot, w->row);
         llmgw_stats_end(w->slot, w->row);
     }
     return NULL;
@@ -735,12 +831,12 @@ START_TEST(test_threads_exact_totals)
         w[i].row = i < 2 ? row : llmgw_stats_child_claim(base, PID + (apr_uint32_t)i);
     }
     run_threads(hammer, w);
-    ck_assert_uint_eq(s->requests, total);
-    ck_assert_uint_eq(s->successes, total * 3 / 4);
-    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_5XX], total / 4);
-    ck_assert_uint_eq(s->retries, (apr_uint64_t)THREADS * (ROUNDS / 10));
-    ck_assert_uint_eq(s->prompt_tokens, total * 3 / 4 * 3);
-    ck_assert_uint_eq(s->completion_tokens, total * 3 / 4 * 5);
+    ck_assert_uint_eq(cnt(base, s).requests, total);
+    ck_assert_uint_eq(cnt(base, s).successes, total * 3 / 4);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_5XX], total / 4);
+    ck_assert_uint_eq(cnt(base, s).retries, (apr_uint64_t)THREADS * (ROUNDS / 10));
+    ck_assert_uint_eq(cnt(base, s).prompt_tokens, total * 3 / 4 * 3);
+    ck_assert_uint_eq(cnt(base, s).completion_tokens, total * 3 / 4 * 5);
     ck_assert_uint_eq(inflight(base, s), 0);
     ck_assert_uint_eq(s->latency_samples, total * 3 / 4);
     /* The average stays within the samples' range (1..4 ms): no torn update. */
@@ -779,9 +875,9 @@ START_TEST(test_processes_exact_totals)
             for (r = 0; r < ROUNDS; r++) {
                 llmgw_stats_begin(w.slot, w.row);
                 if (r % 4 == 3)
-                    llmgw_stats_failure(w.slot, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
+                    llmgw_stats_failure(w.slot, w.row, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
                 else
-                    llmgw_stats_success(w.slot, AT(T0), MS(1 + w.id), -1, 3, 5);
+                    llmgw_stats_success(w.slot, w.row, AT(T0), MS(1 + w.id), -1, 3, 5);
                 llmgw_stats_end(w.slot, w.row);
             }
             _exit(w.row ? 0 : 3);
@@ -791,10 +887,10 @@ START_TEST(test_processes_exact_totals)
         ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
         ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d: %d", i, status);
     }
-    ck_assert_uint_eq(s->requests, total);
-    ck_assert_uint_eq(s->successes, total * 3 / 4);
-    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_5XX], total / 4);
-    ck_assert_uint_eq(s->prompt_tokens, total * 3 / 4 * 3);
+    ck_assert_uint_eq(cnt(base, s).requests, total);
+    ck_assert_uint_eq(cnt(base, s).successes, total * 3 / 4);
+    ck_assert_uint_eq(cnt(base, s).errors[LLMGW_STATS_ERR_5XX], total / 4);
+    ck_assert_uint_eq(cnt(base, s).prompt_tokens, total * 3 / 4 * 3);
     ck_assert_uint_eq(inflight(base, s), 0);
     apr_shm_destroy(shm);
 }
@@ -842,8 +938,9 @@ START_TEST(test_drain_shared_and_kept)
     ck_assert_int_eq(s3[0], s1[0]);
     ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
     /* A drain leaves the breaker alone, and the breaker leaves the drain alone. */
-    llmgw_stats_failure(llmgw_stats_slot(base, s3[0]), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
-    llmgw_stats_success(llmgw_stats_slot(base, s3[0]), AT(T0 + SEC(40)), MS(5), -1, 1, 1);
+    llmgw_stats_failure(llmgw_stats_slot(base, s3[0]), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1,
+                        SEC(30));
+    llmgw_stats_success(llmgw_stats_slot(base, s3[0]), NULL, AT(T0 + SEC(40)), MS(5), -1, 1, 1);
     ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
     ck_assert_int_eq(llmgw_stats_set_drained(llmgw_stats_slot(base, s3[0]), 0), 1);
     ck_assert(!llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
@@ -882,7 +979,7 @@ START_TEST(test_threads_one_probe_winner)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     int i, won = 0;
 
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     memset(w, 0, sizeof(w));
     for (i = 0; i < THREADS; i++)
         w[i].slot = s;
@@ -910,20 +1007,20 @@ static void *populated(void)
     b = llmgw_stats_slot(base, s[1]);
     for (i = 0; i < 4; i++) {
         llmgw_stats_begin(a, row);
-        llmgw_stats_success(a, AT(T0 + SEC(50)), MS(250), MS(40), 100, 20);
+        llmgw_stats_success(a, NULL, AT(T0 + SEC(50)), MS(250), MS(40), 100, 20);
         llmgw_stats_end(a, row);
     }
     llmgw_stats_begin(a, row);
-    llmgw_stats_failure(a, AT(T0 + SEC(60)), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
+    llmgw_stats_failure(a, NULL, AT(T0 + SEC(60)), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
     llmgw_stats_end(a, row);
     llmgw_stats_begin(a, row); /* one still in flight */
-    llmgw_stats_retry(a);
+    llmgw_stats_retry(a, NULL);
     for (i = 0; i < 3; i++) {
         llmgw_stats_begin(b, row);
-        llmgw_stats_failure(b, AT(T0 + SEC(90)), LLMGW_FAIL_TIMEOUT, 0, 3, SEC(30));
+        llmgw_stats_failure(b, NULL, AT(T0 + SEC(90)), LLMGW_FAIL_TIMEOUT, 0, 3, SEC(30));
         llmgw_stats_end(b, row);
     }
-    llmgw_stats_fallback(llmgw_stats_slot(base, s[2]));
+    llmgw_stats_fallback(llmgw_stats_slot(base, s[2]), NULL);
     llmgw_stats_set_drained(llmgw_stats_slot(base, s[2]), 1);
     return base;
 }
@@ -992,12 +1089,12 @@ START_TEST(test_tokens_stop_at_ceiling)
 
     ck_assert_int_eq(llmgw_stats_assign(base, names, kinds, 1, slots), APR_SUCCESS);
     s = llmgw_stats_slot(base, slots[0]);
-    llmgw_stats_success(s, AT(T0), MS(1), -1, LLMGW_TOKENS_MAX - 1, 5);
-    llmgw_stats_success(s, AT(T0), MS(1), -1, 7, INT64_MAX);
-    ck_assert_uint_eq(s->prompt_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
-    ck_assert_uint_eq(s->completion_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
-    llmgw_stats_success(s, AT(T0), MS(1), -1, 1, 1);
-    ck_assert_uint_eq(s->prompt_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
+    llmgw_stats_success(s, NULL, AT(T0), MS(1), -1, LLMGW_TOKENS_MAX - 1, 5);
+    llmgw_stats_success(s, NULL, AT(T0), MS(1), -1, 7, INT64_MAX);
+    ck_assert_uint_eq(cnt(base, s).prompt_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
+    ck_assert_uint_eq(cnt(base, s).completion_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
+    llmgw_stats_success(s, NULL, AT(T0), MS(1), -1, 1, 1);
+    ck_assert_uint_eq(cnt(base, s).prompt_tokens, (apr_uint64_t)LLMGW_TOKENS_MAX);
     ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0), &snap), APR_SUCCESS);
     text = llmgw_stats_json(test_pool, snap, NULL, &len);
     root = test_parse_json(text, len);
@@ -1354,8 +1451,9 @@ START_TEST(test_render_html)
 
     ck_assert_int_eq(llmgw_stats_assign(base, names, kinds, 2, s), APR_SUCCESS);
     llmgw_stats_begin(llmgw_stats_slot(base, s[1]), row);
-    llmgw_stats_success(llmgw_stats_slot(base, s[1]), AT(T0), MS(1234), MS(56), 7, 8);
-    llmgw_stats_failure(llmgw_stats_slot(base, s[0]), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_stats_success(llmgw_stats_slot(base, s[1]), NULL, AT(T0), MS(1234), MS(56), 7, 8);
+    llmgw_stats_failure(llmgw_stats_slot(base, s[0]), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1,
+                        SEC(30));
     ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0 + SEC(10)), &snap), APR_SUCCESS);
     html = llmgw_stats_html(test_pool, snap, NULL, &len);
     ck_assert_uint_eq(len, strlen(html));
@@ -1495,6 +1593,8 @@ int main(void)
     tcase_add_test(tc, test_assign_full);
     tcase_add_test(tc, test_assign_long_names_and_kinds);
     tcase_add_test(tc, test_counters_by_class);
+    tcase_add_test(tc, test_counters_sharded_per_child);
+    tcase_add_test(tc, test_sharded_tokens_sum_capped);
     tcase_add_test(tc, test_tokens_stop_at_ceiling);
     tcase_add_test(tc, test_classify);
     tcase_add_test(tc, test_ewma);

@@ -765,6 +765,51 @@ START_TEST(test_keepalive_reuse)
 }
 END_TEST
 
+/*
+ * A handle keeps its last header list for the next transfer: the same
+ * headers go out again, and a changed one (a refreshed token, another
+ * backend), one more or one fewer is never sent stale.
+ */
+START_TEST(test_header_list_reused_only_when_identical)
+{
+    llmgw_upstream_opts_t o = opts();
+    llmgw_http_request_t *req = request("POST", url("/ok"), "{\"a\":1}");
+    llmgw_upstream_result_t res;
+    const char *head, *body;
+    apr_size_t body_len;
+
+    res = perform_req(req, &o);
+    ck_assert_int_eq(res.status, 200);
+    res = perform_req(request("POST", url("/ok"), "{\"a\":2}"), &o);
+    ck_assert_int_eq(res.status, 200);
+    test_http_server_last(server, test_pool, &head, &body, &body_len);
+    ck_assert_ptr_nonnull(strstr(head, "\r\nAuthorization: Bearer sk-unit-test\r\n"));
+    ck_assert_ptr_nonnull(strstr(head, "\r\nContent-Type: application/json\r\n"));
+    ck_assert_str_eq(body, "{\"a\":2}");
+
+    APR_ARRAY_IDX(req->headers, 0, const char *) = "Authorization: Bearer sk-refreshed";
+    res = perform_req(req, &o);
+    ck_assert_int_eq(res.status, 200);
+    test_http_server_last(server, test_pool, &head, &body, &body_len);
+    ck_assert_ptr_nonnull(strstr(head, "\r\nAuthorization: Bearer sk-refreshed\r\n"));
+    ck_assert_ptr_null(strstr(head, "sk-unit-test"));
+
+    APR_ARRAY_PUSH(req->headers, const char *) = "X-Extra: 1";
+    res = perform_req(req, &o);
+    ck_assert_int_eq(res.status, 200);
+    test_http_server_last(server, test_pool, &head, &body, &body_len);
+    ck_assert_ptr_nonnull(strstr(head, "\r\nX-Extra: 1\r\n"));
+
+    req->headers->nelts = 1;
+    res = perform_req(req, &o);
+    ck_assert_int_eq(res.status, 200);
+    test_http_server_last(server, test_pool, &head, &body, &body_len);
+    ck_assert_ptr_null(strstr(head, "X-Extra"));
+    ck_assert_ptr_null(strstr(head, "Content-Type: application/json"));
+    ck_assert_ptr_nonnull(strstr(head, "\r\nAuthorization: Bearer sk-refreshed\r\n"));
+}
+END_TEST
+
 START_TEST(test_handle_reusable_after_an_aborted_transfer)
 {
     llmgw_upstream_opts_t o = opts();
@@ -919,6 +964,7 @@ int main(void)
     tcase_add_test(tc, test_check_timeout_ends_the_transfer);
     tcase_add_test(tc, test_sink_failure_aborts_the_transfer);
     tcase_add_test(tc, test_keepalive_reuse);
+    tcase_add_test(tc, test_header_list_reused_only_when_identical);
     tcase_add_test(tc, test_handle_reusable_after_an_aborted_transfer);
     tcase_add_test(tc, test_only_http_and_https);
     tcase_add_test(tc, test_no_proxy_from_the_environment);
