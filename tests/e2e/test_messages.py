@@ -1,0 +1,147 @@
+"""The Anthropic Messages dialect end to end (ingress.md 6, 7): `POST /v1/messages` and
+`/v1/messages/count_tokens` on a route in front of every backend type.
+
+  * translated: the openai mock (mock_openai.py), the mock dialects (Azure, Llama host,
+    Mistral) and the Gemini mock behind; the client speaks Messages, the upstream its own API;
+  * native: an `anthropic` backend (mock_anthropic.py) gets the client's own request;
+  * pools: fail-over from a failing member to the next, whatever its type;
+  * the official `@anthropic-ai/sdk` (tests/e2e/sdk-anthropic) against the gateway.
+
+Errors and refusals are Anthropic-shaped ({"type":"error","error":{type,message}}).
+"""
+
+import json
+
+import pytest
+
+import harness
+from clientkit import module_mock
+from conftest import start_gateway
+from harness import post, read_sse
+from mock_anthropic import ANTHROPIC_KEY, MockAnthropic
+from mock_openai import DEFAULT_KEY, Fault, MockOpenAI
+
+pytestmark = pytest.mark.allow_log()
+
+CLAUDE = "claude-mock"
+GPT = "gpt-mock"
+
+claude = module_mock("claude", MockAnthropic)
+
+
+def claude_backend(name, mock, **config):
+    cfg = {"apiKey": ANTHROPIC_KEY, "endpoint": mock.url, "defaultModel": CLAUDE,
+           "models": [CLAUDE], "maxRetries": 0, "maxTokens": 300}
+    cfg.update(config)
+    return {"name": name, "type": "anthropic", "config": cfg}
+
+
+@pytest.fixture(scope="module")
+def gw(request, module_so, mock, claude):
+    yaml = harness.gateway_yaml(
+        backends=[harness.openai_backend("gpt", mock.url, DEFAULT_KEY,
+                                         defaultModel=GPT, maxRetries=0),
+                  claude_backend("claude", claude),
+                  {"name": "pool", "type": "pool", "strategy": "priority", "fallback": True,
+                   "backends": [{"name": "claude"}, {"name": "gpt"}]}],
+        routes=[harness.route("msg-gpt", "/v1/messages", "gpt"),
+                harness.route("msg-claude", "/v1/claude/messages", "claude"),
+                harness.route("msg-pool", "/v1/pool/messages", "pool"),
+                harness.route("models", "/v1/models", "pool")])
+    return start_gateway(request, "messages", yaml)
+
+
+def msg(text="Hello", model=GPT, **extra):
+    body = {"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": text}]}
+    body.update(extra)
+    return body
+
+
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+
+
+def test_translated_answer_is_a_message(gw, mock):
+    r = post(gw.url("/v1/messages"), msg("Hi there", system="Be terse."),
+             headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["type"] == "message" and body["role"] == "assistant"
+    assert body["id"].startswith("msg_gw")
+    assert body["content"][0]["type"] == "text" and body["content"][0]["text"]
+    assert body["stop_reason"] == "end_turn"
+    assert body["usage"]["input_tokens"] > 0 and body["usage"]["output_tokens"] > 0
+    [rec] = mock.requests
+    sent = rec.body
+    assert sent["messages"][0] == {"role": "system", "content": "Be terse."}
+    assert sent["model"] == GPT
+    assert r.headers["x-llmgw-backend"] == "gpt"
+
+
+def test_translated_stream_is_messages_events(gw, mock):
+    r = post(gw.url("/v1/messages"), msg("Stream it", stream=True), headers=ANTHROPIC_HEADERS,
+             stream=True)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(d) for _, d in read_sse(r).events]
+    types = [e["type"] for e in events]
+    assert types[0] == "message_start" and types[1] == "ping"
+    assert types[-2:] == ["message_delta", "message_stop"]
+    assert "content_block_delta" in types
+    assert events[0]["message"]["usage"]["input_tokens"] > 0
+    assert events[-2]["usage"]["output_tokens"] > 0
+    [rec] = mock.requests
+    assert rec.body["stream"] is True and rec.body["stream_options"] == {"include_usage": True}
+
+
+def test_native_anthropic_gets_the_client_request(gw, claude):
+    body = msg("Native please", model=CLAUDE, metadata={"user_id": "u-1"})
+    r = post(gw.url("/v1/claude/messages"), body, headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    assert r.json()["type"] == "message"
+    [rec] = claude.requests
+    assert rec.body["metadata"] == {"user_id": "u-1"}
+    assert rec.headers.get("x-api-key") == ANTHROPIC_KEY
+    assert rec.headers.get("anthropic-version") == "2023-06-01"
+
+
+def test_native_anthropic_stream_passes_events(gw, claude):
+    r = post(gw.url("/v1/claude/messages"), msg("Native stream", model=CLAUDE, stream=True),
+             headers=ANTHROPIC_HEADERS, stream=True)
+    assert r.status_code == 200, r.text
+    types = [json.loads(d)["type"] for _, d in read_sse(r).events]
+    assert types[0] == "message_start" and types[-1] == "message_stop"
+
+
+def test_pool_falls_over_from_claude_to_gpt(gw, mock, claude):
+    claude.script(Fault(status=529))
+    r = post(gw.url("/v1/pool/messages"), msg("Fall over", model="pool"),
+             headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-llmgw-backend"] == "gpt"
+    assert r.json()["type"] == "message"
+
+
+def test_validation_error_is_anthropic_shaped(gw):
+    r = post(gw.url("/v1/messages"), {"model": GPT, "messages": []}, headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+
+
+def test_count_tokens_native_and_refused(gw, claude):
+    r = post(gw.url("/v1/claude/messages/count_tokens"),
+             {"model": CLAUDE, "messages": [{"role": "user", "content": "count me"}]},
+             headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    assert r.json()["input_tokens"] > 0
+
+
+def test_anthropic_models_list(gw):
+    r = harness.get(gw.url("/v1/models"), headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["data"][0]["type"] == "model"
+    assert "has_more" in body
+    plain = harness.get(gw.url("/v1/models")).json()
+    assert plain["object"] == "list"
