@@ -1,0 +1,198 @@
+"""The OpenAI Responses dialect end to end (ingress.md 3-5): `POST /v1/responses` on routes in
+front of every backend type.
+
+  * native: an `openai` backend (mock_responses.py) gets the client's own request and the
+    client its answer and events unchanged; GET / DELETE /v1/responses/{id} are forwarded on
+    a single-openai route;
+  * translated: the anthropic, google and mock-dialect backends get the canonical request in
+    their own API and the client a Response object / Responses events (sequence_number, no
+    [DONE]);
+  * pools: fail-over from a failing member to another type;
+  * without a response store: previous_response_id is a clear 400 on a translated route,
+    and store:true is answered as store:false.
+"""
+
+import json
+
+import pytest
+
+import harness
+from clientkit import module_mock
+from conftest import start_gateway
+from harness import post, read_sse
+from mock_anthropic import ANTHROPIC_KEY, MockAnthropic
+from mock_openai import DEFAULT_KEY, Fault
+from mock_responses import MockResponses
+
+pytestmark = pytest.mark.allow_log()
+
+GPT = "gpt-mock"
+CLAUDE = "claude-mock"
+
+oai = module_mock("oai", MockResponses)
+claude = module_mock("claude", MockAnthropic)
+
+
+@pytest.fixture(autouse=True)
+def _fresh(oai, claude):
+    oai.reset()
+    claude.reset()
+    yield
+
+
+@pytest.fixture(scope="module")
+def gw(request, module_so, oai, claude):
+    yaml = harness.gateway_yaml(
+        backends=[harness.openai_backend("gpt", oai.url, DEFAULT_KEY, defaultModel=GPT,
+                                         maxRetries=0),
+                  {"name": "claude", "type": "anthropic",
+                   "config": {"apiKey": ANTHROPIC_KEY, "endpoint": claude.url,
+                              "defaultModel": CLAUDE, "maxRetries": 0, "maxTokens": 300}},
+                  {"name": "pool", "type": "pool", "strategy": "priority", "fallback": True,
+                   "backends": [{"name": "gpt"}, {"name": "claude"}]}],
+        routes=[harness.route("resp-gpt", "/v1/responses", "gpt"),
+                harness.route("resp-claude", "/v1/claude/responses", "claude"),
+                harness.route("resp-pool", "/v1/pool/responses", "pool")])
+    return start_gateway(request, "responses", yaml)
+
+
+def req(text="Hello", model=GPT, **extra):
+    body = {"model": model, "input": text}
+    body.update(extra)
+    return body
+
+
+TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}
+
+
+# -- native ---------------------------------------------------------------------------
+
+def test_native_openai_gets_the_client_request(gw, oai):
+    body = req("Native", instructions="Be terse.", metadata={"k": "v"}, store=False)
+    r = post(gw.url("/v1/responses"), body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["object"] == "response" and out["id"].startswith("resp_mock")
+    assert out["output"][0]["content"][0]["text"] == "echo: Native"
+    [rec] = oai.requests
+    assert rec.path == "/v1/responses"
+    assert rec.body == body
+    assert r.headers["x-llmgw-backend"] == "gpt"
+
+
+def test_native_stream_passes_events(gw, oai):
+    r = post(gw.url("/v1/responses"), req("Stream natively", stream=True), stream=True)
+    assert r.status_code == 200, r.text
+    events = [json.loads(d) for _, d in read_sse(r).events]
+    assert events[0]["type"] == "response.created"
+    assert events[-1]["type"] == "response.completed"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+
+
+def test_native_retrieve_and_delete_forwarded(gw, oai):
+    r = post(gw.url("/v1/responses"), req("Keep me"))
+    rid = r.json()["id"]
+    got = harness.get(gw.url(f"/v1/responses/{rid}"))
+    assert got.status_code == 200, got.text
+    assert got.json()["id"] == rid
+    items = harness.get(gw.url(f"/v1/responses/{rid}/input_items"))
+    assert items.status_code == 200 and items.json()["data"][0]["content"] == "Keep me"
+    gone = harness._request("DELETE", gw.url(f"/v1/responses/{rid}"), None, {}, "t", False,
+                            30, None)
+    assert gone.status_code == 200 and gone.json()["deleted"] is True
+    assert harness.get(gw.url(f"/v1/responses/{rid}")).status_code == 404
+
+
+def test_cancel_is_refused(gw):
+    r = post(gw.url("/v1/responses/resp_x/cancel"), {})
+    harness.assert_openai_error(r, 400, "background_not_supported")
+
+
+# -- translated -----------------------------------------------------------------------
+
+def test_translated_answer_is_a_response(gw, claude):
+    r = post(gw.url("/v1/claude/responses"),
+             req("Hi Claude", model=CLAUDE, instructions="Be terse.", max_output_tokens=50))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["object"] == "response" and out["id"].startswith("resp_gw")
+    assert out["status"] == "completed"
+    msg = out["output"][0]
+    assert msg["type"] == "message" and msg["content"][0]["type"] == "output_text"
+    assert msg["content"][0]["text"]
+    assert out["usage"]["input_tokens"] > 0
+    assert "input_tokens_details" in out["usage"]
+    assert out["store"] is False  # no response store: answered honestly
+    [rec] = claude.requests
+    assert rec.path == "/v1/messages"
+    assert rec.body["system"] == "Be terse." or rec.body["system"][0]["text"] == "Be terse."
+    assert rec.body["max_tokens"] == 50
+
+
+def test_translated_stream_has_sequence_numbers_and_no_done(gw, claude):
+    r = post(gw.url("/v1/claude/responses"), req("Stream it", model=CLAUDE, stream=True),
+             stream=True)
+    assert r.status_code == 200, r.text
+    sse = read_sse(r)
+    datas = [d for _, d in sse.events]
+    assert "[DONE]" not in datas
+    events = [json.loads(d) for d in datas]
+    types = [e["type"] for e in events]
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert types[-1] == "response.completed"
+    assert "response.output_text.delta" in types
+    assert types.index("response.output_item.added") < types.index("response.output_text.delta")
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[-1]["response"]["usage"]["output_tokens"] > 0
+
+
+def test_translated_tool_round_trip(gw, claude):
+    r = post(gw.url("/v1/claude/responses"),
+             req("Weather in Paris?", model=CLAUDE, tools=[TOOL]))
+    assert r.status_code == 200, r.text
+    [call] = [o for o in r.json()["output"] if o["type"] == "function_call"]
+    assert call["name"] == "get_weather" and call["id"] != call["call_id"]
+    follow = req([{"role": "user", "content": "Weather in Paris?"}, call,
+                  {"type": "function_call_output", "call_id": call["call_id"],
+                   "output": "sunny"}], model=CLAUDE, tools=[TOOL])
+    r2 = post(gw.url("/v1/claude/responses"), follow)
+    assert r2.status_code == 200, r2.text
+    sent = claude.requests[-1].body["messages"]
+    assert sent[-1]["role"] == "user" and sent[-1]["content"][0]["type"] == "tool_result"
+
+
+def test_builtin_tool_on_translated_backend_is_refused(gw, claude):
+    r = post(gw.url("/v1/claude/responses"),
+             req("Search", model=CLAUDE, tools=[{"type": "web_search"}]))
+    harness.assert_openai_error(r, 400)
+    assert r.json()["error"]["param"] == "tools[0].type"
+    assert claude.requests == []
+
+
+def test_previous_response_id_without_store(gw, claude):
+    r = post(gw.url("/v1/claude/responses"),
+             req("Again", model=CLAUDE, previous_response_id="resp_gwunknown"))
+    harness.assert_openai_error(r, 400, "response_store_disabled")
+    assert r.json()["error"]["param"] == "previous_response_id"
+    r = harness.get(gw.url("/v1/claude/responses/resp_gwunknown"))
+    harness.assert_openai_error(r, 400, "response_store_disabled")
+
+
+def test_pool_falls_over_from_openai_to_claude(gw, oai, claude):
+    oai.script(Fault(status=503))
+    r = post(gw.url("/v1/pool/responses"), req("Fall over", model="pool"))
+    assert r.status_code == 200, r.text
+    assert r.headers["x-llmgw-backend"] == "claude"
+    assert r.json()["id"].startswith("resp_gw")
+
+
+def test_stream_failure_before_content_falls_over(gw, oai, claude):
+    oai.script(Fault(drop_after=1))
+    r = post(gw.url("/v1/pool/responses"), req("Fall over streaming", model="pool",
+                                                stream=True), stream=True)
+    assert r.status_code == 200, r.text
+    events = [json.loads(d) for _, d in read_sse(r).events]
+    assert events[-1]["type"] == "response.completed"
+    assert r.headers["x-llmgw-backend"] == "claude"
