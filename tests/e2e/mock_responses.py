@@ -16,8 +16,11 @@ stream is the documented event sequence with sequence_number 0..n and no [DONE].
 """
 
 import json
+import re
 import threading
 import time
+
+from mock_dialects import AZURE_KEY, MockAzure, azure_error
 
 from mock_openai import (DEFAULT_KEY, MockOpenAI, _ClientGone, default_error_body, openai_error,
                          sample_arguments, split_words)
@@ -64,9 +67,11 @@ class MockResponses(MockOpenAI):
         if err is not None:
             self.send_json(h, rec, err[0], err[1])
             return
-        if self.send_scripted_answer(h, rec, fault, default_error_body):
-            return
-        rest = rec.path[len("/v1/responses"):].strip("/")
+        if not self.send_scripted_answer(h, rec, fault, default_error_body):
+            self.responses_api(h, rec, fault, rec.path[len("/v1/responses"):].strip("/"))
+
+    def responses_api(self, h, rec, fault, rest):
+        """One Responses API call; `rest` is the path after .../responses."""
         if rest == "" and rec.method == "POST":
             self._create(h, rec, fault)
         elif rest == "input_tokens" and rec.method == "POST":
@@ -74,7 +79,7 @@ class MockResponses(MockOpenAI):
                                rec.body.get("tools")])
             self.send_json(h, rec, 200, {"object": "response.input_tokens",
                                          "input_tokens": max(1, len(text.split()))})
-        elif "/" not in rest and rec.method in ("GET", "DELETE"):
+        elif rest and "/" not in rest and rec.method in ("GET", "DELETE"):
             self._resource(h, rec, rest, rec.method == "DELETE")
         elif rest.endswith("/input_items") and rec.method == "GET":
             rid = rest[:-len("/input_items")]
@@ -104,7 +109,7 @@ class MockResponses(MockOpenAI):
             self.send_json(h, rec, 200, st["response"])
 
     @staticmethod
-    def validate(body):
+    def validate_responses(body):
         for k in body:
             if k not in _TOP_LEVEL:
                 return openai_error(f"Unknown parameter: '{k}'.", param=k,
@@ -133,7 +138,7 @@ class MockResponses(MockOpenAI):
 
     def _create(self, h, rec, fault):
         body = rec.body
-        err = self.validate(body)
+        err = self.validate_responses(body)
         if err is not None:
             self.send_json(h, rec, 400, err)
             return
@@ -178,7 +183,7 @@ class MockResponses(MockOpenAI):
                                     "history": history + items + output}
         if body.get("stream") is True:
             self.start_stream(h, rec, {"x-request-id": f"req_mock{seq}"}, fault)
-            self.run_named(h, rec, fault, self.stream_events(response))
+            self.run_named(h, rec, fault, self.response_events(response))
         else:
             self.send_json(h, rec, 200, response, {"x-request-id": f"req_mock{seq}"}, fault)
 
@@ -208,7 +213,7 @@ class MockResponses(MockOpenAI):
                               "logprobs": []}]}]
 
     @staticmethod
-    def stream_events(response):
+    def response_events(response):
         """The documented Responses event sequence for `response` (name, payload)."""
         events = []
 
@@ -264,3 +269,58 @@ class MockResponses(MockOpenAI):
             rec.events_sent += 1
         self.end_chunks(h)
         rec.outcome = "complete"
+
+
+class MockAzureResponses(MockAzure):
+    """MockAzure plus Azure's Responses API: /openai/responses?api-version=... (dated
+    versions from 2025-03-01, or preview) and the v1 form /openai/v1/responses, `api-key`
+    header only; the `model` is a deployment name."""
+
+    name = "azure-responses"
+    _RESPONSES = re.compile(r"^/openai(/v1)?/responses(/.*)?$")
+
+    def __init__(self, keys=(AZURE_KEY,), deployments=None, host="127.0.0.1"):
+        super().__init__(keys=keys, deployments=deployments, host=host)
+        self.stored = {}
+        self._store_lock = threading.Lock()
+
+    def reset(self):
+        super().reset()
+        with self._store_lock:
+            self.stored.clear()
+
+    def route(self, h, rec, fault):
+        m = self._RESPONSES.match(rec.path)
+        if not m:
+            super().route(h, rec, fault)
+            return
+        version = self._version(rec)
+        if not m.group(1) and (version is None or not (
+                version == "preview" or version >= "2025-03-01")):
+            self.send_json(h, rec, 404, azure_error("404", "Resource not found"))
+            return
+        if rec.headers.get("api-key") not in self.keys:
+            self.send_json(h, rec, 401, azure_error("401", "Access denied due to invalid "
+                                                           "subscription key."))
+            return
+        if rec.method == "POST":
+            err = self._check_json(rec)
+            if err is not None:
+                self.send_json(h, rec, err[0], err[1])
+                return
+            if rec.body.get("model") not in self.deployments and (m.group(2) or "") == "":
+                self.send_json(h, rec, 404, azure_error(
+                    "DeploymentNotFound", "The API deployment for this resource does not "
+                    "exist."))
+                return
+        if not self.send_scripted_answer(h, rec, fault, default_error_body):
+            self.responses_api(h, rec, fault, (m.group(2) or "").strip("/"))
+
+    responses_api = MockResponses.responses_api
+    _create = MockResponses._create
+    _resource = MockResponses._resource
+    _not_found = MockResponses._not_found
+    validate_responses = staticmethod(MockResponses.validate_responses)
+    plan_output = staticmethod(MockResponses.plan_output)
+    response_events = staticmethod(MockResponses.response_events)
+    run_named = MockResponses.run_named

@@ -145,3 +145,90 @@ def test_anthropic_models_list(gw):
     assert "has_more" in body
     plain = harness.get(gw.url("/v1/models")).json()
     assert plain["object"] == "list"
+
+
+# -- every backend type ---------------------------------------------------------------
+
+from dialectkit import MODELS, TYPES, mocks, _fresh_mocks  # noqa: E402,F401
+import dialectkit  # noqa: E402
+
+# A 1x1 PNG.
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJ"
+       "RU5ErkJggg==")
+TOOL = {"name": "get_weather", "description": "Weather of a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                         "required": ["city"]}}
+
+
+@pytest.fixture(scope="module")
+def every(request, module_so, mocks):
+    return dialectkit.start(request, "messages-every", mocks)
+
+
+@pytest.mark.parametrize("btype", TYPES)
+def test_every_backend_text(every, mocks, btype):
+    r = post(every.url(f"/v1/{btype}/messages"),
+             msg("Hello there", model=MODELS[btype], system="Be terse."),
+             headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["type"] == "message" and out["stop_reason"] == "end_turn"
+    assert [b["type"] for b in out["content"]] == ["text"]
+    assert "Hello there" in out["content"][0]["text"]
+    assert out["usage"]["output_tokens"] > 0
+    assert r.headers["x-llmgw-backend"] == btype
+    assert len(mocks[btype].requests) == 1
+
+
+@pytest.mark.parametrize("btype", TYPES)
+def test_every_backend_stream(every, mocks, btype):
+    r = post(every.url(f"/v1/{btype}/messages"),
+             msg("Stream to me", model=MODELS[btype], stream=True),
+             headers=ANTHROPIC_HEADERS, stream=True)
+    assert r.status_code == 200, r.text
+    events = [json.loads(d) for _, d in read_sse(r).events]
+    types = [e["type"] for e in events]
+    assert types[0] == "message_start" and types[-1] == "message_stop", types
+    assert "ping" in types
+    text = "".join(e["delta"].get("text", "") for e in events
+                   if e["type"] == "content_block_delta")
+    assert "Stream to me" in text
+    delta = [e for e in events if e["type"] == "message_delta"][-1]
+    assert delta["usage"]["output_tokens"] > 0
+
+
+@pytest.mark.parametrize("btype", TYPES)
+def test_every_backend_tool_round_trip(every, mocks, btype):
+    url = every.url(f"/v1/{btype}/messages")
+    turn = [{"role": "user", "content": "Weather in Paris?"}]
+    r = post(url, {"model": MODELS[btype], "max_tokens": 200, "messages": turn,
+                   "tools": [TOOL], "tool_choice": {"type": "tool", "name": "get_weather"}},
+             headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["stop_reason"] == "tool_use", out
+    uses = [b for b in out["content"] if b["type"] == "tool_use"]
+    assert uses and uses[0]["name"] == "get_weather"
+    assert all(b["type"] != "text" or b["text"] for b in out["content"])
+    turn += [{"role": "assistant", "content": out["content"]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u["id"],
+                                           "content": "sunny"} for u in uses]}]
+    r2 = post(url, {"model": MODELS[btype], "max_tokens": 200, "messages": turn,
+                    "tools": [TOOL], "tool_choice": {"type": "none"}},
+              headers=ANTHROPIC_HEADERS)
+    assert r2.status_code == 200, r2.text
+    assert r2.json()["content"][-1]["type"] == "text"
+
+
+@pytest.mark.parametrize("btype", TYPES)
+def test_every_backend_image(every, mocks, btype):
+    content = [{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                            "data": PNG}},
+               {"type": "text", "text": "What is in the image?"}]
+    r = post(every.url(f"/v1/{btype}/messages"),
+             {"model": MODELS[btype], "max_tokens": 100,
+              "messages": [{"role": "user", "content": content}]},
+             headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    [rec] = mocks[btype].requests
+    assert PNG in json.dumps(rec.body)
