@@ -741,6 +741,8 @@ static llmgw_error_t *prepare_dialect(req_t *q, llmgw_call_t *call)
     }
     call->raw_body = NULL; /* the canonical form was built, never received */
     call->raw_len = 0;
+    if (q->in.needs_history)
+        return llmgw_responses_error_store_disabled(q->r->pool, q->client);
     if ((err = q->ing->check_backend(q->r->pool, q->client, b->type, b->unsupported_drop,
                                      call->dropped)) != NULL)
         return err;
@@ -1054,14 +1056,13 @@ static int serve_dialect(req_t *q, json_t *body)
                                  : llmgw_error_make(r->pool, 400, "invalid_request_error", NULL,
                                                     NULL, "The request could not be decoded."));
     if (q->route->api == LLMGW_API_RESPONSES) {
-        /* No response store yet: previous_response_id and item_reference
-         * cannot be honoured, and store:true is answered as store:false
-         * (ingress.md 5.5, checklist 8 and 20). */
-        if (q->in.needs_history)
-            return send_error(q, llmgw_responses_error_store_disabled(r->pool, body));
+        /* No response store: store:true is answered as store:false
+         * (ingress.md 5.5, checklist 8). previous_response_id and
+         * item_reference can still go to a native backend, which has the
+         * history (checklist 20); prepare_dialect refuses the others. */
         q->echo = llmgw_responses_echo_request(r->pool, body, 0);
     }
-    return serve_call(q, q->in.canonical);
+    return serve_call(q, q->in.canonical ? q->in.canonical : body);
 }
 
 static int serve_post(req_t *q)

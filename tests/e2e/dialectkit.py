@@ -7,6 +7,7 @@ messages), plus a pool `/v1/pool/...` whose first member fails over to the other
 import pytest
 
 import harness
+from clientkit import node_runner
 from conftest import start_gateway
 from mock_anthropic import ANTHROPIC_KEY, MockAnthropic
 from mock_dialects import LLAMA_KEY, MISTRAL_KEY, MockLlama, MockMistral
@@ -74,6 +75,9 @@ def routes(extra=()):
     for t in TYPES + ["pool"]:
         out.append(harness.route(f"{t}-responses", f"/v1/{t}/responses", t))
         out.append(harness.route(f"{t}-messages", f"/v1/{t}/messages", t))
+    # The Anthropic SDK appends /v1/messages to its baseURL.
+    for t in TYPES:
+        out.append(harness.route(f"sdk-{t}-messages", f"/v1/sdk/{t}/v1/messages", t))
     out.append(harness.route("models", "/v1/models", "pool"))
     return out + list(extra)
 
@@ -81,3 +85,14 @@ def routes(extra=()):
 def start(request, name, mocks, extra_routes=(), **conf):
     yaml = harness.gateway_yaml(backends(mocks), routes(extra_routes))
     return start_gateway(request, name, yaml, **conf)
+
+
+SDK_DIR = harness.HERE / "sdk-ingress"
+SDK_PACKAGES = ["openai", "@anthropic-ai/sdk", "ai", "@ai-sdk/openai", "@langchain/openai"]
+
+
+@pytest.fixture(scope="session")
+def sdk():
+    """run(case=..., baseURL=..., model=...) -> the result of sdk-ingress/ingress_client.mjs."""
+    run = node_runner(SDK_DIR, SDK_PACKAGES, "the ingress clients")
+    return lambda **spec: run("ingress_client.mjs", apiKey="client-key-not-a-secret", **spec)

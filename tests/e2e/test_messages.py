@@ -149,7 +149,8 @@ def test_anthropic_models_list(gw):
 
 # -- every backend type ---------------------------------------------------------------
 
-from dialectkit import MODELS, TYPES, mocks, _fresh_mocks  # noqa: E402,F401
+from dialectkit import MODELS, TYPES, mocks, sdk, _fresh_mocks  # noqa: E402,F401
+from clientkit import ok  # noqa: E402
 import dialectkit  # noqa: E402
 
 # A 1x1 PNG.
@@ -232,3 +233,25 @@ def test_every_backend_image(every, mocks, btype):
     assert r.status_code == 200, r.text
     [rec] = mocks[btype].requests
     assert PNG in json.dumps(rec.body)
+
+
+# -- the official Anthropic SDK ----------------------------------------------------------
+
+@pytest.mark.parametrize("btype", TYPES)
+def test_sdk_messages_create_stream_tools_image(every, mocks, sdk, btype):
+    base = every.url(f"/v1/sdk/{btype}")
+    model = MODELS[btype]
+    res = ok(sdk(case="messages_create", baseURL=base, model=model, prompt="Hi Anthropic SDK"))
+    assert "Hi Anthropic SDK" in res["text"] and res["stop_reason"] == "end_turn"
+    res = ok(sdk(case="messages_stream", baseURL=base, model=model, prompt="Stream SDK"))
+    assert "Stream SDK" in "".join(res["deltas"])
+    assert res["final"]["usage"]["input_tokens"] > 0
+    assert res["final"]["usage"]["output_tokens"] > 0
+    res = ok(sdk(case="messages_tools", baseURL=base, model=model))
+    assert res["first"]["stop_reason"] == "tool_use"
+    assert res["first"]["tool_uses"][0]["name"] == "get_weather"
+    assert res["second"]["block_types"] == ["text"]
+    mocks[btype].reset()
+    res = ok(sdk(case="messages_image", baseURL=base, model=model, png=PNG))
+    assert res["block_types"] == ["text"]
+    assert PNG in json.dumps(mocks[btype].requests[0].body)
