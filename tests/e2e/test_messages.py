@@ -255,3 +255,70 @@ def test_sdk_messages_create_stream_tools_image(every, mocks, sdk, btype):
     res = ok(sdk(case="messages_image", baseURL=base, model=model, png=PNG))
     assert res["block_types"] == ["text"]
     assert PNG in json.dumps(mocks[btype].requests[0].body)
+
+
+# -- access, limits and the ledger speak Messages too ----------------------------------
+
+from accesskit import new_key, sqlite_rows, wait_rows  # noqa: E402
+
+KEY, ENTRY = new_key("team-msg")
+SLOW, SLOW_ENTRY = new_key("team-slow", limits={"rpm": 1})
+
+
+@pytest.fixture(scope="module")
+def guarded(request, module_so, mock, claude):
+    yaml = harness.to_yaml({
+        "backends": [harness.openai_backend("gpt", mock.url, DEFAULT_KEY, defaultModel=GPT,
+                                            maxRetries=0),
+                     claude_backend("claude", claude)],
+        "routes": [harness.route("msg", "/v1/messages", "gpt"),
+                   harness.route("msg-claude", "/v1/claude/messages", "claude")],
+        "access": {"keys": [ENTRY, SLOW_ENTRY]},
+        "pricing": {GPT: {"input": "10", "output": "30"},
+                    CLAUDE: {"input": "3", "output": "15"}},
+        "ledger": {"driver": "sqlite3", "params": "ledger/ledger.db"},
+    }) + "\n"
+    h = start_gateway(request, "messages-access", yaml)
+    h.ledger = str(h.root / "ledger" / "ledger.db")
+    return h
+
+
+def test_missing_key_is_anthropic_401(guarded):
+    r = post(guarded.url("/v1/messages"), msg("no key"),
+             headers=dict(ANTHROPIC_HEADERS, Authorization=""))
+    assert r.status_code == 401, r.text
+    body = r.json()
+    assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
+
+
+@pytest.mark.parametrize("path,model", [("/v1/messages", GPT), ("/v1/claude/messages", CLAUDE)])
+def test_x_api_key_usage_goes_to_the_ledger(guarded, path, model):
+    r = post(guarded.url(path), msg("count my spend", model=model),
+             headers=dict(ANTHROPIC_HEADERS, Authorization="", **{"x-api-key": KEY}))
+    assert r.status_code == 200, r.text
+    assert float(r.headers["x-llmgw-cost"]) > 0
+    route = "msg" if path == "/v1/messages" else "msg-claude"
+    rows = wait_rows(lambda: sqlite_rows(guarded.ledger, f"route = '{route}'"), 1)
+    assert rows[-1]["name"] == "team-msg" and rows[-1]["status"] == 200
+    assert rows[-1]["prompt_tokens"] > 0 and rows[-1]["completion_tokens"] > 0
+    assert rows[-1]["model"] == model
+
+
+def test_rate_limit_is_anthropic_429(guarded):
+    hdrs = dict(ANTHROPIC_HEADERS, Authorization="", **{"x-api-key": SLOW})
+    assert post(guarded.url("/v1/messages"), msg("one"), headers=hdrs).status_code == 200
+    r = post(guarded.url("/v1/messages"), msg("two"), headers=hdrs)
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["type"] == "rate_limit_error"
+    assert "retry-after" in r.headers
+
+
+def test_stream_usage_goes_to_the_ledger(guarded):
+    r = post(guarded.url("/v1/messages"), msg("stream spend", stream=True),
+             headers=dict(ANTHROPIC_HEADERS, Authorization="", **{"x-api-key": KEY}),
+             stream=True)
+    assert r.status_code == 200
+    read_sse(r)
+    rows = wait_rows(lambda: sqlite_rows(guarded.ledger, "requested_model = 'gpt-mock' AND "
+                                                         "completion_tokens > 0"), 1)
+    assert rows
