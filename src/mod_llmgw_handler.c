@@ -32,6 +32,7 @@
 #include "llmgw_ingress.h"
 #include "llmgw_responses.h"
 #include "llmgw_responses_store.h"
+#include "llmgw_responses_db.h"
 
 /* Largest first buffer for a request body, whatever Content-Length says. */
 #define BODY_PREALLOC_MAX (256 * 1024)
@@ -47,6 +48,7 @@ static llmgw_google_auth_t *child_google_auth;
 
 void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    llmgw_ingress_glue_child_init(pchild, s);
     apr_status_t rv = llmgw_upstream_child_create(&child_upstream, pchild, 64);
     if (rv != APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
@@ -80,6 +82,13 @@ typedef struct {
     llmgw_ingress_stream_t ist; /* the dialect's stream encoder */
     int ist_ready, ist_failed;  /* initialised; ended by an in-band error */
     llmgw_route_sub_e sub;      /* the sub-path of a dialect route */
+    /* Responses with a response store (ingress.md 5) */
+    llmgw_responses_db_t *store; /* NULL: none (no ledger, or it failed to open) */
+    const char *owner;           /* the key or principal asking; NULL: an open gateway */
+    json_t *input;               /* the client's input, item_reference resolved */
+    json_t *chain;               /* records of previous_response_id, oldest first; or NULL */
+    int recorded;                /* the record of this answer was written */
+    int history;                 /* the input named stored items or a previous response */
 
     /* remote images, fetched once for every member with the same imageFetch */
     const llmgw_image_fetch_t *images_cfg; /* settings of the last fetch; NULL: none yet */
@@ -388,6 +397,77 @@ static int answered_natively(const req_t *q)
     return q->ing && res->backend && llmgw_ingress_is_native(q->ing, res->backend->type);
 }
 
+/*
+ * Store the response object @p response as its record (ingress.md 5.3),
+ * before it leaves: an immediate follow-up turn must find it. A failure is
+ * logged and the answer still goes out (the client's next turn then gets
+ * previous_response_not_found, which says what happened).
+ */
+static void record_response(req_t *q, const json_t *response, int native_stored)
+{
+    const llmgw_dispatch_result_t *res = q->d ? llmgw_dispatch_result(q->d) : NULL;
+    llmgw_responses_record_in_t in;
+    json_t *record = NULL;
+    const char *msg = NULL;
+    apr_status_t rv;
+
+    if (!q->store || q->recorded || !response || !q->in.store || !q->input)
+        return;
+    q->recorded = 1;
+    memset(&in, 0, sizeof(in));
+    in.client = q->client;
+    in.input = q->input;
+    in.response = response;
+    in.owner = q->owner;
+    in.backend = res && res->backend ? res->backend->name : NULL;
+    in.native_stored = native_stored;
+    in.ttl = LLMGW_RESPONSES_TTL;
+    if (llmgw_responses_record(q->r->pool, &in, &record) != APR_SUCCESS)
+        return; /* not a storable response (store:false, in progress) */
+    rv = llmgw_responses_db_put(q->store, q->r->pool, record, &msg);
+    if (rv != APR_SUCCESS)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, q->r,
+                      LLMGW_LOGNO(00362) "response %s not stored: %s",
+                      llmgw_json_str(response, "id") ? llmgw_json_str(response, "id") : "-",
+                      msg ? msg : "error");
+}
+
+/* The Response object of a native answer (a body, or a terminal stream frame). */
+static void record_native(req_t *q, const char *data, apr_size_t len, int frame)
+{
+    json_t *response = NULL;
+
+    if (!q->store || q->route->api != LLMGW_API_RESPONSES)
+        return;
+    if (frame) {
+        llmgw_sse_event_t ev;
+        const char *d = NULL, *end = data + len, *line = data;
+
+        /* A frame of the passthrough: "event: x\ndata: {...}\n\n". */
+        while (line && line < end) {
+            const char *nl = memchr(line, '\n', (apr_size_t)(end - line));
+            if ((apr_size_t)(end - line) > 6 && memcmp(line, "data: ", 6) == 0) {
+                d = line + 6;
+                break;
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+        if (!d)
+            return;
+        memset(&ev, 0, sizeof(ev));
+        ev.event = "";
+        ev.id = "";
+        ev.data = apr_pstrmemdup(q->r->pool, d, (apr_size_t)(end - d));
+        ev.data_len = strlen(ev.data);
+        response = llmgw_responses_native_terminal(q->r->pool, &ev);
+    }
+    else {
+        response = llmgw_json_pool_own(q->r->pool, json_loadb(data, len, 0, NULL));
+    }
+    if (response)
+        record_response(q, response, !json_is_false(json_object_get(q->client, "store")));
+}
+
 /* A canonical chat.completion, as the client's dialect answers it. */
 static apr_status_t dialect_answer(req_t *q, const char *body, apr_size_t len)
 {
@@ -405,6 +485,7 @@ static apr_status_t dialect_answer(req_t *q, const char *body, apr_size_t len)
                                              "The upstream answer could not be translated."));
         return APR_SUCCESS;
     }
+    record_response(q, out, 0);
     text = llmgw_json_dump(q->r->pool, out, &n);
     send_json(q, HTTP_OK, text, n);
     return APR_SUCCESS;
@@ -418,8 +499,11 @@ static apr_status_t sink_answer(void *baton, const char *body, apr_size_t len)
     set_usage_env(q, &res->usage, res->model);
     if (q->ing && !answered_natively(q))
         dialect_answer(q, body, len);
-    else
+    else {
+        if (q->ing)
+            record_native(q, body, len, 0);
         send_json(q, HTTP_OK, body, len);
+    }
     return q->r->connection->aborted ? LLMGW_ECLIENTGONE : APR_SUCCESS;
 }
 
@@ -445,7 +529,12 @@ static apr_status_t sink_open(void *baton)
 static apr_status_t dialect_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
                                  const char *data, apr_size_t len)
 {
-    return pass_frame(baton, data, len);
+    req_t *q = baton;
+
+    /* The terminal event: the record is written before it leaves. */
+    if (kind == LLMGW_CHUNK_FINAL && q->store && q->route->api == LLMGW_API_RESPONSES)
+        record_response(q, llmgw_responses_stream_response(&q->ist), 0);
+    return pass_frame(q, data, len);
 }
 
 static apr_status_t dialect_stream(req_t *q)
@@ -494,8 +583,13 @@ static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_
 
     if (q->client_gone)
         return LLMGW_ECLIENTGONE;
-    if (!q->ing || answered_natively(q))
+    if (!q->ing)
         return pass_frame(q, frame, len);
+    if (answered_natively(q)) {
+        if (kind == LLMGW_CHUNK_FINAL)
+            record_native(q, frame, len, 1);
+        return pass_frame(q, frame, len);
+    }
     if (q->ist_failed || !json_is_object(chunk))
         return APR_SUCCESS;
     if (dialect_stream(q) != APR_SUCCESS || q->ing->stream_chunk(&q->ist, chunk) != APR_SUCCESS)
@@ -737,11 +831,21 @@ static llmgw_error_t *prepare_dialect(req_t *q, llmgw_call_t *call)
         call->raw_body = q->call.raw_body;
         call->raw_len = q->call.raw_len;
         call->headers_in = q->r->headers_in;
+        /* History from the gateway's store: a backend that stored the last
+         * turn itself continues upstream, any other gets it inline. */
+        if (q->history &&
+            !(q->chain && llmgw_responses_native_continues(
+                              json_array_get(q->chain, json_array_size(q->chain) - 1), b->name))) {
+            call->body =
+                llmgw_responses_native_body(q->r->pool, q->client, q->chain, q->input, b->name);
+            call->raw_body = NULL;
+            call->raw_len = 0;
+        }
         return NULL;
     }
     call->raw_body = NULL; /* the canonical form was built, never received */
     call->raw_len = 0;
-    if (q->in.needs_history)
+    if (q->in.needs_history && !q->in.canonical)
         return llmgw_responses_error_store_disabled(q->r->pool, q->client);
     if ((err = q->ing->check_backend(q->r->pool, q->client, b->type, b->unsupported_drop,
                                      call->dropped)) != NULL)
@@ -1040,6 +1144,57 @@ static int serve_call(req_t *q, json_t *body)
 }
 
 /*
+ * The store's part of a Responses request (ingress.md 5.4): item_reference
+ * items are looked up (owner-scoped), previous_response_id's chain is
+ * walked, and the canonical request is built from history + input.
+ * DECLINED to go on, else the request was answered (a 400).
+ */
+static int with_history(req_t *q, const json_t *body)
+{
+    request_rec *r = q->r;
+    apr_time_t now = apr_time_sec(r->request_time);
+    json_t *ids = llmgw_responses_referenced_ids(r->pool, body), *items = NULL, *id, *hist = NULL;
+    const char *prev = q->in.previous_response_id, *msg = NULL;
+    llmgw_error_t *err = NULL;
+    size_t i;
+
+    q->owner = apr_table_get(r->subprocess_env, "LLMGW_KEY");
+    if (json_array_size(ids) > 0) {
+        items = llmgw_json_pool_own(r->pool, json_object());
+        json_array_foreach (ids, i, id) {
+            json_t *item = NULL;
+            if (llmgw_responses_db_item(q->store, r->pool, json_string_value(id), q->owner, now,
+                                        &item, &msg) == APR_SUCCESS)
+                json_object_set(items, json_string_value(id), item);
+        }
+    }
+    if (llmgw_responses_resolve_input(r->pool, body, items, &q->input, &err) != APR_SUCCESS)
+        return send_error(q, err);
+    if (!q->in.needs_history)
+        return DECLINED;
+    q->history = 1;
+    if (prev) {
+        const char *at = prev;
+        int depth = 0;
+
+        q->chain = llmgw_json_pool_own(r->pool, json_array());
+        while (at && depth++ < LLMGW_RESPONSES_MAX_DEPTH) {
+            json_t *rec = NULL;
+            if (llmgw_responses_db_get(q->store, r->pool, at, q->owner, now, &rec, &msg) !=
+                APR_SUCCESS)
+                return send_error(q, llmgw_responses_error_previous_not_found(r->pool, prev));
+            json_array_insert(q->chain, 0, rec);
+            at = llmgw_json_str(rec, "previous_response_id");
+        }
+        if (llmgw_responses_history(r->pool, q->chain, prev, &hist, &err) != APR_SUCCESS)
+            return send_error(q, err);
+    }
+    if (llmgw_responses_expand(r->pool, body, hist, q->input, &q->in, &err) != APR_SUCCESS)
+        return send_error(q, err);
+    return DECLINED;
+}
+
+/*
  * A client dialect's request (ingress.md 2.1): decoded and validated into
  * the canonical chat request, which the dispatcher sends on like a chat
  * request; the answer is encoded back by the sink.
@@ -1056,11 +1211,16 @@ static int serve_dialect(req_t *q, json_t *body)
                                  : llmgw_error_make(r->pool, 400, "invalid_request_error", NULL,
                                                     NULL, "The request could not be decoded."));
     if (q->route->api == LLMGW_API_RESPONSES) {
+        int rc;
+
+        q->store = llmgw_ingress_glue_store(r, q->gw);
         /* No response store: store:true is answered as store:false
          * (ingress.md 5.5, checklist 8). previous_response_id and
          * item_reference can still go to a native backend, which has the
          * history (checklist 20); prepare_dialect refuses the others. */
-        q->echo = llmgw_responses_echo_request(r->pool, body, 0);
+        q->echo = llmgw_responses_echo_request(r->pool, body, q->store ? q->in.store : 0);
+        if (q->store && (rc = with_history(q, body)) != DECLINED)
+            return rc;
     }
     return serve_call(q, q->in.canonical ? q->in.canonical : body);
 }

@@ -23,6 +23,8 @@
 #include "llmgw_responses_store.h"
 #include "llmgw_redact.h"
 #include "llmgw_google_auth.h"
+#include "llmgw_responses_db.h"
+#include <apr_thread_mutex.h>
 
 static int send_body(request_rec *r, int status, const char *body, apr_size_t len)
 {
@@ -171,20 +173,99 @@ int llmgw_ingress_glue_count(request_rec *r, const llmgw_config_t *gw, const llm
 /* ---------------------------------------------------------------------- */
 /* Stored responses (ingress.md 3.7, 5.5)                                  */
 
+/* The query value @p name, or NULL. */
+static const char *arg(request_rec *r, const char *name)
+{
+    apr_table_t *args = NULL;
+
+    ap_args_to_table(r, &args);
+    return args ? apr_table_get(args, name) : NULL;
+}
+
+/*
+ * GET / DELETE / input_items from the gateway's store, for the key that
+ * created the response only (another key's id is as unknown as a missing
+ * one: 404). DECLINED when the store does not have it and the route's
+ * native backend may (it stored its own responses upstream).
+ */
+static int from_store(request_rec *r, const llmgw_config_t *gw, const llmgw_route_match_t *m)
+{
+    struct llmgw_responses_db_t *db = llmgw_ingress_glue_store(r, gw);
+    const char *owner = apr_table_get(r->subprocess_env, "LLMGW_KEY"), *msg = NULL;
+    const json_t *body = NULL;
+    json_t *record = NULL, *page = NULL;
+    llmgw_error_t *err = NULL;
+    apr_status_t rv;
+
+    if (!db)
+        return DECLINED;
+    if (r->method_number == M_DELETE) {
+        rv = llmgw_responses_db_delete(db, r->pool, m->resource_id, owner, &msg);
+        if (rv == APR_NOTFOUND)
+            return llmgw_ingress_is_native(&llmgw_ingress_responses, m->route->backend->type)
+                       ? DECLINED
+                       : send_err(r, gw, llmgw_responses_error_not_found(r->pool, m->resource_id));
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, LLMGW_LOGNO(00363) "response store: %s",
+                          msg ? msg : "error");
+            return send_err(r, gw,
+                            llmgw_error_make(r->pool, 503, NULL, "store_unavailable", NULL,
+                                             "The response store cannot be reached."));
+        }
+        body = llmgw_responses_deleted(r->pool, m->resource_id);
+    }
+    else {
+        rv = llmgw_responses_db_get(db, r->pool, m->resource_id, owner,
+                                    apr_time_sec(r->request_time), &record, &msg);
+        if (rv == APR_NOTFOUND)
+            return llmgw_ingress_is_native(&llmgw_ingress_responses, m->route->backend->type)
+                       ? DECLINED
+                       : send_err(r, gw, llmgw_responses_error_not_found(r->pool, m->resource_id));
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, LLMGW_LOGNO(00364) "response store: %s",
+                          msg ? msg : "error");
+            return send_err(r, gw,
+                            llmgw_error_make(r->pool, 503, NULL, "store_unavailable", NULL,
+                                             "The response store cannot be reached."));
+        }
+        if (m->sub == LLMGW_SUB_INPUT_ITEMS) {
+            if (llmgw_responses_input_items(r->pool, record, arg(r, "after"), arg(r, "limit"),
+                                            arg(r, "order"), &page, &err) != APR_SUCCESS)
+                return send_err(r, gw, err);
+            body = page;
+        }
+        else if (llmgw_responses_retrieve(r->pool, record, arg(r, "stream"),
+                                          arg(r, "starting_after"), &body, &err) != APR_SUCCESS) {
+            return send_err(r, gw, err);
+        }
+    }
+    {
+        apr_size_t len;
+        const char *text = llmgw_json_dump(r->pool, body, &len);
+        return send_body(r, 200, text, len);
+    }
+}
+
 int llmgw_ingress_glue_sub(request_rec *r, const llmgw_config_t *gw, const llmgw_route_t *route,
                            const llmgw_route_match_t *m, llmgw_upstream_t *up)
 {
     const llmgw_backend_t *b = route->backend;
+    int rv;
     llmgw_http_request_t req;
     llmgw_upstream_result_t res;
     llmgw_error_t *err = NULL;
 
     if (m->sub == LLMGW_SUB_CANCEL)
         return send_err(r, gw, llmgw_responses_error_cancel(r->pool));
+    if ((rv = from_store(r, gw, m)) != DECLINED)
+        return rv;
     /* Without a gateway store, only a route with one native backend has the
      * response: the one that made and stored it (ingress.md checklist 20). */
     if (!llmgw_ingress_is_native(&llmgw_ingress_responses, b->type))
-        return send_err(r, gw, llmgw_responses_error_store_disabled_endpoint(r->pool));
+        return send_err(r, gw,
+                        llmgw_ingress_glue_store(r, gw)
+                            ? llmgw_responses_error_not_found(r->pool, m->resource_id)
+                            : llmgw_responses_error_store_disabled_endpoint(r->pool));
     memset(&req, 0, sizeof(req));
     if (llmgw_responses_native_resource(r->pool, b, r->method_number == M_DELETE ? "DELETE" : "GET",
                                         m->resource_id,
@@ -219,4 +300,52 @@ const char *llmgw_ingress_glue_models(request_rec *r, const json_t *openai_list,
     page = llmgw_messages_models_json(r->pool, llmgw_messages_model_ids(r->pool, openai_list),
                                       created, limit ? atoi(limit) : 0, after, before);
     return llmgw_json_dump(r->pool, page, len);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The response store of a gateway: one connection per child               */
+
+static apr_pool_t *child_pool;
+static apr_thread_mutex_t *child_mutex;
+static apr_hash_t *child_stores; /* const llmgw_ledger_cfg_t * -> llmgw_responses_db_t *, or
+                                    &store_failed once opening it failed */
+static char store_failed;
+
+void llmgw_ingress_glue_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    child_pool = pchild;
+    child_stores = apr_hash_make(pchild);
+    if (apr_thread_mutex_create(&child_mutex, APR_THREAD_MUTEX_DEFAULT, pchild) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     LLMGW_LOGNO(00360) "cannot create the response store mutex of this child");
+        child_mutex = NULL;
+    }
+}
+
+llmgw_responses_db_t *llmgw_ingress_glue_store(request_rec *r, const llmgw_config_t *gw)
+{
+    llmgw_responses_db_t *db = NULL;
+    void *v;
+
+    if (!gw->ledger || !child_mutex)
+        return NULL;
+    apr_thread_mutex_lock(child_mutex);
+    v = apr_hash_get(child_stores, &gw->ledger, sizeof(gw->ledger));
+    if (!v) {
+        const char *msg = NULL;
+        apr_status_t rv = llmgw_responses_db_open(&db, child_pool, gw->ledger, &msg);
+        if (rv != APR_SUCCESS) {
+            /* Logged once per child: the gateway then answers as one without a store. */
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r,
+                          LLMGW_LOGNO(00361) "response store (ledger %s): %s; responses are "
+                                             "not stored by this process",
+                          gw->ledger->driver, msg ? msg : "error");
+            db = NULL;
+        }
+        v = db ? (void *)db : (void *)&store_failed;
+        apr_hash_set(child_stores, apr_pmemdup(child_pool, &gw->ledger, sizeof(gw->ledger)),
+                     sizeof(gw->ledger), v);
+    }
+    apr_thread_mutex_unlock(child_mutex);
+    return v == &store_failed ? NULL : v;
 }

@@ -91,6 +91,10 @@ int llmgw_ingress_glue_count(request_rec *r, const llmgw_config_t *gw, const llm
                              llmgw_upstream_t *up, struct llmgw_google_auth_t *ga);
 int llmgw_ingress_glue_sub(request_rec *r, const llmgw_config_t *gw, const llmgw_route_t *route,
                            const llmgw_route_match_t *m, llmgw_upstream_t *up);
+/* The response store of @p gw's ledger for this child (opened on first use), or NULL. */
+struct llmgw_responses_db_t;
+void llmgw_ingress_glue_child_init(apr_pool_t *pchild, server_rec *s);
+struct llmgw_responses_db_t *llmgw_ingress_glue_store(request_rec *r, const llmgw_config_t *gw);
 /* Anthropic's model list when the client sent anthropic-version, else NULL. */
 const char *llmgw_ingress_glue_models(request_rec *r, const json_t *openai_list,
                                       apr_int64_t created, apr_size_t *len);

@@ -82,9 +82,11 @@ def routes(extra=()):
     return out + list(extra)
 
 
-def start(request, name, mocks, extra_routes=(), **conf):
-    yaml = harness.gateway_yaml(backends(mocks), routes(extra_routes))
-    return start_gateway(request, name, yaml, **conf)
+def start(request, name, mocks, extra_routes=(), top=None, **conf):
+    """The gateway; `top`: more top-level gateway.yaml sections (access, ledger, pricing)."""
+    doc = {"backends": backends(mocks), "routes": routes(extra_routes)}
+    doc.update(top or {})
+    return start_gateway(request, name, harness.to_yaml(doc) + "\n", **conf)
 
 
 SDK_DIR = harness.HERE / "sdk-ingress"
@@ -95,4 +97,5 @@ SDK_PACKAGES = ["openai", "@anthropic-ai/sdk", "ai", "@ai-sdk/openai", "@langcha
 def sdk():
     """run(case=..., baseURL=..., model=...) -> the result of sdk-ingress/ingress_client.mjs."""
     run = node_runner(SDK_DIR, SDK_PACKAGES, "the ingress clients")
-    return lambda **spec: run("ingress_client.mjs", apiKey="client-key-not-a-secret", **spec)
+    return lambda **spec: run("ingress_client.mjs",
+                              **dict({"apiKey": "client-key-not-a-secret"}, **spec))

@@ -321,3 +321,119 @@ def test_langchain_responses_api(every, sdk, btype):
     res = ok(sdk(case="langchain", baseURL=every.url(f"/v1/{btype}"), model=MODELS[btype],
                  prompt="Hi LangChain"))
     assert "Hi LangChain" in res["text"]
+
+
+# -- the response store (sqlite ledger) -------------------------------------------------
+
+from accesskit import new_key  # noqa: E402
+
+OWNER, OWNER_ENTRY = new_key("team-a")
+STRANGER, STRANGER_ENTRY = new_key("team-b")
+
+
+@pytest.fixture(scope="module")
+def stored(request, module_so, mocks):
+    h = dialectkit.start(request, "responses-store", mocks, top={
+        "access": {"keys": [OWNER_ENTRY, STRANGER_ENTRY]},
+        "ledger": {"driver": "sqlite3", "params": "ledger/ledger.db"}})
+    h.db = str(h.root / "ledger" / "ledger.db")
+    return h
+
+
+def as_(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_store_previous_response_id_on_translated_backend(stored, mocks):
+    url = stored.url("/v1/anthropic/responses")
+    r1 = post(url, req("Weather in Paris?", model=MODELS["anthropic"], tools=[TOOL],
+                       instructions="Turn one only."), headers=as_(OWNER))
+    assert r1.status_code == 200, r1.text
+    first = r1.json()
+    assert first["store"] is True and first["id"].startswith("resp_gw")
+    [call] = [o for o in first["output"] if o["type"] == "function_call"]
+    r2 = post(url, req([{"type": "function_call_output", "call_id": call["call_id"],
+                         "output": "sunny"}], model=MODELS["anthropic"], tools=[TOOL],
+                       previous_response_id=first["id"]), headers=as_(OWNER))
+    assert r2.status_code == 200, r2.text
+    assert r2.json()["previous_response_id"] == first["id"]
+    sent = mocks["anthropic"].requests[-1].body
+    # turn-1 input, turn-1 output, the new output item; turn-1 instructions absent
+    assert sent["messages"][0]["content"] in ("Weather in Paris?",
+                                              [{"type": "text", "text": "Weather in Paris?"}])
+    assert sent["messages"][1]["content"][-1]["type"] == "tool_use"
+    assert sent["messages"][2]["content"][0]["type"] == "tool_result"
+    assert "Turn one only." not in json.dumps(sent)
+
+
+def test_store_retrieve_input_items_delete(stored):
+    url = stored.url("/v1/mistral/responses")
+    rid = post(url, req("Keep this", model=MODELS["mistral"]), headers=as_(OWNER)).json()["id"]
+    got = harness.get(stored.url(f"/v1/mistral/responses/{rid}"), headers=as_(OWNER))
+    assert got.status_code == 200 and got.json()["id"] == rid
+    items = harness.get(stored.url(f"/v1/mistral/responses/{rid}/input_items"),
+                        headers=as_(OWNER)).json()
+    assert items["object"] == "list" and all(i.get("id") for i in items["data"])
+    # another key: as unknown as a missing id
+    assert harness.get(stored.url(f"/v1/mistral/responses/{rid}"),
+                       headers=as_(STRANGER)).status_code == 404
+    r = post(url, req("Again", model=MODELS["mistral"], previous_response_id=rid),
+             headers=as_(STRANGER))
+    harness.assert_openai_error(r, 400, "previous_response_not_found")
+    gone = harness._request("DELETE", stored.url(f"/v1/mistral/responses/{rid}"), None,
+                            as_(OWNER), "t", False, 30, None)
+    assert gone.status_code == 200 and gone.json() == {"id": rid, "object": "response",
+                                                       "deleted": True}
+    assert harness.get(stored.url(f"/v1/mistral/responses/{rid}"),
+                       headers=as_(OWNER)).status_code == 404
+
+
+def test_store_false_is_not_stored(stored):
+    url = stored.url("/v1/meta/responses")
+    out = post(url, req("Forget", model=MODELS["meta"], store=False), headers=as_(OWNER)).json()
+    assert out["store"] is False
+    assert harness.get(stored.url(f"/v1/meta/responses/{out['id']}"),
+                       headers=as_(OWNER)).status_code == 404
+
+
+def test_store_stream_record_written_before_the_end(stored):
+    url = stored.url("/v1/google/responses")
+    r = post(url, req("Stream and keep", model=MODELS["google"], stream=True),
+             headers=as_(OWNER), stream=True)
+    events = [json.loads(d) for _, d in read_sse(r).events]
+    rid = events[-1]["response"]["id"]
+    r2 = post(url, req("And then?", model=MODELS["google"], previous_response_id=rid),
+              headers=as_(OWNER))
+    assert r2.status_code == 200, r2.text
+
+
+def test_store_history_crosses_backend_types(stored, mocks):
+    r1 = post(stored.url("/v1/anthropic/responses"), req("Remember tangerine",
+                                                          model=MODELS["anthropic"]),
+              headers=as_(OWNER))
+    rid = r1.json()["id"]
+    r2 = post(stored.url("/v1/openai/responses"),
+              req("What was it?", model=MODELS["openai"], previous_response_id=rid),
+              headers=as_(OWNER))
+    assert r2.status_code == 200, r2.text
+    sent = mocks["openai"].requests[-1].body
+    # the native backend did not make turn 1: it gets the history inline
+    assert "previous_response_id" not in sent
+    assert "Remember tangerine" in json.dumps(sent["input"])
+
+
+def test_store_native_continues_upstream(stored, mocks):
+    url = stored.url("/v1/openai/responses")
+    rid = post(url, req("Native turn one"), headers=as_(OWNER)).json()["id"]
+    r2 = post(url, req("Native turn two", previous_response_id=rid), headers=as_(OWNER))
+    assert r2.status_code == 200, r2.text
+    assert mocks["openai"].requests[-1].body["previous_response_id"] == rid
+
+
+@pytest.mark.parametrize("btype", TYPES)
+def test_store_sdk_previous_and_vercel_item_reference(stored, sdk, btype):
+    base = stored.url(f"/v1/{btype}")
+    res = ok(sdk(case="responses_previous", baseURL=base, model=MODELS[btype], apiKey=OWNER))
+    assert res["second"]["status"] == "completed"
+    res = ok(sdk(case="ai_tool", baseURL=base, model=MODELS[btype], apiKey=OWNER, store=True))
+    assert res["toolCalls"][0] == "get_weather" and res["executed"]
