@@ -17,6 +17,7 @@ stream is the documented event sequence with sequence_number 0..n and no [DONE].
 
 import json
 import re
+import secrets
 import threading
 import time
 
@@ -51,6 +52,9 @@ class MockResponses(MockOpenAI):
         super().__init__(keys=keys, models=models, host=host)
         self.stored = {}
         self._store_lock = threading.Lock()
+        # Ids unique across mock instances, as the real service's are: two mocks behind one
+        # gateway store must not both answer "resp_mock3".
+        self.tag = secrets.token_hex(3)
 
     def reset(self):
         super().reset()
@@ -157,6 +161,7 @@ class MockResponses(MockOpenAI):
         items = [{"type": "message", "role": "user", "content": inp}] \
             if isinstance(inp, str) else list(inp)
         seq = next(self._seq)
+        seq = f"{self.tag}x{seq}"
         rid = f"resp_mock{seq}"
         output = self.plan_output(body, history + items, fault, seq)
         words = sum(len(_text_of(i.get("content")).split()) for i in history + items)
@@ -283,6 +288,9 @@ class MockAzureResponses(MockAzure):
         super().__init__(keys=keys, deployments=deployments, host=host)
         self.stored = {}
         self._store_lock = threading.Lock()
+        # Ids unique across mock instances, as the real service's are: two mocks behind one
+        # gateway store must not both answer "resp_mock3".
+        self.tag = secrets.token_hex(3)
 
     def reset(self):
         super().reset()

@@ -77,6 +77,8 @@ def test_translated_answer_is_a_message(gw, mock):
     assert r.headers["x-llmgw-backend"] == "gpt"
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 def test_translated_stream_is_messages_events(gw, mock):
     r = post(gw.url("/v1/messages"), msg("Stream it", stream=True), headers=ANTHROPIC_HEADERS,
              stream=True)
@@ -104,6 +106,8 @@ def test_native_anthropic_gets_the_client_request(gw, claude):
     assert rec.headers.get("anthropic-version") == "2023-06-01"
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 def test_native_anthropic_stream_passes_events(gw, claude):
     r = post(gw.url("/v1/claude/messages"), msg("Native stream", model=CLAUDE, stream=True),
              headers=ANTHROPIC_HEADERS, stream=True)
@@ -112,6 +116,8 @@ def test_native_anthropic_stream_passes_events(gw, claude):
     assert types[0] == "message_start" and types[-1] == "message_stop"
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 def test_pool_falls_over_from_claude_to_gpt(gw, mock, claude):
     claude.script(Fault(status=529))
     r = post(gw.url("/v1/pool/messages"), msg("Fall over", model="pool"),
@@ -181,6 +187,8 @@ def test_every_backend_text(every, mocks, btype):
     assert len(mocks[btype].requests) == 1
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 @pytest.mark.parametrize("btype", TYPES)
 def test_every_backend_stream(every, mocks, btype):
     r = post(every.url(f"/v1/{btype}/messages"),
@@ -322,3 +330,69 @@ def test_stream_usage_goes_to_the_ledger(guarded):
     rows = wait_rows(lambda: sqlite_rows(guarded.ledger, "requested_model = 'gpt-mock' AND "
                                                          "completion_tokens > 0"), 1)
     assert rows
+
+
+# -- failures after the commit point, and a client that leaves -----------------------------
+
+@pytest.mark.mpm
+@pytest.mark.h2
+def test_mid_stream_failure_is_an_error_event_without_message_stop(gw, mock):
+    mock.script(Fault(chunks=["partial ", "answer ", "never ", "finished"], drop_after=3))
+    r = post(gw.url("/v1/messages"), msg("cut me", stream=True), headers=ANTHROPIC_HEADERS,
+             stream=True)
+    assert r.status_code == 200
+    events = [json.loads(d) for _, d in read_sse(r).events]
+    types = [e["type"] for e in events]
+    assert "content_block_delta" in types
+    assert types[-1] == "error" and "message_stop" not in types
+    assert events[-1]["error"]["type"] in ("api_error", "overloaded_error")
+
+
+@pytest.mark.mpm
+@pytest.mark.h2
+def test_client_leaving_aborts_the_upstream(gw, mock):
+    mock.script(Fault(chunks=[f"w{i} " for i in range(20)], chunk_delay=0.3))
+    r = post(gw.url("/v1/messages"), msg("leave early", stream=True), headers=ANTHROPIC_HEADERS,
+             stream=True)
+    assert r.status_code == 200
+    read_sse(r, on_event=lambda d: json.loads(d)["type"] == "content_block_delta")
+    r.close()
+    rec = mock.wait_outcome(0, timeout=5)
+    assert rec.outcome == "client_closed", rec
+
+
+def test_every_member_failing_is_anthropic_shaped(gw, mock, claude):
+    claude.script(Fault(status=529))
+    mock.script(Fault(status=503))
+    r = post(gw.url("/v1/pool/messages"), msg("nobody home", model="pool"),
+             headers=ANTHROPIC_HEADERS)
+    assert r.status_code in (503, 529), r.text
+    body = r.json()
+    assert body["type"] == "error" and body["error"]["type"] == "overloaded_error"
+
+
+def test_count_tokens_where_the_backend_cannot_count(every):
+    r = post(every.url("/v1/mistral/messages/count_tokens"),
+             {"model": MODELS["mistral"], "messages": [{"role": "user", "content": "x"}]},
+             headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert "count_tokens is not supported" in r.json()["error"]["message"]
+
+
+def test_count_tokens_through_openai_input_tokens(every, mocks):
+    r = post(every.url("/v1/openai/messages/count_tokens?beta=true"),
+             {"model": MODELS["openai"], "system": "Be terse.",
+              "messages": [{"role": "user", "content": "count these words please"}]},
+             headers=ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    assert r.json()["input_tokens"] > 0
+    [rec] = mocks["openai"].requests
+    assert rec.path == "/v1/responses/input_tokens"
+    assert rec.body["instructions"] == "Be terse."
+
+
+def test_count_tokens_sdk(every, sdk):
+    res = ok(sdk(case="messages_count", baseURL=every.url("/v1/sdk/anthropic"),
+                 model=MODELS["anthropic"]))
+    assert res["input_tokens"] > 0

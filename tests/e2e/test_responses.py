@@ -82,6 +82,8 @@ def test_native_openai_gets_the_client_request(gw, oai):
     assert r.headers["x-llmgw-backend"] == "gpt"
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 def test_native_stream_passes_events(gw, oai):
     r = post(gw.url("/v1/responses"), req("Stream natively", stream=True), stream=True)
     assert r.status_code == 200, r.text
@@ -131,6 +133,8 @@ def test_translated_answer_is_a_response(gw, claude):
     assert rec.body["max_tokens"] == 50
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 def test_translated_stream_has_sequence_numbers_and_no_done(gw, claude):
     r = post(gw.url("/v1/claude/responses"), req("Stream it", model=CLAUDE, stream=True),
              stream=True)
@@ -180,6 +184,8 @@ def test_previous_response_id_without_store(gw, claude):
     harness.assert_openai_error(r, 400, "response_store_disabled")
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 def test_pool_falls_over_from_openai_to_claude(gw, oai, claude):
     oai.script(Fault(status=503))
     r = post(gw.url("/v1/pool/responses"), req("Fall over", model="pool"))
@@ -188,6 +194,8 @@ def test_pool_falls_over_from_openai_to_claude(gw, oai, claude):
     assert r.json()["id"].startswith("resp_gw")
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 def test_stream_failure_before_content_falls_over(gw, oai, claude):
     oai.script(Fault(drop_after=1))
     r = post(gw.url("/v1/pool/responses"), req("Fall over streaming", model="pool",
@@ -228,6 +236,8 @@ def test_every_backend_text(every, mocks, btype):
     assert len(mocks[btype].requests) == 1
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 @pytest.mark.parametrize("btype", TYPES)
 def test_every_backend_stream(every, mocks, btype):
     r = post(every.url(f"/v1/{btype}/responses"),
@@ -396,6 +406,8 @@ def test_store_false_is_not_stored(stored):
                        headers=as_(OWNER)).status_code == 404
 
 
+@pytest.mark.mpm
+@pytest.mark.h2
 def test_store_stream_record_written_before_the_end(stored):
     url = stored.url("/v1/google/responses")
     r = post(url, req("Stream and keep", model=MODELS["google"], stream=True),
