@@ -20,15 +20,18 @@
 enum { S_GET, S_ITEM, S_PUT, S_PUT_ITEM, S_DEL, S_DEL_ITEMS, S_PURGE, S_PURGE_ITEMS, S_COUNT };
 
 static const char *const statements[S_COUNT] = {
-    "SELECT record FROM llmgw_responses WHERE id = %s AND owner = %s AND expires_at > %s",
-    "SELECT item FROM llmgw_response_items WHERE id = %s AND owner = %s AND expires_at > %s",
-    "INSERT INTO llmgw_responses (id, owner, expires_at, record) VALUES (%s, %s, %s, %s)",
+    "SELECT record FROM llmgw_responses WHERE id = %s AND owner = %s AND expires_at > CAST(%s AS "
+    "BIGINT)",
+    "SELECT item FROM llmgw_response_items WHERE id = %s AND owner = %s AND expires_at > CAST(%s "
+    "AS BIGINT)",
+    "INSERT INTO llmgw_responses (id, owner, expires_at, record) VALUES (%s, %s, CAST(%s AS "
+    "BIGINT), %s)",
     "INSERT INTO llmgw_response_items (id, response_id, owner, expires_at, item) "
-    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+    "VALUES (%s, %s, %s, CAST(%s AS BIGINT), %s) ON CONFLICT (id) DO NOTHING",
     "DELETE FROM llmgw_responses WHERE id = %s AND owner = %s",
     "DELETE FROM llmgw_response_items WHERE response_id = %s AND owner = %s",
-    "DELETE FROM llmgw_responses WHERE expires_at <= %s",
-    "DELETE FROM llmgw_response_items WHERE expires_at <= %s",
+    "DELETE FROM llmgw_responses WHERE expires_at <= CAST(%s AS BIGINT)",
+    "DELETE FROM llmgw_response_items WHERE expires_at <= CAST(%s AS BIGINT)",
 };
 
 /* Both drivers take these as they are (BIGINT: seconds since the epoch). */
@@ -208,8 +211,9 @@ apr_status_t llmgw_responses_db_put(llmgw_responses_db_t *db, apr_pool_t *p, con
 {
     const char *id = llmgw_json_str(record, "id");
     const char *owner = llmgw_json_str(record, "owner");
-    const char *expires = apr_psprintf(p, "%" JSON_INTEGER_FORMAT,
-                                       json_integer_value(json_object_get(record, "expires_at")));
+    const char *expires =
+        apr_psprintf(p, "%" APR_INT64_T_FMT,
+                     (apr_int64_t)json_integer_value(json_object_get(record, "expires_at")));
     const char *text = llmgw_json_dump(p, record, NULL);
     int n, e;
 
