@@ -48,7 +48,6 @@ static llmgw_google_auth_t *child_google_auth;
 
 void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    llmgw_ingress_glue_child_init(pchild, s);
     apr_status_t rv = llmgw_upstream_child_create(&child_upstream, pchild, 64);
     if (rv != APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
@@ -57,6 +56,7 @@ void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s)
     if (rv != APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                      LLMGW_LOGNO(00012) "cannot create the Vertex AI token cache of this child");
+    llmgw_ingress_glue_child_init(pchild, s); /* the response stores of this child */
 }
 
 /* One client request. */
