@@ -30,13 +30,21 @@ typedef enum {
 } llmgw_backend_type_e;
 
 /** What a route serves; derived from the path suffix unless `api:` is set. */
-typedef enum { LLMGW_API_CHAT = 1, LLMGW_API_EMBEDDINGS = 2, LLMGW_API_MODELS = 4 } llmgw_api_e;
+typedef enum {
+    LLMGW_API_CHAT = 1,
+    LLMGW_API_EMBEDDINGS = 2,
+    LLMGW_API_MODELS = 4,
+    LLMGW_API_RESPONSES = 8, /**< the OpenAI Responses dialect (ingress.md 3) */
+    LLMGW_API_MESSAGES = 16  /**< the Anthropic Messages dialect (ingress.md 6) */
+} llmgw_api_e;
 
 /** Bits of llmgw_route_t.methods. */
 #define LLMGW_METHOD_GET 0x01
 #define LLMGW_METHOD_POST 0x02
 #define LLMGW_METHOD_HEAD 0x04
 #define LLMGW_METHOD_OPTIONS 0x08
+/** DELETE: only on the stored-response sub-paths of a responses route. */
+#define LLMGW_METHOD_DELETE 0x10
 
 /** A pool strategy (llmgw_strategy.h); built in or registered by another module. */
 typedef struct llmgw_strategy_t llmgw_strategy_t;

@@ -250,7 +250,8 @@ typedef struct {
 typedef struct {
     const llmgw_route_t *route;
     /**
-     * The client's request, not yet bound to a backend: pool, api, body,
+     * The client's request, not yet bound to a backend: pool, api (the
+     * canonical form's: chat for a client dialect), body,
      * raw_body/raw_len, stream, include_usage, created. Copied; the body is
      * borrowed and never changed.
      */
@@ -267,6 +268,14 @@ typedef struct {
     /** Pool members at their own limits are skipped like cooling ones (llmgw_pool.h); NULL: none */
     llmgw_pool_full_fn full;
     void *full_baton;
+    /**
+     * The translator for backend @p b, instead of llmgw_provider_get(b->type):
+     * a client dialect's passthrough for the backends that speak it natively
+     * (llmgw_ingress_passthrough). It must serve call->api. NULL: the
+     * providers' translators for every backend.
+     */
+    const llmgw_provider_t *(*translator)(void *baton, const llmgw_backend_t *b);
+    void *translator_baton;
 } llmgw_dispatch_params_t;
 
 typedef struct {

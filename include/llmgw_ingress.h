@@ -186,6 +186,26 @@ typedef struct llmgw_ingress_t {
 /** The dialect @p d, or NULL for LLMGW_DIALECT_CHAT. */
 const llmgw_ingress_t *llmgw_ingress_get(llmgw_dialect_e d);
 
+/**
+ * The registry: the dialect a route of @p api serves (LLMGW_API_RESPONSES,
+ * LLMGW_API_MESSAGES), NULL for the OpenAI apis (chat is the identity).
+ */
+const llmgw_ingress_t *llmgw_ingress_for_api(llmgw_api_e api);
+
+/** Does a backend of @p type speak dialect @p ing natively (passthrough)? */
+int llmgw_ingress_is_native(const llmgw_ingress_t *ing, llmgw_backend_type_e type);
+
+/**
+ * The translator the dispatcher uses for a native backend of @p ing: its
+ * build_request is native_request over call->body / raw_body (the client's
+ * own request) and call->headers_in; a 2xx body is passed on as it is
+ * (parse_response observes usage and model); stream events are passed on
+ * re-framed but unchanged, tagged by native_event, each with json_null() as
+ * their chunk (there is no chat chunk), and the terminal event is followed
+ * by the end frame (chunk NULL, no bytes). Static; NULL for an unknown table.
+ */
+const llmgw_provider_t *llmgw_ingress_passthrough(const llmgw_ingress_t *ing);
+
 extern const llmgw_ingress_t llmgw_ingress_responses;
 extern const llmgw_ingress_t llmgw_ingress_messages;
 

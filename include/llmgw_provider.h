@@ -58,20 +58,22 @@ typedef struct {
     apr_pool_t *pool; /**< request pool */
     const llmgw_backend_t *backend;
     llmgw_api_e api;
-    json_t *body;                /**< client's request, borrowed; do not modify */
-    const char *model;           /**< upstream model id to use (resolved; never NULL) */
-    int stream;                  /**< client asked for "stream": true */
-    int include_usage;           /**< client asked stream_options.include_usage */
-    apr_time_t created;          /**< seconds for `created` when the translator makes ids */
-    apr_array_header_t *dropped; /**< const char *: parameters dropped (unsupportedParams: drop);
-                                      only names the translator knows, as they become a header */
-    apr_array_header_t *ignored; /**< const char *: unknown client keys left out, or NULL; for the
-                                      log only, never a header (the client wrote them) */
-    const char *raw_body;        /**< the client's body as received (call->body parsed from it) */
-    apr_size_t raw_len;          /**< may be forwarded as is when nothing in it changes */
-    const char *access_token;    /**< OAuth2 token the glue obtained (Vertex AI), else NULL */
-    apr_hash_t *images;          /**< url -> const llmgw_image_t *: remote images the glue
-                                      fetched for remote_images, or NULL */
+    json_t *body;                  /**< client's request, borrowed; do not modify */
+    const char *model;             /**< upstream model id to use (resolved; never NULL) */
+    int stream;                    /**< client asked for "stream": true */
+    int include_usage;             /**< client asked stream_options.include_usage */
+    apr_time_t created;            /**< seconds for `created` when the translator makes ids */
+    apr_array_header_t *dropped;   /**< const char *: parameters dropped (unsupportedParams: drop);
+                                        only names the translator knows, as they become a header */
+    apr_array_header_t *ignored;   /**< const char *: unknown client keys left out, or NULL; for the
+                                        log only, never a header (the client wrote them) */
+    const char *raw_body;          /**< the client's body as received (call->body parsed from it) */
+    apr_size_t raw_len;            /**< may be forwarded as is when nothing in it changes */
+    const char *access_token;      /**< OAuth2 token the glue obtained (Vertex AI), else NULL */
+    apr_hash_t *images;            /**< url -> const llmgw_image_t *: remote images the glue
+                                        fetched for remote_images, or NULL */
+    const apr_table_t *headers_in; /**< client headers a dialect passthrough forwards
+                                        (anthropic-version, anthropic-beta), or NULL */
 } llmgw_call_t;
 
 /** An upstream request. Headers may hold secrets: never log them. */

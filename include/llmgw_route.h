@@ -6,7 +6,10 @@
  * verdict into a response (404 unknown_url, 405 with Allow, 204 with Allow
  * for OPTIONS) and sends the models JSON built here.
  *
- * A path matches a route exactly. A path "<models route>/<id>" also matches
+ * A path matches a route exactly. A responses route also serves "/{id}",
+ * "/{id}/input_items" and "/{id}/cancel" below its path, a messages route
+ * "/count_tokens" (ingress.md 1), each with its own methods (DELETE only
+ * there). A path "<models route>/<id>" also matches
  * a models route, with everything after "<path>/" as the model id, slashes
  * included (the glue passes r->uri, already URL-decoded by httpd; only an
  * encoded slash "%2F", which httpd leaves alone under `AllowEncodedSlashes
@@ -26,10 +29,22 @@ typedef enum {
     LLMGW_ROUTE_FOUND          /**< serve it */
 } llmgw_route_verdict_e;
 
+/** A dialect route's sub-path (ingress.md 1). */
+typedef enum {
+    LLMGW_SUB_NONE = 0,    /**< the route's own path */
+    LLMGW_SUB_RESPONSE,    /**< responses: "/{id}" (GET, DELETE) */
+    LLMGW_SUB_INPUT_ITEMS, /**< responses: "/{id}/input_items" (GET) */
+    LLMGW_SUB_CANCEL,      /**< responses: "/{id}/cancel" (POST) */
+    LLMGW_SUB_COUNT_TOKENS /**< messages: "/count_tokens" (POST) */
+} llmgw_route_sub_e;
+
 typedef struct {
     llmgw_route_verdict_e verdict;
     const llmgw_route_t *route; /**< set unless NOT_FOUND */
     const char *model_id;       /**< "/models/{id}": the id; else NULL */
+    llmgw_route_sub_e sub;      /**< a responses or messages route's sub-path */
+    const char *resource_id;    /**< the {id} of a responses sub-path, else NULL */
+    int sub_methods;            /**< LLMGW_METHOD_* bits the sub-path takes */
     const char *allow;          /**< the Allow header value, set unless NOT_FOUND */
 } llmgw_route_match_t;
 

@@ -38,7 +38,9 @@
 static const char *const backend_type_names[LLMGW_BACKEND_TYPE_COUNT + 1] = {
     "openai", "anthropic", "azure-openai", "google", "meta", "mistral", "pool", NULL};
 static const char *const unsupported_names[] = {"error", "drop", NULL};
-static const char *const api_names[] = {"chat", "embeddings", "models", NULL};
+/* Index i names the api 1 << i (llmgw_api_e). */
+static const char *const api_names[] = {"chat",      "embeddings", "models",
+                                        "responses", "messages",   NULL};
 /* In llmgw_recovery_e order. */
 static const char *const recovery_names[] = {"none", "continue", "buffer", NULL};
 
@@ -1212,6 +1214,18 @@ static apr_status_t key_route_backend(cfg_ctx_t *c, const cfg_key_t *k, const cf
     return APR_SUCCESS;
 }
 
+/* The api: value naming @p api. */
+static const char *api_name(llmgw_api_e api)
+{
+    int i;
+
+    for (i = 0; api_names[i]; i++) {
+        if (api == (llmgw_api_e)(1 << i))
+            return api_names[i];
+    }
+    return "?";
+}
+
 static int path_ends_with(const char *path, const char *suffix)
 {
     apr_size_t n = strlen(path), m = strlen(suffix);
@@ -1228,23 +1242,29 @@ static apr_status_t route_finish(cfg_ctx_t *c, const cfg_node_t *n, llmgw_route_
         r->api = path_ends_with(r->path, "/chat/completions") ? LLMGW_API_CHAT
                  : path_ends_with(r->path, "/embeddings")     ? LLMGW_API_EMBEDDINGS
                  : path_ends_with(r->path, "/models")         ? LLMGW_API_MODELS
+                 : path_ends_with(r->path, "/responses")      ? LLMGW_API_RESPONSES
+                 : path_ends_with(r->path, "/messages")       ? LLMGW_API_MESSAGES
                                                               : 0;
     if (!r->api)
         return cfg_fail(c, map_get(n, "path")->mark,
                         "cannot tell what the path serves: end it with /chat/completions, "
-                        "/embeddings or /models, or set api: chat, embeddings or models");
+                        "/embeddings, /models, /responses or /messages, or set api: chat, "
+                        "embeddings, models, responses or messages");
     need = r->api == LLMGW_API_MODELS ? LLMGW_METHOD_GET : LLMGW_METHOD_POST;
     if (!r->methods)
         r->methods = need;
     if (!(r->methods & need))
-        return cfg_fail(c, methods->mark, "a %s route must allow %s", api_names[r->api / 2],
+        return cfg_fail(c, methods->mark, "a %s route must allow %s", api_name(r->api),
                         need == LLMGW_METHOD_GET ? "GET" : "POST");
     if (r->methods & LLMGW_METHOD_GET)
         r->methods |= LLMGW_METHOD_HEAD;
-    if (r->stream_recovery != LLMGW_RECOVERY_NONE && r->api != LLMGW_API_CHAT)
+    /* Recovery splices canonical chunks before a dialect's encoder (ingress.md 2.3). */
+    if (r->stream_recovery != LLMGW_RECOVERY_NONE &&
+        (r->api == LLMGW_API_EMBEDDINGS || r->api == LLMGW_API_MODELS))
         return cfg_fail(c, map_get(n, "streamRecovery")->mark,
-                        "streamRecovery is only for chat routes, not %s %s route",
-                        r->api == LLMGW_API_EMBEDDINGS ? "an" : "a", api_names[r->api / 2]);
+                        "streamRecovery is only for chat, responses and messages routes, not %s "
+                        "%s route",
+                        r->api == LLMGW_API_EMBEDDINGS ? "an" : "a", api_name(r->api));
     return APR_SUCCESS;
 }
 

@@ -813,7 +813,8 @@ static llmgw_error_t *bind_candidate(llmgw_dispatch_t *d, const llmgw_candidate_
 
     d->cur = *c;
     d->slot = slot_of(d, c->slot);
-    d->prov = llmgw_provider_get(b->type);
+    d->prov = d->prm.translator ? d->prm.translator(d->prm.translator_baton, b)
+                                : llmgw_provider_get(b->type);
     d->res.backend = b;
     d->res.model = c->model;
     d->call = *d->prm.call;
@@ -827,7 +828,7 @@ static llmgw_error_t *bind_candidate(llmgw_dispatch_t *d, const llmgw_candidate_
     d->call.access_token = NULL;
     d->call.images = NULL;
     d->res.dropped = d->call.dropped;
-    if (!d->prov || !(d->prov->apis & d->prm.route->api))
+    if (!d->prov || !(d->prov->apis & d->call.api))
         return llmgw_error_make(d->p, 501, "server_error", "not_implemented", NULL,
                                 "Backend \"%s\" has type \"%s\", which this version of "
                                 "mod_llmgw does not implement yet for this route.",

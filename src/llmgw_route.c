@@ -24,6 +24,8 @@ int llmgw_route_method_bit(const char *method)
         return LLMGW_METHOD_POST;
     if (strcmp(method, "OPTIONS") == 0)
         return LLMGW_METHOD_OPTIONS;
+    if (strcmp(method, "DELETE") == 0)
+        return LLMGW_METHOD_DELETE;
     return 0;
 }
 
@@ -37,6 +39,8 @@ const char *llmgw_route_allow(apr_pool_t *p, int methods)
         s = "HEAD, ";
     if (methods & LLMGW_METHOD_POST)
         s = apr_pstrcat(p, s, "POST, ", NULL);
+    if (methods & LLMGW_METHOD_DELETE)
+        s = apr_pstrcat(p, s, "DELETE, ", NULL);
     return apr_pstrcat(p, s, "OPTIONS", NULL);
 }
 
@@ -49,10 +53,15 @@ static int method_allowed(const llmgw_route_t *route, int bit)
     return (route->methods & bit) != 0;
 }
 
+/* Routes that serve sub-paths of their own path. */
+#define SUB_APIS (LLMGW_API_MODELS | LLMGW_API_RESPONSES | LLMGW_API_MESSAGES)
+
 /*
  * "<models route>/<id>": the route, and everything after "<path>/" as the
- * id, slashes included ("meta-llama/Llama-3.3-70B-Instruct-Turbo"). With
- * several models routes nested in one another the longest path wins.
+ * id, slashes included ("meta-llama/Llama-3.3-70B-Instruct-Turbo"); the
+ * same for the sub-paths of a responses or messages route ("resp_1",
+ * "resp_1/input_items", "count_tokens"). With several such routes nested in
+ * one another the longest path wins.
  */
 static const llmgw_route_t *models_item_route(const llmgw_config_t *cfg, const char *uri,
                                               const char **id)
@@ -64,7 +73,7 @@ static const llmgw_route_t *models_item_route(const llmgw_config_t *cfg, const c
     for (i = 0; i < cfg->routes->nelts; i++) {
         const llmgw_route_t *r = APR_ARRAY_IDX(cfg->routes, i, const llmgw_route_t *);
         apr_size_t n = strlen(r->path);
-        if (r->api != LLMGW_API_MODELS || n <= best_len || strncmp(uri, r->path, n) != 0 ||
+        if (!(r->api & SUB_APIS) || n <= best_len || strncmp(uri, r->path, n) != 0 ||
             uri[n] != '/' || uri[n + 1] == '\0' || uri[n + 1] == '/')
             continue;
         best = r;
@@ -101,21 +110,71 @@ static const char *decode_slashes(apr_pool_t *p, const char *id)
     return out;
 }
 
+/*
+ * What a dialect sub-path is (ingress.md 1) and the methods it takes;
+ * LLMGW_SUB_NONE for a path the dialect does not have.
+ */
+static llmgw_route_sub_e dialect_sub(apr_pool_t *p, llmgw_api_e api, const char *rest,
+                                     const char **id, int *methods)
+{
+    const char *slash = strchr(rest, '/');
+
+    if (api == LLMGW_API_MESSAGES) {
+        *methods = LLMGW_METHOD_POST;
+        return strcmp(rest, "count_tokens") == 0 ? LLMGW_SUB_COUNT_TOKENS : LLMGW_SUB_NONE;
+    }
+    if (!slash) {
+        *id = rest;
+        *methods = LLMGW_METHOD_GET | LLMGW_METHOD_DELETE;
+        return LLMGW_SUB_RESPONSE;
+    }
+    *id = apr_pstrmemdup(p, rest, (apr_size_t)(slash - rest));
+    if (strcmp(slash + 1, "input_items") == 0) {
+        *methods = LLMGW_METHOD_GET;
+        return LLMGW_SUB_INPUT_ITEMS;
+    }
+    if (strcmp(slash + 1, "cancel") == 0) {
+        *methods = LLMGW_METHOD_POST;
+        return LLMGW_SUB_CANCEL;
+    }
+    return LLMGW_SUB_NONE;
+}
+
 void llmgw_route_match(const llmgw_config_t *cfg, apr_pool_t *p, const char *uri, int method_bit,
                        llmgw_route_match_t *out)
 {
+    int methods;
+
     memset(out, 0, sizeof(*out));
     out->route = llmgw_config_route(cfg, uri);
     if (!out->route) {
-        out->route = models_item_route(cfg, uri, &out->model_id);
-        if (out->model_id)
-            out->model_id = decode_slashes(p, out->model_id);
+        const char *rest = NULL;
+
+        out->route = models_item_route(cfg, uri, &rest);
+        if (out->route && out->route->api == LLMGW_API_MODELS)
+            out->model_id = decode_slashes(p, rest);
+        else if (out->route) {
+            out->sub = dialect_sub(p, out->route->api, rest, &out->resource_id, &out->sub_methods);
+            if (out->sub == LLMGW_SUB_NONE)
+                out->route = NULL;
+        }
     }
     if (!out->route) {
         out->verdict = LLMGW_ROUTE_NOT_FOUND;
         return;
     }
-    out->allow = llmgw_route_allow(p, out->route->methods);
+    methods = out->sub != LLMGW_SUB_NONE ? out->sub_methods : out->route->methods;
+    out->allow = llmgw_route_allow(p, methods);
+    if (out->sub != LLMGW_SUB_NONE) {
+        if (!method_bit || (method_bit != LLMGW_METHOD_OPTIONS && !(methods & method_bit) &&
+                            !(method_bit == LLMGW_METHOD_HEAD && (methods & LLMGW_METHOD_GET))))
+            out->verdict = LLMGW_ROUTE_NOT_ALLOWED;
+        else if (method_bit == LLMGW_METHOD_OPTIONS)
+            out->verdict = LLMGW_ROUTE_OPTIONS;
+        else
+            out->verdict = LLMGW_ROUTE_FOUND;
+        return;
+    }
     if (!method_bit || !method_allowed(out->route, method_bit))
         out->verdict = LLMGW_ROUTE_NOT_ALLOWED;
     else if (method_bit == LLMGW_METHOD_OPTIONS)

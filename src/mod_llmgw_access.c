@@ -558,7 +558,7 @@ void llmgw_access_child_status(server_rec *s, pid_t pid, ap_generation_t gen, in
 static int refuse(request_rec *r, const llmgw_error_t *e)
 {
     apr_size_t len;
-    const char *body = llmgw_error_json(r->pool, e, &len);
+    const char *body = llmgw_glue_error_json(r, e, &len); /* in the client's dialect */
 
     apr_table_setn(r->subprocess_env, "LLMGW_ERROR", e->code ? e->code : "refused");
     r->status = e->status;

@@ -119,7 +119,7 @@ static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         next = APR_BUCKET_NEXT(b);
         if (APR_BUCKET_IS_EOS(b)) {
             apr_size_t len = 0;
-            const char *body = llmgw_error_json(r->pool, refusal(r, r->status), &len);
+            const char *body = llmgw_glue_error_json(r, refusal(r, r->status), &len);
 
             if (body && !r->header_only) {
                 APR_BUCKET_INSERT_BEFORE(

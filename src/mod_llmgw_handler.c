@@ -29,6 +29,10 @@
 #include "llmgw_redact.h"
 #include "llmgw_google_auth.h"
 #include "llmgw_fetch.h"
+#include "llmgw_ingress.h"
+#include "llmgw_responses.h"
+#include "llmgw_responses_store.h"
+#include "llmgw_responses_db.h"
 
 /* Largest first buffer for a request body, whatever Content-Length says. */
 #define BODY_PREALLOC_MAX (256 * 1024)
@@ -55,6 +59,7 @@ void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s)
     if (rv != APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                      LLMGW_LOGNO(00012) "cannot create the Vertex AI token cache of this child");
+    llmgw_ingress_glue_child_init(pchild, s); /* the response stores of this child */
 }
 
 /* One client request. */
@@ -71,6 +76,22 @@ typedef struct {
     apr_bucket_brigade *bb;    /* reused for every frame */
     apr_bucket_brigade *probe; /* scratch for the client-gone check */
     int client_gone;
+
+    /* a client dialect (ingress.md): NULL for the OpenAI apis */
+    const llmgw_ingress_t *ing;
+    const json_t *client;       /* the dialect request as received */
+    const json_t *echo;         /* what the answer echoes (Responses: store as honoured) */
+    llmgw_ingress_request_t in; /* what decoding it produced */
+    llmgw_ingress_stream_t ist; /* the dialect's stream encoder */
+    int ist_ready, ist_failed;  /* initialised; ended by an in-band error */
+    llmgw_route_sub_e sub;      /* the sub-path of a dialect route */
+    /* Responses with a response store (ingress.md 5) */
+    llmgw_responses_db_t *store; /* NULL: none (no ledger, or it failed to open) */
+    const char *owner;           /* the key or principal asking; NULL: an open gateway */
+    json_t *input;               /* the client's input, item_reference resolved */
+    json_t *chain;               /* records of previous_response_id, oldest first; or NULL */
+    int recorded;                /* the record of this answer was written */
+    int history;                 /* the input named stored items or a previous response */
 
     /* remote images, fetched once for every member with the same imageFetch */
     const llmgw_image_fetch_t *images_cfg; /* settings of the last fetch; NULL: none yet */
@@ -186,13 +207,27 @@ static const llmgw_error_t *redacted(req_t *q, const llmgw_error_t *e)
     return llmgw_redact_error(q->r->pool, e, q->gw ? q->gw->secrets : NULL, q->token);
 }
 
+/*
+ * The error body in the request's dialect (Anthropic-shaped on a messages
+ * route, ingress.md 6.7), for every refusal of a gateway request: the
+ * handler's, the access glue's and httpd's own (mod_llmgw_errors.c). The
+ * handler names the dialect in r->notes once the route is known.
+ */
+const char *llmgw_glue_error_json(request_rec *r, const llmgw_error_t *e, apr_size_t *len)
+{
+    const char *api = apr_table_get(r->notes, LLMGW_NOTE_API);
+    const llmgw_ingress_t *ing = api ? llmgw_ingress_for_api((llmgw_api_e)atoi(api)) : NULL;
+
+    return ing ? ing->error_json(r->pool, e, len) : llmgw_error_json(r->pool, e, len);
+}
+
 static int send_error(req_t *q, const llmgw_error_t *e)
 {
     apr_size_t len;
     const char *body;
 
     e = redacted(q, e);
-    body = llmgw_error_json(q->r->pool, e, &len);
+    body = llmgw_glue_error_json(q->r, e, &len);
     if (e->status >= 400 && !apr_table_get(q->r->subprocess_env, "LLMGW_ERROR"))
         apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR",
                        e->code ? e->code : (e->type ? e->type : "error"));
@@ -218,6 +253,9 @@ static int serve_models(req_t *q, const char *id)
     if (!out)
         return send_error(q, llmgw_error_make(q->r->pool, HTTP_NOT_FOUND, NULL, "model_not_found",
                                               "model", "The model '%s' does not exist", id));
+    /* Anthropic clients send anthropic-version and read their own shape. */
+    if (!id && (body = llmgw_ingress_glue_models(q->r, out, created, &len)) != NULL)
+        return send_json(q, HTTP_OK, body, len);
     body = llmgw_json_dump(q->r->pool, out, &len);
     return send_json(q, HTTP_OK, body, len);
 }
@@ -367,13 +405,121 @@ static int sink_gone(void *baton)
     return client_gone_check(baton);
 }
 
+/* Did the current attempt go to a backend that speaks the client's dialect? */
+static int answered_natively(const req_t *q)
+{
+    const llmgw_dispatch_result_t *res = llmgw_dispatch_result(q->d);
+
+    return q->ing && res->backend && llmgw_ingress_is_native(q->ing, res->backend->type);
+}
+
+/*
+ * Store the response object @p response as its record (ingress.md 5.3),
+ * before it leaves: an immediate follow-up turn must find it. A failure is
+ * logged and the answer still goes out (the client's next turn then gets
+ * previous_response_not_found, which says what happened).
+ */
+static void record_response(req_t *q, const json_t *response, int native_stored)
+{
+    const llmgw_dispatch_result_t *res = q->d ? llmgw_dispatch_result(q->d) : NULL;
+    llmgw_responses_record_in_t in;
+    json_t *record = NULL;
+    const char *msg = NULL;
+    apr_status_t rv;
+
+    if (!q->store || q->recorded || !response || !q->in.store || !q->input)
+        return;
+    q->recorded = 1;
+    memset(&in, 0, sizeof(in));
+    in.client = q->client;
+    in.input = q->input;
+    in.response = response;
+    in.owner = q->owner;
+    in.backend = res && res->backend ? res->backend->name : NULL;
+    in.native_stored = native_stored;
+    in.ttl = LLMGW_RESPONSES_TTL;
+    if (llmgw_responses_record(q->r->pool, &in, &record) != APR_SUCCESS)
+        return; /* not a storable response (store:false, in progress) */
+    rv = llmgw_responses_db_put(q->store, q->r->pool, record, &msg);
+    if (rv != APR_SUCCESS)
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, q->r,
+                      LLMGW_LOGNO(00362) "response %s not stored: %s",
+                      llmgw_json_str(response, "id") ? llmgw_json_str(response, "id") : "-",
+                      msg ? msg : "error");
+}
+
+/* The Response object of a native answer (a body, or a terminal stream frame). */
+static void record_native(req_t *q, const char *data, apr_size_t len, int frame)
+{
+    json_t *response = NULL;
+
+    if (!q->store || q->route->api != LLMGW_API_RESPONSES)
+        return;
+    if (frame) {
+        llmgw_sse_event_t ev;
+        const char *d = NULL, *end = data + len, *line = data;
+
+        /* A frame of the passthrough: "event: x\ndata: {...}\n\n". */
+        while (line && line < end) {
+            const char *nl = memchr(line, '\n', (apr_size_t)(end - line));
+            if ((apr_size_t)(end - line) > 6 && memcmp(line, "data: ", 6) == 0) {
+                d = line + 6;
+                break;
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+        if (!d)
+            return;
+        memset(&ev, 0, sizeof(ev));
+        ev.event = "";
+        ev.id = "";
+        ev.data = apr_pstrmemdup(q->r->pool, d, (apr_size_t)(end - d));
+        ev.data_len = strlen(ev.data);
+        response = llmgw_responses_native_terminal(q->r->pool, &ev);
+    }
+    else {
+        response = llmgw_json_pool_own(q->r->pool, json_loadb(data, len, 0, NULL));
+    }
+    if (response)
+        record_response(q, response, !json_is_false(json_object_get(q->client, "store")));
+}
+
+/* A canonical chat.completion, as the client's dialect answers it. */
+static apr_status_t dialect_answer(req_t *q, const char *body, apr_size_t len)
+{
+    json_t *completion = llmgw_json_pool_own(q->r->pool, json_loadb(body, len, 0, NULL));
+    llmgw_error_t *err = NULL;
+    json_t *out = NULL;
+    const char *text;
+    apr_size_t n;
+
+    if (!completion ||
+        q->ing->encode_response(q->r->pool, q->echo, completion, apr_time_sec(q->r->request_time),
+                                &out, &err) != APR_SUCCESS) {
+        send_error(q, err ? err
+                          : llmgw_error_make(q->r->pool, 502, "server_error", "bad_gateway", NULL,
+                                             "The upstream answer could not be translated."));
+        return APR_SUCCESS;
+    }
+    record_response(q, out, 0);
+    text = llmgw_json_dump(q->r->pool, out, &n);
+    send_json(q, HTTP_OK, text, n);
+    return APR_SUCCESS;
+}
+
 static apr_status_t sink_answer(void *baton, const char *body, apr_size_t len)
 {
     req_t *q = baton;
     const llmgw_dispatch_result_t *res = llmgw_dispatch_result(q->d);
 
     set_usage_env(q, &res->usage, res->model);
-    send_json(q, HTTP_OK, body, len);
+    if (q->ing && !answered_natively(q))
+        dialect_answer(q, body, len);
+    else {
+        if (q->ing)
+            record_native(q, body, len, 0);
+        send_json(q, HTTP_OK, body, len);
+    }
     return q->r->connection->aborted ? LLMGW_ECLIENTGONE : APR_SUCCESS;
 }
 
@@ -395,10 +541,58 @@ static apr_status_t sink_open(void *baton)
     return APR_SUCCESS;
 }
 
+/* Frames of the dialect's stream encoder go to the client as they come. */
+static apr_status_t dialect_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                                 const char *data, apr_size_t len)
+{
+    req_t *q = baton;
+
+    /* The terminal event: the record is written before it leaves. */
+    if (kind == LLMGW_CHUNK_FINAL && q->store && q->route->api == LLMGW_API_RESPONSES)
+        record_response(q, llmgw_responses_stream_response(&q->ist), 0);
+    return queue_frame(q, data, len);
+}
+
+static apr_status_t dialect_stream(req_t *q)
+{
+    if (q->ist_ready)
+        return APR_SUCCESS;
+    memset(&q->ist, 0, sizeof(q->ist));
+    q->ist.pool = q->r->pool;
+    q->ist.client = q->echo;
+    q->ist.emit = dialect_emit;
+    q->ist.baton = q;
+    q->ist.created = apr_time_sec(q->r->request_time);
+    q->ist_ready = 1;
+    return q->ing->stream_init(&q->ist);
+}
+
 /*
- * The OpenAI dialect forwards the translator's frame as it is, queued: the
- * dispatcher flushes once per upstream read (sink_flush), so frames libcurl
- * delivered together reach the client in one write.
+ * The canonical stream could not be represented in the dialect (ingress.md
+ * 7.6) or ended incomplete: the dialect's in-band error ends it. The
+ * dispatcher is not told (for it the upstream answered); later chunks are
+ * dropped.
+ */
+static apr_status_t dialect_failed(req_t *q, const llmgw_error_t *e)
+{
+    apr_size_t len;
+    const char *frame;
+
+    q->ist_failed = 1;
+    e = redacted(q, e ? e
+                      : llmgw_error_make(q->r->pool, 502, "server_error", "bad_gateway", NULL,
+                                         "The upstream stream could not be translated."));
+    apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR", e->code ? e->code : "stream_failed");
+    frame = q->ing->error_event(&q->ist, e, &len);
+    q->r->connection->keepalive = AP_CONN_CLOSE;
+    return frame ? pass_frame(q, frame, len) : APR_SUCCESS;
+}
+
+/*
+ * The OpenAI dialect forwards the translator's frame as it is, and so does a
+ * native passthrough; a client dialect re-encodes the canonical chunk. Frames
+ * are queued: the dispatcher flushes once per upstream read (sink_flush), so
+ * frames libcurl delivered together reach the client in one write.
  */
 static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
                                const char *frame, apr_size_t len)
@@ -407,7 +601,18 @@ static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_
 
     if (q->client_gone)
         return LLMGW_ECLIENTGONE;
-    return queue_frame(q, frame, len);
+    if (!q->ing)
+        return queue_frame(q, frame, len);
+    if (answered_natively(q)) {
+        if (kind == LLMGW_CHUNK_FINAL)
+            record_native(q, frame, len, 1);
+        return queue_frame(q, frame, len);
+    }
+    if (q->ist_failed || !json_is_object(chunk))
+        return APR_SUCCESS;
+    if (dialect_stream(q) != APR_SUCCESS || q->ing->stream_chunk(&q->ist, chunk) != APR_SUCCESS)
+        return q->client_gone ? LLMGW_ECLIENTGONE : dialect_failed(q, q->ist.error);
+    return APR_SUCCESS;
 }
 
 static apr_status_t sink_flush(void *baton)
@@ -422,8 +627,16 @@ static apr_status_t sink_flush(void *baton)
 static apr_status_t sink_close(void *baton)
 {
     static const char done[] = "data: [DONE]\n\n";
+    req_t *q = baton;
 
-    return pass_frame(baton, done, sizeof(done) - 1);
+    if (!q->ing)
+        return pass_frame(baton, done, sizeof(done) - 1);
+    /* A native stream ended with its own terminal event; [DONE] is OpenAI chat's.
+     * What is still queued (the dialect's terminal events) leaves now. */
+    if (!answered_natively(q) && !q->ist_failed &&
+        (dialect_stream(q) != APR_SUCCESS || q->ing->stream_end(&q->ist) != APR_SUCCESS))
+        return q->client_gone ? LLMGW_ECLIENTGONE : dialect_failed(q, q->ist.error);
+    return sink_flush(q);
 }
 
 /* The stream's content already reached the client: an in-band error ends it. */
@@ -437,7 +650,16 @@ static apr_status_t sink_abort(void *baton, const llmgw_error_t *e)
     e = redacted(q, e);
     apr_table_setn(q->r->subprocess_env, "LLMGW_ERROR",
                    llmgw_fail_name(q->r->pool, res->fail, res->status));
-    frame = llmgw_error_sse(q->r->pool, e, &len);
+    if (q->ing) {
+        if (q->ist_failed)
+            return sink_flush(q);
+        q->ist_failed = 1;
+        if (dialect_stream(q) != APR_SUCCESS)
+            return APR_ENOMEM;
+        frame = q->ing->error_event(&q->ist, e, &len);
+    }
+    else
+        frame = llmgw_error_sse(q->r->pool, e, &len);
     q->r->connection->keepalive = AP_CONN_CLOSE;
     return pass_frame(q, frame, len);
 }
@@ -639,6 +861,57 @@ static llmgw_error_t *prepare_images(req_t *q, llmgw_call_t *call, const llmgw_p
 }
 
 /*
+ * A client dialect, per candidate (ingress.md 2.1 step 3): a backend that
+ * speaks it natively gets the client's own request (its translator is the
+ * passthrough, see dialect_translator); any other must be able to honour
+ * the request (check_backend: else it is skipped with the 400 naming the
+ * field) and gets the canonical request, without what unsupportedParams:
+ * drop dropped.
+ */
+static llmgw_error_t *prepare_dialect(req_t *q, llmgw_call_t *call)
+{
+    const llmgw_backend_t *b = call->backend;
+    llmgw_error_t *err;
+
+    if (llmgw_ingress_is_native(q->ing, b->type)) {
+        call->body = (json_t *)q->client;
+        call->raw_body = q->call.raw_body;
+        call->raw_len = q->call.raw_len;
+        call->headers_in = q->r->headers_in;
+        /* History from the gateway's store: a backend that stored the last
+         * turn itself continues upstream, any other gets it inline. */
+        if (q->history &&
+            !(q->chain && llmgw_responses_native_continues(
+                              json_array_get(q->chain, json_array_size(q->chain) - 1), b->name))) {
+            call->body =
+                llmgw_responses_native_body(q->r->pool, q->client, q->chain, q->input, b->name);
+            call->raw_body = NULL;
+            call->raw_len = 0;
+        }
+        return NULL;
+    }
+    call->raw_body = NULL; /* the canonical form was built, never received */
+    call->raw_len = 0;
+    if (q->in.needs_history && !q->in.canonical)
+        return llmgw_responses_error_store_disabled(q->r->pool, q->client);
+    if ((err = q->ing->check_backend(q->r->pool, q->client, b->type, b->unsupported_drop,
+                                     call->dropped)) != NULL)
+        return err;
+    if (call->dropped->nelts > 0 && q->ing->drop_fields)
+        call->body = (json_t *)q->ing->drop_fields(q->r->pool, call->body, call->dropped);
+    return NULL;
+}
+
+/* The dispatcher's translator for @p b: the dialect's passthrough where it is native. */
+static const llmgw_provider_t *dialect_translator(void *baton, const llmgw_backend_t *b)
+{
+    req_t *q = baton;
+
+    return llmgw_ingress_is_native(q->ing, b->type) ? llmgw_ingress_passthrough(q->ing)
+                                                    : llmgw_provider_get(b->type);
+}
+
+/*
  * What a backend needs before its request can be built: remote images, and
  * for Vertex AI an access token (a cached one, refreshed by one thread
  * before expiry; @p reauth: the provider refused it, a new one).
@@ -650,6 +923,10 @@ static llmgw_error_t *transport_prepare(void *baton, llmgw_call_t *call, int rea
     const llmgw_provider_t *prov = llmgw_provider_get(b->type);
     llmgw_error_t *err = NULL;
 
+    if (q->ing && !reauth && (err = prepare_dialect(q, call)) != NULL)
+        return err;
+    if (q->ing && llmgw_ingress_is_native(q->ing, b->type))
+        prov = NULL; /* the client's own request goes upstream: nothing to fetch */
     if (!reauth && prov && prov->remote_images && (err = prepare_images(q, call, prov)) != NULL)
         return err;
     if (b->type == LLMGW_BACKEND_GOOGLE && b->project_id) {
@@ -854,6 +1131,11 @@ static int dispatch(req_t *q, const char *model)
     prm.max_body = (apr_size_t)llmgw_max_upstream_body(r);
     prm.max_event = LLMGW_MAX_SSE_EVENT;
     llmgw_access_glue_pool_full(r, &prm.full, &prm.full_baton); /* access seam: backend limits */
+    if (q->ing) {
+        prm.translator = dialect_translator;
+        prm.translator_baton = q;
+        s.wants_json = 1; /* held canonical chunks are re-encoded too */
+    }
     rv = llmgw_dispatch_create(&q->d, r->pool, &prm, &t, &s);
     if (rv == APR_SUCCESS)
         rv = llmgw_dispatch_run(q->d);
@@ -885,6 +1167,16 @@ static int serve_call(req_t *q, json_t *body)
     q->call.stream =
         q->route->api == LLMGW_API_CHAT && json_is_true(json_object_get(body, "stream"));
     q->call.include_usage = q->call.stream && json_is_true(json_object_get(so, "include_usage"));
+    if (q->ing) {
+        /* The canonical request goes to the dispatcher; dialect streams end
+         * with usage, so it is always asked for (ingress.md 2.3). */
+        q->call.api = LLMGW_API_CHAT;
+        q->call.stream = q->in.stream;
+        q->call.include_usage = q->in.stream;
+        model = q->in.model ? json_string(q->in.model) : NULL;
+        if (model)
+            llmgw_json_pool_own(r->pool, model);
+    }
     q->call.created = apr_time_sec(r->request_time);
     q->probe = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     /* Access seam: model allowlist, limits, budget; the reservation is made here. */
@@ -897,6 +1189,88 @@ static int serve_call(req_t *q, json_t *body)
         return dispatch(q, NULL);
     apr_table_setn(r->subprocess_env, "LLMGW_REQUESTED_MODEL", json_string_value(model));
     return dispatch(q, json_string_value(model));
+}
+
+/*
+ * The store's part of a Responses request (ingress.md 5.4): item_reference
+ * items are looked up (owner-scoped), previous_response_id's chain is
+ * walked, and the canonical request is built from history + input.
+ * DECLINED to go on, else the request was answered (a 400).
+ */
+static int with_history(req_t *q, const json_t *body)
+{
+    request_rec *r = q->r;
+    apr_time_t now = apr_time_sec(r->request_time);
+    json_t *ids = llmgw_responses_referenced_ids(r->pool, body), *items = NULL, *id, *hist = NULL;
+    const char *prev = q->in.previous_response_id, *msg = NULL;
+    llmgw_error_t *err = NULL;
+    size_t i;
+
+    q->owner = apr_table_get(r->subprocess_env, "LLMGW_KEY");
+    if (json_array_size(ids) > 0) {
+        items = llmgw_json_pool_own(r->pool, json_object());
+        json_array_foreach (ids, i, id) {
+            json_t *item = NULL;
+            if (llmgw_responses_db_item(q->store, r->pool, json_string_value(id), q->owner, now,
+                                        &item, &msg) == APR_SUCCESS)
+                json_object_set(items, json_string_value(id), item);
+        }
+    }
+    if (llmgw_responses_resolve_input(r->pool, body, items, &q->input, &err) != APR_SUCCESS)
+        return send_error(q, err);
+    if (!q->in.needs_history)
+        return DECLINED;
+    q->history = 1;
+    if (prev) {
+        const char *at = prev;
+        int depth = 0;
+
+        q->chain = llmgw_json_pool_own(r->pool, json_array());
+        while (at && depth++ < LLMGW_RESPONSES_MAX_DEPTH) {
+            json_t *rec = NULL;
+            if (llmgw_responses_db_get(q->store, r->pool, at, q->owner, now, &rec, &msg) !=
+                APR_SUCCESS)
+                return send_error(q, llmgw_responses_error_previous_not_found(r->pool, prev));
+            json_array_insert(q->chain, 0, rec);
+            at = llmgw_json_str(rec, "previous_response_id");
+        }
+        if (llmgw_responses_history(r->pool, q->chain, prev, &hist, &err) != APR_SUCCESS)
+            return send_error(q, err);
+    }
+    if (llmgw_responses_expand(r->pool, body, hist, q->input, &q->in, &err) != APR_SUCCESS)
+        return send_error(q, err);
+    return DECLINED;
+}
+
+/*
+ * A client dialect's request (ingress.md 2.1): decoded and validated into
+ * the canonical chat request, which the dispatcher sends on like a chat
+ * request; the answer is encoded back by the sink.
+ */
+static int serve_dialect(req_t *q, json_t *body)
+{
+    request_rec *r = q->r;
+    llmgw_error_t *err = NULL;
+
+    q->client = body;
+    q->echo = body;
+    if (q->ing->decode(r->pool, body, &q->in, &err) != APR_SUCCESS)
+        return send_error(q, err ? err
+                                 : llmgw_error_make(r->pool, 400, "invalid_request_error", NULL,
+                                                    NULL, "The request could not be decoded."));
+    if (q->route->api == LLMGW_API_RESPONSES) {
+        int rc;
+
+        q->store = llmgw_ingress_glue_store(r, q->gw);
+        /* No response store: store:true is answered as store:false
+         * (ingress.md 5.5, checklist 8). previous_response_id and
+         * item_reference can still go to a native backend, which has the
+         * history (checklist 20); prepare_dialect refuses the others. */
+        q->echo = llmgw_responses_echo_request(r->pool, body, q->store ? q->in.store : 0);
+        if (q->store && (rc = with_history(q, body)) != DECLINED)
+            return rc;
+    }
+    return serve_call(q, q->in.canonical ? q->in.canonical : body);
 }
 
 static int serve_post(req_t *q)
@@ -931,10 +1305,15 @@ static int serve_post(req_t *q)
                                               "We could not parse the JSON body of your request "
                                               "(line %d, column %d: %s).",
                                               jerr.line, jerr.column, jerr.text));
-    if ((e = llmgw_validate_request(r->pool, q->route->api, body)) != NULL)
-        return send_error(q, e);
     q->call.raw_body = text;
     q->call.raw_len = len;
+    if (q->sub == LLMGW_SUB_COUNT_TOKENS)
+        return llmgw_ingress_glue_count(r, q->gw, q->route, body, text, len, child_upstream,
+                                        child_google_auth);
+    if (q->ing)
+        return serve_dialect(q, body);
+    if ((e = llmgw_validate_request(r->pool, q->route->api, body)) != NULL)
+        return send_error(q, e);
     return serve_call(q, body);
 }
 
@@ -968,6 +1347,9 @@ int llmgw_handler(request_rec *r)
             &q, HTTP_NOT_FOUND, "unknown_url", NULL,
             apr_psprintf(r->pool, "Unknown request URL: %s %s.", r->method, r->uri));
     q.route = m.route;
+    q.ing = llmgw_ingress_for_api(q.route->api);
+    if (q.ing)
+        apr_table_setn(r->notes, LLMGW_NOTE_API, apr_itoa(r->pool, q.route->api));
     apr_table_setn(r->subprocess_env, "LLMGW_ROUTE", q.route->name);
     if (m.verdict == LLMGW_ROUTE_NOT_ALLOWED) {
         apr_table_setn(r->err_headers_out, "Allow", m.allow);
@@ -986,6 +1368,9 @@ int llmgw_handler(request_rec *r)
         return rc;
     if (q.route->api == LLMGW_API_MODELS)
         return serve_models(&q, m.model_id);
+    q.sub = m.sub;
+    if (m.sub != LLMGW_SUB_NONE && m.sub != LLMGW_SUB_COUNT_TOKENS)
+        return llmgw_ingress_glue_sub(r, q.gw, q.route, &m, child_upstream);
     if (m.model_id)
         return fail_request(&q, HTTP_NOT_FOUND, "unknown_url", NULL, "Unknown request URL.");
     return serve_post(&q);

@@ -18,6 +18,9 @@
 #include "llmgw_stats.h"
 #include "llmgw_upstream.h"
 #include "llmgw_pool.h"
+#include "llmgw_error.h"
+#include "llmgw_route.h"
+#include <jansson.h>
 
 /* mod_llmgw.c declares the module itself (AP_DECLARE_MODULE); doing both
  * in one file is a duplicate definition. */
@@ -76,6 +79,25 @@ apr_off_t llmgw_max_upstream_body(request_rec *r);
 
 /* Handler and its per-child state. */
 int llmgw_handler(request_rec *r);
+/* r->notes key naming the api (llmgw_api_e, decimal) of a client-dialect route. */
+#define LLMGW_NOTE_API "llmgw-api"
+/* The error body for @p e in the request's dialect (OpenAI's unless a dialect route). */
+const char *llmgw_glue_error_json(request_rec *r, const llmgw_error_t *e, apr_size_t *len);
+
+/* mod_llmgw_ingress.c: the client dialects' endpoints besides their main POST. */
+struct llmgw_google_auth_t;
+int llmgw_ingress_glue_count(request_rec *r, const llmgw_config_t *gw, const llmgw_route_t *route,
+                             const json_t *body, const char *raw, apr_size_t raw_len,
+                             llmgw_upstream_t *up, struct llmgw_google_auth_t *ga);
+int llmgw_ingress_glue_sub(request_rec *r, const llmgw_config_t *gw, const llmgw_route_t *route,
+                           const llmgw_route_match_t *m, llmgw_upstream_t *up);
+/* The response store of @p gw's ledger for this child (opened on first use), or NULL. */
+struct llmgw_responses_db_t;
+void llmgw_ingress_glue_child_init(apr_pool_t *pchild, server_rec *s);
+struct llmgw_responses_db_t *llmgw_ingress_glue_store(request_rec *r, const llmgw_config_t *gw);
+/* Anthropic's model list when the client sent anthropic-version, else NULL. */
+const char *llmgw_ingress_glue_models(request_rec *r, const json_t *openai_list,
+                                      apr_int64_t created, apr_size_t *len);
 int llmgw_translate_name(request_rec *r);
 int llmgw_map_to_storage(request_rec *r);
 void llmgw_handler_child_init(apr_pool_t *pchild, server_rec *s);

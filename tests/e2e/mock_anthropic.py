@@ -433,6 +433,8 @@ class MockAnthropic(MockServer):
             target = self._models
         elif rec.path == "/v1/messages" and rec.method == "POST":
             target = self._messages
+        elif rec.path == "/v1/messages/count_tokens" and rec.method == "POST":
+            target = self._count_tokens
         else:
             self.send_json(h, rec, 404, anthropic_error("not_found_error", "Not found"))
             return
@@ -491,6 +493,25 @@ class MockAnthropic(MockServer):
             self.run_events(h, rec, fault, self.stream_events(answer, fault))
         else:
             self.send_json(h, rec, 200, self.message(answer), self._headers(), fault)
+
+    def _count_tokens(self, h, rec, fault):
+        """POST /v1/messages/count_tokens: a Messages request without max_tokens / stream
+        (those are refused, as the API does), counted with the mock's tokenizer."""
+        body = rec.body
+        for k in ("max_tokens", "stream", "stop_sequences", "temperature", "metadata"):
+            if k in body:
+                self.send_json(h, rec, 400, anthropic_error(
+                    "invalid_request_error", f"{k}: Extra inputs are not permitted"),
+                    self._headers())
+                return
+        try:
+            validate(dict(body, max_tokens=1), rec.headers["anthropic-version"])
+        except Invalid as e:
+            self.send_json(h, rec, 400, anthropic_error("invalid_request_error", str(e)),
+                           self._headers())
+            return
+        text = json.dumps([body.get("system"), body["messages"], body.get("tools")])
+        self.send_json(h, rec, 200, {"input_tokens": _tokens(text)}, self._headers(), fault)
 
     def plan_answer(self, body, fault):
         """What the mock "model" answers: a dict used by both the JSON and the stream form."""

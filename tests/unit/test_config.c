@@ -811,9 +811,10 @@ START_TEST(test_stream_recovery_only_for_chat)
                            "    streamRecovery: buffer\n",
                            &cfg, &err),
                      LLMGW_ECONFIG);
-    ck_assert_ptr_nonnull(
-        strstr(err, "t.yaml:7:21: route \"emb\": streamRecovery is only for chat routes, not an "
-                    "embeddings route"));
+    ck_assert_ptr_nonnull(strstr(
+        err, "t.yaml:7:21: route \"emb\": streamRecovery is only for chat, responses and messages "
+             "routes, not an "
+             "embeddings route"));
     /* "none" says what the default says: fine anywhere. */
     ck_assert_int_eq(parse("backends:\n  - {name: a, type: openai, config: {apiKey: k}}\n"
                            "routes:\n  - name: emb\n    path: /v1/embeddings\n    backend: a\n"

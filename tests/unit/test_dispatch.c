@@ -66,6 +66,9 @@ typedef struct {
     int reauths;                 /* prepare calls asking for a new token */
     int wants_json;
     apr_size_t max_body; /* 0: 64 KiB */
+    /* prm.translator: this provider for backend translate_for, the built-in for the others */
+    const llmgw_provider_t *translator;
+    const char *translate_for;
     llmgw_transport_t t;
     llmgw_sink_t s;
     const llmgw_dispatch_result_t *res;
@@ -461,6 +464,13 @@ static json_t *chat(int stream, const char *model)
     return llmgw_json_pool_own(test_pool, j);
 }
 
+static const llmgw_provider_t *pick_translator(void *baton, const llmgw_backend_t *b)
+{
+    world_t *w = baton;
+
+    return strcmp(b->name, w->translate_for) == 0 ? w->translator : llmgw_provider_get(b->type);
+}
+
 static const llmgw_dispatch_result_t *run_body(const char *path, json_t *body)
 {
     llmgw_call_t call;
@@ -492,6 +502,10 @@ static const llmgw_dispatch_result_t *run_body(const char *path, json_t *body)
     prm.max_body = W->max_body ? W->max_body : 64 * 1024;
     prm.max_event = 64 * 1024;
     W->s.wants_json = W->wants_json;
+    if (W->translator) {
+        prm.translator = pick_translator;
+        prm.translator_baton = W;
+    }
     ck_assert_int_eq(llmgw_dispatch_create(&d, test_pool, &prm, &W->t, &W->s), APR_SUCCESS);
     ck_assert_int_eq(llmgw_dispatch_run(d), APR_SUCCESS);
     W->res = llmgw_dispatch_result(d);
@@ -1713,6 +1727,64 @@ END_TEST
 
 /* ====================================================================== */
 
+/* ---------------------------------------------------------------------- */
+/* A translator chosen per candidate (a client dialect's passthrough)      */
+
+static apr_status_t raw_build(llmgw_call_t *call, llmgw_http_request_t *out, llmgw_error_t **err)
+{
+    out->method = "POST";
+    out->url = "http://c2/native";
+    out->headers = apr_array_make(call->pool, 1, sizeof(const char *));
+    out->body = "{\"native\":true}";
+    out->body_len = strlen(out->body);
+    return APR_SUCCESS;
+}
+
+static apr_status_t raw_parse(llmgw_call_t *call, const char *body, apr_size_t len,
+                              llmgw_response_t *out, llmgw_error_t **err)
+{
+    out->body = body;
+    out->len = len;
+    out->usage.present = 1;
+    out->usage.prompt_tokens = 5;
+    out->model = "native-model";
+    return APR_SUCCESS;
+}
+
+static llmgw_error_t *raw_error(llmgw_call_t *call, int status, const char *body, apr_size_t len)
+{
+    return llmgw_error_make(call->pool, status, NULL, "native_error", NULL, "native %d", status);
+}
+
+static const llmgw_provider_t raw_provider = {
+    .type = "raw",
+    .apis = LLMGW_API_CHAT,
+    .build_request = raw_build,
+    .parse_response = raw_parse,
+    .parse_error = raw_error,
+};
+
+START_TEST(test_translator_per_candidate)
+{
+    W->translator = &raw_provider;
+    W->translate_for = "m";
+    fail_with("c", LLMGW_FAIL_CONNECT);
+    answer("c2")->body = "{\"native\":\"answer\"}";
+    run("/cm", 0);
+    ck_assert_msg(W->res->answered, "attempts %d, last %s, %s", W->res->attempts,
+                  W->res->backend ? W->res->backend->name : "-",
+                  W->res->error ? W->res->error->message : "-");
+    ck_assert_str_eq(W->res->backend->name, "m");
+    ck_assert_str_eq(W->res->model, "native-model");
+    ck_assert_int_eq(W->res->usage.prompt_tokens, 5);
+    /* c got the anthropic translation, m the other translator's request as it is. */
+    ck_assert_ptr_nonnull(json_object_get(req(0)->body, "messages"));
+    ck_assert_ptr_nonnull(json_object_get(req(0)->body, "max_tokens"));
+    ck_assert(json_is_true(json_object_get(req(1)->body, "native")));
+    ck_assert_str_eq(llmgw_json_str(json_object_get(got_ev(0), "body"), "native"), "answer");
+}
+END_TEST
+
 static Suite *dispatch_suite(void)
 {
     Suite *s = suite_create("dispatch");
@@ -1769,6 +1841,7 @@ static Suite *dispatch_suite(void)
     tcase_add_test(tc, test_stream_one_flush_per_read);
     tcase_add_test(tc, test_adaptive_cooldown);
     tcase_add_test(tc, test_probe_released_on_a_client_error);
+    tcase_add_test(tc, test_translator_per_candidate);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -39,12 +39,16 @@ static const char gateway_yaml[] =
     "  - {name: models, path: /v1/models, backend: outer}\n"
     "  - {name: special, path: /v1/models/special, api: chat, backend: a}\n"
     "  - {name: alt, path: /alt/models, methods: [GET, POST], backend: b}\n"
-    "  - {name: ask, path: /llm/ask, api: chat, methods: [POST, HEAD], backend: c}\n";
+    "  - {name: ask, path: /llm/ask, api: chat, methods: [POST, HEAD], backend: c}\n"
+    "  - {name: resp, path: /v1/responses, backend: a}\n"
+    "  - {name: msg, path: /v1/messages, backend: outer}\n"
+    "  - {name: talk, path: /llm/talk, api: messages, backend: b}\n";
 
 #define GET LLMGW_METHOD_GET
 #define HEAD LLMGW_METHOD_HEAD
 #define POST LLMGW_METHOD_POST
 #define OPTIONS LLMGW_METHOD_OPTIONS
+#define DELETE LLMGW_METHOD_DELETE
 
 static const llmgw_config_t *config(void)
 {
@@ -100,10 +104,58 @@ START_TEST(test_method_bit)
     /* httpd's method names are case sensitive: "post" is not POST. */
     ck_assert_int_eq(llmgw_route_method_bit("post"), 0);
     ck_assert_int_eq(llmgw_route_method_bit("PUT"), 0);
-    ck_assert_int_eq(llmgw_route_method_bit("DELETE"), 0);
+    ck_assert_int_eq(llmgw_route_method_bit("DELETE"), DELETE);
     ck_assert_int_eq(llmgw_route_method_bit("GETX"), 0);
     ck_assert_int_eq(llmgw_route_method_bit(""), 0);
     ck_assert_int_eq(llmgw_route_method_bit(NULL), 0);
+}
+END_TEST
+
+/* Dialect routes: their api from the path or api:, and their sub-paths (ingress.md 1). */
+START_TEST(test_dialect_sub_paths)
+{
+    llmgw_route_match_t m;
+
+    m = match("/v1/responses", POST);
+    ck_assert_int_eq(m.verdict, LLMGW_ROUTE_FOUND);
+    ck_assert_int_eq(m.route->api, LLMGW_API_RESPONSES);
+    ck_assert_int_eq(m.sub, LLMGW_SUB_NONE);
+    m = match("/v1/messages", POST);
+    ck_assert_int_eq(m.route->api, LLMGW_API_MESSAGES);
+    m = match("/llm/talk", POST);
+    ck_assert_int_eq(m.route->api, LLMGW_API_MESSAGES);
+
+    m = match("/v1/responses/resp_1", GET);
+    ck_assert_int_eq(m.verdict, LLMGW_ROUTE_FOUND);
+    ck_assert_str_eq(m.route->name, "resp");
+    ck_assert_int_eq(m.sub, LLMGW_SUB_RESPONSE);
+    ck_assert_str_eq(m.resource_id, "resp_1");
+    ck_assert_str_eq(m.allow, "GET, HEAD, DELETE, OPTIONS");
+    ck_assert_int_eq(match("/v1/responses/resp_1", DELETE).verdict, LLMGW_ROUTE_FOUND);
+    ck_assert_int_eq(match("/v1/responses/resp_1", HEAD).verdict, LLMGW_ROUTE_FOUND);
+    ck_assert_int_eq(match("/v1/responses/resp_1", POST).verdict, LLMGW_ROUTE_NOT_ALLOWED);
+    ck_assert_int_eq(match("/v1/responses/resp_1", OPTIONS).verdict, LLMGW_ROUTE_OPTIONS);
+
+    m = match("/v1/responses/resp_1/input_items", GET);
+    ck_assert_int_eq(m.sub, LLMGW_SUB_INPUT_ITEMS);
+    ck_assert_str_eq(m.resource_id, "resp_1");
+    ck_assert_int_eq(match("/v1/responses/resp_1/input_items", DELETE).verdict,
+                     LLMGW_ROUTE_NOT_ALLOWED);
+    m = match("/v1/responses/resp_1/cancel", POST);
+    ck_assert_int_eq(m.sub, LLMGW_SUB_CANCEL);
+    ck_assert_int_eq(m.verdict, LLMGW_ROUTE_FOUND);
+    expect_not_found("/v1/responses/resp_1/other", GET);
+    expect_not_found("/v1/responses/", GET);
+
+    m = match("/v1/messages/count_tokens", POST);
+    ck_assert_int_eq(m.verdict, LLMGW_ROUTE_FOUND);
+    ck_assert_str_eq(m.route->name, "msg");
+    ck_assert_int_eq(m.sub, LLMGW_SUB_COUNT_TOKENS);
+    ck_assert_ptr_null(m.resource_id);
+    ck_assert_int_eq(match("/v1/messages/count_tokens", GET).verdict, LLMGW_ROUTE_NOT_ALLOWED);
+    expect_not_found("/v1/messages/other", POST);
+    /* DELETE is a sub-path method only. */
+    ck_assert_int_eq(match("/v1/responses", DELETE).verdict, LLMGW_ROUTE_NOT_ALLOWED);
 }
 END_TEST
 
@@ -302,6 +354,7 @@ int main(void)
 
     tcase_add_test(tc, test_method_bit);
     tcase_add_test(tc, test_allow_value);
+    tcase_add_test(tc, test_dialect_sub_paths);
     tcase_add_test(tc, test_exact_path);
     tcase_add_test(tc, test_unknown_path);
     tcase_add_test(tc, test_wrong_method);
