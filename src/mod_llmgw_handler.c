@@ -406,11 +406,20 @@ static int sink_gone(void *baton)
 }
 
 /* Did the current attempt go to a backend that speaks the client's dialect? */
+/*
+ * Whether backend @p b gets the client's dialect as it is. Not once the
+ * dialect's own stream encoder has started: a continuation (streamRecovery)
+ * splices canonical chunks into that stream, so every later member is
+ * translated, whatever it speaks.
+ */
+static int native_for(const req_t *q, const llmgw_backend_t *b)
+{
+    return q->ing && b && !q->ist_ready && llmgw_ingress_is_native(q->ing, b->type);
+}
+
 static int answered_natively(const req_t *q)
 {
-    const llmgw_dispatch_result_t *res = llmgw_dispatch_result(q->d);
-
-    return q->ing && res->backend && llmgw_ingress_is_native(q->ing, res->backend->type);
+    return native_for(q, llmgw_dispatch_result(q->d)->backend);
 }
 
 /*
@@ -873,7 +882,7 @@ static llmgw_error_t *prepare_dialect(req_t *q, llmgw_call_t *call)
     const llmgw_backend_t *b = call->backend;
     llmgw_error_t *err;
 
-    if (llmgw_ingress_is_native(q->ing, b->type)) {
+    if (native_for(q, b)) {
         call->body = (json_t *)q->client;
         call->raw_body = q->call.raw_body;
         call->raw_len = q->call.raw_len;
@@ -907,8 +916,7 @@ static const llmgw_provider_t *dialect_translator(void *baton, const llmgw_backe
 {
     req_t *q = baton;
 
-    return llmgw_ingress_is_native(q->ing, b->type) ? llmgw_ingress_passthrough(q->ing)
-                                                    : llmgw_provider_get(b->type);
+    return native_for(q, b) ? llmgw_ingress_passthrough(q->ing) : llmgw_provider_get(b->type);
 }
 
 /*
@@ -925,7 +933,7 @@ static llmgw_error_t *transport_prepare(void *baton, llmgw_call_t *call, int rea
 
     if (q->ing && !reauth && (err = prepare_dialect(q, call)) != NULL)
         return err;
-    if (q->ing && llmgw_ingress_is_native(q->ing, b->type))
+    if (native_for(q, b))
         prov = NULL; /* the client's own request goes upstream: nothing to fetch */
     if (!reauth && prov && prov->remote_images && (err = prepare_images(q, call, prov)) != NULL)
         return err;

@@ -43,10 +43,15 @@ def gw(request, module_so, mock, claude):
                                          defaultModel=GPT, maxRetries=0),
                   claude_backend("claude", claude),
                   {"name": "pool", "type": "pool", "strategy": "priority", "fallback": True,
-                   "backends": [{"name": "claude"}, {"name": "gpt"}]}],
+                   "backends": [{"name": "claude"}, {"name": "gpt"}]},
+                  claude_backend("claude-prefill", claude, prefill=True),
+                  {"name": "gpt-then-claude", "type": "pool", "strategy": "priority",
+                   "backends": [{"name": "gpt"}, {"name": "claude-prefill"}]}],
         routes=[harness.route("msg-gpt", "/v1/messages", "gpt"),
                 harness.route("msg-claude", "/v1/claude/messages", "claude"),
                 harness.route("msg-pool", "/v1/pool/messages", "pool"),
+                dict(harness.route("msg-cont", "/v1/cont/messages", "gpt-then-claude"),
+                     streamRecovery="continue"),
                 harness.route("models", "/v1/models", "pool")])
     return start_gateway(request, "messages", yaml)
 
@@ -346,6 +351,31 @@ def test_mid_stream_failure_is_an_error_event_without_message_stop(gw, mock):
     assert "content_block_delta" in types
     assert types[-1] == "error" and "message_stop" not in types
     assert events[-1]["error"]["type"] in ("api_error", "overloaded_error")
+
+
+@pytest.mark.h2
+def test_continuation_on_a_native_member_is_translated(gw, mock, claude):
+    """streamRecovery continue on a Messages route: gpt (translated) is cut after content,
+    claude (which speaks Messages natively) continues. Its continuation must be a canonical
+    prefill spliced into the one Messages stream the client already reads, never its own
+    native events (a second message_start)."""
+    mock.script(Fault(chunks=["echo: ", "one ", "two"], drop_after=3))
+    seen = len(claude.requests)
+    r = post(gw.url("/v1/cont/messages"), msg("one two three four five", stream=True),
+             headers=ANTHROPIC_HEADERS, stream=True)
+    assert r.status_code == 200
+    events = [json.loads(d) for _, d in read_sse(r).events]
+    types = [e["type"] for e in events]
+    assert types.count("message_start") == 1 and types[-1] == "message_stop", types
+    assert "error" not in types, events
+    assert len(claude.requests) == seen + 1
+    last = claude.requests[-1].body["messages"][-1]
+    assert last["role"] == "assistant", last  # a prefill, not the client's own request
+    text = "".join(e["delta"].get("text", "") for e in events
+                   if e["type"] == "content_block_delta")
+    assert text.startswith("echo: one"), text
+    stops = [e for e in events if e["type"] == "message_delta"]
+    assert len(stops) == 1 and stops[0]["delta"]["stop_reason"] == "end_turn", stops
 
 
 @pytest.mark.mpm
