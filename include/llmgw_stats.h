@@ -342,19 +342,22 @@ void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_inte
                          apr_int64_t completion_tokens);
 
 /**
- * A failed attempt: counts its class and feeds the breaker. Retryable
- * failures (llmgw_error_action() == RETRY) count as consecutive failures;
- * the @p threshold-th one, and every further one, (re)arms the cooldown:
- * cooldown_until = now.mono + @p cooldown. 401/402/403 arm it at once (the
- * gateway's credential or billing, providers.md 9.2). Client errors (400,
- * 404, ...) and client/gateway aborts (CLIENT_GONE, INTERNAL) are counted
- * but leave the breaker alone. A failed probe re-arms the cooldown.
- * @param threshold  consecutive failures before cooldown; <= 0 disables it
- * @param cooldown   the period to arm (kept as the slot's cooldown_period)
- * @return 1 when the backend is cooling because of this failure, else 0
+ * A failed attempt of class @p cls (llmgw_stats_classify): counts it and
+ * stamps last_failure; a class < 0 (not the upstream's fault) counts as
+ * aborted. The breaker is not touched: whether a failure counts against the
+ * backend is the pool's policy (llmgw_pool_record_failure).
  */
-int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_time_t now, llmgw_fail_e fail,
-                        int status, int threshold, apr_interval_time_t cooldown);
+void llmgw_stats_error(llmgw_stats_slot_t *s, llmgw_stats_time_t now, int cls);
+
+/**
+ * One more consecutive failure; the @p threshold-th one, and every further
+ * one, (re)arms the cooldown: cooldown_until = now.mono + @p cooldown (kept
+ * as the slot's cooldown_period), and ends any probe. A @p threshold of 1
+ * or less arms it at once.
+ * @return 1 when this strike armed the cooldown, else 0 (0 for a NULL slot)
+ */
+int llmgw_stats_strike(llmgw_stats_slot_t *s, llmgw_stats_time_t now, int threshold,
+                       apr_interval_time_t cooldown);
 
 /**
  * The period of the last cooldown armed on @p s, 0 when none was since its
@@ -399,6 +402,27 @@ llmgw_stats_avail_e llmgw_stats_available(llmgw_stats_slot_t *s, llmgw_stats_tim
  * probe could start now. For ordering candidates.
  */
 llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, llmgw_stats_time_t now);
+
+/**
+ * Time left in the cooldown of @p s at monotonic @p mono: -1 when it is not
+ * cooling (or NULL), 0 when the cooldown is over and only a probe is due.
+ */
+apr_interval_time_t llmgw_stats_cooldown_left(const llmgw_stats_slot_t *s, apr_time_t mono);
+
+/** What a strategy reads of a backend: its load and latency now. */
+typedef struct {
+    apr_uint32_t inflight;   /**< attempts running, all processes */
+    apr_uint32_t latency_us; /**< EWMA of whole attempts; 0 = no sample */
+    apr_uint32_t ttfb_us;    /**< EWMA of time to first byte; 0 = no sample */
+    apr_uint32_t samples;    /**< latency samples since creation or recovery */
+    apr_uint64_t requests;   /**< attempts ever started */
+} llmgw_stats_load_t;
+
+/** Read @p s of the segment @p base into @p out (zeros for a NULL slot); each field atomically. */
+void llmgw_stats_load(const void *base, const llmgw_stats_slot_t *s, llmgw_stats_load_t *out);
+
+/** The round-robin cursor of a pool's slot, for its strategy; NULL for a NULL slot. */
+volatile apr_uint32_t *llmgw_stats_rr_cursor(llmgw_stats_slot_t *s);
 
 /** Give up a claimed probe without an outcome (e.g. the client left first). */
 void llmgw_stats_probe_release(llmgw_stats_slot_t *s);

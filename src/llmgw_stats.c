@@ -526,33 +526,27 @@ static void arm(llmgw_stats_slot_t *s, llmgw_stats_time_t now, apr_interval_time
     apr_atomic_set64(&s->probe_since, 0);
 }
 
-int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_time_t now, llmgw_fail_e fail,
-                        int status, int threshold, apr_interval_time_t cooldown)
+void llmgw_stats_error(llmgw_stats_slot_t *s, llmgw_stats_time_t now, int cls)
 {
-    int cls = llmgw_stats_classify(fail, status);
-    llmgw_action_e action;
+    if (!s)
+        return;
+    if (cls < 0 || cls >= LLMGW_STATS_ERR_COUNT) {
+        apr_atomic_inc64(&s->aborted);
+        return;
+    }
+    apr_atomic_inc64(&s->errors[cls]);
+    apr_atomic_set64(&s->last_failure, (apr_uint64_t)now.wall);
+}
+
+int llmgw_stats_strike(llmgw_stats_slot_t *s, llmgw_stats_time_t now, int threshold,
+                       apr_interval_time_t cooldown)
+{
     apr_uint32_t count;
 
     if (!s)
         return 0;
-    if (cls < 0) {
-        apr_atomic_inc64(&s->aborted);
-        return 0;
-    }
-    apr_atomic_inc64(&s->errors[cls]);
-    apr_atomic_set64(&s->last_failure, (apr_uint64_t)now.wall);
-    if (threshold <= 0)
-        return 0;
-    action = llmgw_error_action(fail, status);
-    if (action == LLMGW_ACTION_FALLBACK && (status == 401 || status == 402 || status == 403)) {
-        apr_atomic_inc32(&s->consecutive_failures);
-        arm(s, now, cooldown);
-        return 1;
-    }
-    if (action != LLMGW_ACTION_RETRY)
-        return 0;
     count = apr_atomic_inc32(&s->consecutive_failures) + 1;
-    if (count < (apr_uint32_t)threshold)
+    if (count < (apr_uint32_t)(threshold > 0 ? threshold : 1))
         return 0;
     arm(s, now, cooldown);
     return 1;
@@ -622,6 +616,33 @@ llmgw_stats_avail_e llmgw_stats_available(llmgw_stats_slot_t *s, llmgw_stats_tim
     if (apr_atomic_cas64(&s->probe_since, mark, since) != since)
         return LLMGW_STATS_COOLING;
     return LLMGW_STATS_PROBE;
+}
+
+apr_interval_time_t llmgw_stats_cooldown_left(const llmgw_stats_slot_t *s, apr_time_t mono)
+{
+    apr_uint64_t until = s ? R64(s->cooldown_until) : 0;
+    apr_interval_time_t left = (apr_time_t)until - mono;
+
+    if (until == 0)
+        return -1;
+    return left > 0 ? left : 0;
+}
+
+void llmgw_stats_load(const void *base, const llmgw_stats_slot_t *s, llmgw_stats_load_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!s)
+        return;
+    out->inflight = llmgw_stats_inflight(base, (int)s->index);
+    out->latency_us = R32(s->latency_ewma_us);
+    out->ttfb_us = R32(s->ttfb_ewma_us);
+    out->samples = R32(s->latency_samples);
+    out->requests = R64(s->requests);
+}
+
+volatile apr_uint32_t *llmgw_stats_rr_cursor(llmgw_stats_slot_t *s)
+{
+    return s ? &s->rr_cursor : NULL;
 }
 
 void llmgw_stats_probe_release(llmgw_stats_slot_t *s)

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "llmgw_config.h"
+#include "llmgw_pool.h"
 #include "llmgw_stats.h"
 #include "test_util.h"
 
@@ -238,15 +239,15 @@ START_TEST(test_counters_by_class)
     ck_assert_uint_eq(inflight(base, s), 2);
     llmgw_stats_success(s, AT(T0 + 5), MS(200), MS(50), 11, 22);
     llmgw_stats_end(s, row);
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 400, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 404, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 503, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_TIMEOUT, 0, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_IDLE, 0, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0 + 9), LLMGW_FAIL_RESET, 0, 5, SEC(30));
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_HTTP, 400, 5, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_HTTP, 404, 5, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_HTTP, 503, 5, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_TIMEOUT, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_IDLE, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0 + 9), LLMGW_FAIL_RESET, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 5, SEC(30));
     llmgw_stats_retry(s);
     llmgw_stats_fallback(s);
     llmgw_stats_fallback(s);
@@ -280,7 +281,7 @@ START_TEST(test_counters_by_class)
     ck_assert_uint_eq(s->requests, 3);
     ck_assert_uint_eq(inflight(base, s), 0);
     llmgw_stats_success(NULL, AT(T0), 1, 1, 1, 1);
-    ck_assert_int_eq(llmgw_stats_failure(NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, 1), 0);
+    ck_assert_int_eq(llmgw_pool_record_failure(NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, 1), 0);
     llmgw_stats_retry(NULL);
     llmgw_stats_fallback(NULL);
     ck_assert_int_eq(llmgw_stats_available(NULL, AT(T0)), LLMGW_STATS_AVAILABLE);
@@ -355,11 +356,12 @@ START_TEST(test_cooldown_threshold_probe_recovery)
     const apr_interval_time_t cd = SEC(30);
 
     llmgw_stats_success(s, AT(T0), MS(100), MS(10), 0, 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + 1), LLMGW_FAIL_HTTP, 500, 3, cd), 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + 2), LLMGW_FAIL_TIMEOUT, 0, 3, cd), 0);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0 + 1), LLMGW_FAIL_HTTP, 500, 3, cd), 0);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0 + 2), LLMGW_FAIL_TIMEOUT, 0, 3, cd), 0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + 3)), LLMGW_STATS_AVAILABLE);
     /* The third consecutive failure opens the breaker. */
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(1)), LLMGW_FAIL_CONNECT, 0, 3, cd), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0 + SEC(1)), LLMGW_FAIL_CONNECT, 0, 3, cd),
+                     1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(31));
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(1))), LLMGW_STATS_COOLING);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(31) - 1)), LLMGW_STATS_COOLING);
@@ -379,7 +381,8 @@ START_TEST(test_cooldown_threshold_probe_recovery)
     ck_assert_uint_eq(s->latency_samples, 1);
     ck_assert_uint_eq(s->latency_ewma_us, 7000);
     /* And it takes the full threshold again to cool down. */
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(42)), LLMGW_FAIL_HTTP, 503, 3, cd), 0);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0 + SEC(42)), LLMGW_FAIL_HTTP, 503, 3, cd),
+                     0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(42))), LLMGW_STATS_AVAILABLE);
 }
 END_TEST
@@ -390,10 +393,11 @@ START_TEST(test_cooldown_rearm_on_probe_failure)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     const apr_interval_time_t cd = SEC(10);
 
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(10))), LLMGW_STATS_PROBE);
     /* The probe fails: a fresh cooldown from the failure's time, probe over. */
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(12)), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0 + SEC(12)), LLMGW_FAIL_HTTP, 502, 1, cd),
+                     1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(22));
     ck_assert_uint_eq(s->probe_since, 0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(21))), LLMGW_STATS_COOLING);
@@ -406,7 +410,7 @@ START_TEST(test_cooldown_release_and_stale_probe)
     void *base = segment(1);
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
 
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(5));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(5));
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(5))), LLMGW_STATS_PROBE);
     /* The winner did not attempt after all: the next caller probes. */
     llmgw_stats_probe_release(s);
@@ -428,22 +432,22 @@ START_TEST(test_cooldown_rules)
 
     /* Failures that are not consecutive do not open the breaker. */
     for (i = 0; i < 10; i++) {
-        ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
-        ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
         llmgw_stats_success(s, AT(T0), MS(10), -1, -1, -1);
     }
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0)), LLMGW_STATS_AVAILABLE);
     /* The gateway's credential rejected: cooldown at once (providers.md 9.2). */
-    ck_assert_int_eq(llmgw_stats_failure(t, AT(T0), LLMGW_FAIL_HTTP, 401, 5, SEC(30)), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(t, AT(T0), LLMGW_FAIL_HTTP, 401, 5, SEC(30)), 1);
     ck_assert_int_eq(llmgw_stats_available(t, AT(T0 + 1)), LLMGW_STATS_COOLING);
     /* Client errors never do, however many; nor does threshold 0 (a lone backend). */
     for (i = 0; i < 10; i++) {
-        ck_assert_int_eq(llmgw_stats_failure(u, AT(T0), LLMGW_FAIL_HTTP, 400, 1, SEC(30)), 0);
-        ck_assert_int_eq(llmgw_stats_failure(u, AT(T0), LLMGW_FAIL_HTTP, 500, 0, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_pool_record_failure(u, AT(T0), LLMGW_FAIL_HTTP, 400, 1, SEC(30)), 0);
+        ck_assert_int_eq(llmgw_pool_record_failure(u, AT(T0), LLMGW_FAIL_HTTP, 500, 0, SEC(30)), 0);
     }
     ck_assert_int_eq(llmgw_stats_available(u, AT(T0)), LLMGW_STATS_AVAILABLE);
     /* A cooldown starting at time 0 still counts (0 means "none" in the slot). */
-    ck_assert_int_eq(llmgw_stats_failure(u, AT(0), LLMGW_FAIL_CONNECT, 0, 1, 0), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(u, AT(0), LLMGW_FAIL_CONNECT, 0, 1, 0), 1);
     ck_assert_int_eq(llmgw_stats_available(u, AT(0)), LLMGW_STATS_COOLING);
     ck_assert_int_eq(llmgw_stats_available(u, AT(1)), LLMGW_STATS_PROBE);
 }
@@ -458,10 +462,11 @@ START_TEST(test_cooldown_period_kept_and_forgotten)
 
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), 0);
     ck_assert_int_eq(llmgw_stats_cooldown_period(NULL), 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(2)), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(2)), 1);
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(2));
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(2))), LLMGW_STATS_PROBE);
-    ck_assert_int_eq(llmgw_stats_failure(s, AT(T0 + SEC(3)), LLMGW_FAIL_HTTP, 503, 1, SEC(4)), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, AT(T0 + SEC(3)), LLMGW_FAIL_HTTP, 503, 1, SEC(4)),
+                     1);
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(4));
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(7));
     /* An explicit cooldown (quota) is a period too. */
@@ -526,7 +531,7 @@ START_TEST(test_clock_step_does_not_affect_cooldown)
 
     assign_ok(base, names, 2, slots);
 
-    ck_assert_int_eq(llmgw_stats_failure(s, t, LLMGW_FAIL_CONNECT, 0, 1, cd), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, t, LLMGW_FAIL_CONNECT, 0, 1, cd), 1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, M + cd);
     ck_assert_int_eq((apr_time_t)s->last_failure, T0);
     /* The wall clock jumps a day ahead one second later: still cooling. */
@@ -679,7 +684,7 @@ static void *APR_THREAD_FUNC hammer(apr_thread_t *th, void *data)
     for (i = 0; i < ROUNDS; i++) {
         llmgw_stats_begin(w->slot, w->row);
         if (i % 4 == 3)
-            llmgw_stats_failure(w->slot, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
+            llmgw_pool_record_failure(w->slot, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
         else
             llmgw_stats_success(w->slot, AT(T0), MS(1 + w->id), -1, 3, 5);
         if (i % 10 == 0)
@@ -779,7 +784,7 @@ START_TEST(test_processes_exact_totals)
             for (r = 0; r < ROUNDS; r++) {
                 llmgw_stats_begin(w.slot, w.row);
                 if (r % 4 == 3)
-                    llmgw_stats_failure(w.slot, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
+                    llmgw_pool_record_failure(w.slot, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
                 else
                     llmgw_stats_success(w.slot, AT(T0), MS(1 + w.id), -1, 3, 5);
                 llmgw_stats_end(w.slot, w.row);
@@ -842,7 +847,8 @@ START_TEST(test_drain_shared_and_kept)
     ck_assert_int_eq(s3[0], s1[0]);
     ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
     /* A drain leaves the breaker alone, and the breaker leaves the drain alone. */
-    llmgw_stats_failure(llmgw_stats_slot(base, s3[0]), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_pool_record_failure(llmgw_stats_slot(base, s3[0]), AT(T0), LLMGW_FAIL_CONNECT, 0, 1,
+                              SEC(30));
     llmgw_stats_success(llmgw_stats_slot(base, s3[0]), AT(T0 + SEC(40)), MS(5), -1, 1, 1);
     ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
     ck_assert_int_eq(llmgw_stats_set_drained(llmgw_stats_slot(base, s3[0]), 0), 1);
@@ -882,7 +888,7 @@ START_TEST(test_threads_one_probe_winner)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     int i, won = 0;
 
-    llmgw_stats_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_pool_record_failure(s, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     memset(w, 0, sizeof(w));
     for (i = 0; i < THREADS; i++)
         w[i].slot = s;
@@ -914,13 +920,13 @@ static void *populated(void)
         llmgw_stats_end(a, row);
     }
     llmgw_stats_begin(a, row);
-    llmgw_stats_failure(a, AT(T0 + SEC(60)), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
+    llmgw_pool_record_failure(a, AT(T0 + SEC(60)), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
     llmgw_stats_end(a, row);
     llmgw_stats_begin(a, row); /* one still in flight */
     llmgw_stats_retry(a);
     for (i = 0; i < 3; i++) {
         llmgw_stats_begin(b, row);
-        llmgw_stats_failure(b, AT(T0 + SEC(90)), LLMGW_FAIL_TIMEOUT, 0, 3, SEC(30));
+        llmgw_pool_record_failure(b, AT(T0 + SEC(90)), LLMGW_FAIL_TIMEOUT, 0, 3, SEC(30));
         llmgw_stats_end(b, row);
     }
     llmgw_stats_fallback(llmgw_stats_slot(base, s[2]));
@@ -1355,7 +1361,8 @@ START_TEST(test_render_html)
     ck_assert_int_eq(llmgw_stats_assign(base, names, kinds, 2, s), APR_SUCCESS);
     llmgw_stats_begin(llmgw_stats_slot(base, s[1]), row);
     llmgw_stats_success(llmgw_stats_slot(base, s[1]), AT(T0), MS(1234), MS(56), 7, 8);
-    llmgw_stats_failure(llmgw_stats_slot(base, s[0]), AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_pool_record_failure(llmgw_stats_slot(base, s[0]), AT(T0), LLMGW_FAIL_CONNECT, 0, 1,
+                              SEC(30));
     ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0 + SEC(10)), &snap), APR_SUCCESS);
     html = llmgw_stats_html(test_pool, snap, NULL, &len);
     ck_assert_uint_eq(len, strlen(html));
