@@ -85,8 +85,9 @@
  *
  * 64-bit fields use APR's 64-bit atomics. Where 8-byte atomics are not
  * lock-free APR falls back to a process-local mutex, which would be wrong
- * across processes, so llmgw_stats.c refuses to build there
- * (_Static_assert). On 32-bit targets APR before 1.7.4 reads 64-bit fields
+ * across processes, so llmgw_stats.c refuses to build where the compiler
+ * has no lock-free 8-byte atomics (_Static_assert; it checks the compiler,
+ * not how APR was built). On 32-bit targets APR before 1.7.4 reads 64-bit fields
  * with a plain load that may tear; the updates stay atomic, a torn
  * counter only shows in one status page, and a torn cooldown deadline at
  * worst misjudges one availability check (the probe CAS then fails safely).

@@ -21,7 +21,12 @@
 /*
  * APR's 64-bit atomics fall back to a process-local mutex where the CPU has
  * no lock-free 8-byte operations; on shared memory that would silently lose
- * updates between children. Refuse to build rather than miscount.
+ * updates between children. This assertion only asks the compiler
+ * whether this target has lock-free 8-byte atomics, and refuses the build
+ * where it has none. It cannot see how the APR library we link was built
+ * (APR picks its builtin atomics or its mutex fallback when APR itself is
+ * configured), so it makes the fallback unlikely rather than proving it
+ * absent.
  */
 _Static_assert(__atomic_always_lock_free(sizeof(apr_uint64_t), 0),
                "llmgw_stats needs lock-free 64-bit atomics across processes");

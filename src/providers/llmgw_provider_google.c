@@ -35,7 +35,7 @@
 #include "llmgw_provider.h"
 #include "llmgw_provider_util.h"
 #include "llmgw_json.h"
-#include "llmgw_google_auth.h"
+#include "llmgw_provider_google.h"
 
 #define GOOGLE_AISTUDIO_ENDPOINT "https://generativelanguage.googleapis.com"
 #define GOOGLE_FILES_PREFIX "https://generativelanguage.googleapis.com/v1beta/files/"
