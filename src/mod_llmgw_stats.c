@@ -37,6 +37,7 @@
 #include "llmgw_json.h"
 #include "llmgw_slots.h"
 #include "llmgw_stats.h"
+#include "llmgw_stats_render.h"
 
 #define STATS_USERDATA_KEY "llmgw-stats-shm"
 

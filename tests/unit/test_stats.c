@@ -11,6 +11,7 @@
 #include "llmgw_config.h"
 #include "llmgw_pool.h"
 #include "llmgw_stats.h"
+#include "llmgw_stats_render.h"
 #include "test_util.h"
 
 #define T0 apr_time_from_sec(1700000000)
