@@ -61,18 +61,10 @@ static void copy_member(json_t *to, const json_t *from, const char *key)
         json_object_set(to, key, v);
 }
 
-/* "chatcmpl-" and 24 random hex digits, for answers that came without an id. */
+/* "chatcmpl-" and 24 random characters, for answers that came without an id. */
 static const char *make_id(apr_pool_t *p, const char *prefix)
 {
-    unsigned char raw[12];
-    char hex[sizeof(raw) * 2 + 1];
-    apr_size_t i;
-
-    if (apr_generate_random_bytes(raw, sizeof(raw)) != APR_SUCCESS)
-        memset(raw, 0, sizeof(raw));
-    for (i = 0; i < sizeof(raw); i++)
-        apr_snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    return apr_pstrcat(p, prefix, hex, NULL);
+    return llmgw_prov_mint_id(p, prefix, 24);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -331,9 +323,7 @@ static json_t *clean_usage(const json_t *usage, llmgw_usage_t *u)
 
     read_usage(usage, u);
     u->total_tokens = llmgw_prov_tokens_sum(u->prompt_tokens, u->completion_tokens);
-    out = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)u->prompt_tokens,
-                    "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
-                    (json_int_t)u->total_tokens);
+    out = llmgw_prov_usage_json(u);
     if (json_is_object(json_object_get(usage, "prompt_tokens_details")))
         copy_member(out, usage, "prompt_tokens_details");
     if (json_is_object(json_object_get(usage, "completion_tokens_details")))
@@ -356,21 +346,19 @@ static json_t *find_usage(const json_t *j)
 /* Normalised answers: the pieces                                         */
 /* ---------------------------------------------------------------------- */
 
-/* finish_reason in OpenAI's vocabulary (providers.md 7.4, 8.3); NULL stays NULL. */
+/* finish_reason in OpenAI's vocabulary (providers.md 7.4, 8.3). "stop", Together's "eos",
+ * Mistral's "error" and anything unknown end normally. */
+static const llmgw_prov_finish_map_t finish_map[] = {
+    {"tool_calls", "tool_calls"}, {"function_call", "tool_calls"},      {"length", "length"},
+    {"model_length", "length"},   {"content_filter", "content_filter"}, {NULL, NULL}};
+
+/* NULL stays NULL. */
 static const char *map_finish(const json_t *v, int legacy)
 {
-    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-
     if (llmgw_json_is_absent(v))
         return NULL;
-    if (s && (strcmp(s, "tool_calls") == 0 || strcmp(s, "function_call") == 0))
-        return legacy ? "function_call" : "tool_calls";
-    if (s && (strcmp(s, "length") == 0 || strcmp(s, "model_length") == 0))
-        return "length";
-    if (s && strcmp(s, "content_filter") == 0)
-        return "content_filter";
-    /* "stop", Together's "eos", Mistral's "error" and anything unknown. */
-    return "stop";
+    return llmgw_prov_finish_reason(finish_map, json_is_string(v) ? json_string_value(v) : NULL,
+                                    legacy);
 }
 
 static json_t *finish_json(const char *finish)
@@ -848,7 +836,7 @@ llmgw_error_t *llmgw_oai_parse_error(const llmgw_oai_dialect_t *d, llmgw_call_t 
     json_decref(j);
     /* The gateway's own key was refused: not the client's fault, and some
      * upstreams echo part of the key, so none of their text goes out. */
-    if (out->status == 401 || out->status == 403)
+    if (llmgw_prov_credentials_refused(out->status))
         return llmgw_prov_auth_failed(p, status);
     return llmgw_error_from_upstream(p, out);
 }
@@ -1704,15 +1692,12 @@ static json_t *text_content(rebuild_t *rb, const json_t *content)
     return json_string(text ? text : "");
 }
 
-/* A data: URI must carry base64 data (providers.md 2.2). */
-static int data_uri_ok(const char *url)
+/* A data: URI must carry base64 data (providers.md 2.2); other URLs pass as they are. */
+static int data_uri_ok(apr_pool_t *p, const char *url)
 {
-    const char *comma;
+    const char *media, *data;
 
-    if (strncasecmp(url, "data:", 5) != 0)
-        return 1;
-    comma = strchr(url, ',');
-    return comma && comma - url >= 12 && strncasecmp(comma - 7, ";base64", 7) == 0 && comma[1];
+    return strncasecmp(url, "data:", 5) != 0 || llmgw_prov_data_uri(p, url, &media, &data);
 }
 
 static apr_status_t image_part(rebuild_t *rb, const json_t *part, const char *param, json_t **out)
@@ -1724,7 +1709,7 @@ static apr_status_t image_part(rebuild_t *rb, const json_t *part, const char *pa
 
     if (!url || !*url)
         return bad_value(rb, url_param, "an image part needs a url");
-    if (!data_uri_ok(url))
+    if (!data_uri_ok(rb->call->pool, url))
         return bad_value(rb, url_param, "a data URI must be data:<type>;base64,<data>");
     o = json_pack("{s:s}", "url", url);
     if (json_is_string(json_object_get(img, "detail")))

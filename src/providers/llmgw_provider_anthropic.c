@@ -95,34 +95,28 @@ static void usage_totals(const native_usage_t *u, llmgw_usage_t *out)
 static json_t *usage_json(const native_usage_t *u)
 {
     llmgw_usage_t t;
-    json_t *j, *details;
+    json_t *j;
 
     usage_totals(u, &t);
-    j = json_object();
-    json_object_set_new(j, "prompt_tokens", json_integer(t.prompt_tokens));
-    json_object_set_new(j, "completion_tokens", json_integer(t.completion_tokens));
-    json_object_set_new(j, "total_tokens", json_integer(t.total_tokens));
-    details = json_object();
-    json_object_set_new(details, "cached_tokens", json_integer(u->cache_read));
+    j = llmgw_prov_usage_json(&t);
+    llmgw_prov_usage_detail(j, "prompt_tokens_details", "cached_tokens", u->cache_read);
     if (u->cache_write > 0)
-        json_object_set_new(details, "cache_write_tokens", json_integer(u->cache_write));
-    json_object_set_new(j, "prompt_tokens_details", details);
+        llmgw_prov_usage_detail(j, "prompt_tokens_details", "cache_write_tokens", u->cache_write);
     if (u->has_thinking)
-        json_object_set_new(j, "completion_tokens_details",
-                            json_pack("{s:I}", "reasoning_tokens", (json_int_t)u->thinking));
+        llmgw_prov_usage_detail(j, "completion_tokens_details", "reasoning_tokens", u->thinking);
     return j;
 }
 
 /* providers.md 5.5: stop_reason -> finish_reason; unknown reasons end normally. */
+static const llmgw_prov_finish_map_t finish_map[] = {{"tool_use", "tool_calls"},
+                                                     {"max_tokens", "length"},
+                                                     {"model_context_window_exceeded", "length"},
+                                                     {"refusal", "content_filter"},
+                                                     {NULL, NULL}};
+
 static const char *finish_reason(const char *stop_reason, int legacy)
 {
-    if (str_eq(stop_reason, "tool_use"))
-        return legacy ? "function_call" : "tool_calls";
-    if (str_eq(stop_reason, "max_tokens") || str_eq(stop_reason, "model_context_window_exceeded"))
-        return "length";
-    if (str_eq(stop_reason, "refusal"))
-        return "content_filter";
-    return "stop";
+    return llmgw_prov_finish_reason(finish_map, stop_reason, legacy);
 }
 
 /*
@@ -224,44 +218,18 @@ static void push_text(json_t *blocks, json_t *s)
         json_array_append_new(blocks, text_block(s));
 }
 
-static int base64_payload_ok(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++) {
-        char c = *s;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '+' || c == '/' || c == '='))
-            return 0;
-    }
-    return 1;
-}
-
 /*
- * Split "data:<media type>[;params];base64,<payload>" (providers.md 2.2).
- * The media type comes back lower-cased, from the pool; the payload points
- * into @p uri. Returns 0 for anything that is not base64 data.
+ * A base64 data URI with a media type (providers.md 2.2): the media type
+ * lower-cased, from the pool (image/jpg read as image/jpeg); the payload
+ * points into @p uri. Returns 0 for anything that is not base64 data.
  */
 static int parse_data_uri(apr_pool_t *p, const char *uri, const char **media, const char **data)
 {
-    const char *comma, *semi;
-    char *m, *c;
-
-    if (strncasecmp(uri, "data:", 5) != 0)
+    if (!llmgw_prov_data_uri(p, uri, media, data) || !**media)
         return 0;
-    uri += 5;
-    comma = strchr(uri, ',');
-    if (!comma || comma - uri < 8 || strncasecmp(comma - 7, ";base64", 7) != 0)
-        return 0;
-    semi = memchr(uri, ';', (apr_size_t)(comma - uri));
-    if (semi == uri)
-        return 0;
-    m = apr_pstrmemdup(p, uri, (apr_size_t)(semi - uri));
-    for (c = m; *c; c++)
-        *c = (char)tolower((unsigned char)*c);
-    *media = strcmp(m, "image/jpg") == 0 ? "image/jpeg" : m;
-    *data = comma + 1;
-    return base64_payload_ok(*data);
+    if (strcmp(*media, "image/jpg") == 0)
+        *media = "image/jpeg";
+    return llmgw_prov_base64_ok(*data);
 }
 
 static int image_type_ok(const char *media)
@@ -408,15 +376,7 @@ static void add_turn(build_t *bx, const char *role, json_t *blocks)
 
 static int tool_id_ok(const char *id)
 {
-    if (!*id)
-        return 0;
-    for (; *id; id++) {
-        char c = *id;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return llmgw_prov_id_chars_ok(id);
 }
 
 /*
@@ -1427,22 +1387,7 @@ static apr_status_t anthropic_parse_response(llmgw_call_t *call, const char *bod
 /* The HTTP status Anthropic uses for an error type (stream errors carry only the type). */
 static int status_of_type(const char *type)
 {
-    static const struct {
-        const char *type;
-        int status;
-    } map[] = {
-        {"invalid_request_error", 400}, {"authentication_error", 401},
-        {"billing_error", 402},         {"permission_error", 403},
-        {"not_found_error", 404},       {"request_too_large", 413},
-        {"rate_limit_error", 429},      {"api_error", 500},
-        {"timeout_error", 504},         {"overloaded_error", 529},
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (str_eq(type, map[i].type))
-            return map[i].status;
-    return 502;
+    return llmgw_prov_anthropic_status(type, 502);
 }
 
 /* A spend cap: waiting does not help (providers.md 9.1). */
@@ -1462,10 +1407,9 @@ static llmgw_error_t *map_error(apr_pool_t *p, int status, const json_t *e)
     const char *msg = llmgw_prov_upstream_message(p, llmgw_json_str(e, "message"), status);
     const char *code = llmgw_json_str(json_object_get(e, "details"), "error_code");
 
-    switch (status) {
-    case 401:
-    case 403:
+    if (llmgw_prov_credentials_refused(status))
         return llmgw_prov_auth_failed(p, status);
+    switch (status) {
     case 402:
         return llmgw_error_make(p, 502, "server_error", "upstream_billing_error", NULL,
                                 "the upstream refused the gateway's account for billing "

@@ -60,29 +60,6 @@ static int is_vertex(const llmgw_backend_t *b)
     return b->project_id && *b->project_id;
 }
 
-/* @p n random characters of [A-Za-z0-9] into @p out (not NUL-terminated). */
-static void random_base62(char *out, apr_size_t n)
-{
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned char bytes[64];
-    apr_size_t i;
-
-    if (n > sizeof(bytes))
-        n = sizeof(bytes);
-    if (apr_generate_random_bytes(bytes, n) != APR_SUCCESS) {
-        /* Ids need to be unique, not secret: a time-seeded mix will do. */
-        apr_uint64_t x = (apr_uint64_t)apr_time_now() ^ (apr_uint64_t)(apr_uintptr_t)out;
-        for (i = 0; i < n; i++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            bytes[i] = (unsigned char)x;
-        }
-    }
-    for (i = 0; i < n; i++)
-        out[i] = alphabet[bytes[i] % 62];
-}
-
 /* A non-negative token count, 0 when absent or nonsense. */
 static apr_int64_t count_of(const json_t *obj, const char *key)
 {
@@ -707,47 +684,18 @@ static apr_status_t build_tools(rq_t *rq, json_t *body)
 /* Request translation: content parts                                     */
 /* ---------------------------------------------------------------------- */
 
-static int base64_ok(const char *s)
-{
-    apr_size_t n = strlen(s), pad = 0, i;
-
-    if (n == 0)
-        return 0;
-    for (i = 0; i < n; i++) {
-        if (s[i] == '=') {
-            pad++;
-            continue;
-        }
-        if (pad || !(apr_isalnum(s[i]) || s[i] == '+' || s[i] == '/'))
-            return 0;
-    }
-    return pad <= 2;
-}
-
 /*
  * "data:<media type>[;params];base64,<payload>" -> {"inlineData":{...}}
  * (new reference); NULL when @p uri is not such a URI with base64 data.
  */
 static json_t *inline_data(apr_pool_t *p, const char *uri)
 {
-    const char *comma = strchr(uri, ',');
-    const char *semi;
-    char *mime, *c;
-    apr_size_t hlen;
+    const char *mime, *data;
 
-    if (strncasecmp(uri, "data:", 5) != 0 || !comma)
+    if (!llmgw_prov_data_uri(p, uri, &mime, &data) || !*mime || !strchr(mime, '/') ||
+        !llmgw_prov_base64_ok(data))
         return NULL;
-    uri += 5;
-    hlen = (apr_size_t)(comma - uri);
-    if (hlen < 7 || strncasecmp(comma - 7, ";base64", 7) != 0 || !base64_ok(comma + 1))
-        return NULL;
-    semi = memchr(uri, ';', hlen);
-    mime = apr_pstrmemdup(p, uri, (apr_size_t)(semi - uri));
-    if (!*mime || !strchr(mime, '/'))
-        return NULL;
-    for (c = mime; *c; c++)
-        *c = (char)apr_tolower(*c);
-    return json_pack("{s:{s:s, s:s}}", "inlineData", "mimeType", mime, "data", comma + 1);
+    return json_pack("{s:{s:s, s:s}}", "inlineData", "mimeType", mime, "data", data);
 }
 
 /* Media type from a file name extension, NULL when unknown. */
@@ -924,7 +872,7 @@ static apr_status_t audio_part(rq_t *rq, const json_t *part, const char *path, j
     const char *format = llmgw_json_str(ia, "format");
     const char *mime;
 
-    if (!data || !base64_ok(data))
+    if (!data || !llmgw_prov_base64_ok(data))
         return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".input_audio.data", NULL),
                        "'%s.input_audio.data' must be base64 audio data.", path);
     if (format && strcmp(format, "wav") == 0)
@@ -1682,32 +1630,31 @@ static apr_status_t google_build_request(llmgw_call_t *call, llmgw_http_request_
 /* Answers: pieces shared by responses and streams                        */
 /* ---------------------------------------------------------------------- */
 
-static const char *const filter_reasons[] = {"SAFETY",   "BLOCKLIST",    "PROHIBITED_CONTENT",
-                                             "SPII",     "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
-                                             "LANGUAGE", "RECITATION",   "IMAGE_RECITATION",
-                                             NULL};
+/* finishReason -> finish_reason (6.8): STOP, OTHER, MALFORMED_FUNCTION_CALL and the rest end
+ * normally; the filters' reasons are content_filter. */
+static const llmgw_prov_finish_map_t finish_map[] = {{"MAX_TOKENS", "length"},
+                                                     {"CONTINUATION", "length"},
+                                                     {"SAFETY", "content_filter"},
+                                                     {"BLOCKLIST", "content_filter"},
+                                                     {"PROHIBITED_CONTENT", "content_filter"},
+                                                     {"SPII", "content_filter"},
+                                                     {"IMAGE_SAFETY", "content_filter"},
+                                                     {"IMAGE_PROHIBITED_CONTENT", "content_filter"},
+                                                     {"LANGUAGE", "content_filter"},
+                                                     {"RECITATION", "content_filter"},
+                                                     {"IMAGE_RECITATION", "content_filter"},
+                                                     {NULL, NULL}};
 
 /*
- * finishReason -> finish_reason (6.8). *filter receives a static copy of
- * the native reason when the answer was cut by a filter, else NULL.
+ * finishReason -> finish_reason. *filter receives a static copy of the
+ * native reason when the answer was cut by a filter, else NULL.
  */
 static const char *map_finish(const char *native, const char **filter)
 {
-    int i;
+    const llmgw_prov_finish_map_t *row = llmgw_prov_finish_row(finish_map, native);
 
-    *filter = NULL;
-    if (!native)
-        return "stop";
-    if (strcmp(native, "MAX_TOKENS") == 0 || strcmp(native, "CONTINUATION") == 0)
-        return "length";
-    for (i = 0; filter_reasons[i]; i++) {
-        if (strcmp(native, filter_reasons[i]) == 0) {
-            *filter = filter_reasons[i];
-            return "content_filter";
-        }
-    }
-    /* STOP, OTHER, MALFORMED_FUNCTION_CALL and the rest end normally. */
-    return "stop";
+    *filter = row && strcmp(row->finish, "content_filter") == 0 ? row->native : NULL;
+    return llmgw_prov_finish_reason(finish_map, native, 0);
 }
 
 /* Where a filter cut the answer, the client learns why (as a refusal). */
@@ -1742,12 +1689,11 @@ static void read_usage(const json_t *um, gusage_t *g)
 
 static json_t *usage_json(const gusage_t *g)
 {
-    return json_pack("{s:I, s:I, s:I, s:{s:I}, s:{s:I}}", "prompt_tokens",
-                     (json_int_t)g->u.prompt_tokens, "completion_tokens",
-                     (json_int_t)g->u.completion_tokens, "total_tokens",
-                     (json_int_t)g->u.total_tokens, "prompt_tokens_details", "cached_tokens",
-                     (json_int_t)g->cached, "completion_tokens_details", "reasoning_tokens",
-                     (json_int_t)g->thoughts);
+    json_t *j = llmgw_prov_usage_json(&g->u);
+
+    llmgw_prov_usage_detail(j, "prompt_tokens_details", "cached_tokens", g->cached);
+    llmgw_prov_usage_detail(j, "completion_tokens_details", "reasoning_tokens", g->thoughts);
+    return j;
 }
 
 /* The OpenAI id of a functionCall part (6.6), new reference. */
@@ -1759,7 +1705,7 @@ static json_t *tool_call_id(const json_t *part)
 
     if (!nid || !*nid) {
         memcpy(base, GW_ID_PREFIX, sizeof(GW_ID_PREFIX) - 1);
-        random_base62(base + sizeof(GW_ID_PREFIX) - 1, RANDOM_ID_CHARS);
+        llmgw_prov_random_chars(base + sizeof(GW_ID_PREFIX) - 1, RANDOM_ID_CHARS, NULL, NULL);
         base[sizeof(base) - 1] = '\0';
         nid = base;
     }
@@ -1858,7 +1804,7 @@ static json_t *completion_id(const json_t *resp)
 
     if (rid && *rid)
         return json_sprintf("chatcmpl-%s", rid);
-    random_base62(gen, RANDOM_ID_CHARS);
+    llmgw_prov_random_chars(gen, RANDOM_ID_CHARS, NULL, NULL);
     gen[RANDOM_ID_CHARS] = '\0';
     return json_sprintf("chatcmpl-gw%s", gen);
 }
@@ -2114,7 +2060,7 @@ static llmgw_error_t *google_error(apr_pool_t *p, int status, const json_t *e)
     const char *msg = llmgw_json_str(e, "message");
     char *code = NULL;
 
-    if (status == 401 || status == 403 || has_reason(e, "API_KEY_INVALID") ||
+    if (llmgw_prov_credentials_refused(status) || has_reason(e, "API_KEY_INVALID") ||
         (gstatus &&
          (strcmp(gstatus, "UNAUTHENTICATED") == 0 || strcmp(gstatus, "PERMISSION_DENIED") == 0)))
         return llmgw_prov_auth_failed(p, status);
@@ -2152,7 +2098,7 @@ static llmgw_error_t *google_parse_error(llmgw_call_t *call, int status, const c
     json_t *j, *e;
     llmgw_error_t *out;
 
-    if (status == 401 || status == 403)
+    if (llmgw_prov_credentials_refused(status))
         return llmgw_prov_auth_failed(p, status);
     if (status < 400 || status > 599)
         return llmgw_prov_odd_status(p, status);
