@@ -21,6 +21,9 @@
  * stream. Finish chunks are therefore written in stream_end, which refuses
  * (LLMGW_ESTREAM) a body that ended before every candidate had finished.
  *
+ * This file holds the answers, errors and streams and the translator's
+ * table; the request side is llmgw_provider_google_request.c.
+ *
  * Memory: requests and whole answers use call->pool; stream events use only
  * jansson's heap and a stack buffer (plus a few one-off allocations when the
  * stream starts), so a long stream does not grow the request pool.
