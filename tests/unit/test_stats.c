@@ -454,6 +454,49 @@ START_TEST(test_cooldown_rules)
 }
 END_TEST
 
+/*
+ * The mechanism alone, without the pool's policy: a class counted, strikes
+ * that arm at the threshold, the time left, and what a strategy reads.
+ */
+START_TEST(test_mechanism_without_policy)
+{
+    void *base = segment(2);
+    llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0), *pool = llmgw_stats_slot(base, 1);
+    llmgw_stats_load_t load;
+
+    llmgw_stats_error(s, AT(T0), LLMGW_STATS_ERR_429);
+    llmgw_stats_error(s, AT(T0), -1); /* not the upstream's fault */
+    ck_assert_uint_eq(s->errors[LLMGW_STATS_ERR_429], 1);
+    ck_assert_uint_eq(s->aborted, 1);
+    ck_assert_int_eq((apr_time_t)s->last_failure, T0);
+    /* Counting is not a strike: the breaker is the caller's to feed. */
+    ck_assert_uint_eq(s->consecutive_failures, 0);
+    ck_assert_int_eq(llmgw_stats_cooldown_left(s, T0), -1);
+    ck_assert_int_eq(llmgw_stats_strike(s, AT(T0), 3, SEC(10)), 0);
+    ck_assert_int_eq(llmgw_stats_strike(s, AT(T0), 3, SEC(10)), 0);
+    ck_assert_int_eq(llmgw_stats_strike(s, AT(T0 + SEC(1)), 3, SEC(10)), 1);
+    ck_assert_int_eq(llmgw_stats_cooldown_left(s, T0 + SEC(4)), SEC(7));
+    ck_assert_int_eq(llmgw_stats_cooldown_left(s, T0 + SEC(60)), 0); /* over: a probe is due */
+    ck_assert_int_eq(llmgw_stats_strike(NULL, AT(T0), 1, SEC(1)), 0);
+    ck_assert_int_eq(llmgw_stats_cooldown_left(NULL, T0), -1);
+
+    llmgw_stats_begin(s, row);
+    llmgw_stats_success(s, AT(T0 + SEC(61)), MS(250), MS(40), 3, 4);
+    llmgw_stats_end(s, row);
+    llmgw_stats_begin(s, row);
+    llmgw_stats_load(base, s, &load);
+    ck_assert_uint_eq(load.inflight, 1);
+    ck_assert_uint_eq(load.latency_us, MS(250));
+    ck_assert_uint_eq(load.ttfb_us, MS(40));
+    ck_assert_uint_eq(load.samples, 1);
+    ck_assert_uint_eq(load.requests, 2);
+    llmgw_stats_load(base, NULL, &load);
+    ck_assert_uint_eq(load.requests, 0);
+    ck_assert_ptr_eq((const void *)llmgw_stats_rr_cursor(pool), (const void *)&pool->rr_cursor);
+    ck_assert_ptr_null((const void *)llmgw_stats_rr_cursor(NULL));
+}
+END_TEST
+
 /* The period armed is kept for the next one (llmgw_pool_cooldown_next), and a success forgets it.
  */
 START_TEST(test_cooldown_period_kept_and_forgotten)
@@ -1512,6 +1555,7 @@ int main(void)
     tcase_add_test(tc, test_cooldown_release_and_stale_probe);
     tcase_add_test(tc, test_cooldown_rules);
     tcase_add_test(tc, test_cooldown_period_kept_and_forgotten);
+    tcase_add_test(tc, test_mechanism_without_policy);
     tcase_add_test(tc, test_protocol_error_does_not_feed_the_breaker);
     tcase_add_test(tc, test_time_now);
     tcase_add_test(tc, test_clock_step_does_not_affect_cooldown);
