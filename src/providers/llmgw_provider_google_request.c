@@ -126,19 +126,10 @@ static apr_status_t make_headers(llmgw_call_t *call, int stream, apr_array_heade
 /* Request translation: context and failures                              */
 /* ---------------------------------------------------------------------- */
 
-typedef struct {
-    llmgw_call_t *call;
-    apr_pool_t *p;
-    const json_t *in;   /* the client's body, borrowed */
-    llmgw_error_t *err; /* set with every failure */
-    int legacy;         /* the client used `functions` / `function_call` */
-    int legacy_calls;   /* legacy function_call messages seen so far */
-} rq_t;
+typedef llmgw_google_rq_t rq_t;
 
-static apr_status_t rq_fail(rq_t *rq, const char *code, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static apr_status_t rq_fail(rq_t *rq, const char *code, const char *param, const char *fmt, ...)
+apr_status_t llmgw_google_rq_fail(rq_t *rq, const char *code, const char *param, const char *fmt,
+                                  ...)
 {
     va_list ap;
 
@@ -148,17 +139,12 @@ static apr_status_t rq_fail(rq_t *rq, const char *code, const char *param, const
     return LLMGW_EBADREQ;
 }
 
-static apr_status_t rq_type(rq_t *rq, const char *param, const char *what)
+apr_status_t llmgw_google_rq_type(rq_t *rq, const char *param, const char *what)
 {
-    return rq_fail(rq, "invalid_type", param, "'%s' must be %s.", param, what);
+    return llmgw_google_rq_fail(rq, "invalid_type", param, "'%s' must be %s.", param, what);
 }
 
-/*
- * A parameter Gemini cannot honour (DESIGN.md 4): refused with a 400 naming
- * it, or, with `unsupportedParams: drop`, dropped and named in
- * call->dropped (the glue turns that into x-llmgw-dropped-params).
- */
-static apr_status_t rq_unsupported(rq_t *rq, const char *param)
+apr_status_t llmgw_google_rq_unsupported(rq_t *rq, const char *param)
 {
     if (rq->call->backend->unsupported_drop == 1) {
         if (!rq->call->dropped)
@@ -166,9 +152,10 @@ static apr_status_t rq_unsupported(rq_t *rq, const char *param)
         APR_ARRAY_PUSH(rq->call->dropped, const char *) = param;
         return APR_SUCCESS;
     }
-    return rq_fail(rq, "unsupported_parameter", param,
-                   "Unsupported parameter: '%s' is not supported by the google backend \"%s\".",
-                   param, rq->call->backend->name);
+    return llmgw_google_rq_fail(
+        rq, "unsupported_parameter", param,
+        "Unsupported parameter: '%s' is not supported by the google backend \"%s\".", param,
+        rq->call->backend->name);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -194,22 +181,22 @@ static apr_status_t check_unsupported(rq_t *rq)
     for (i = 0; meaning_params[i]; i++) {
         if (llmgw_json_is_absent(json_object_get(in, meaning_params[i])))
             continue;
-        if ((rv = rq_unsupported(rq, meaning_params[i])) != APR_SUCCESS)
+        if ((rv = llmgw_google_rq_unsupported(rq, meaning_params[i])) != APR_SUCCESS)
             return rv;
     }
     v = json_object_get(in, "logit_bias");
     if (json_is_object(v) && json_object_size(v) > 0 &&
-        (rv = rq_unsupported(rq, "logit_bias")) != APR_SUCCESS)
+        (rv = llmgw_google_rq_unsupported(rq, "logit_bias")) != APR_SUCCESS)
         return rv;
     v = json_object_get(in, "modalities");
     if (!llmgw_json_is_absent(v) &&
         !(json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)) &&
           strcmp(json_string_value(json_array_get(v, 0)), "text") == 0) &&
-        (rv = rq_unsupported(rq, "modalities")) != APR_SUCCESS)
+        (rv = llmgw_google_rq_unsupported(rq, "modalities")) != APR_SUCCESS)
         return rv;
     /* Gemini may call several functions at once whatever we ask. */
     if (json_is_false(json_object_get(in, "parallel_tool_calls")) &&
-        (rv = rq_unsupported(rq, "parallel_tool_calls")) != APR_SUCCESS)
+        (rv = llmgw_google_rq_unsupported(rq, "parallel_tool_calls")) != APR_SUCCESS)
         return rv;
     return APR_SUCCESS;
 }
@@ -223,7 +210,7 @@ static apr_status_t copy_numeric(rq_t *rq, json_t *gc, const char *key, const ch
     if (llmgw_json_is_absent(v))
         return APR_SUCCESS;
     if (integer ? !json_is_integer(v) : !json_is_number(v))
-        return rq_type(rq, key, integer ? "an integer" : "a number");
+        return llmgw_google_rq_type(rq, key, integer ? "an integer" : "a number");
     json_object_set(gc, native, v);
     return APR_SUCCESS;
 }
@@ -243,7 +230,7 @@ static apr_status_t map_stop(rq_t *rq, json_t *gc)
     json_t *seqs;
 
     if (!llmgw_prov_stop_sequences(json_object_get(rq->in, "stop"), &seqs))
-        return rq_type(rq, "stop", "a string, an array of strings or null");
+        return llmgw_google_rq_type(rq, "stop", "a string, an array of strings or null");
     if (seqs)
         json_object_set_new(gc, "stopSequences", seqs);
     return APR_SUCCESS;
@@ -262,7 +249,7 @@ static apr_status_t map_max_tokens(rq_t *rq, json_t *gc)
     if (llmgw_json_is_absent(v))
         return APR_SUCCESS;
     if (!json_is_integer(v) || json_integer_value(v) < 1)
-        return rq_type(rq, key, "an integer of at least 1");
+        return llmgw_google_rq_type(rq, key, "an integer of at least 1");
     json_object_set(gc, "maxOutputTokens", v);
     return APR_SUCCESS;
 }
@@ -274,7 +261,7 @@ static apr_status_t map_n(rq_t *rq, json_t *gc)
     if (llmgw_json_is_absent(v))
         return APR_SUCCESS;
     if (!json_is_integer(v) || json_integer_value(v) < 1)
-        return rq_type(rq, "n", "an integer of at least 1");
+        return llmgw_google_rq_type(rq, "n", "an integer of at least 1");
     if (json_integer_value(v) > 1)
         json_object_set(gc, "candidateCount", v);
     return APR_SUCCESS;
@@ -286,16 +273,16 @@ static apr_status_t map_logprobs(rq_t *rq, json_t *gc)
     json_t *top = json_object_get(rq->in, "top_logprobs");
 
     if (!llmgw_json_is_absent(lp) && !json_is_boolean(lp))
-        return rq_type(rq, "logprobs", "a boolean");
+        return llmgw_google_rq_type(rq, "logprobs", "a boolean");
     if (json_is_true(lp))
         json_object_set_new(gc, "responseLogprobs", json_true());
     if (llmgw_json_is_absent(top))
         return APR_SUCCESS;
     if (!json_is_integer(top) || json_integer_value(top) < 0)
-        return rq_type(rq, "top_logprobs", "an integer of at least 0");
+        return llmgw_google_rq_type(rq, "top_logprobs", "an integer of at least 0");
     if (!json_is_true(lp))
-        return rq_fail(rq, "invalid_value", "top_logprobs",
-                       "'top_logprobs' requires 'logprobs' to be true.");
+        return llmgw_google_rq_fail(rq, "invalid_value", "top_logprobs",
+                                    "'top_logprobs' requires 'logprobs' to be true.");
     json_object_set(gc, "logprobs", top);
     return APR_SUCCESS;
 }
@@ -311,7 +298,7 @@ static apr_status_t map_response_format(rq_t *rq, json_t *gc)
         return APR_SUCCESS;
     type = llmgw_json_str(rf, "type");
     if (!json_is_object(rf) || !type)
-        return rq_type(rq, "response_format", "an object with a 'type'");
+        return llmgw_google_rq_type(rq, "response_format", "an object with a 'type'");
     if (strcmp(type, "text") == 0)
         return APR_SUCCESS;
     if (strcmp(type, "json_object") == 0) {
@@ -319,15 +306,15 @@ static apr_status_t map_response_format(rq_t *rq, json_t *gc)
         return APR_SUCCESS;
     }
     if (strcmp(type, "json_schema") != 0)
-        return rq_fail(rq, "invalid_value", "response_format.type",
-                       "Invalid value for 'response_format.type': '%s'.", type);
+        return llmgw_google_rq_fail(rq, "invalid_value", "response_format.type",
+                                    "Invalid value for 'response_format.type': '%s'.", type);
     js = json_object_get(rf, "json_schema");
     if (!json_is_object(js))
-        return rq_fail(rq, "missing_required_parameter", "response_format.json_schema",
-                       "Missing required parameter: 'response_format.json_schema'.");
+        return llmgw_google_rq_fail(rq, "missing_required_parameter", "response_format.json_schema",
+                                    "Missing required parameter: 'response_format.json_schema'.");
     schema = json_object_get(js, "schema");
     if (!llmgw_json_is_absent(schema) && !json_is_object(schema))
-        return rq_type(rq, "response_format.json_schema.schema", "an object");
+        return llmgw_google_rq_type(rq, "response_format.json_schema.schema", "an object");
     json_object_set_new(gc, "responseMimeType", json_string("application/json"));
     if (json_is_object(schema))
         json_object_set(gc, "responseJsonSchema", schema);
@@ -355,7 +342,7 @@ static apr_status_t map_reasoning(rq_t *rq, json_t *gc)
     if (llmgw_json_is_absent(v))
         return APR_SUCCESS;
     if (!json_is_string(v))
-        return rq_type(rq, "reasoning_effort", "a string");
+        return llmgw_google_rq_type(rq, "reasoning_effort", "a string");
     for (i = 0; table[i].effort; i++) {
         if (strcmp(json_string_value(v), table[i].effort) != 0)
             continue;
@@ -367,8 +354,9 @@ static apr_status_t map_reasoning(rq_t *rq, json_t *gc)
                                 json_pack("{s:s}", "thinkingLevel", table[i].level));
         return APR_SUCCESS;
     }
-    return rq_fail(rq, "invalid_value", "reasoning_effort",
-                   "Invalid value for 'reasoning_effort': '%s'.", json_string_value(v));
+    return llmgw_google_rq_fail(rq, "invalid_value", "reasoning_effort",
+                                "Invalid value for 'reasoning_effort': '%s'.",
+                                json_string_value(v));
 }
 
 static apr_status_t build_generation_config(rq_t *rq, json_t *body)
@@ -393,250 +381,6 @@ static apr_status_t build_generation_config(rq_t *rq, json_t *body)
         json_object_set_new(body, "generationConfig", gc);
     else
         json_decref(gc);
-    return APR_SUCCESS;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Request translation: tools                                             */
-/* ---------------------------------------------------------------------- */
-
-/* Gemini function names: [A-Za-z_][A-Za-z0-9_.:-]{0,127}. */
-static int gemini_name_ok(const char *name)
-{
-    const char *s;
-
-    if (!(apr_isalpha(*name) || *name == '_') || strlen(name) > 128)
-        return 0;
-    for (s = name + 1; *s; s++) {
-        if (!apr_isalnum(*s) && !strchr("_.:-", *s))
-            return 0;
-    }
-    return 1;
-}
-
-/* One OpenAI function definition -> a functionDeclaration (new reference). */
-static apr_status_t declaration(rq_t *rq, const json_t *fn, const char *path, json_t **out)
-{
-    const char *name = llmgw_json_str(fn, "name");
-    json_t *desc = json_object_get(fn, "description");
-    json_t *params = json_object_get(fn, "parameters");
-    json_t *d;
-
-    if (!json_is_object(fn))
-        return rq_type(rq, path, "an object");
-    if (!name)
-        return rq_fail(rq, "missing_required_parameter", apr_pstrcat(rq->p, path, ".name", NULL),
-                       "Missing required parameter: '%s.name'.", path);
-    if (!gemini_name_ok(name))
-        return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".name", NULL),
-                       "Function name '%s' is not valid for Gemini: it must start with a letter "
-                       "or '_' and use only letters, digits, '_', '.', ':' and '-' (at most 128).",
-                       name);
-    if (!llmgw_json_is_absent(desc) && !json_is_string(desc))
-        return rq_type(rq, apr_pstrcat(rq->p, path, ".description", NULL), "a string");
-    if (!llmgw_json_is_absent(params) && !json_is_object(params))
-        return rq_type(rq, apr_pstrcat(rq->p, path, ".parameters", NULL), "an object");
-    d = json_pack("{s:s}", "name", name);
-    if (json_is_string(desc))
-        json_object_set(d, "description", desc);
-    /* Plain JSON Schema as it is (6.5 Rule); `strict` is OpenAI's only. */
-    if (json_is_object(params))
-        json_object_set(d, "parametersJsonSchema", params);
-    *out = d;
-    return APR_SUCCESS;
-}
-
-/* tools (or legacy functions) -> declarations, in the client's order. */
-static apr_status_t collect_declarations(rq_t *rq, json_t *decls)
-{
-    json_t *tools = json_object_get(rq->in, "tools");
-    json_t *functions = json_object_get(rq->in, "functions");
-    size_t i;
-    json_t *t, *d;
-    apr_status_t rv;
-
-    if (llmgw_json_is_absent(tools) && json_is_array(functions)) {
-        rq->legacy = 1;
-        json_array_foreach (functions, i, t) {
-            if ((rv = declaration(rq, t, apr_psprintf(rq->p, "functions[%" APR_SIZE_T_FMT "]", i),
-                                  &d)) != APR_SUCCESS)
-                return rv;
-            json_array_append_new(decls, d);
-        }
-        return APR_SUCCESS;
-    }
-    if (!llmgw_json_is_absent(functions) && !json_is_array(functions))
-        return rq_type(rq, "functions", "an array");
-    if (llmgw_json_is_absent(tools))
-        return APR_SUCCESS;
-    if (!json_is_array(tools))
-        return rq_type(rq, "tools", "an array");
-    json_array_foreach (tools, i, t) {
-        const char *path = apr_psprintf(rq->p, "tools[%" APR_SIZE_T_FMT "]", i);
-        const char *type = llmgw_json_str(t, "type");
-
-        if (type && strcmp(type, "custom") == 0)
-            return rq_fail(rq, "unsupported_value", apr_pstrcat(rq->p, path, ".type", NULL),
-                           "Custom tools are not supported by the google backend; use function "
-                           "tools.");
-        if (!type || strcmp(type, "function") != 0)
-            return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".type", NULL),
-                           "Invalid value for '%s.type': expected 'function'.", path);
-        rv = declaration(rq, json_object_get(t, "function"),
-                         apr_pstrcat(rq->p, path, ".function", NULL), &d);
-        if (rv != APR_SUCCESS)
-            return rv;
-        json_array_append_new(decls, d);
-    }
-    return APR_SUCCESS;
-}
-
-static int declared(const json_t *decls, const char *name)
-{
-    size_t i;
-    json_t *d;
-
-    json_array_foreach (decls, i, d) {
-        if (strcmp(llmgw_json_str(d, "name"), name) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* The function name of {"type":"function","function":{"name":N}} (or legacy {"name":N}). */
-static const char *choice_name(const json_t *tc)
-{
-    const char *name = llmgw_json_str(json_object_get(tc, "function"), "name");
-    return name ? name : llmgw_json_str(tc, "name");
-}
-
-/* allowed_tools: names of the listed function tools, all declared. */
-static apr_status_t allowed_names(rq_t *rq, const json_t *at, const json_t *decls, json_t *names)
-{
-    json_t *list = json_object_get(at, "tools");
-    size_t i;
-    json_t *t;
-
-    if (!json_is_array(list) || json_array_size(list) == 0)
-        return rq_type(rq, "tool_choice.allowed_tools.tools", "a non-empty array");
-    json_array_foreach (list, i, t) {
-        const char *name = choice_name(t);
-        if (!name || !declared(decls, name))
-            return rq_fail(rq, "invalid_value", "tool_choice.allowed_tools.tools",
-                           "tool_choice.allowed_tools.tools[%" APR_SIZE_T_FMT
-                           "] names no declared function.",
-                           i);
-        json_array_append_new(names, json_string(name));
-    }
-    return APR_SUCCESS;
-}
-
-/* Keep only the declarations named in @p names (allowed_tools with mode auto). */
-static void keep_declarations(json_t *decls, const json_t *names)
-{
-    size_t i = 0;
-
-    while (i < json_array_size(decls)) {
-        const char *name = llmgw_json_str(json_array_get(decls, i), "name");
-        size_t j;
-        json_t *n;
-        int keep = 0;
-
-        json_array_foreach (names, j, n) {
-            if (strcmp(json_string_value(n), name) == 0)
-                keep = 1;
-        }
-        if (keep)
-            i++;
-        else
-            json_array_remove(decls, i);
-    }
-}
-
-/* tool_choice (or legacy function_call) -> functionCallingConfig, NULL for "absent". */
-static apr_status_t map_tool_choice(rq_t *rq, json_t *decls, json_t **fcc)
-{
-    const char *key = rq->legacy ? "function_call" : "tool_choice";
-    json_t *tc = json_object_get(rq->in, key);
-    const char *mode = json_is_string(tc) ? json_string_value(tc) : NULL;
-    const char *type = llmgw_json_str(tc, "type");
-    json_t *names;
-    apr_status_t rv;
-
-    *fcc = NULL;
-    if (llmgw_json_is_absent(tc))
-        return APR_SUCCESS;
-    if (mode && (strcmp(mode, "auto") == 0 || strcmp(mode, "none") == 0)) {
-        *fcc = json_pack("{s:s}", "mode", strcmp(mode, "auto") == 0 ? "AUTO" : "NONE");
-        return APR_SUCCESS;
-    }
-    if (mode && strcmp(mode, "required") == 0 && !rq->legacy) {
-        *fcc = json_pack("{s:s}", "mode", "ANY");
-        return APR_SUCCESS;
-    }
-    if (mode || !json_is_object(tc))
-        return rq_fail(rq, "invalid_value", key, "Invalid value for '%s'.", key);
-    if (type && strcmp(type, "custom") == 0)
-        return rq_fail(rq, "unsupported_value", key,
-                       "Custom tools are not supported by the google backend.");
-    if (type && strcmp(type, "allowed_tools") == 0) {
-        json_t *at = json_object_get(tc, "allowed_tools");
-        const char *m = llmgw_json_str(at, "mode");
-        int required = m && strcmp(m, "required") == 0;
-
-        if (!m || (!required && strcmp(m, "auto") != 0))
-            return rq_fail(rq, "invalid_value", "tool_choice.allowed_tools.mode",
-                           "Invalid value for 'tool_choice.allowed_tools.mode'.");
-        names = json_array();
-        if ((rv = allowed_names(rq, at, decls, names)) != APR_SUCCESS) {
-            json_decref(names);
-            return rv;
-        }
-        if (!required) {
-            keep_declarations(decls, names);
-            json_decref(names);
-            *fcc = json_pack("{s:s}", "mode", "AUTO");
-            return APR_SUCCESS;
-        }
-        *fcc = json_pack("{s:s, s:o}", "mode", "ANY", "allowedFunctionNames", names);
-        return APR_SUCCESS;
-    }
-    if (!choice_name(tc) || (type && strcmp(type, "function") != 0))
-        return rq_fail(rq, "invalid_value", key, "Invalid value for '%s'.", key);
-    if (!declared(decls, choice_name(tc)))
-        return rq_fail(rq, "invalid_value", key, "'%s' names function '%s', which is not declared.",
-                       key, choice_name(tc));
-    *fcc = json_pack("{s:s, s:[s]}", "mode", "ANY", "allowedFunctionNames", choice_name(tc));
-    return APR_SUCCESS;
-}
-
-static apr_status_t build_tools(rq_t *rq, json_t *body)
-{
-    json_t *decls = json_array();
-    json_t *fcc = NULL;
-    apr_status_t rv;
-
-    if ((rv = collect_declarations(rq, decls)) != APR_SUCCESS ||
-        (json_array_size(decls) > 0 && (rv = map_tool_choice(rq, decls, &fcc)) != APR_SUCCESS)) {
-        json_decref(decls);
-        return rv;
-    }
-    if (json_array_size(decls) == 0) {
-        const char *key = rq->legacy ? "function_call" : "tool_choice";
-        const char *mode = llmgw_json_str(rq->in, key);
-        json_t *tc = json_object_get(rq->in, key);
-
-        json_decref(decls);
-        /* Forcing a call without any function to call cannot be honoured. */
-        if (!llmgw_json_is_absent(tc) &&
-            !(mode && (strcmp(mode, "none") == 0 || strcmp(mode, "auto") == 0)))
-            return rq_fail(rq, "invalid_value", key,
-                           "'%s' requires at least one function in 'tools'.", key);
-        return APR_SUCCESS;
-    }
-    json_object_set_new(body, "tools", json_pack("[{s:o}]", "functionDeclarations", decls));
-    if (fcc)
-        json_object_set_new(body, "toolConfig", json_pack("{s:o}", "functionCallingConfig", fcc));
     return APR_SUCCESS;
 }
 
@@ -694,11 +438,12 @@ static json_t *file_data(rq_t *rq, const char *uri, const char *upath)
     json_t *fd;
 
     if (!mime && is_vertex(rq->call->backend)) {
-        rq_fail(rq, "invalid_value", upath,
-                "The media type of '%s' cannot be told from its name, and Vertex AI needs it: "
-                "name the object with an extension (.png, .jpg, .jpeg, .gif, .webp, .heic, "
-                ".heif, .pdf) or send the image as a data URI.",
-                upath);
+        llmgw_google_rq_fail(
+            rq, "invalid_value", upath,
+            "The media type of '%s' cannot be told from its name, and Vertex AI needs it: "
+            "name the object with an extension (.png, .jpg, .jpeg, .gif, .webp, .heic, "
+            ".heif, .pdf) or send the image as a data URI.",
+            upath);
         return NULL;
     }
     fd = json_pack("{s:s}", "fileUri", uri);
@@ -753,14 +498,14 @@ static apr_status_t image_part(rq_t *rq, const json_t *part, const char *path, j
     json_t *d;
 
     if (!url)
-        return rq_fail(rq, "missing_required_parameter", upath, "Missing required parameter: '%s'.",
-                       upath);
+        return llmgw_google_rq_fail(rq, "missing_required_parameter", upath,
+                                    "Missing required parameter: '%s'.", upath);
     switch (image_kind(rq->call->backend, url)) {
     case IMAGE_DATA:
         if (!(d = inline_data(rq->p, url)))
-            return rq_fail(rq, "invalid_value", upath,
-                           "'%s' is not a valid base64 data URI (data:<media type>;base64,...).",
-                           upath);
+            return llmgw_google_rq_fail(
+                rq, "invalid_value", upath,
+                "'%s' is not a valid base64 data URI (data:<media type>;base64,...).", upath);
         break;
     case IMAGE_REF:
         if (!(d = file_data(rq, url, upath)))
@@ -779,17 +524,17 @@ static apr_status_t image_part(rq_t *rq, const json_t *part, const char *path, j
                       json_string_nocheck(img->base64));
         break;
     case IMAGE_FOREIGN:
-        return rq_fail(rq, "unsupported_value", upath,
-                       "'%s' can only be read by %s; the google backend \"%s\" uses %s. Send the "
-                       "image as a data URI or an https URL.",
-                       upath,
-                       is_vertex(rq->call->backend) ? "the Gemini API (Files API URIs)"
-                                                    : "Vertex AI (gs:// URIs)",
-                       rq->call->backend->name,
-                       is_vertex(rq->call->backend) ? "Vertex AI" : "the Gemini API");
+        return llmgw_google_rq_fail(
+            rq, "unsupported_value", upath,
+            "'%s' can only be read by %s; the google backend \"%s\" uses %s. Send the "
+            "image as a data URI or an https URL.",
+            upath,
+            is_vertex(rq->call->backend) ? "the Gemini API (Files API URIs)"
+                                         : "Vertex AI (gs:// URIs)",
+            rq->call->backend->name, is_vertex(rq->call->backend) ? "Vertex AI" : "the Gemini API");
     default:
-        return rq_fail(rq, "invalid_value", upath, "'%s' must be an https URL or a data URI.",
-                       upath);
+        return llmgw_google_rq_fail(rq, "invalid_value", upath,
+                                    "'%s' must be an https URL or a data URI.", upath);
     }
     json_array_append_new(parts, d);
     return APR_SUCCESS;
@@ -833,16 +578,17 @@ static apr_status_t audio_part(rq_t *rq, const json_t *part, const char *path, j
     const char *mime;
 
     if (!data || !llmgw_prov_base64_ok(data))
-        return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".input_audio.data", NULL),
-                       "'%s.input_audio.data' must be base64 audio data.", path);
+        return llmgw_google_rq_fail(rq, "invalid_value",
+                                    apr_pstrcat(rq->p, path, ".input_audio.data", NULL),
+                                    "'%s.input_audio.data' must be base64 audio data.", path);
     if (format && strcmp(format, "wav") == 0)
         mime = "audio/wav";
     else if (format && strcmp(format, "mp3") == 0)
         mime = "audio/mp3";
     else
-        return rq_fail(rq, "unsupported_value",
-                       apr_pstrcat(rq->p, path, ".input_audio.format", NULL),
-                       "Audio format must be 'wav' or 'mp3'.");
+        return llmgw_google_rq_fail(rq, "unsupported_value",
+                                    apr_pstrcat(rq->p, path, ".input_audio.format", NULL),
+                                    "Audio format must be 'wav' or 'mp3'.");
     json_array_append_new(
         parts, json_pack("{s:{s:s, s:s}}", "inlineData", "mimeType", mime, "data", data));
     return APR_SUCCESS;
@@ -855,12 +601,14 @@ static apr_status_t file_part(rq_t *rq, const json_t *part, const char *path, js
     json_t *d;
 
     if (!llmgw_json_is_absent(json_object_get(f, "file_id")))
-        return rq_fail(rq, "unsupported_value", apr_pstrcat(rq->p, path, ".file.file_id", NULL),
-                       "OpenAI file ids mean nothing to the google backend; send the file as "
-                       "file_data (a data URI).");
+        return llmgw_google_rq_fail(
+            rq, "unsupported_value", apr_pstrcat(rq->p, path, ".file.file_id", NULL),
+            "OpenAI file ids mean nothing to the google backend; send the file as "
+            "file_data (a data URI).");
     if (!fd || !(d = inline_data(rq->p, fd)))
-        return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".file.file_data", NULL),
-                       "'%s.file.file_data' must be a base64 data URI.", path);
+        return llmgw_google_rq_fail(rq, "invalid_value",
+                                    apr_pstrcat(rq->p, path, ".file.file_data", NULL),
+                                    "'%s.file.file_data' must be a base64 data URI.", path);
     json_array_append_new(parts, d);
     return APR_SUCCESS;
 }
@@ -875,8 +623,8 @@ static apr_status_t text_of_part(rq_t *rq, const json_t *part, const char *path,
 {
     *text = llmgw_json_str(part, "text");
     if (!*text)
-        return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".text", NULL),
-                       "'%s.text' must be a string.", path);
+        return llmgw_google_rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".text", NULL),
+                                    "'%s.text' must be a string.", path);
     return APR_SUCCESS;
 }
 
@@ -899,8 +647,8 @@ static apr_status_t user_parts(rq_t *rq, const json_t *content, const char *mpat
         const char *text;
 
         if (!type)
-            return rq_fail(rq, "invalid_value", path, "'%s' must be a content part with a type.",
-                           path);
+            return llmgw_google_rq_fail(rq, "invalid_value", path,
+                                        "'%s' must be a content part with a type.", path);
         if (strcmp(type, "text") == 0) {
             if ((rv = text_of_part(rq, part, path, &text)) != APR_SUCCESS)
                 return rv;
@@ -914,7 +662,8 @@ static apr_status_t user_parts(rq_t *rq, const json_t *content, const char *mpat
         else if (strcmp(type, "file") == 0)
             rv = file_part(rq, part, path, parts);
         else
-            rv = rq_fail(rq, "invalid_value", path, "Invalid content part type '%s'.", type);
+            rv = llmgw_google_rq_fail(rq, "invalid_value", path, "Invalid content part type '%s'.",
+                                      type);
         if (rv != APR_SUCCESS)
             return rv;
     }
@@ -941,11 +690,12 @@ static apr_status_t text_parts(rq_t *rq, const json_t *content, const char *mpat
         const char *text = llmgw_json_str(part, key);
 
         if (!type || (strcmp(type, "text") != 0 && strcmp(key, "refusal") != 0))
-            return rq_fail(rq, "invalid_value", path,
-                           "Only text content parts are allowed in '%s'.", path);
+            return llmgw_google_rq_fail(rq, "invalid_value", path,
+                                        "Only text content parts are allowed in '%s'.", path);
         if (!text)
-            return rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".", key, NULL),
-                           "'%s.%s' must be a string.", path, key);
+            return llmgw_google_rq_fail(rq, "invalid_value",
+                                        apr_pstrcat(rq->p, path, ".", key, NULL),
+                                        "'%s.%s' must be a string.", path, key);
         add_text(parts, text);
     }
     return APR_SUCCESS;
@@ -1015,13 +765,14 @@ static apr_status_t call_args(rq_t *rq, const json_t *fn, const char *path, json
         return APR_SUCCESS;
     }
     if (!json_is_string(a))
-        return rq_type(rq, apath, "a JSON string");
+        return llmgw_google_rq_type(rq, apath, "a JSON string");
     *args = json_loadb(json_string_value(a), json_string_length(a), JSON_DECODE_ANY, NULL);
     if (!json_is_object(*args)) {
         json_decref(*args);
         *args = NULL;
-        return rq_fail(rq, "invalid_value", apath,
-                       "'%s' must be a JSON object; Gemini cannot take other arguments.", apath);
+        return llmgw_google_rq_fail(
+            rq, "invalid_value", apath,
+            "'%s' must be a JSON object; Gemini cannot take other arguments.", apath);
     }
     return APR_SUCCESS;
 }
@@ -1037,9 +788,9 @@ static apr_status_t call_part(rq_t *rq, const json_t *fn, const char *id, const 
     apr_status_t rv;
 
     if (!name)
-        return rq_fail(rq, "missing_required_parameter",
-                       apr_pstrcat(rq->p, path, ".function.name", NULL),
-                       "Missing required parameter: '%s.function.name'.", path);
+        return llmgw_google_rq_fail(rq, "missing_required_parameter",
+                                    apr_pstrcat(rq->p, path, ".function.name", NULL),
+                                    "Missing required parameter: '%s.function.name'.", path);
     if ((rv = call_args(rq, fn, path, &args)) != APR_SUCCESS)
         return rv;
     split_id(rq->p, id, &base, &sig);
@@ -1074,7 +825,7 @@ static apr_status_t assistant_calls(rq_t *rq, const json_t *m, const char *mpath
     pend->answers = json_array();
     pend->path = mpath;
     if (!llmgw_json_is_absent(calls) && !json_is_array(calls))
-        return rq_type(rq, apr_pstrcat(rq->p, mpath, ".tool_calls", NULL), "an array");
+        return llmgw_google_rq_type(rq, apr_pstrcat(rq->p, mpath, ".tool_calls", NULL), "an array");
     json_array_foreach (calls, j, tc) {
         const char *path = apr_psprintf(rq->p, "%s.tool_calls[%" APR_SIZE_T_FMT "]", mpath, j);
         const char *id = llmgw_json_str(tc, "id");
@@ -1082,11 +833,13 @@ static apr_status_t assistant_calls(rq_t *rq, const json_t *m, const char *mpath
         json_t *google = json_object_get(json_object_get(tc, "extra_content"), "google");
 
         if (type && strcmp(type, "function") != 0)
-            return rq_fail(rq, "unsupported_value", apr_pstrcat(rq->p, path, ".type", NULL),
-                           "Only function tool calls can be sent to the google backend.");
+            return llmgw_google_rq_fail(
+                rq, "unsupported_value", apr_pstrcat(rq->p, path, ".type", NULL),
+                "Only function tool calls can be sent to the google backend.");
         if (!id || !*id)
-            return rq_fail(rq, "missing_required_parameter", apr_pstrcat(rq->p, path, ".id", NULL),
-                           "Missing required parameter: '%s.id'.", path);
+            return llmgw_google_rq_fail(rq, "missing_required_parameter",
+                                        apr_pstrcat(rq->p, path, ".id", NULL),
+                                        "Missing required parameter: '%s.id'.", path);
         rv = call_part(rq, json_object_get(tc, "function"), id, path,
                        llmgw_json_str(google, "thought_signature"), parts, pend);
         if (rv != APR_SUCCESS)
@@ -1149,8 +902,8 @@ static apr_status_t tool_result(rq_t *rq, const json_t *m, const char *mpath, in
     apr_status_t rv;
 
     if (!want)
-        return rq_fail(rq, "missing_required_parameter", kpath, "Missing required parameter: '%s'.",
-                       kpath);
+        return llmgw_google_rq_fail(rq, "missing_required_parameter", kpath,
+                                    "Missing required parameter: '%s'.", kpath);
     for (k = 0; pend->slots && k < pend->slots->nelts; k++) {
         call_slot_t *s = &APR_ARRAY_IDX(pend->slots, k, call_slot_t);
         int answered = !json_is_null(json_array_get(pend->answers, (size_t)k));
@@ -1158,15 +911,15 @@ static apr_status_t tool_result(rq_t *rq, const json_t *m, const char *mpath, in
         if (strcmp(legacy ? s->name : s->id, want) != 0 || (legacy && answered))
             continue;
         if (answered)
-            return rq_fail(rq, "invalid_value", kpath, "Tool call '%s' is answered more than once.",
-                           want);
+            return llmgw_google_rq_fail(rq, "invalid_value", kpath,
+                                        "Tool call '%s' is answered more than once.", want);
         slot = s;
         break;
     }
     if (!slot)
-        return rq_fail(rq, "invalid_value", kpath,
-                       "'%s' does not match a tool call of the preceding assistant message.",
-                       kpath);
+        return llmgw_google_rq_fail(
+            rq, "invalid_value", kpath,
+            "'%s' does not match a tool call of the preceding assistant message.", kpath);
     if ((rv = tool_text(rq, json_object_get(m, "content"), mpath, &text)) != APR_SUCCESS)
         return rv;
     fr = json_pack("{s:s, s:o}", "name", slot->name, "response", tool_response(text));
@@ -1220,10 +973,11 @@ static apr_status_t flush_results(rq_t *rq, pending_t *pend, json_t *contents, i
         return APR_SUCCESS;
     }
     if (missing)
-        return rq_fail(rq, "invalid_value", pend->path,
-                       "An assistant message with 'tool_calls' must be followed by tool messages "
-                       "responding to each 'tool_call_id'; '%s' has no response.",
-                       first_missing);
+        return llmgw_google_rq_fail(
+            rq, "invalid_value", pend->path,
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            "responding to each 'tool_call_id'; '%s' has no response.",
+            first_missing);
     add_content(contents, "user", json_incref(pend->answers));
     pending_reset(pend);
     return APR_SUCCESS;
@@ -1286,10 +1040,11 @@ static apr_status_t add_message(rq_t *rq, const json_t *m, const char *path, jso
     apr_status_t rv;
 
     if (!json_is_object(m) || !role)
-        return rq_fail(rq, "invalid_value", path, "'%s' must be a message with a role.", path);
+        return llmgw_google_rq_fail(rq, "invalid_value", path,
+                                    "'%s' must be a message with a role.", path);
     if (!llmgw_json_is_absent(content) && !json_is_string(content) && !json_is_array(content))
-        return rq_type(rq, apr_pstrcat(rq->p, path, ".content", NULL),
-                       "a string, an array of content parts or null");
+        return llmgw_google_rq_type(rq, apr_pstrcat(rq->p, path, ".content", NULL),
+                                    "a string, an array of content parts or null");
     if (strcmp(role, "tool") == 0 || strcmp(role, "function") == 0)
         return tool_result(rq, m, path, role[0] == 'f', pend);
     if ((rv = flush_results(rq, pend, contents, 0)) != APR_SUCCESS)
@@ -1308,8 +1063,8 @@ static apr_status_t add_message(rq_t *rq, const json_t *m, const char *path, jso
         role = "model";
     }
     else {
-        rv = rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".role", NULL),
-                     "Invalid value for role: '%s'.", role);
+        rv = llmgw_google_rq_fail(rq, "invalid_value", apr_pstrcat(rq->p, path, ".role", NULL),
+                                  "Invalid value for role: '%s'.", role);
     }
     if (rv != APR_SUCCESS) {
         json_decref(parts);
@@ -1329,7 +1084,7 @@ static apr_status_t build_contents(rq_t *rq, json_t *body)
     json_t *m;
 
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
-        rv = rq_type(rq, "messages", "a non-empty array of messages");
+        rv = llmgw_google_rq_type(rq, "messages", "a non-empty array of messages");
     json_array_foreach (msgs, i, m) {
         rv = add_message(rq, m, apr_psprintf(rq->p, "messages[%" APR_SIZE_T_FMT "]", i), system,
                          contents, &pend);
@@ -1340,9 +1095,10 @@ static apr_status_t build_contents(rq_t *rq, json_t *body)
         rv = flush_results(rq, &pend, contents, 1);
     pending_reset(&pend);
     if (rv == APR_SUCCESS && json_array_size(contents) == 0)
-        rv = rq_fail(rq, "invalid_value", "messages",
-                     "Gemini needs at least one user or assistant message besides the system "
-                     "instructions.");
+        rv = llmgw_google_rq_fail(
+            rq, "invalid_value", "messages",
+            "Gemini needs at least one user or assistant message besides the system "
+            "instructions.");
     if (rv != APR_SUCCESS) {
         json_decref(system);
         json_decref(contents);
@@ -1390,7 +1146,7 @@ static apr_status_t build_chat(rq_t *rq, const char *model, llmgw_http_request_t
 
     if ((rv = check_unsupported(rq)) != APR_SUCCESS ||
         (rv = build_contents(rq, body)) != APR_SUCCESS ||
-        (rv = build_tools(rq, body)) != APR_SUCCESS ||
+        (rv = llmgw_google_build_tools(rq, body)) != APR_SUCCESS ||
         (rv = build_generation_config(rq, body)) != APR_SUCCESS) {
         json_decref(body);
         return rv;
@@ -1410,22 +1166,24 @@ static apr_status_t embedding_inputs(rq_t *rq, json_t **texts)
 
     if (json_is_string(in)) {
         if (json_string_length(in) == 0)
-            return rq_fail(rq, "invalid_value", "input", "'input' cannot be an empty string.");
+            return llmgw_google_rq_fail(rq, "invalid_value", "input",
+                                        "'input' cannot be an empty string.");
         *texts = json_pack("[O]", in);
         return APR_SUCCESS;
     }
     if (!json_is_array(in) || json_array_size(in) == 0)
-        return rq_type(rq, "input", "a string or a non-empty array of strings");
+        return llmgw_google_rq_type(rq, "input", "a string or a non-empty array of strings");
     json_array_foreach (in, i, v) {
         if (json_is_integer(v) || json_is_array(v))
-            return rq_fail(rq, "unsupported_value", "input",
-                           "Token-id input cannot be sent to the google backend; send text.");
+            return llmgw_google_rq_fail(
+                rq, "unsupported_value", "input",
+                "Token-id input cannot be sent to the google backend; send text.");
         if (!json_is_string(v))
-            return rq_type(rq, "input", "a string or an array of strings");
+            return llmgw_google_rq_type(rq, "input", "a string or an array of strings");
         if (json_string_length(v) == 0)
-            return rq_fail(rq, "invalid_value",
-                           apr_psprintf(rq->p, "input[%" APR_SIZE_T_FMT "]", i),
-                           "'input[%" APR_SIZE_T_FMT "]' cannot be an empty string.", i);
+            return llmgw_google_rq_fail(
+                rq, "invalid_value", apr_psprintf(rq->p, "input[%" APR_SIZE_T_FMT "]", i),
+                "'input[%" APR_SIZE_T_FMT "]' cannot be an empty string.", i);
     }
     *texts = json_incref(in);
     return APR_SUCCESS;
@@ -1440,12 +1198,12 @@ static apr_status_t embedding_options(rq_t *rq, json_t **dims)
     if (!llmgw_json_is_absent(fmt) &&
         !(json_is_string(fmt) && (strcmp(json_string_value(fmt), "float") == 0 ||
                                   strcmp(json_string_value(fmt), "base64") == 0)))
-        return rq_fail(rq, "invalid_value", "encoding_format",
-                       "'encoding_format' must be 'float' or 'base64'.");
+        return llmgw_google_rq_fail(rq, "invalid_value", "encoding_format",
+                                    "'encoding_format' must be 'float' or 'base64'.");
     if (llmgw_json_is_absent(d))
         return APR_SUCCESS;
     if (!json_is_integer(d) || json_integer_value(d) < 1)
-        return rq_type(rq, "dimensions", "an integer of at least 1");
+        return llmgw_google_rq_type(rq, "dimensions", "an integer of at least 1");
     *dims = d;
     return APR_SUCCESS;
 }
@@ -1536,9 +1294,9 @@ static apr_status_t build_embeddings(rq_t *rq, const char *model, llmgw_http_req
     }
     if (is_vertex(b) && vertex_embed_content(model) && json_array_size(texts) > 1) {
         json_decref(texts);
-        return rq_fail(rq, "unsupported_value", "input",
-                       "Vertex AI model '%s' embeds one input per request; send one string.",
-                       model);
+        return llmgw_google_rq_fail(
+            rq, "unsupported_value", "input",
+            "Vertex AI model '%s' embeds one input per request; send one string.", model);
     }
     if (is_vertex(b))
         body = vertex_embeddings(model, texts, dims, &method);
