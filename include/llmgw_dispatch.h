@@ -83,7 +83,7 @@
  * firstTokenTimeout runs from the start of an attempt to its first CONTENT
  * frame (headers and keep-alive comments do not count).
  *
- * Cooldown: failures feed the member's breaker (llmgw_stats_failure) with the
+ * Cooldown: failures feed the member's breaker (llmgw_pool_record_failure) with the
  * period llmgw_pool_cooldown_next computes: short at first, doubling after
  * each failed probe up to the pool's cooldown, reset by a success. Every probe
  * turn ends by releasing the probe.

@@ -214,12 +214,4 @@ apr_status_t llmgw_google_auth_token(llmgw_google_auth_t *ga, llmgw_upstream_t *
  */
 void llmgw_google_auth_invalidate(llmgw_google_auth_t *ga, const llmgw_backend_t *b);
 
-/**
- * The retry hint of a Google error body: details[] RetryInfo.retryDelay
- * ("37s", "1.5s"), in microseconds; -1 when there is none (providers.md
- * 9.1, after retry-after-ms and retry-after). Implemented with the google
- * translator (src/providers/llmgw_provider_google.c).
- */
-apr_interval_time_t llmgw_google_retry_delay(const char *body, apr_size_t len);
-
 #endif /* LLMGW_GOOGLE_AUTH_H */

@@ -22,7 +22,7 @@
  *   loop:
  *     llmgw_stats_begin(slot) ... attempt ... llmgw_stats_end(slot)
  *     ok    -> llmgw_stats_success(...), answer
- *     fail  -> cooled = llmgw_stats_failure(slot, now, fail, status,
+ *     fail  -> cooled = llmgw_pool_record_failure(slot, row, now, fail, status,
  *                          llmgw_pool_failure_threshold(c->pool),
  *                          llmgw_pool_cooldown_next(c->pool, last period, probe))
  *              switch (llmgw_pool_next(&outcome)), the outcome refined by
@@ -143,6 +143,24 @@ apr_interval_time_t llmgw_pool_cooldown(const llmgw_backend_t *pool);
 apr_interval_time_t llmgw_pool_cooldown_next(const llmgw_backend_t *pool, apr_interval_time_t last,
                                              int probe);
 
+/**
+ * The circuit breaker's policy for a failed attempt on the backend of slot
+ * @p s: count its class (llmgw_stats_error), then feed the breaker.
+ * Retryable failures (llmgw_error_action() == RETRY) are strikes: the
+ * @p threshold-th consecutive one, and every further one, (re)arms the
+ * cooldown for @p cooldown. 401/402/403 arm it at once (the gateway's
+ * credential or billing, providers.md 9.2). Client errors (400, 404, ...)
+ * and client/gateway aborts (CLIENT_GONE, INTERNAL) are counted but leave
+ * the breaker alone. A failed probe re-arms the cooldown.
+ * @param row        this child's counter row (NULL: the slot's own counters)
+ * @param threshold  consecutive failures before cooldown; <= 0 disables it
+ * @param cooldown   the period to arm (kept as the slot's cooldown_period)
+ * @return 1 when the backend is cooling because of this failure, else 0
+ */
+int llmgw_pool_record_failure(llmgw_stats_slot_t *s, llmgw_stats_row_t *row, llmgw_stats_time_t now,
+                              llmgw_fail_e fail, int status, int threshold,
+                              apr_interval_time_t cooldown);
+
 /* ------------------------------------------------------------------ */
 /* After a failed attempt                                              */
 
@@ -158,7 +176,7 @@ typedef struct {
     int max_retries;              /**< llmgw_backend_max_retries(member) */
     int fallback;                 /**< the pool may fall back and a next candidate exists */
     int committed;                /**< response bytes already reached the client */
-    int cooling;                  /**< llmgw_stats_failure returned 1 for this failure */
+    int cooling;                  /**< llmgw_pool_record_failure returned 1 for this failure */
     apr_interval_time_t hint;     /**< upstream retry hint, -1 when none */
     apr_interval_time_t max_wait; /**< longest hint worth waiting for; < 0: no limit */
 } llmgw_pool_outcome_t;

@@ -99,8 +99,9 @@
  *
  * 64-bit fields use APR's 64-bit atomics. Where 8-byte atomics are not
  * lock-free APR falls back to a process-local mutex, which would be wrong
- * across processes, so llmgw_stats.c refuses to build there
- * (_Static_assert). On 32-bit targets APR before 1.7.4 reads 64-bit fields
+ * across processes, so llmgw_stats.c refuses to build where the compiler
+ * has no lock-free 8-byte atomics (_Static_assert; it checks the compiler,
+ * not how APR was built). On 32-bit targets APR before 1.7.4 reads 64-bit fields
  * with a plain load that may tear; the updates stay atomic, a torn
  * counter only shows in one status page, and a torn cooldown deadline at
  * worst misjudges one availability check (the probe CAS then fails safely).
@@ -134,7 +135,6 @@
 #define LLMGW_STATS_H
 
 #include "llmgw.h"
-#include "llmgw_config.h"
 #include "llmgw_error.h"
 
 #define LLMGW_STATS_MAGIC 0x5357474cU /* "LGWS" read as little-endian bytes */
@@ -378,19 +378,23 @@ void llmgw_stats_success(llmgw_stats_slot_t *s, llmgw_stats_row_t *row, llmgw_st
                          apr_int64_t prompt_tokens, apr_int64_t completion_tokens);
 
 /**
- * A failed attempt: counts its class and feeds the breaker. Retryable
- * failures (llmgw_error_action() == RETRY) count as consecutive failures;
- * the @p threshold-th one, and every further one, (re)arms the cooldown:
- * cooldown_until = now.mono + @p cooldown. 401/402/403 arm it at once (the
- * gateway's credential or billing, providers.md 9.2). Client errors (400,
- * 404, ...) and client/gateway aborts (CLIENT_GONE, INTERNAL) are counted
- * but leave the breaker alone. A failed probe re-arms the cooldown.
- * @param threshold  consecutive failures before cooldown; <= 0 disables it
- * @param cooldown   the period to arm (kept as the slot's cooldown_period)
- * @return 1 when the backend is cooling because of this failure, else 0
+ * A failed attempt of class @p cls (llmgw_stats_classify): counts it and
+ * stamps last_failure; a class < 0 (not the upstream's fault) counts as
+ * aborted. The breaker is not touched: whether a failure counts against the
+ * backend is the pool's policy (llmgw_pool_record_failure).
  */
-int llmgw_stats_failure(llmgw_stats_slot_t *s, llmgw_stats_row_t *row, llmgw_stats_time_t now,
-                        llmgw_fail_e fail, int status, int threshold, apr_interval_time_t cooldown);
+void llmgw_stats_error(llmgw_stats_slot_t *s, llmgw_stats_row_t *row, llmgw_stats_time_t now,
+                       int cls);
+
+/**
+ * One more consecutive failure; the @p threshold-th one, and every further
+ * one, (re)arms the cooldown: cooldown_until = now.mono + @p cooldown (kept
+ * as the slot's cooldown_period), and ends any probe. A @p threshold of 1
+ * or less arms it at once.
+ * @return 1 when this strike armed the cooldown, else 0 (0 for a NULL slot)
+ */
+int llmgw_stats_strike(llmgw_stats_slot_t *s, llmgw_stats_time_t now, int threshold,
+                       apr_interval_time_t cooldown);
 
 /**
  * The period of the last cooldown armed on @p s, 0 when none was since its
@@ -436,6 +440,27 @@ llmgw_stats_avail_e llmgw_stats_available(llmgw_stats_slot_t *s, llmgw_stats_tim
  */
 llmgw_stats_avail_e llmgw_stats_peek(const llmgw_stats_slot_t *s, llmgw_stats_time_t now);
 
+/**
+ * Time left in the cooldown of @p s at monotonic @p mono: -1 when it is not
+ * cooling (or NULL), 0 when the cooldown is over and only a probe is due.
+ */
+apr_interval_time_t llmgw_stats_cooldown_left(const llmgw_stats_slot_t *s, apr_time_t mono);
+
+/** What a strategy reads of a backend: its load and latency now. */
+typedef struct {
+    apr_uint32_t inflight;   /**< attempts running, all processes */
+    apr_uint32_t latency_us; /**< EWMA of whole attempts; 0 = no sample */
+    apr_uint32_t ttfb_us;    /**< EWMA of time to first byte; 0 = no sample */
+    apr_uint32_t samples;    /**< latency samples since creation or recovery */
+    apr_uint64_t requests;   /**< attempts ever started */
+} llmgw_stats_load_t;
+
+/** Read @p s of the segment @p base into @p out (zeros for a NULL slot); each field atomically. */
+void llmgw_stats_load(const void *base, const llmgw_stats_slot_t *s, llmgw_stats_load_t *out);
+
+/** The round-robin cursor of a pool's slot, for its strategy; NULL for a NULL slot. */
+volatile apr_uint32_t *llmgw_stats_rr_cursor(llmgw_stats_slot_t *s);
+
 /** Give up a claimed probe without an outcome (e.g. the client left first). */
 void llmgw_stats_probe_release(llmgw_stats_slot_t *s);
 
@@ -458,7 +483,7 @@ int llmgw_stats_drained(const llmgw_stats_slot_t *s);
 void llmgw_stats_ewma_update(volatile apr_uint32_t *v, apr_interval_time_t sample);
 
 /* ------------------------------------------------------------------ */
-/* Reading: snapshot and renderers                                     */
+/* Reading: snapshots (rendered by llmgw_stats_render.h)               */
 
 typedef enum {
     LLMGW_STATS_UP = 0,
@@ -470,7 +495,7 @@ typedef enum {
 typedef struct {
     int slot;
     char name[LLMGW_STATS_NAME_MAX]; /**< the slot's key, or the name the caller gave */
-    int kind;                        /**< llmgw_backend_type_e, or -1 unknown */
+    int kind;                        /**< as assigned (llmgw_backend_type_e), or -1 unknown */
     llmgw_stats_health_e health;
     apr_uint64_t requests, successes, errors[LLMGW_STATS_ERR_COUNT];
     apr_uint64_t retries, fallbacks, aborted, prompt_tokens, completion_tokens;
@@ -517,72 +542,5 @@ double llmgw_stats_view_error_rate(const llmgw_stats_view_t *v);
 
 /** "up", "cooldown", "probing". */
 const char *llmgw_stats_health_name(llmgw_stats_health_e h);
-
-/**
- * What a page adds to the snapshot it shows; a NULL page is a read-only
- * page without refresh.
- */
-typedef struct {
-    /** The nonce the control forms carry (llmgw_control.h); NULL: no
-     *  controls, the location has no `LLMGatewayStatusControl on`. */
-    const char *nonce;
-    /** Seconds between reloads the page asks for (the glue sends the
-     *  Refresh header); 0: none. */
-    int refresh;
-} llmgw_stats_page_t;
-
-/**
- * The snapshot as JSON (compact), from @p p:
- * {"generation":N,"created":unix_s,"time":unix_s,"capacity":N,"retired":N,
- *  "backends":[{"name","type","slot","state","drained","requests","successes",
- *   "errors":{"4xx",...},"errors_total","aborted","retries","fallbacks",
- *   "inflight","error_rate","latency_ms","ttfb_ms","latency_samples",
- *   "tokens":{"prompt","completion","total"},"consecutive_failures",
- *   "cooldown_remaining_ms","last_success","last_failure"}, ...]}
- * latency_ms/ttfb_ms/last_* are null when there is no value yet. With a
- * @p page that has a nonce, also "control":{"nonce":..., "actions":["drain",
- * "enable"]}, so that a script can drain a member as the page's forms do.
- */
-const char *llmgw_stats_json(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
-                             const llmgw_stats_page_t *page, apr_size_t *len);
-
-/**
- * Prometheus text exposition format 0.0.4 (serve as
- * "text/plain; version=0.0.4; charset=utf-8"), from @p p.
- */
-const char *llmgw_stats_prometheus(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
-                                   apr_size_t *len);
-
-/**
- * A self-contained HTML page (UTF-8) for people, from @p p: usable from a
- * phone's width up (the wide table scrolls inside its box), with a drain /
- * enable form per backend when @p page has a nonce. The forms post to the
- * page's own URL (no action attribute), so its query (?refresh=N) is kept.
- * The page is made of sections (the backends table first) so that others
- * can be added after it.
- */
-const char *llmgw_stats_html(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
-                             const llmgw_stats_page_t *page, apr_size_t *len);
-
-/**
- * The backends table alone, an HTML fragment without controls: the
- * gateway's section of httpd's /server-status (mod_status's status_hook).
- */
-const char *llmgw_stats_html_table(apr_pool_t *p, const llmgw_stats_snapshot_t *snap,
-                                   apr_size_t *len);
-
-/**
- * The snapshot as plain "Key: value" lines, the form of mod_status's
- * `?auto` (and mod_proxy's status hook, whose "ProxyBalancer[i]Worker[j]..."
- * keys this copies): "LLMGatewayBackends: N", then for the i-th backend
- * "LLMGatewayBackend[i]Name: ...", "...Type", "...State", "...Drained" (0/1),
- * "...Requests", "...Successes", "...Errors", "...Errors4xx" (and 429, 5xx,
- * Timeout, Connect, Protocol), "...Aborted", "...Retries", "...Fallbacks",
- * "...InFlight", "...LatencyMs", "...TTFBMs" (0 before any sample),
- * "...PromptTokens", "...CompletionTokens", "...ConsecutiveFailures",
- * "...CooldownRemainingMs". Names are printed with control characters
- * replaced, so a line is always one key.
- */
-const char *llmgw_stats_auto(apr_pool_t *p, const llmgw_stats_snapshot_t *snap, apr_size_t *len);
 
 #endif /* LLMGW_STATS_H */

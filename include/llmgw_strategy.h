@@ -37,7 +37,7 @@
  * The provider is a pointer to a llmgw_strategy_t that lives as long as the
  * module (a static); its select follows the contract below and is called by
  * many threads of many children at once, so it keeps no state of its own. A
- * module needs only this header (and llmgw.h, llmgw_config.h) at build time:
+ * module needs only this header (and llmgw.h) at build time:
  * the inline helpers below work there, llmgw_strategy_sort() and the rest of
  * mod_llmgw do not. Registering a built-in's name replaces the built-in. The
  * version changes whenever llmgw_strategy_cand_t or the select contract does.
@@ -46,7 +46,6 @@
 #define LLMGW_STRATEGY_H
 
 #include "llmgw.h"
-#include "llmgw_config.h"
 
 /** httpd provider group and version of pool strategies (see above). */
 #define LLMGW_STRATEGY_PROVIDER_GROUP "llmgw_strategy"
@@ -89,7 +88,9 @@ typedef apr_status_t (*llmgw_strategy_select_fn)(const llmgw_strategy_cand_t *ca
                                                  apr_uint64_t seed, volatile apr_uint32_t *rr,
                                                  int *order, int *n_usable);
 
-/* Declared in llmgw_config.h: a pool's configuration points at one. */
+/* Also declared in llmgw_config.h (a pool's configuration points at one);
+ * C11 allows the same typedef twice, so neither header needs the other. */
+typedef struct llmgw_strategy_t llmgw_strategy_t;
 struct llmgw_strategy_t {
     const char *name; /**< as written in gateway.yaml */
     llmgw_strategy_select_fn select;

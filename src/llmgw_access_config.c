@@ -1,7 +1,7 @@
 /*
  * access:, pricing:, ledger: of gateway.yaml, and a backend's limits:
  * (DESIGN.md 11), read on behalf of src/llmgw_config.c with its key-table
- * machinery (src/llmgw_config_yaml.h), so that messages carry
+ * machinery (src/llmgw_config_private.h), so that messages carry
  * file:line:column like every other mistake in the file.
  *
  * Checks that need the whole file run last (llmgw_cfg_access_check): an
@@ -15,7 +15,7 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include <openssl/evp.h>
-#include "llmgw_config_yaml.h"
+#include "llmgw_config_private.h"
 #include "llmgw_access.h"
 #include "llmgw_ledger.h"
 #include "llmgw_pricing.h"

@@ -30,7 +30,7 @@
 #include "llmgw_config.h"
 #include "llmgw_strategy.h"
 #include "llmgw_redact.h"
-#include "llmgw_config_yaml.h"
+#include "llmgw_config_private.h"
 
 #define CFG_MAX_DEPTH 32
 #define CFG_SHOW_MAX 60
@@ -1769,7 +1769,7 @@ int llmgw_backend_serves(const llmgw_backend_t *b, const char *model)
     return 0;
 }
 
-/* ---- for the other loader files (llmgw_config_yaml.h) ------------------ */
+/* ---- for the other loader files (llmgw_config_private.h) ------------------ */
 
 apr_status_t llmgw_cfg_fail(cfg_ctx_t *c, llmgw_mark_t m, const char *fmt, ...)
 {

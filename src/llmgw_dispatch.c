@@ -1050,7 +1050,7 @@ static turn_e turn(llmgw_dispatch_t *d, const llmgw_candidate_t *c, llmgw_pool_f
             f->status = f->error->status;
             return TURN_STOP;
         }
-        cooling = llmgw_stats_failure(
+        cooling = llmgw_pool_record_failure(
             d->slot, d->prm.row, now(d), o.fail, o.status, llmgw_pool_failure_threshold(c->pool),
             llmgw_pool_cooldown_next(c->pool, llmgw_stats_cooldown_period(d->slot), c->probe));
         if (o.fail == LLMGW_FAIL_CLIENT_GONE || d->gone)
@@ -1375,12 +1375,12 @@ static void pool_outcome(llmgw_dispatch_t *d, llmgw_stats_time_t start)
     else
         /* What failed, not the status sent: a stream cut after its content
          * went out had status 200 and is still a failure of its kind. */
-        llmgw_stats_failure(d->pool_slot, d->prm.row, end,
-                            d->gone                          ? LLMGW_FAIL_CLIENT_GONE
-                            : d->res.fail != LLMGW_FAIL_NONE ? d->res.fail
-                                                             : LLMGW_FAIL_HTTP,
-                            d->res.fail != LLMGW_FAIL_NONE ? d->res.status : (e ? e->status : 0), 0,
-                            0);
+        llmgw_pool_record_failure(
+            d->pool_slot, d->prm.row, end,
+            d->gone                          ? LLMGW_FAIL_CLIENT_GONE
+            : d->res.fail != LLMGW_FAIL_NONE ? d->res.fail
+                                             : LLMGW_FAIL_HTTP,
+            d->res.fail != LLMGW_FAIL_NONE ? d->res.status : (e ? e->status : 0), 0, 0);
 }
 
 apr_status_t llmgw_dispatch_run(llmgw_dispatch_t *d)

@@ -1,48 +1,18 @@
 /*
  * Pools: candidate expansion (nested pools flattened depth-first, with the
  * strategy of each level), the retry/fallback decision table, and the error
- * a client gets when every candidate failed. Also the table of built-in
- * strategies (the httpd glue registers them as providers, and the config
- * loader resolves `strategy:` to one of them or to another module's).
+ * a client gets when every candidate failed, and the circuit breaker's
+ * policy: which failures count against a member and when it cools down
+ * (the shared stats only keep the counters and deadlines it sets).
  *
  * Everything here is pure apart from reading the shared stats (and the
  * round-robin strategy bumping its pool's cursor); results come from the
  * request pool passed in.
  */
 #include <string.h>
-#include <apr_atomic.h>
 #include <apr_strings.h>
 #include "llmgw_pool.h"
 #include "llmgw_stats.h"
-
-/* ------------------------------------------------------------------ */
-/* Built-in strategies                                                 */
-
-static const llmgw_strategy_t *const strategies[] = {
-    [LLMGW_STRATEGY_LATENCY] = &llmgw_strategy_latency,
-    [LLMGW_STRATEGY_WEIGHTED] = &llmgw_strategy_weighted,
-    [LLMGW_STRATEGY_ROUND_ROBIN] = &llmgw_strategy_round_robin,
-    [LLMGW_STRATEGY_PRIORITY] = &llmgw_strategy_priority,
-    [LLMGW_STRATEGY_LEAST_BUSY] = &llmgw_strategy_least_busy,
-};
-
-#define NSTRATEGIES ((int)(sizeof(strategies) / sizeof(strategies[0])))
-
-const llmgw_strategy_t *llmgw_strategy_get(llmgw_strategy_e e)
-{
-    return (int)e >= 0 && (int)e < NSTRATEGIES ? strategies[e] : NULL;
-}
-
-const llmgw_strategy_t *llmgw_strategy_find(const char *name)
-{
-    int i;
-
-    for (i = 0; name && i < NSTRATEGIES; i++) {
-        if (strcmp(strategies[i]->name, name) == 0)
-            return strategies[i];
-    }
-    return NULL;
-}
 
 int llmgw_pool_failure_threshold(const llmgw_backend_t *pool)
 {
@@ -72,6 +42,26 @@ apr_interval_time_t llmgw_pool_cooldown_next(const llmgw_backend_t *pool, apr_in
     else
         next = LLMGW_COOLDOWN_BASE;
     return next < cap ? next : cap;
+}
+
+int llmgw_pool_record_failure(llmgw_stats_slot_t *s, llmgw_stats_row_t *row, llmgw_stats_time_t now,
+                              llmgw_fail_e fail, int status, int threshold,
+                              apr_interval_time_t cooldown)
+{
+    int cls = llmgw_stats_classify(fail, status);
+    llmgw_action_e action;
+
+    if (!s)
+        return 0;
+    llmgw_stats_error(s, row, now, cls);
+    if (cls < 0 || threshold <= 0)
+        return 0;
+    action = llmgw_error_action(fail, status);
+    if (action == LLMGW_ACTION_FALLBACK && (status == 401 || status == 402 || status == 403))
+        return llmgw_stats_strike(s, now, 1, cooldown);
+    if (action != LLMGW_ACTION_RETRY)
+        return 0;
+    return llmgw_stats_strike(s, now, threshold, cooldown);
 }
 
 /* ------------------------------------------------------------------ */
@@ -130,24 +120,23 @@ static const char *member_model(const llmgw_backend_t *b, const char *model, int
 
 static void read_features(const expand_t *x, llmgw_strategy_cand_t *f, const llmgw_stats_slot_t *s)
 {
-    /* Atomic loads from a read-only view; the casts only satisfy the APR prototypes. */
-    volatile llmgw_stats_slot_t *v = (volatile llmgw_stats_slot_t *)s;
+    llmgw_stats_load_t load;
 
-    f->inflight = llmgw_stats_inflight(x->env->stats, (int)s->index);
-    f->latency_us = apr_atomic_read32(&v->latency_ewma_us);
-    f->ttfb_us = apr_atomic_read32(&v->ttfb_ewma_us);
-    f->samples = apr_atomic_read32(&v->latency_samples);
-    f->requests = llmgw_stats_requests(x->env->stats, (int)s->index);
+    llmgw_stats_load(x->env->stats, s, &load);
+    f->inflight = load.inflight;
+    f->latency_us = load.latency_us;
+    f->ttfb_us = load.ttfb_us;
+    f->samples = load.samples;
+    f->requests = load.requests;
 }
 
 static void note_cooling(expand_t *x, const llmgw_stats_slot_t *s)
 {
-    apr_interval_time_t left =
-        (apr_time_t)apr_atomic_read64((volatile apr_uint64_t *)&s->cooldown_until) -
-        x->env->now.mono;
+    /* 0 when expired, and a probe is already running */
+    apr_interval_time_t left = llmgw_stats_cooldown_left(s, x->env->now.mono);
 
     if (left < 0)
-        left = 0; /* expired, and a probe is already running */
+        left = 0;
     x->out->cooling++;
     if (x->out->cooldown_left < 0 || left < x->out->cooldown_left)
         x->out->cooldown_left = left;
@@ -307,7 +296,7 @@ static apr_status_t expand_pool(expand_t *x, const llmgw_backend_t *pool, int de
             return rv;
         feats[i] = members[i].feat;
     }
-    rv = st->select(feats, n, llmgw_strategy_rand(&x->rng), own ? &own->rr_cursor : NULL, order,
+    rv = st->select(feats, n, llmgw_strategy_rand(&x->rng), llmgw_stats_rr_cursor(own), order,
                     &n_usable);
     if (rv != APR_SUCCESS && rv != APR_ENOENT)
         return rv;

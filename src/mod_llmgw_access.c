@@ -198,7 +198,7 @@ static void collect(apr_pool_t *pconf, apr_array_header_t *gws, apr_array_header
         llmgw_access_srv_t *as = apr_pcalloc(pconf, sizeof(*as));
 
         as->gw = gw;
-        as->scope = c->scope ? c->scope : "";
+        as->scope = c->rt ? c->rt->scope : "";
         as->backend_slot = apr_palloc(pconf, sizeof(int) * (apr_size_t)(gw->backends->nelts + 1));
         for (i = 0; i < gw->backends->nelts; i++) {
             const llmgw_backend_t *b = APR_ARRAY_IDX(gw->backends, i, const llmgw_backend_t *);

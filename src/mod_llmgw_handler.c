@@ -1131,10 +1131,12 @@ static int dispatch(req_t *q, const char *model)
     prm.route = q->route;
     prm.call = &q->call;
     prm.model = model;
-    prm.stats = llmgw_glue_stats_base();
-    prm.slot_of = prm.stats ? sc->slot_of : NULL;
-    prm.nslots = prm.stats ? sc->nslots : 0;
-    prm.row = llmgw_glue_stats_row();
+    if (sc->rt) {
+        prm.stats = sc->rt->stats;
+        prm.slot_of = sc->rt->slot_of;
+        prm.nslots = sc->rt->nslots;
+        prm.row = sc->rt->row;
+    }
     prm.seed = q->route->backend->type == LLMGW_BACKEND_POOL ? random_seed() : 0;
     prm.max_body = (apr_size_t)llmgw_max_upstream_body(r);
     prm.max_event = LLMGW_MAX_SSE_EVENT;

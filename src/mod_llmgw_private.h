@@ -42,18 +42,35 @@ extern module AP_MODULE_DECLARE_DATA llmgw_module;
 #define LLMGW_HANDLER "llmgw"
 #define LLMGW_STATUS_HANDLER "llmgw-status"
 
+/*
+ * One gateway's runtime state for one generation (post_config to the next
+ * restart), hung off the server config of every server that serves the
+ * gateway, as mod_proxy_balancer hangs its shared state off balancer->s.
+ * mod_llmgw_stats.c makes it from pconf in post_config, so a restart starts
+ * clean without a global to reset; afterwards only child_init writes it
+ * (the row, in the child's own copy). The handler, the status page and the
+ * access layer read it instead of file-level globals.
+ */
+typedef struct {
+    const llmgw_config_t *gw; /* the parsed gateway.yaml this generation serves */
+    const char *scope;        /* the gateway's scope (llmgw_slots.h); "" for the main server's */
+    void *stats;              /* the shared statistics segment of this generation */
+    const int *slot_of;       /* stats slot per backend index of gw */
+    int nslots;               /* entries in slot_of */
+    llmgw_stats_row_t *row;   /* this child's in-flight row (child_init); NULL in the parent */
+} llmgw_runtime_t;
+
 typedef struct {
     const char *config_path;     /* LLMGatewayConfig, resolved */
     llmgw_config_t *gw;          /* parsed gateway.yaml (pconf), NULL when not configured; a vhost
                                   * without its own LLMGatewayConfig has the main server's pointer */
     apr_off_t max_body;          /* LLMGW_UNSET when not set here */
     apr_off_t max_upstream_body; /* LLMGW_UNSET when not set here */
-    int *slot_of;                /* stats slot per backend index of gw (post_config), or NULL */
-    int nslots;                  /* entries in slot_of */
+    llmgw_runtime_t *rt;         /* this generation's runtime (post_config); NULL before, and when
+                                  * there is no statistics segment */
     const char *kept_reason;     /* why this server's own file was refused and its previous
                                   * version kept (live restart); logged in post_config, once
                                   * the error log is open; never inherited */
-    const char *scope;           /* the gateway's scope (llmgw_slots.h), set in post_config */
     struct llmgw_access_srv *access; /* access, limits and ledger state (mod_llmgw_access.c),
                                       * post_config; NULL when the gateway has none */
 } llmgw_srv_cfg;
@@ -132,10 +149,8 @@ void llmgw_stats_child_status(server_rec *s, pid_t pid, ap_generation_t gen, int
 int llmgw_status_handler(request_rec *r);
 /* mod_status's status_hook: the gateway's section of /server-status (HTML and ?auto). */
 int llmgw_status_hook(request_rec *r, int flags);
-/* The segment of this generation, NULL when there is none. */
-void *llmgw_glue_stats_base(void);
-/* This child's in-flight row (pass it to llmgw_stats_begin/end), NULL when none. */
-llmgw_stats_row_t *llmgw_glue_stats_row(void);
+/* The runtime of the gateway serving @p s (see llmgw_runtime_t), NULL when none. */
+const llmgw_runtime_t *llmgw_glue_runtime(server_rec *s);
 /*
  * Access, limits, spend and the ledger (mod_llmgw_access.c). The handler
  * calls these at its seams; each returns OK to go on, or a status after it

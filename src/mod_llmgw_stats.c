@@ -37,30 +37,9 @@
 #include "llmgw_json.h"
 #include "llmgw_slots.h"
 #include "llmgw_stats.h"
+#include "llmgw_stats_render.h"
 
 #define STATS_USERDATA_KEY "llmgw-stats-shm"
-
-/* The segment of this generation: set in the parent, inherited by children. */
-static void *stats_base;
-/* This child's in-flight row (child_init); NULL in the parent. */
-static llmgw_stats_row_t *stats_row;
-
-void *llmgw_glue_stats_base(void)
-{
-    return stats_base;
-}
-
-llmgw_stats_row_t *llmgw_glue_stats_row(void)
-{
-    return stats_row;
-}
-
-static apr_status_t reset_base(void *data)
-{
-    stats_base = NULL;
-    stats_row = NULL;
-    return APR_SUCCESS;
-}
 
 static llmgw_srv_cfg *srv_cfg(server_rec *s)
 {
@@ -193,28 +172,51 @@ static int stats_rows(void)
     return llmgw_stats_rows_for(limit);
 }
 
-/* Hand each server its gateway's slots; vhosts that inherit share the main server's. */
-static void distribute_slots(server_rec *main_s, const llmgw_slots_gateway_t *gws,
-                             server_rec **owners, int n)
+/*
+ * Hang each gateway's runtime record off the server that owns it, and off
+ * the vhosts that inherit the main server's gateway (they share its record).
+ */
+static void hang_runtimes(apr_pool_t *pconf, server_rec *main_s, void *base,
+                          const llmgw_slots_gateway_t *gws, server_rec **owners, int n)
 {
     llmgw_srv_cfg *mc = srv_cfg(main_s);
     server_rec *s;
     int i;
 
     for (i = 0; i < n; i++) {
-        llmgw_srv_cfg *c = srv_cfg(owners[i]);
-        c->slot_of = gws[i].slot_of;
-        c->nslots = gws[i].cfg->backends->nelts;
-        c->scope = gws[i].scope;
+        llmgw_runtime_t *rt = apr_pcalloc(pconf, sizeof(*rt));
+        rt->gw = gws[i].cfg;
+        rt->scope = gws[i].scope;
+        rt->stats = base;
+        rt->slot_of = gws[i].slot_of;
+        rt->nslots = gws[i].cfg->backends->nelts;
+        srv_cfg(owners[i])->rt = rt;
     }
     for (s = main_s->next; s; s = s->next) {
         llmgw_srv_cfg *c = srv_cfg(s);
-        if (c && c->gw && c->gw == mc->gw) {
-            c->slot_of = mc->slot_of;
-            c->nslots = mc->nslots;
-            c->scope = mc->scope;
-        }
+        if (c && c->gw && c->gw == mc->gw)
+            c->rt = mc->rt;
     }
+}
+
+const llmgw_runtime_t *llmgw_glue_runtime(server_rec *s)
+{
+    llmgw_srv_cfg *c = s ? srv_cfg(s) : NULL;
+
+    return c ? c->rt : NULL;
+}
+
+/* The segment of this generation (every runtime record has the same), NULL when none. */
+static void *generation_stats(server_rec *main_s)
+{
+    server_rec *s;
+
+    for (s = main_s; s; s = s->next) {
+        llmgw_srv_cfg *c = srv_cfg(s);
+        if (c && c->rt)
+            return c->rt->stats;
+    }
+    return NULL;
 }
 
 int llmgw_stats_post_config(apr_pool_t *pconf, server_rec *s)
@@ -248,9 +250,7 @@ int llmgw_stats_post_config(apr_pool_t *pconf, server_rec *s)
                      LLMGW_LOGNO(00011) "cannot assign statistics slots");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    distribute_slots(s, gws, owners, ngw);
-    stats_base = apr_shm_baseaddr_get(shm);
-    apr_pool_cleanup_register(pconf, NULL, reset_base, apr_pool_cleanup_null);
+    hang_runtimes(pconf, s, apr_shm_baseaddr_get(shm), gws, owners, ngw);
     if (ngw > 1)
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                      LLMGW_LOGNO(00140) "%d gateways (virtual hosts with their own "
@@ -261,10 +261,20 @@ int llmgw_stats_post_config(apr_pool_t *pconf, server_rec *s)
 
 void llmgw_stats_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    if (!stats_base)
+    void *base = generation_stats(s);
+    llmgw_stats_row_t *row;
+    server_rec *v;
+
+    if (!base)
         return;
-    stats_row = llmgw_stats_child_claim(stats_base, (apr_uint32_t)getpid());
-    if (stats_row && stats_row->pid == 0)
+    row = llmgw_stats_child_claim(base, (apr_uint32_t)getpid());
+    /* This child's copy of every record (vhosts that share one set it again). */
+    for (v = s; v; v = v->next) {
+        llmgw_srv_cfg *c = srv_cfg(v);
+        if (c && c->rt)
+            c->rt->row = row;
+    }
+    if (row && row->pid == 0)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      LLMGW_LOGNO(00141) "no free in-flight row for child %" APR_PID_T_FMT
                                         "; its attempts count in the shared row, where a "
@@ -280,9 +290,11 @@ void llmgw_stats_child_status(server_rec *s, pid_t pid, ap_generation_t gen, int
     /* The MPM calls this in the parent once it has reaped the child: the
      * row can no longer be written to. A child that only lost its
      * scoreboard slot (LOST_SLOT) is still running; its row stays. */
-    if (state != MPM_CHILD_EXITED || !stats_base || pid <= 0)
+    void *base = generation_stats(s);
+
+    if (state != MPM_CHILD_EXITED || !base || pid <= 0)
         return;
-    dropped = llmgw_stats_child_release(stats_base, (apr_uint32_t)pid);
+    dropped = llmgw_stats_child_release(base, (apr_uint32_t)pid);
     if (dropped > 0)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                      LLMGW_LOGNO(00142) "child %" APR_PID_T_FMT
@@ -363,20 +375,20 @@ static int status_refresh(request_rec *r)
  */
 static apr_status_t gateway_snapshot(request_rec *r, llmgw_stats_snapshot_t **snap)
 {
-    llmgw_srv_cfg *c = srv_cfg(r->server);
-    int i, n = c && c->gw && c->slot_of ? c->nslots : 0;
+    const llmgw_runtime_t *rt = llmgw_glue_runtime(r->server);
+    int i, n = rt ? rt->nslots : 0;
     int *slots = apr_palloc(r->pool, sizeof(int) * (apr_size_t)(n + 1));
     const char **names = apr_palloc(r->pool, sizeof(char *) * (apr_size_t)(n + 1));
     apr_status_t rv;
 
-    if (!stats_base || !c || !c->gw || !c->slot_of)
+    if (!rt)
         return APR_ENOENT;
     for (i = 0; i < n; i++) {
-        const llmgw_backend_t *b = APR_ARRAY_IDX(c->gw->backends, i, const llmgw_backend_t *);
-        slots[i] = c->slot_of[b->index];
+        const llmgw_backend_t *b = APR_ARRAY_IDX(rt->gw->backends, i, const llmgw_backend_t *);
+        slots[i] = rt->slot_of[b->index];
         names[i] = b->name;
     }
-    rv = llmgw_stats_snapshot_slots(r->pool, stats_base, llmgw_stats_time_now(), slots, names, n,
+    rv = llmgw_stats_snapshot_slots(r->pool, rt->stats, llmgw_stats_time_now(), slots, names, n,
                                     snap);
     if (rv == APR_SUCCESS)
         (*snap)->generation = (apr_uint32_t)ap_state_query(AP_SQ_CONFIG_GEN);
@@ -386,15 +398,15 @@ static apr_status_t gateway_snapshot(request_rec *r, llmgw_stats_snapshot_t **sn
 /* The stats slot of backend @p name of this host's gateway, or NULL. */
 static llmgw_stats_slot_t *gateway_slot(request_rec *r, const char *name)
 {
-    llmgw_srv_cfg *c = srv_cfg(r->server);
+    const llmgw_runtime_t *rt = llmgw_glue_runtime(r->server);
     const llmgw_backend_t *b;
 
-    if (!stats_base || !c || !c->gw || !c->slot_of || !name)
+    if (!rt || !name)
         return NULL;
-    b = llmgw_config_backend(c->gw, name);
-    if (!b || b->index < 0 || b->index >= c->nslots)
+    b = llmgw_config_backend(rt->gw, name);
+    if (!b || b->index < 0 || b->index >= rt->nslots)
         return NULL;
-    return llmgw_stats_slot(stats_base, c->slot_of[b->index]);
+    return llmgw_stats_slot(rt->stats, rt->slot_of[b->index]);
 }
 
 /* LLMGatewayStatusControl of the location serving @p r. */
@@ -481,6 +493,7 @@ static int read_control_form(request_rec *r, control_form_t *f)
  */
 static int status_control(request_rec *r)
 {
+    const llmgw_runtime_t *rt = llmgw_glue_runtime(r->server);
     control_form_t f;
     llmgw_control_action_e action;
     llmgw_stats_slot_t *slot;
@@ -492,7 +505,7 @@ static int status_control(request_rec *r)
         return send_status_error(r, HTTP_FORBIDDEN, "status_control_disabled", NULL,
                                  "Draining and enabling backends is not allowed here "
                                  "(no LLMGatewayStatusControl on for this location).");
-    if (!stats_base || !srv_cfg(r->server) || !srv_cfg(r->server)->gw)
+    if (!rt)
         return send_status_error(r, HTTP_SERVICE_UNAVAILABLE, "not_configured", NULL,
                                  "No gateway is configured for this server.");
     rc = read_control_form(r, &f);
@@ -502,7 +515,7 @@ static int status_control(request_rec *r)
     if (rc != OK)
         return send_status_error(r, HTTP_BAD_REQUEST, "invalid_form", NULL,
                                  "The form could not be read.");
-    rv = llmgw_control_nonce_check(r->pool, stats_base, control_context(r), f.nonce,
+    rv = llmgw_control_nonce_check(r->pool, rt->stats, control_context(r), f.nonce,
                                    llmgw_stats_time_now().mono, LLMGW_CONTROL_NONCE_TTL);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
@@ -600,8 +613,8 @@ int llmgw_status_handler(request_rec *r)
     /* A nonce only where it may be used, and only on what people and scripts
      * read to act: the page and its JSON. */
     if (control_enabled(r) && (fmt == FMT_HTML || fmt == FMT_JSON) &&
-        llmgw_control_nonce(r->pool, stats_base, control_context(r), snap->now.mono, &page.nonce) !=
-            APR_SUCCESS)
+        llmgw_control_nonce(r->pool, llmgw_glue_runtime(r->server)->stats, control_context(r),
+                            snap->now.mono, &page.nonce) != APR_SUCCESS)
         page.nonce = NULL;
     switch (fmt) {
     case FMT_JSON:

@@ -46,36 +46,12 @@ int llmgw_msg_str_eq(const char *a, const char *b)
 
 const char *llmgw_msg_mint_id(apr_pool_t *p, const char *prefix)
 {
-    static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    unsigned char raw[64];
-    char out[25];
-    apr_size_t i, n = 0;
-
-    /* Rejection sampling keeps the 62 characters equally likely; 64 bytes
-     * give 24 usable ones with overwhelming probability, else we draw again. */
-    while (n < 24) {
-        if (apr_generate_random_bytes(raw, sizeof(raw)) != APR_SUCCESS)
-            memset(raw, 0, sizeof(raw));
-        for (i = 0; i < sizeof(raw) && n < 24; i++) {
-            if (raw[i] < 248)
-                out[n++] = base62[raw[i] % 62];
-        }
-    }
-    out[24] = '\0';
-    return apr_pstrcat(p, prefix, out, NULL);
+    return llmgw_prov_mint_id(p, prefix, 24);
 }
 
 static int id_chars_ok(const char *id)
 {
-    if (!*id)
-        return 0;
-    for (; *id; id++) {
-        char c = *id;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return llmgw_prov_id_chars_ok(id);
 }
 
 static int has_prefix(const char *s, const char *prefix)
@@ -145,15 +121,18 @@ const char *llmgw_msg_tool_id_in(apr_pool_t *p, const char *id)
     return (const char *)raw;
 }
 
+/* The providers' finish-reason table read the other way: OpenAI's reason first. */
+static const llmgw_prov_finish_map_t stop_reasons[] = {{"length", "max_tokens"},
+                                                       {"tool_calls", "tool_use"},
+                                                       {"function_call", "tool_use"},
+                                                       {"content_filter", "refusal"},
+                                                       {NULL, NULL}};
+
 const char *llmgw_msg_stop_reason(const char *finish_reason)
 {
-    if (str_eq(finish_reason, "length"))
-        return "max_tokens";
-    if (str_eq(finish_reason, "tool_calls") || str_eq(finish_reason, "function_call"))
-        return "tool_use";
-    if (str_eq(finish_reason, "content_filter"))
-        return "refusal";
-    return "end_turn";
+    const llmgw_prov_finish_map_t *row = llmgw_prov_finish_row(stop_reasons, finish_reason);
+
+    return row ? row->finish : "end_turn";
 }
 
 void llmgw_msg_usage_from_canonical(const json_t *usage, llmgw_msg_usage_t *out)

@@ -502,23 +502,7 @@ apr_status_t llmgw_msg_native_event(apr_pool_t *p, const llmgw_sse_event_t *ev,
 /* Anthropic's HTTP status for an error type (in-stream errors carry only the type). */
 static int status_of_type(const char *type)
 {
-    static const struct {
-        const char *type;
-        int status;
-    } map[] = {
-        {"invalid_request_error", 400}, {"authentication_error", 401},
-        {"billing_error", 402},         {"permission_error", 403},
-        {"not_found_error", 404},       {"request_too_large", 413},
-        {"rate_limit_error", 429},      {"api_error", 500},
-        {"timeout_error", 504},         {"overloaded_error", 529},
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-        if (str_eq(type, map[i].type))
-            return map[i].status;
-    }
-    return 500;
+    return llmgw_prov_anthropic_status(type, 500);
 }
 
 /*

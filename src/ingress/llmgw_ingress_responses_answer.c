@@ -42,35 +42,11 @@
 /* Ids (ingress.md 2.4)                                                   */
 /* ---------------------------------------------------------------------- */
 
-static const char BASE62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-void llmgw_rsp_random(llmgw_ingress_random_fn rnd, void *baton, unsigned char *buf, apr_size_t len)
-{
-    if (rnd) {
-        rnd(baton, buf, len);
-        return;
-    }
-    if (apr_generate_random_bytes(buf, len) != APR_SUCCESS) {
-        /* No entropy source: ids must still differ, not be secret. */
-        static apr_uint32_t counter;
-        apr_uint64_t x = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)++counter << 40);
-        apr_size_t i;
-        for (i = 0; i < len; i++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            buf[i] = (unsigned char)(x >> 24);
-        }
-    }
-}
-
 const char *llmgw_responses_mint_id(apr_pool_t *p, const char *prefix, int n,
                                     llmgw_ingress_random_fn rnd, void *baton)
 {
     apr_size_t plen = strlen(prefix);
     char *out;
-    unsigned char buf[64];
-    int have = 0, round;
 
     if (n < 1)
         n = 1;
@@ -78,16 +54,7 @@ const char *llmgw_responses_mint_id(apr_pool_t *p, const char *prefix, int n,
         n = 64;
     out = apr_palloc(p, plen + (apr_size_t)n + 1);
     memcpy(out, prefix, plen);
-    /* Bytes >= 248 are skipped so that each character is uniform (248 =
-     * 4 * 62); a few rounds always suffice, and the last takes any byte. */
-    for (round = 0; have < n; round++) {
-        apr_size_t i;
-        llmgw_rsp_random(rnd, baton, buf, sizeof(buf));
-        for (i = 0; i < sizeof(buf) && have < n; i++) {
-            if (buf[i] < 248 || round >= 3)
-                out[plen + (apr_size_t)have++] = BASE62[buf[i] % 62];
-        }
-    }
+    llmgw_prov_random_chars(out + plen, (apr_size_t)n, rnd, baton);
     out[plen + (apr_size_t)n] = '\0';
     return out;
 }

@@ -359,7 +359,7 @@ llmgw_error_t *llmgw_rsp_native_error(apr_pool_t *p, int status, const char *bod
         return llmgw_prov_odd_status(p, status);
     /* The gateway's own key was refused: not the client's fault, and some
      * upstreams echo part of the key, so none of their text goes out. */
-    if (status == 401 || status == 403)
+    if (llmgw_prov_credentials_refused(status))
         return llmgw_prov_auth_failed(p, status);
     j = body && len ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
     e = json_object_get(j, "error");

@@ -44,9 +44,6 @@ json_t *llmgw_rsp_skeleton(const json_t *client, const char *id, apr_time_t crea
 /** The Responses usage of a chat usage object (new reference), or NULL when it is none. */
 json_t *llmgw_rsp_usage(const json_t *chat_usage);
 
-/** Fill @p buf with @p len bytes from @p rnd, or APR's generator when NULL. */
-void llmgw_rsp_random(llmgw_ingress_random_fn rnd, void *baton, unsigned char *buf, apr_size_t len);
-
 /* The stream callbacks of the table (llmgw_ingress_responses_answer.c). */
 apr_status_t llmgw_rsp_encode_response(apr_pool_t *p, const json_t *client,
                                        const json_t *completion, apr_time_t created, json_t **out,

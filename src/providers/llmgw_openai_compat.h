@@ -125,7 +125,20 @@ void llmgw_oai_note_dropped(llmgw_call_t *call, const char *param);
 void llmgw_oai_note_ignored(llmgw_call_t *call, const char *key);
 
 /* ---------------------------------------------------------------------- */
-/* Rebuilt bodies (meta, mistral)                                         */
+/* Helpers the rebuild translator shares with the framework               */
+/* ---------------------------------------------------------------------- */
+
+/** Copy member @p key from @p from to @p to when present (shared reference). */
+void llmgw_oai_copy_member(json_t *to, const json_t *from, const char *key);
+
+/** A content value as one string (text parts joined), from @p p; NULL when it has no text form. */
+char *llmgw_oai_content_text(apr_pool_t *p, const json_t *content);
+
+/** A tool-call `arguments` value: a string as is, anything else serialised (new reference). */
+json_t *llmgw_oai_arguments_json(const json_t *v);
+
+/* ---------------------------------------------------------------------- */
+/* Rebuilt bodies (meta, mistral): llmgw_provider_rebuild.c               */
 /* ---------------------------------------------------------------------- */
 
 typedef enum {

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include <apr_base64.h>
+#include <apr_lib.h>
 #include <apr_strings.h>
 #include "llmgw_provider_util.h"
 #include "llmgw_json.h"
@@ -66,6 +67,47 @@ int llmgw_prov_stop_sequences(const json_t *stop, json_t **out)
     }
     if (json_array_size(stop) > 0)
         *out = json_incref((json_t *)stop);
+    return 1;
+}
+
+int llmgw_prov_base64_ok(const char *s)
+{
+    apr_size_t n = strlen(s), pad = 0, i;
+
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '=') {
+            pad++;
+            continue;
+        }
+        if (pad || !(apr_isalnum(s[i]) || s[i] == '+' || s[i] == '/'))
+            return 0;
+    }
+    return pad <= 2;
+}
+
+int llmgw_prov_data_uri(apr_pool_t *p, const char *uri, const char **media, const char **data)
+{
+    const char *comma, *semi;
+    apr_size_t hlen;
+    char *m, *c;
+
+    if (strncasecmp(uri, "data:", 5) != 0)
+        return 0;
+    uri += 5;
+    comma = strchr(uri, ',');
+    if (!comma || !comma[1])
+        return 0;
+    hlen = (apr_size_t)(comma - uri);
+    if (hlen < 7 || strncasecmp(comma - 7, ";base64", 7) != 0)
+        return 0;
+    semi = memchr(uri, ';', hlen);
+    m = apr_pstrmemdup(p, uri, (apr_size_t)(semi - uri));
+    for (c = m; *c; c++)
+        *c = (char)apr_tolower(*c);
+    *media = m;
+    *data = comma + 1;
     return 1;
 }
 
@@ -147,6 +189,107 @@ json_t *llmgw_prov_float32_base64(apr_pool_t *p, const json_t *values)
     return json_string(text);
 }
 
+const llmgw_prov_finish_map_t *llmgw_prov_finish_row(const llmgw_prov_finish_map_t *map,
+                                                     const char *native)
+{
+    for (; native && map->native; map++) {
+        if (strcmp(map->native, native) == 0)
+            return map;
+    }
+    return NULL;
+}
+
+const char *llmgw_prov_finish_reason(const llmgw_prov_finish_map_t *map, const char *native,
+                                     int legacy)
+{
+    const llmgw_prov_finish_map_t *row = llmgw_prov_finish_row(map, native);
+    const char *finish = row ? row->finish : "stop";
+
+    return legacy && strcmp(finish, "tool_calls") == 0 ? "function_call" : finish;
+}
+
+json_t *llmgw_prov_usage_json(const llmgw_usage_t *u)
+{
+    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)u->prompt_tokens,
+                     "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
+                     (json_int_t)u->total_tokens);
+}
+
+void llmgw_prov_usage_detail(json_t *usage, const char *group, const char *key, apr_int64_t n)
+{
+    json_t *g = json_object_get(usage, group);
+
+    if (!json_is_object(g)) {
+        g = json_object();
+        json_object_set_new(usage, group, g);
+    }
+    json_object_set_new(g, key, json_integer((json_int_t)n));
+}
+
+/* @p len random bytes: from @p rnd when given (tests), else the system's. */
+static void random_bytes(llmgw_prov_random_fn rnd, void *baton, unsigned char *buf, apr_size_t len)
+{
+    if (rnd) {
+        rnd(baton, buf, len);
+        return;
+    }
+    if (apr_generate_random_bytes(buf, len) != APR_SUCCESS) {
+        /* No entropy source: ids must still differ, not be secret. */
+        static apr_uint32_t counter;
+        apr_uint64_t x = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)++counter << 40);
+        apr_size_t i;
+        for (i = 0; i < len; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf[i] = (unsigned char)(x >> 24);
+        }
+    }
+}
+
+void llmgw_prov_random_chars(char *out, apr_size_t n, llmgw_prov_random_fn rnd, void *baton)
+{
+    static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    unsigned char buf[64];
+    apr_size_t have = 0;
+    int round;
+
+    /* Bytes >= 248 are skipped so that each character is uniform (248 =
+     * 4 * 62); a few rounds always suffice, and the last takes any byte. */
+    for (round = 0; have < n; round++) {
+        apr_size_t i;
+        random_bytes(rnd, baton, buf, sizeof(buf));
+        for (i = 0; i < sizeof(buf) && have < n; i++) {
+            if (buf[i] < 248 || round >= 3)
+                out[have++] = base62[buf[i] % 62];
+        }
+    }
+}
+
+int llmgw_prov_id_chars_ok(const char *id)
+{
+    if (!*id)
+        return 0;
+    for (; *id; id++) {
+        char c = *id;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+const char *llmgw_prov_mint_id(apr_pool_t *p, const char *prefix, apr_size_t n)
+{
+    apr_size_t plen = strlen(prefix);
+    char *out = apr_palloc(p, plen + n + 1);
+
+    memcpy(out, prefix, plen);
+    llmgw_prov_random_chars(out + plen, n, NULL, NULL);
+    out[plen + n] = '\0';
+    return out;
+}
+
 llmgw_error_t *llmgw_prov_bad_response(apr_pool_t *p, const char *what)
 {
     if (!what)
@@ -177,6 +320,32 @@ const char *llmgw_prov_upstream_message(apr_pool_t *p, const char *msg, int stat
     if (msg && *msg)
         return llmgw_prov_clip_message(p, msg);
     return apr_psprintf(p, "upstream returned HTTP %d", status);
+}
+
+int llmgw_prov_anthropic_status(const char *type, int dflt)
+{
+    static const struct {
+        const char *type;
+        int status;
+    } map[] = {
+        {"invalid_request_error", 400}, {"authentication_error", 401},
+        {"billing_error", 402},         {"permission_error", 403},
+        {"not_found_error", 404},       {"request_too_large", 413},
+        {"rate_limit_error", 429},      {"api_error", 500},
+        {"timeout_error", 504},         {"overloaded_error", 529},
+    };
+    size_t i;
+
+    for (i = 0; type && i < sizeof(map) / sizeof(map[0]); i++) {
+        if (strcmp(type, map[i].type) == 0)
+            return map[i].status;
+    }
+    return dflt;
+}
+
+int llmgw_prov_credentials_refused(int status)
+{
+    return status == 401 || status == 403;
 }
 
 llmgw_error_t *llmgw_prov_auth_failed(apr_pool_t *p, int status)

@@ -49,6 +49,23 @@ int llmgw_prov_tool_allowed(const json_t *allowed, const char *name);
  */
 int llmgw_prov_stop_sequences(const json_t *stop, json_t **out);
 
+/**
+ * Base64 text as a data URI carries it: one or more characters of
+ * [A-Za-z0-9+/], then at most two '=' of padding at the end.
+ */
+int llmgw_prov_base64_ok(const char *s);
+
+/**
+ * Split a data URI "data:<media type>[;params];base64,<payload>"
+ * (providers.md 2.2), "data:" in any case. Returns 1 for that shape with a
+ * non-empty payload: *media is the media type, lower-cased, from @p p ("" when
+ * the URI names none: each translator decides whether it needs one), *data
+ * points at the payload in @p uri (not checked: llmgw_prov_base64_ok). Returns
+ * 0 for anything else, a URI of another scheme included (then *media and
+ * *data are left alone).
+ */
+int llmgw_prov_data_uri(apr_pool_t *p, const char *uri, const char **media, const char **data);
+
 /** A 400 invalid_request_error with @p code and @p param, its message from @p fmt, in @p p. */
 llmgw_error_t *llmgw_prov_vbad_request(apr_pool_t *p, const char *code, const char *param,
                                        const char *fmt, va_list ap);
@@ -85,6 +102,54 @@ int llmgw_prov_token_count_clean(const json_t *obj, const char *key);
  */
 json_t *llmgw_prov_float32_base64(apr_pool_t *p, const json_t *values);
 
+/** One row of a provider's finish-reason table: its native reason, OpenAI's finish_reason. */
+typedef struct {
+    const char *native;
+    const char *finish; /**< "length", "tool_calls", "content_filter", "stop" */
+} llmgw_prov_finish_map_t;
+
+/**
+ * The row of @p map (ended by a NULL native) for @p native, compared
+ * exactly; NULL when it has none (and for a NULL @p native).
+ */
+const llmgw_prov_finish_map_t *llmgw_prov_finish_row(const llmgw_prov_finish_map_t *map,
+                                                     const char *native);
+
+/**
+ * finish_reason for the native reason @p native through @p map: unknown
+ * reasons end normally ("stop"); "tool_calls" is "function_call" for a
+ * client of the legacy `functions` API (@p legacy).
+ */
+const char *llmgw_prov_finish_reason(const llmgw_prov_finish_map_t *map, const char *native,
+                                     int legacy);
+
+/**
+ * OpenAI's usage object {"prompt_tokens","completion_tokens","total_tokens"}
+ * from @p u (new reference); translators add their *_details after it.
+ */
+json_t *llmgw_prov_usage_json(const llmgw_usage_t *u);
+
+/** Set @p group: {@p key: @p n} in the usage object @p usage ("prompt_tokens_details", ...). */
+void llmgw_prov_usage_detail(json_t *usage, const char *group, const char *key, apr_int64_t n);
+
+/** A source of random bytes (llmgw_ingress_random_fn has the same shape). */
+typedef void (*llmgw_prov_random_fn)(void *baton, unsigned char *buf, apr_size_t len);
+
+/**
+ * @p n random characters of [0-9A-Za-z], equally likely, into @p out (not
+ * NUL-terminated): the one generator of the ids translators and dialects
+ * make up. The bytes come from @p rnd (a test's fixed source) or, when it is
+ * NULL, the system; ids must be unique, not secret, so without an entropy
+ * source a time-seeded mix stands in.
+ */
+void llmgw_prov_random_chars(char *out, apr_size_t n, llmgw_prov_random_fn rnd, void *baton);
+
+/** An id made only of [A-Za-z0-9_-], at least one (what Anthropic accepts as a tool id). */
+int llmgw_prov_id_chars_ok(const char *id);
+
+/** A new id: @p prefix and @p n llmgw_prov_random_chars, from @p p. */
+const char *llmgw_prov_mint_id(apr_pool_t *p, const char *prefix, apr_size_t n);
+
 /** 502 bad_gateway for a 2xx body that is no answer; @p what (may be NULL) says why. */
 llmgw_error_t *llmgw_prov_bad_response(apr_pool_t *p, const char *what);
 
@@ -118,6 +183,19 @@ llmgw_error_t *llmgw_prov_context_exceeded(apr_pool_t *p, const char *msg);
  * upstreams echo part of the key.
  */
 llmgw_error_t *llmgw_prov_auth_failed(apr_pool_t *p, int status);
+
+/**
+ * 1 when HTTP @p status means the upstream refused the gateway's own
+ * credentials (401, 403): answer with llmgw_prov_auth_failed.
+ */
+int llmgw_prov_credentials_refused(int status);
+
+/**
+ * The HTTP status Anthropic gives an error type ("rate_limit_error": 429;
+ * errors inside a stream carry only the type); @p dflt for an unknown one.
+ * Shared by the anthropic translator and the Messages dialect's passthrough.
+ */
+int llmgw_prov_anthropic_status(const char *type, int dflt);
 
 /** An upstream "error" whose status is no error status (outside 400-599): 502 bad_gateway. */
 llmgw_error_t *llmgw_prov_odd_status(apr_pool_t *p, int status);

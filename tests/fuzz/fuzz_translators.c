@@ -28,6 +28,7 @@
 #include "llmgw_config.h"
 #include "llmgw_error.h"
 #include "llmgw_google_auth.h"
+#include "llmgw_provider_google.h"
 #include "llmgw_provider.h"
 #include "llmgw_sse.h"
 #include "llmgw_validate.h"

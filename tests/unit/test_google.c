@@ -20,6 +20,7 @@
 #include "test_vectors.h"
 #include "llmgw_json.h"
 #include "llmgw_google_auth.h"
+#include "llmgw_provider_google.h"
 
 static const llmgw_provider_t *P = &llmgw_provider_google;
 static const char *const DIRS[] = {"google", NULL};

@@ -134,7 +134,7 @@ START_TEST(test_lone_backend)
     ck_assert_str_eq(cands(w, "c", "m-large", APR_SUCCESS, NULL), "c:m-large");
     /* A lone backend is tried even while cooling: there is nothing else. */
     for (i = 0; i < 5; i++)
-        llmgw_stats_failure(slot(w, "a"), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+        llmgw_pool_record_failure(slot(w, "a"), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     ck_assert_str_eq(cands(w, "a", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
     ck_assert_int_eq(llmgw_pool_failure_threshold(NULL), 0);
 }
@@ -234,14 +234,17 @@ START_TEST(test_cooling_members)
 
     ck_assert_int_eq(llmgw_pool_failure_threshold(p), 2);
     ck_assert_int_eq(llmgw_pool_cooldown(p), SEC(20));
-    llmgw_stats_failure(slot(w, "b"), NULL, AT(T0 - SEC(5)), LLMGW_FAIL_HTTP, 503, 2, SEC(20));
-    llmgw_stats_failure(slot(w, "b"), NULL, AT(T0 - SEC(5)), LLMGW_FAIL_HTTP, 503, 2, SEC(20));
+    llmgw_pool_record_failure(slot(w, "b"), NULL, AT(T0 - SEC(5)), LLMGW_FAIL_HTTP, 503, 2,
+                              SEC(20));
+    llmgw_pool_record_failure(slot(w, "b"), NULL, AT(T0 - SEC(5)), LLMGW_FAIL_HTTP, 503, 2,
+                              SEC(20));
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, &c), "a:gpt-4o c:m-large");
     ck_assert_int_eq(c->cooling, 1);
     ck_assert_int_eq(c->cooldown_left, SEC(15));
     /* Everyone cooling: nothing to try, and how long until one is back. */
-    llmgw_stats_failure(slot(w, "a"), NULL, AT(T0), LLMGW_FAIL_HTTP, 401, 2, SEC(20));
-    llmgw_stats_failure(slot(w, "c"), NULL, AT(T0 - SEC(12)), LLMGW_FAIL_HTTP, 403, 2, SEC(20));
+    llmgw_pool_record_failure(slot(w, "a"), NULL, AT(T0), LLMGW_FAIL_HTTP, 401, 2, SEC(20));
+    llmgw_pool_record_failure(slot(w, "c"), NULL, AT(T0 - SEC(12)), LLMGW_FAIL_HTTP, 403, 2,
+                              SEC(20));
     cands(w, "p", NULL, APR_ENOENT, &c);
     ck_assert_int_eq(c->nelts, 0);
     ck_assert_int_eq(c->cooling, 3);
@@ -328,8 +331,8 @@ START_TEST(test_down_member_skipped_probed_returned)
 
     /* b, the primary, fails three times in a row: skipped for 30 s. */
     for (i = 0; i < 3; i++)
-        llmgw_stats_failure(sb, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0,
-                            llmgw_pool_failure_threshold(p), llmgw_pool_cooldown(p));
+        llmgw_pool_record_failure(sb, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0,
+                                  llmgw_pool_failure_threshold(p), llmgw_pool_cooldown(p));
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
     w->env.now = AT(T0 + SEC(29));
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
@@ -365,12 +368,14 @@ START_TEST(test_drained_members)
     /* gpt-4o, which a and c list: c first, b falls back with its own model. */
     ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "c:gpt-4o b:claude-x");
     /* A drained member whose cooldown is over is not probed: only the operator brings it back. */
-    llmgw_stats_failure(slot(w, "a"), NULL, AT(T0 - SEC(60)), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_pool_record_failure(slot(w, "a"), NULL, AT(T0 - SEC(60)), LLMGW_FAIL_CONNECT, 0, 1,
+                              SEC(30));
     ck_assert_int_eq(llmgw_stats_peek(slot(w, "a"), AT(T0)), LLMGW_STATS_PROBE);
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "b:claude-x c:m-large");
     /* Every member drained or cooling: nothing to try. */
     llmgw_stats_set_drained(slot(w, "b"), 1);
-    llmgw_stats_failure(slot(w, "c"), NULL, AT(T0 - SEC(5)), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_pool_record_failure(slot(w, "c"), NULL, AT(T0 - SEC(5)), LLMGW_FAIL_CONNECT, 0, 1,
+                              SEC(30));
     cands(w, "p", NULL, APR_ENOENT, &c);
     ck_assert_int_eq(c->nelts, 0);
     ck_assert_int_eq(c->drained, 2);
@@ -413,7 +418,7 @@ START_TEST(test_drained_targets)
     ck_assert_int_eq(c->nelts, 0);
     llmgw_stats_set_drained(slot(w, "outer"), 0);
     /* A lone backend: a cooldown never refuses it, a drain does. */
-    llmgw_stats_failure(slot(w, "a"), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_pool_record_failure(slot(w, "a"), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     ck_assert_str_eq(cands(w, "a", NULL, APR_SUCCESS, NULL), "a:gpt-4o");
     llmgw_stats_set_drained(slot(w, "a"), 1);
     cands(w, "a", NULL, APR_ENOENT, &c);
@@ -437,7 +442,8 @@ START_TEST(test_probe_goes_first_whatever_the_strategy)
         llmgw_stats_success(slot(w, "a"), NULL, AT(T0), 10000, -1, 0, 0);
         llmgw_stats_success(slot(w, "c"), NULL, AT(T0), 900000, -1, 0, 0);
     }
-    llmgw_stats_failure(slot(w, "c"), NULL, AT(T0 - SEC(60)), LLMGW_FAIL_TIMEOUT, 0, 1, SEC(30));
+    llmgw_pool_record_failure(slot(w, "c"), NULL, AT(T0 - SEC(60)), LLMGW_FAIL_TIMEOUT, 0, 1,
+                              SEC(30));
     /* Even with fallback off (one candidate), the probe is what gets sent. */
     ck_assert_str_eq(cands(w, "p", "gpt-4o", APR_SUCCESS, NULL), "!c:gpt-4o");
     ck_assert_int_eq(llmgw_stats_available(slot(w, "c"), AT(T0)), LLMGW_STATS_PROBE);
@@ -583,7 +589,7 @@ START_TEST(test_foreign_strategy_orders_the_pool)
     ck_assert_str_eq(cands(w, "outer", "gpt-4o", APR_SUCCESS, NULL),
                      "c:gpt-4o b:claude-x a:gpt-4o d:gpt-4o");
     /* A member cooling down is dropped whatever the strategy said. */
-    llmgw_stats_failure(slot(w, "b"), NULL, AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(20));
+    llmgw_pool_record_failure(slot(w, "b"), NULL, AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(20));
     ck_assert_str_eq(cands(w, "p", NULL, APR_SUCCESS, NULL), "c:m-large a:gpt-4o");
 }
 END_TEST
@@ -649,7 +655,7 @@ START_TEST(test_nested_fallback_false)
     ck_assert_str_eq(cands(w, "outer", NULL, APR_SUCCESS, NULL), "b:claude-x c:m-large");
     ck_assert_str_eq(cands(w, "single", NULL, APR_SUCCESS, NULL), "b:claude-x");
     /* Its first choice cooling: the next available one stands in. */
-    llmgw_stats_failure(slot(w, "b"), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_pool_record_failure(slot(w, "b"), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     ck_assert_str_eq(cands(w, "outer", NULL, APR_SUCCESS, NULL), "a:gpt-4o c:m-large");
 }
 END_TEST

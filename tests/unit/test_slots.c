@@ -5,6 +5,7 @@
 #include <apr_strings.h>
 #include "llmgw_config.h"
 #include "llmgw_slots.h"
+#include "llmgw_pool.h"
 #include "llmgw_stats.h"
 #include "test_util.h"
 
@@ -93,7 +94,8 @@ START_TEST(test_same_name_in_two_gateways)
     ck_assert_uint_eq(sa->kind, LLMGW_BACKEND_OPENAI);
     ck_assert_uint_eq(sb->kind, LLMGW_BACKEND_MISTRAL);
     for (i = 0; i < 3; i++)
-        llmgw_stats_failure(sa, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 3, apr_time_from_sec(30));
+        llmgw_pool_record_failure(sa, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 3,
+                                  apr_time_from_sec(30));
     ck_assert_int_eq(llmgw_stats_peek(sa, AT(T0)), LLMGW_STATS_COOLING);
     ck_assert_int_eq(llmgw_stats_peek(sb, AT(T0)), LLMGW_STATS_AVAILABLE);
     ck_assert_uint_eq(sb->errors[LLMGW_STATS_ERR_CONNECT], 0);

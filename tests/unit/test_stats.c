@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include "llmgw_config.h"
 #include "llmgw_stats.h"
+#include "llmgw_pool.h"
+#include "llmgw_stats_render.h"
 #include "test_util.h"
 
 #define T0 apr_time_from_sec(1700000000)
@@ -258,11 +260,11 @@ START_TEST(test_counters_sharded_per_child)
     llmgw_stats_success(s, row, AT(T0), MS(10), MS(5), 11, 22);
     llmgw_stats_end(s, row);
     llmgw_stats_begin(s, other);
-    llmgw_stats_failure(s, other, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
+    llmgw_pool_record_failure(s, other, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
     llmgw_stats_retry(s, other);
     llmgw_stats_fallback(s, other);
     llmgw_stats_protocol_error(s, other);
-    llmgw_stats_failure(s, other, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 0, 0);
+    llmgw_pool_record_failure(s, other, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 0, 0);
     llmgw_stats_end(s, other);
     /* Nothing was written to the shared slot's counters. */
     ck_assert_uint_eq(s->requests, 0);
@@ -330,15 +332,15 @@ START_TEST(test_counters_by_class)
     ck_assert_uint_eq(inflight(base, s), 2);
     llmgw_stats_success(s, NULL, AT(T0 + 5), MS(200), MS(50), 11, 22);
     llmgw_stats_end(s, row);
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 400, 5, SEC(30));
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 404, 5, SEC(30));
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 503, 5, SEC(30));
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_TIMEOUT, 0, 5, SEC(30));
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_IDLE, 0, 5, SEC(30));
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 5, SEC(30));
-    llmgw_stats_failure(s, NULL, AT(T0 + 9), LLMGW_FAIL_RESET, 0, 5, SEC(30));
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 400, 5, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 404, 5, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 503, 5, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_TIMEOUT, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_IDLE, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0 + 9), LLMGW_FAIL_RESET, 0, 5, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_CLIENT_GONE, 0, 5, SEC(30));
     llmgw_stats_retry(s, NULL);
     llmgw_stats_fallback(s, NULL);
     llmgw_stats_fallback(s, NULL);
@@ -372,7 +374,7 @@ START_TEST(test_counters_by_class)
     ck_assert_uint_eq(cnt(base, s).requests, 3);
     ck_assert_uint_eq(inflight(base, s), 0);
     llmgw_stats_success(NULL, NULL, AT(T0), 1, 1, 1, 1);
-    ck_assert_int_eq(llmgw_stats_failure(NULL, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, 1), 0);
+    ck_assert_int_eq(llmgw_pool_record_failure(NULL, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, 1), 0);
     llmgw_stats_retry(NULL, NULL);
     llmgw_stats_fallback(NULL, NULL);
     ck_assert_int_eq(llmgw_stats_available(NULL, AT(T0)), LLMGW_STATS_AVAILABLE);
@@ -447,12 +449,14 @@ START_TEST(test_cooldown_threshold_probe_recovery)
     const apr_interval_time_t cd = SEC(30);
 
     llmgw_stats_success(s, NULL, AT(T0), MS(100), MS(10), 0, 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + 1), LLMGW_FAIL_HTTP, 500, 3, cd), 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + 2), LLMGW_FAIL_TIMEOUT, 0, 3, cd), 0);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, NULL, AT(T0 + 1), LLMGW_FAIL_HTTP, 500, 3, cd),
+                     0);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, NULL, AT(T0 + 2), LLMGW_FAIL_TIMEOUT, 0, 3, cd),
+                     0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + 3)), LLMGW_STATS_AVAILABLE);
     /* The third consecutive failure opens the breaker. */
-    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + SEC(1)), LLMGW_FAIL_CONNECT, 0, 3, cd),
-                     1);
+    ck_assert_int_eq(
+        llmgw_pool_record_failure(s, NULL, AT(T0 + SEC(1)), LLMGW_FAIL_CONNECT, 0, 3, cd), 1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(31));
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(1))), LLMGW_STATS_COOLING);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(31) - 1)), LLMGW_STATS_COOLING);
@@ -472,8 +476,8 @@ START_TEST(test_cooldown_threshold_probe_recovery)
     ck_assert_uint_eq(s->latency_samples, 1);
     ck_assert_uint_eq(s->latency_ewma_us, 7000);
     /* And it takes the full threshold again to cool down. */
-    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + SEC(42)), LLMGW_FAIL_HTTP, 503, 3, cd),
-                     0);
+    ck_assert_int_eq(
+        llmgw_pool_record_failure(s, NULL, AT(T0 + SEC(42)), LLMGW_FAIL_HTTP, 503, 3, cd), 0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(42))), LLMGW_STATS_AVAILABLE);
 }
 END_TEST
@@ -484,11 +488,11 @@ START_TEST(test_cooldown_rearm_on_probe_failure)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     const apr_interval_time_t cd = SEC(10);
 
-    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(10))), LLMGW_STATS_PROBE);
     /* The probe fails: a fresh cooldown from the failure's time, probe over. */
-    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + SEC(12)), LLMGW_FAIL_HTTP, 502, 1, cd),
-                     1);
+    ck_assert_int_eq(
+        llmgw_pool_record_failure(s, NULL, AT(T0 + SEC(12)), LLMGW_FAIL_HTTP, 502, 1, cd), 1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(22));
     ck_assert_uint_eq(s->probe_since, 0);
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(21))), LLMGW_STATS_COOLING);
@@ -501,7 +505,7 @@ START_TEST(test_cooldown_release_and_stale_probe)
     void *base = segment(1);
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
 
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(5));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(5));
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(5))), LLMGW_STATS_PROBE);
     /* The winner did not attempt after all: the next caller probes. */
     llmgw_stats_probe_release(s);
@@ -523,22 +527,27 @@ START_TEST(test_cooldown_rules)
 
     /* Failures that are not consecutive do not open the breaker. */
     for (i = 0; i < 10; i++) {
-        ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
-        ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
+        ck_assert_int_eq(
+            llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
+        ck_assert_int_eq(
+            llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 500, 3, SEC(30)), 0);
         llmgw_stats_success(s, NULL, AT(T0), MS(10), -1, -1, -1);
     }
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0)), LLMGW_STATS_AVAILABLE);
     /* The gateway's credential rejected: cooldown at once (providers.md 9.2). */
-    ck_assert_int_eq(llmgw_stats_failure(t, NULL, AT(T0), LLMGW_FAIL_HTTP, 401, 5, SEC(30)), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(t, NULL, AT(T0), LLMGW_FAIL_HTTP, 401, 5, SEC(30)),
+                     1);
     ck_assert_int_eq(llmgw_stats_available(t, AT(T0 + 1)), LLMGW_STATS_COOLING);
     /* Client errors never do, however many; nor does threshold 0 (a lone backend). */
     for (i = 0; i < 10; i++) {
-        ck_assert_int_eq(llmgw_stats_failure(u, NULL, AT(T0), LLMGW_FAIL_HTTP, 400, 1, SEC(30)), 0);
-        ck_assert_int_eq(llmgw_stats_failure(u, NULL, AT(T0), LLMGW_FAIL_HTTP, 500, 0, SEC(30)), 0);
+        ck_assert_int_eq(
+            llmgw_pool_record_failure(u, NULL, AT(T0), LLMGW_FAIL_HTTP, 400, 1, SEC(30)), 0);
+        ck_assert_int_eq(
+            llmgw_pool_record_failure(u, NULL, AT(T0), LLMGW_FAIL_HTTP, 500, 0, SEC(30)), 0);
     }
     ck_assert_int_eq(llmgw_stats_available(u, AT(T0)), LLMGW_STATS_AVAILABLE);
     /* A cooldown starting at time 0 still counts (0 means "none" in the slot). */
-    ck_assert_int_eq(llmgw_stats_failure(u, NULL, AT(0), LLMGW_FAIL_CONNECT, 0, 1, 0), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(u, NULL, AT(0), LLMGW_FAIL_CONNECT, 0, 1, 0), 1);
     ck_assert_int_eq(llmgw_stats_available(u, AT(0)), LLMGW_STATS_COOLING);
     ck_assert_int_eq(llmgw_stats_available(u, AT(1)), LLMGW_STATS_PROBE);
 }
@@ -553,11 +562,12 @@ START_TEST(test_cooldown_period_kept_and_forgotten)
 
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), 0);
     ck_assert_int_eq(llmgw_stats_cooldown_period(NULL), 0);
-    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(2)), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_HTTP, 503, 1, SEC(2)),
+                     1);
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(2));
     ck_assert_int_eq(llmgw_stats_available(s, AT(T0 + SEC(2))), LLMGW_STATS_PROBE);
-    ck_assert_int_eq(llmgw_stats_failure(s, NULL, AT(T0 + SEC(3)), LLMGW_FAIL_HTTP, 503, 1, SEC(4)),
-                     1);
+    ck_assert_int_eq(
+        llmgw_pool_record_failure(s, NULL, AT(T0 + SEC(3)), LLMGW_FAIL_HTTP, 503, 1, SEC(4)), 1);
     ck_assert_int_eq(llmgw_stats_cooldown_period(s), SEC(4));
     ck_assert_int_eq((apr_time_t)s->cooldown_until, T0 + SEC(7));
     /* An explicit cooldown (quota) is a period too. */
@@ -622,7 +632,7 @@ START_TEST(test_clock_step_does_not_affect_cooldown)
 
     assign_ok(base, names, 2, slots);
 
-    ck_assert_int_eq(llmgw_stats_failure(s, NULL, t, LLMGW_FAIL_CONNECT, 0, 1, cd), 1);
+    ck_assert_int_eq(llmgw_pool_record_failure(s, NULL, t, LLMGW_FAIL_CONNECT, 0, 1, cd), 1);
     ck_assert_int_eq((apr_time_t)s->cooldown_until, M + cd);
     ck_assert_int_eq((apr_time_t)s->last_failure, T0);
     /* The wall clock jumps a day ahead one second later: still cooling. */
@@ -775,7 +785,7 @@ static void *APR_THREAD_FUNC hammer(apr_thread_t *th, void *data)
     for (i = 0; i < ROUNDS; i++) {
         llmgw_stats_begin(w->slot, w->row);
         if (i % 4 == 3)
-            llmgw_stats_failure(w->slot, w->row, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
+            llmgw_pool_record_failure(w->slot, w->row, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
         else
             llmgw_stats_success(w->slot, w->row, AT(T0), MS(1 + w->id), -1, 3, 5);
         if (i % 10 == 0)
@@ -875,7 +885,7 @@ START_TEST(test_processes_exact_totals)
             for (r = 0; r < ROUNDS; r++) {
                 llmgw_stats_begin(w.slot, w.row);
                 if (r % 4 == 3)
-                    llmgw_stats_failure(w.slot, w.row, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
+                    llmgw_pool_record_failure(w.slot, w.row, AT(T0), LLMGW_FAIL_HTTP, 503, 0, 0);
                 else
                     llmgw_stats_success(w.slot, w.row, AT(T0), MS(1 + w.id), -1, 3, 5);
                 llmgw_stats_end(w.slot, w.row);
@@ -938,8 +948,8 @@ START_TEST(test_drain_shared_and_kept)
     ck_assert_int_eq(s3[0], s1[0]);
     ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
     /* A drain leaves the breaker alone, and the breaker leaves the drain alone. */
-    llmgw_stats_failure(llmgw_stats_slot(base, s3[0]), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1,
-                        SEC(30));
+    llmgw_pool_record_failure(llmgw_stats_slot(base, s3[0]), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1,
+                              SEC(30));
     llmgw_stats_success(llmgw_stats_slot(base, s3[0]), NULL, AT(T0 + SEC(40)), MS(5), -1, 1, 1);
     ck_assert(llmgw_stats_drained(llmgw_stats_slot(base, s3[0])));
     ck_assert_int_eq(llmgw_stats_set_drained(llmgw_stats_slot(base, s3[0]), 0), 1);
@@ -979,7 +989,7 @@ START_TEST(test_threads_one_probe_winner)
     llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0);
     int i, won = 0;
 
-    llmgw_stats_failure(s, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
+    llmgw_pool_record_failure(s, NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1, SEC(30));
     memset(w, 0, sizeof(w));
     for (i = 0; i < THREADS; i++)
         w[i].slot = s;
@@ -1011,13 +1021,13 @@ static void *populated(void)
         llmgw_stats_end(a, row);
     }
     llmgw_stats_begin(a, row);
-    llmgw_stats_failure(a, NULL, AT(T0 + SEC(60)), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
+    llmgw_pool_record_failure(a, NULL, AT(T0 + SEC(60)), LLMGW_FAIL_HTTP, 429, 5, SEC(30));
     llmgw_stats_end(a, row);
     llmgw_stats_begin(a, row); /* one still in flight */
     llmgw_stats_retry(a, NULL);
     for (i = 0; i < 3; i++) {
         llmgw_stats_begin(b, row);
-        llmgw_stats_failure(b, NULL, AT(T0 + SEC(90)), LLMGW_FAIL_TIMEOUT, 0, 3, SEC(30));
+        llmgw_pool_record_failure(b, NULL, AT(T0 + SEC(90)), LLMGW_FAIL_TIMEOUT, 0, 3, SEC(30));
         llmgw_stats_end(b, row);
     }
     llmgw_stats_fallback(llmgw_stats_slot(base, s[2]), NULL);
@@ -1452,8 +1462,8 @@ START_TEST(test_render_html)
     ck_assert_int_eq(llmgw_stats_assign(base, names, kinds, 2, s), APR_SUCCESS);
     llmgw_stats_begin(llmgw_stats_slot(base, s[1]), row);
     llmgw_stats_success(llmgw_stats_slot(base, s[1]), NULL, AT(T0), MS(1234), MS(56), 7, 8);
-    llmgw_stats_failure(llmgw_stats_slot(base, s[0]), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1,
-                        SEC(30));
+    llmgw_pool_record_failure(llmgw_stats_slot(base, s[0]), NULL, AT(T0), LLMGW_FAIL_CONNECT, 0, 1,
+                              SEC(30));
     ck_assert_int_eq(llmgw_stats_snapshot(test_pool, base, AT(T0 + SEC(10)), &snap), APR_SUCCESS);
     html = llmgw_stats_html(test_pool, snap, NULL, &len);
     ck_assert_uint_eq(len, strlen(html));
@@ -1580,6 +1590,51 @@ START_TEST(test_render_auto)
 }
 END_TEST
 
+/*
+ * The mechanism alone, without the pool's policy: a class counted, strikes
+ * that arm at the threshold, the time left, and what a strategy reads.
+ */
+START_TEST(test_mechanism_without_policy)
+{
+    void *base = segment(2);
+    llmgw_stats_slot_t *s = llmgw_stats_slot(base, 0), *pool = llmgw_stats_slot(base, 1);
+    llmgw_stats_load_t load;
+    llmgw_stats_counts_t c;
+
+    llmgw_stats_error(s, NULL, AT(T0), LLMGW_STATS_ERR_429);
+    llmgw_stats_error(s, NULL, AT(T0), -1); /* not the upstream's fault */
+    llmgw_stats_counts(base, 0, &c);
+    ck_assert_uint_eq(c.errors[LLMGW_STATS_ERR_429], 1);
+    ck_assert_uint_eq(c.aborted, 1);
+    ck_assert_int_eq((apr_time_t)s->last_failure, T0);
+    /* Counting is not a strike: the breaker is the caller's to feed. */
+    ck_assert_uint_eq(s->consecutive_failures, 0);
+    ck_assert_int_eq(llmgw_stats_cooldown_left(s, T0), -1);
+    ck_assert_int_eq(llmgw_stats_strike(s, AT(T0), 3, SEC(10)), 0);
+    ck_assert_int_eq(llmgw_stats_strike(s, AT(T0), 3, SEC(10)), 0);
+    ck_assert_int_eq(llmgw_stats_strike(s, AT(T0 + SEC(1)), 3, SEC(10)), 1);
+    ck_assert_int_eq(llmgw_stats_cooldown_left(s, T0 + SEC(4)), SEC(7));
+    ck_assert_int_eq(llmgw_stats_cooldown_left(s, T0 + SEC(60)), 0); /* over: a probe is due */
+    ck_assert_int_eq(llmgw_stats_strike(NULL, AT(T0), 1, SEC(1)), 0);
+    ck_assert_int_eq(llmgw_stats_cooldown_left(NULL, T0), -1);
+
+    llmgw_stats_begin(s, row);
+    llmgw_stats_success(s, NULL, AT(T0 + SEC(61)), MS(250), MS(40), 3, 4);
+    llmgw_stats_end(s, row);
+    llmgw_stats_begin(s, row);
+    llmgw_stats_load(base, s, &load);
+    ck_assert_uint_eq(load.inflight, 1);
+    ck_assert_uint_eq(load.latency_us, MS(250));
+    ck_assert_uint_eq(load.ttfb_us, MS(40));
+    ck_assert_uint_eq(load.samples, 1);
+    ck_assert_uint_eq(load.requests, 2);
+    llmgw_stats_load(base, NULL, &load);
+    ck_assert_uint_eq(load.requests, 0);
+    ck_assert_ptr_eq((const void *)llmgw_stats_rr_cursor(pool), (const void *)&pool->rr_cursor);
+    ck_assert_ptr_null((const void *)llmgw_stats_rr_cursor(NULL));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("stats");
@@ -1587,6 +1642,7 @@ int main(void)
 
     tcase_add_checked_fixture(tc, setup, test_pool_teardown);
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_mechanism_without_policy);
     tcase_add_test(tc, test_size_and_init);
     tcase_add_test(tc, test_fits_rejects_other_layouts);
     tcase_add_test(tc, test_assign_restarts);

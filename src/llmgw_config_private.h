@@ -5,8 +5,8 @@
  * ledger: and a backend's limits:). Not a public header: nothing outside
  * the loader includes it.
  */
-#ifndef LLMGW_CONFIG_YAML_H
-#define LLMGW_CONFIG_YAML_H
+#ifndef LLMGW_CONFIG_PRIVATE_H
+#define LLMGW_CONFIG_PRIVATE_H
 
 #include <stddef.h>
 #include "llmgw_config.h"
@@ -104,4 +104,4 @@ apr_status_t llmgw_cfg_access_read(cfg_ctx_t *c, const cfg_node_t *root);
 /** Checks that need the whole file: allowlists naming something, budgets priced. */
 apr_status_t llmgw_cfg_access_check(cfg_ctx_t *c);
 
-#endif /* LLMGW_CONFIG_YAML_H */
+#endif /* LLMGW_CONFIG_PRIVATE_H */
