@@ -183,6 +183,25 @@ static const char *arg(request_rec *r, const char *name)
 }
 
 /*
+ * A store operation that did not succeed: an id the store does not have for
+ * this key (DECLINED when the route's native backend may have it upstream,
+ * else 404), or a store that cannot be reached (503, logged).
+ */
+static int store_unanswered(request_rec *r, const llmgw_config_t *gw, const llmgw_route_match_t *m,
+                            apr_status_t rv, const char *msg)
+{
+    if (rv == APR_NOTFOUND)
+        return llmgw_ingress_is_native(&llmgw_ingress_responses, m->route->backend->type)
+                   ? DECLINED
+                   : send_err(r, gw, llmgw_responses_error_not_found(r->pool, m->resource_id));
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, LLMGW_LOGNO(00363) "response store: %s",
+                  msg ? msg : "error");
+    return send_err(r, gw,
+                    llmgw_error_make(r->pool, 503, NULL, "store_unavailable", NULL,
+                                     "The response store cannot be reached."));
+}
+
+/*
  * GET / DELETE / input_items from the gateway's store, for the key that
  * created the response only (another key's id is as unknown as a missing
  * one: 404). DECLINED when the store does not have it and the route's
@@ -201,33 +220,15 @@ static int from_store(request_rec *r, const llmgw_config_t *gw, const llmgw_rout
         return DECLINED;
     if (r->method_number == M_DELETE) {
         rv = llmgw_responses_db_delete(db, r->pool, m->resource_id, owner, &msg);
-        if (rv == APR_NOTFOUND)
-            return llmgw_ingress_is_native(&llmgw_ingress_responses, m->route->backend->type)
-                       ? DECLINED
-                       : send_err(r, gw, llmgw_responses_error_not_found(r->pool, m->resource_id));
-        if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, LLMGW_LOGNO(00363) "response store: %s",
-                          msg ? msg : "error");
-            return send_err(r, gw,
-                            llmgw_error_make(r->pool, 503, NULL, "store_unavailable", NULL,
-                                             "The response store cannot be reached."));
-        }
+        if (rv != APR_SUCCESS)
+            return store_unanswered(r, gw, m, rv, msg);
         body = llmgw_responses_deleted(r->pool, m->resource_id);
     }
     else {
         rv = llmgw_responses_db_get(db, r->pool, m->resource_id, owner,
                                     apr_time_sec(r->request_time), &record, &msg);
-        if (rv == APR_NOTFOUND)
-            return llmgw_ingress_is_native(&llmgw_ingress_responses, m->route->backend->type)
-                       ? DECLINED
-                       : send_err(r, gw, llmgw_responses_error_not_found(r->pool, m->resource_id));
-        if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, LLMGW_LOGNO(00364) "response store: %s",
-                          msg ? msg : "error");
-            return send_err(r, gw,
-                            llmgw_error_make(r->pool, 503, NULL, "store_unavailable", NULL,
-                                             "The response store cannot be reached."));
-        }
+        if (rv != APR_SUCCESS)
+            return store_unanswered(r, gw, m, rv, msg);
         if (m->sub == LLMGW_SUB_INPUT_ITEMS) {
             if (llmgw_responses_input_items(r->pool, record, arg(r, "after"), arg(r, "limit"),
                                             arg(r, "order"), &page, &err) != APR_SUCCESS)
