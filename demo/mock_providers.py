@@ -14,13 +14,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from mock_anthropic import ANTHROPIC_KEY, MockAnthropic  # noqa: E402
 from mock_dialects import MISTRAL_KEY, MockMistral  # noqa: E402
-from mock_openai import DEFAULT_KEY, MockOpenAI  # noqa: E402
+from mock_openai import DEFAULT_KEY  # noqa: E402
+from mock_responses import MockResponses  # noqa: E402
 
 
 def main():
     state_file = sys.argv[1]
     mocks = {
-        "openai": (MockOpenAI(models=("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")),
+        # OpenAI's Chat Completions and Responses APIs.
+        "openai": (MockResponses(models=("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")),
                    DEFAULT_KEY),
         "anthropic": (MockAnthropic(models=("claude-sonnet-mock",)), ANTHROPIC_KEY),
         "mistral": (MockMistral(), MISTRAL_KEY),
