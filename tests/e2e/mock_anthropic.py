@@ -40,7 +40,7 @@ import re
 from dataclasses import dataclass, fields
 
 from mock_openai import STALL_CAP, Fault, MockServer, _ClientGone, continuation, split_words
-from mockkit import sample_arguments, serve_until_interrupted
+from mockkit import sample_arguments, schema_problem, serve_until_interrupted
 
 ANTHROPIC_KEY = "sk-ant-test-SECRET-4c1d9e"
 VERSIONS = ("2023-06-01", "2026-10-21")
@@ -302,6 +302,9 @@ def _validate_tools(body):
             schema = t.get("input_schema")
             if not isinstance(schema, dict) or schema.get("type") != "object":
                 raise Invalid(f"{where}.input_schema.type: Input should be 'object'")
+            if schema_problem(schema):
+                raise Invalid(f"{where}.input_schema: JSON schema is invalid: "
+                              f"{schema_problem(schema)}")
             if "description" in t and not isinstance(t["description"], str):
                 raise Invalid(f"{where}.description: Input should be a valid string")
             names.append(t["name"])

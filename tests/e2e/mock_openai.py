@@ -741,6 +741,13 @@ class MockOpenAI(MockServer):
                     isinstance(t, dict) and t.get("type") == "function"
                     and isinstance((t.get("function") or {}).get("name"), str) for t in tools):
                 return openai_error("Invalid 'tools'.", param="tools")
+            for i, t in enumerate(tools):
+                params = t["function"].get("parameters")
+                problem = params is not None and mockkit.schema_problem(params)
+                if problem:
+                    return openai_error(f"Invalid schema for function "
+                                        f"'{t['function']['name']}': {problem}.",
+                                        param=f"tools[{i}].function.parameters")
         n = body.get("n")
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             return openai_error("Invalid 'n'.", param="n")

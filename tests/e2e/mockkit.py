@@ -9,6 +9,22 @@ import time
 JSON_SAMPLES = {"integer": 1, "number": 1.5, "boolean": True}
 
 
+def schema_problem(schema):
+    """Why a tool's parameter schema is not one the real providers accept, or None: they
+    refuse a schema whose `properties` is not an object or whose `required` is not a list
+    of names (the mock "model" reads both)."""
+    if not isinstance(schema, dict):
+        return "must be an object"
+    props = schema.get("properties")
+    if props is not None and not (isinstance(props, dict)
+                                  and all(isinstance(v, dict) for v in props.values())):
+        return "'properties' must be an object of schemas"
+    req = schema.get("required")
+    if req is not None and not (isinstance(req, list) and all(isinstance(n, str) for n in req)):
+        return "'required' must be an array of strings"
+    return None
+
+
 def sample_arguments(schema, samples=JSON_SAMPLES):
     """The arguments the mock "model" passes to a tool with this parameter schema: one value
     per required property (the first property when none is required): an enum's first
