@@ -2,9 +2,8 @@
  * gateway.yaml -> llmgw_config_t.
  *
  * Two passes. The libyaml event stream is first turned into a small tree of
- * nodes (scratch pool) that keeps the line:column of every node; aliases are
- * refused there because they would hide where a value comes from. The tree is
- * then walked with one table per mapping (backend, config, pool member,
+ * nodes that keeps the line:column of every node (llmgw_config_yaml.c). The
+ * tree is then walked with one table per mapping (backend, config, pool member,
  * route): each key names the backend types that accept it, the types that
  * require it and a parser that writes one field of the target struct. Names
  * (route -> backend, pool -> member) are recorded as references and resolved
@@ -32,9 +31,6 @@
 #include "llmgw_redact.h"
 #include "llmgw_config_private.h"
 
-#define CFG_MAX_DEPTH 32
-#define CFG_SHOW_MAX 60
-
 static const char *const backend_type_names[LLMGW_BACKEND_TYPE_COUNT + 1] = {
     "openai", "anthropic", "azure-openai", "google", "meta", "mistral", "pool", NULL};
 static const char *const unsupported_names[] = {"error", "drop", NULL};
@@ -43,41 +39,6 @@ static const char *const api_names[] = {"chat",      "embeddings", "models",
                                         "responses", "messages",   NULL};
 /* In llmgw_recovery_e order. */
 static const char *const recovery_names[] = {"none", "continue", "buffer", NULL};
-
-/* ---- messages ---------------------------------------------------------- */
-
-static apr_status_t cfg_fail(cfg_ctx_t *c, llmgw_mark_t m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static apr_status_t cfg_fail(cfg_ctx_t *c, llmgw_mark_t m, const char *fmt, ...)
-{
-    va_list ap;
-    const char *msg;
-
-    va_start(ap, fmt);
-    msg = apr_pvsprintf(c->tmp, fmt, ap);
-    va_end(ap);
-    c->errmsg = apr_psprintf(c->p, "%s:%lu:%lu: %s%s%s", c->file, m.line, m.column,
-                             c->owner ? c->owner : "", c->owner ? ": " : "", msg);
-    return LLMGW_ECONFIG;
-}
-
-static llmgw_mark_t mark_of(yaml_mark_t m)
-{
-    llmgw_mark_t out = {(unsigned long)m.line + 1, (unsigned long)m.column + 1};
-    return out;
-}
-
-/* A value for a message: quoted as written, but what a ${VAR} gave stays unseen. */
-static const char *shown(cfg_ctx_t *c, const cfg_node_t *n, const char *value)
-{
-    int expanded = strstr(n->text, "${") != NULL;
-    const char *s = expanded ? n->text : value;
-    const char *more = strlen(s) > CFG_SHOW_MAX ? "..." : "";
-
-    return apr_psprintf(c->tmp, "%s\"%.*s%s\"", expanded ? "the expansion of " : "", CFG_SHOW_MAX,
-                        s, more);
-}
 
 static const char *join_names(cfg_ctx_t *c, const char *const *names, unsigned mask)
 {
@@ -91,318 +52,6 @@ static const char *join_names(cfg_ctx_t *c, const char *const *names, unsigned m
     return out ? out : "";
 }
 
-static const char *kind_name(const cfg_node_t *n)
-{
-    return n->kind == NODE_MAP ? "a mapping" : n->kind == NODE_SEQ ? "a sequence" : "a scalar";
-}
-
-/* ---- YAML events -> node tree ---------------------------------------- */
-
-static llmgw_mark_t mark_at_offset(const cfg_ctx_t *c, apr_size_t off)
-{
-    llmgw_mark_t m = {1, 1};
-    apr_size_t i;
-
-    for (i = 0; i < off && i < c->len; i++) {
-        m.column = c->text[i] == '\n' ? 1 : m.column + 1;
-        m.line += c->text[i] == '\n';
-    }
-    return m;
-}
-
-static apr_status_t yaml_fail(cfg_ctx_t *c, const yaml_parser_t *yp)
-{
-    llmgw_mark_t m = mark_of(yp->problem_mark);
-    const char *problem = yp->problem ? yp->problem : "out of memory";
-
-    if (yp->error == YAML_READER_ERROR)
-        m = mark_at_offset(c, yp->problem_offset);
-    if (!yp->context)
-        return cfg_fail(c, m, "YAML syntax error: %s", problem);
-    return cfg_fail(c, m, "YAML syntax error: %s (%s at %lu:%lu)", problem, yp->context,
-                    (unsigned long)yp->context_mark.line + 1,
-                    (unsigned long)yp->context_mark.column + 1);
-}
-
-static cfg_node_t *node_new(cfg_ctx_t *c, cfg_node_kind_e kind, yaml_mark_t m)
-{
-    cfg_node_t *n = apr_pcalloc(c->tmp, sizeof(*n));
-
-    n->kind = kind;
-    n->mark = mark_of(m);
-    n->text = "";
-    if (kind != NODE_SCALAR)
-        n->items = apr_array_make(c->tmp, 8, sizeof(const cfg_node_t *));
-    return n;
-}
-
-/* The node an event opens; *out stays NULL for the end of a collection. */
-static apr_status_t node_from_event(cfg_ctx_t *c, const yaml_event_t *ev, cfg_node_t **out)
-{
-    const char *value = (const char *)ev->data.scalar.value;
-
-    *out = NULL;
-    switch (ev->type) {
-    case YAML_ALIAS_EVENT:
-        return cfg_fail(c, mark_of(ev->start_mark),
-                        "YAML aliases (*%s) are not supported; write the value out in full",
-                        (const char *)ev->data.alias.anchor);
-    case YAML_SCALAR_EVENT:
-        if (memchr(value, '\0', ev->data.scalar.length))
-            return cfg_fail(c, mark_of(ev->start_mark), "a value contains a NUL character");
-        *out = node_new(c, NODE_SCALAR, ev->start_mark);
-        (*out)->text = apr_pstrmemdup(c->tmp, value, ev->data.scalar.length);
-        (*out)->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-        return APR_SUCCESS;
-    case YAML_SEQUENCE_START_EVENT:
-        *out = node_new(c, NODE_SEQ, ev->start_mark);
-        return APR_SUCCESS;
-    case YAML_MAPPING_START_EVENT:
-        *out = node_new(c, NODE_MAP, ev->start_mark);
-        return APR_SUCCESS;
-    default:
-        return APR_SUCCESS;
-    }
-}
-
-static apr_status_t tree_read(cfg_ctx_t *c, yaml_parser_t *yp, int depth, cfg_node_t **out);
-
-static apr_status_t tree_add_child(cfg_ctx_t *c, cfg_node_t *n, const cfg_node_t *child)
-{
-    int i;
-
-    if (n->kind == NODE_MAP && n->items->nelts % 2 == 0) {
-        if (child->kind != NODE_SCALAR)
-            return cfg_fail(c, child->mark, "a mapping key must be a plain name, not %s",
-                            kind_name(child));
-        for (i = 0; i < n->items->nelts; i += 2) {
-            if (strcmp(NODE_AT(n, i)->text, child->text) == 0)
-                return cfg_fail(c, child->mark, "duplicate key \"%s\" (first at line %lu)",
-                                child->text, NODE_AT(n, i)->mark.line);
-        }
-    }
-    APR_ARRAY_PUSH(n->items, const cfg_node_t *) = child;
-    return APR_SUCCESS;
-}
-
-static apr_status_t tree_read_children(cfg_ctx_t *c, yaml_parser_t *yp, int depth, cfg_node_t *n)
-{
-    cfg_node_t *child;
-    apr_status_t rv;
-
-    if (depth >= CFG_MAX_DEPTH)
-        return cfg_fail(c, n->mark, "the file nests deeper than %d levels", CFG_MAX_DEPTH);
-    for (;;) {
-        rv = tree_read(c, yp, depth + 1, &child);
-        if (rv != APR_SUCCESS || !child)
-            return rv;
-        rv = tree_add_child(c, n, child);
-        if (rv != APR_SUCCESS)
-            return rv;
-    }
-}
-
-/* Read one node and everything below it; *out NULL means "end of the enclosing collection". */
-static apr_status_t tree_read(cfg_ctx_t *c, yaml_parser_t *yp, int depth, cfg_node_t **out)
-{
-    yaml_event_t ev;
-    apr_status_t rv;
-
-    *out = NULL;
-    if (!yaml_parser_parse(yp, &ev))
-        return yaml_fail(c, yp);
-    rv = node_from_event(c, &ev, out);
-    yaml_event_delete(&ev);
-    if (rv != APR_SUCCESS || !*out || (*out)->kind == NODE_SCALAR)
-        return rv;
-    return tree_read_children(c, yp, depth, *out);
-}
-
-static apr_status_t next_event(cfg_ctx_t *c, yaml_parser_t *yp, yaml_event_type_t *type,
-                               llmgw_mark_t *m)
-{
-    yaml_event_t ev;
-
-    if (!yaml_parser_parse(yp, &ev))
-        return yaml_fail(c, yp);
-    *type = ev.type;
-    *m = mark_of(ev.start_mark);
-    yaml_event_delete(&ev);
-    return APR_SUCCESS;
-}
-
-/* stream-start, exactly one document, stream-end. */
-static apr_status_t tree_read_stream(cfg_ctx_t *c, yaml_parser_t *yp, cfg_node_t **root)
-{
-    yaml_event_type_t type = YAML_NO_EVENT;
-    llmgw_mark_t m;
-    apr_status_t rv;
-
-    if ((rv = next_event(c, yp, &type, &m)) != APR_SUCCESS ||
-        (rv = next_event(c, yp, &type, &m)) != APR_SUCCESS)
-        return rv;
-    if (type == YAML_STREAM_END_EVENT)
-        return cfg_fail(c, m, "the file is empty; expected a mapping with backends and routes");
-    if ((rv = tree_read(c, yp, 0, root)) != APR_SUCCESS ||
-        (rv = next_event(c, yp, &type, &m)) != APR_SUCCESS ||
-        (rv = next_event(c, yp, &type, &m)) != APR_SUCCESS)
-        return rv;
-    if (type == YAML_DOCUMENT_START_EVENT)
-        return cfg_fail(c, m, "the file holds more than one YAML document; expected exactly one");
-    return APR_SUCCESS;
-}
-
-static apr_status_t tree_parse(cfg_ctx_t *c, cfg_node_t **root)
-{
-    yaml_parser_t yp;
-    apr_status_t rv;
-
-    if (!yaml_parser_initialize(&yp))
-        return APR_ENOMEM;
-    yaml_parser_set_input_string(&yp, (const unsigned char *)c->text, c->len);
-    rv = tree_read_stream(c, &yp, root);
-    yaml_parser_delete(&yp);
-    return rv;
-}
-
-static const cfg_node_t *map_get(const cfg_node_t *map, const char *key)
-{
-    int i;
-
-    for (i = 0; i + 1 < map->items->nelts; i += 2) {
-        if (strcmp(NODE_AT(map, i)->text, key) == 0)
-            return NODE_AT(map, i + 1);
-    }
-    return NULL;
-}
-
-static int node_is_null(const cfg_node_t *n)
-{
-    static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
-    int i;
-
-    for (i = 0; n->kind == NODE_SCALAR && n->plain && nulls[i]; i++) {
-        if (strcmp(n->text, nulls[i]) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* ---- ${VAR} interpolation -------------------------------------------- */
-
-static int var_name_ok(const char *s, apr_size_t n)
-{
-    apr_size_t i;
-
-    if (n == 0 || apr_isdigit(s[0]))
-        return 0;
-    for (i = 0; i < n; i++) {
-        if (!apr_isalnum(s[i]) && s[i] != '_')
-            return 0;
-    }
-    return 1;
-}
-
-static int env_is_unset(cfg_ctx_t *c, const char *name, apr_size_t n)
-{
-    const char *v = getenv(apr_pstrmemdup(c->tmp, name, n));
-    return !v || !*v;
-}
-
-/* The whole value is one "${VAR}" (no default) and VAR is unset or empty. */
-static int value_is_lone_unset_var(cfg_ctx_t *c, const char *s)
-{
-    apr_size_t n = strlen(s);
-
-    return n > 3 && s[0] == '$' && s[1] == '{' && strchr(s, '}') == s + n - 1 &&
-           var_name_ok(s + 2, n - 3) && env_is_unset(c, s + 2, n - 3);
-}
-
-/* Expand the "${...}" at *sp, append its text to parts and move *sp past the '}'. */
-static apr_status_t expand_var(cfg_ctx_t *c, const char *key, const cfg_node_t *n, const char **sp,
-                               apr_array_header_t *parts)
-{
-    const char *name = *sp + 2, *end = strchr(name, '}'), *colon, *val;
-    apr_size_t len;
-
-    if (!end)
-        return cfg_fail(c, n->mark, "%s has a \"${\" without its closing \"}\"", key);
-    colon = memchr(name, ':', (apr_size_t)(end - name));
-    if (colon && colon[1] != '-')
-        colon = NULL;
-    len = (apr_size_t)((colon ? colon : end) - name);
-    if (!var_name_ok(name, len))
-        return cfg_fail(c, n->mark, "%s: \"${%.*s}\" does not name an environment variable", key,
-                        (int)(end - name), name);
-    val = getenv(apr_pstrmemdup(c->tmp, name, len));
-    if (val && *val)
-        APR_ARRAY_PUSH(parts, const char *) = val;
-    else if (colon)
-        APR_ARRAY_PUSH(parts, const char *) =
-            apr_pstrmemdup(c->tmp, colon + 2, (apr_size_t)(end - colon - 2));
-    else
-        return cfg_fail(c, n->mark, "environment variable %.*s is not set (needed by %s)", (int)len,
-                        name, key);
-    *sp = end + 1;
-    return APR_SUCCESS;
-}
-
-/* "$$" is one literal '$' (so "$${X}" stays "${X}"); a '$' not before '{' is kept as is. */
-static apr_status_t expand(cfg_ctx_t *c, const char *key, const cfg_node_t *n, const char **out)
-{
-    apr_array_header_t *parts = apr_array_make(c->tmp, 4, sizeof(const char *));
-    const char *s = n->text;
-    apr_status_t rv;
-
-    while (*s) {
-        apr_size_t run = strcspn(s, "$");
-        APR_ARRAY_PUSH(parts, const char *) = apr_pstrmemdup(c->tmp, s, run);
-        s += run;
-        if (!*s)
-            break;
-        if (s[1] == '{') {
-            if ((rv = expand_var(c, key, n, &s, parts)) != APR_SUCCESS)
-                return rv;
-            continue;
-        }
-        APR_ARRAY_PUSH(parts, const char *) = "$";
-        s += s[1] == '$' ? 2 : 1;
-    }
-    *out = apr_array_pstrcat(c->tmp, parts, 0);
-    return APR_SUCCESS;
-}
-
-/* The text of a scalar value after interpolation; *out NULL when an optional value is absent. */
-static apr_status_t value_text(cfg_ctx_t *c, const char *key, const cfg_node_t *v, const char *what,
-                               int optional, const char **out)
-{
-    const char *s;
-    apr_status_t rv;
-
-    *out = NULL;
-    if (v->kind != NODE_SCALAR)
-        return cfg_fail(c, v->mark, "%s must be %s, not %s", key, what, kind_name(v));
-    if (optional && value_is_lone_unset_var(c, v->text))
-        return APR_SUCCESS;
-    if ((rv = expand(c, key, v, &s)) != APR_SUCCESS)
-        return rv;
-    if (!*s && optional)
-        return APR_SUCCESS; /* "" or ${X:-} on an optional field: not given */
-    if (!*s)
-        return cfg_fail(c, v->mark, "%s must not be empty", key);
-    for (*out = s; *s; s++) {
-        if (apr_iscntrl(*s))
-            return cfg_fail(c, v->mark, "%s must not contain control characters", key);
-    }
-    return APR_SUCCESS;
-}
-
-static apr_status_t key_text(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
-                             const char *what, const char **out)
-{
-    return value_text(c, k->name, v, what, !(k->required & c->typebit), out);
-}
-
 /* ---- value parsers --------------------------------------------------- */
 
 static apr_status_t key_skip(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
@@ -413,7 +62,7 @@ static apr_status_t key_skip(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t 
 static apr_status_t key_string(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
 {
     const char *s;
-    apr_status_t rv = key_text(c, k, v, "a string", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "a string", &s);
 
     if (rv == APR_SUCCESS && s)
         *FIELD(obj, k, const char *) = apr_pstrdup(c->p, s);
@@ -426,7 +75,7 @@ static apr_status_t key_url(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *
     const char *s;
     char *url;
     apr_size_t n, scheme;
-    apr_status_t rv = key_text(c, k, v, "a URL", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "a URL", &s);
 
     if (rv != APR_SUCCESS || !s)
         return rv;
@@ -435,7 +84,8 @@ static apr_status_t key_url(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *
     for (n = strlen(url); n > scheme && url[n - 1] == '/'; n--)
         url[n - 1] = '\0';
     if (!scheme || n == scheme)
-        return cfg_fail(c, v->mark, "%s must be a URL starting with http:// or https://", k->name);
+        return llmgw_cfg_fail(c, v->mark, "%s must be a URL starting with http:// or https://",
+                              k->name);
     *FIELD(obj, k, const char *) = url;
     return APR_SUCCESS;
 }
@@ -444,16 +94,16 @@ static apr_status_t key_duration(cfg_ctx_t *c, const cfg_key_t *k, const cfg_nod
 {
     const char *s;
     apr_interval_time_t d;
-    apr_status_t rv = key_text(c, k, v, "a duration", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "a duration", &s);
 
     if (rv != APR_SUCCESS || !s)
         return rv;
     if (llmgw_duration_parse(s, &d) != APR_SUCCESS)
-        return cfg_fail(c, v->mark,
-                        "%s must be a duration with a unit, such as 250ms, 30s, 2m or 1h, not %s",
-                        k->name, shown(c, v, s));
+        return llmgw_cfg_fail(
+            c, v->mark, "%s must be a duration with a unit, such as 250ms, 30s, 2m or 1h, not %s",
+            k->name, llmgw_cfg_shown(c, v, s));
     if (d == 0 && k->min > 0)
-        return cfg_fail(c, v->mark, "%s must be longer than zero", k->name);
+        return llmgw_cfg_fail(c, v->mark, "%s must be longer than zero", k->name);
     *FIELD(obj, k, apr_interval_time_t) = d;
     return APR_SUCCESS;
 }
@@ -477,16 +127,16 @@ static apr_status_t key_int(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *
 {
     const char *s;
     long n;
-    apr_status_t rv = key_text(c, k, v, "an integer", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "an integer", &s);
 
     if (rv != APR_SUCCESS || !s)
         return rv;
     if (!int_parse(s, &n) || n < k->min || n > k->max) {
         if (k->max == INT_MAX)
-            return cfg_fail(c, v->mark, "%s must be an integer of at least %ld, not %s", k->name,
-                            k->min, shown(c, v, s));
-        return cfg_fail(c, v->mark, "%s must be an integer from %ld to %ld, not %s", k->name,
-                        k->min, k->max, shown(c, v, s));
+            return llmgw_cfg_fail(c, v->mark, "%s must be an integer of at least %ld, not %s",
+                                  k->name, k->min, llmgw_cfg_shown(c, v, s));
+        return llmgw_cfg_fail(c, v->mark, "%s must be an integer from %ld to %ld, not %s", k->name,
+                              k->min, k->max, llmgw_cfg_shown(c, v, s));
     }
     *FIELD(obj, k, int) = (int)n;
     return APR_SUCCESS;
@@ -497,7 +147,7 @@ static apr_status_t key_bool(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t 
     static const char *const words[] = {"false", "no", "off", "true", "yes", "on", NULL};
     const char *s;
     int i;
-    apr_status_t rv = key_text(c, k, v, "true or false", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "true or false", &s);
 
     if (rv != APR_SUCCESS || !s)
         return rv;
@@ -507,14 +157,15 @@ static apr_status_t key_bool(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t 
             return APR_SUCCESS;
         }
     }
-    return cfg_fail(c, v->mark, "%s must be true or false, not %s", k->name, shown(c, v, s));
+    return llmgw_cfg_fail(c, v->mark, "%s must be true or false, not %s", k->name,
+                          llmgw_cfg_shown(c, v, s));
 }
 
 /* Index of the value in k->choices, or -1 when the (optional) value is absent. */
 static apr_status_t choice_index(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, int *idx)
 {
     const char *s;
-    apr_status_t rv = key_text(c, k, v, "a string", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "a string", &s);
 
     *idx = -1;
     if (rv != APR_SUCCESS || !s)
@@ -523,8 +174,8 @@ static apr_status_t choice_index(cfg_ctx_t *c, const cfg_key_t *k, const cfg_nod
         if (strcmp(s, k->choices[*idx]) == 0)
             return APR_SUCCESS;
     }
-    return cfg_fail(c, v->mark, "%s must be one of %s, not %s", k->name,
-                    join_names(c, k->choices, ~0u), shown(c, v, s));
+    return llmgw_cfg_fail(c, v->mark, "%s must be one of %s, not %s", k->name,
+                          join_names(c, k->choices, ~0u), llmgw_cfg_shown(c, v, s));
 }
 
 static apr_status_t key_choice(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
@@ -575,17 +226,17 @@ static apr_status_t key_strategy(cfg_ctx_t *c, const cfg_key_t *k, const cfg_nod
     llmgw_backend_t *b = obj;
     const llmgw_strategy_t *st;
     const char *s;
-    apr_status_t rv = key_text(c, k, v, "a string", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "a string", &s);
 
     if (rv != APR_SUCCESS || !s)
         return rv;
     st = strategy_resolve(c, s);
     if (!st)
-        return cfg_fail(c, v->mark, "strategy must be one of %s, not %s", strategy_names(c),
-                        shown(c, v, s));
+        return llmgw_cfg_fail(c, v->mark, "strategy must be one of %s, not %s", strategy_names(c),
+                              llmgw_cfg_shown(c, v, s));
     if (!st->select)
-        return cfg_fail(c, v->mark, "strategy %s is registered without a select function",
-                        shown(c, v, s));
+        return llmgw_cfg_fail(c, v->mark, "strategy %s is registered without a select function",
+                              llmgw_cfg_shown(c, v, s));
     b->strategy_name = apr_pstrdup(c->p, s);
     b->strategy = st;
     return APR_SUCCESS;
@@ -609,10 +260,11 @@ static apr_status_t key_models(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_
     int i;
 
     if (v->kind != NODE_SEQ)
-        return cfg_fail(c, v->mark, "%s must be a sequence of model names, not %s", k->name,
-                        kind_name(v));
+        return llmgw_cfg_fail(c, v->mark, "%s must be a sequence of model names, not %s", k->name,
+                              llmgw_cfg_kind_name(v));
     for (i = 0; i < v->items->nelts; i++) {
-        if ((rv = value_text(c, k->name, NODE_AT(v, i), "a model name", 0, &s)) != APR_SUCCESS)
+        if ((rv = llmgw_cfg_value_text(c, k->name, NODE_AT(v, i), "a model name", 0, &s)) !=
+            APR_SUCCESS)
             return rv;
         APR_ARRAY_PUSH(models, const char *) = apr_pstrdup(c->p, s);
     }
@@ -627,14 +279,15 @@ static apr_status_t key_aliases(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node
     int i;
 
     if (v->kind != NODE_SEQ)
-        return cfg_fail(c, v->mark, "aliases must be a sequence of model names, not %s",
-                        kind_name(v));
+        return llmgw_cfg_fail(c, v->mark, "aliases must be a sequence of model names, not %s",
+                              llmgw_cfg_kind_name(v));
     for (i = 0; i < v->items->nelts; i++) {
         cfg_alias_t *a;
-        if ((rv = value_text(c, k->name, NODE_AT(v, i), "a model name", 0, &s)) != APR_SUCCESS)
+        if ((rv = llmgw_cfg_value_text(c, k->name, NODE_AT(v, i), "a model name", 0, &s)) !=
+            APR_SUCCESS)
             return rv;
         if (!*s)
-            return cfg_fail(c, NODE_AT(v, i)->mark, "an alias must not be empty");
+            return llmgw_cfg_fail(c, NODE_AT(v, i)->mark, "an alias must not be empty");
         s = apr_pstrdup(c->p, s);
         APR_ARRAY_PUSH(b->aliases, const char *) = s;
         a = apr_array_push(c->aliases);
@@ -649,16 +302,16 @@ static apr_status_t key_size(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t 
 {
     const char *s;
     apr_off_t n;
-    apr_status_t rv = key_text(c, k, v, "a size", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "a size", &s);
 
     if (rv != APR_SUCCESS || !s)
         return rv;
     if (llmgw_size_parse(s, &n) != APR_SUCCESS)
-        return cfg_fail(c, v->mark, "%s must be a size such as 512K, 20M or 1G, not %s", k->name,
-                        shown(c, v, s));
+        return llmgw_cfg_fail(c, v->mark, "%s must be a size such as 512K, 20M or 1G, not %s",
+                              k->name, llmgw_cfg_shown(c, v, s));
     if (n < k->min || n > (apr_off_t)k->max)
-        return cfg_fail(c, v->mark, "%s must be from %ld bytes to %ldM, not %s", k->name, k->min,
-                        k->max / (1024 * 1024), shown(c, v, s));
+        return llmgw_cfg_fail(c, v->mark, "%s must be from %ld bytes to %ldM, not %s", k->name,
+                              k->min, k->max / (1024 * 1024), llmgw_cfg_shown(c, v, s));
     *FIELD(obj, k, apr_off_t) = n;
     return APR_SUCCESS;
 }
@@ -679,10 +332,10 @@ static apr_status_t allow_host(cfg_ctx_t *c, const cfg_node_t *v, const char *s,
         s = apr_pstrmemdup(c->tmp, s + 1, n - 2);
     if (strchr(s, ':')) {
         if (inet_pton(AF_INET6, s, addr) != 1)
-            return cfg_fail(c, v->mark,
-                            "allowHosts: %s is not an IPv6 address (a port or a URL "
-                            "cannot be listed, only the host)",
-                            shown(c, v, s));
+            return llmgw_cfg_fail(c, v->mark,
+                                  "allowHosts: %s is not an IPv6 address (a port or a URL "
+                                  "cannot be listed, only the host)",
+                                  llmgw_cfg_shown(c, v, s));
         *out = apr_pstrdup(c->p, inet_ntop(AF_INET6, addr, canon, sizeof(canon)));
         return APR_SUCCESS;
     }
@@ -696,18 +349,18 @@ static apr_status_t allow_host(cfg_ctx_t *c, const cfg_node_t *v, const char *s,
         h[--n] = '\0';
     for (p = h; *p; p++) {
         if (*p == '*')
-            return cfg_fail(c, v->mark,
-                            "allowHosts: %s: wildcards are not supported; list each "
-                            "host by name",
-                            shown(c, v, s));
+            return llmgw_cfg_fail(c, v->mark,
+                                  "allowHosts: %s: wildcards are not supported; list each "
+                                  "host by name",
+                                  llmgw_cfg_shown(c, v, s));
         if (!apr_isalnum(*p) && *p != '-' && *p != '.' && *p != '_')
-            return cfg_fail(c, v->mark, "allowHosts: %s is not a host name or an IP address",
-                            shown(c, v, s));
+            return llmgw_cfg_fail(c, v->mark, "allowHosts: %s is not a host name or an IP address",
+                                  llmgw_cfg_shown(c, v, s));
         *p = (char)apr_tolower(*p);
     }
     if (!*h || *h == '.' || strstr(h, ".."))
-        return cfg_fail(c, v->mark, "allowHosts: %s is not a host name or an IP address",
-                        shown(c, v, s));
+        return llmgw_cfg_fail(c, v->mark, "allowHosts: %s is not a host name or an IP address",
+                              llmgw_cfg_shown(c, v, s));
     *out = h;
     return APR_SUCCESS;
 }
@@ -720,11 +373,11 @@ static apr_status_t key_hosts(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t
     int i;
 
     if (v->kind != NODE_SEQ)
-        return cfg_fail(c, v->mark, "%s must be a sequence of host names, not %s", k->name,
-                        kind_name(v));
+        return llmgw_cfg_fail(c, v->mark, "%s must be a sequence of host names, not %s", k->name,
+                              llmgw_cfg_kind_name(v));
     for (i = 0; i < v->items->nelts; i++) {
         const cfg_node_t *item = NODE_AT(v, i);
-        if ((rv = value_text(c, k->name, item, "a host name", 0, &s)) != APR_SUCCESS ||
+        if ((rv = llmgw_cfg_value_text(c, k->name, item, "a host name", 0, &s)) != APR_SUCCESS ||
             (rv = allow_host(c, item, s, &h)) != APR_SUCCESS)
             return rv;
         APR_ARRAY_PUSH(hosts, const char *) = h;
@@ -837,16 +490,16 @@ static apr_status_t key_unknown(cfg_ctx_t *c, const cfg_node_t *k, const cfg_key
 
     if (table == backend_keys && key_find(config_keys, k->text))
         hint = " (provider settings go under config:)";
-    return cfg_fail(c, k->mark, "unknown key \"%s\"%s", k->text, hint);
+    return llmgw_cfg_fail(c, k->mark, "unknown key \"%s\"%s", k->text, hint);
 }
 
 static apr_status_t key_not_for_type(cfg_ctx_t *c, const cfg_node_t *k, const cfg_key_t *key)
 {
     int many = (key->types & (key->types - 1)) != 0;
 
-    return cfg_fail(c, k->mark, "%s is only valid for type%s %s, not %s", key->name,
-                    many ? "s" : "", join_names(c, backend_type_names, key->types),
-                    join_names(c, backend_type_names, c->typebit));
+    return llmgw_cfg_fail(c, k->mark, "%s is only valid for type%s %s, not %s", key->name,
+                          many ? "s" : "", join_names(c, backend_type_names, key->types),
+                          join_names(c, backend_type_names, c->typebit));
 }
 
 static apr_status_t keys_apply(cfg_ctx_t *c, const cfg_node_t *map, const cfg_key_t *table,
@@ -864,14 +517,14 @@ static apr_status_t keys_apply(cfg_ctx_t *c, const cfg_node_t *map, const cfg_ke
         if (!(key->types & c->typebit))
             return key_not_for_type(c, k, key);
         seen |= 1u << (key - table);
-        if (node_is_null(v) && (key->required & c->typebit))
-            return cfg_fail(c, v->mark, "%s has no value", key->name);
-        if (!node_is_null(v) && (rv = key->parse(c, key, v, obj)) != APR_SUCCESS)
+        if (llmgw_cfg_is_null(v) && (key->required & c->typebit))
+            return llmgw_cfg_fail(c, v->mark, "%s has no value", key->name);
+        if (!llmgw_cfg_is_null(v) && (rv = key->parse(c, key, v, obj)) != APR_SUCCESS)
             return rv;
     }
     for (key = table; key->name; key++) {
         if ((key->required & c->typebit) && !(seen & (1u << (key - table))))
-            return cfg_fail(c, map->mark, "missing required key \"%s\"", key->name);
+            return llmgw_cfg_fail(c, map->mark, "missing required key \"%s\"", key->name);
     }
     return APR_SUCCESS;
 }
@@ -884,7 +537,7 @@ static void ref_add(cfg_ctx_t *c, const char *name, const cfg_node_t *v,
     cfg_ref_t *ref = apr_array_push(c->refs);
 
     ref->name = name;
-    ref->shown = shown(c, v, name);
+    ref->shown = llmgw_cfg_shown(c, v, name);
     ref->owner = c->owner;
     ref->mark = v->mark;
     ref->slot = slot;
@@ -893,7 +546,8 @@ static void ref_add(cfg_ctx_t *c, const char *name, const cfg_node_t *v,
 static apr_status_t key_config(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
 {
     if (v->kind != NODE_MAP)
-        return cfg_fail(c, v->mark, "config must be a mapping, not %s", kind_name(v));
+        return llmgw_cfg_fail(c, v->mark, "config must be a mapping, not %s",
+                              llmgw_cfg_kind_name(v));
     return keys_apply(c, v, config_keys, obj);
 }
 
@@ -904,7 +558,8 @@ static apr_status_t key_image_fetch(cfg_ctx_t *c, const cfg_key_t *k, const cfg_
     apr_status_t rv;
 
     if (v->kind != NODE_MAP)
-        return cfg_fail(c, v->mark, "imageFetch must be a mapping, not %s", kind_name(v));
+        return llmgw_cfg_fail(c, v->mark, "imageFetch must be a mapping, not %s",
+                              llmgw_cfg_kind_name(v));
     c->owner = apr_pstrcat(c->tmp, owner, " imageFetch", NULL);
     rv = keys_apply(c, v, image_fetch_keys, FIELD(obj, k, llmgw_image_fetch_t));
     c->owner = owner;
@@ -917,7 +572,7 @@ static apr_status_t key_context_fallback(cfg_ctx_t *c, const cfg_key_t *k, const
 {
     llmgw_backend_t *b = obj;
     const char *s;
-    apr_status_t rv = key_text(c, k, v, "a backend name", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "a backend name", &s);
 
     if (rv != APR_SUCCESS || !s)
         return rv;
@@ -932,7 +587,7 @@ static apr_status_t key_member_name(cfg_ctx_t *c, const cfg_key_t *k, const cfg_
 {
     llmgw_pool_member_t *m = obj;
     const char *s;
-    apr_status_t rv = value_text(c, "member name", v, "a backend name", 0, &s);
+    apr_status_t rv = llmgw_cfg_value_text(c, "member name", v, "a backend name", 0, &s);
 
     if (rv != APR_SUCCESS)
         return rv;
@@ -947,11 +602,11 @@ static apr_status_t member_read(cfg_ctx_t *c, const cfg_node_t *v, llmgw_pool_me
     m->weight = 1;
     if (v->kind == NODE_MAP)
         return keys_apply(c, v, member_keys, m);
-    if (v->kind == NODE_SCALAR && !node_is_null(v))
+    if (v->kind == NODE_SCALAR && !llmgw_cfg_is_null(v))
         return key_member_name(c, NULL, v, m);
-    return cfg_fail(c, v->mark,
-                    "each member must be a backend name or a mapping with name and "
-                    "weight");
+    return llmgw_cfg_fail(c, v->mark,
+                          "each member must be a backend name or a mapping with name and "
+                          "weight");
 }
 
 static apr_status_t members_read(cfg_ctx_t *c, const cfg_node_t *v, llmgw_backend_t *b)
@@ -968,8 +623,8 @@ static apr_status_t members_read(cfg_ctx_t *c, const cfg_node_t *v, llmgw_backen
         if ((rv = member_read(c, NODE_AT(v, i), m)) != APR_SUCCESS)
             return rv;
         if (apr_hash_get(seen, m->name, APR_HASH_KEY_STRING))
-            return cfg_fail(c, m->mark, "member %s is listed twice",
-                            APR_ARRAY_IDX(c->refs, c->refs->nelts - 1, cfg_ref_t).shown);
+            return llmgw_cfg_fail(c, m->mark, "member %s is listed twice",
+                                  APR_ARRAY_IDX(c->refs, c->refs->nelts - 1, cfg_ref_t).shown);
         apr_hash_set(seen, m->name, APR_HASH_KEY_STRING, m);
     }
     return APR_SUCCESS;
@@ -983,7 +638,7 @@ static apr_status_t key_members(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node
     apr_status_t rv;
 
     if (v->kind != NODE_SEQ || v->items->nelts == 0)
-        return cfg_fail(c, v->mark, "backends must be a non-empty sequence of backend names");
+        return llmgw_cfg_fail(c, v->mark, "backends must be a non-empty sequence of backend names");
     c->owner = apr_psprintf(c->tmp, "pool \"%s\"", b->name);
     c->typebit = T_OTHER;
     rv = members_read(c, v, b);
@@ -1004,22 +659,23 @@ static int name_chars_ok(const char *s)
 /* name: first, so that every later message can name the backend. */
 static apr_status_t backend_name(cfg_ctx_t *c, const cfg_node_t *n, llmgw_backend_t *b)
 {
-    const cfg_node_t *v = map_get(n, "name");
+    const cfg_node_t *v = llmgw_cfg_map_get(n, "name");
     const llmgw_backend_t *other;
     const char *s;
     apr_status_t rv;
 
-    if (!v || node_is_null(v))
-        return cfg_fail(c, v ? v->mark : n->mark, "missing required key \"name\"");
-    if ((rv = value_text(c, "name", v, "a string", 0, &s)) != APR_SUCCESS)
+    if (!v || llmgw_cfg_is_null(v))
+        return llmgw_cfg_fail(c, v ? v->mark : n->mark, "missing required key \"name\"");
+    if ((rv = llmgw_cfg_value_text(c, "name", v, "a string", 0, &s)) != APR_SUCCESS)
         return rv;
     if (!name_chars_ok(s))
-        return cfg_fail(c, v->mark, "name %s may only contain letters, digits, '.', '_' and '-'",
-                        shown(c, v, s));
+        return llmgw_cfg_fail(c, v->mark,
+                              "name %s may only contain letters, digits, '.', '_' and '-'",
+                              llmgw_cfg_shown(c, v, s));
     other = apr_hash_get(c->cfg->backend_by_name, s, APR_HASH_KEY_STRING);
     if (other)
-        return cfg_fail(c, v->mark, "duplicate backend name %s (first at line %lu)", shown(c, v, s),
-                        other->mark.line);
+        return llmgw_cfg_fail(c, v->mark, "duplicate backend name %s (first at line %lu)",
+                              llmgw_cfg_shown(c, v, s), other->mark.line);
     b->name = apr_pstrdup(c->p, s);
     apr_hash_set(c->cfg->backend_by_name, b->name, APR_HASH_KEY_STRING, b);
     c->owner = apr_psprintf(c->tmp, "backend \"%s\"", b->name);
@@ -1028,14 +684,14 @@ static apr_status_t backend_name(cfg_ctx_t *c, const cfg_node_t *n, llmgw_backen
 
 static apr_status_t backend_type(cfg_ctx_t *c, const cfg_node_t *n, llmgw_backend_t *b)
 {
-    const cfg_node_t *v = map_get(n, "type");
+    const cfg_node_t *v = llmgw_cfg_map_get(n, "type");
     const char *s;
     apr_status_t rv;
     int i;
 
-    if (!v || node_is_null(v))
-        return cfg_fail(c, v ? v->mark : n->mark, "missing required key \"type\"");
-    if ((rv = value_text(c, "type", v, "a string", 0, &s)) != APR_SUCCESS)
+    if (!v || llmgw_cfg_is_null(v))
+        return llmgw_cfg_fail(c, v ? v->mark : n->mark, "missing required key \"type\"");
+    if ((rv = llmgw_cfg_value_text(c, "type", v, "a string", 0, &s)) != APR_SUCCESS)
         return rv;
     for (i = 0; i < LLMGW_BACKEND_TYPE_COUNT; i++) {
         if (strcmp(s, backend_type_names[i]) == 0) {
@@ -1044,28 +700,28 @@ static apr_status_t backend_type(cfg_ctx_t *c, const cfg_node_t *n, llmgw_backen
             return APR_SUCCESS;
         }
     }
-    return cfg_fail(c, v->mark, "unknown type %s (expected one of %s)", shown(c, v, s),
-                    join_names(c, backend_type_names, ~0u));
+    return llmgw_cfg_fail(c, v->mark, "unknown type %s (expected one of %s)",
+                          llmgw_cfg_shown(c, v, s), join_names(c, backend_type_names, ~0u));
 }
 
 static apr_status_t google_check(cfg_ctx_t *c, const cfg_node_t *n, llmgw_backend_t *b)
 {
-    const cfg_node_t *config = map_get(n, "config");
-    const cfg_node_t *file = map_get(config, "credentialsFile");
-    const cfg_node_t *project = map_get(config, "projectId");
+    const cfg_node_t *config = llmgw_cfg_map_get(n, "config");
+    const cfg_node_t *file = llmgw_cfg_map_get(config, "credentialsFile");
+    const cfg_node_t *project = llmgw_cfg_map_get(config, "projectId");
     llmgw_mark_t m = config->mark;
 
     /* Where a message about the key file points (llmgw_google_cfg_load_sa). */
     b->credentials_mark = file ? file->mark : project ? project->mark : m;
 
     if (!b->project_id != !b->location)
-        return cfg_fail(c, m, "projectId and location must be given together (Vertex AI)");
+        return llmgw_cfg_fail(c, m, "projectId and location must be given together (Vertex AI)");
     if (!b->api_key && !b->project_id)
-        return cfg_fail(c, m,
-                        "a google backend needs apiKey (Gemini API), or projectId and "
-                        "location (Vertex AI)");
+        return llmgw_cfg_fail(c, m,
+                              "a google backend needs apiKey (Gemini API), or projectId and "
+                              "location (Vertex AI)");
     if (b->credentials_file && !b->project_id)
-        return cfg_fail(c, m, "credentialsFile is only used with projectId and location");
+        return llmgw_cfg_fail(c, m, "credentialsFile is only used with projectId and location");
     return APR_SUCCESS;
 }
 
@@ -1079,8 +735,8 @@ static apr_status_t pool_check(cfg_ctx_t *c, const cfg_node_t *n, const llmgw_ba
         if (APR_ARRAY_IDX(b->members, i, llmgw_pool_member_t).weight > 0)
             return APR_SUCCESS;
     }
-    return cfg_fail(c, map_get(n, "backends")->mark,
-                    "a weighted pool needs at least one member with a weight above 0");
+    return llmgw_cfg_fail(c, llmgw_cfg_map_get(n, "backends")->mark,
+                          "a weighted pool needs at least one member with a weight above 0");
 }
 
 static llmgw_backend_t *backend_new(cfg_ctx_t *c, const cfg_node_t *n, int index)
@@ -1114,8 +770,9 @@ static apr_status_t backend_read(cfg_ctx_t *c, const cfg_node_t *n, int index)
 
     c->owner = apr_psprintf(c->tmp, "backend #%d", index + 1);
     if (n->kind != NODE_MAP)
-        return cfg_fail(c, n->mark, "each backend must be a mapping with name and type, not %s",
-                        kind_name(n));
+        return llmgw_cfg_fail(c, n->mark,
+                              "each backend must be a mapping with name and type, not %s",
+                              llmgw_cfg_kind_name(n));
     b = backend_new(c, n, index);
     if ((rv = backend_name(c, n, b)) != APR_SUCCESS ||
         (rv = backend_type(c, n, b)) != APR_SUCCESS ||
@@ -1137,17 +794,17 @@ static apr_status_t backend_read(cfg_ctx_t *c, const cfg_node_t *n, int index)
 
 static apr_status_t route_name(cfg_ctx_t *c, const cfg_node_t *n, llmgw_route_t *r)
 {
-    const cfg_node_t *v = map_get(n, "name"), *other;
+    const cfg_node_t *v = llmgw_cfg_map_get(n, "name"), *other;
     const char *s;
     apr_status_t rv;
 
-    if (!v || node_is_null(v))
-        return cfg_fail(c, v ? v->mark : n->mark, "missing required key \"name\"");
-    if ((rv = value_text(c, "name", v, "a string", 0, &s)) != APR_SUCCESS)
+    if (!v || llmgw_cfg_is_null(v))
+        return llmgw_cfg_fail(c, v ? v->mark : n->mark, "missing required key \"name\"");
+    if ((rv = llmgw_cfg_value_text(c, "name", v, "a string", 0, &s)) != APR_SUCCESS)
         return rv;
     if ((other = apr_hash_get(c->route_names, s, APR_HASH_KEY_STRING)))
-        return cfg_fail(c, v->mark, "duplicate route name %s (first at line %lu)", shown(c, v, s),
-                        other->mark.line);
+        return llmgw_cfg_fail(c, v->mark, "duplicate route name %s (first at line %lu)",
+                              llmgw_cfg_shown(c, v, s), other->mark.line);
     apr_hash_set(c->route_names, s, APR_HASH_KEY_STRING, v);
     r->name = apr_pstrdup(c->p, s);
     c->owner = apr_psprintf(c->tmp, "route \"%s\"", r->name);
@@ -1159,16 +816,17 @@ static apr_status_t key_path(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t 
     llmgw_route_t *r = obj;
     const llmgw_route_t *other;
     const char *s;
-    apr_status_t rv = key_text(c, k, v, "a string", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "a string", &s);
 
     if (rv != APR_SUCCESS)
         return rv;
     if (s[0] != '/' || strpbrk(s, "?# "))
-        return cfg_fail(c, v->mark, "path %s must start with '/' and hold no '?', '#' or space",
-                        shown(c, v, s));
+        return llmgw_cfg_fail(c, v->mark,
+                              "path %s must start with '/' and hold no '?', '#' or space",
+                              llmgw_cfg_shown(c, v, s));
     if ((other = llmgw_config_route(c->cfg, s)))
-        return cfg_fail(c, v->mark, "path %s is already used by route \"%s\"", shown(c, v, s),
-                        other->name);
+        return llmgw_cfg_fail(c, v->mark, "path %s is already used by route \"%s\"",
+                              llmgw_cfg_shown(c, v, s), other->name);
     r->path = apr_pstrdup(c->p, s);
     apr_hash_set(c->cfg->route_by_path, r->path, APR_HASH_KEY_STRING, r);
     return APR_SUCCESS;
@@ -1183,18 +841,19 @@ static apr_status_t key_methods(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node
     int i, j;
 
     if (v->kind != NODE_SEQ || v->items->nelts == 0)
-        return cfg_fail(c, v->mark, "methods must be a non-empty sequence such as [\"POST\"]");
+        return llmgw_cfg_fail(c, v->mark,
+                              "methods must be a non-empty sequence such as [\"POST\"]");
     for (i = 0; i < v->items->nelts; i++) {
         const cfg_node_t *item = NODE_AT(v, i);
-        if ((rv = value_text(c, "methods", item, "a method", 0, &s)) != APR_SUCCESS)
+        if ((rv = llmgw_cfg_value_text(c, "methods", item, "a method", 0, &s)) != APR_SUCCESS)
             return rv;
         for (j = 0; names[j] && strcasecmp(s, names[j]) != 0; j++)
             ;
         if (!names[j])
-            return cfg_fail(c, item->mark,
-                            "unknown method %s (expected GET, POST, HEAD or "
-                            "OPTIONS)",
-                            shown(c, item, s));
+            return llmgw_cfg_fail(c, item->mark,
+                                  "unknown method %s (expected GET, POST, HEAD or "
+                                  "OPTIONS)",
+                                  llmgw_cfg_shown(c, item, s));
         r->methods |= 1 << j;
     }
     return APR_SUCCESS;
@@ -1205,7 +864,7 @@ static apr_status_t key_route_backend(cfg_ctx_t *c, const cfg_key_t *k, const cf
 {
     llmgw_route_t *r = obj;
     const char *s;
-    apr_status_t rv = key_text(c, k, v, "a backend name", &s);
+    apr_status_t rv = llmgw_cfg_key_text(c, k, v, "a backend name", &s);
 
     if (rv != APR_SUCCESS)
         return rv;
@@ -1235,7 +894,7 @@ static int path_ends_with(const char *path, const char *suffix)
 /* What the route serves, its default methods, and whether the two fit. */
 static apr_status_t route_finish(cfg_ctx_t *c, const cfg_node_t *n, llmgw_route_t *r)
 {
-    const cfg_node_t *methods = map_get(n, "methods");
+    const cfg_node_t *methods = llmgw_cfg_map_get(n, "methods");
     int need;
 
     if (!r->api)
@@ -1246,25 +905,26 @@ static apr_status_t route_finish(cfg_ctx_t *c, const cfg_node_t *n, llmgw_route_
                  : path_ends_with(r->path, "/messages")       ? LLMGW_API_MESSAGES
                                                               : 0;
     if (!r->api)
-        return cfg_fail(c, map_get(n, "path")->mark,
-                        "cannot tell what the path serves: end it with /chat/completions, "
-                        "/embeddings, /models, /responses or /messages, or set api: chat, "
-                        "embeddings, models, responses or messages");
+        return llmgw_cfg_fail(c, llmgw_cfg_map_get(n, "path")->mark,
+                              "cannot tell what the path serves: end it with /chat/completions, "
+                              "/embeddings, /models, /responses or /messages, or set api: chat, "
+                              "embeddings, models, responses or messages");
     need = r->api == LLMGW_API_MODELS ? LLMGW_METHOD_GET : LLMGW_METHOD_POST;
     if (!r->methods)
         r->methods = need;
     if (!(r->methods & need))
-        return cfg_fail(c, methods->mark, "a %s route must allow %s", api_name(r->api),
-                        need == LLMGW_METHOD_GET ? "GET" : "POST");
+        return llmgw_cfg_fail(c, methods->mark, "a %s route must allow %s", api_name(r->api),
+                              need == LLMGW_METHOD_GET ? "GET" : "POST");
     if (r->methods & LLMGW_METHOD_GET)
         r->methods |= LLMGW_METHOD_HEAD;
     /* Recovery splices canonical chunks before a dialect's encoder (ingress.md 2.3). */
     if (r->stream_recovery != LLMGW_RECOVERY_NONE &&
         (r->api == LLMGW_API_EMBEDDINGS || r->api == LLMGW_API_MODELS))
-        return cfg_fail(c, map_get(n, "streamRecovery")->mark,
-                        "streamRecovery is only for chat, responses and messages routes, not %s "
-                        "%s route",
-                        r->api == LLMGW_API_EMBEDDINGS ? "an" : "a", api_name(r->api));
+        return llmgw_cfg_fail(
+            c, llmgw_cfg_map_get(n, "streamRecovery")->mark,
+            "streamRecovery is only for chat, responses and messages routes, not %s "
+            "%s route",
+            r->api == LLMGW_API_EMBEDDINGS ? "an" : "a", api_name(r->api));
     return APR_SUCCESS;
 }
 
@@ -1276,10 +936,10 @@ static apr_status_t route_read(cfg_ctx_t *c, const cfg_node_t *n, int index)
     c->owner = apr_psprintf(c->tmp, "route #%d", index + 1);
     c->typebit = T_OTHER;
     if (n->kind != NODE_MAP)
-        return cfg_fail(c, n->mark,
-                        "each route must be a mapping with name, path and backend, "
-                        "not %s",
-                        kind_name(n));
+        return llmgw_cfg_fail(c, n->mark,
+                              "each route must be a mapping with name, path and backend, "
+                              "not %s",
+                              llmgw_cfg_kind_name(n));
     r = apr_pcalloc(c->p, sizeof(*r));
     r->mark = n->mark;
     if ((rv = route_name(c, n, r)) != APR_SUCCESS ||
@@ -1301,7 +961,7 @@ static apr_status_t refs_resolve(cfg_ctx_t *c)
         *ref->slot = llmgw_config_backend(c->cfg, ref->name);
         c->owner = ref->owner;
         if (!*ref->slot)
-            return cfg_fail(c, ref->mark, "backend %s is not defined", ref->shown);
+            return llmgw_cfg_fail(c, ref->mark, "backend %s is not defined", ref->shown);
     }
     c->owner = NULL;
     return APR_SUCCESS;
@@ -1320,13 +980,14 @@ static apr_status_t contexts_check(cfg_ctx_t *c)
             continue;
         c->owner = apr_psprintf(c->tmp, "backend \"%s\"", b->name);
         if (fb == b)
-            return cfg_fail(c, b->context_fallback_mark,
-                            "contextFallback names the backend itself; name one with a larger "
-                            "context window");
+            return llmgw_cfg_fail(
+                c, b->context_fallback_mark,
+                "contextFallback names the backend itself; name one with a larger "
+                "context window");
         if (fb->type == LLMGW_BACKEND_POOL)
-            return cfg_fail(c, b->context_fallback_mark,
-                            "contextFallback must name a provider backend, not the pool \"%s\"",
-                            fb->name);
+            return llmgw_cfg_fail(
+                c, b->context_fallback_mark,
+                "contextFallback must name a provider backend, not the pool \"%s\"", fb->name);
     }
     c->owner = NULL;
     return APR_SUCCESS;
@@ -1343,7 +1004,7 @@ static apr_status_t cycle_fail(cfg_ctx_t *c, apr_array_header_t *stack, const ll
     for (i++; i < stack->nelts; i++)
         chain = apr_pstrcat(c->tmp, chain, " -> ",
                             APR_ARRAY_IDX(stack, i, const llmgw_backend_t *)->name, NULL);
-    return cfg_fail(c, m->mark, "pool cycle: %s -> %s", chain, to->name);
+    return llmgw_cfg_fail(c, m->mark, "pool cycle: %s -> %s", chain, to->name);
 }
 
 /* Depth-first walk; state: 0 unvisited, 1 on the stack, 2 done. */
@@ -1416,14 +1077,14 @@ static apr_status_t aliases_check(cfg_ctx_t *c)
         const cfg_alias_t *a = &APR_ARRAY_IDX(c->aliases, i, cfg_alias_t);
         const llmgw_backend_t *other = apr_hash_get(taken, a->name, APR_HASH_KEY_STRING);
         if (other) {
-            const char *what = shown(c, a->node, a->name);
+            const char *what = llmgw_cfg_shown(c, a->node, a->name);
             c->owner = apr_psprintf(c->tmp, "pool \"%s\"", a->pool->name);
             if (other != a->pool)
-                return cfg_fail(c, a->node->mark, "alias %s is already a name of pool \"%s\"", what,
-                                other->name);
+                return llmgw_cfg_fail(c, a->node->mark, "alias %s is already a name of pool \"%s\"",
+                                      what, other->name);
             if (strcmp(other->name, a->name) == 0)
-                return cfg_fail(c, a->node->mark, "alias %s is the pool's own name", what);
-            return cfg_fail(c, a->node->mark, "alias %s is listed twice", what);
+                return llmgw_cfg_fail(c, a->node->mark, "alias %s is the pool's own name", what);
+            return llmgw_cfg_fail(c, a->node->mark, "alias %s is listed twice", what);
         }
         apr_hash_set(taken, a->name, APR_HASH_KEY_STRING, a->pool);
     }
@@ -1461,13 +1122,13 @@ static apr_status_t routes_check_apis(cfg_ctx_t *c)
         const llmgw_route_t *r = APR_ARRAY_IDX(c->cfg->routes, i, const llmgw_route_t *);
         if (r->api == LLMGW_API_MODELS || backend_serves_api(r->backend, r->api, 0))
             continue;
-        return cfg_fail(c, r->mark,
-                        "route \"%s\": backend \"%s\" cannot serve embeddings (the %s API has "
-                        "none)",
-                        r->name, r->backend->name,
-                        r->backend->type == LLMGW_BACKEND_POOL
-                            ? "pool's members' providers"
-                            : llmgw_backend_type_name(r->backend->type));
+        return llmgw_cfg_fail(
+            c, r->mark,
+            "route \"%s\": backend \"%s\" cannot serve embeddings (the %s API has "
+            "none)",
+            r->name, r->backend->name,
+            r->backend->type == LLMGW_BACKEND_POOL ? "pool's members' providers"
+                                                   : llmgw_backend_type_name(r->backend->type));
     }
     return APR_SUCCESS;
 }
@@ -1477,13 +1138,14 @@ static apr_status_t routes_check_apis(cfg_ctx_t *c)
 static apr_status_t top_list(cfg_ctx_t *c, const cfg_node_t *root, const char *key,
                              const cfg_node_t **out)
 {
-    const cfg_node_t *v = map_get(root, key);
+    const cfg_node_t *v = llmgw_cfg_map_get(root, key);
 
     *out = v;
-    if (!v || node_is_null(v))
-        return cfg_fail(c, v ? v->mark : root->mark, "missing required key \"%s\"", key);
+    if (!v || llmgw_cfg_is_null(v))
+        return llmgw_cfg_fail(c, v ? v->mark : root->mark, "missing required key \"%s\"", key);
     if (v->kind != NODE_SEQ)
-        return cfg_fail(c, v->mark, "%s must be a sequence, not %s", key, kind_name(v));
+        return llmgw_cfg_fail(c, v->mark, "%s must be a sequence, not %s", key,
+                              llmgw_cfg_kind_name(v));
     return APR_SUCCESS;
 }
 
@@ -1494,19 +1156,20 @@ static apr_status_t config_build(cfg_ctx_t *c, const cfg_node_t *root)
     int i;
 
     if (root->kind != NODE_MAP)
-        return cfg_fail(c, root->mark,
-                        "the top level must be a mapping with backends and "
-                        "routes, not %s",
-                        node_is_null(root) ? "an empty document" : kind_name(root));
+        return llmgw_cfg_fail(c, root->mark,
+                              "the top level must be a mapping with backends and "
+                              "routes, not %s",
+                              llmgw_cfg_is_null(root) ? "an empty document"
+                                                      : llmgw_cfg_kind_name(root));
     for (i = 0; i < root->items->nelts; i += 2) {
         const cfg_node_t *k = NODE_AT(root, i);
         if (strcmp(k->text, "backends") != 0 && strcmp(k->text, "routes") != 0 &&
             strcmp(k->text, "access") != 0 && strcmp(k->text, "pricing") != 0 &&
             strcmp(k->text, "ledger") != 0)
-            return cfg_fail(c, k->mark,
-                            "unknown top-level key \"%s\" (expected backends, routes, "
-                            "access, pricing or ledger)",
-                            k->text);
+            return llmgw_cfg_fail(c, k->mark,
+                                  "unknown top-level key \"%s\" (expected backends, routes, "
+                                  "access, pricing or ledger)",
+                                  k->text);
     }
     if ((rv = top_list(c, root, "backends", &backends)) != APR_SUCCESS ||
         (rv = top_list(c, root, "routes", &routes)) != APR_SUCCESS)
@@ -1563,7 +1226,7 @@ apr_status_t llmgw_config_parse_opts(llmgw_config_t **out, apr_pool_t *p, apr_po
     ctx.refs = apr_array_make(ctx.tmp, 16, sizeof(cfg_ref_t));
     ctx.route_names = apr_hash_make(ctx.tmp);
     ctx.aliases = apr_array_make(ctx.tmp, 4, sizeof(cfg_alias_t));
-    rv = tree_parse(&ctx, &root);
+    rv = llmgw_cfg_tree_parse(&ctx, &root);
     if (rv == APR_SUCCESS)
         rv = config_build(&ctx, root);
     /* The scratch pool holds expanded secrets: give it back now, not with ptemp. */
@@ -1770,43 +1433,6 @@ int llmgw_backend_serves(const llmgw_backend_t *b, const char *model)
 }
 
 /* ---- for the other loader files (llmgw_config_private.h) ------------------ */
-
-apr_status_t llmgw_cfg_fail(cfg_ctx_t *c, llmgw_mark_t m, const char *fmt, ...)
-{
-    va_list ap;
-    const char *msg;
-
-    va_start(ap, fmt);
-    msg = apr_pvsprintf(c->tmp, fmt, ap);
-    va_end(ap);
-    return cfg_fail(c, m, "%s", msg);
-}
-
-const cfg_node_t *llmgw_cfg_map_get(const cfg_node_t *map, const char *key)
-{
-    return map_get(map, key);
-}
-
-int llmgw_cfg_is_null(const cfg_node_t *n)
-{
-    return node_is_null(n);
-}
-
-const char *llmgw_cfg_kind_name(const cfg_node_t *n)
-{
-    return kind_name(n);
-}
-
-const char *llmgw_cfg_shown(cfg_ctx_t *c, const cfg_node_t *n, const char *value)
-{
-    return shown(c, n, value);
-}
-
-apr_status_t llmgw_cfg_value_text(cfg_ctx_t *c, const char *key, const cfg_node_t *v,
-                                  const char *what, int optional, const char **out)
-{
-    return value_text(c, key, v, what, optional, out);
-}
 
 apr_status_t llmgw_cfg_keys_apply(cfg_ctx_t *c, const cfg_node_t *map, const cfg_key_t *table,
                                   void *obj)

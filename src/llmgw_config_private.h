@@ -76,8 +76,8 @@ struct cfg_key_t {
 
 #define FIELD(obj, k, type) ((type *)(void *)((char *)(obj) + (k)->offset))
 
-/* Entry points of the loader's helpers for the other loader files (each wraps a
- * static function of src/llmgw_config.c, which documents it). */
+/* The first pass and the messages (src/llmgw_config_yaml.c). */
+/** The file:line:column message of the file being read; returns LLMGW_ECONFIG. */
 apr_status_t llmgw_cfg_fail(cfg_ctx_t *c, llmgw_mark_t m, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const cfg_node_t *llmgw_cfg_map_get(const cfg_node_t *map, const char *key);
@@ -88,6 +88,13 @@ const char *llmgw_cfg_shown(cfg_ctx_t *c, const cfg_node_t *n, const char *value
 /** The text of a scalar after ${VAR} expansion; *out NULL for an absent optional value. */
 apr_status_t llmgw_cfg_value_text(cfg_ctx_t *c, const char *key, const cfg_node_t *v,
                                   const char *what, int optional, const char **out);
+/** llmgw_cfg_value_text for key @p k: optional unless the entry's type requires it. */
+apr_status_t llmgw_cfg_key_text(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v,
+                                const char *what, const char **out);
+/** The node tree of c->text (libyaml events; aliases and nesting past a limit refused). */
+apr_status_t llmgw_cfg_tree_parse(cfg_ctx_t *c, cfg_node_t **root);
+
+/* Helpers of src/llmgw_config.c for the other loader files. */
 /** Apply @p table to the mapping @p map: unknown keys, required keys, parsers. */
 apr_status_t llmgw_cfg_keys_apply(cfg_ctx_t *c, const cfg_node_t *map, const cfg_key_t *table,
                                   void *obj);
