@@ -67,6 +67,13 @@
 /** Rows per transaction. */
 #define LLMGW_LEDGER_BATCH 256
 /**
+ * How long a request waits for room in a full queue while the database
+ * answers (the writer is behind, not stuck): under sustained overload the
+ * gateway slows to what the database takes instead of losing rows. While
+ * the database does not answer, a full queue refuses at once.
+ */
+#define LLMGW_LEDGER_FULL_WAIT apr_time_from_sec(2)
+/**
  * How long a child exiting waits for its rows to be written when the
  * database does not answer: well within the time httpd gives a child to
  * exit on stop before it kills it.

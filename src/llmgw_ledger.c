@@ -44,6 +44,9 @@ struct llmgw_ledger_writer_t {
     /* Under mu. */
     apr_thread_mutex_t *mu;
     apr_thread_cond_t *cond;
+    apr_thread_cond_t *space; /* signalled when rows leave a full ring */
+    int waiters;              /* submitters waiting on space */
+    int db_down;              /* the last write failed: no waiting for room */
     llmgw_ledger_row_t **ring;
     int cap, head, count;
     int stopping;
@@ -409,6 +412,8 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
             w->head = (w->head + 1) % w->cap;
             w->count--;
         }
+        if (w->waiters && w->count < w->cap)
+            apr_thread_cond_broadcast(w->space);
         w->in_batch = (apr_uint64_t)nb;
         now = apr_time_now();
         if (w->stopping && (nb == 0 || now >= w->stop_deadline))
@@ -450,6 +455,7 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
             backoff = 0;
             batch_since = 0;
             apr_thread_mutex_lock(w->mu);
+            w->db_down = 0;
             w->written += (apr_uint64_t)nb;
             nb = 0;
             w->in_batch = 0;
@@ -462,6 +468,10 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
         }
         backoff = backoff ? (backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2) : BACKOFF_MIN;
         next_try = apr_time_now() + backoff;
+        apr_thread_mutex_lock(w->mu);
+        w->db_down = 1; /* submitters stop waiting for room */
+        apr_thread_cond_broadcast(w->space);
+        apr_thread_mutex_unlock(w->mu);
         if (!down_since) {
             down_since = apr_time_now();
             apr_thread_mutex_lock(w->mu);
@@ -527,6 +537,7 @@ apr_status_t llmgw_ledger_writer_start(llmgw_ledger_writer_t **out, apr_pool_t *
     if ((rv = apr_dbd_get_driver(pool, cfg->driver, &w->driver)) != APR_SUCCESS ||
         (rv = apr_thread_mutex_create(&w->mu, APR_THREAD_MUTEX_DEFAULT, pool)) != APR_SUCCESS ||
         (rv = apr_thread_cond_create(&w->cond, pool)) != APR_SUCCESS ||
+        (rv = apr_thread_cond_create(&w->space, pool)) != APR_SUCCESS ||
         (rv = apr_thread_create(&w->thread, NULL, writer_main, w, pool)) != APR_SUCCESS) {
         apr_pool_destroy(pool);
         return rv;
@@ -535,6 +546,26 @@ apr_status_t llmgw_ledger_writer_start(llmgw_ledger_writer_t **out, apr_pool_t *
     apr_pool_pre_cleanup_register(pchild, w, writer_cleanup);
     *out = w;
     return APR_SUCCESS;
+}
+
+/*
+ * Under w->mu, the ring full while the database answers: the writer is
+ * behind, so wait (bounded by LLMGW_LEDGER_FULL_WAIT) for the room its next
+ * batch makes rather than lose the row.
+ */
+static void wait_for_room(llmgw_ledger_writer_t *w)
+{
+    apr_time_t until = apr_time_now() + LLMGW_LEDGER_FULL_WAIT, now;
+
+    w->waiters++;
+    while (w->count >= w->cap && !w->db_down && !w->stopping && (now = apr_time_now()) < until) {
+        if (w->idle) {
+            w->idle = 0;
+            apr_thread_cond_signal(w->cond);
+        }
+        apr_thread_cond_timedwait(w->space, w->mu, until - now);
+    }
+    w->waiters--;
 }
 
 apr_status_t llmgw_ledger_submit(llmgw_ledger_writer_t *w, const llmgw_ledger_row_t *row)
@@ -548,6 +579,13 @@ apr_status_t llmgw_ledger_submit(llmgw_ledger_writer_t *w, const llmgw_ledger_ro
         return APR_ENOMEM;
     memcpy(copy, row, sizeof(*copy));
     apr_thread_mutex_lock(w->mu);
+    if (w->stopping) {
+        apr_thread_mutex_unlock(w->mu);
+        free(copy);
+        return APR_EOF;
+    }
+    if (w->count >= w->cap && !w->db_down)
+        wait_for_room(w);
     if (w->stopping) {
         apr_thread_mutex_unlock(w->mu);
         free(copy);
@@ -582,6 +620,7 @@ void llmgw_ledger_writer_stop(llmgw_ledger_writer_t *w, apr_interval_time_t wait
     w->stopping = 1;
     w->stop_deadline = apr_time_now() + wait;
     apr_thread_cond_signal(w->cond);
+    apr_thread_cond_broadcast(w->space);
     apr_thread_mutex_unlock(w->mu);
     apr_thread_join(&trv, w->thread);
     w->joined = 1;

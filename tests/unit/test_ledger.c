@@ -226,6 +226,40 @@ START_TEST(test_writer_writes_and_totals)
 }
 END_TEST
 
+/*
+ * More rows than the queue holds, faster than one transaction takes: while
+ * the database answers, a full queue makes the request wait for room
+ * instead of losing its row.
+ */
+START_TEST(test_full_queue_waits_while_the_database_answers)
+{
+    const char *path = apr_pstrcat(test_pool, tmpdir(), "/ledger.db", NULL);
+    llmgw_ledger_cfg_t *cfg = sqlite_cfg(path);
+    llmgw_ledger_hooks_t hooks;
+    hooks_state_t *h = hooks_make(&hooks);
+    llmgw_ledger_writer_t *w;
+    apr_pool_t *child;
+    const char *msg;
+    apr_uint64_t written, waiting, lost;
+    llmgw_ledger_row_t r = row_of("k", 1, T0);
+    int i;
+
+    cfg->queue = 4;
+    ck_assert_int_eq(llmgw_ledger_prepare(test_pool, cfg, &msg), APR_SUCCESS);
+    apr_pool_create(&child, test_pool);
+    ck_assert_int_eq(llmgw_ledger_writer_start(&w, child, cfg, &hooks), APR_SUCCESS);
+    for (i = 0; i < 300; i++)
+        ck_assert_int_eq(llmgw_ledger_submit(w, &r), APR_SUCCESS);
+    ck_assert_int_eq(wait_for(h, 300, 10), 300);
+    llmgw_ledger_counts(w, &written, &waiting, &lost);
+    ck_assert_uint_eq(lost, 0);
+    ck_assert_uint_eq(written, 300);
+    apr_pool_destroy(child);
+    ck_assert_int_eq(count_rows(path, NULL), 300);
+    ck_assert_int_eq(h->errors, 0);
+}
+END_TEST
+
 /* Stopping writes everything queued first (graceful restart). */
 START_TEST(test_stop_drains)
 {
@@ -345,6 +379,7 @@ int main(void)
     tcase_add_test(tc, test_prepare_creates_schema);
     tcase_add_test(tc, test_writer_writes_and_totals);
     tcase_add_test(tc, test_stop_drains);
+    tcase_add_test(tc, test_full_queue_waits_while_the_database_answers);
     tcase_add_test(tc, test_database_down_rows_wait);
     tcase_add_test(tc, test_stop_with_database_down);
     suite_add_tcase(s, tc);
