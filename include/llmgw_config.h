@@ -149,6 +149,9 @@ struct llmgw_backend_t {
     const struct llmgw_google_sa_t *google_sa;
     int unsupported_drop;      /**< unsupportedParams: drop (1) or error (0, default) */
     llmgw_limits_cfg_t limits; /**< the provider's quota (rpm, tpm); LLMGW_UNSET: none */
+    /** the translator's request constants (llmgw_provider_prepare); NULL:
+     *  built per request */
+    const void *fixed;
 
     /* google: imageFetch (defaults when absent) */
     llmgw_image_fetch_t image_fetch;

@@ -80,8 +80,12 @@ typedef struct {
 typedef struct {
     const char *method; /**< "POST" or "GET" */
     const char *url;
-    apr_array_header_t *headers; /**< const char *, "Name: value" */
-    const char *body;            /**< NULL for GET */
+    const apr_array_header_t *headers; /**< const char *, "Name: value" */
+    /** headers is a backend's prepared list (llmgw_provider_prepare): it
+     *  lives, unchanged, as long as the configuration, so a transfer may
+     *  recognise it by address */
+    int headers_fixed;
+    const char *body; /**< NULL for GET */
     apr_size_t body_len;
     int stream; /**< the upstream answers with SSE */
 } llmgw_http_request_t;
@@ -193,10 +197,25 @@ typedef struct llmgw_provider_t {
      * image URLs on.
      */
     void (*remote_images)(const llmgw_call_t *call, apr_array_header_t *out);
+
+    /**
+     * Optional: what never changes in @p b's upstream requests (URLs, header
+     * lists with the credential), built once per configuration into @p p;
+     * build_request uses it when backend->fixed is set and builds the same
+     * per request otherwise. NULL when nothing could be prepared.
+     */
+    const void *(*prepare)(const llmgw_backend_t *b, apr_pool_t *p);
 } llmgw_provider_t;
 
 /** The translator for @p type, or NULL when that type is not implemented yet. */
 const llmgw_provider_t *llmgw_provider_get(llmgw_backend_type_e type);
+
+/**
+ * Prepare every provider backend of @p cfg (llmgw_provider_t.prepare) from
+ * @p p, the configuration's pool: once in the parent, so every child
+ * inherits the result and a request builds no URL or header list.
+ */
+void llmgw_provider_prepare(llmgw_config_t *cfg, apr_pool_t *p);
 
 /* The built-in translators (src/providers/llmgw_provider_*.c). */
 extern const llmgw_provider_t llmgw_provider_openai;

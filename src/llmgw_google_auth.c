@@ -507,6 +507,7 @@ static apr_status_t default_fetch(void *baton, llmgw_upstream_t *up, const llmgw
 {
     const llmgw_google_sa_t *sa = b->google_sa;
     llmgw_http_request_t req;
+    apr_array_header_t *hdrs;
     llmgw_upstream_opts_t opts;
     llmgw_upstream_result_t res;
     const char *jwt = NULL, *why;
@@ -528,10 +529,11 @@ static apr_status_t default_fetch(void *baton, llmgw_upstream_t *up, const llmgw
     memset(&req, 0, sizeof(req));
     req.method = "POST";
     req.url = sa->token_uri;
-    req.headers = apr_array_make(p, 3, sizeof(const char *));
-    APR_ARRAY_PUSH(req.headers, const char *) = "Content-Type: application/x-www-form-urlencoded";
-    APR_ARRAY_PUSH(req.headers, const char *) = "Accept: application/json";
-    APR_ARRAY_PUSH(req.headers, const char *) = "Expect:";
+    hdrs = apr_array_make(p, 3, sizeof(const char *));
+    APR_ARRAY_PUSH(hdrs, const char *) = "Content-Type: application/x-www-form-urlencoded";
+    APR_ARRAY_PUSH(hdrs, const char *) = "Accept: application/json";
+    APR_ARRAY_PUSH(hdrs, const char *) = "Expect:";
+    req.headers = hdrs;
     req.body = llmgw_google_token_request_body(p, jwt);
     req.body_len = strlen(req.body);
     exchange_opts(b, apr_time_now(), &opts);

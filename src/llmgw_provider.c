@@ -22,3 +22,16 @@ const llmgw_provider_t *llmgw_provider_get(llmgw_backend_type_e type)
         return NULL;
     }
 }
+
+void llmgw_provider_prepare(llmgw_config_t *cfg, apr_pool_t *p)
+{
+    int i;
+
+    for (i = 0; i < cfg->backends->nelts; i++) {
+        llmgw_backend_t *b = APR_ARRAY_IDX(cfg->backends, i, llmgw_backend_t *);
+        const llmgw_provider_t *prov = llmgw_provider_get(b->type);
+
+        if (prov && prov->prepare)
+            b->fixed = prov->prepare(b, p);
+    }
+}

@@ -28,6 +28,10 @@ struct handle_t {
      * the requests of one backend repeat the same headers, and rebuilding
      * the list cost an allocation per header per request. */
     struct curl_slist *hdrs;
+    /* The prepared list (llmgw_http_request_t.headers_fixed) hdrs was made
+     * from, or NULL: such a list lives unchanged as long as the child, so
+     * its address alone says the slist is still right. */
+    const apr_array_header_t *hdrs_from;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -514,10 +518,15 @@ static int same_headers(const struct curl_slist *list, const llmgw_http_request_
  */
 static struct curl_slist *headers_for(handle_t *h, const llmgw_http_request_t *req)
 {
-    if (h->hdrs && same_headers(h->hdrs, req))
+    if (h->hdrs && req->headers_fixed && h->hdrs_from == req->headers)
         return h->hdrs;
+    if (h->hdrs && same_headers(h->hdrs, req)) {
+        h->hdrs_from = req->headers_fixed ? req->headers : NULL;
+        return h->hdrs;
+    }
     curl_slist_free_all(h->hdrs);
     h->hdrs = make_headers(req);
+    h->hdrs_from = h->hdrs && req->headers_fixed ? req->headers : NULL;
     return h->hdrs;
 }
 

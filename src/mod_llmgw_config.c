@@ -15,6 +15,7 @@
 #include <apr_file_io.h>
 #include <apr_hash.h>
 #include <http_main.h>
+#include "llmgw_provider.h"
 #include "mod_llmgw_private.h"
 #include "llmgw_google_auth.h"
 
@@ -273,6 +274,7 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
     if (rv == APR_SUCCESS && (msg = llmgw_access_cfg_check(cmd, c->gw)) != NULL)
         return apr_pstrcat(cmd->pool, "LLMGatewayConfig: ", msg, NULL);
     if (rv == APR_SUCCESS) {
+        llmgw_provider_prepare(c->gw, cmd->pool);
         c->config_path = path;
         if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_CONFIG)
             remember(cmd->server->process, path, text, len);
@@ -288,6 +290,7 @@ static const char *set_config(cmd_parms *cmd, void *mconfig, const char *arg)
             !load_secrets(cmd, c->gw) && !llmgw_access_cfg_check(cmd, c->gw)) {
             /* Logged in post_config: while the configuration is read, the
              * new generation's error log is not open yet. */
+            llmgw_provider_prepare(c->gw, cmd->pool);
             c->config_path = path;
             c->kept_reason = msg;
             lg->generation = ap_state_query(AP_SQ_CONFIG_GEN);

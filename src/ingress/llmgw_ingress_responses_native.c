@@ -197,6 +197,7 @@ apr_status_t llmgw_responses_native_resource(apr_pool_t *p, const llmgw_backend_
                                              llmgw_error_t **err)
 {
     const char *path;
+    apr_array_header_t *h;
     apr_status_t rv;
 
     if (!id || !*id || (sub && strcmp(sub, "input_items") != 0) || !query_ok(query) || !method ||
@@ -208,8 +209,9 @@ apr_status_t llmgw_responses_native_resource(apr_pool_t *p, const llmgw_backend_
                        sub ? sub : "", NULL);
     if ((rv = upstream_url(p, b, path, query, &out->url, err)) != APR_SUCCESS)
         return rv;
-    out->headers = auth_headers(p, b);
-    llmgw_prov_push_header(out->headers, "Accept: application/json");
+    h = auth_headers(p, b);
+    llmgw_prov_push_header(h, "Accept: application/json");
+    out->headers = h;
     out->method = strcmp(method, "GET") == 0 ? "GET" : "DELETE";
     out->body = NULL;
     out->body_len = 0;

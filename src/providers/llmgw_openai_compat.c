@@ -176,35 +176,86 @@ void llmgw_oai_developer_to_system(json_t *body)
     json_object_set_new(body, "messages", copy);
 }
 
-void llmgw_oai_bearer_auth(const llmgw_call_t *call, apr_array_header_t *headers)
+void llmgw_oai_bearer_auth(const llmgw_backend_t *b, apr_pool_t *p, apr_array_header_t *headers)
 {
-    const char *key = call->backend->api_key;
+    if (b->api_key && *b->api_key)
+        llmgw_prov_push_header(headers, apr_pstrcat(p, "Authorization: Bearer ", b->api_key, NULL));
+}
 
-    if (key && *key)
-        llmgw_prov_push_header(headers,
-                               apr_pstrcat(call->pool, "Authorization: Bearer ", key, NULL));
+static const apr_array_header_t *make_headers(const llmgw_oai_dialect_t *d,
+                                              const llmgw_backend_t *b, apr_pool_t *p, int stream)
+{
+    apr_array_header_t *h = apr_array_make(p, 7, sizeof(const char *));
+
+    d->auth(b, p, h);
+    llmgw_prov_push_header(h, "Content-Type: application/json");
+    llmgw_prov_push_header(h, stream ? "Accept: text/event-stream" : "Accept: application/json");
+    /* Without this, curl waits for "100 Continue" before sending large bodies. */
+    llmgw_prov_push_header(h, "Expect:");
+    return h;
+}
+
+static const char *make_url(const llmgw_oai_dialect_t *d, const llmgw_backend_t *b, apr_pool_t *p,
+                            const char *base, const char *path)
+{
+    return d->url ? d->url(b, p, base, path) : apr_pstrcat(p, base, path, NULL);
+}
+
+const void *llmgw_oai_prepare(const llmgw_oai_dialect_t *d, const llmgw_backend_t *b, apr_pool_t *p)
+{
+    const char *base = b->endpoint ? b->endpoint : d->default_endpoint;
+    llmgw_oai_fixed_t *f;
+
+    if (!base)
+        return NULL;
+    f = apr_palloc(p, sizeof(*f));
+    f->chat_url = make_url(d, b, p, base, "/chat/completions");
+    f->embeddings_url = make_url(d, b, p, base, "/embeddings");
+    f->headers = make_headers(d, b, p, 0);
+    f->stream_headers = make_headers(d, b, p, 1);
+    return f;
+}
+
+/* The request body: the client's own bytes when nothing changes, else built. */
+static apr_status_t make_request_body(const llmgw_oai_dialect_t *d, llmgw_oai_body_fn make_body,
+                                      llmgw_call_t *call, llmgw_http_request_t *out,
+                                      llmgw_error_t **err)
+{
+    json_t *body = NULL;
+    apr_status_t rv;
+
+    if (call->raw_body && d->raw_body_ok && d->raw_body_ok(call) &&
+        llmgw_json_verbatim_ok(call->raw_body, call->raw_len)) {
+        /* The common case of a pass-through dialect: nothing to change, so
+         * the client's bytes go out as they came (no serialisation), unless
+         * jansson read them more leniently than the provider would. */
+        out->body = call->raw_body;
+        out->body_len = call->raw_len;
+        return APR_SUCCESS;
+    }
+    rv = make_body(call, &body, err);
+    if (rv != APR_SUCCESS)
+        return rv;
+    out->body = llmgw_json_dump(call->pool, body, &out->body_len);
+    json_decref(body);
+    return out->body ? APR_SUCCESS : APR_ENOMEM;
 }
 
 apr_status_t llmgw_oai_build_request(const llmgw_oai_dialect_t *d, llmgw_call_t *call,
                                      llmgw_http_request_t *out, llmgw_error_t **err)
 {
     const llmgw_backend_t *b = call->backend;
-    const char *base = b->endpoint ? b->endpoint : d->default_endpoint;
+    const llmgw_oai_fixed_t *f = b->fixed;
     llmgw_oai_body_fn make_body;
-    const char *path;
-    apr_array_header_t *h;
     int stream = 0;
-    json_t *body = NULL;
     apr_status_t rv;
 
     switch (call->api) {
     case LLMGW_API_CHAT:
-        path = "/chat/completions";
         make_body = d->chat_body;
         stream = call->stream;
         break;
     case LLMGW_API_EMBEDDINGS:
-        path = "/embeddings";
         make_body = d->embeddings_body;
         break;
     default:
@@ -221,38 +272,22 @@ apr_status_t llmgw_oai_build_request(const llmgw_oai_dialect_t *d, llmgw_call_t 
                                 "the request body must be a JSON object");
         return LLMGW_EBADREQ;
     }
-    if (!base) {
+    if (!b->endpoint && !d->default_endpoint) {
         *err = llmgw_error_make(call->pool, 500, NULL, NULL, NULL,
                                 "backend \"%s\" (%s) has no endpoint", b->name, d->type);
         return LLMGW_EUNSUPPORTED;
     }
-    if (call->raw_body && d->raw_body_ok && d->raw_body_ok(call) &&
-        llmgw_json_verbatim_ok(call->raw_body, call->raw_len)) {
-        /* The common case of a pass-through dialect: nothing to change, so
-         * the client's bytes go out as they came (no serialisation), unless
-         * jansson read them more leniently than the provider would. */
-        out->body = call->raw_body;
-        out->body_len = call->raw_len;
-    }
-    else {
-        rv = make_body(call, &body, err);
-        if (rv != APR_SUCCESS)
-            return rv;
-        out->body = llmgw_json_dump(call->pool, body, &out->body_len);
-        json_decref(body);
-        if (!out->body)
-            return APR_ENOMEM;
-    }
-
-    h = apr_array_make(call->pool, 7, sizeof(const char *));
-    d->auth(call, h);
-    llmgw_prov_push_header(h, "Content-Type: application/json");
-    llmgw_prov_push_header(h, stream ? "Accept: text/event-stream" : "Accept: application/json");
-    /* Without this, curl waits for "100 Continue" before sending large bodies. */
-    llmgw_prov_push_header(h, "Expect:");
+    rv = make_request_body(d, make_body, call, out, err);
+    if (rv != APR_SUCCESS)
+        return rv;
+    /* Prepared once per configuration; built here only for a backend that
+     * was not (unit tests, a configuration made in code). */
+    if (!f && !(f = llmgw_oai_prepare(d, b, call->pool)))
+        return APR_ENOMEM;
     out->method = "POST";
-    out->url = d->url ? d->url(call, base, path) : apr_pstrcat(call->pool, base, path, NULL);
-    out->headers = h;
+    out->url = call->api == LLMGW_API_CHAT ? f->chat_url : f->embeddings_url;
+    out->headers = stream ? f->stream_headers : f->headers;
+    out->headers_fixed = f == b->fixed;
     out->stream = stream;
     return APR_SUCCESS;
 }

@@ -46,9 +46,9 @@ struct llmgw_oai_dialect_t {
     /** Embeddings come back as floats; base64 output is encoded here (providers.md 2.6). */
     int local_base64;
     /** URL for @p path ("/chat/completions", "/embeddings"); NULL: base + path. */
-    const char *(*url)(const llmgw_call_t *call, const char *base, const char *path);
+    const char *(*url)(const llmgw_backend_t *b, apr_pool_t *p, const char *base, const char *path);
     /** Append the credential header(s) to @p headers ("Name: value" strings). */
-    void (*auth)(const llmgw_call_t *call, apr_array_header_t *headers);
+    void (*auth)(const llmgw_backend_t *b, apr_pool_t *p, apr_array_header_t *headers);
     llmgw_oai_body_fn chat_body;
     llmgw_oai_body_fn embeddings_body;
     /**
@@ -69,6 +69,17 @@ struct llmgw_oai_dialect_t {
 /* The provider functions, for a dialect                                  */
 /* ---------------------------------------------------------------------- */
 
+/** An openai-style backend's request constants (llmgw_provider_t.prepare). */
+typedef struct {
+    const char *chat_url;
+    const char *embeddings_url;
+    const apr_array_header_t *headers;        /**< for answers in one piece */
+    const apr_array_header_t *stream_headers; /**< for SSE answers */
+} llmgw_oai_fixed_t;
+
+/** The constants of @p b's requests, from @p p; NULL when it has no endpoint. */
+const void *llmgw_oai_prepare(const llmgw_oai_dialect_t *d, const llmgw_backend_t *b,
+                              apr_pool_t *p);
 apr_status_t llmgw_oai_build_request(const llmgw_oai_dialect_t *d, llmgw_call_t *call,
                                      llmgw_http_request_t *out, llmgw_error_t **err);
 apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t *call,
@@ -188,6 +199,6 @@ apr_status_t llmgw_oai_rebuild_embeddings(llmgw_call_t *call, const char *dimens
 const char *llmgw_oai_short_tool_id(apr_pool_t *p, const char *id);
 
 /** "Authorization: Bearer <key>" when the backend has a key. */
-void llmgw_oai_bearer_auth(const llmgw_call_t *call, apr_array_header_t *headers);
+void llmgw_oai_bearer_auth(const llmgw_backend_t *b, apr_pool_t *p, apr_array_header_t *headers);
 
 #endif /* LLMGW_OPENAI_COMPAT_H */

@@ -678,6 +678,7 @@ const llmgw_provider_t llmgw_provider_anthropic = {
     .type = "anthropic",
     .apis = LLMGW_API_CHAT,
     .build_request = llmgw_anthropic_build_request,
+    .prepare = llmgw_anthropic_prepare,
     .parse_response = anthropic_parse_response,
     .parse_error = anthropic_parse_error,
     .stream_init = anthropic_stream_init,

@@ -17,6 +17,8 @@ static inline int llmgw_anthropic_str_eq(const char *a, const char *b)
 }
 
 /** The translator's build_request (llmgw_provider_t). */
+/** The backend's request constants (llmgw_provider_t.prepare). */
+const void *llmgw_anthropic_prepare(const llmgw_backend_t *b, apr_pool_t *p);
 apr_status_t llmgw_anthropic_build_request(llmgw_call_t *call, llmgw_http_request_t *out,
                                            llmgw_error_t **err);
 

@@ -1056,18 +1056,27 @@ static void set_system(build_t *bx, json_t *body)
 /* Requests: the whole request                                            */
 /* ---------------------------------------------------------------------- */
 
-static apr_array_header_t *make_headers(llmgw_call_t *call)
+/* What never changes in a backend's requests (llmgw_anthropic_prepare). */
+typedef struct {
+    const char *url;
+    const apr_array_header_t *headers;
+} fixed_t;
+
+const void *llmgw_anthropic_prepare(const llmgw_backend_t *b, apr_pool_t *p)
 {
-    const llmgw_backend_t *b = call->backend;
-    apr_array_header_t *h = apr_array_make(call->pool, 5, sizeof(const char *));
+    fixed_t *f = apr_palloc(p, sizeof(*f));
+    apr_array_header_t *h = apr_array_make(p, 5, sizeof(const char *));
 
     if (b->api_key && *b->api_key)
-        APR_ARRAY_PUSH(h, const char *) = apr_pstrcat(call->pool, "x-api-key: ", b->api_key, NULL);
+        APR_ARRAY_PUSH(h, const char *) = apr_pstrcat(p, "x-api-key: ", b->api_key, NULL);
     APR_ARRAY_PUSH(h, const char *) = "anthropic-version: " ANTHROPIC_VERSION;
     APR_ARRAY_PUSH(h, const char *) = "content-type: application/json";
     /* Without this, curl waits for "100 Continue" before sending large bodies. */
     APR_ARRAY_PUSH(h, const char *) = "Expect:";
-    return h;
+    f->headers = h;
+    f->url = apr_pstrcat(p, b->endpoint ? b->endpoint : ANTHROPIC_DEFAULT_ENDPOINT, "/v1/messages",
+                         NULL);
+    return f;
 }
 
 static apr_status_t build_body(build_t *bx, json_t *body)
@@ -1095,6 +1104,7 @@ apr_status_t llmgw_anthropic_build_request(llmgw_call_t *call, llmgw_http_reques
                                            llmgw_error_t **err)
 {
     const llmgw_backend_t *b = call->backend;
+    const fixed_t *f;
     build_t bx;
     json_t *body;
     apr_status_t rv;
@@ -1133,10 +1143,13 @@ apr_status_t llmgw_anthropic_build_request(llmgw_call_t *call, llmgw_http_reques
     if (rv != APR_SUCCESS)
         return rv;
 
+    /* Prepared once per configuration; built here only for a backend that
+     * was not (unit tests, a configuration made in code). */
+    f = b->fixed ? b->fixed : llmgw_anthropic_prepare(b, call->pool);
     out->method = "POST";
-    out->url = apr_pstrcat(call->pool, b->endpoint ? b->endpoint : ANTHROPIC_DEFAULT_ENDPOINT,
-                           "/v1/messages", NULL);
-    out->headers = make_headers(call);
+    out->url = f->url;
+    out->headers = f->headers;
+    out->headers_fixed = f == b->fixed;
     out->stream = call->stream;
     return APR_SUCCESS;
 }

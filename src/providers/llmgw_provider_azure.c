@@ -29,9 +29,9 @@
 /* ... and structured outputs (json_schema) from this one. */
 #define AZURE_JSON_SCHEMA "2024-08-01"
 
-static int is_v1(const llmgw_call_t *call)
+static int is_v1(const llmgw_backend_t *b)
 {
-    const char *v = call->backend->api_version;
+    const char *v = b->api_version;
     return v && strcmp(v, "v1") == 0;
 }
 
@@ -54,37 +54,37 @@ static int version_at_least(const llmgw_call_t *call, const char *since)
     return strncmp(v, since, 10) >= 0;
 }
 
-static const char *azure_url(const llmgw_call_t *call, const char *base, const char *path)
+/* NULL until the backend names what the URL needs (the body check says so). */
+static const char *azure_url(const llmgw_backend_t *b, apr_pool_t *p, const char *base,
+                             const char *path)
 {
-    const llmgw_backend_t *b = call->backend;
-    apr_pool_t *p = call->pool;
-
-    if (is_v1(call))
+    if (is_v1(b))
         return apr_pstrcat(p, base, "/openai/v1", path, NULL);
+    if (!b->deployment_name || !b->api_version)
+        return NULL;
     return apr_pstrcat(p, base, "/openai/deployments/",
                        apr_pescape_path_segment(p, b->deployment_name), path,
                        "?api-version=", apr_pescape_urlencoded(p, b->api_version), NULL);
 }
 
-static void azure_auth(const llmgw_call_t *call, apr_array_header_t *h)
+static void azure_auth(const llmgw_backend_t *b, apr_pool_t *p, apr_array_header_t *h)
 {
-    const char *key = call->backend->api_key;
-
-    if (key && *key)
-        APR_ARRAY_PUSH(h, const char *) = apr_pstrcat(call->pool, "api-key: ", key, NULL);
+    if (b->api_key && *b->api_key)
+        APR_ARRAY_PUSH(h, const char *) = apr_pstrcat(p, "api-key: ", b->api_key, NULL);
 }
 
 /* v1 names the deployment in `model`; the deployment URLs carry none. */
 static apr_status_t azure_copy(llmgw_call_t *call, json_t **out, llmgw_error_t **err)
 {
-    if (!call->backend->deployment_name || (!is_v1(call) && !call->backend->api_version)) {
+    if (!call->backend->deployment_name || (!is_v1(call->backend) && !call->backend->api_version)) {
         *err = llmgw_error_make(call->pool, 500, NULL, NULL, NULL,
                                 "backend \"%s\" (azure-openai) needs deploymentName and "
                                 "apiVersion",
                                 call->backend->name);
         return LLMGW_EUNSUPPORTED;
     }
-    return llmgw_oai_copy_body(call, is_v1(call) ? call->backend->deployment_name : NULL, out, err);
+    return llmgw_oai_copy_body(call, is_v1(call->backend) ? call->backend->deployment_name : NULL,
+                               out, err);
 }
 
 /* A field the configured api-version does not know yet. */
@@ -190,6 +190,11 @@ static apr_status_t azure_stream_init(llmgw_stream_t *st)
     return llmgw_oai_stream_init(&azure_dialect, st);
 }
 
+static const void *azure_prepare(const llmgw_backend_t *b, apr_pool_t *p)
+{
+    return llmgw_oai_prepare(&azure_dialect, b, p);
+}
+
 const llmgw_provider_t llmgw_provider_azure_openai = {
     .type = "azure-openai",
     .apis = LLMGW_API_CHAT | LLMGW_API_EMBEDDINGS,
@@ -199,4 +204,5 @@ const llmgw_provider_t llmgw_provider_azure_openai = {
     .stream_init = azure_stream_init,
     .stream_event = llmgw_oai_stream_event,
     .stream_end = llmgw_oai_stream_end,
+    .prepare = azure_prepare,
 };

@@ -890,6 +890,7 @@ const llmgw_provider_t llmgw_provider_google = {
     .type = "google",
     .apis = LLMGW_API_CHAT | LLMGW_API_EMBEDDINGS,
     .build_request = llmgw_google_build_request,
+    .prepare = llmgw_google_prepare,
     .parse_response = google_parse_response,
     .parse_error = google_parse_error,
     .stream_init = google_stream_init,

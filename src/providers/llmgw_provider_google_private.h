@@ -50,6 +50,8 @@ apr_status_t llmgw_google_rq_unsupported(llmgw_google_rq_t *rq, const char *para
 apr_status_t llmgw_google_build_tools(llmgw_google_rq_t *rq, json_t *body);
 
 /** The translator's build_request (llmgw_provider_t). */
+/** An AI Studio backend's request constants (llmgw_provider_t.prepare); NULL for Vertex AI. */
+const void *llmgw_google_prepare(const llmgw_backend_t *b, apr_pool_t *p);
 apr_status_t llmgw_google_build_request(llmgw_call_t *call, llmgw_http_request_t *out,
                                         llmgw_error_t **err);
 

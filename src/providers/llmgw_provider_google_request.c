@@ -93,32 +93,64 @@ static const char *model_url(apr_pool_t *p, const llmgw_backend_t *b, const char
                        b->location, "/publishers/google/models/", model, ":", method, NULL);
 }
 
-/* Credentials live only here and in the upstream request: never logged. */
-static apr_status_t make_headers(llmgw_call_t *call, int stream, apr_array_header_t **out,
-                                 llmgw_error_t **err)
+/* The headers after the credential, the same for every backend. */
+static apr_array_header_t *make_header_list(apr_pool_t *p, const char *credential, int stream)
 {
-    const llmgw_backend_t *b = call->backend;
-    apr_pool_t *p = call->pool;
     apr_array_header_t *h = apr_array_make(p, 5, sizeof(const char *));
 
-    if (is_vertex(b)) {
-        /* The glue fetches the token (llmgw_google_auth_token) before building. */
-        if (!call->access_token || !*call->access_token) {
-            *err = llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
-                                    "backend \"%s\" (Vertex AI) has no access token", b->name);
-            return APR_EINVAL;
-        }
-        llmgw_prov_push_header(h,
-                               apr_pstrcat(p, "Authorization: Bearer ", call->access_token, NULL));
-    }
-    else if (b->api_key && *b->api_key) {
-        llmgw_prov_push_header(h, apr_pstrcat(p, "x-goog-api-key: ", b->api_key, NULL));
-    }
+    if (credential)
+        llmgw_prov_push_header(h, credential);
     llmgw_prov_push_header(h, "Content-Type: application/json");
     llmgw_prov_push_header(h, stream ? "Accept: text/event-stream" : "Accept: application/json");
     /* Without this, curl waits for "100 Continue" before sending large bodies. */
     llmgw_prov_push_header(h, "Expect:");
-    *out = h;
+    return h;
+}
+
+/* An AI Studio key, or nothing (a Vertex AI token changes: it is per request). */
+static const char *key_header(const llmgw_backend_t *b, apr_pool_t *p)
+{
+    return b->api_key && *b->api_key ? apr_pstrcat(p, "x-goog-api-key: ", b->api_key, NULL) : NULL;
+}
+
+/* What never changes in an AI Studio backend's requests: its header lists. */
+typedef struct {
+    const apr_array_header_t *headers[2]; /* [stream] */
+} fixed_t;
+
+const void *llmgw_google_prepare(const llmgw_backend_t *b, apr_pool_t *p)
+{
+    fixed_t *f;
+
+    if (is_vertex(b))
+        return NULL;
+    f = apr_palloc(p, sizeof(*f));
+    f->headers[0] = make_header_list(p, key_header(b, p), 0);
+    f->headers[1] = make_header_list(p, key_header(b, p), 1);
+    return f;
+}
+
+/* Credentials live only here and in the upstream request: never logged. */
+static apr_status_t make_headers(llmgw_call_t *call, int stream, llmgw_http_request_t *out,
+                                 llmgw_error_t **err)
+{
+    const llmgw_backend_t *b = call->backend;
+    const fixed_t *f = b->fixed;
+    apr_pool_t *p = call->pool;
+
+    if (!is_vertex(b)) {
+        out->headers = f ? f->headers[stream != 0] : make_header_list(p, key_header(b, p), stream);
+        out->headers_fixed = f != NULL;
+        return APR_SUCCESS;
+    }
+    /* The glue fetches the token (llmgw_google_auth_token) before building. */
+    if (!call->access_token || !*call->access_token) {
+        *err = llmgw_error_make(p, 502, "server_error", "upstream_auth_failed", NULL,
+                                "backend \"%s\" (Vertex AI) has no access token", b->name);
+        return APR_EINVAL;
+    }
+    out->headers = make_header_list(
+        p, apr_pstrcat(p, "Authorization: Bearer ", call->access_token, NULL), stream);
     return APR_SUCCESS;
 }
 
@@ -1125,7 +1157,7 @@ static apr_status_t build_contents(rq_t *rq, json_t *body)
 static apr_status_t finish_request(rq_t *rq, json_t *body, const char *url, int stream,
                                    llmgw_http_request_t *out)
 {
-    apr_status_t rv = make_headers(rq->call, stream, &out->headers, &rq->err);
+    apr_status_t rv = make_headers(rq->call, stream, out, &rq->err);
 
     if (rv == APR_SUCCESS) {
         out->body = llmgw_json_dump(rq->p, body, &out->body_len);

@@ -166,6 +166,11 @@ static apr_status_t meta_stream_init(llmgw_stream_t *st)
     return llmgw_oai_stream_init(&meta_dialect, st);
 }
 
+static const void *meta_prepare(const llmgw_backend_t *b, apr_pool_t *p)
+{
+    return llmgw_oai_prepare(&meta_dialect, b, p);
+}
+
 const llmgw_provider_t llmgw_provider_meta = {
     .type = "meta",
     .apis = LLMGW_API_CHAT | LLMGW_API_EMBEDDINGS,
@@ -175,4 +180,5 @@ const llmgw_provider_t llmgw_provider_meta = {
     .stream_init = meta_stream_init,
     .stream_event = llmgw_oai_stream_event,
     .stream_end = llmgw_oai_stream_end,
+    .prepare = meta_prepare,
 };

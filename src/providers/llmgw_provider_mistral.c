@@ -109,6 +109,11 @@ static apr_status_t mistral_stream_init(llmgw_stream_t *st)
     return llmgw_oai_stream_init(&mistral_dialect, st);
 }
 
+static const void *mistral_prepare(const llmgw_backend_t *b, apr_pool_t *p)
+{
+    return llmgw_oai_prepare(&mistral_dialect, b, p);
+}
+
 const llmgw_provider_t llmgw_provider_mistral = {
     .type = "mistral",
     .apis = LLMGW_API_CHAT | LLMGW_API_EMBEDDINGS,
@@ -118,4 +123,5 @@ const llmgw_provider_t llmgw_provider_mistral = {
     .stream_init = mistral_stream_init,
     .stream_event = llmgw_oai_stream_event,
     .stream_end = llmgw_oai_stream_end,
+    .prepare = mistral_prepare,
 };

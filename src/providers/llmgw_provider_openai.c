@@ -19,17 +19,13 @@
 #include "llmgw_json.h"
 #include "llmgw_openai_compat.h"
 
-static void openai_auth(const llmgw_call_t *call, apr_array_header_t *h)
+static void openai_auth(const llmgw_backend_t *b, apr_pool_t *p, apr_array_header_t *h)
 {
-    const llmgw_backend_t *b = call->backend;
-
-    llmgw_oai_bearer_auth(call, h);
+    llmgw_oai_bearer_auth(b, p, h);
     if (b->org_id && *b->org_id)
-        APR_ARRAY_PUSH(h, const char *) =
-            apr_pstrcat(call->pool, "OpenAI-Organization: ", b->org_id, NULL);
+        APR_ARRAY_PUSH(h, const char *) = apr_pstrcat(p, "OpenAI-Organization: ", b->org_id, NULL);
     if (b->project && *b->project)
-        APR_ARRAY_PUSH(h, const char *) =
-            apr_pstrcat(call->pool, "OpenAI-Project: ", b->project, NULL);
+        APR_ARRAY_PUSH(h, const char *) = apr_pstrcat(p, "OpenAI-Project: ", b->project, NULL);
 }
 
 static apr_status_t openai_chat_body(llmgw_call_t *call, json_t **out, llmgw_error_t **err)
@@ -103,6 +99,11 @@ static apr_status_t openai_stream_init(llmgw_stream_t *st)
     return llmgw_oai_stream_init(&openai_dialect, st);
 }
 
+static const void *openai_prepare(const llmgw_backend_t *b, apr_pool_t *p)
+{
+    return llmgw_oai_prepare(&openai_dialect, b, p);
+}
+
 const llmgw_provider_t llmgw_provider_openai = {
     .type = "openai",
     .apis = LLMGW_API_CHAT | LLMGW_API_EMBEDDINGS,
@@ -112,4 +113,5 @@ const llmgw_provider_t llmgw_provider_openai = {
     .stream_init = openai_stream_init,
     .stream_event = llmgw_oai_stream_event,
     .stream_end = llmgw_oai_stream_end,
+    .prepare = openai_prepare,
 };

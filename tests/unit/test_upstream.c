@@ -220,13 +220,15 @@ static llmgw_upstream_opts_t opts(void)
 static llmgw_http_request_t *request(const char *method, const char *u, const char *body)
 {
     llmgw_http_request_t *req = apr_pcalloc(test_pool, sizeof(*req));
+    apr_array_header_t *h;
 
     req->method = method;
     req->url = u;
-    req->headers = apr_array_make(test_pool, 2, sizeof(const char *));
-    APR_ARRAY_PUSH(req->headers, const char *) = "Authorization: Bearer sk-unit-test";
+    h = apr_array_make(test_pool, 2, sizeof(const char *));
+    APR_ARRAY_PUSH(h, const char *) = "Authorization: Bearer sk-unit-test";
+    req->headers = h;
     if (body) {
-        APR_ARRAY_PUSH(req->headers, const char *) = "Content-Type: application/json";
+        APR_ARRAY_PUSH(h, const char *) = "Content-Type: application/json";
         req->body = body;
         req->body_len = strlen(body);
     }
@@ -777,6 +779,7 @@ START_TEST(test_header_list_reused_only_when_identical)
     llmgw_upstream_result_t res;
     const char *head, *body;
     apr_size_t body_len;
+    apr_array_header_t *h;
 
     res = perform_req(req, &o);
     ck_assert_int_eq(res.status, 200);
@@ -787,26 +790,41 @@ START_TEST(test_header_list_reused_only_when_identical)
     ck_assert_ptr_nonnull(strstr(head, "\r\nContent-Type: application/json\r\n"));
     ck_assert_str_eq(body, "{\"a\":2}");
 
-    APR_ARRAY_IDX(req->headers, 0, const char *) = "Authorization: Bearer sk-refreshed";
+    h = apr_array_copy(test_pool, req->headers);
+    req->headers = h;
+    APR_ARRAY_IDX(h, 0, const char *) = "Authorization: Bearer sk-refreshed";
     res = perform_req(req, &o);
     ck_assert_int_eq(res.status, 200);
     test_http_server_last(server, test_pool, &head, &body, &body_len);
     ck_assert_ptr_nonnull(strstr(head, "\r\nAuthorization: Bearer sk-refreshed\r\n"));
     ck_assert_ptr_null(strstr(head, "sk-unit-test"));
 
-    APR_ARRAY_PUSH(req->headers, const char *) = "X-Extra: 1";
+    APR_ARRAY_PUSH(h, const char *) = "X-Extra: 1";
     res = perform_req(req, &o);
     ck_assert_int_eq(res.status, 200);
     test_http_server_last(server, test_pool, &head, &body, &body_len);
     ck_assert_ptr_nonnull(strstr(head, "\r\nX-Extra: 1\r\n"));
 
-    req->headers->nelts = 1;
+    h->nelts = 1;
     res = perform_req(req, &o);
     ck_assert_int_eq(res.status, 200);
     test_http_server_last(server, test_pool, &head, &body, &body_len);
     ck_assert_ptr_null(strstr(head, "X-Extra"));
     ck_assert_ptr_null(strstr(head, "Content-Type: application/json"));
     ck_assert_ptr_nonnull(strstr(head, "\r\nAuthorization: Bearer sk-refreshed\r\n"));
+
+    /* Prepared lists (one per backend) are told apart by address. */
+    req->headers_fixed = 1;
+    res = perform_req(req, &o);
+    ck_assert_int_eq(res.status, 200);
+    h = apr_array_make(test_pool, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(h, const char *) = "Authorization: Bearer sk-other-backend";
+    req->headers = h;
+    res = perform_req(req, &o);
+    ck_assert_int_eq(res.status, 200);
+    test_http_server_last(server, test_pool, &head, &body, &body_len);
+    ck_assert_ptr_nonnull(strstr(head, "\r\nAuthorization: Bearer sk-other-backend\r\n"));
+    ck_assert_ptr_null(strstr(head, "sk-refreshed"));
 }
 END_TEST
 

@@ -351,6 +351,46 @@ void test_assert_not_leaked(const char *text, const json_t *banned, const char *
     }
 }
 
+/*
+ * The same request from a backend prepared once per configuration
+ * (llmgw_provider_prepare): the same URL, headers and body as @p unprepared,
+ * with the header list marked as the backend's own (the same list for the
+ * next request).
+ */
+static void check_prepared(const llmgw_provider_t *P, const llmgw_call_t *call,
+                           const llmgw_http_request_t *unprepared, const char *name)
+{
+    llmgw_backend_t *b;
+    llmgw_call_t c2 = *call;
+    llmgw_http_request_t out, again;
+    llmgw_error_t *err = NULL;
+    int i;
+
+    if (!P->prepare)
+        return;
+    b = apr_pmemdup(test_pool, call->backend, sizeof(*b));
+    b->fixed = P->prepare(b, test_pool);
+    c2.backend = b;
+    c2.dropped = call->dropped ? apr_array_make(test_pool, 1, sizeof(const char *)) : NULL;
+    c2.ignored = call->ignored ? apr_array_make(test_pool, 1, sizeof(const char *)) : NULL;
+    memset(&out, 0, sizeof(out));
+    memset(&again, 0, sizeof(again));
+    ck_assert_msg(P->build_request(&c2, &out, &err) == APR_SUCCESS, "%s: prepared build", name);
+    ck_assert_str_eq(out.url, unprepared->url);
+    ck_assert_int_eq(out.headers->nelts, unprepared->headers->nelts);
+    for (i = 0; i < out.headers->nelts; i++)
+        ck_assert_str_eq(APR_ARRAY_IDX(out.headers, i, const char *),
+                         APR_ARRAY_IDX(unprepared->headers, i, const char *));
+    ck_assert_uint_eq(out.body_len, unprepared->body_len);
+    ck_assert_int_eq(memcmp(out.body, unprepared->body, out.body_len), 0);
+    ck_assert_int_eq(unprepared->headers_fixed, 0);
+    if (!out.headers_fixed)
+        return; /* a per-request credential (a Vertex AI token) */
+    ck_assert_ptr_nonnull(b->fixed);
+    ck_assert_int_eq(P->build_request(&c2, &again, &err), APR_SUCCESS);
+    ck_assert_ptr_eq(again.headers, out.headers);
+}
+
 apr_status_t test_check_request(const llmgw_provider_t *P, llmgw_call_t *call,
                                 const test_vector_t *v, llmgw_error_t **err)
 {
@@ -377,6 +417,7 @@ apr_status_t test_check_request(const llmgw_provider_t *P, llmgw_call_t *call,
     ck_assert_uint_eq(out.body_len, strlen(out.body));
     body = llmgw_json_pool_own(test_pool, test_parse_json(out.body, out.body_len));
     test_assert_json_named(body, json_object_get(v->exp, "body"), v->name);
+    check_prepared(P, call, &out, v->name);
     return rv;
 }
 
