@@ -65,4 +65,30 @@ int llmgw_json_verbatim_ok(const char *text, apr_size_t len);
 /** @p v is missing (NULL, as json_object_get answers for an absent member) or JSON null. */
 int llmgw_json_is_absent(const json_t *v);
 
+/** One member kept by llmgw_json_pick; a list ends with a NULL name. */
+typedef struct llmgw_json_pick_t {
+    const char *name;
+    /** When the value is an object: keep only these of its members (NULL: all of it). */
+    const struct llmgw_json_pick_t *sub;
+    /** When the value is an array or object: keep it empty (only its type is wanted). */
+    int shape_only;
+} llmgw_json_pick_t;
+
+/**
+ * The members @p pick names of the JSON object @p text, as json_loadb (with
+ * JSON_ALLOW_NUL) would read them, without building the rest of the
+ * document: a new object holding only those members (recursively, for
+ * members with a sub-list), each value read by jansson from its own bytes.
+ * For answers forwarded verbatim, whose size the gateway does not need to
+ * read in full (llmgw_json_pick.c).
+ *
+ * NULL whenever the text is not certainly one object jansson accepts, with
+ * only whitespace after it (the recogniser declines rare forms too: escaped
+ * keys, \u0000, surrogate escapes, very long integers, reals near the double
+ * range, nesting past 64): the caller then parses in full, and sees the
+ * same values or the same refusal. When not NULL, the text holds no NUL
+ * byte, so llmgw_json_verbatim_ok(text, len) holds too.
+ */
+json_t *llmgw_json_pick(const char *text, apr_size_t len, const llmgw_json_pick_t *pick);
+
 #endif /* LLMGW_JSON_H */

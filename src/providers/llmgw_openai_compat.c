@@ -327,11 +327,16 @@ static void read_usage(const json_t *usage, llmgw_usage_t *out)
  * changed in place) are replaced with the gateway's reading @p u. Returns 1
  * when it changed anything.
  */
+static int usage_clean(const json_t *usage)
+{
+    return !json_is_object(usage) || (llmgw_prov_token_count_clean(usage, "prompt_tokens") &&
+                                      llmgw_prov_token_count_clean(usage, "completion_tokens") &&
+                                      llmgw_prov_token_count_clean(usage, "total_tokens"));
+}
+
 static int bound_usage(json_t *usage, const llmgw_usage_t *u)
 {
-    if (!json_is_object(usage) || (llmgw_prov_token_count_clean(usage, "prompt_tokens") &&
-                                   llmgw_prov_token_count_clean(usage, "completion_tokens") &&
-                                   llmgw_prov_token_count_clean(usage, "total_tokens")))
+    if (usage_clean(usage))
         return 0;
     json_object_set_new(usage, "prompt_tokens", json_integer((json_int_t)u->prompt_tokens));
     json_object_set_new(usage, "completion_tokens", json_integer((json_int_t)u->completion_tokens));
@@ -679,47 +684,83 @@ static int is_no_answer(const llmgw_call_t *call, const json_t *j)
     return !json_is_array(json_object_get(j, payload));
 }
 
-apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t *call,
-                                      const char *body, apr_size_t len, llmgw_response_t *out,
-                                      llmgw_error_t **err)
-{
-    json_t *j = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
-    json_t *answer;
-    const char *model;
+/* What a verbatim answer is read for: its model, its usage and that it is one. */
+static const llmgw_json_pick_t pick_cached[] = {{"cached_tokens", NULL, 0}, {NULL, NULL, 0}};
+static const llmgw_json_pick_t pick_reasoning[] = {{"reasoning_tokens", NULL, 0}, {NULL, NULL, 0}};
+static const llmgw_json_pick_t pick_usage[] = {{"prompt_tokens", NULL, 0},
+                                               {"completion_tokens", NULL, 0},
+                                               {"total_tokens", NULL, 0},
+                                               {"prompt_tokens_details", pick_cached, 0},
+                                               {"completion_tokens_details", pick_reasoning, 0},
+                                               {NULL, NULL, 0}};
+static const llmgw_json_pick_t pick_answer[] = {{"model", NULL, 0},
+                                                {"usage", pick_usage, 0},
+                                                {"choices", NULL, 1},
+                                                {"data", NULL, 1},
+                                                {NULL, NULL, 0}};
 
+/*
+ * An answer forwarded as the upstream sent it (openai). Only the members
+ * the gateway reads are parsed (llmgw_json_pick), unless the recogniser is
+ * unsure or the counts must be rewritten: then the whole answer is.
+ */
+static apr_status_t verbatim_answer(llmgw_call_t *call, const char *body, apr_size_t len,
+                                    llmgw_response_t *out, llmgw_error_t **err)
+{
+    json_t *j = llmgw_json_pick(body, len, pick_answer);
+    const char *model;
+    int whole = 0;
+
+    if (!j || !usage_clean(json_object_get(j, "usage"))) {
+        json_decref(j);
+        j = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
+        whole = 1;
+    }
     if (!json_is_object(j) || is_no_answer(call, j)) {
         json_decref(j);
         *err = llmgw_prov_bad_response(call->pool, NULL);
         return LLMGW_EUPSTREAM;
     }
-    if (!d->normalise) {
-        read_usage(json_object_get(j, "usage"), &out->usage);
-        model = llmgw_json_str(j, "model");
-        out->model = model && *model ? apr_pstrdup(call->pool, model) : call->model;
-        /* json_loadb accepted exactly one document (whitespace aside): the
-         * upstream's own bytes go out (no re-dump), unless jansson read them
-         * more leniently than a client would (llmgw_json_verbatim_ok) or
-         * their counts are not what the gateway accounted. */
-        if (!llmgw_json_verbatim_ok(body, len) ||
-            bound_usage(json_object_get(j, "usage"), &out->usage)) {
-            out->body = llmgw_json_dump(call->pool, j, &out->len);
-            json_decref(j);
-            return out->body ? APR_SUCCESS : APR_ENOMEM;
-        }
-        out->body = body;
-        out->len = len;
+    read_usage(json_object_get(j, "usage"), &out->usage);
+    model = llmgw_json_str(j, "model");
+    out->model = model && *model ? apr_pstrdup(call->pool, model) : call->model;
+    /* json_loadb accepted exactly one document (whitespace aside): the
+     * upstream's own bytes go out (no re-dump), unless jansson read them
+     * more leniently than a client would (llmgw_json_verbatim_ok) or their
+     * counts are not what the gateway accounted. */
+    if (whole && (!llmgw_json_verbatim_ok(body, len) ||
+                  bound_usage(json_object_get(j, "usage"), &out->usage))) {
+        out->body = llmgw_json_dump(call->pool, j, &out->len);
         json_decref(j);
-        return APR_SUCCESS;
+        return out->body ? APR_SUCCESS : APR_ENOMEM;
     }
-    else {
-        answer = call->api == LLMGW_API_EMBEDDINGS ? normalise_embeddings(call, d, j, &out->usage)
-                                                   : normalise_completion(call, j, &out->usage);
-        if (!answer) {
-            json_decref(j);
-            *err = llmgw_prov_bad_response(call->pool, NULL);
-            return LLMGW_EUPSTREAM;
-        }
+    out->body = body;
+    out->len = len;
+    json_decref(j);
+    return APR_SUCCESS;
+}
+
+apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t *call,
+                                      const char *body, apr_size_t len, llmgw_response_t *out,
+                                      llmgw_error_t **err)
+{
+    json_t *j, *answer;
+    const char *model;
+
+    if (!d->normalise)
+        return verbatim_answer(call, body, len, out, err);
+    j = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(j) || is_no_answer(call, j)) {
         json_decref(j);
+        *err = llmgw_prov_bad_response(call->pool, NULL);
+        return LLMGW_EUPSTREAM;
+    }
+    answer = call->api == LLMGW_API_EMBEDDINGS ? normalise_embeddings(call, d, j, &out->usage)
+                                               : normalise_completion(call, j, &out->usage);
+    json_decref(j);
+    if (!answer) {
+        *err = llmgw_prov_bad_response(call->pool, NULL);
+        return LLMGW_EUPSTREAM;
     }
     model = llmgw_json_str(answer, "model");
     out->model = model && *model ? apr_pstrdup(call->pool, model) : call->model;

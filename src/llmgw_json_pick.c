@@ -1,0 +1,355 @@
+/*
+ * A sparse read of a JSON object (llmgw_json.h, llmgw_json_pick): the
+ * members the gateway needs from an answer it forwards verbatim, without
+ * building the rest.
+ *
+ * This is a recogniser, not a parser: it builds no value itself. Every
+ * member value that is kept is handed to jansson as its own bytes, so the
+ * values are jansson's; the scan only has to find where each value starts
+ * and ends, and to be certain that jansson would accept the whole text.
+ * Where it cannot be certain cheaply it says so (NULL) and the caller
+ * parses in full: escaped keys, \u escapes of NUL or of surrogates,
+ * integers past 18 digits, reals near the double range, deep nesting.
+ * Everything it does accept follows jansson 2.14's lexer: whitespace is
+ * space, tab, CR and LF; strings are UTF-8 by RFC 3629 with no control
+ * byte; numbers are RFC 8259's; the last of duplicate keys wins. The
+ * differential fuzz target tests/fuzz/fuzz_json_pick.c holds it to that.
+ */
+#include <string.h>
+#include "llmgw_json.h"
+
+/* Deeper than any answer a provider sends; jansson's own limit is 2048. */
+#define PICK_MAX_DEPTH 64
+/* 18 digits always fit in json_int_t (jansson refuses what overflows it). */
+#define PICK_MAX_INT_DIGITS 18
+/* Below this decimal magnitude a double never overflows (jansson refuses HUGE_VAL). */
+#define PICK_MAX_REAL_MAGNITUDE 300
+
+typedef struct {
+    const unsigned char *s;
+    const unsigned char *end;
+    int depth;
+} scan_t;
+
+static int scan_value(scan_t *sc);
+static int scan_object(scan_t *sc, const llmgw_json_pick_t *pick, json_t *out);
+
+static void skip_ws(scan_t *sc)
+{
+    while (sc->s < sc->end && (*sc->s == ' ' || *sc->s == '\t' || *sc->s == '\n' || *sc->s == '\r'))
+        sc->s++;
+}
+
+static int is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int hex_value(unsigned char c)
+{
+    if (is_digit(c))
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* One multi-byte UTF-8 sequence: no overlong form, no surrogate, nothing past U+10FFFF. */
+static int scan_utf8(scan_t *sc)
+{
+    const unsigned char *s = sc->s;
+    unsigned c = s[0], cp, min, n, i;
+
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 1, cp = c & 0x1F, min = 0x80;
+    }
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 2, cp = c & 0x0F, min = 0x800;
+    }
+    else if (c >= 0xF0 && c <= 0xF4) {
+        n = 3, cp = c & 0x07, min = 0x10000;
+    }
+    else {
+        return 0;
+    }
+    if ((apr_size_t)(sc->end - s) <= n)
+        return 0;
+    for (i = 1; i <= n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    sc->s += n + 1;
+    return 1;
+}
+
+/* One escape (at the backslash). \u0000 and surrogates are left to jansson. */
+static int scan_escape(scan_t *sc)
+{
+    unsigned v = 0;
+    int i, h;
+
+    if (sc->end - sc->s < 2)
+        return 0;
+    if (sc->s[1] && strchr("\"\\/bfnrt", sc->s[1])) {
+        sc->s += 2;
+        return 1;
+    }
+    if (sc->s[1] != 'u' || sc->end - sc->s < 6)
+        return 0;
+    for (i = 2; i < 6; i++) {
+        if ((h = hex_value(sc->s[i])) < 0)
+            return 0;
+        v = v << 4 | (unsigned)h;
+    }
+    if (v == 0 || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    sc->s += 6;
+    return 1;
+}
+
+/* A string (at its opening quote); *escaped says whether it holds an escape. */
+static int scan_string(scan_t *sc, int *escaped)
+{
+    *escaped = 0;
+    sc->s++;
+    while (sc->s < sc->end) {
+        unsigned c = *sc->s;
+
+        if (c == '"') {
+            sc->s++;
+            return 1;
+        }
+        if (c < 0x20)
+            return 0;
+        if (c == '\\') {
+            if (!scan_escape(sc))
+                return 0;
+            *escaped = 1;
+        }
+        else if (c >= 0x80) {
+            if (!scan_utf8(sc))
+                return 0;
+        }
+        else {
+            sc->s++;
+        }
+    }
+    return 0;
+}
+
+/* A run of digits; returns how many. */
+static apr_size_t scan_digits(scan_t *sc)
+{
+    const unsigned char *start = sc->s;
+
+    while (sc->s < sc->end && is_digit(*sc->s))
+        sc->s++;
+    return (apr_size_t)(sc->s - start);
+}
+
+static int scan_number(scan_t *sc)
+{
+    apr_size_t int_digits, exp_digits;
+    long exp = 0;
+    int real = 0, neg_exp = 0;
+    const unsigned char *e;
+
+    if (sc->s < sc->end && *sc->s == '-')
+        sc->s++;
+    if (sc->s >= sc->end || !is_digit(*sc->s))
+        return 0;
+    if (*sc->s == '0')
+        sc->s++, int_digits = 1;
+    else
+        int_digits = scan_digits(sc);
+    if (sc->s < sc->end && *sc->s == '.') {
+        sc->s++;
+        if (scan_digits(sc) == 0)
+            return 0;
+        real = 1;
+    }
+    if (sc->s < sc->end && (*sc->s == 'e' || *sc->s == 'E')) {
+        sc->s++;
+        if (sc->s < sc->end && (*sc->s == '+' || *sc->s == '-'))
+            neg_exp = *sc->s++ == '-';
+        e = sc->s;
+        exp_digits = scan_digits(sc);
+        if (exp_digits == 0 || exp_digits > 4)
+            return 0;
+        for (; e < sc->s; e++)
+            exp = exp * 10 + (*e - '0');
+        real = 1;
+    }
+    if (!real)
+        return int_digits <= PICK_MAX_INT_DIGITS;
+    return (long)int_digits + (neg_exp ? -exp : exp) <= PICK_MAX_REAL_MAGNITUDE;
+}
+
+static int scan_literal(scan_t *sc, const char *word, apr_size_t n)
+{
+    if ((apr_size_t)(sc->end - sc->s) < n || memcmp(sc->s, word, n) != 0)
+        return 0;
+    sc->s += n;
+    return 1;
+}
+
+static int scan_array(scan_t *sc)
+{
+    if (++sc->depth > PICK_MAX_DEPTH)
+        return 0;
+    sc->s++;
+    skip_ws(sc);
+    if (sc->s < sc->end && *sc->s == ']') {
+        sc->s++;
+        sc->depth--;
+        return 1;
+    }
+    for (;;) {
+        if (!scan_value(sc))
+            return 0;
+        skip_ws(sc);
+        if (sc->s >= sc->end)
+            return 0;
+        if (*sc->s == ']') {
+            sc->s++;
+            sc->depth--;
+            return 1;
+        }
+        if (*sc->s++ != ',')
+            return 0;
+        skip_ws(sc);
+    }
+}
+
+static int scan_value(scan_t *sc)
+{
+    int escaped;
+
+    if (sc->s >= sc->end)
+        return 0;
+    switch (*sc->s) {
+    case '{':
+        return scan_object(sc, NULL, NULL);
+    case '[':
+        return scan_array(sc);
+    case '"':
+        return scan_string(sc, &escaped);
+    case 't':
+        return scan_literal(sc, "true", 4);
+    case 'f':
+        return scan_literal(sc, "false", 5);
+    case 'n':
+        return scan_literal(sc, "null", 4);
+    default:
+        return scan_number(sc);
+    }
+}
+
+static const llmgw_json_pick_t *find_pick(const llmgw_json_pick_t *pick, const unsigned char *key,
+                                          apr_size_t n)
+{
+    for (; pick->name; pick++) {
+        if (strlen(pick->name) == n && memcmp(pick->name, key, n) == 0)
+            return pick;
+    }
+    return NULL;
+}
+
+/* The value of a wanted member (at its first byte) into @p out under its name. */
+static int pick_value(scan_t *sc, const llmgw_json_pick_t *m, json_t *out)
+{
+    const unsigned char *start = sc->s;
+    json_t *v;
+
+    if (m->sub && sc->s < sc->end && *sc->s == '{') {
+        v = json_object();
+        if (!v || !scan_object(sc, m->sub, v)) {
+            json_decref(v);
+            return 0;
+        }
+    }
+    else {
+        if (!scan_value(sc))
+            return 0;
+        if (m->shape_only && (*start == '{' || *start == '['))
+            v = *start == '{' ? json_object() : json_array();
+        else
+            v = json_loadb((const char *)start, (size_t)(sc->s - start),
+                           JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    }
+    /* A later duplicate replaces an earlier one, as in jansson's parse. */
+    return v && json_object_set_new(out, m->name, v) == 0;
+}
+
+/* An object (at its brace); with @p pick, the members it names go into @p out. */
+static int scan_object(scan_t *sc, const llmgw_json_pick_t *pick, json_t *out)
+{
+    if (++sc->depth > PICK_MAX_DEPTH)
+        return 0;
+    sc->s++;
+    skip_ws(sc);
+    if (sc->s < sc->end && *sc->s == '}') {
+        sc->s++;
+        sc->depth--;
+        return 1;
+    }
+    for (;;) {
+        const unsigned char *key = sc->s + 1;
+        const llmgw_json_pick_t *m = NULL;
+        apr_size_t klen;
+        int escaped;
+
+        if (sc->s >= sc->end || *sc->s != '"' || !scan_string(sc, &escaped))
+            return 0;
+        klen = (apr_size_t)(sc->s - 1 - key);
+        /* An escaped key could spell a wanted name: not worth decoding here. */
+        if (pick && escaped)
+            return 0;
+        if (pick)
+            m = find_pick(pick, key, klen);
+        skip_ws(sc);
+        if (sc->s >= sc->end || *sc->s++ != ':')
+            return 0;
+        skip_ws(sc);
+        if (!(m ? pick_value(sc, m, out) : scan_value(sc)))
+            return 0;
+        skip_ws(sc);
+        if (sc->s >= sc->end)
+            return 0;
+        if (*sc->s == '}') {
+            sc->s++;
+            sc->depth--;
+            return 1;
+        }
+        if (*sc->s++ != ',')
+            return 0;
+        skip_ws(sc);
+    }
+}
+
+json_t *llmgw_json_pick(const char *text, apr_size_t len, const llmgw_json_pick_t *pick)
+{
+    scan_t sc;
+    json_t *out;
+
+    if (!text)
+        return NULL;
+    sc.s = (const unsigned char *)text;
+    sc.end = sc.s + len;
+    sc.depth = 0;
+    skip_ws(&sc);
+    if (sc.s >= sc.end || *sc.s != '{' || !(out = json_object()))
+        return NULL;
+    if (scan_object(&sc, pick, out)) {
+        skip_ws(&sc);
+        if (sc.s == sc.end)
+            return out;
+    }
+    json_decref(out);
+    return NULL;
+}

@@ -1,0 +1,178 @@
+/*
+ * Check suite for the sparse read of answers (llmgw_json_pick,
+ * src/llmgw_json_pick.c): what it keeps, that it keeps jansson's values,
+ * and every form it must decline so that the caller parses in full. The
+ * differential fuzz target (tests/fuzz/fuzz_json_pick.c) checks the same
+ * contract against jansson on arbitrary bytes.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "llmgw_json.h"
+#include "test_util.h"
+
+static const llmgw_json_pick_t pick_details[] = {{"cached_tokens", NULL, 0}, {NULL, NULL, 0}};
+static const llmgw_json_pick_t pick_usage[] = {
+    {"prompt_tokens", NULL, 0}, {"prompt_tokens_details", pick_details, 0}, {NULL, NULL, 0}};
+static const llmgw_json_pick_t pick_top[] = {
+    {"model", NULL, 0}, {"usage", pick_usage, 0}, {"choices", NULL, 1}, {NULL, NULL, 0}};
+
+static json_t *pick(const char *text)
+{
+    return llmgw_json_pool_own(test_pool, llmgw_json_pick(text, strlen(text), pick_top));
+}
+
+static json_t *json(const char *text)
+{
+    return llmgw_json_pool_own(test_pool, test_parse_json(text, strlen(text)));
+}
+
+START_TEST(test_keeps_only_the_named_members)
+{
+    const char *answer =
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"gpt-4o-2024-08-06\","
+        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"}}],"
+        "\"usage\":{\"prompt_tokens\":19,\"completion_tokens\":10,\"total_tokens\":29,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":3,\"audio_tokens\":0}}}";
+
+    ck_assert_json_eq(pick(answer), json("{\"model\":\"gpt-4o-2024-08-06\",\"choices\":[],"
+                                         "\"usage\":{\"prompt_tokens\":19,"
+                                         "\"prompt_tokens_details\":{\"cached_tokens\":3}}}"));
+    /* Absent members stay absent; an object kept only for its shape stays an object. */
+    ck_assert_json_eq(pick("{\"choices\":{\"a\":1},\"other\":[1,2]}"), json("{\"choices\":{}}"));
+    ck_assert_json_eq(pick("{}"), json("{}"));
+}
+END_TEST
+
+/* Values are jansson's, whatever their type: a sub-list applies to objects only. */
+START_TEST(test_values_are_janssons)
+{
+    ck_assert_json_eq(pick("{\"model\":\"caf\\u00e9 \\\"q\\\" \\n\",\"usage\":null}"),
+                      json("{\"model\":\"caf\\u00e9 \\\"q\\\" \\n\",\"usage\":null}"));
+    ck_assert_json_eq(pick("{\"usage\":[{\"prompt_tokens\":1}],\"model\":5}"),
+                      json("{\"usage\":[{\"prompt_tokens\":1}],\"model\":5}"));
+    ck_assert_json_eq(pick("{\"usage\":{\"prompt_tokens\":1.5e3,\"prompt_tokens_details\":7}}"),
+                      json("{\"usage\":{\"prompt_tokens\":1500.0,\"prompt_tokens_details\":7}}"));
+    ck_assert_json_eq(pick("{\"model\":\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\"}"),
+                      json("{\"model\":\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\"}"));
+    ck_assert_json_eq(pick(" \r\n\t{ \"model\" : -0 , \"choices\" : [ ] } \n"),
+                      json("{\"model\":0,\"choices\":[]}"));
+}
+END_TEST
+
+/* Only top-level members count, wherever else the name appears; the last duplicate wins. */
+START_TEST(test_names_at_their_own_level)
+{
+    ck_assert_json_eq(pick("{\"choices\":[{\"model\":\"inner\",\"usage\":{\"prompt_tokens\":9}}],"
+                           "\"x\":{\"model\":\"deeper\"},\"y\":\"\\\"model\\\":\\\"str\\\"\","
+                           "\"model\":\"top\"}"),
+                      json("{\"choices\":[],\"model\":\"top\"}"));
+    ck_assert_json_eq(pick("{\"model\":\"a\",\"usage\":{\"prompt_tokens\":1},\"model\":\"b\","
+                           "\"usage\":{\"prompt_tokens\":2,\"prompt_tokens\":3}}"),
+                      json("{\"model\":\"b\",\"usage\":{\"prompt_tokens\":3}}"));
+    /* "models" and "mode" are other names. */
+    ck_assert_json_eq(pick("{\"models\":1,\"mode\":2}"), json("{}"));
+}
+END_TEST
+
+/* Whatever jansson refuses (or reads as something else than an object), it refuses too. */
+START_TEST(test_declines_what_jansson_refuses)
+{
+    static const char *const bad[] = {
+        "",
+        "   ",
+        "[]",
+        "\"model\"",
+        "{\"model\":\"m\"",
+        "{\"model\":\"m\"} x",
+        "{\"model\":\"m\"}{}",
+        "{\"model\":\"m\",}",
+        "{\"choices\":[1,]}",
+        "{\"choices\":[01]}",
+        "{\"choices\":[1.]}",
+        "{\"choices\":[.5]}",
+        "{\"choices\":[1e]}",
+        "{\"choices\":[-]}",
+        "{\"choices\":[+1]}",
+        "{\"choices\":[tru]}",
+        "{\"choices\":[nul]}",
+        "{\"choices\":[True]}",
+        "{\"choices\":[1true]}",
+        "{\"model\" \"m\"}",
+        "{model:\"m\"}",
+        "{\"model\":'m'}",
+        "{\"model\":\"a\x01\"}",
+        "{\"model\":\"a\tb\"}",
+        "{\"model\":\"\\x41\"}",
+        "{\"model\":\"\\u12G4\"}",
+        "{\"model\":\"\\u12\"}",
+        "{\"model\":\"\xc0\x80\"}",
+        "{\"model\":\"\xed\xa0\x80\"}",
+        "{\"model\":\"\xf5\x80\x80\x80\"}",
+        "{\"model\":\"\xe2\x82\"}",
+        "{\"model\":\"\x80\"}",
+        "\xef\xbb\xbf{}",
+        "{\"choices\":[1e400]}",
+        "{\"choices\":[-1e400]}",
+        "{\"choices\":[9223372036854775808]}",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *j = json_loadb(bad[i], strlen(bad[i]), JSON_ALLOW_NUL, NULL);
+
+        ck_assert_msg(!pick(bad[i]), "accepted: %s", bad[i]);
+        ck_assert_msg(!json_is_object(j), "jansson reads an object: %s", bad[i]);
+        json_decref(j);
+    }
+    /* Raw NUL bytes (jansson takes some of them; verbatim they are not fit). */
+    ck_assert_ptr_null(llmgw_json_pick("{\"created\":1\0}", 15, pick_top));
+    ck_assert_ptr_null(llmgw_json_pick("{\"model\":\"a\0\"}", 14, pick_top));
+    ck_assert_ptr_null(llmgw_json_pick(NULL, 0, pick_top));
+}
+END_TEST
+
+/* Forms jansson takes that are left to it (the caller parses in full): never guessed. */
+START_TEST(test_declines_what_it_leaves_to_jansson)
+{
+    static const char *const rare[] = {
+        "{\"mod\\u0065l\":\"m\"}",        "{\"model\":\"a\\u0000b\"}",
+        "{\"model\":\"\\ud83d\\ude00\"}", "{\"choices\":[1234567890123456789]}",
+        "{\"choices\":[1e301]}",          "{\"choices\":[1e-99999]}",
+    };
+    char deep[256];
+    size_t i;
+
+    for (i = 0; i < sizeof(rare) / sizeof(rare[0]); i++)
+        ck_assert_msg(!llmgw_json_pick(rare[i], strlen(rare[i]), pick_top), "accepted: %s",
+                      rare[i]);
+    /* 65 levels: past the recogniser's bound, well within jansson's. */
+    strcpy(deep, "{\"choices\":");
+    for (i = 0; i < 64; i++)
+        strcat(deep, "[");
+    for (i = 0; i < 64; i++)
+        strcat(deep, "]");
+    strcat(deep, "}");
+    ck_assert_ptr_null(llmgw_json_pick(deep, strlen(deep), pick_top));
+    deep[strlen("{\"choices\":")] = ' ';
+    deep[strlen(deep) - 2] = ' ';
+    ck_assert_ptr_nonnull(pick(deep));
+    /* The longest integer and the largest real it does read. */
+    ck_assert_json_eq(pick("{\"model\":123456789012345678}"),
+                      json("{\"model\":123456789012345678}"));
+    ck_assert_ptr_nonnull(pick("{\"model\":1e299}"));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("json");
+    TCase *tc = test_fixture("json_pick");
+
+    tcase_add_test(tc, test_keeps_only_the_named_members);
+    tcase_add_test(tc, test_values_are_janssons);
+    tcase_add_test(tc, test_names_at_their_own_level);
+    tcase_add_test(tc, test_declines_what_jansson_refuses);
+    tcase_add_test(tc, test_declines_what_it_leaves_to_jansson);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;
+}
