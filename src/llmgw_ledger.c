@@ -28,6 +28,11 @@
  * instead of one, which is what keeps the writer's cost per request small.
  */
 #define LINGER apr_time_from_msec(50)
+/* Rows per multi-row INSERT: one statement (one parse of its parameters, one
+ * VDBE run) for many rows; 16 x 16 parameters stay far below every driver's
+ * bound. The rest of a batch goes row by row. */
+#define MULTI_ROWS 16
+#define ROW_PARAMS 16
 
 struct llmgw_ledger_writer_t {
     apr_pool_t *pool; /* the writer's; its connection has a subpool */
@@ -40,6 +45,7 @@ struct llmgw_ledger_writer_t {
     apr_pool_t *conn_pool;
     apr_dbd_t *handle;
     apr_dbd_prepared_t *insert;
+    apr_dbd_prepared_t *insert_multi; /* MULTI_ROWS rows */
 
     /* Under mu. */
     apr_thread_mutex_t *mu;
@@ -265,10 +271,30 @@ static void disconnect(llmgw_ledger_writer_t *w)
     if (w->handle)
         apr_dbd_close(w->driver, w->handle);
     w->handle = NULL;
-    w->insert = NULL;
+    w->insert = w->insert_multi = NULL;
     if (w->conn_pool)
         apr_pool_destroy(w->conn_pool);
     w->conn_pool = NULL;
+}
+
+/* The INSERT of @p rows rows, with apr_dbd's typed parameters (row_params). */
+static const char *insert_sql(apr_pool_t *p, int rows)
+{
+    static const char values[] = "(%lld, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %s, "
+                                 "%d, %s, %d)";
+    apr_array_header_t *parts = apr_array_make(p, rows * 2 + 1, sizeof(const char *));
+    int i;
+
+    APR_ARRAY_PUSH(parts, const char *) =
+        "INSERT INTO llmgw_ledger (time_us, time, kind, name, route, backend, "
+        "requested_model, model, prompt_tokens, cached_tokens, completion_tokens, cost_nusd, "
+        "cost_usd, status, error, attempts) VALUES ";
+    for (i = 0; i < rows; i++) {
+        if (i > 0)
+            APR_ARRAY_PUSH(parts, const char *) = ", ";
+        APR_ARRAY_PUSH(parts, const char *) = values;
+    }
+    return apr_array_pstrcat(p, parts, 0);
 }
 
 static apr_status_t ensure_connected(llmgw_ledger_writer_t *w, const char **msg)
@@ -286,13 +312,11 @@ static apr_status_t ensure_connected(llmgw_ledger_writer_t *w, const char **msg)
         disconnect(w);
         return rv;
     }
-    err = apr_dbd_prepare(w->driver, w->conn_pool, w->handle,
-                          "INSERT INTO llmgw_ledger (time_us, time, kind, name, route, backend, "
-                          "requested_model, model, prompt_tokens, cached_tokens, "
-                          "completion_tokens, cost_nusd, cost_usd, status, error, attempts) "
-                          "VALUES (%lld, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %s, "
-                          "%d, %s, %d)",
-                          NULL, &w->insert);
+    err = apr_dbd_prepare(w->driver, w->conn_pool, w->handle, insert_sql(w->conn_pool, 1), NULL,
+                          &w->insert);
+    if (!err)
+        err = apr_dbd_prepare(w->driver, w->conn_pool, w->handle,
+                              insert_sql(w->conn_pool, MULTI_ROWS), NULL, &w->insert_multi);
     if (err) {
         *msg = apr_psprintf(w->pool, "cannot prepare the ledger insert: %s",
                             dbd_error(w->conn_pool, w->driver, w->handle, err));
@@ -346,21 +370,41 @@ static const char *rfc3339(apr_pool_t *p, apr_time_t t)
 }
 
 /*
- * Typed parameters (apr_dbd_pvbquery): numbers are bound as numbers, not
- * formatted as text for the database to parse back.
+ * The parameters of one row, typed as insert_sql declares them (numbers are
+ * bound as numbers, not formatted as text for the database to parse back;
+ * NULL is SQL NULL).
  */
-static int insert_row(llmgw_ledger_writer_t *w, apr_pool_t *p, const llmgw_ledger_row_t *r)
+static void row_params(apr_pool_t *p, const llmgw_ledger_row_t *r, const void **a)
 {
-    apr_int64_t time = r->time;
-    int n = 0;
+    a[0] = &r->time;
+    a[1] = rfc3339(p, r->time);
+    a[2] = llmgw_ledger_kind_name(r->kind);
+    a[3] = r->name;
+    a[4] = opt_str(r->route);
+    a[5] = opt_str(r->backend);
+    a[6] = opt_str(r->requested_model);
+    a[7] = opt_str(r->model);
+    a[8] = opt_int(&r->prompt_tokens);
+    a[9] = opt_int(&r->cached_tokens);
+    a[10] = opt_int(&r->completion_tokens);
+    a[11] = opt_int(&r->cost);
+    a[12] = r->cost < 0 ? NULL : llmgw_usd_format(p, r->cost);
+    a[13] = &r->status;
+    a[14] = opt_str(r->error);
+    a[15] = &r->attempts;
+}
 
-    return apr_dbd_pvbquery(w->driver, p, w->handle, &n, w->insert, &time, rfc3339(p, r->time),
-                            llmgw_ledger_kind_name(r->kind), r->name, opt_str(r->route),
-                            opt_str(r->backend), opt_str(r->requested_model), opt_str(r->model),
-                            opt_int(&r->prompt_tokens), opt_int(&r->cached_tokens),
-                            opt_int(&r->completion_tokens), opt_int(&r->cost),
-                            r->cost < 0 ? NULL : llmgw_usd_format(p, r->cost), &r->status,
-                            opt_str(r->error), &r->attempts, NULL);
+/* @p n rows (1 or MULTI_ROWS) in one statement. */
+static int insert_rows(llmgw_ledger_writer_t *w, apr_pool_t *p, llmgw_ledger_row_t *const *rows,
+                       int n)
+{
+    const void *args[MULTI_ROWS * ROW_PARAMS];
+    int i, changed = 0;
+
+    for (i = 0; i < n; i++)
+        row_params(p, rows[i], args + i * ROW_PARAMS);
+    return apr_dbd_pbquery(w->driver, p, w->handle, &changed, n == 1 ? w->insert : w->insert_multi,
+                           args);
 }
 
 /*
@@ -379,8 +423,10 @@ static apr_status_t write_batch(llmgw_ledger_writer_t *w, apr_pool_t *p,
     if (rv != APR_SUCCESS)
         return rv;
     err = apr_dbd_query(w->driver, w->handle, &nrows, "BEGIN");
-    for (i = 0; !err && i < n; i++)
-        err = insert_row(w, p, rows[i]);
+    for (i = 0; !err && i + MULTI_ROWS <= n; i += MULTI_ROWS)
+        err = insert_rows(w, p, rows + i, MULTI_ROWS);
+    for (; !err && i < n; i++)
+        err = insert_rows(w, p, rows + i, 1);
     if (!err)
         err = apr_dbd_query(w->driver, w->handle, &nrows, "COMMIT");
     if (err) {
