@@ -133,6 +133,35 @@ const char *llmgw_access_key_from_header(apr_pool_t *p, const char *value, int i
  */
 const llmgw_access_entry_t *llmgw_access_find_key(const llmgw_access_cfg_t *a, const char *key);
 
+/** The longest key a connection remembers (longer ones are looked up every time). */
+#define LLMGW_ACCESS_MEMO_KEY 256
+
+/**
+ * What a connection remembers of its last key (llmgw_access_find_key_memo):
+ * zeroed when the connection starts.
+ */
+typedef struct {
+    const llmgw_access_cfg_t *cfg;
+    const llmgw_access_entry_t *entry;
+    apr_size_t len;
+    int armed; /**< the wipe of key is registered */
+    char key[LLMGW_ACCESS_MEMO_KEY];
+} llmgw_access_key_memo_t;
+
+/**
+ * llmgw_access_find_key, once per connection and key: a client sends the
+ * same key on every request of a kept-alive connection, so the SHA-256 and
+ * the scan of every entry are done only when the key (or the
+ * configuration) differs from the last one @p memo found; the result is
+ * remembered in @p memo, which lives in @p p (the connection's pool) and
+ * whose key copy is wiped when @p p goes. Keys that match no entry are not
+ * remembered. The comparison with the remembered key is in constant time
+ * for keys of its length.
+ */
+const llmgw_access_entry_t *llmgw_access_find_key_memo(const llmgw_access_cfg_t *a, const char *key,
+                                                       llmgw_access_key_memo_t *memo,
+                                                       apr_pool_t *p);
+
 /**
  * The entry for principal @p name: listed by name, else "*", else NULL.
  * @p listed receives 1 when it was listed by name.

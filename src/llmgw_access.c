@@ -85,6 +85,39 @@ const llmgw_access_entry_t *llmgw_access_find_key(const llmgw_access_cfg_t *a, c
     return found;
 }
 
+static apr_status_t wipe_key(void *data)
+{
+    llmgw_access_key_memo_t *memo = data;
+
+    OPENSSL_cleanse(memo->key, sizeof(memo->key));
+    memo->cfg = NULL;
+    return APR_SUCCESS;
+}
+
+const llmgw_access_entry_t *llmgw_access_find_key_memo(const llmgw_access_cfg_t *a, const char *key,
+                                                       llmgw_access_key_memo_t *memo, apr_pool_t *p)
+{
+    const llmgw_access_entry_t *e;
+    apr_size_t len = key ? strlen(key) : 0;
+
+    if (key && memo->cfg && memo->cfg == a && memo->len == len &&
+        CRYPTO_memcmp(memo->key, key, len) == 0)
+        return memo->entry;
+    e = llmgw_access_find_key(a, key);
+    if (!e || len >= sizeof(memo->key))
+        return e;
+    OPENSSL_cleanse(memo->key, sizeof(memo->key));
+    memcpy(memo->key, key, len);
+    memo->len = len;
+    memo->entry = e;
+    memo->cfg = a;
+    if (!memo->armed) {
+        apr_pool_cleanup_register(p, memo, wipe_key, apr_pool_cleanup_null);
+        memo->armed = 1;
+    }
+    return e;
+}
+
 const llmgw_access_entry_t *llmgw_access_find_principal(const llmgw_access_cfg_t *a,
                                                         const char *name, int *listed)
 {

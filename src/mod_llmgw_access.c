@@ -582,23 +582,24 @@ static const char *reset_text(apr_pool_t *p, apr_interval_time_t t)
                         (ms % 60000 + 999) / 1000);
 }
 
+/* Set once per request (admission), so added without a search for an earlier value. */
 static void ratelimit_headers(request_rec *r, const llmgw_limits_verdict_t *v)
 {
     apr_table_t *h = r->err_headers_out;
 
     if (v->limit_requests >= 0) {
-        apr_table_setn(h, "x-ratelimit-limit-requests",
+        apr_table_addn(h, "x-ratelimit-limit-requests",
                        apr_off_t_toa(r->pool, (apr_off_t)v->limit_requests));
-        apr_table_setn(h, "x-ratelimit-remaining-requests",
+        apr_table_addn(h, "x-ratelimit-remaining-requests",
                        apr_off_t_toa(r->pool, (apr_off_t)v->remaining_requests));
-        apr_table_setn(h, "x-ratelimit-reset-requests", reset_text(r->pool, v->reset_requests));
+        apr_table_addn(h, "x-ratelimit-reset-requests", reset_text(r->pool, v->reset_requests));
     }
     if (v->limit_tokens >= 0) {
-        apr_table_setn(h, "x-ratelimit-limit-tokens",
+        apr_table_addn(h, "x-ratelimit-limit-tokens",
                        apr_off_t_toa(r->pool, (apr_off_t)v->limit_tokens));
-        apr_table_setn(h, "x-ratelimit-remaining-tokens",
+        apr_table_addn(h, "x-ratelimit-remaining-tokens",
                        apr_off_t_toa(r->pool, (apr_off_t)v->remaining_tokens));
-        apr_table_setn(h, "x-ratelimit-reset-tokens", reset_text(r->pool, v->reset_tokens));
+        apr_table_addn(h, "x-ratelimit-reset-tokens", reset_text(r->pool, v->reset_tokens));
     }
 }
 
@@ -703,6 +704,19 @@ static int entry_slot(request_rec *r, access_req_t *st, int listed)
     return slot;
 }
 
+/* The connection's memory of its last key (one per connection; an HTTP/2 stream has its own). */
+static llmgw_access_key_memo_t *key_memo(conn_rec *c)
+{
+    void *memo = NULL;
+
+    apr_pool_userdata_get(&memo, "llmgw-access-key-memo", c->pool);
+    if (!memo) {
+        memo = apr_pcalloc(c->pool, sizeof(llmgw_access_key_memo_t));
+        apr_pool_userdata_setn(memo, "llmgw-access-key-memo", NULL, c->pool);
+    }
+    return memo;
+}
+
 int llmgw_access_glue_identify(request_rec *r, const llmgw_route_t *route)
 {
     llmgw_srv_cfg *c = srv_cfg(r->server);
@@ -726,7 +740,8 @@ int llmgw_access_glue_identify(request_rec *r, const llmgw_route_t *route)
             return unauthorized(r, "You didn't provide an API key. You need to provide your API "
                                    "key in an Authorization header using Bearer auth (i.e. "
                                    "Authorization: Bearer YOUR_KEY).");
-        st->entry = llmgw_access_find_key(a, key);
+        st->entry =
+            llmgw_access_find_key_memo(a, key, key_memo(r->connection), r->connection->pool);
         if (!st->entry)
             return unauthorized(r, "Incorrect API key provided.");
         st->who = st->entry->name;

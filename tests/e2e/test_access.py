@@ -134,6 +134,31 @@ def test_missing_or_unknown_key(gw, mock, headers, why):
     assert "sk-not-a-key" not in gw.error_log_text() + gw.access_log.read_text()
 
 
+@pytest.mark.h2
+def test_keys_change_on_one_connection(gw, mock):
+    """A connection remembers its last key (one SHA-256 per connection and key), never more:
+    on one kept-alive connection (one HTTP/2 connection under h2) every request is judged by
+    its own key, an unknown or expired one is refused after a good one, and the good one
+    answers again."""
+    before = len(mock.requests)
+    with harness.session() as s:
+        def ask(who, expect):
+            hdrs = dict(bearer(key(who))) if who in KEYS else {"Authorization": f"Bearer {who}"}
+            r = post(gw.url("/v1/chat/completions"), chat_body(), headers=hdrs, session=s)
+            assert r.status_code == expect, (who, r.status_code, r.text[:300])
+            return gw.access_entry(r.test_id)["key"]
+
+        assert ask("team-a", 200) == "team-a"
+        assert ask("team-a", 200) == "team-a"
+        assert ask("open", 200) == "open"
+        assert ask(key("team-a")[:-1], 401) == "-"
+        assert ask(key("team-a") + "x", 401) == "-"
+        assert ask("expired", 401) == "expired"
+        assert ask("expired", 401) == "expired"
+        assert ask("team-a", 200) == "team-a"
+    assert len(mock.requests) == before + 4
+
+
 def test_expired_key(gw, mock):
     before = len(mock.requests)
     r = chat(gw, "expired")

@@ -97,6 +97,41 @@ START_TEST(test_find_key)
 }
 END_TEST
 
+/* A connection's memory answers as the lookup would, and forgets nothing it should not. */
+START_TEST(test_find_key_memo)
+{
+    const llmgw_access_cfg_t *a = two_keys(), *b = two_keys();
+    llmgw_access_key_memo_t *memo;
+    apr_pool_t *conn;
+    char long_key[LLMGW_ACCESS_MEMO_KEY + 8];
+
+    apr_pool_create(&conn, test_pool);
+    memo = apr_pcalloc(test_pool, sizeof(*memo)); /* outlives conn, to be read after it */
+    ck_assert_str_eq(llmgw_access_find_key_memo(a, "test", memo, conn)->name, "team-a");
+    ck_assert_ptr_eq(memo->cfg, a);
+    ck_assert_str_eq(llmgw_access_find_key_memo(a, "test", memo, conn)->name, "team-a");
+    /* Another key, a prefix of it, one it does not know, another configuration. */
+    ck_assert_str_eq(llmgw_access_find_key_memo(a, "other", memo, conn)->name, "team-b");
+    ck_assert_ptr_null(llmgw_access_find_key_memo(a, "othe", memo, conn));
+    ck_assert_ptr_null(llmgw_access_find_key_memo(a, "other2", memo, conn));
+    ck_assert_ptr_null(llmgw_access_find_key_memo(a, "tesT", memo, conn));
+    ck_assert_ptr_null(llmgw_access_find_key_memo(a, NULL, memo, conn));
+    ck_assert_str_eq(llmgw_access_find_key_memo(a, "other", memo, conn)->name, "team-b");
+    ck_assert_ptr_eq(llmgw_access_find_key_memo(b, "other", memo, conn),
+                     APR_ARRAY_IDX(b->entries, 1, const llmgw_access_entry_t *));
+    ck_assert_ptr_eq(memo->cfg, b);
+    /* A key too long to keep is still looked up. */
+    memset(long_key, 'k', sizeof(long_key) - 1);
+    long_key[sizeof(long_key) - 1] = '\0';
+    ck_assert_ptr_null(llmgw_access_find_key_memo(a, long_key, memo, conn));
+    ck_assert_ptr_eq(memo->cfg, b);
+    /* The copy of the key goes with the connection. */
+    apr_pool_destroy(conn);
+    ck_assert_ptr_null(memo->cfg);
+    ck_assert_int_eq(memo->key[0], 0);
+}
+END_TEST
+
 START_TEST(test_key_from_header)
 {
     ck_assert_str_eq(llmgw_access_key_from_header(test_pool, "Bearer sk-1", 0), "sk-1");
@@ -372,6 +407,7 @@ int main(void)
 
     tcase_add_test(tc, test_keys_config);
     tcase_add_test(tc, test_find_key);
+    tcase_add_test(tc, test_find_key_memo);
     tcase_add_test(tc, test_key_from_header);
     tcase_add_test(tc, test_principals);
     tcase_add_test(tc, test_allowlists_and_expiry);
