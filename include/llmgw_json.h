@@ -65,12 +65,19 @@ int llmgw_json_verbatim_ok(const char *text, apr_size_t len);
 /** @p v is missing (NULL, as json_object_get answers for an absent member) or JSON null. */
 int llmgw_json_is_absent(const json_t *v);
 
-/** One member kept by llmgw_json_pick; a list ends with a NULL name. */
+/**
+ * One member kept by llmgw_json_pick; a list ends with a NULL name. The
+ * name "*" stands for every member the list does not name.
+ */
 typedef struct llmgw_json_pick_t {
     const char *name;
-    /** When the value is an object: keep only these of its members (NULL: all of it). */
+    /**
+     * When the value is an object: keep only these of its members; when an
+     * array: the same for each object in it (and in arrays nested in it).
+     * NULL: the whole value.
+     */
     const struct llmgw_json_pick_t *sub;
-    /** When the value is an array or object: keep it empty (only its type is wanted). */
+    /** When the value is an array or object (and sub is NULL): keep it empty. */
     int shape_only;
 } llmgw_json_pick_t;
 
@@ -78,7 +85,9 @@ typedef struct llmgw_json_pick_t {
  * The members @p pick names of the JSON object @p text, as json_loadb (with
  * JSON_ALLOW_NUL) would read them, without building the rest of the
  * document: a new object holding only those members (recursively, for
- * members with a sub-list), each value read by jansson from its own bytes.
+ * members with a sub-list), each value jansson's reading of its own bytes
+ * (literals, short integers and strings without escapes are made directly,
+ * as jansson would make them).
  * For answers forwarded verbatim, whose size the gateway does not need to
  * read in full (llmgw_json_pick.c).
  *

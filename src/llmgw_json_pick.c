@@ -269,40 +269,134 @@ static int scan_value(scan_t *sc)
     }
 }
 
+/* The entry for a key: its own, else the list's "*" entry, else NULL. */
 static const llmgw_json_pick_t *find_pick(const llmgw_json_pick_t *pick, const unsigned char *key,
                                           apr_size_t n)
 {
+    const llmgw_json_pick_t *any = NULL;
+
     for (; pick->name; pick++) {
         if (strlen(pick->name) == n && memcmp(pick->name, key, n) == 0)
             return pick;
+        if (pick->name[0] == '*' && !pick->name[1])
+            any = pick;
     }
+    return any;
+}
+
+/*
+ * The value of a scalar token jansson would read the same way: the three
+ * literals, an integer of at most 18 digits (it fits json_int_t, as for
+ * jansson's strtoll), a string without escapes (its bytes are already
+ * checked as jansson checks them). Everything else (reals, escaped
+ * strings) is jansson's own reading of the token's bytes.
+ */
+static json_t *scalar(const unsigned char *start, const unsigned char *end, int escaped)
+{
+    const unsigned char *d = start;
+    json_int_t v = 0;
+
+    switch (*start) {
+    case 't':
+        return json_true();
+    case 'f':
+        return json_false();
+    case 'n':
+        return json_null();
+    case '"':
+        if (!escaped)
+            return json_stringn_nocheck((const char *)start + 1, (size_t)(end - start - 2));
+        break;
+    default:
+        if (*d == '-')
+            d++;
+        for (; d < end && is_digit(*d); d++)
+            v = v * 10 + (*d - '0');
+        if (d == end)
+            return json_integer(*start == '-' ? -v : v);
+        break;
+    }
+    return json_loadb((const char *)start, (size_t)(end - start), JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                      NULL);
+}
+
+/* Any value (at its first byte), kept whole. */
+static json_t *whole_value(scan_t *sc)
+{
+    const unsigned char *start = sc->s;
+    int escaped = 0;
+
+    if (sc->s < sc->end && *sc->s == '"') {
+        if (!scan_string(sc, &escaped))
+            return NULL;
+    }
+    else if (!scan_value(sc)) {
+        return NULL;
+    }
+    if (*start == '{' || *start == '[')
+        return json_loadb((const char *)start, (size_t)(sc->s - start), JSON_ALLOW_NUL, NULL);
+    return scalar(start, sc->s, escaped);
+}
+
+static json_t *picked_value(scan_t *sc, const llmgw_json_pick_t *m);
+
+/* An array (at its bracket) whose object elements keep only @p sub's members. */
+static json_t *picked_array(scan_t *sc, const llmgw_json_pick_t *sub)
+{
+    llmgw_json_pick_t each = {"", sub, 0};
+    json_t *out = json_array();
+
+    if (!out || ++sc->depth > PICK_MAX_DEPTH)
+        goto fail;
+    sc->s++;
+    skip_ws(sc);
+    if (sc->s < sc->end && *sc->s == ']') {
+        sc->s++;
+        sc->depth--;
+        return out;
+    }
+    for (;;) {
+        json_t *v = picked_value(sc, &each);
+
+        if (!v || json_array_append_new(out, v) != 0)
+            goto fail;
+        skip_ws(sc);
+        if (sc->s >= sc->end)
+            goto fail;
+        if (*sc->s == ']') {
+            sc->s++;
+            sc->depth--;
+            return out;
+        }
+        if (*sc->s++ != ',')
+            goto fail;
+        skip_ws(sc);
+    }
+fail:
+    json_decref(out);
     return NULL;
 }
 
-/* The value of a wanted member (at its first byte) into @p out under its name. */
-static int pick_value(scan_t *sc, const llmgw_json_pick_t *m, json_t *out)
+/* The value of a wanted member (at its first byte), as @p m keeps it. */
+static json_t *picked_value(scan_t *sc, const llmgw_json_pick_t *m)
 {
     const unsigned char *start = sc->s;
     json_t *v;
 
-    if (m->sub && sc->s < sc->end && *sc->s == '{') {
+    if (sc->s >= sc->end)
+        return NULL;
+    if (m->sub && *sc->s == '{') {
         v = json_object();
-        if (!v || !scan_object(sc, m->sub, v)) {
-            json_decref(v);
-            return 0;
-        }
+        if (v && scan_object(sc, m->sub, v))
+            return v;
+        json_decref(v);
+        return NULL;
     }
-    else {
-        if (!scan_value(sc))
-            return 0;
-        if (m->shape_only && (*start == '{' || *start == '['))
-            v = *start == '{' ? json_object() : json_array();
-        else
-            v = json_loadb((const char *)start, (size_t)(sc->s - start),
-                           JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-    }
-    /* A later duplicate replaces an earlier one, as in jansson's parse. */
-    return v && json_object_set_new(out, m->name, v) == 0;
+    if (m->sub && *sc->s == '[')
+        return picked_array(sc, m->sub);
+    if (m->shape_only && (*start == '{' || *start == '['))
+        return scan_value(sc) ? (*start == '{' ? json_object() : json_array()) : NULL;
+    return whole_value(sc);
 }
 
 /* An object (at its brace); with @p pick, the members it names go into @p out. */
@@ -335,8 +429,16 @@ static int scan_object(scan_t *sc, const llmgw_json_pick_t *pick, json_t *out)
         if (sc->s >= sc->end || *sc->s++ != ':')
             return 0;
         skip_ws(sc);
-        if (!(m ? pick_value(sc, m, out) : scan_value(sc)))
+        if (m) {
+            json_t *v = picked_value(sc, m);
+
+            /* A later duplicate replaces an earlier one, as in jansson's parse. */
+            if (!v || json_object_setn_new(out, (const char *)key, klen, v) != 0)
+                return 0;
+        }
+        else if (!scan_value(sc)) {
             return 0;
+        }
         skip_ws(sc);
         if (sc->s >= sc->end)
             return 0;

@@ -9,10 +9,11 @@
  * part of an object. The recogniser may decline what jansson accepts (the
  * caller then parses in full), never the other way round.
  *
- * The pick list is the openai answer's (src/providers/llmgw_openai_compat.c)
- * plus names that occur at several depths in the seeds ("content", "index",
- * "type"), so that the search by name is tried where a wrong match would
- * show.
+ * The pick list is the openai answer's and stream chunk's
+ * (src/providers/llmgw_openai_compat.c: a sub-list over the objects of an
+ * array, "*" for the members a list does not name) plus names that occur
+ * at several depths in the seeds ("content", "index", "type"), so that the
+ * search by name is tried where a wrong match would show.
  */
 #include <string.h>
 #include <jansson.h>
@@ -29,31 +30,78 @@ static const llmgw_json_pick_t pick_usage[] = {{"prompt_tokens", NULL, 0},
                                                {NULL, NULL, 0}};
 static const llmgw_json_pick_t pick_nested[] = {
     {"content", NULL, 0}, {"index", NULL, 0}, {NULL, NULL, 0}};
-static const llmgw_json_pick_t pick_answer[] = {
-    {"model", NULL, 0},          {"usage", pick_usage, 0}, {"choices", NULL, 1}, {"data", NULL, 1},
-    {"message", pick_nested, 0}, {"type", NULL, 0},        {"", NULL, 0},        {NULL, NULL, 0}};
+/* The openai stream chunk's (choices[].delta), with "*" for every other member. */
+static const llmgw_json_pick_t pick_delta[] = {
+    {"role", NULL, 0}, {"content", NULL, 0}, {"*", NULL, 1}, {NULL, NULL, 0}};
+static const llmgw_json_pick_t pick_choice[] = {{"index", NULL, 0},
+                                                {"finish_reason", NULL, 0},
+                                                {"logprobs", NULL, 1},
+                                                {"delta", pick_delta, 0},
+                                                {NULL, NULL, 0}};
+static const llmgw_json_pick_t pick_answer[] = {{"model", NULL, 0},
+                                                {"usage", pick_usage, 0},
+                                                {"choices", pick_choice, 0},
+                                                {"data", NULL, 1},
+                                                {"message", pick_nested, 0},
+                                                {"type", NULL, 0},
+                                                {"", NULL, 0},
+                                                {NULL, NULL, 0}};
+
+static void check_members(const json_t *got, const json_t *full, const llmgw_json_pick_t *list);
+
+/* One kept value against jansson's, as entry @p m keeps it. */
+static void check_value(const json_t *g, const json_t *f, const llmgw_json_pick_t *m)
+{
+    size_t i;
+
+    if (m->sub && json_is_object(f)) {
+        check_members(g, f, m->sub);
+    }
+    else if (m->sub && json_is_array(f)) {
+        FUZZ_CHECK(json_is_array(g) && json_array_size(g) == json_array_size(f));
+        for (i = 0; i < json_array_size(f); i++)
+            check_value(json_array_get(g, i), json_array_get(f, i), m);
+    }
+    else if (m->shape_only && (json_is_object(f) || json_is_array(f))) {
+        FUZZ_CHECK(json_typeof(g) == json_typeof(f) &&
+                   (json_is_object(g) ? json_object_size(g) : json_array_size(g)) == 0);
+    }
+    else {
+        FUZZ_CHECK(json_equal(g, f));
+    }
+}
+
+/* The entry for @p key in @p list: its own, else "*", else NULL. */
+static const llmgw_json_pick_t *entry_for(const llmgw_json_pick_t *list, const char *key)
+{
+    const llmgw_json_pick_t *any = NULL;
+
+    for (; list->name; list++) {
+        if (strcmp(list->name, key) == 0)
+            return list;
+        if (strcmp(list->name, "*") == 0)
+            any = list;
+    }
+    return any;
+}
 
 /* @p got (the pick) holds what @p list names of @p full (jansson's), and nothing else. */
 static void check_members(const json_t *got, const json_t *full, const llmgw_json_pick_t *list)
 {
+    const char *key;
+    json_t *f;
     size_t kept = 0;
 
     FUZZ_CHECK(json_is_object(got) && json_is_object(full));
-    for (; list->name; list++) {
-        const json_t *g = json_object_get(got, list->name);
-        const json_t *f = json_object_get(full, list->name);
+    json_object_foreach ((json_t *)full, key, f) {
+        const llmgw_json_pick_t *m = entry_for(list, key);
+        const json_t *g = json_object_get(got, key);
 
-        FUZZ_CHECK((g == NULL) == (f == NULL));
-        if (!f)
+        if (!m)
             continue;
+        FUZZ_CHECK(g != NULL);
         kept++;
-        if (list->sub && json_is_object(f))
-            check_members(g, f, list->sub);
-        else if (list->shape_only && (json_is_object(f) || json_is_array(f)))
-            FUZZ_CHECK(json_typeof(g) == json_typeof(f) &&
-                       (json_is_object(g) ? json_object_size(g) : json_array_size(g)) == 0);
-        else
-            FUZZ_CHECK(json_equal(g, f));
+        check_value(g, f, m);
     }
     FUZZ_CHECK(json_object_size(got) == kept);
 }

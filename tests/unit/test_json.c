@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <apr_strings.h>
 #include "llmgw_json.h"
 #include "test_util.h"
 
@@ -56,6 +57,58 @@ START_TEST(test_values_are_janssons)
                       json("{\"model\":\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\"}"));
     ck_assert_json_eq(pick(" \r\n\t{ \"model\" : -0 , \"choices\" : [ ] } \n"),
                       json("{\"model\":0,\"choices\":[]}"));
+}
+END_TEST
+
+/* A sub-list applies to every object of an array; "*" keeps the members a list does not name. */
+START_TEST(test_arrays_and_other_members)
+{
+    static const llmgw_json_pick_t delta[] = {
+        {"content", NULL, 0}, {"*", NULL, 1}, {NULL, NULL, 0}};
+    static const llmgw_json_pick_t choice[] = {
+        {"index", NULL, 0}, {"delta", delta, 0}, {NULL, NULL, 0}};
+    static const llmgw_json_pick_t chunk[] = {{"choices", choice, 0}, {NULL, NULL, 0}};
+    const char *text = "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\","
+                       "\"tool_calls\":[{\"id\":\"t\"}],\"role\":\"assistant\"},\"x\":1},"
+                       "[{\"index\":1,\"y\":2}],7,\"s\",null]}";
+    json_t *got = llmgw_json_pool_own(test_pool, llmgw_json_pick(text, strlen(text), chunk));
+
+    ck_assert_json_eq(got, json("{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\","
+                                "\"tool_calls\":[],\"role\":\"assistant\"}},"
+                                "[{\"index\":1}],7,\"s\",null]}"));
+}
+END_TEST
+
+/* Scalars made without jansson are what jansson makes of the same bytes. */
+START_TEST(test_scalars_as_jansson_reads_them)
+{
+    static const char *const values[] = {"0",
+                                         "-0",
+                                         "7",
+                                         "-42",
+                                         "123456789012345678",
+                                         "-123456789012345678",
+                                         "1.5",
+                                         "-2e3",
+                                         "true",
+                                         "false",
+                                         "null",
+                                         "\"\"",
+                                         "\"plain\"",
+                                         "\"caf\xc3\xa9\"",
+                                         "\"esc\\n\\u00e9\""};
+    static const llmgw_json_pick_t all[] = {{"v", NULL, 0}, {NULL, NULL, 0}};
+    size_t i;
+
+    for (i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        const char *doc = apr_pstrcat(test_pool, "{\"v\":", values[i], "}", NULL);
+        json_t *got = llmgw_json_pool_own(test_pool, llmgw_json_pick(doc, strlen(doc), all));
+
+        ck_assert_msg(got != NULL, "declined: %s", doc);
+        ck_assert_json_eq(got, json(doc));
+        ck_assert_int_eq(json_typeof(json_object_get(got, "v")),
+                         json_typeof(json_object_get(json(doc), "v")));
+    }
 }
 END_TEST
 
@@ -171,6 +224,8 @@ int main(void)
     tcase_add_test(tc, test_keeps_only_the_named_members);
     tcase_add_test(tc, test_values_are_janssons);
     tcase_add_test(tc, test_names_at_their_own_level);
+    tcase_add_test(tc, test_arrays_and_other_members);
+    tcase_add_test(tc, test_scalars_as_jansson_reads_them);
     tcase_add_test(tc, test_declines_what_jansson_refuses);
     tcase_add_test(tc, test_declines_what_it_leaves_to_jansson);
     suite_add_tcase(s, tc);
