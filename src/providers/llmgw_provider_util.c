@@ -488,3 +488,19 @@ apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st)
         st->done = 1;
     return rv;
 }
+
+void *llmgw_prov_array_grow(apr_pool_t *p, void *elts, int *cap, int k, int first, apr_size_t size)
+{
+    int n = *cap ? *cap : first;
+    void *grown;
+
+    if (k < *cap)
+        return elts;
+    while (n <= k)
+        n *= 2;
+    grown = apr_pcalloc(p, size * (apr_size_t)n);
+    if (*cap)
+        memcpy(grown, elts, size * (apr_size_t)*cap);
+    *cap = n;
+    return grown;
+}
