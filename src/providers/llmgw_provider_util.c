@@ -376,6 +376,24 @@ llmgw_error_t *llmgw_prov_odd_status(apr_pool_t *p, int status)
                             "upstream returned HTTP %d", status);
 }
 
+const char *llmgw_prov_status_code(int status)
+{
+    switch (status) {
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_exceeded";
+    case 502:
+        return "bad_gateway";
+    case 503:
+        return "upstream_unavailable";
+    case 504:
+        return "upstream_timeout";
+    default:
+        return NULL;
+    }
+}
+
 /* ---------------------------------------------------------------------- */
 /* Streams                                                                */
 /* ---------------------------------------------------------------------- */

@@ -200,6 +200,16 @@ int llmgw_prov_anthropic_status(const char *type, int dflt);
 /** An upstream "error" whose status is no error status (outside 400-599): 502 bad_gateway. */
 llmgw_error_t *llmgw_prov_odd_status(apr_pool_t *p, int status);
 
+/**
+ * OpenAI's error code for an upstream status whose error came without a
+ * usable one (none, or Azure's numeric codes): "request_too_large",
+ * "rate_limit_exceeded", "bad_gateway", "upstream_unavailable" or
+ * "upstream_timeout" for 413, 429, 502, 503 and 504, NULL otherwise. A 404
+ * is left to the caller: it means a missing model on a chat call but a
+ * missing stored response on a Responses GET.
+ */
+const char *llmgw_prov_status_code(int status);
+
 /* ---------------------------------------------------------------------- */
 /* Streams                                                                */
 /* ---------------------------------------------------------------------- */

@@ -185,6 +185,20 @@ START_TEST(test_array_grow)
 }
 END_TEST
 
+START_TEST(test_status_code)
+{
+    ck_assert_str_eq(llmgw_prov_status_code(413), "request_too_large");
+    ck_assert_str_eq(llmgw_prov_status_code(429), "rate_limit_exceeded");
+    ck_assert_str_eq(llmgw_prov_status_code(502), "bad_gateway");
+    ck_assert_str_eq(llmgw_prov_status_code(503), "upstream_unavailable");
+    ck_assert_str_eq(llmgw_prov_status_code(504), "upstream_timeout");
+    /* 404 means different things per API: the caller decides. */
+    ck_assert_ptr_null(llmgw_prov_status_code(404));
+    ck_assert_ptr_null(llmgw_prov_status_code(400));
+    ck_assert_ptr_null(llmgw_prov_status_code(500));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("provider_util");
@@ -197,6 +211,7 @@ int main(void)
     tcase_add_test(tc, test_credentials_and_statuses);
     tcase_add_test(tc, test_ids);
     tcase_add_test(tc, test_array_grow);
+    tcase_add_test(tc, test_status_code);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
