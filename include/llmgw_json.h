@@ -25,6 +25,14 @@ const char *llmgw_json_dump(apr_pool_t *p, const json_t *j, apr_size_t *len);
  * json_dumpb sizes by serialising, so size-then-write costs two passes). It
  * starts in its own inline storage (usually on the caller's stack) and moves
  * to malloc'd memory when it outgrows it; llmgw_json_buf_free releases that.
+ *
+ * It does not sit on llmgw_buf_t (llmgw_buf.h), on purpose: it frames one
+ * SSE event per upstream chunk, and its inline storage is what keeps that
+ * hot path free of malloc for the usual small event. llmgw_buf_t owns its
+ * bytes (realloc from NULL); to start in borrowed storage it would need an
+ * "is this mine" flag checked on every add and free by all its users, and
+ * the sticky `failed` state that json_dump_callback needs would ride along
+ * too. Two small buffers with one job each read better than one with both.
  */
 typedef struct {
     char *data;

@@ -108,19 +108,37 @@ static apr_status_t key_duration(cfg_ctx_t *c, const cfg_key_t *k, const cfg_nod
     return APR_SUCCESS;
 }
 
-static int int_parse(const char *s, long *out)
+/*
+ * The decimal digits that start @p s (one at least) as *n, when it is at
+ * most @p max; *rest is what follows them (a unit, or ""). Integers,
+ * durations and sizes all read their digits here, so that each refuses a
+ * number too large the same way instead of wrapping around.
+ */
+static int digits_parse(const char *s, apr_int64_t max, apr_int64_t *n, const char **rest)
 {
-    long n = 0;
+    apr_int64_t v = 0;
 
-    if (!*s)
+    if (!s || !apr_isdigit(*s))
         return 0;
     for (; apr_isdigit(*s); s++) {
-        if (n > (INT_MAX - (*s - '0')) / 10)
+        if (v > (max - (*s - '0')) / 10)
             return 0;
-        n = n * 10 + (*s - '0');
+        v = v * 10 + (*s - '0');
     }
-    *out = n;
-    return *s == '\0';
+    *n = v;
+    *rest = s;
+    return 1;
+}
+
+static int int_parse(const char *s, long *out)
+{
+    apr_int64_t n;
+    const char *rest;
+
+    if (!digits_parse(s, INT_MAX, &n, &rest) || *rest)
+        return 0;
+    *out = (long)n;
+    return 1;
 }
 
 static apr_status_t key_int(cfg_ctx_t *c, const cfg_key_t *k, const cfg_node_t *v, void *obj)
@@ -1280,16 +1298,11 @@ apr_status_t llmgw_config_load(llmgw_config_t **out, apr_pool_t *p, apr_pool_t *
 
 apr_status_t llmgw_duration_parse(const char *text, apr_interval_time_t *out)
 {
-    apr_int64_t n = 0, unit;
-    const char *s = text;
+    apr_int64_t n, unit;
+    const char *s;
 
-    if (!s || !apr_isdigit(*s))
+    if (!digits_parse(text, APR_INT64_MAX, &n, &s))
         return APR_EINVAL;
-    for (; apr_isdigit(*s); s++) {
-        if (n > (APR_INT64_MAX - (*s - '0')) / 10)
-            return APR_EINVAL;
-        n = n * 10 + (*s - '0');
-    }
     /* A bare number has no unit: "connectTimeout: 5" could mean seconds or
      * milliseconds, so only 0, which means the same in every unit, may go
      * without one. */
@@ -1308,16 +1321,11 @@ apr_status_t llmgw_duration_parse(const char *text, apr_interval_time_t *out)
 
 apr_status_t llmgw_size_parse(const char *text, apr_off_t *out)
 {
-    apr_int64_t n = 0, unit;
-    const char *s = text;
+    apr_int64_t n, unit;
+    const char *s;
 
-    if (!s || !apr_isdigit(*s))
+    if (!digits_parse(text, APR_INT64_MAX, &n, &s))
         return APR_EINVAL;
-    for (; apr_isdigit(*s); s++) {
-        if (n > (APR_INT64_MAX - (*s - '0')) / 10)
-            return APR_EINVAL;
-        n = n * 10 + (*s - '0');
-    }
     unit = !*s                                  ? 1
            : !strcmp(s, "K") || !strcmp(s, "k") ? 1024
            : !strcmp(s, "M") || !strcmp(s, "m") ? 1024 * 1024

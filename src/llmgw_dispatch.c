@@ -9,9 +9,9 @@
  * for held frames and the partial answer, jansson's heap for chunks that
  * are rewritten (decref'd at once).
  */
-#include <stdlib.h>
 #include <string.h>
 #include <apr_strings.h>
+#include "llmgw_buf.h"
 #include "llmgw_dispatch.h"
 #include "llmgw_json.h"
 #include "llmgw_pool.h"
@@ -21,12 +21,6 @@
 #define WAIT_SLICE apr_time_from_msec(100)
 
 typedef enum { TURN_ANSWERED, TURN_NEXT, TURN_STOP, TURN_RECOVER } turn_e;
-
-/* A growing heap buffer. */
-typedef struct {
-    char *data;
-    apr_size_t len, cap;
-} buf_t;
 
 /* A frame held back (preamble, or every frame of a buffer route). */
 typedef struct {
@@ -91,13 +85,13 @@ struct llmgw_dispatch_t {
 
     /* the client's side */
     int opened, closed, gone;
-    buf_t held, held_ix; /* frame bytes; held_t entries */
+    llmgw_buf_t held, held_ix; /* frame bytes; held_t entries */
 
     /* streamRecovery continue */
-    int recovering;    /* the stream is open; further attempts continue it */
-    int unrecoverable; /* a tool call, another choice or a finish reached the client */
-    buf_t partial;     /* content of choice 0 the client received */
-    const char *id;    /* the stream's identity, as the client saw it first */
+    int recovering;      /* the stream is open; further attempts continue it */
+    int unrecoverable;   /* a tool call, another choice or a finish reached the client */
+    llmgw_buf_t partial; /* content of choice 0 the client received */
+    const char *id;      /* the stream's identity, as the client saw it first */
     json_int_t created;
     const char *model;
     const char *ws_stripped;    /* stripped from the prefill: not to be sent again */
@@ -112,30 +106,9 @@ static apr_status_t buf_free(void *data)
 {
     llmgw_dispatch_t *d = data;
 
-    free(d->held.data);
-    free(d->held_ix.data);
-    free(d->partial.data);
-    d->held.data = d->held_ix.data = d->partial.data = NULL;
-    return APR_SUCCESS;
-}
-
-static apr_status_t buf_add(buf_t *b, const void *data, apr_size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        apr_size_t cap = b->cap ? b->cap : 1024;
-        char *nd;
-
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        nd = realloc(b->data, cap);
-        if (!nd)
-            return APR_ENOMEM;
-        b->data = nd;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = '\0';
+    llmgw_buf_free(&d->held);
+    llmgw_buf_free(&d->held_ix);
+    llmgw_buf_free(&d->partial);
     return APR_SUCCESS;
 }
 
@@ -258,7 +231,8 @@ static void track_delta(llmgw_dispatch_t *d, const json_t *delta)
     json_object_foreach ((json_t *)delta, key, v) {
         if (strcmp(key, "content") == 0) {
             if (json_is_string(v) && json_string_length(v) > 0 &&
-                buf_add(&d->partial, json_string_value(v), json_string_length(v)) != APR_SUCCESS)
+                llmgw_buf_add(&d->partial, json_string_value(v), json_string_length(v)) !=
+                    APR_SUCCESS)
                 d->unrecoverable = 1;
         }
         else if ((strcmp(key, "tool_calls") == 0 || strcmp(key, "function_call") == 0 ||
@@ -313,15 +287,16 @@ static apr_status_t hold(llmgw_dispatch_t *d, llmgw_chunk_kind_e kind, const cha
     h.kind = kind;
     h.off = d->held.len;
     h.len = len;
-    if (buf_add(&d->held, frame, len) != APR_SUCCESS ||
-        buf_add(&d->held_ix, &h, sizeof(h)) != APR_SUCCESS)
+    if (llmgw_buf_add(&d->held, frame, len) != APR_SUCCESS ||
+        llmgw_buf_add(&d->held_ix, &h, sizeof(h)) != APR_SUCCESS)
         return APR_ENOMEM;
     return APR_SUCCESS;
 }
 
 static void drop_held(llmgw_dispatch_t *d)
 {
-    d->held.len = d->held_ix.len = 0;
+    llmgw_buf_reset(&d->held);
+    llmgw_buf_reset(&d->held_ix);
 }
 
 /* Hand the held frames on, in order (the stream must be open). */

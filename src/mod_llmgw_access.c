@@ -233,42 +233,43 @@ static void collect(apr_pool_t *pconf, apr_array_header_t *gws, apr_array_header
     }
 }
 
+/* What the limits segment must hold this generation (limits_fit's need). */
+typedef struct {
+    apr_array_header_t *names;
+    int dynamic, nrows;
+} limits_need_t;
+
+static int limits_fit(const void *base, apr_size_t size, const void *need_)
+{
+    const limits_need_t *need = need_;
+
+    return llmgw_limits_fits(base, size, (const char *const *)need->names->elts, need->names->nelts,
+                             need->dynamic, need->nrows);
+}
+
 static apr_status_t segment_get(server_rec *s, apr_array_header_t *names, int dynamic, int nrows,
                                 int fresh, apr_shm_t **out)
 {
-    void *ud = NULL;
-    apr_shm_t *old;
+    static const llmgw_shm_kind_t kind = {LIMITS_USERDATA_KEY, limits_fit, llmgw_limits_size,
+                                          llmgw_limits_init};
+    limits_need_t need = {names, dynamic, nrows};
     int capacity = names->nelts * 2 + dynamic + 16;
-    apr_size_t size;
+    llmgw_shm_outcome_t how;
     apr_status_t rv;
 
-    apr_pool_userdata_get(&ud, LIMITS_USERDATA_KEY, s->process->pool);
-    old = ud;
-    if (old && !fresh &&
-        llmgw_limits_fits(apr_shm_baseaddr_get(old), apr_shm_size_get(old),
-                          (const char *const *)names->elts, names->nelts, dynamic, nrows)) {
-        *out = old;
-        return APR_SUCCESS;
-    }
-    if (old)
+    rv = llmgw_shm_cfg_get(s, &kind, &need, capacity, capacity, nrows, fresh, out, &how);
+    if (how.replaced)
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                      LLMGW_LOGNO(00270) "limits segment too small for %d keys, principals and "
                                         "limited backends; starting a new one (windows and "
                                         "counters restart; budgets are read again from the "
                                         "ledger)",
                      names->nelts);
-    size = llmgw_limits_size(capacity, nrows);
-    rv = apr_shm_create(out, size, NULL, s->process->pool);
-    if (rv != APR_SUCCESS) {
+    if (how.create_failed)
         ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                      LLMGW_LOGNO(00271) "cannot create %" APR_SIZE_T_FMT
                                         " bytes of shared memory for the access limits",
-                     size);
-        return rv;
-    }
-    rv = llmgw_limits_init(apr_shm_baseaddr_get(*out), capacity, nrows, apr_time_now());
-    if (rv == APR_SUCCESS)
-        apr_pool_userdata_set(*out, LIMITS_USERDATA_KEY, apr_pool_cleanup_null, s->process->pool);
+                     how.size);
     return rv;
 }
 

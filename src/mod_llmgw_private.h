@@ -12,6 +12,7 @@
 #include <http_request.h>
 #include <http_core.h>
 #include <ap_mpm.h>
+#include <apr_shm.h>
 #include "llmgw.h"
 #include "llmgw_config.h"
 #include "llmgw_cors.h"
@@ -177,6 +178,44 @@ void llmgw_access_child_status(server_rec *s, pid_t pid, ap_generation_t gen, in
                                mpm_child_status state);
 /* LLMGatewayConfig: load the ledger's apr_dbd driver now, so configtest names a missing package. */
 const char *llmgw_access_cfg_check(cmd_parms *cmd, llmgw_config_t *gw);
+
+/*
+ * Shared-memory segments that outlive a graceful restart (mod_llmgw_shm.c).
+ * The statistics and the access limits each keep one anonymous segment in
+ * s->process->pool, remembered in its userdata under their own key, so the
+ * next generation's post_config finds it and keeps its counters as long as
+ * the new configuration fits in it. A kind says how to recognise, size and
+ * lay out one segment; it is constant per caller.
+ */
+typedef struct {
+    const char *key; /* userdata key in s->process->pool */
+    /* Does the previous generation's segment (@p base, @p size bytes) hold @p need? */
+    int (*fits)(const void *base, apr_size_t size, const void *need);
+    /* Size and lay out a new segment (llmgw_stats_size/init, llmgw_limits_size/init). */
+    apr_size_t (*size)(int capacity, int nrows);
+    apr_status_t (*init)(void *base, int capacity, int nrows, apr_time_t created);
+} llmgw_shm_kind_t;
+
+/* What llmgw_shm_cfg_get did, for the caller's own log lines. */
+typedef struct {
+    int replaced;      /* the previous generation's segment did not fit (or @p fresh): left */
+    apr_size_t size;   /* bytes of the new segment; 0 when the previous one was kept */
+    int create_failed; /* apr_shm_create refused @c size bytes; the returned status says why */
+} llmgw_shm_outcome_t;
+
+/*
+ * post_config (parent, real pass): the previous generation's segment of
+ * @p kind when it still holds @p need and @p fresh is 0, else a new one of
+ * @p capacity slots (@p capacity_replacing when it replaces one that no
+ * longer fits) and @p nrows rows, initialised and remembered for the next
+ * generation. A replaced segment is not destroyed: children of the old
+ * generation may still write to it, so it goes with the process pool at
+ * shutdown. Logs nothing; @p how says what happened. Returns the status of
+ * apr_shm_create or of kind->init.
+ */
+apr_status_t llmgw_shm_cfg_get(server_rec *s, const llmgw_shm_kind_t *kind, const void *need,
+                               int capacity, int capacity_replacing, int nrows, int fresh,
+                               apr_shm_t **out, llmgw_shm_outcome_t *how);
 
 /* Forget last-good gateway.yaml copies of files no server uses any more (post_config). */
 void llmgw_config_post_config(server_rec *s);

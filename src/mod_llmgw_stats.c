@@ -117,49 +117,42 @@ static int collect_gateways(apr_pool_t *p, server_rec *main_s, llmgw_slots_gatew
     return gws->nelts;
 }
 
-static apr_status_t shm_make(server_rec *s, int capacity, int nrows, apr_shm_t **out)
-{
-    apr_size_t size = llmgw_stats_size(capacity, nrows);
-    apr_status_t rv = apr_shm_create(out, size, NULL, s->process->pool);
+/* What the statistics segment must hold this generation (stats_fit's need). */
+typedef struct {
+    int nbackends, nrows;
+} stats_need_t;
 
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
-                     LLMGW_LOGNO(00009) "cannot create %" APR_SIZE_T_FMT
-                                        " bytes of shared memory for the statistics",
-                     size);
-        return rv;
-    }
-    rv = llmgw_stats_init(apr_shm_baseaddr_get(*out), capacity, nrows, apr_time_now());
-    if (rv == APR_SUCCESS)
-        apr_pool_userdata_set(*out, STATS_USERDATA_KEY, apr_pool_cleanup_null, s->process->pool);
-    return rv;
+static int stats_fit(const void *base, apr_size_t size, const void *need_)
+{
+    const stats_need_t *need = need_;
+
+    return llmgw_stats_fits(base, size, need->nbackends, need->nrows);
 }
 
 /* The segment of the previous generation, or a new one when it no longer fits. */
 static apr_status_t shm_get(server_rec *s, int nbackends, int nrows, int fresh, apr_shm_t **out)
 {
-    void *ud = NULL;
-    apr_shm_t *old;
-    int capacity = llmgw_stats_capacity_for(nbackends);
+    static const llmgw_shm_kind_t kind = {STATS_USERDATA_KEY, stats_fit, llmgw_stats_size,
+                                          llmgw_stats_init};
+    stats_need_t need = {nbackends, nrows};
+    llmgw_shm_outcome_t how;
+    apr_status_t rv;
 
-    apr_pool_userdata_get(&ud, STATS_USERDATA_KEY, s->process->pool);
-    old = ud;
-    if (old && !fresh &&
-        llmgw_stats_fits(apr_shm_baseaddr_get(old), apr_shm_size_get(old), nbackends, nrows)) {
-        *out = old;
-        return APR_SUCCESS;
-    }
-    if (old) {
-        /* Children of the old generation may still write to it: it goes
-         * with the process pool at shutdown rather than now. */
+    /* A replacement gets room to grow: a config that outgrew its segment once may again. */
+    rv = llmgw_shm_cfg_get(s, &kind, &need, llmgw_stats_capacity_for(nbackends),
+                           llmgw_stats_capacity_for(nbackends * 2), nrows, fresh, out, &how);
+    if (how.replaced)
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
                      LLMGW_LOGNO(00010) "statistics segment too small for %d backends (or of "
                                         "an older layout); starting a new one (counters "
                                         "restart at zero)",
                      nbackends);
-        capacity = llmgw_stats_capacity_for(nbackends * 2);
-    }
-    return shm_make(s, capacity, nrows, out);
+    if (how.create_failed)
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
+                     LLMGW_LOGNO(00009) "cannot create %" APR_SIZE_T_FMT
+                                        " bytes of shared memory for the statistics",
+                     how.size);
+    return rv;
 }
 
 /* Rows for the most children the MPM may run at once (ServerLimit). */

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <apr_strings.h>
+#include "llmgw_buf.h"
 #include "llmgw_json.h"
 #include "llmgw_responses.h"
 #include "llmgw_responses_private.h"
@@ -363,36 +364,6 @@ const char *llmgw_rsp_error_json(apr_pool_t *p, const llmgw_error_t *e, apr_size
 /* Stream state (ingress.md 4.8)                                          */
 /* ---------------------------------------------------------------------- */
 
-/* Text that grows per token: on the heap, not in the request pool. */
-typedef struct {
-    char *data;
-    apr_size_t len, cap;
-} sbuf_t;
-
-static apr_status_t sbuf_add(sbuf_t *b, const char *s, apr_size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        apr_size_t cap = b->cap ? b->cap : 256;
-        char *d;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        d = realloc(b->data, cap);
-        if (!d)
-            return APR_ENOMEM;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return APR_SUCCESS;
-}
-
-static const char *sbuf_text(const sbuf_t *b)
-{
-    return b->data ? b->data : "";
-}
-
 typedef enum { IT_MESSAGE, IT_CALL, IT_REASONING } item_kind_e;
 
 typedef struct {
@@ -405,8 +376,8 @@ typedef struct {
     int next_content;
     int tool_index; /* call: the canonical tool_calls[].index */
     const char *call_id, *name;
-    sbuf_t text; /* message text, call arguments, reasoning text */
-    sbuf_t refusal;
+    llmgw_buf_t text; /* message text, call arguments, reasoning text */
+    llmgw_buf_t refusal;
     json_t *logprobs; /* message: the text's logprobs so far, when the client asked */
     json_t *done;     /* the item as output_item.done carried it */
 } item_t;
@@ -422,9 +393,9 @@ typedef struct {
     item_t *msg, *reasoning;   /* the open message / reasoning item, or NULL */
     const char *model;         /* as the chunks report it */
     const char *finish;
-    json_t *usage;   /* Responses usage, once the usage chunk came */
-    json_t *final;   /* the terminal response object */
-    sbuf_t *collect; /* error_event: frames are collected, not emitted */
+    json_t *usage;        /* Responses usage, once the usage chunk came */
+    json_t *final;        /* the terminal response object */
+    llmgw_buf_t *collect; /* error_event: frames are collected, not emitted */
 } rst_t;
 
 static apr_status_t rst_cleanup(void *data)
@@ -434,11 +405,10 @@ static apr_status_t rst_cleanup(void *data)
 
     for (i = 0; i < s->items->nelts; i++) {
         item_t *it = APR_ARRAY_IDX(s->items, i, item_t *);
-        free(it->text.data);
-        free(it->refusal.data);
+        llmgw_buf_free(&it->text);
+        llmgw_buf_free(&it->refusal);
         json_decref(it->done);
         json_decref(it->logprobs);
-        it->text.data = it->refusal.data = NULL;
         it->done = it->logprobs = NULL;
     }
     json_decref(s->usage);
@@ -488,7 +458,7 @@ static apr_status_t send_event(rst_t *s, llmgw_chunk_kind_e kind, json_t *ev)
     memcpy(frame + 7 + tl, "\ndata: ", 7);
     memcpy(frame + 14 + tl, data, dl);
     memcpy(frame + 14 + tl + dl, "\n\n", 2);
-    rv = s->collect ? sbuf_add(s->collect, frame, n)
+    rv = s->collect ? llmgw_buf_add(s->collect, frame, n)
                     : s->st->emit(s->st->baton, kind, NULL, frame, n);
     if (frame != stack)
         free(frame);
@@ -579,17 +549,19 @@ static apr_status_t close_message(rst_t *s, item_t *it, const char *status)
     s->msg = NULL;
     for (ci = 0; ci < it->next_content && rv == APR_SUCCESS; ci++) {
         int is_text = ci == it->text_index;
-        const sbuf_t *b = is_text ? &it->text : &it->refusal;
+        const llmgw_buf_t *b = is_text ? &it->text : &it->refusal;
         ev = event_new(s, is_text ? "response.output_text.done" : "response.refusal.done");
         set_item_ref(ev, it);
         json_object_set_new(ev, "content_index", json_integer(ci));
-        json_object_set_new(ev, is_text ? "text" : "refusal", json_stringn(sbuf_text(b), b->len));
+        json_object_set_new(ev, is_text ? "text" : "refusal",
+                            json_stringn(llmgw_buf_text(b), b->len));
         if (is_text)
             json_object_set_new(ev, "logprobs",
                                 it->logprobs ? json_incref(it->logprobs) : json_array());
         if ((rv = send_event(s, LLMGW_CHUNK_CONTENT, ev)) != APR_SUCCESS)
             break;
-        part = is_text ? text_part(sbuf_text(b), b->len, NULL) : refusal_part(sbuf_text(b), b->len);
+        part = is_text ? text_part(llmgw_buf_text(b), b->len, NULL)
+                       : refusal_part(llmgw_buf_text(b), b->len);
         /* As the non-streaming answer has it (4.7). */
         if (is_text && s->logprobs)
             json_object_set_new(part, "logprobs",
@@ -647,7 +619,7 @@ static apr_status_t on_text(rst_t *s, const char *t, apr_size_t n, int refusal, 
         if ((rv = send_event(s, LLMGW_CHUNK_CONTENT, ev)) != APR_SUCCESS)
             return rv;
     }
-    if ((rv = sbuf_add(refusal ? &it->refusal : &it->text, t, n)) != APR_SUCCESS)
+    if ((rv = llmgw_buf_add(refusal ? &it->refusal : &it->text, t, n)) != APR_SUCCESS)
         return rv;
     ev = event_new(s, refusal ? "response.refusal.delta" : "response.output_text.delta");
     set_item_ref(ev, it);
@@ -679,7 +651,7 @@ static json_t *summary_ref(rst_t *s, const item_t *it, const char *type)
 
 static apr_status_t close_reasoning(rst_t *s, item_t *it, const char *status)
 {
-    const char *text = sbuf_text(&it->text);
+    const char *text = llmgw_buf_text(&it->text);
     json_t *ev;
     apr_status_t rv;
 
@@ -717,7 +689,7 @@ static apr_status_t on_reasoning(rst_t *s, const char *t, apr_size_t n)
         if ((rv = send_event(s, LLMGW_CHUNK_CONTENT, ev)) != APR_SUCCESS)
             return rv;
     }
-    if ((rv = sbuf_add(&it->text, t, n)) != APR_SUCCESS)
+    if ((rv = llmgw_buf_add(&it->text, t, n)) != APR_SUCCESS)
         return rv;
     ev = summary_ref(s, it, "response.reasoning_summary_text.delta");
     json_object_set_new(ev, "delta", json_stringn(t, n));
@@ -733,12 +705,12 @@ static apr_status_t close_call(rst_t *s, item_t *it, const char *status)
 
     set_item_ref(ev, it);
     json_object_set_new(ev, "name", json_string(it->name));
-    json_object_set_new(ev, "arguments", json_stringn(sbuf_text(&it->text), it->text.len));
+    json_object_set_new(ev, "arguments", json_stringn(llmgw_buf_text(&it->text), it->text.len));
     if ((rv = send_event(s, LLMGW_CHUNK_CONTENT, ev)) != APR_SUCCESS)
         return rv;
     return item_done(
         s, it,
-        call_item(it->id, it->call_id, it->name, sbuf_text(&it->text), it->text.len, status));
+        call_item(it->id, it->call_id, it->name, llmgw_buf_text(&it->text), it->text.len, status));
 }
 
 static item_t *find_call(rst_t *s, int tool_index)
@@ -790,7 +762,7 @@ static apr_status_t on_tool_fragment(rst_t *s, const json_t *frag, int pos)
     /* Empty fragments carry nothing; a closed call cannot take more. */
     if (!it->open || !json_is_string(args) || json_string_length(args) == 0)
         return APR_SUCCESS;
-    if ((rv = sbuf_add(&it->text, json_string_value(args), json_string_length(args))) !=
+    if ((rv = llmgw_buf_add(&it->text, json_string_value(args), json_string_length(args))) !=
         APR_SUCCESS)
         return rv;
     ev = event_new(s, "response.function_call_arguments.delta");
@@ -1011,7 +983,7 @@ apr_status_t llmgw_rsp_stream_end(llmgw_ingress_stream_t *st)
 const char *llmgw_rsp_error_event(llmgw_ingress_stream_t *st, const llmgw_error_t *e,
                                   apr_size_t *len)
 {
-    sbuf_t frames = {0};
+    llmgw_buf_t frames = LLMGW_BUF_INIT;
     rst_t *s;
     const char *out;
 
@@ -1026,6 +998,6 @@ const char *llmgw_rsp_error_event(llmgw_ingress_stream_t *st, const llmgw_error_
     s->collect = NULL;
     out = frames.data ? apr_pstrmemdup(st->pool, frames.data, frames.len) : "";
     *len = frames.len;
-    free(frames.data);
+    llmgw_buf_free(&frames);
     return out;
 }

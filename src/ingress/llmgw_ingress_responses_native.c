@@ -332,25 +332,6 @@ json_t *llmgw_responses_native_terminal(apr_pool_t *p, const llmgw_sse_event_t *
     return response;
 }
 
-/* OpenAI's code for a status, where the upstream gave none or only a number. */
-static const char *standard_code(int status)
-{
-    switch (status) {
-    case 413:
-        return "request_too_large";
-    case 429:
-        return "rate_limit_exceeded";
-    case 502:
-        return "bad_gateway";
-    case 503:
-        return "upstream_unavailable";
-    case 504:
-        return "upstream_timeout";
-    default:
-        return NULL;
-    }
-}
-
 llmgw_error_t *llmgw_rsp_native_error(apr_pool_t *p, int status, const char *body, apr_size_t len)
 {
     json_t *j, *e, *code;
@@ -367,7 +348,7 @@ llmgw_error_t *llmgw_rsp_native_error(apr_pool_t *p, int status, const char *bod
     e = json_object_get(j, "error");
     if (!json_is_object(e)) {
         json_decref(j);
-        return llmgw_error_make(p, status, NULL, standard_code(status), NULL,
+        return llmgw_error_make(p, status, NULL, llmgw_prov_status_code(status), NULL,
                                 "upstream returned HTTP %d", status);
     }
     /* OpenAI's shape passes as it is; Azure's (no type, numeric codes) is
@@ -377,7 +358,7 @@ llmgw_error_t *llmgw_rsp_native_error(apr_pool_t *p, int status, const char *bod
         strspn(json_string_value(code), "0123456789") < json_string_length(code))
         c = json_string_value(code);
     else
-        c = standard_code(status);
+        c = llmgw_prov_status_code(status);
     type = llmgw_json_str(e, "type");
     param = llmgw_json_str(e, "param");
     msg = llmgw_prov_upstream_message(p, llmgw_json_str(e, "message"), status);

@@ -805,25 +805,11 @@ static llmgw_error_t *error_from_object(apr_pool_t *p, int status, const json_t 
                             opt_str(p, e, "param"), "%s", msg);
 }
 
-/* OpenAI's code for an upstream status, where the upstream gave none or only a number. */
+/* OpenAI's code for an upstream status, where the upstream gave none or only a number:
+ * on a chat or embeddings call, a 404 names a model the upstream does not have. */
 static const char *standard_code(int status)
 {
-    switch (status) {
-    case 404:
-        return "model_not_found";
-    case 413:
-        return "request_too_large";
-    case 429:
-        return "rate_limit_exceeded";
-    case 502:
-        return "bad_gateway";
-    case 503:
-        return "upstream_unavailable";
-    case 504:
-        return "upstream_timeout";
-    default:
-        return NULL;
-    }
+    return status == 404 ? "model_not_found" : llmgw_prov_status_code(status);
 }
 
 static int all_digits(const char *s)

@@ -459,18 +459,9 @@ static block_t *block_at(llmgw_stream_t *st, const json_t *index, int grow)
 
     if (k < 0 || k >= ANTHROPIC_MAX_BLOCKS)
         return NULL;
-    if (k >= as->cap && grow) {
-        int cap = as->cap ? as->cap : 8;
-        block_t *grown;
-
-        while (cap <= k)
-            cap *= 2;
-        grown = apr_pcalloc(st->call->pool, sizeof(*grown) * (apr_size_t)cap);
-        if (as->cap)
-            memcpy(grown, as->blocks, sizeof(*grown) * (apr_size_t)as->cap);
-        as->blocks = grown;
-        as->cap = cap;
-    }
+    if (grow)
+        as->blocks =
+            llmgw_prov_array_grow(st->call->pool, as->blocks, &as->cap, (int)k, 8, sizeof(block_t));
     return k < as->cap ? &as->blocks[k] : NULL;
 }
 

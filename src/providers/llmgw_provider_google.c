@@ -644,18 +644,7 @@ static gcand_t *candidate_slot(llmgw_stream_t *st, int k)
 {
     gstream_t *gs = st->priv;
 
-    if (k >= gs->cap) {
-        int cap = gs->cap ? gs->cap : 2;
-        gcand_t *grown;
-
-        while (cap <= k)
-            cap *= 2;
-        grown = apr_pcalloc(st->call->pool, sizeof(*grown) * (apr_size_t)cap);
-        if (gs->cap)
-            memcpy(grown, gs->cands, sizeof(*grown) * (apr_size_t)gs->cap);
-        gs->cands = grown;
-        gs->cap = cap;
-    }
+    gs->cands = llmgw_prov_array_grow(st->call->pool, gs->cands, &gs->cap, k, 2, sizeof(gcand_t));
     if (k >= gs->seen)
         gs->seen = k + 1;
     gs->cands[k].seen = 1;

@@ -376,6 +376,24 @@ llmgw_error_t *llmgw_prov_odd_status(apr_pool_t *p, int status)
                             "upstream returned HTTP %d", status);
 }
 
+const char *llmgw_prov_status_code(int status)
+{
+    switch (status) {
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_exceeded";
+    case 502:
+        return "bad_gateway";
+    case 503:
+        return "upstream_unavailable";
+    case 504:
+        return "upstream_timeout";
+    default:
+        return NULL;
+    }
+}
+
 /* ---------------------------------------------------------------------- */
 /* Streams                                                                */
 /* ---------------------------------------------------------------------- */
@@ -487,4 +505,20 @@ apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st)
     if (rv == APR_SUCCESS)
         st->done = 1;
     return rv;
+}
+
+void *llmgw_prov_array_grow(apr_pool_t *p, void *elts, int *cap, int k, int first, apr_size_t size)
+{
+    int n = *cap ? *cap : first;
+    void *grown;
+
+    if (k < *cap)
+        return elts;
+    while (n <= k)
+        n *= 2;
+    grown = apr_pcalloc(p, size * (apr_size_t)n);
+    if (*cap)
+        memcpy(grown, elts, size * (apr_size_t)*cap);
+    *cap = n;
+    return grown;
 }

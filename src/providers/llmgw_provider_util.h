@@ -200,6 +200,16 @@ int llmgw_prov_anthropic_status(const char *type, int dflt);
 /** An upstream "error" whose status is no error status (outside 400-599): 502 bad_gateway. */
 llmgw_error_t *llmgw_prov_odd_status(apr_pool_t *p, int status);
 
+/**
+ * OpenAI's error code for an upstream status whose error came without a
+ * usable one (none, or Azure's numeric codes): "request_too_large",
+ * "rate_limit_exceeded", "bad_gateway", "upstream_unavailable" or
+ * "upstream_timeout" for 413, 429, 502, 503 and 504, NULL otherwise. A 404
+ * is left to the caller: it means a missing model on a chat call but a
+ * missing stored response on a Responses GET.
+ */
+const char *llmgw_prov_status_code(int status);
+
 /* ---------------------------------------------------------------------- */
 /* Streams                                                                */
 /* ---------------------------------------------------------------------- */
@@ -249,5 +259,18 @@ int llmgw_prov_frame_verbatim_ok(const char *text, apr_size_t len);
 
 /** Emit "data: [DONE]\n\n" as the FINAL frame; st->done once it went out. */
 apr_status_t llmgw_prov_emit_done(llmgw_stream_t *st);
+
+/**
+ * Room for index @p k in a stream's array of per-index state (Anthropic's
+ * content blocks, Google's candidates), indexed by the upstream's own
+ * numbers. When @p k is at or past *@p cap, a zeroed array of twice the
+ * capacity (from @p first) that holds @p k is made in @p p, the old
+ * elements are copied over and *@p cap is updated; otherwise @p elts comes
+ * back as it is. The old copy stays in @p p until the call ends: fine for
+ * arrays that grow a few times, so the caller must bound @p k (>= 0).
+ * @param size the size of one element
+ * @return the array to use from now on
+ */
+void *llmgw_prov_array_grow(apr_pool_t *p, void *elts, int *cap, int k, int first, apr_size_t size);
 
 #endif /* LLMGW_PROVIDER_UTIL_H */

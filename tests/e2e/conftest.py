@@ -63,20 +63,32 @@ def module_so():
     return harness.MODULE_SO
 
 
-@pytest.fixture(scope="module")
-def mock():
-    """A mock OpenAI provider for the module, accepting DEFAULT_KEY."""
-    m = MockOpenAI().start()
-    yield m
-    m.stop()
+def mock_fixture(cls):
+    """A module-scoped fixture running one mock provider of class `cls` for the whole test
+    module; it takes the name it is assigned to: `ma = mock_fixture(MockOpenAI)`."""
+    @pytest.fixture(scope="module")
+    def fixture():
+        m = cls().start()
+        yield m
+        m.stop()
+    return fixture
 
 
-@pytest.fixture(autouse=True)
-def _fresh_mock(request):
-    """Every test starts with an empty script and empty records."""
-    if "mock" in request.fixturenames:
-        request.getfixturevalue("mock").reset()
-    yield
+def fresh_mocks(*names):
+    """An autouse fixture: every test starts with an empty script and empty records in
+    those of the mock fixtures `names` it uses (`_fresh_mocks = fresh_mocks("ma", "mb")`)."""
+    @pytest.fixture(autouse=True)
+    def fixture(request):
+        for name in names:
+            if name in request.fixturenames:
+                request.getfixturevalue(name).reset()
+        yield
+    return fixture
+
+
+# A mock OpenAI provider for the module, accepting DEFAULT_KEY.
+mock = mock_fixture(MockOpenAI)
+_fresh_mock = fresh_mocks("mock")
 
 
 @pytest.fixture(autouse=True)

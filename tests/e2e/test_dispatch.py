@@ -18,7 +18,7 @@ import pytest
 
 import harness
 import poolkit
-from conftest import start_gateway
+from conftest import fresh_mocks, mock_fixture, start_gateway
 from harness import assert_openai_error, chat_body, post, read_sse
 from mock_anthropic import ANTHROPIC_KEY, AnthropicFault, MockAnthropic, _blocks, _describe, \
     _tokens, anthropic_error
@@ -35,40 +35,11 @@ NEVER = 1000000  # a failureThreshold no test reaches
 ANSWER = "echo: " + TEXT
 
 
-@pytest.fixture(scope="module")
-def ma():
-    m = MockOpenAI().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(scope="module")
-def mb():
-    m = MockOpenAI().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(scope="module")
-def mc():
-    m = MockAnthropic().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(scope="module")
-def mm():
-    m = MockMistral().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mocks(request):
-    for name in ("ma", "mb", "mc", "mm"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name).reset()
-    yield
+ma = mock_fixture(MockOpenAI)
+mb = mock_fixture(MockOpenAI)
+mc = mock_fixture(MockAnthropic)
+mm = mock_fixture(MockMistral)
+_fresh_mocks = fresh_mocks("ma", "mb", "mc", "mm")
 
 
 def _mistral(name, url, **config):

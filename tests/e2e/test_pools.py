@@ -26,7 +26,7 @@ import requests
 
 import harness
 import poolkit
-from conftest import start_gateway
+from conftest import fresh_mocks, mock_fixture, start_gateway
 from harness import assert_openai_error, chat_body, post, read_sse
 from mock_anthropic import ANTHROPIC_KEY, MockAnthropic
 from mock_openai import DEFAULT_KEY, Fault, MockOpenAI, openai_error
@@ -41,33 +41,10 @@ CLAUDE = "claude-mock"
 NEVER = 1000000  # a failureThreshold no test reaches: no cooldown in that pool
 
 
-@pytest.fixture(scope="module")
-def ma():
-    m = MockOpenAI().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(scope="module")
-def mb():
-    m = MockOpenAI().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(scope="module")
-def mc():
-    m = MockAnthropic().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mocks(request):
-    for name in ("ma", "mb", "mc"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name).reset()
-    yield
+ma = mock_fixture(MockOpenAI)
+mb = mock_fixture(MockOpenAI)
+mc = mock_fixture(MockAnthropic)
+_fresh_mocks = fresh_mocks("ma", "mb", "mc")
 
 
 def _pair(tag, ma, mb, mc, *, strategy="priority", a=None, b=None, b_kind="openai",

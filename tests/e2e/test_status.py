@@ -27,7 +27,7 @@ import requests
 import harness
 import poolkit
 import promparse
-from conftest import start_gateway
+from conftest import fresh_mocks, mock_fixture, start_gateway
 from harness import assert_openai_error, chat_body, post
 from mock_anthropic import ANTHROPIC_KEY, MockAnthropic
 from mock_openai import DEFAULT_KEY, Fault, MockOpenAI
@@ -52,26 +52,9 @@ FAMILIES = {
 ERROR_CLASSES = ("4xx", "429", "5xx", "timeout", "connect", "protocol")
 
 
-@pytest.fixture(scope="module")
-def ma():
-    m = MockOpenAI().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(scope="module")
-def mc():
-    m = MockAnthropic().start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mocks(request):
-    for name in ("ma", "mc"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name).reset()
-    yield
+ma = mock_fixture(MockOpenAI)
+mc = mock_fixture(MockAnthropic)
+_fresh_mocks = fresh_mocks("ma", "mc")
 
 
 def _backends(ma, mc, prefix):

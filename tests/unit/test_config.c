@@ -979,6 +979,24 @@ START_TEST(test_size_parse)
 }
 END_TEST
 
+START_TEST(test_int_too_large)
+{
+    /* Integers too large for an int are refused, not wrapped into the range:
+     * 2^32 + 10 would read as 10 in 32 bits. */
+    static const char *const big[] = {"2147483648", "4294967306", "99999999999999999999"};
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+        const char *err = parse_backend_err(
+            "openai", apr_psprintf(test_pool, "      apiKey: k\n      maxRetries: %s\n", big[i]));
+        ck_assert_msg(strstr(err, "maxRetries must be an integer from 0 to 10"), "%s: %s", big[i],
+                      err);
+    }
+    ck_assert_int_eq(
+        parse_backend_ok("openai", "      apiKey: k\n      maxRetries: 010\n")->max_retries, 10);
+}
+END_TEST
+
 /* ---- strategies from the caller's resolver ---------------------------------- */
 
 static apr_status_t first_listed(const llmgw_strategy_cand_t *cands, int n, apr_uint64_t seed,
@@ -1213,6 +1231,7 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, test_image_fetch_errors, 0,
                         (int)(sizeof(image_fetch_errors) / sizeof(image_fetch_errors[0])));
     tcase_add_test(tc, test_size_parse);
+    tcase_add_test(tc, test_int_too_large);
     tcase_add_test(tc, test_strategy_from_resolver);
     tcase_add_test(tc, test_strategy_builtin_through_resolver);
     tcase_add_test(tc, test_strategy_unknown_lists_resolver_names);

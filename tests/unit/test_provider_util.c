@@ -150,6 +150,55 @@ START_TEST(test_ids)
 }
 END_TEST
 
+START_TEST(test_array_grow)
+{
+    typedef struct {
+        int seen;
+        apr_int64_t tokens;
+    } slot_t;
+    slot_t *a = NULL, *again;
+    int cap = 0, i;
+
+    /* The first index makes an array of `first` zeroed elements. */
+    a = llmgw_prov_array_grow(test_pool, a, &cap, 0, 2, sizeof(slot_t));
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(cap, 2);
+    ck_assert_int_eq(a[0].seen, 0);
+    ck_assert_int_eq(a[1].seen, 0);
+    a[1].seen = 1;
+    a[1].tokens = 42;
+    /* An index that fits changes nothing. */
+    again = llmgw_prov_array_grow(test_pool, a, &cap, 1, 2, sizeof(slot_t));
+    ck_assert_ptr_eq(again, a);
+    ck_assert_int_eq(cap, 2);
+    /* A far index doubles until it fits; the old elements come along, new ones are zero. */
+    a = llmgw_prov_array_grow(test_pool, a, &cap, 9, 2, sizeof(slot_t));
+    ck_assert_int_eq(cap, 16);
+    ck_assert_int_eq(a[1].seen, 1);
+    ck_assert_int_eq(a[1].tokens, 42);
+    for (i = 2; i < cap; i++)
+        ck_assert_int_eq(a[i].seen, 0);
+    /* Exactly at the capacity grows too. */
+    a = llmgw_prov_array_grow(test_pool, a, &cap, 16, 2, sizeof(slot_t));
+    ck_assert_int_eq(cap, 32);
+    ck_assert_int_eq(a[1].tokens, 42);
+}
+END_TEST
+
+START_TEST(test_status_code)
+{
+    ck_assert_str_eq(llmgw_prov_status_code(413), "request_too_large");
+    ck_assert_str_eq(llmgw_prov_status_code(429), "rate_limit_exceeded");
+    ck_assert_str_eq(llmgw_prov_status_code(502), "bad_gateway");
+    ck_assert_str_eq(llmgw_prov_status_code(503), "upstream_unavailable");
+    ck_assert_str_eq(llmgw_prov_status_code(504), "upstream_timeout");
+    /* 404 means different things per API: the caller decides. */
+    ck_assert_ptr_null(llmgw_prov_status_code(404));
+    ck_assert_ptr_null(llmgw_prov_status_code(400));
+    ck_assert_ptr_null(llmgw_prov_status_code(500));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("provider_util");
@@ -161,6 +210,8 @@ int main(void)
     tcase_add_test(tc, test_usage_object);
     tcase_add_test(tc, test_credentials_and_statuses);
     tcase_add_test(tc, test_ids);
+    tcase_add_test(tc, test_array_grow);
+    tcase_add_test(tc, test_status_code);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
