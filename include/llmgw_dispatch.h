@@ -214,9 +214,11 @@ typedef struct {
     /** The stream commits: 200 and the headers, before its first chunk. */
     apr_status_t (*open)(void *baton);
     /**
-     * One chat chunk of an open stream. @p chunk is its JSON (borrowed, valid
-     * during the call), NULL when the frame was held (preamble, buffer) and
-     * wants_json is 0; @p frame is "data: <chunk>\n\n", @p len bytes.
+     * One chat chunk of an open stream; @p frame is "data: <chunk>\n\n", @p
+     * len bytes. With wants_json, @p chunk is its JSON (borrowed, valid
+     * during the call). Without, the frame is all there is to read: @p chunk
+     * may hold only part of it (llmgw_stream_t.frames_only) or be NULL (a
+     * frame that was held: preamble, buffer).
      */
     apr_status_t (*chunk)(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
                           const char *frame, apr_size_t len);
@@ -239,7 +241,8 @@ typedef struct {
      */
     apr_status_t (*error)(void *baton, const llmgw_error_t *e, apr_interval_time_t retry_after,
                           int exhausted);
-    /** Held frames reach chunk() with their JSON (parsed again) when set. */
+    /** chunk() reads the chunk objects: held frames are parsed again for it,
+     *  and translators hand it whole chunks (no llmgw_stream_t.frames_only). */
     int wants_json;
     void *baton;
 } llmgw_sink_t;

@@ -108,4 +108,19 @@ typedef struct llmgw_json_pick_t {
  */
 json_t *llmgw_json_pick(const char *text, apr_size_t len, const llmgw_json_pick_t *pick);
 
+/** Bytes [from, to) of a text: a member and its separator; both 0 when there is none. */
+typedef struct {
+    apr_size_t from;
+    apr_size_t to;
+} llmgw_json_cut_t;
+
+/**
+ * llmgw_json_pick, and where the top-level member @p name lies: removing
+ * bytes [cut->from, cut->to) from @p text leaves the same object without
+ * that member (and one separator), the rest as it was. A member named
+ * twice makes it return NULL, as an unsure text does.
+ */
+json_t *llmgw_json_pick_cut(const char *text, apr_size_t len, const llmgw_json_pick_t *pick,
+                            const char *name, llmgw_json_cut_t *cut);
+
 #endif /* LLMGW_JSON_H */

@@ -131,6 +131,13 @@ typedef struct {
     int finish_seen;     /**< a finish_reason has been seen for every choice */
     int usage_seen;      /**< the upstream's usage has arrived */
     int done;            /**< the stream is complete and "data: [DONE]" was emitted */
+    /**
+     * Set by the glue before stream_init: past the translator, only the
+     * frames' bytes are read, never the chunk objects handed to emit (a chat
+     * client, no continuation). A translator that forwards frames verbatim
+     * may then hand emit a chunk holding only what it read itself.
+     */
+    int frames_only;
     llmgw_usage_t usage;
     const char *model;    /**< as reported by the upstream (call->pool), or NULL */
     llmgw_error_t *error; /**< why the stream failed (set with a failure return) */

@@ -619,6 +619,8 @@ static void stream_reset(llmgw_dispatch_t *d)
     d->st.call = &d->call;
     d->st.emit = on_emit;
     d->st.baton = d;
+    /* Only a continuation (track, splice) and a dialect sink read chunk objects. */
+    d->st.frames_only = !d->s->wants_json && d->recovery != LLMGW_RECOVERY_CONTINUE;
     d->event_rv = APR_SUCCESS;
     d->upstream_done = d->malformed = d->content_seen = d->sent = 0;
     if (!d->opened || buffering(d))

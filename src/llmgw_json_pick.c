@@ -29,6 +29,13 @@ typedef struct {
     const unsigned char *s;
     const unsigned char *end;
     int depth;
+    /* llmgw_json_pick_cut: the top-level member to cut out, where it lies. */
+    const char *cut_name;
+    const unsigned char *sep;      /* the comma before the current top-level member */
+    const unsigned char *cut_from; /* NULL: not seen */
+    const unsigned char *cut_to;
+    int cut_open; /* it was the first member: the cut ends where the next one starts */
+    int cut_seen;
 } scan_t;
 
 static int scan_value(scan_t *sc);
@@ -217,32 +224,59 @@ static int scan_literal(scan_t *sc, const char *word, apr_size_t n)
     return 1;
 }
 
-static int scan_array(scan_t *sc)
+/* One item of a container (at its first byte); 0 refuses the text. */
+typedef int (*item_fn)(scan_t *sc, void *baton);
+
+/*
+ * The frame every container shares: items separated by commas, from the
+ * opening byte (at sc->s) to @p close, within the depth bound.
+ */
+static int scan_items(scan_t *sc, unsigned char close, item_fn item, void *baton)
 {
     if (++sc->depth > PICK_MAX_DEPTH)
         return 0;
     sc->s++;
     skip_ws(sc);
-    if (sc->s < sc->end && *sc->s == ']') {
+    if (sc->s < sc->end && *sc->s == close) {
         sc->s++;
         sc->depth--;
         return 1;
     }
+    if (sc->depth == 1)
+        sc->sep = NULL;
     for (;;) {
-        if (!scan_value(sc))
+        if (!item(sc, baton))
             return 0;
         skip_ws(sc);
         if (sc->s >= sc->end)
             return 0;
-        if (*sc->s == ']') {
+        if (*sc->s == close) {
             sc->s++;
             sc->depth--;
             return 1;
         }
-        if (*sc->s++ != ',')
+        if (*sc->s != ',')
             return 0;
+        if (sc->depth == 1)
+            sc->sep = sc->s;
+        sc->s++;
         skip_ws(sc);
+        if (sc->depth == 1 && sc->cut_open) {
+            sc->cut_to = sc->s;
+            sc->cut_open = 0;
+        }
     }
+}
+
+static int value_item(scan_t *sc, void *baton)
+{
+    (void)baton;
+    return scan_value(sc);
+}
+
+static int scan_array(scan_t *sc)
+{
+    return scan_items(sc, ']', value_item, NULL);
 }
 
 static int scan_value(scan_t *sc)
@@ -310,6 +344,9 @@ static json_t *scalar(const unsigned char *start, const unsigned char *end, int 
     default:
         if (*d == '-')
             d++;
+        /* Only an integer token is this short; a real's digits are jansson's. */
+        if (end - d > PICK_MAX_INT_DIGITS)
+            break;
         for (; d < end && is_digit(*d); d++)
             v = v * 10 + (*d - '0');
         if (d == end)
@@ -340,40 +377,27 @@ static json_t *whole_value(scan_t *sc)
 
 static json_t *picked_value(scan_t *sc, const llmgw_json_pick_t *m);
 
+typedef struct {
+    llmgw_json_pick_t each; /* how every element is kept */
+    json_t *out;
+} elements_t;
+
+static int element_item(scan_t *sc, void *baton)
+{
+    elements_t *e = baton;
+    json_t *v = picked_value(sc, &e->each);
+
+    return v && json_array_append_new(e->out, v) == 0;
+}
+
 /* An array (at its bracket) whose object elements keep only @p sub's members. */
 static json_t *picked_array(scan_t *sc, const llmgw_json_pick_t *sub)
 {
-    llmgw_json_pick_t each = {"", sub, 0};
-    json_t *out = json_array();
+    elements_t e = {{"", sub, 0}, json_array()};
 
-    if (!out || ++sc->depth > PICK_MAX_DEPTH)
-        goto fail;
-    sc->s++;
-    skip_ws(sc);
-    if (sc->s < sc->end && *sc->s == ']') {
-        sc->s++;
-        sc->depth--;
-        return out;
-    }
-    for (;;) {
-        json_t *v = picked_value(sc, &each);
-
-        if (!v || json_array_append_new(out, v) != 0)
-            goto fail;
-        skip_ws(sc);
-        if (sc->s >= sc->end)
-            goto fail;
-        if (*sc->s == ']') {
-            sc->s++;
-            sc->depth--;
-            return out;
-        }
-        if (*sc->s++ != ',')
-            goto fail;
-        skip_ws(sc);
-    }
-fail:
-    json_decref(out);
+    if (e.out && scan_items(sc, ']', element_item, &e))
+        return e.out;
+    json_decref(e.out);
     return NULL;
 }
 
@@ -399,78 +423,90 @@ static json_t *picked_value(scan_t *sc, const llmgw_json_pick_t *m)
     return whole_value(sc);
 }
 
+typedef struct {
+    const llmgw_json_pick_t *pick; /* NULL: only scanned */
+    json_t *out;
+} members_t;
+
+/* One member: its key, and its value kept when the pick list wants it. */
+static int member_item(scan_t *sc, void *baton)
+{
+    members_t *ms = baton;
+    const unsigned char *at = sc->s, *key = sc->s + 1;
+    int cut;
+    const llmgw_json_pick_t *m = NULL;
+    apr_size_t klen;
+    json_t *v;
+    int escaped;
+
+    if (sc->s >= sc->end || *sc->s != '"' || !scan_string(sc, &escaped))
+        return 0;
+    klen = (apr_size_t)(sc->s - 1 - key);
+    /* An escaped key could spell a wanted name: not worth decoding here. */
+    if (ms->pick && escaped)
+        return 0;
+    if (ms->pick)
+        m = find_pick(ms->pick, key, klen);
+    cut = sc->cut_name && sc->depth == 1 && strlen(sc->cut_name) == klen &&
+          memcmp(sc->cut_name, key, klen) == 0;
+    skip_ws(sc);
+    if (sc->s >= sc->end || *sc->s++ != ':')
+        return 0;
+    skip_ws(sc);
+    if (!(m ? (v = picked_value(sc, m)) != NULL : scan_value(sc)))
+        return 0;
+    if (cut) {
+        /* From the comma before it, or (the first member) up to the next one. */
+        sc->cut_seen++;
+        sc->cut_from = sc->sep ? sc->sep : at;
+        sc->cut_to = sc->s;
+        sc->cut_open = !sc->sep;
+    }
+    /* A later duplicate replaces an earlier one, as in jansson's parse. */
+    return !m || json_object_setn_new(ms->out, (const char *)key, klen, v) == 0;
+}
+
 /* An object (at its brace); with @p pick, the members it names go into @p out. */
 static int scan_object(scan_t *sc, const llmgw_json_pick_t *pick, json_t *out)
 {
-    if (++sc->depth > PICK_MAX_DEPTH)
-        return 0;
-    sc->s++;
-    skip_ws(sc);
-    if (sc->s < sc->end && *sc->s == '}') {
-        sc->s++;
-        sc->depth--;
-        return 1;
-    }
-    for (;;) {
-        const unsigned char *key = sc->s + 1;
-        const llmgw_json_pick_t *m = NULL;
-        apr_size_t klen;
-        int escaped;
+    members_t ms = {pick, out};
 
-        if (sc->s >= sc->end || *sc->s != '"' || !scan_string(sc, &escaped))
-            return 0;
-        klen = (apr_size_t)(sc->s - 1 - key);
-        /* An escaped key could spell a wanted name: not worth decoding here. */
-        if (pick && escaped)
-            return 0;
-        if (pick)
-            m = find_pick(pick, key, klen);
-        skip_ws(sc);
-        if (sc->s >= sc->end || *sc->s++ != ':')
-            return 0;
-        skip_ws(sc);
-        if (m) {
-            json_t *v = picked_value(sc, m);
-
-            /* A later duplicate replaces an earlier one, as in jansson's parse. */
-            if (!v || json_object_setn_new(out, (const char *)key, klen, v) != 0)
-                return 0;
-        }
-        else if (!scan_value(sc)) {
-            return 0;
-        }
-        skip_ws(sc);
-        if (sc->s >= sc->end)
-            return 0;
-        if (*sc->s == '}') {
-            sc->s++;
-            sc->depth--;
-            return 1;
-        }
-        if (*sc->s++ != ',')
-            return 0;
-        skip_ws(sc);
-    }
+    return scan_items(sc, '}', member_item, &ms);
 }
 
-json_t *llmgw_json_pick(const char *text, apr_size_t len, const llmgw_json_pick_t *pick)
+json_t *llmgw_json_pick_cut(const char *text, apr_size_t len, const llmgw_json_pick_t *pick,
+                            const char *name, llmgw_json_cut_t *cut)
 {
     scan_t sc;
     json_t *out;
 
+    if (cut)
+        cut->from = cut->to = 0;
     if (!text)
         return NULL;
+    memset(&sc, 0, sizeof(sc));
     sc.s = (const unsigned char *)text;
     sc.end = sc.s + len;
-    sc.depth = 0;
+    sc.cut_name = cut ? name : NULL;
     skip_ws(&sc);
     if (sc.s >= sc.end || *sc.s != '{' || !(out = json_object()))
         return NULL;
-    if (scan_object(&sc, pick, out)) {
+    /* Twice named, the member could not be cut out as one: left to the full parse. */
+    if (scan_object(&sc, pick, out) && sc.cut_seen <= 1) {
         skip_ws(&sc);
-        if (sc.s == sc.end)
+        if (sc.s == sc.end) {
+            if (cut && sc.cut_from) {
+                cut->from = (apr_size_t)(sc.cut_from - (const unsigned char *)text);
+                cut->to = (apr_size_t)(sc.cut_to - (const unsigned char *)text);
+            }
             return out;
+        }
     }
     json_decref(out);
     return NULL;
+}
+
+json_t *llmgw_json_pick(const char *text, apr_size_t len, const llmgw_json_pick_t *pick)
+{
+    return llmgw_json_pick_cut(text, len, pick, NULL, NULL);
 }

@@ -693,11 +693,11 @@ static const llmgw_json_pick_t pick_usage[] = {{"prompt_tokens", NULL, 0},
                                                {"prompt_tokens_details", pick_cached, 0},
                                                {"completion_tokens_details", pick_reasoning, 0},
                                                {NULL, NULL, 0}};
-static const llmgw_json_pick_t pick_answer[] = {{"model", NULL, 0},
-                                                {"usage", pick_usage, 0},
-                                                {"choices", NULL, 1},
-                                                {"data", NULL, 1},
-                                                {NULL, NULL, 0}};
+const llmgw_json_pick_t llmgw_oai_pick_answer[] = {{"model", NULL, 0},
+                                                   {"usage", pick_usage, 0},
+                                                   {"choices", NULL, 1},
+                                                   {"data", NULL, 1},
+                                                   {NULL, NULL, 0}};
 
 /*
  * An answer forwarded as the upstream sent it (openai). Only the members
@@ -707,7 +707,7 @@ static const llmgw_json_pick_t pick_answer[] = {{"model", NULL, 0},
 static apr_status_t verbatim_answer(llmgw_call_t *call, const char *body, apr_size_t len,
                                     llmgw_response_t *out, llmgw_error_t **err)
 {
-    json_t *j = llmgw_json_pick(body, len, pick_answer);
+    json_t *j = llmgw_json_pick(body, len, llmgw_oai_pick_answer);
     const char *model;
     int whole = 0;
 
@@ -1319,11 +1319,67 @@ static apr_status_t on_chunk(llmgw_stream_t *st, json_t *chunk, const char *text
     return normalise_chunk(st, chunk);
 }
 
+/* What forward_chunk reads of a chunk (is_role_only, track_choices, note_model, read_usage). */
+static const llmgw_json_pick_t pick_delta[] = {
+    {"role", NULL, 0}, {"content", NULL, 0}, {"refusal", NULL, 0}, {"*", NULL, 1}, {NULL, NULL, 0}};
+static const llmgw_json_pick_t pick_choice[] = {{"index", NULL, 0},
+                                                {"finish_reason", NULL, 0},
+                                                {"logprobs", NULL, 1},
+                                                {"delta", pick_delta, 0},
+                                                {NULL, NULL, 0}};
+const llmgw_json_pick_t llmgw_oai_pick_chunk[] = {{"model", NULL, 0},
+                                                  {"usage", pick_usage, 0},
+                                                  {"choices", pick_choice, 0},
+                                                  {"error", NULL, 1},
+                                                  {NULL, NULL, 0}};
+
+/*
+ * A chunk of a frames-only stream (llmgw_stream_t.frames_only) that will go
+ * out as the upstream sent it, read sparsely: only what forward_chunk
+ * reads. The one change a verbatim chunk may need, the `"usage":null`
+ * OpenAI adds to every chunk once asked for usage (the gateway asks, for
+ * its accounting, whether the client did or not), is made on the bytes:
+ * *text and *len then describe the chunk without it. NULL when the chunk
+ * would not go out as sent (an error event, a usage to read and remove, or
+ * to bound; bytes that cannot stand on one data line) or the recogniser is
+ * unsure: the caller parses it in full.
+ */
+static json_t *sparse_chunk(llmgw_stream_t *st, const char **text, apr_size_t *len,
+                            llmgw_json_buf_t *scratch)
+{
+    llmgw_json_cut_t cut;
+    json_t *chunk, *usage;
+
+    if (!st->frames_only || ((oai_stream_t *)st->priv)->d->normalise ||
+        !llmgw_prov_frame_verbatim_ok(*text, *len) ||
+        !(chunk = llmgw_json_pick_cut(*text, *len, llmgw_oai_pick_chunk, "usage", &cut)))
+        return NULL;
+    usage = json_object_get(chunk, "usage");
+    if (json_object_get(chunk, "error") || !usage_clean(usage) ||
+        (usage && !st->call->include_usage && (!json_is_null(usage) || cut.to <= cut.from))) {
+        json_decref(chunk);
+        return NULL;
+    }
+    if (usage && !st->call->include_usage) {
+        /* In @p scratch, not the request pool: a long stream would keep every chunk. */
+        llmgw_json_buf_add(scratch, *text, cut.from);
+        if (llmgw_json_buf_add(scratch, *text + cut.to, *len - cut.to) != APR_SUCCESS) {
+            json_decref(chunk);
+            return NULL;
+        }
+        *text = scratch->data;
+        *len = scratch->len;
+        json_object_del(chunk, "usage");
+    }
+    return chunk;
+}
+
 apr_status_t llmgw_oai_stream_event(llmgw_stream_t *st, const llmgw_sse_event_t *ev)
 {
     const char *d;
     apr_size_t n;
     json_t *chunk;
+    llmgw_json_buf_t scratch;
     apr_status_t rv;
 
     if (st->done)
@@ -1334,13 +1390,18 @@ apr_status_t llmgw_oai_stream_event(llmgw_stream_t *st, const llmgw_sse_event_t 
     if (llmgw_prov_is_done_marker(d, n))
         return on_done(st);
 
-    chunk = json_loadb(d, n, JSON_ALLOW_NUL, NULL);
+    llmgw_json_buf_init(&scratch);
+    chunk = sparse_chunk(st, &d, &n, &scratch);
+    if (!chunk)
+        chunk = json_loadb(d, n, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(chunk)) {
         json_decref(chunk);
+        llmgw_json_buf_free(&scratch);
         return llmgw_prov_malformed(st);
     }
     rv = on_chunk(st, chunk, d, n);
     json_decref(chunk);
+    llmgw_json_buf_free(&scratch);
     return rv;
 }
 

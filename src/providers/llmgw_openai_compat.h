@@ -28,6 +28,7 @@
 #ifndef LLMGW_OPENAI_COMPAT_H
 #define LLMGW_OPENAI_COMPAT_H
 
+#include "llmgw_json.h"
 #include "llmgw_provider.h"
 
 typedef struct llmgw_oai_dialect_t llmgw_oai_dialect_t;
@@ -68,6 +69,15 @@ struct llmgw_oai_dialect_t {
 /* ---------------------------------------------------------------------- */
 /* The provider functions, for a dialect                                  */
 /* ---------------------------------------------------------------------- */
+
+/**
+ * What an openai answer (llmgw_oai_parse_response) and stream chunk
+ * (llmgw_oai_stream_event, frames only) are read for when they go out as
+ * the upstream sent them (llmgw_json_pick); the fuzz target
+ * tests/fuzz/fuzz_json_pick.c holds these very lists against jansson.
+ */
+extern const llmgw_json_pick_t llmgw_oai_pick_answer[];
+extern const llmgw_json_pick_t llmgw_oai_pick_chunk[];
 
 /** An openai-style backend's request constants (llmgw_provider_t.prepare). */
 typedef struct {

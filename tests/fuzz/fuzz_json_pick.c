@@ -3,49 +3,38 @@
  * answer. Whenever the recogniser reads it (non-NULL), jansson must accept
  * the same bytes as one object (json_loadb, JSON_ALLOW_NUL, as the full
  * parse does), the bytes must be fit to forward verbatim, and every member
- * the pick list names must be exactly jansson's: present in both or in
+ * a pick list names must be exactly jansson's: present in both or in
  * neither, equal where kept whole, of the same type (and empty) where only
  * its shape is kept, and compared member by member where a sub-list keeps
- * part of an object. The recogniser may decline what jansson accepts (the
- * caller then parses in full), never the other way round.
- *
- * The pick list is the openai answer's and stream chunk's
- * (src/providers/llmgw_openai_compat.c: a sub-list over the objects of an
- * array, "*" for the members a list does not name) plus names that occur
- * at several depths in the seeds ("content", "index", "type"), so that the
- * search by name is tried where a wrong match would show.
+ * part of an object (or of each object of an array). The recogniser may
+ * decline what jansson accepts (the caller then parses in full), never the
+ * other way round. Each input is read with every list below.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
 #include "fuzz.h"
 #include "llmgw_json.h"
+#include "../../src/providers/llmgw_openai_compat.h"
 
-static const llmgw_json_pick_t pick_cached[] = {{"cached_tokens", NULL, 0}, {NULL, NULL, 0}};
-static const llmgw_json_pick_t pick_reasoning[] = {{"reasoning_tokens", NULL, 0}, {NULL, NULL, 0}};
-static const llmgw_json_pick_t pick_usage[] = {{"prompt_tokens", NULL, 0},
-                                               {"completion_tokens", NULL, 0},
-                                               {"total_tokens", NULL, 0},
-                                               {"prompt_tokens_details", pick_cached, 0},
-                                               {"completion_tokens_details", pick_reasoning, 0},
-                                               {NULL, NULL, 0}};
+/*
+ * The lists the gateway runs (llmgw_openai_compat.c), and one more that
+ * names the same members at several depths ("content", "index", "type", the
+ * empty name) and uses every form: a sub-list over an object and over the
+ * objects of an array, shape only, "*".
+ */
 static const llmgw_json_pick_t pick_nested[] = {
-    {"content", NULL, 0}, {"index", NULL, 0}, {NULL, NULL, 0}};
-/* The openai stream chunk's (choices[].delta), with "*" for every other member. */
-static const llmgw_json_pick_t pick_delta[] = {
-    {"role", NULL, 0}, {"content", NULL, 0}, {"*", NULL, 1}, {NULL, NULL, 0}};
-static const llmgw_json_pick_t pick_choice[] = {{"index", NULL, 0},
-                                                {"finish_reason", NULL, 0},
-                                                {"logprobs", NULL, 1},
-                                                {"delta", pick_delta, 0},
-                                                {NULL, NULL, 0}};
-static const llmgw_json_pick_t pick_answer[] = {{"model", NULL, 0},
-                                                {"usage", pick_usage, 0},
-                                                {"choices", pick_choice, 0},
-                                                {"data", NULL, 1},
-                                                {"message", pick_nested, 0},
-                                                {"type", NULL, 0},
-                                                {"", NULL, 0},
-                                                {NULL, NULL, 0}};
+    {"content", NULL, 0}, {"index", NULL, 0}, {"*", NULL, 1}, {NULL, NULL, 0}};
+static const llmgw_json_pick_t pick_mixed[] = {{"model", NULL, 0},
+                                               {"usage", pick_nested, 0},
+                                               {"choices", pick_nested, 0},
+                                               {"data", NULL, 1},
+                                               {"message", pick_nested, 0},
+                                               {"type", NULL, 0},
+                                               {"", NULL, 0},
+                                               {NULL, NULL, 0}};
+static const llmgw_json_pick_t *const lists[] = {llmgw_oai_pick_answer, llmgw_oai_pick_chunk,
+                                                 pick_mixed};
 
 static void check_members(const json_t *got, const json_t *full, const llmgw_json_pick_t *list);
 
@@ -106,19 +95,58 @@ static void check_members(const json_t *got, const json_t *full, const llmgw_jso
     FUZZ_CHECK(json_object_size(got) == kept);
 }
 
+/* The text without bytes [cut->from, cut->to) is @p full without "usage". */
+static void check_cut(const char *text, size_t size, const json_t *full,
+                      const llmgw_json_cut_t *cut)
+{
+    json_t *expected, *spliced;
+    char *rest;
+
+    FUZZ_CHECK((cut->to > cut->from) == (json_object_get(full, "usage") != NULL));
+    if (cut->to <= cut->from)
+        return;
+    FUZZ_CHECK(cut->to <= size);
+    rest = malloc(size - (cut->to - cut->from) + 1);
+    FUZZ_CHECK(rest != NULL);
+    memcpy(rest, text, cut->from);
+    memcpy(rest + cut->from, text + cut->to, size - cut->to);
+    spliced = json_loadb(rest, size - (cut->to - cut->from), JSON_ALLOW_NUL, NULL);
+    expected = json_deep_copy(full);
+    json_object_del(expected, "usage");
+    FUZZ_CHECK(spliced != NULL && json_equal(spliced, expected));
+    json_decref(spliced);
+    json_decref(expected);
+    free(rest);
+}
+
+/* jansson's reading of the input, once it is needed: it must accept what the recogniser read. */
+static json_t *full_of(const char *text, size_t size, json_t **full)
+{
+    if (!*full)
+        *full = json_loadb(text, size, JSON_ALLOW_NUL, NULL);
+    FUZZ_CHECK(*full != NULL);
+    FUZZ_CHECK(llmgw_json_verbatim_ok(text, size));
+    return *full;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
-    json_t *got = llmgw_json_pick(text, size, pick_answer);
-    json_t *full;
+    json_t *full = NULL, *got;
+    llmgw_json_cut_t cut;
+    size_t i;
 
-    if (!got)
-        return 0;
-    full = json_loadb(text, size, JSON_ALLOW_NUL, NULL);
-    FUZZ_CHECK(full != NULL);
-    FUZZ_CHECK(llmgw_json_verbatim_ok(text, size));
-    check_members(got, full, pick_answer);
+    for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        if ((got = llmgw_json_pick(text, size, lists[i])) != NULL) {
+            check_members(got, full_of(text, size, &full), lists[i]);
+            json_decref(got);
+        }
+        if ((got = llmgw_json_pick_cut(text, size, lists[i], "usage", &cut)) != NULL) {
+            check_members(got, full_of(text, size, &full), lists[i]);
+            check_cut(text, size, full, &cut);
+            json_decref(got);
+        }
+    }
     json_decref(full);
-    json_decref(got);
     return 0;
 }

@@ -65,7 +65,9 @@ typedef struct {
     int tokens;                  /* prepare mints access tokens */
     int reauths;                 /* prepare calls asking for a new token */
     int wants_json;
-    apr_size_t max_body; /* 0: 64 KiB */
+    int sparse_chunks;         /* chunks that reached the sink without their "id" */
+    apr_array_header_t *texts; /* const char *: every chunk frame the sink got, as sent */
+    apr_size_t max_body;       /* 0: 64 KiB */
     /* prm.translator: this provider for backend translate_for, the built-in for the others */
     const llmgw_provider_t *translator;
     const char *translate_for;
@@ -356,8 +358,12 @@ static apr_status_t sink_chunk(void *baton, llmgw_chunk_kind_e kind, const json_
     ck_assert_msg(memcmp(frame, "data: ", 6) == 0 && memcmp(frame + len - 2, "\n\n", 2) == 0,
                   "not one SSE frame");
     j = test_parse_json(frame + 6, len - 8);
-    if (chunk || W->wants_json)
+    /* Without wants_json only the frame counts (the translator may read chunks sparsely). */
+    if (W->wants_json)
         ck_assert_msg(chunk && json_equal(chunk, j), "chunk JSON and frame differ");
+    if (chunk && !json_object_get(chunk, "id"))
+        W->sparse_chunks++;
+    APR_ARRAY_PUSH(W->texts, const char *) = apr_pstrmemdup(test_pool, frame, len);
     got(json_pack("{s:s, s:s, s:o}", "ev", "chunk", "kind", kind_name(kind), "json", j));
     W->chunks++;
     return APR_SUCCESS;
@@ -426,6 +432,7 @@ static void setup(void)
     W->sleeps = apr_array_make(test_pool, 8, sizeof(apr_interval_time_t));
     W->notes = apr_array_make(test_pool, 8, sizeof(llmgw_dispatch_note_t));
     W->flushes = apr_array_make(test_pool, 8, sizeof(int));
+    W->texts = apr_array_make(test_pool, 8, sizeof(const char *));
     W->got = llmgw_json_pool_own(test_pool, json_array());
     W->t.perform = fake_perform;
     W->t.prepare = fake_prepare;
@@ -1656,6 +1663,83 @@ START_TEST(test_stream_one_flush_per_read)
 }
 END_TEST
 
+/*
+ * A chat client reads frames only: the openai translator reads its chunks
+ * sparsely (llmgw_stream_t.frames_only). A sink that reads the JSON, and a
+ * continuation route (which tracks the content), get whole chunks.
+ */
+START_TEST(test_chunks_read_sparsely_only_for_frames)
+{
+    int before;
+
+    oai_stream("a", "one|two");
+    run("/a", 1);
+    ck_seq("open P C C C F close");
+    ck_assert_int_gt(W->sparse_chunks, 0);
+
+    W->sparse_chunks = 0;
+    W->wants_json = 1;
+    before = W->chunks;
+    oai_stream("a", "one|two");
+    run("/a", 1);
+    ck_assert_int_eq(W->chunks - before, 5);
+    ck_assert_int_eq(W->sparse_chunks, 0);
+
+    W->wants_json = 0;
+    before = W->chunks;
+    oai_stream("a", "one|two");
+    run("/abc", 1);
+    ck_assert_int_eq(W->chunks - before, 5);
+    ck_assert_int_eq(W->sparse_chunks, 0);
+}
+END_TEST
+
+/*
+ * OpenAI adds "usage":null to every chunk once the gateway asks for usage;
+ * a client that did not ask gets each chunk without it, cut out of the
+ * upstream's bytes (first, middle or last member), the rest as sent.
+ */
+START_TEST(test_usage_null_cut_from_verbatim_chunks)
+{
+    static const char *const events[] = {
+        "data: {\"usage\":null,\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+        "\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\", \"usage\":null, \"choices\":[{\"index\":0,\"delta\":"
+        "{\"content\":\"one\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"two\"},"
+        "\"finish_reason\":null}] , \"usage\" : null }\n\n",
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
+        "\"stop\"}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,"
+        "\"completion_tokens\":2,\"total_tokens\":9}}\n\n",
+        "data: [DONE]\n\n"};
+    answer_t *a = answer("a");
+    json_t *body = chat(1, NULL);
+    size_t i;
+
+    json_object_del(body, "stream_options"); /* the client does not ask for usage */
+    a->events = apr_array_make(test_pool, 8, sizeof(const char *));
+    for (i = 0; i < sizeof(events) / sizeof(events[0]); i++)
+        APR_ARRAY_PUSH(a->events, const char *) = events[i];
+    run_body("/a", body);
+    ck_seq("open P C C C close");
+    ck_assert_int_eq(W->res->usage.total_tokens, 9);
+    ck_assert_str_eq(APR_ARRAY_IDX(W->texts, 0, const char *),
+                     "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+                     "\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n");
+    ck_assert_str_eq(APR_ARRAY_IDX(W->texts, 1, const char *),
+                     "data: {\"id\":\"c1\", \"choices\":[{\"index\":0,\"delta\":"
+                     "{\"content\":\"one\"},\"finish_reason\":null}]}\n\n");
+    ck_assert_str_eq(APR_ARRAY_IDX(W->texts, 2, const char *),
+                     "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+                     "\"two\"},\"finish_reason\":null}]  }\n\n");
+    ck_assert_str_eq(APR_ARRAY_IDX(W->texts, 3, const char *),
+                     "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},"
+                     "\"finish_reason\":\"stop\"}]}\n\n");
+    ck_assert_int_eq(W->sparse_chunks, 3); /* the held opening comes back as bytes only */
+}
+END_TEST
+
 START_TEST(test_client_gone_mid_stream)
 {
     answer_t *a = oai_stream("a", "echo: |one |two |three");
@@ -1839,6 +1923,8 @@ static Suite *dispatch_suite(void)
     tcase_add_test(tc, test_client_gone_during_a_backoff);
     tcase_add_test(tc, test_client_gone_mid_stream);
     tcase_add_test(tc, test_stream_one_flush_per_read);
+    tcase_add_test(tc, test_chunks_read_sparsely_only_for_frames);
+    tcase_add_test(tc, test_usage_null_cut_from_verbatim_chunks);
     tcase_add_test(tc, test_adaptive_cooldown);
     tcase_add_test(tc, test_probe_released_on_a_client_error);
     tcase_add_test(tc, test_translator_per_candidate);
