@@ -436,7 +436,7 @@ static int member_item(scan_t *sc, void *baton)
     int cut;
     const llmgw_json_pick_t *m = NULL;
     apr_size_t klen;
-    json_t *v;
+    json_t *v = NULL;
     int escaped;
 
     if (sc->s >= sc->end || *sc->s != '"' || !scan_string(sc, &escaped))
@@ -453,7 +453,7 @@ static int member_item(scan_t *sc, void *baton)
     if (sc->s >= sc->end || *sc->s++ != ':')
         return 0;
     skip_ws(sc);
-    if (!(m ? (v = picked_value(sc, m)) != NULL : scan_value(sc)))
+    if (m ? !(v = picked_value(sc, m)) : !scan_value(sc))
         return 0;
     if (cut) {
         /* From the comma before it, or (the first member) up to the next one. */

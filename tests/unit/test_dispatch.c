@@ -43,7 +43,7 @@ typedef struct {
     const char *host;
     json_t *body;
     apr_time_t t, t_end;
-    apr_array_header_t *headers;
+    const apr_array_header_t *headers;
 } req_rec_t;
 
 typedef struct {
