@@ -312,7 +312,7 @@ static apr_status_t release(llmgw_dispatch_t *d)
 
         /* "data: " + JSON + "\n\n": parsed again only for a sink that wants it. */
         if (d->s->wants_json && h->len > 8)
-            chunk = json_loadb(frame + 6, h->len - 8, 0, NULL);
+            chunk = llmgw_json_load(frame + 6, h->len - 8, 0, NULL);
         rv = deliver(d, h->kind, chunk, frame, h->len);
         json_decref(chunk);
     }

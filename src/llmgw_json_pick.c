@@ -1,19 +1,24 @@
 /*
  * A sparse read of a JSON object (llmgw_json.h, llmgw_json_pick): the
  * members the gateway needs from an answer it forwards verbatim, without
- * building the rest.
+ * building the rest; with the list that names every member at every depth
+ * (llmgw_json_load), the whole document, read faster than jansson's lexer
+ * reads it.
  *
- * This is a recogniser, not a parser: it builds no value itself. Every
- * member value that is kept is handed to jansson as its own bytes, so the
- * values are jansson's; the scan only has to find where each value starts
- * and ends, and to be certain that jansson would accept the whole text.
- * Where it cannot be certain cheaply it says so (NULL) and the caller
- * parses in full: escaped keys, \u escapes of NUL or of surrogates,
- * integers past 18 digits, reals near the double range, deep nesting.
- * Everything it does accept follows jansson 2.14's lexer: whitespace is
- * space, tab, CR and LF; strings are UTF-8 by RFC 3629 with no control
- * byte; numbers are RFC 8259's; the last of duplicate keys wins. The
- * differential fuzz target tests/fuzz/fuzz_json_pick.c holds it to that.
+ * The scan finds where each value starts and ends, and must be certain
+ * that jansson would accept the whole text. It makes only the values whose
+ * reading cannot differ from jansson's: the three literals, integers of at
+ * most 18 digits, strings without escapes (their bytes checked as jansson
+ * checks them), and the objects and arrays a pick list descends into.
+ * Every other value kept (reals, escaped strings, containers kept whole)
+ * is jansson's own reading of its bytes. Where it cannot be certain
+ * cheaply it says so (NULL) and the caller parses in full: escaped keys,
+ * \u escapes of NUL or of surrogates, integers past 18 digits, reals near
+ * the double range, deep nesting. Everything it does accept follows
+ * jansson 2.14's lexer: whitespace is space, tab, CR and LF; strings are
+ * UTF-8 by RFC 3629 with no control byte; numbers are RFC 8259's; the last
+ * of duplicate keys wins, in the place of the first. The differential fuzz
+ * target tests/fuzz/fuzz_json_pick.c holds it to that, member order too.
  */
 #include <string.h>
 #include "llmgw_json.h"
@@ -462,8 +467,9 @@ static int member_item(scan_t *sc, void *baton)
         sc->cut_to = sc->s;
         sc->cut_open = !sc->sep;
     }
-    /* A later duplicate replaces an earlier one, as in jansson's parse. */
-    return !m || json_object_setn_new(ms->out, (const char *)key, klen, v) == 0;
+    /* A later duplicate replaces an earlier one, as in jansson's parse; the
+     * key's bytes were checked as jansson checks them (scan_string). */
+    return !m || json_object_setn_new_nocheck(ms->out, (const char *)key, klen, v) == 0;
 }
 
 /* An object (at its brace); with @p pick, the members it names go into @p out. */
@@ -509,4 +515,19 @@ json_t *llmgw_json_pick_cut(const char *text, apr_size_t len, const llmgw_json_p
 json_t *llmgw_json_pick(const char *text, apr_size_t len, const llmgw_json_pick_t *pick)
 {
     return llmgw_json_pick_cut(text, len, pick, NULL, NULL);
+}
+
+/* Every member, at every depth: the whole document. */
+const llmgw_json_pick_t llmgw_json_pick_all[] = {{"*", llmgw_json_pick_all, 0}, {NULL, NULL, 0}};
+
+json_t *llmgw_json_load(const char *text, apr_size_t len, size_t flags, json_error_t *err)
+{
+    json_t *j;
+
+    /* What the scan accepts holds no NUL, raw or escaped, so JSON_ALLOW_NUL
+     * cannot change its reading; any other flag is jansson's alone. */
+    if ((flags & ~(size_t)JSON_ALLOW_NUL) == 0 &&
+        (j = llmgw_json_pick(text, len, llmgw_json_pick_all)))
+        return j;
+    return json_loadb(text ? text : "", text ? len : 0, flags, err);
 }

@@ -487,7 +487,7 @@ static void record_native(req_t *q, const char *data, apr_size_t len, int frame)
         response = llmgw_responses_native_terminal(q->r->pool, &ev);
     }
     else {
-        response = llmgw_json_pool_own(q->r->pool, json_loadb(data, len, 0, NULL));
+        response = llmgw_json_pool_own(q->r->pool, llmgw_json_load(data, len, 0, NULL));
     }
     if (response)
         record_response(q, response, !json_is_false(json_object_get(q->client, "store")));
@@ -496,7 +496,7 @@ static void record_native(req_t *q, const char *data, apr_size_t len, int frame)
 /* A canonical chat.completion, as the client's dialect answers it. */
 static apr_status_t dialect_answer(req_t *q, const char *body, apr_size_t len)
 {
-    json_t *completion = llmgw_json_pool_own(q->r->pool, json_loadb(body, len, 0, NULL));
+    json_t *completion = llmgw_json_pool_own(q->r->pool, llmgw_json_load(body, len, 0, NULL));
     llmgw_error_t *err = NULL;
     json_t *out = NULL;
     const char *text;
@@ -1309,7 +1309,7 @@ static int serve_post(req_t *q)
     if (len == 0)
         return fail_request(q, 400, "invalid_json", NULL,
                             "The request body is empty; expected a JSON object.");
-    body = llmgw_json_pool_own(r->pool, json_loadb(text, len, 0, &jerr));
+    body = llmgw_json_pool_own(r->pool, llmgw_json_load(text, len, 0, &jerr));
     if (!body)
         return send_error(q, llmgw_error_make(r->pool, 400, NULL, "invalid_json", NULL,
                                               "We could not parse the JSON body of your request "

@@ -90,7 +90,7 @@ static json_t *tool_use_of(apr_pool_t *p, const char *id, const json_t *fn)
     else if (json_is_object(args))
         input = json_incref(args);
     else
-        input = s ? json_loadb(s, json_string_length(args), JSON_ALLOW_NUL, NULL) : NULL;
+        input = s ? llmgw_json_load(s, json_string_length(args), JSON_ALLOW_NUL, NULL) : NULL;
     if (!json_is_object(input)) {
         json_decref(input);
         return NULL;

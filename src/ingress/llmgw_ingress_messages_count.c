@@ -316,7 +316,7 @@ static apr_status_t google_count(apr_pool_t *p, const llmgw_backend_t *b, const 
     if (rv != APR_SUCCESS)
         return rv;
     colon = strrchr(out->url, ':');
-    gen = json_loadb(out->body, out->body_len, JSON_ALLOW_NUL, NULL);
+    gen = llmgw_json_load(out->body, out->body_len, JSON_ALLOW_NUL, NULL);
     if (!colon || !json_is_object(gen)) {
         json_decref(gen);
         *err = cannot_count(p, model, b, "the request cannot be counted");
@@ -396,7 +396,7 @@ apr_status_t llmgw_messages_count_request(apr_pool_t *p, const llmgw_backend_t *
 apr_status_t llmgw_messages_count_parse(apr_pool_t *p, llmgw_backend_type_e type, const char *body,
                                         apr_size_t len, apr_int64_t *tokens, llmgw_error_t **err)
 {
-    json_t *j = body ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
+    json_t *j = body ? llmgw_json_load(body, len, JSON_ALLOW_NUL, NULL) : NULL;
     const char *key = type == LLMGW_BACKEND_GOOGLE ? "totalTokens" : "input_tokens";
     int ok = llmgw_prov_token_count(j, key, tokens);
 

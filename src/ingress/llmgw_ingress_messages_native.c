@@ -430,7 +430,7 @@ static int native_usage_update(const json_t *j, llmgw_usage_t *u)
 apr_status_t llmgw_msg_native_observe(apr_pool_t *p, const char *body, apr_size_t len,
                                       llmgw_usage_t *usage, const char **model)
 {
-    json_t *j = body ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
+    json_t *j = body ? llmgw_json_load(body, len, JSON_ALLOW_NUL, NULL) : NULL;
     const char *m = llmgw_json_str(j, "model");
 
     memset(usage, 0, sizeof(*usage));
@@ -464,7 +464,7 @@ apr_status_t llmgw_msg_native_event(apr_pool_t *p, const llmgw_sse_event_t *ev,
 
     *kind = LLMGW_CHUNK_PREAMBLE;
     llmgw_prov_event_data(ev, &d, &n);
-    j = n ? json_loadb(d, n, JSON_ALLOW_NUL, NULL) : NULL;
+    j = n ? llmgw_json_load(d, n, JSON_ALLOW_NUL, NULL) : NULL;
     if (!json_is_object(j)) {
         json_decref(j);
         return APR_EINVAL;
@@ -518,7 +518,7 @@ llmgw_error_t *llmgw_msg_native_error(apr_pool_t *p, int status, const char *bod
     llmgw_error_t *e;
 
     if (status == 0) {
-        json_t *j = body && len ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
+        json_t *j = body && len ? llmgw_json_load(body, len, JSON_ALLOW_NUL, NULL) : NULL;
         status = status_of_type(llmgw_json_str(json_object_get(j, "error"), "type"));
         json_decref(j);
     }

@@ -252,7 +252,7 @@ static void read_model(apr_pool_t *p, const json_t *response, const char **model
 apr_status_t llmgw_rsp_native_observe(apr_pool_t *p, const char *body, apr_size_t len,
                                       llmgw_usage_t *usage, const char **model)
 {
-    json_t *j = body ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
+    json_t *j = body ? llmgw_json_load(body, len, JSON_ALLOW_NUL, NULL) : NULL;
 
     *model = NULL;
     if (!json_is_object(j)) {
@@ -280,7 +280,7 @@ static json_t *parse_event(const llmgw_sse_event_t *ev, const char **type)
     json_t *j;
 
     llmgw_prov_event_data(ev, &data, &len);
-    j = len ? json_loadb(data, len, JSON_ALLOW_NUL, NULL) : NULL;
+    j = len ? llmgw_json_load(data, len, JSON_ALLOW_NUL, NULL) : NULL;
     if (!json_is_object(j)) {
         json_decref(j);
         return NULL;
@@ -344,7 +344,7 @@ llmgw_error_t *llmgw_rsp_native_error(apr_pool_t *p, int status, const char *bod
      * upstreams echo part of the key, so none of their text goes out. */
     if (llmgw_prov_credentials_refused(status))
         return llmgw_prov_auth_failed(p, status);
-    j = body && len ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
+    j = body && len ? llmgw_json_load(body, len, JSON_ALLOW_NUL, NULL) : NULL;
     e = json_object_get(j, "error");
     if (!json_is_object(e)) {
         json_decref(j);

@@ -713,7 +713,7 @@ static apr_status_t verbatim_answer(llmgw_call_t *call, const char *body, apr_si
 
     if (!j || !usage_clean(json_object_get(j, "usage"))) {
         json_decref(j);
-        j = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
+        j = llmgw_json_load(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
         whole = 1;
     }
     if (!json_is_object(j) || is_no_answer(call, j)) {
@@ -724,7 +724,7 @@ static apr_status_t verbatim_answer(llmgw_call_t *call, const char *body, apr_si
     read_usage(json_object_get(j, "usage"), &out->usage);
     model = llmgw_json_str(j, "model");
     out->model = model && *model ? apr_pstrdup(call->pool, model) : call->model;
-    /* json_loadb accepted exactly one document (whitespace aside): the
+    /* The text was read as exactly one document (whitespace aside): the
      * upstream's own bytes go out (no re-dump), unless jansson read them
      * more leniently than a client would (llmgw_json_verbatim_ok) or their
      * counts are not what the gateway accounted. */
@@ -749,7 +749,7 @@ apr_status_t llmgw_oai_parse_response(const llmgw_oai_dialect_t *d, llmgw_call_t
 
     if (!d->normalise)
         return verbatim_answer(call, body, len, out, err);
-    j = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
+    j = llmgw_json_load(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(j) || is_no_answer(call, j)) {
         json_decref(j);
         *err = llmgw_prov_bad_response(call->pool, NULL);
@@ -874,7 +874,7 @@ llmgw_error_t *llmgw_oai_parse_error(const llmgw_oai_dialect_t *d, llmgw_call_t 
     /* Only error statuses are passed on as they are. */
     if (status < 400 || status > 599)
         return llmgw_prov_odd_status(p, status);
-    j = body && len ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
+    j = body && len ? llmgw_json_load(body, len, JSON_ALLOW_NUL, NULL) : NULL;
     if (!d->normalise) {
         e = json_object_get(j, "error");
         out = json_is_object(e) ? error_from_object(p, status, e) : generic_error(p, status);
@@ -1393,7 +1393,7 @@ apr_status_t llmgw_oai_stream_event(llmgw_stream_t *st, const llmgw_sse_event_t 
     llmgw_json_buf_init(&scratch);
     chunk = sparse_chunk(st, &d, &n, &scratch);
     if (!chunk)
-        chunk = json_loadb(d, n, JSON_ALLOW_NUL, NULL);
+        chunk = llmgw_json_load(d, n, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(chunk)) {
         json_decref(chunk);
         llmgw_json_buf_free(&scratch);

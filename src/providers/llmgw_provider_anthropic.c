@@ -230,7 +230,7 @@ static apr_status_t anthropic_parse_response(llmgw_call_t *call, const char *bod
                                              llmgw_response_t *out, llmgw_error_t **err)
 {
     apr_pool_t *p = call->pool;
-    json_t *j = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
+    json_t *j = llmgw_json_load(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
     json_t *content = json_object_get(j, "content"), *msg = NULL, *res;
     const char *type = llmgw_json_str(j, "type");
     const char *model = llmgw_json_str(j, "model");
@@ -329,7 +329,7 @@ static llmgw_error_t *map_error(apr_pool_t *p, int status, const json_t *e)
 static llmgw_error_t *anthropic_parse_error(llmgw_call_t *call, int status, const char *body,
                                             apr_size_t len)
 {
-    json_t *j = body && len ? json_loadb(body, len, JSON_ALLOW_NUL, NULL) : NULL;
+    json_t *j = body && len ? llmgw_json_load(body, len, JSON_ALLOW_NUL, NULL) : NULL;
     json_t *e = json_object_get(j, "error");
     llmgw_error_t *out = map_error(call->pool, status, json_is_object(e) ? e : NULL);
 
@@ -638,7 +638,7 @@ static apr_status_t anthropic_stream_event(llmgw_stream_t *st, const llmgw_sse_e
     llmgw_prov_event_data(ev, &d, &n);
     if (n == 0)
         return APR_SUCCESS;
-    j = json_loadb(d, n, JSON_ALLOW_NUL, NULL);
+    j = llmgw_json_load(d, n, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
         return llmgw_prov_malformed(st);

@@ -350,7 +350,7 @@ static apr_status_t tool_input(build_t *bx, const json_t *args, const char *para
         return APR_SUCCESS;
     }
     if (s)
-        *out = json_loadb(s, n, 0, NULL);
+        *out = llmgw_json_load(s, n, 0, NULL);
     if (!json_is_object(*out)) {
         json_decref(*out);
         *out = NULL;

@@ -447,7 +447,7 @@ static apr_status_t parse_embeddings(llmgw_call_t *call, const json_t *j, llmgw_
 static apr_status_t google_parse_response(llmgw_call_t *call, const char *body, apr_size_t len,
                                           llmgw_response_t *out, llmgw_error_t **err)
 {
-    json_t *j = json_loadb(body ? body : "", body ? len : 0, 0, NULL);
+    json_t *j = llmgw_json_load(body ? body : "", body ? len : 0, 0, NULL);
     apr_status_t rv;
 
     if (!json_is_object(j)) {
@@ -530,7 +530,7 @@ static llmgw_error_t *google_parse_error(llmgw_call_t *call, int status, const c
         return llmgw_prov_auth_failed(p, status);
     if (status < 400 || status > 599)
         return llmgw_prov_odd_status(p, status);
-    j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+    j = body && len ? llmgw_json_load(body, len, 0, NULL) : NULL;
     e = error_object(j);
     if (json_is_object(e))
         out = google_error(p, status, e);
@@ -542,7 +542,7 @@ static llmgw_error_t *google_parse_error(llmgw_call_t *call, int status, const c
 
 apr_interval_time_t llmgw_google_retry_delay(const char *body, apr_size_t len)
 {
-    json_t *j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *j = body && len ? llmgw_json_load(body, len, 0, NULL) : NULL;
     apr_interval_time_t out = -1;
     size_t i;
     json_t *d;
@@ -858,7 +858,7 @@ static apr_status_t google_stream_event(llmgw_stream_t *st, const llmgw_sse_even
         rv = finalize(st);
         return rv == APR_SUCCESS ? APR_EOF : rv;
     }
-    j = json_loadb(d, n, 0, NULL);
+    j = llmgw_json_load(d, n, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
         return llmgw_prov_malformed(st);

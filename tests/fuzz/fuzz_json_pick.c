@@ -8,7 +8,9 @@
  * its shape is kept, and compared member by member where a sub-list keeps
  * part of an object (or of each object of an array). The recogniser may
  * decline what jansson accepts (the caller then parses in full), never the
- * other way round. Each input is read with every list below.
+ * other way round. Kept members come in jansson's order. Each input is read
+ * with every list below, and by llmgw_json_load, which must answer exactly
+ * what json_loadb answers, with and without JSON_ALLOW_NUL.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,7 @@ static const llmgw_json_pick_t pick_mixed[] = {{"model", NULL, 0},
                                                {"", NULL, 0},
                                                {NULL, NULL, 0}};
 static const llmgw_json_pick_t *const lists[] = {llmgw_oai_pick_answer, llmgw_oai_pick_chunk,
-                                                 pick_mixed};
+                                                 pick_mixed, llmgw_json_pick_all};
 
 static void check_members(const json_t *got, const json_t *full, const llmgw_json_pick_t *list);
 
@@ -80,8 +82,10 @@ static void check_members(const json_t *got, const json_t *full, const llmgw_jso
     const char *key;
     json_t *f;
     size_t kept = 0;
+    void *order;
 
     FUZZ_CHECK(json_is_object(got) && json_is_object(full));
+    order = json_object_iter((json_t *)got);
     json_object_foreach ((json_t *)full, key, f) {
         const llmgw_json_pick_t *m = entry_for(list, key);
         const json_t *g = json_object_get(got, key);
@@ -89,6 +93,9 @@ static void check_members(const json_t *got, const json_t *full, const llmgw_jso
         if (!m)
             continue;
         FUZZ_CHECK(g != NULL);
+        /* A translator serialises what it read: the members' order is kept. */
+        FUZZ_CHECK(order && strcmp(json_object_iter_key(order), key) == 0);
+        order = json_object_iter_next((json_t *)got, order);
         kept++;
         check_value(g, f, m);
     }
@@ -129,6 +136,21 @@ static json_t *full_of(const char *text, size_t size, json_t **full)
     return *full;
 }
 
+/* llmgw_json_load is json_loadb with @p flags: the same value (and order), or NULL for both. */
+static void check_load(const char *text, size_t size, size_t flags)
+{
+    json_t *fast = llmgw_json_load(text, size, flags, NULL);
+    json_t *full = json_loadb(text, size, flags, NULL);
+
+    FUZZ_CHECK((fast == NULL) == (full == NULL));
+    if (fast && json_is_object(full))
+        check_members(fast, full, llmgw_json_pick_all);
+    else if (fast)
+        FUZZ_CHECK(json_equal(fast, full));
+    json_decref(fast);
+    json_decref(full);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
@@ -148,5 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     json_decref(full);
+    check_load(text, size, JSON_ALLOW_NUL);
+    check_load(text, size, 0);
     return 0;
 }

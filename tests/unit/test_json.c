@@ -3,7 +3,9 @@
  * src/llmgw_json_pick.c): what it keeps, that it keeps jansson's values,
  * and every form it must decline so that the caller parses in full. The
  * differential fuzz target (tests/fuzz/fuzz_json_pick.c) checks the same
- * contract against jansson on arbitrary bytes.
+ * contract against jansson on arbitrary bytes. Then the whole-document
+ * reader built on it (llmgw_json_load): json_loadb's answer, member order
+ * and refusals included.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +218,109 @@ START_TEST(test_declines_what_it_leaves_to_jansson)
 }
 END_TEST
 
+/* The keys of an object, in its iteration order, joined by commas. */
+static const char *keys_of(const json_t *o)
+{
+    const char *key, *all = "";
+    json_t *v;
+
+    json_object_foreach ((json_t *)o, key, v)
+        all = apr_pstrcat(test_pool, all, *all ? "," : "", key, NULL);
+    return all;
+}
+
+/* llmgw_json_load against json_loadb, for one text and both flag sets. */
+static void assert_loads_as_jansson(const char *text, size_t len)
+{
+    size_t flags[] = {0, JSON_ALLOW_NUL};
+    json_error_t want_err, got_err;
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        json_t *want = llmgw_json_pool_own(test_pool, json_loadb(text, len, flags[i], &want_err));
+        json_t *got;
+
+        memset(&got_err, 0, sizeof(got_err));
+        got = llmgw_json_pool_own(test_pool, llmgw_json_load(text, len, flags[i], &got_err));
+        ck_assert_msg((got == NULL) == (want == NULL), "%s: %s", text,
+                      got ? "accepted" : "refused");
+        if (!want) {
+            /* The refusal is jansson's own, for the client's error message. */
+            ck_assert_str_eq(got_err.text, want_err.text);
+            ck_assert_int_eq(got_err.line, want_err.line);
+            ck_assert_int_eq(got_err.column, want_err.column);
+            continue;
+        }
+        ck_assert_msg(json_equal(got, want), "%s", text);
+        if (json_is_object(want))
+            ck_assert_str_eq(keys_of(got), keys_of(want));
+    }
+}
+
+/* A request, an answer and stream events: the same values, members in their order. */
+START_TEST(test_load_reads_documents_as_jansson)
+{
+    static const char *const docs[] = {
+        "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"system\",\"content\":\"Be "
+        "brief.\"},{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"caf\u00e9 "
+        "\\\"quoted\\\"\\n\"}]}],\"temperature\":0.7,\"max_tokens\":128,\"stream\":false,"
+        "\"stop\":null,\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+        "\"parameters\":{\"type\":\"object\",\"properties\":{\"z\":{},\"a\":{},\"m\":{}}}}}]}",
+        "{\"id\":\"msg_1\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\","
+        "\"input\":{\"b\":[1,2.5,-0,1e3,\"x\",true,false,null,{}],\"a\":\"\\u00e9\\t\"}}],"
+        "\"usage\":{\"input_tokens\":48,\"output_tokens\":-7}}",
+        " \t\r\n{ \"a\" : [ ] , \"b\" : { } }\n",
+        /* Duplicates: the last value, in the first one's place. */
+        "{\"a\":1,\"b\":2,\"a\":{\"x\":3},\"c\":4}",
+        /* Forms the scan declines, left to jansson. */
+        "{\"mod\\u0065l\":\"m\"}",
+        "{\"a\":\"x\\u0000y\"}",
+        "{\"a\":12345678901234567890}",
+        "{\"a\":1e400}",
+        /* Not objects, or not JSON: jansson's refusal, word for word. */
+        "[1,2]",
+        "\"text\"",
+        "",
+        "{\"a\":1,}",
+        "{\"a\":1} x",
+        "{\"a\":\"\xc3\x28\"}",
+        "{\"a\":01}",
+        "{\"a\":tru}",
+    };
+    char deep[300];
+    size_t i;
+
+    for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++)
+        assert_loads_as_jansson(docs[i], strlen(docs[i]));
+    /* A raw NUL, which jansson takes after a number. */
+    assert_loads_as_jansson("{\"a\":1\0}", 7);
+    assert_loads_as_jansson("{\"a\":\"b\0\"}", 9);
+    /* 100 levels: past the scan's bound, jansson reads it. */
+    strcpy(deep, "{\"a\":");
+    for (i = 0; i < 100; i++)
+        strcat(deep, "[");
+    for (i = 0; i < 100; i++)
+        strcat(deep, "]");
+    strcat(deep, "}");
+    assert_loads_as_jansson(deep, strlen(deep));
+}
+END_TEST
+
+/* What the scan reads, it makes itself; only flags it cannot honour go to jansson. */
+START_TEST(test_load_flags_other_than_allow_nul_are_janssons)
+{
+    const char *dup = "{\"a\":1,\"a\":2}";
+    json_error_t err;
+
+    /* JSON_REJECT_DUPLICATES must be jansson's to apply. */
+    ck_assert_ptr_null(llmgw_json_load(dup, strlen(dup), JSON_REJECT_DUPLICATES, &err));
+    ck_assert_ptr_nonnull(strstr(err.text, "duplicate"));
+    ck_assert_json_eq(llmgw_json_pool_own(test_pool, llmgw_json_load(dup, strlen(dup), 0, NULL)),
+                      json("{\"a\":2}"));
+    ck_assert_ptr_null(llmgw_json_load(NULL, 0, 0, &err));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("json");
@@ -228,6 +333,8 @@ int main(void)
     tcase_add_test(tc, test_scalars_as_jansson_reads_them);
     tcase_add_test(tc, test_declines_what_jansson_refuses);
     tcase_add_test(tc, test_declines_what_it_leaves_to_jansson);
+    tcase_add_test(tc, test_load_reads_documents_as_jansson);
+    tcase_add_test(tc, test_load_flags_other_than_allow_nul_are_janssons);
     suite_add_tcase(s, tc);
     return test_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
