@@ -18,10 +18,14 @@
  * prints: BENCH curl_us=.. curl_user_us=.. curl_sys_us=.. json_request_us=..
  *         json_answer_us=.. transfers=.. parses=..
  *
- * floors --count N --only curl|request|answer <url> <request.json> <answer.json>
+ * floors --count N --only curl|request|answer|dump-request|dump-answer <url>
+ *        <request.json> <answer.json>
  * does exactly N of one operation (after the same warm-up) and prints nothing:
  * bench/instructions runs it under callgrind with two values of N, so the
- * difference is the instruction count of N2 - N1 operations.
+ * difference is the instruction count of N2 - N1 operations. dump-request and
+ * dump-answer serialise (json_dumpb, compact, one pass into a buffer large
+ * enough) the tree of each document: what a translation, which cannot forward
+ * any upstream bytes, must spend at least twice with jansson's serialiser.
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -202,6 +206,22 @@ static double measure_json(const char *text, size_t len, double seconds, long fi
     return (c1.user_us - c0.user_us + c1.sys_us - c0.sys_us) / n;
 }
 
+/* Exactly @p n compact serialisations of the tree of @p text, into one large-enough buffer. */
+static int count_dumps(const char *text, size_t len, long n)
+{
+    static char out[1 << 16];
+    json_t *j = json_loadb(text, len, 0, NULL);
+    long i;
+
+    if (!j || len >= sizeof(out))
+        return -1;
+    for (i = 0; i < n; i++)
+        if (json_dumpb(j, out, sizeof(out), JSON_COMPACT) == 0)
+            return -1;
+    json_decref(j);
+    return 0;
+}
+
 /* floors --count N --only OP ...: one operation, exactly N times. */
 static int run_counted(char **argv, const char *url, const char *req, size_t req_len,
                        const char *ans, size_t ans_len)
@@ -218,6 +238,10 @@ static int run_counted(char **argv, const char *url, const char *req, size_t req
         return measure_json(req, req_len, 0, fixed, &n) >= 0 ? 0 : 1;
     if (strcmp(op, "answer") == 0)
         return measure_json(ans, ans_len, 0, fixed, &n) >= 0 ? 0 : 1;
+    if (strcmp(op, "dump-request") == 0)
+        return count_dumps(req, req_len, fixed) == 0 ? 0 : 1;
+    if (strcmp(op, "dump-answer") == 0)
+        return count_dumps(ans, ans_len, fixed) == 0 ? 0 : 1;
     return 2;
 }
 
@@ -235,8 +259,8 @@ int main(int argc, char **argv)
 
     if (!counted && (argc < 4 || argc > 5)) {
         fprintf(stderr, "usage: floors <url> <request.json> <answer.json> [seconds]\n"
-                        "       floors --count N --only curl|request|answer <url> <request.json> "
-                        "<answer.json>\n");
+                        "       floors --count N --only curl|request|answer|dump-request|dump-answer "
+                        "<url> <request.json> <answer.json>\n");
         return 2;
     }
     if (seconds <= 0 || seconds > 60)
