@@ -258,9 +258,10 @@ int main(int argc, char **argv)
     int rc;
 
     if (!counted && (argc < 4 || argc > 5)) {
-        fprintf(stderr, "usage: floors <url> <request.json> <answer.json> [seconds]\n"
-                        "       floors --count N --only curl|request|answer|dump-request|dump-answer "
-                        "<url> <request.json> <answer.json>\n");
+        fprintf(stderr,
+                "usage: floors <url> <request.json> <answer.json> [seconds]\n"
+                "       floors --count N --only curl|request|answer|dump-request|dump-answer "
+                "<url> <request.json> <answer.json>\n");
         return 2;
     }
     if (seconds <= 0 || seconds > 60)

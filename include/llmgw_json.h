@@ -94,7 +94,7 @@ typedef struct llmgw_json_pick_t {
  * JSON_ALLOW_NUL) would read them, without building the rest of the
  * document: a new object holding only those members (recursively, for
  * members with a sub-list), each value jansson's reading of its own bytes
- * (literals, short integers and strings without escapes are made directly,
+ * (literals, short integers and strings are made directly,
  * as jansson would make them).
  * For answers forwarded verbatim, whose size the gateway does not need to
  * read in full (llmgw_json_pick.c).

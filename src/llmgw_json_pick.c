@@ -8,11 +8,12 @@
  * The scan finds where each value starts and ends, and must be certain
  * that jansson would accept the whole text. It makes only the values whose
  * reading cannot differ from jansson's: the three literals, integers of at
- * most 18 digits, strings without escapes (their bytes checked as jansson
- * checks them), and the objects and arrays a pick list descends into.
- * Every other value kept (reals, escaped strings, containers kept whole)
- * is jansson's own reading of its bytes. Where it cannot be certain
- * cheaply it says so (NULL) and the caller parses in full: escaped keys,
+ * most 18 digits, strings (their bytes and escapes checked as jansson
+ * checks them, the escapes decoded as jansson decodes them), and the
+ * objects and arrays a pick list descends into. Every other value kept
+ * (reals, containers kept whole) is jansson's own reading of its bytes.
+ * Where it cannot be certain cheaply it says so (NULL) and the caller
+ * parses in full: escaped keys,
  * \u escapes of NUL or of surrogates, integers past 18 digits, reals near
  * the double range, deep nesting. Everything it does accept follows
  * jansson 2.14's lexer: whitespace is space, tab, CR and LF; strings are
@@ -323,12 +324,85 @@ static const llmgw_json_pick_t *find_pick(const llmgw_json_pick_t *pick, const u
     return any;
 }
 
+/* The byte one of the escapes \" \\ \/ \b \f \n \r \t stands for (at its letter). */
+static char escaped_byte(unsigned char c)
+{
+    switch (c) {
+    case 'b':
+        return '\b';
+    case 'f':
+        return '\f';
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    default:
+        return (char)c; /* '"', '\\', '/' */
+    }
+}
+
+/*
+ * The string between @p s and @p end (inside its quotes), its escapes
+ * decoded, as jansson decodes them. scan_string has checked every escape
+ * (no \u0000, no surrogate) and every byte, so the result is valid UTF-8
+ * without NUL and needs no check again. A decoded string is never longer
+ * than its escaped form.
+ */
+static json_t *decoded_string(const unsigned char *s, const unsigned char *end)
+{
+    apr_size_t cap = (apr_size_t)(end - s);
+    char small[512];
+    char *buf = cap <= sizeof(small) ? small : malloc(cap), *o = buf;
+    json_t *v;
+
+    if (!buf)
+        return NULL;
+    *buf = '\0'; /* never read unwritten: an escaped string holds at least its escape */
+    while (s < end) {
+        const unsigned char *run = s;
+        unsigned cp;
+
+        while (s < end && *s != '\\')
+            s++;
+        memcpy(o, run, (apr_size_t)(s - run));
+        o += s - run;
+        if (s >= end)
+            break;
+        if (s[1] != 'u') {
+            *o++ = escaped_byte(s[1]);
+            s += 2;
+            continue;
+        }
+        cp = (unsigned)(hex_value(s[2]) << 12 | hex_value(s[3]) << 8 | hex_value(s[4]) << 4 |
+                        hex_value(s[5]));
+        s += 6;
+        if (cp < 0x80) {
+            *o++ = (char)cp;
+        }
+        else if (cp < 0x800) {
+            *o++ = (char)(0xC0 | cp >> 6);
+            *o++ = (char)(0x80 | (cp & 0x3F));
+        }
+        else {
+            *o++ = (char)(0xE0 | cp >> 12);
+            *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
+            *o++ = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    v = json_stringn_nocheck(buf, (apr_size_t)(o - buf));
+    if (buf != small)
+        free(buf);
+    return v;
+}
+
 /*
  * The value of a scalar token jansson would read the same way: the three
  * literals, an integer of at most 18 digits (it fits json_int_t, as for
- * jansson's strtoll), a string without escapes (its bytes are already
- * checked as jansson checks them). Everything else (reals, escaped
- * strings) is jansson's own reading of the token's bytes.
+ * jansson's strtoll), a string (its bytes and escapes are already checked
+ * as jansson checks them). Everything else (reals, longer integers) is
+ * jansson's own reading of the token's bytes.
  */
 static json_t *scalar(const unsigned char *start, const unsigned char *end, int escaped)
 {
@@ -345,7 +419,7 @@ static json_t *scalar(const unsigned char *start, const unsigned char *end, int 
     case '"':
         if (!escaped)
             return json_stringn_nocheck((const char *)start + 1, (size_t)(end - start - 2));
-        break;
+        return decoded_string(start + 1, end - 1);
     default:
         if (*d == '-')
             d++;

@@ -287,11 +287,21 @@ START_TEST(test_load_reads_documents_as_jansson)
         "{\"a\":01}",
         "{\"a\":tru}",
     };
-    char deep[300];
+    char deep[300], longer[1210];
     size_t i;
 
     for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++)
         assert_loads_as_jansson(docs[i], strlen(docs[i]));
+    /* Every escape; \u of one, two and three UTF-8 bytes; escapes at both ends. */
+    assert_loads_as_jansson("{\"e\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041\\u00e9\\u20ac x\\u007f\"}",
+                            strlen("{\"e\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041\\u00e9\\u20ac "
+                                   "x\\u007f\"}"));
+    /* An escaped string longer than the decoder's own buffer. */
+    for (i = 0; i < 200; i++)
+        memcpy(longer + 6 * i, "ab\\ncd", 6);
+    memcpy(longer, "{\"a\":\"", 6);
+    memcpy(longer + 1200, "\"}", 3);
+    assert_loads_as_jansson(longer, strlen(longer));
     /* A raw NUL, which jansson takes after a number. */
     assert_loads_as_jansson("{\"a\":1\0}", 7);
     assert_loads_as_jansson("{\"a\":\"b\0\"}", 9);
