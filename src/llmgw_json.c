@@ -54,9 +54,16 @@ apr_status_t llmgw_json_buf_add(llmgw_json_buf_t *b, const char *data, apr_size_
     return APR_SUCCESS;
 }
 
+/* jansson hands over one token at a time, often a single byte: that stays here. */
 static int buf_dump_cb(const char *data, size_t n, void *baton)
 {
-    return llmgw_json_buf_add(baton, data, n) == APR_SUCCESS ? 0 : -1;
+    llmgw_json_buf_t *b = baton;
+
+    if (n == 1 && b->len < b->cap && !b->failed) {
+        b->data[b->len++] = *data;
+        return 0;
+    }
+    return llmgw_json_buf_add(b, data, n) == APR_SUCCESS ? 0 : -1;
 }
 
 apr_status_t llmgw_json_buf_dump(llmgw_json_buf_t *b, const json_t *j)
