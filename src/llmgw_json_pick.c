@@ -13,13 +13,13 @@
  * objects and arrays a pick list descends into. Every other value kept
  * (reals, containers kept whole) is jansson's own reading of its bytes.
  * Where it cannot be certain cheaply it says so (NULL) and the caller
- * parses in full: escaped keys,
- * \u escapes of NUL or of surrogates, integers past 18 digits, reals near
- * the double range, deep nesting. Everything it does accept follows
- * jansson 2.14's lexer: whitespace is space, tab, CR and LF; strings are
- * UTF-8 by RFC 3629 with no control byte; numbers are RFC 8259's; the last
- * of duplicate keys wins, in the place of the first. The differential fuzz
- * target tests/fuzz/fuzz_json_pick.c holds it to that, member order too.
+ * parses in full: escaped keys, \u escapes of NUL or of surrogates,
+ * integers past 18 digits, reals near the double range, deep nesting.
+ * Everything it does accept follows jansson 2.14's lexer: whitespace is
+ * space, tab, CR and LF; strings are UTF-8 by RFC 3629 with no control
+ * byte; numbers are RFC 8259's; the last of duplicate keys wins, in the
+ * place of the first. The differential fuzz target
+ * tests/fuzz/fuzz_json_pick.c holds it to that, member order too.
  */
 #include <string.h>
 #include "llmgw_json.h"
