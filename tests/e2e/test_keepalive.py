@@ -73,6 +73,11 @@ def test_connection_closed_by_provider_is_replaced(gw, mock, streaming):
         assert r.status_code == 200
         if streaming:
             assert read_sse(r).done
+        # Dropped while idle: the mock has shut the connection down before the next
+        # request. (Were the next request faster than the mock's close, the close would
+        # race the send, and a reused connection dying under a sent request is an
+        # attempt that failed, by design: llmgw_upstream.h.)
+        assert harness.wait_until(lambda: mock.requests[-1].t_end is not None)
         for i in range(3):
             r = post(gw.url("/v1/chat/completions"), chat_body(f"after close {i}"), session=s)
             assert r.status_code == 200, r.text
