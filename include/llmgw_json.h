@@ -58,6 +58,34 @@ apr_status_t llmgw_json_buf_dump(llmgw_json_buf_t *b, const json_t *j);
 /** Release heap memory @p b may hold; it is empty again afterwards. */
 void llmgw_json_buf_free(llmgw_json_buf_t *b);
 
+/*
+ * Writing a document of known shape straight into a buffer, for the
+ * translators' answers and chunks: the caller writes the punctuation and
+ * member names (llmgw_json_buf_lit), these write the values. The bytes are
+ * what json_dump_callback with JSON_COMPACT gives for the same tree, so a
+ * client cannot tell the two apart; what a value needs escaped or checked
+ * (quotes, control characters, anything beyond ASCII) is left to jansson.
+ * Building the tree and dumping it costs one allocation per value and a
+ * loop check per container; writing costs neither. Any failure sets
+ * b->failed: the document is then incomplete and must not be used.
+ */
+
+/** Append the string literal @p s (punctuation, member names that need no escaping); its
+ *  size is taken with sizeof, so anything but a literal fails to compile ("" s). */
+#define llmgw_json_buf_lit(b, s) llmgw_json_buf_add((b), "" s, sizeof(s) - 1)
+
+/** Append @p n bytes of UTF-8 as a JSON string; APR_EINVAL (b->failed) when not UTF-8. */
+apr_status_t llmgw_json_buf_strn(llmgw_json_buf_t *b, const char *s, apr_size_t n);
+
+/** llmgw_json_buf_strn of the NUL-terminated @p s; APR_EINVAL (b->failed) for NULL. */
+apr_status_t llmgw_json_buf_str(llmgw_json_buf_t *b, const char *s);
+
+/** Append @p v as a JSON integer. */
+apr_status_t llmgw_json_buf_int(llmgw_json_buf_t *b, apr_int64_t v);
+
+/** Append any jansson value @p v (NULL writes null), as json_dump_callback would. */
+apr_status_t llmgw_json_buf_value(llmgw_json_buf_t *b, const json_t *v);
+
 /** String member of an object, or NULL when absent or not a string. Borrowed. */
 const char *llmgw_json_str(const json_t *obj, const char *key);
 

@@ -78,6 +78,96 @@ apr_status_t llmgw_json_buf_dump(llmgw_json_buf_t *b, const json_t *j)
     return APR_EINVAL;
 }
 
+/* jansson's serialisation of @p v, whatever its type; failures poison @p b. */
+static apr_status_t buf_dump_any(llmgw_json_buf_t *b, const json_t *v)
+{
+    if (json_dump_callback(v, buf_dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) == 0)
+        return APR_SUCCESS;
+    b->failed = 1;
+    return APR_EINVAL;
+}
+
+/* Bytes jansson writes into a string as they are, needing no check either:
+ * printable ASCII other than the quote and the backslash. */
+static int plain_ascii(const char *s, apr_size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (u[i] < 0x20 || u[i] > 0x7e || u[i] == '"' || u[i] == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+static apr_status_t buf_quoted(llmgw_json_buf_t *b, const char *s, apr_size_t n)
+{
+    llmgw_json_buf_lit(b, "\"");
+    llmgw_json_buf_add(b, s, n);
+    return llmgw_json_buf_lit(b, "\"");
+}
+
+apr_status_t llmgw_json_buf_strn(llmgw_json_buf_t *b, const char *s, apr_size_t n)
+{
+    json_t *j;
+    apr_status_t rv;
+
+    if (plain_ascii(s, n))
+        return buf_quoted(b, s, n);
+    if (!(j = json_stringn(s, n))) {
+        b->failed = 1;
+        return APR_EINVAL;
+    }
+    rv = buf_dump_any(b, j);
+    json_decref(j);
+    return rv;
+}
+
+apr_status_t llmgw_json_buf_str(llmgw_json_buf_t *b, const char *s)
+{
+    if (!s) {
+        b->failed = 1; /* as json_pack refuses a NULL "s" */
+        return APR_EINVAL;
+    }
+    return llmgw_json_buf_strn(b, s, strlen(s));
+}
+
+apr_status_t llmgw_json_buf_int(llmgw_json_buf_t *b, apr_int64_t v)
+{
+    char digits[24];
+    char *at = digits + sizeof(digits);
+    apr_uint64_t u = v < 0 ? 0 - (apr_uint64_t)v : (apr_uint64_t)v;
+
+    do {
+        *--at = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--at = '-';
+    return llmgw_json_buf_add(b, at, (apr_size_t)(digits + sizeof(digits) - at));
+}
+
+apr_status_t llmgw_json_buf_value(llmgw_json_buf_t *b, const json_t *v)
+{
+    switch (v ? json_typeof(v) : JSON_NULL) {
+    case JSON_NULL:
+        return llmgw_json_buf_lit(b, "null");
+    case JSON_TRUE:
+        return llmgw_json_buf_lit(b, "true");
+    case JSON_FALSE:
+        return llmgw_json_buf_lit(b, "false");
+    case JSON_INTEGER:
+        return llmgw_json_buf_int(b, json_integer_value(v));
+    case JSON_STRING:
+        if (plain_ascii(json_string_value(v), json_string_length(v)))
+            return buf_quoted(b, json_string_value(v), json_string_length(v));
+        return buf_dump_any(b, v);
+    default:
+        return buf_dump_any(b, v);
+    }
+}
+
 void llmgw_json_buf_free(llmgw_json_buf_t *b)
 {
     if (b->data != b->inline_data)

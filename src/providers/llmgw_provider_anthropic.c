@@ -83,20 +83,31 @@ static void usage_totals(const native_usage_t *u, llmgw_usage_t *out)
     out->cached_tokens = u->cache_read; /* billed lower (pricing: cachedInput) */
 }
 
-/* The OpenAI usage object (new reference). */
-static json_t *usage_json(const native_usage_t *u)
+/* The OpenAI usage object. */
+static void write_usage(llmgw_json_buf_t *b, const native_usage_t *u)
 {
     llmgw_usage_t t;
-    json_t *j;
 
     usage_totals(u, &t);
-    j = llmgw_prov_usage_json(&t);
-    llmgw_prov_usage_detail(j, "prompt_tokens_details", "cached_tokens", u->cache_read);
-    if (u->cache_write > 0)
-        llmgw_prov_usage_detail(j, "prompt_tokens_details", "cache_write_tokens", u->cache_write);
-    if (u->has_thinking)
-        llmgw_prov_usage_detail(j, "completion_tokens_details", "reasoning_tokens", u->thinking);
-    return j;
+    llmgw_json_buf_lit(b, "{\"prompt_tokens\":");
+    llmgw_json_buf_int(b, t.prompt_tokens);
+    llmgw_json_buf_lit(b, ",\"completion_tokens\":");
+    llmgw_json_buf_int(b, t.completion_tokens);
+    llmgw_json_buf_lit(b, ",\"total_tokens\":");
+    llmgw_json_buf_int(b, t.total_tokens);
+    llmgw_json_buf_lit(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    llmgw_json_buf_int(b, u->cache_read);
+    if (u->cache_write > 0) {
+        llmgw_json_buf_lit(b, ",\"cache_write_tokens\":");
+        llmgw_json_buf_int(b, u->cache_write);
+    }
+    llmgw_json_buf_lit(b, "}");
+    if (u->has_thinking) {
+        llmgw_json_buf_lit(b, ",\"completion_tokens_details\":{\"reasoning_tokens\":");
+        llmgw_json_buf_int(b, u->thinking);
+        llmgw_json_buf_lit(b, "}");
+    }
+    llmgw_json_buf_lit(b, "}");
 }
 
 /* providers.md 5.5: stop_reason -> finish_reason; unknown reasons end normally. */
@@ -139,24 +150,28 @@ static const char *dump_short(apr_pool_t *p, const json_t *j)
 /* Answers (providers.md 5.5)                                             */
 /* ---------------------------------------------------------------------- */
 
-/* The text of every text block, in order, as one JSON string (new reference), or null. */
+/*
+ * The text of every text block, in order, as one JSON string (new
+ * reference): the block's own string when there is one; null when none.
+ */
 static json_t *joined_text(const json_t *content)
 {
     apr_size_t total = 0, at = 0;
     size_t i;
-    json_t *b, *out;
+    json_t *b, *out, *only = NULL;
     char *buf;
-    int any = 0;
+    int blocks = 0;
 
     json_array_foreach (content, i, b) {
         json_t *t = json_object_get(b, "text");
         if (str_eq(llmgw_json_str(b, "type"), "text") && json_is_string(t)) {
             total += json_string_length(t);
-            any = 1;
+            only = t;
+            blocks++;
         }
     }
-    if (!any)
-        return json_null();
+    if (blocks < 2)
+        return blocks ? json_incref(only) : json_null();
     buf = malloc(total + 1);
     if (!buf)
         return NULL;
@@ -172,51 +187,56 @@ static json_t *joined_text(const json_t *content)
     return out;
 }
 
-/* One OpenAI tool call for a tool_use block (new reference), NULL when malformed. */
-static json_t *tool_call_of(apr_pool_t *p, const json_t *block)
+/* One OpenAI function (name and arguments) for @p name and @p args. */
+static void write_function(llmgw_json_buf_t *b, const char *name, const char *args)
 {
-    const char *id = llmgw_json_str(block, "id");
-    const char *name = llmgw_json_str(block, "name");
-    json_t *input = json_object_get(block, "input");
-    const char *args;
-
-    if (!id || !name)
-        return NULL;
-    args = llmgw_json_is_absent(input) ? "{}" : dump_short(p, input);
-    if (!args)
-        return NULL;
-    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
-                     name, "arguments", args);
+    llmgw_json_buf_lit(b, "{\"name\":");
+    llmgw_json_buf_str(b, name);
+    llmgw_json_buf_lit(b, ",\"arguments\":");
+    llmgw_json_buf_str(b, args);
+    llmgw_json_buf_lit(b, "}");
 }
 
-/* The assistant message for a Messages API answer (new reference), NULL when malformed. */
-static json_t *message_of(apr_pool_t *p, const json_t *content, int legacy)
+/*
+ * The message's tool_calls member (function_call in the legacy shape: the
+ * first call only) for the tool_use blocks of @p content; nothing when there
+ * are none. -1 when a tool_use block is malformed.
+ */
+static int write_tool_calls(llmgw_json_buf_t *b, apr_pool_t *p, const json_t *content, int legacy)
 {
-    json_t *msg = json_pack("{s:s, s:o, s:n}", "role", "assistant", "content", joined_text(content),
-                            "refusal");
-    json_t *calls = json_array();
     size_t i;
-    json_t *b;
+    json_t *blk;
+    int n = 0;
 
-    json_array_foreach (content, i, b) {
-        json_t *tc;
+    json_array_foreach (content, i, blk) {
+        const char *id = llmgw_json_str(blk, "id"), *name = llmgw_json_str(blk, "name"), *args;
+        json_t *input = json_object_get(blk, "input");
 
-        if (!str_eq(llmgw_json_str(b, "type"), "tool_use"))
+        if (!str_eq(llmgw_json_str(blk, "type"), "tool_use"))
             continue;
-        if (!(tc = tool_call_of(p, b))) {
-            json_decref(calls);
-            json_decref(msg);
-            return NULL;
+        if (!id || !name)
+            return -1;
+        if (!(args = llmgw_json_is_absent(input) ? "{}" : dump_short(p, input)))
+            return -1;
+        if (legacy) {
+            if (n++ == 0) {
+                llmgw_json_buf_lit(b, ",\"function_call\":");
+                write_function(b, name, args);
+            }
+            continue;
         }
-        json_array_append_new(calls, tc);
+        if (n++ == 0)
+            llmgw_json_buf_lit(b, ",\"tool_calls\":[{\"id\":");
+        else
+            llmgw_json_buf_lit(b, ",{\"id\":");
+        llmgw_json_buf_str(b, id);
+        llmgw_json_buf_lit(b, ",\"type\":\"function\",\"function\":");
+        write_function(b, name, args);
+        llmgw_json_buf_lit(b, "}");
     }
-    if (legacy && json_array_size(calls) > 0)
-        json_object_set(msg, "function_call",
-                        json_object_get(json_array_get(calls, 0), "function"));
-    else if (json_array_size(calls) > 0)
-        json_object_set(msg, "tool_calls", calls);
-    json_decref(calls);
-    return msg;
+    if (n > 0 && !legacy)
+        llmgw_json_buf_lit(b, "]");
+    return 0;
 }
 
 static const char *completion_id(apr_pool_t *p, const char *native, apr_time_t created)
@@ -226,38 +246,70 @@ static const char *completion_id(apr_pool_t *p, const char *native, apr_time_t c
     return apr_psprintf(p, "chatcmpl-llmgw-%" APR_TIME_T_FMT, created);
 }
 
+/*
+ * The chat completion for the Messages API answer @p j, written (not built
+ * and dumped: llmgw_json.h) into @p b; -1 when @p j is malformed.
+ */
+static int write_answer(llmgw_json_buf_t *b, llmgw_call_t *call, const json_t *j, const char *model,
+                        const native_usage_t *u)
+{
+    int legacy = llmgw_prov_legacy_functions(call->body);
+    json_t *content = json_object_get(j, "content");
+    json_t *text = joined_text(content);
+    int rc = text ? 0 : -1;
+
+    llmgw_json_buf_lit(b, "{\"id\":");
+    llmgw_json_buf_str(b, completion_id(call->pool, llmgw_json_str(j, "id"), call->created));
+    llmgw_json_buf_lit(b, ",\"object\":\"chat.completion\",\"created\":");
+    llmgw_json_buf_int(b, call->created);
+    llmgw_json_buf_lit(b, ",\"model\":");
+    llmgw_json_buf_str(b, model);
+    llmgw_json_buf_lit(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                          "\"content\":");
+    llmgw_json_buf_value(b, text);
+    llmgw_json_buf_lit(b, ",\"refusal\":null");
+    json_decref(text);
+    if (rc == 0)
+        rc = write_tool_calls(b, call->pool, content, legacy);
+    llmgw_json_buf_lit(b, "},\"logprobs\":null,\"finish_reason\":");
+    llmgw_json_buf_str(b, finish_reason(llmgw_json_str(j, "stop_reason"), legacy));
+    llmgw_json_buf_lit(b, "}]");
+    if (u->present) {
+        llmgw_json_buf_lit(b, ",\"usage\":");
+        write_usage(b, u);
+    }
+    llmgw_json_buf_lit(b, "}");
+    return rc;
+}
+
 static apr_status_t anthropic_parse_response(llmgw_call_t *call, const char *body, apr_size_t len,
                                              llmgw_response_t *out, llmgw_error_t **err)
 {
     apr_pool_t *p = call->pool;
     json_t *j = llmgw_json_load(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, NULL);
-    json_t *content = json_object_get(j, "content"), *msg = NULL, *res;
     const char *type = llmgw_json_str(j, "type");
     const char *model = llmgw_json_str(j, "model");
+    llmgw_json_buf_t b;
     native_usage_t u;
+    int rc = -1;
 
     memset(&u, 0, sizeof(u));
-    if (json_is_array(content) && (!type || str_eq(type, "message")))
-        msg = message_of(p, content, llmgw_prov_legacy_functions(call->body));
-    if (!msg) {
-        json_decref(j);
+    llmgw_json_buf_init(&b);
+    model = model && *model ? apr_pstrdup(p, model) : call->model;
+    usage_update(&u, json_object_get(j, "usage"));
+    if (json_is_array(json_object_get(j, "content")) && (!type || str_eq(type, "message")))
+        rc = write_answer(&b, call, j, model, &u);
+    json_decref(j);
+    if (rc != 0) {
+        llmgw_json_buf_free(&b);
         *err = llmgw_prov_bad_response(p, NULL);
         return LLMGW_EUPSTREAM;
     }
-    out->model = model && *model ? apr_pstrdup(p, model) : call->model;
-    res = json_pack(
-        "{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}]}", "id",
-        completion_id(p, llmgw_json_str(j, "id"), call->created), "object", "chat.completion",
-        "created", (json_int_t)call->created, "model", out->model, "choices", "index", 0, "message",
-        msg, "logprobs", "finish_reason",
-        finish_reason(llmgw_json_str(j, "stop_reason"), llmgw_prov_legacy_functions(call->body)));
-    usage_update(&u, json_object_get(j, "usage"));
+    out->model = model;
     usage_totals(&u, &out->usage);
-    if (u.present)
-        json_object_set_new(res, "usage", usage_json(&u));
-    out->body = res ? llmgw_json_dump(p, res, &out->len) : NULL;
-    json_decref(res);
-    json_decref(j);
+    out->body = b.failed ? NULL : apr_pstrmemdup(p, b.data, b.len);
+    out->len = out->body ? b.len : 0;
+    llmgw_json_buf_free(&b);
     return out->body ? APR_SUCCESS : APR_ENOMEM;
 }
 
@@ -369,31 +421,57 @@ static apr_status_t anthropic_stream_init(llmgw_stream_t *st)
     return APR_SUCCESS;
 }
 
-/* The fields every chunk shares (new reference). */
-static json_t *chunk_base(llmgw_stream_t *st)
+/*
+ * Start the frame of a chunk in @p b (initialised): the fields every chunk
+ * shares. Chunks are written, not built and dumped (llmgw_json.h): there is
+ * one per token.
+ */
+static void chunk_open(llmgw_stream_t *st, llmgw_json_buf_t *b)
 {
     anth_stream_t *as = st->priv;
 
-    return json_pack("{s:s, s:s, s:I, s:s}", "id", as->id, "object", "chat.completion.chunk",
-                     "created", (json_int_t)st->call->created, "model",
-                     st->model ? st->model : st->call->model);
+    llmgw_prov_frame_open(b);
+    llmgw_json_buf_lit(b, "{\"id\":");
+    llmgw_json_buf_str(b, as->id);
+    llmgw_json_buf_lit(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
+    llmgw_json_buf_int(b, st->call->created);
+    llmgw_json_buf_lit(b, ",\"model\":");
+    llmgw_json_buf_str(b, st->model ? st->model : st->call->model);
 }
 
-/* Emit a chunk for choice 0 with @p delta (stolen) and @p finish (NULL: none yet). */
-static apr_status_t emit_delta(llmgw_stream_t *st, llmgw_chunk_kind_e kind, json_t *delta,
+/* chunk_open, then choice 0 up to its delta, which the caller writes. */
+static void delta_open(llmgw_stream_t *st, llmgw_json_buf_t *b)
+{
+    chunk_open(st, b);
+    llmgw_json_buf_lit(b, ",\"choices\":[{\"index\":0,\"delta\":");
+}
+
+/* End the chunk delta_open began, with @p finish (NULL: none yet), and emit it. */
+static apr_status_t delta_close(llmgw_stream_t *st, llmgw_chunk_kind_e kind, llmgw_json_buf_t *b,
+                                const char *finish)
+{
+    llmgw_json_buf_lit(b, ",\"logprobs\":null,\"finish_reason\":");
+    if (finish)
+        llmgw_json_buf_str(b, finish);
+    else
+        llmgw_json_buf_lit(b, "null");
+    llmgw_json_buf_lit(b, "}]");
+    if (st->call->include_usage)
+        llmgw_json_buf_lit(b, ",\"usage\":null");
+    llmgw_json_buf_lit(b, "}");
+    return llmgw_prov_emit_frame(st, kind, b);
+}
+
+/* The chunk for choice 0 whose delta is the JSON text @p delta, with @p finish (NULL: none yet). */
+static apr_status_t emit_delta(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const char *delta,
                                const char *finish)
 {
-    json_t *chunk = chunk_base(st);
-    json_t *choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
-                               "finish_reason", finish ? json_string(finish) : json_null());
-    apr_status_t rv;
+    llmgw_json_buf_t b;
 
-    json_object_set_new(chunk, "choices", json_pack("[o]", choice));
-    if (st->call->include_usage)
-        json_object_set_new(chunk, "usage", json_null());
-    rv = llmgw_prov_emit_json(st, kind, chunk);
-    json_decref(chunk);
-    return rv;
+    llmgw_json_buf_init(&b);
+    delta_open(st, &b);
+    llmgw_json_buf_add(&b, delta, strlen(delta));
+    return delta_close(st, kind, &b, finish);
 }
 
 /* The role chunk, once, before anything else (held back by the glue until content). */
@@ -406,19 +484,24 @@ static apr_status_t ensure_started(llmgw_stream_t *st)
     if (!as->id)
         as->id = completion_id(st->call->pool, NULL, st->call->created);
     as->started = 1;
-    return emit_delta(st, LLMGW_CHUNK_PREAMBLE,
-                      json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL);
+    return emit_delta(st, LLMGW_CHUNK_PREAMBLE, "{\"role\":\"assistant\",\"content\":\"\"}", NULL);
 }
 
 static apr_status_t emit_text(llmgw_stream_t *st, const json_t *text)
 {
+    llmgw_json_buf_t b;
     apr_status_t rv;
 
     if (!json_is_string(text) || json_string_length(text) == 0)
         return APR_SUCCESS;
     if ((rv = ensure_started(st)) != APR_SUCCESS)
         return rv;
-    return emit_delta(st, LLMGW_CHUNK_CONTENT, json_pack("{s:O}", "content", text), NULL);
+    llmgw_json_buf_init(&b);
+    delta_open(st, &b);
+    llmgw_json_buf_lit(&b, "{\"content\":");
+    llmgw_json_buf_value(&b, text);
+    llmgw_json_buf_lit(&b, "}");
+    return delta_close(st, LLMGW_CHUNK_CONTENT, &b, NULL);
 }
 
 /* A tool-call fragment: the opening one carries id/name, later ones arguments only. */
@@ -426,29 +509,41 @@ static apr_status_t emit_tool(llmgw_stream_t *st, int index, const char *id, con
                               const json_t *args)
 {
     anth_stream_t *as = st->priv;
-    json_t *fn = json_object(), *delta;
+    llmgw_json_buf_t b;
     apr_status_t rv;
 
-    if ((rv = ensure_started(st)) != APR_SUCCESS) {
-        json_decref(fn);
+    if ((rv = ensure_started(st)) != APR_SUCCESS)
         return rv;
-    }
-    if (name)
-        json_object_set_new(fn, "name", json_string(name));
-    json_object_set_new(fn, "arguments", args ? json_incref((json_t *)args) : json_string(""));
+    llmgw_json_buf_init(&b);
+    delta_open(st, &b);
     if (as->legacy) {
-        delta = json_pack("{s:o}", "function_call", fn);
+        llmgw_json_buf_lit(&b, "{\"function_call\":{");
     }
     else {
-        json_t *call = json_pack("{s:i}", "index", index);
+        llmgw_json_buf_lit(&b, "{\"tool_calls\":[{\"index\":");
+        llmgw_json_buf_int(&b, index);
         if (id) {
-            json_object_set_new(call, "id", json_string(id));
-            json_object_set_new(call, "type", json_string("function"));
+            llmgw_json_buf_lit(&b, ",\"id\":");
+            llmgw_json_buf_str(&b, id);
+            llmgw_json_buf_lit(&b, ",\"type\":\"function\"");
         }
-        json_object_set_new(call, "function", fn);
-        delta = json_pack("{s:[o]}", "tool_calls", call);
+        llmgw_json_buf_lit(&b, ",\"function\":{");
     }
-    return emit_delta(st, LLMGW_CHUNK_CONTENT, delta, NULL);
+    if (name) {
+        llmgw_json_buf_lit(&b, "\"name\":");
+        llmgw_json_buf_str(&b, name);
+        llmgw_json_buf_lit(&b, ",");
+    }
+    llmgw_json_buf_lit(&b, "\"arguments\":");
+    if (args)
+        llmgw_json_buf_value(&b, args);
+    else
+        llmgw_json_buf_lit(&b, "\"\"");
+    if (as->legacy)
+        llmgw_json_buf_lit(&b, "}}");
+    else
+        llmgw_json_buf_lit(&b, "}}]}");
+    return delta_close(st, LLMGW_CHUNK_CONTENT, &b, NULL);
 }
 
 /* The slot for native block @p index, NULL when the index is out of bounds. */
@@ -544,8 +639,7 @@ static apr_status_t emit_finish(llmgw_stream_t *st, const char *stop_reason)
         return rv;
     as->finished = 1;
     st->finish_seen = 1;
-    return emit_delta(st, LLMGW_CHUNK_CONTENT, json_object(),
-                      finish_reason(stop_reason, as->legacy));
+    return emit_delta(st, LLMGW_CHUNK_CONTENT, "{}", finish_reason(stop_reason, as->legacy));
 }
 
 static apr_status_t on_message_delta(llmgw_stream_t *st, const json_t *ev)
@@ -571,13 +665,14 @@ static apr_status_t emit_tail(llmgw_stream_t *st)
     apr_status_t rv;
 
     if (st->call->include_usage) {
-        json_t *chunk = chunk_base(st);
+        llmgw_json_buf_t b;
 
-        json_object_set_new(chunk, "choices", json_array());
-        json_object_set_new(chunk, "usage", usage_json(&as->usage));
-        rv = llmgw_prov_emit_json(st, LLMGW_CHUNK_FINAL, chunk);
-        json_decref(chunk);
-        if (rv != APR_SUCCESS)
+        llmgw_json_buf_init(&b);
+        chunk_open(st, &b);
+        llmgw_json_buf_lit(&b, ",\"choices\":[],\"usage\":");
+        write_usage(&b, &as->usage);
+        llmgw_json_buf_lit(&b, "}");
+        if ((rv = llmgw_prov_emit_frame(st, LLMGW_CHUNK_FINAL, &b)) != APR_SUCCESS)
             return rv;
     }
     return llmgw_prov_emit_done(st);

@@ -490,6 +490,29 @@ apr_status_t llmgw_prov_emit_raw(llmgw_stream_t *st, llmgw_chunk_kind_e kind, co
     return rv;
 }
 
+void llmgw_prov_frame_open(llmgw_json_buf_t *b)
+{
+    llmgw_json_buf_add(b, SSE_PREFIX, SSE_PREFIX_LEN);
+}
+
+apr_status_t llmgw_prov_emit_frame(llmgw_stream_t *st, llmgw_chunk_kind_e kind, llmgw_json_buf_t *b)
+{
+    json_t *chunk = NULL;
+    apr_status_t rv = APR_ENOMEM;
+
+    if (!b->failed && b->len > SSE_PREFIX_LEN)
+        chunk = st->frames_only ? json_null()
+                                : llmgw_json_load(b->data + SSE_PREFIX_LEN, b->len - SSE_PREFIX_LEN,
+                                                  JSON_ALLOW_NUL, NULL);
+    if (chunk && llmgw_json_buf_lit(b, "\n\n") == APR_SUCCESS)
+        rv = st->emit(st->baton, kind, chunk, b->data, b->len);
+    json_decref(chunk);
+    llmgw_json_buf_free(b);
+    if (rv == APR_SUCCESS && kind == LLMGW_CHUNK_CONTENT)
+        st->content_emitted = 1;
+    return rv;
+}
+
 int llmgw_prov_frame_verbatim_ok(const char *text, apr_size_t len)
 {
     /* A line break (whitespace between tokens of a multi-line data field)

@@ -17,6 +17,7 @@
 
 #include <stdarg.h>
 #include "llmgw_provider.h"
+#include "llmgw_json.h"
 
 /** Upstream messages longer than this (bytes) are cut, "..." included. */
 #define LLMGW_PROV_MAX_MESSAGE 2000
@@ -249,6 +250,19 @@ apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, c
  */
 apr_status_t llmgw_prov_emit_raw(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j,
                                  const char *text, apr_size_t len);
+
+/** Start the frame "data: " in @p b (initialised), for a chunk written after it. */
+void llmgw_prov_frame_open(llmgw_json_buf_t *b);
+
+/**
+ * End the frame @p b holds (llmgw_prov_frame_open, then one chunk written
+ * with the llmgw_json_buf_* writers) and hand it to st->emit, as
+ * llmgw_prov_emit_json does. The chunk object emit receives is read back
+ * from the bytes, except for a frames-only stream (llmgw_stream_t), where
+ * nobody reads it: JSON null then. APR_ENOMEM when writing failed. Frees @p b.
+ */
+apr_status_t llmgw_prov_emit_frame(llmgw_stream_t *st, llmgw_chunk_kind_e kind,
+                                   llmgw_json_buf_t *b);
 
 /**
  * May the data of an SSE event that json_loadb accepted go on as one

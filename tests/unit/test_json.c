@@ -5,7 +5,8 @@
  * differential fuzz target (tests/fuzz/fuzz_json_pick.c) checks the same
  * contract against jansson on arbitrary bytes. Then the whole-document
  * reader built on it (llmgw_json_load): json_loadb's answer, member order
- * and refusals included.
+ * and refusals included. Last the writers (llmgw_json_buf_value and
+ * friends): json_dumps' bytes, and a poisoned buffer for what it refuses.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -331,6 +332,100 @@ START_TEST(test_load_flags_other_than_allow_nul_are_janssons)
 }
 END_TEST
 
+/* What the writers append for @p v equals jansson's compact serialisation of it. */
+static void assert_written_as_jansson(const json_t *v)
+{
+    llmgw_json_buf_t b;
+    char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+    llmgw_json_buf_init(&b);
+    ck_assert_int_eq(llmgw_json_buf_value(&b, v), APR_SUCCESS);
+    ck_assert_int_eq(b.failed, 0);
+    ck_assert_uint_eq(b.len, strlen(want));
+    ck_assert_msg(memcmp(b.data, want, b.len) == 0, "wrote %.*s, jansson %s", (int)b.len, b.data,
+                  want);
+    if (json_is_string(v)) {
+        llmgw_json_buf_free(&b);
+        ck_assert_int_eq(llmgw_json_buf_strn(&b, json_string_value(v), json_string_length(v)),
+                         APR_SUCCESS);
+        ck_assert_uint_eq(b.len, strlen(want));
+        ck_assert_int_eq(memcmp(b.data, want, b.len), 0);
+    }
+    if (json_is_integer(v)) {
+        llmgw_json_buf_free(&b);
+        ck_assert_int_eq(llmgw_json_buf_int(&b, json_integer_value(v)), APR_SUCCESS);
+        ck_assert_uint_eq(b.len, strlen(want));
+        ck_assert_int_eq(memcmp(b.data, want, b.len), 0);
+    }
+    llmgw_json_buf_free(&b);
+    free(want);
+}
+
+START_TEST(test_writers_write_what_jansson_dumps)
+{
+    static const char *const docs[] = {
+        "\"plain ascii ~ with spaces\"",
+        "\"\"",
+        "\"quote \\\" backslash \\\\ slash / del \x7f\"",
+        "\"controls \\n \\t \\r \\b \\f \\u0001 \\u001f\"",
+        "\"nul \\u0000 inside\"",
+        "\"caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80\"",
+        "0",
+        "-1",
+        "1764000000",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "0.5",
+        "38.7",
+        "-1e300",
+        "true",
+        "false",
+        "null",
+        "[]",
+        "{}",
+        "{\"b\":[1,\"x\\n\",{\"a\":null}],\"a\":2.5}",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        json_t *v = json_loads(docs[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+
+        ck_assert_msg(v != NULL, "vector %zu does not parse", i);
+        assert_written_as_jansson(v);
+        json_decref(v);
+    }
+}
+END_TEST
+
+/* What cannot be written poisons the buffer: a document with a hole is never used. */
+START_TEST(test_writers_refuse_what_jansson_refuses)
+{
+    llmgw_json_buf_t b;
+
+    llmgw_json_buf_init(&b);
+    llmgw_json_buf_lit(&b, "{\"a\":");
+    ck_assert_int_eq(llmgw_json_buf_strn(&b, "ab\xff", 3), APR_EINVAL);
+    ck_assert_int_ne(b.failed, 0);
+    ck_assert_int_ne(llmgw_json_buf_lit(&b, "}"), APR_SUCCESS);
+    llmgw_json_buf_free(&b);
+
+    ck_assert_int_eq(llmgw_json_buf_str(&b, NULL), APR_EINVAL);
+    ck_assert_int_ne(b.failed, 0);
+    llmgw_json_buf_free(&b);
+
+    /* Strings that spill the inline storage move to the heap whole. */
+    {
+        char big[5000];
+        memset(big, 'x', sizeof(big));
+        big[100] = '"';
+        ck_assert_int_eq(llmgw_json_buf_strn(&b, big, sizeof(big)), APR_SUCCESS);
+        ck_assert_uint_eq(b.len, sizeof(big) + 3);
+        ck_assert_int_eq(memcmp(b.data + 101, "\\\"", 2), 0); /* after the opening quote */
+        llmgw_json_buf_free(&b);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("json");
@@ -345,6 +440,8 @@ int main(void)
     tcase_add_test(tc, test_declines_what_it_leaves_to_jansson);
     tcase_add_test(tc, test_load_reads_documents_as_jansson);
     tcase_add_test(tc, test_load_flags_other_than_allow_nul_are_janssons);
+    tcase_add_test(tc, test_writers_write_what_jansson_dumps);
+    tcase_add_test(tc, test_writers_refuse_what_jansson_refuses);
     suite_add_tcase(s, tc);
     return test_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
