@@ -79,6 +79,22 @@ static apr_status_t refuse_param(build_t *bx, const char *param, const char *cod
                 call->backend->name, why);
 }
 
+/*
+ * The body's members other than model and messages, each a new reference or
+ * NULL (absent); written in this order by write_body.
+ */
+typedef struct {
+    json_t *output_config;
+    apr_int64_t max_tokens;
+    json_t *system;
+    json_t *tools;
+    json_t *tool_choice;
+    json_t *temperature;
+    json_t *top_p;
+    json_t *stop_sequences;
+    const char *user_id; /* metadata.user_id */
+} body_t;
+
 /* ---------------------------------------------------------------------- */
 /* Requests: content blocks                                               */
 /* ---------------------------------------------------------------------- */
@@ -795,7 +811,7 @@ static json_t *history_tools(build_t *bx)
     return list;
 }
 
-static apr_status_t set_tools(build_t *bx, json_t *body)
+static apr_status_t set_tools(build_t *bx, body_t *body)
 {
     json_t *choice, *allowed, *tools;
     int serial = bx->legacy || json_is_false(json_object_get(bx->req, "parallel_tool_calls"));
@@ -819,17 +835,16 @@ static apr_status_t set_tools(build_t *bx, json_t *body)
                         "A tool must be called, but no tool is defined.");
         if (json_object_size(bx->used_tools) == 0)
             return APR_SUCCESS;
-        json_object_set_new(body, "tools", history_tools(bx));
-        json_object_set_new(body, "tool_choice", choice_of_type("none"));
+        body->tools = history_tools(bx);
+        body->tool_choice = choice_of_type("none");
         return APR_SUCCESS;
     }
     if (serial && !choice)
         choice = choice_of_type("auto");
     if (serial && !str_eq(llmgw_json_str(choice, "type"), "none"))
         json_object_set_new(choice, "disable_parallel_tool_use", json_true());
-    json_object_set_new(body, "tools", tools);
-    if (choice)
-        json_object_set_new(body, "tool_choice", choice);
+    body->tools = tools;
+    body->tool_choice = choice;
     return APR_SUCCESS;
 }
 
@@ -931,7 +946,7 @@ static apr_status_t check_unsupported(build_t *bx)
 }
 
 /* max_completion_tokens, else max_tokens, else the backend's maxTokens. */
-static apr_status_t set_max_tokens(build_t *bx, json_t *body)
+static apr_status_t set_max_tokens(build_t *bx, body_t *body)
 {
     static const char *const keys[] = {"max_completion_tokens", "max_tokens"};
     int dflt = bx->call->backend->max_tokens;
@@ -945,12 +960,12 @@ static apr_status_t set_max_tokens(build_t *bx, json_t *body)
         if (!json_is_integer(v) || json_integer_value(v) < 1)
             return fail(bx, "invalid_value", keys[i], "'%s' must be an integer of at least 1.",
                         keys[i]);
-        json_object_set_new(body, "max_tokens", json_integer(json_integer_value(v)));
+        body->max_tokens = json_integer_value(v);
         return APR_SUCCESS;
     }
     if (dflt == LLMGW_UNSET || dflt < 1)
         dflt = LLMGW_DEFAULT_ANTHROPIC_MAX_TOKENS;
-    json_object_set_new(body, "max_tokens", json_integer(dflt));
+    body->max_tokens = dflt;
     return APR_SUCCESS;
 }
 
@@ -958,7 +973,7 @@ static apr_status_t set_max_tokens(build_t *bx, json_t *body)
  * providers.md 5.1/5.2: temperature clamped to Anthropic's 0..1; top_p only
  * without temperature, since newer models refuse the two together.
  */
-static apr_status_t set_sampling(build_t *bx, json_t *body)
+static apr_status_t set_sampling(build_t *bx, body_t *body)
 {
     json_t *t = json_object_get(bx->req, "temperature");
     json_t *top = json_object_get(bx->req, "top_p");
@@ -970,14 +985,14 @@ static apr_status_t set_sampling(build_t *bx, json_t *body)
     if (json_is_number(t)) {
         double x = json_number_value(t);
         if (x > 1.0 || x < 0.0)
-            json_object_set_new(body, "temperature", json_real(x > 1.0 ? 1.0 : 0.0));
+            body->temperature = json_real(x > 1.0 ? 1.0 : 0.0);
         else
-            json_object_set(body, "temperature", t);
+            body->temperature = json_incref(t);
     }
     if (!json_is_number(top))
         return APR_SUCCESS;
     if (!json_is_number(t)) {
-        json_object_set(body, "top_p", top);
+        body->top_p = json_incref(top);
         return APR_SUCCESS;
     }
     if (number_is(top, 1.0))
@@ -986,26 +1001,25 @@ static apr_status_t set_sampling(build_t *bx, json_t *body)
                         "Anthropic models accept temperature or top_p, not both");
 }
 
-static apr_status_t set_stop(build_t *bx, json_t *body)
+static apr_status_t set_stop(build_t *bx, body_t *body)
 {
     json_t *seqs;
 
     if (!llmgw_prov_stop_sequences(json_object_get(bx->req, "stop"), &seqs))
         return fail(bx, "invalid_type", "stop", "'stop' must be a string or an array of strings.");
-    if (seqs)
-        json_object_set_new(body, "stop_sequences", seqs);
+    body->stop_sequences = seqs;
     return APR_SUCCESS;
 }
 
 /* safety_identifier (or the older user) is the opaque end-user id. */
-static void set_metadata(build_t *bx, json_t *body)
+static void set_metadata(build_t *bx, body_t *body)
 {
     const char *id = llmgw_json_str(bx->req, "safety_identifier");
 
     if (!id || !*id)
         id = llmgw_json_str(bx->req, "user");
     if (id && *id)
-        json_object_set_new(body, "metadata", json_pack("{s:s}", "user_id", id));
+        body->user_id = id;
 }
 
 static void add_system_text(build_t *bx, const char *text)
@@ -1017,7 +1031,7 @@ static void add_system_text(build_t *bx, const char *text)
 }
 
 /* providers.md 5.2: json_schema -> output_config.format; json_object -> an instruction. */
-static apr_status_t set_response_format(build_t *bx, json_t *body)
+static apr_status_t set_response_format(build_t *bx, body_t *body)
 {
     json_t *rf = json_object_get(bx->req, "response_format");
     const char *type = llmgw_json_str(rf, "type");
@@ -1026,9 +1040,8 @@ static apr_status_t set_response_format(build_t *bx, json_t *body)
     if (llmgw_json_is_absent(rf) || str_eq(type, "text"))
         return APR_SUCCESS;
     if (str_eq(type, "json_schema") && json_is_object(schema)) {
-        json_object_set_new(
-            body, "output_config",
-            json_pack("{s:{s:s, s:O}}", "format", "type", "json_schema", "schema", schema));
+        body->output_config =
+            json_pack("{s:{s:s, s:O}}", "format", "type", "json_schema", "schema", schema);
         return APR_SUCCESS;
     }
     if (str_eq(type, "json_object") || str_eq(type, "json_schema")) {
@@ -1040,16 +1053,16 @@ static apr_status_t set_response_format(build_t *bx, json_t *body)
 }
 
 /* `system` as a string when it is one plain string, else text blocks. */
-static void set_system(build_t *bx, json_t *body)
+static void set_system(build_t *bx, body_t *body)
 {
     size_t n = json_array_size(bx->system);
 
     if (n == 0)
         return;
     if (n == 1 && bx->system_plain)
-        json_object_set(body, "system", json_object_get(json_array_get(bx->system, 0), "text"));
+        body->system = json_incref(json_object_get(json_array_get(bx->system, 0), "text"));
     else
-        json_object_set(body, "system", bx->system);
+        body->system = json_incref(bx->system);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1079,24 +1092,135 @@ const void *llmgw_anthropic_prepare(const llmgw_backend_t *b, apr_pool_t *p)
     return f;
 }
 
-static apr_status_t build_body(build_t *bx, json_t *body)
+/*
+ * A content block: a plain text block (the usual one) written, anything
+ * else as jansson writes it.
+ */
+static void write_block(llmgw_json_buf_t *b, const json_t *block)
 {
+    json_t *text = json_object_get(block, "text");
+
+    if (json_object_size(block) != 2 || !json_is_string(text) ||
+        !str_eq(llmgw_json_str(block, "type"), "text")) {
+        llmgw_json_buf_value(b, block);
+        return;
+    }
+    llmgw_json_buf_lit(b, "{\"type\":\"text\",\"text\":");
+    llmgw_json_buf_value(b, text);
+    llmgw_json_buf_lit(b, "}");
+}
+
+/* The turns ({"role","content"} each, content a string or blocks), written. */
+static void write_turns(llmgw_json_buf_t *b, const json_t *turns)
+{
+    size_t i, k;
+    json_t *turn, *block;
+
+    llmgw_json_buf_lit(b, "[");
+    json_array_foreach (turns, i, turn) {
+        json_t *content = json_object_get(turn, "content");
+
+        if (i > 0)
+            llmgw_json_buf_lit(b, ",");
+        llmgw_json_buf_lit(b, "{\"role\":");
+        llmgw_json_buf_value(b, json_object_get(turn, "role"));
+        llmgw_json_buf_lit(b, ",\"content\":");
+        if (!json_is_array(content)) {
+            llmgw_json_buf_value(b, content);
+        }
+        else {
+            llmgw_json_buf_lit(b, "[");
+            json_array_foreach (content, k, block) {
+                if (k > 0)
+                    llmgw_json_buf_lit(b, ",");
+                write_block(b, block);
+            }
+            llmgw_json_buf_lit(b, "]");
+        }
+        llmgw_json_buf_lit(b, "}");
+    }
+    llmgw_json_buf_lit(b, "]");
+}
+
+/* `,"name":` and @p v, unless @p v is NULL (absent). */
+static void write_member(llmgw_json_buf_t *b, const char *comma_name, apr_size_t len,
+                         const json_t *v)
+{
+    if (!v)
+        return;
+    llmgw_json_buf_add(b, comma_name, len);
+    llmgw_json_buf_value(b, v);
+}
+
+#define WRITE_MEMBER(b, name, v) write_member((b), ",\"" name "\":", sizeof(name) + 3, (v))
+
+/*
+ * The body, written (llmgw_json.h): a Messages API request has one shape,
+ * and the messages hold most of its bytes. From bx->p; NULL when writing
+ * failed.
+ */
+static const char *write_body(build_t *bx, const body_t *body, apr_size_t *len)
+{
+    llmgw_json_buf_t b;
+    const char *text = NULL;
+
+    llmgw_json_buf_init(&b);
+    llmgw_json_buf_lit(&b, "{\"model\":");
+    llmgw_json_buf_str(&b, bx->call->model);
+    WRITE_MEMBER(&b, "output_config", body->output_config);
+    llmgw_json_buf_lit(&b, ",\"max_tokens\":");
+    llmgw_json_buf_int(&b, body->max_tokens);
+    WRITE_MEMBER(&b, "system", body->system);
+    llmgw_json_buf_lit(&b, ",\"messages\":");
+    write_turns(&b, bx->turns);
+    WRITE_MEMBER(&b, "tools", body->tools);
+    WRITE_MEMBER(&b, "tool_choice", body->tool_choice);
+    WRITE_MEMBER(&b, "temperature", body->temperature);
+    WRITE_MEMBER(&b, "top_p", body->top_p);
+    WRITE_MEMBER(&b, "stop_sequences", body->stop_sequences);
+    if (body->user_id) {
+        llmgw_json_buf_lit(&b, ",\"metadata\":{\"user_id\":");
+        llmgw_json_buf_str(&b, body->user_id);
+        llmgw_json_buf_lit(&b, "}");
+    }
+    if (bx->call->stream)
+        llmgw_json_buf_lit(&b, ",\"stream\":true");
+    llmgw_json_buf_lit(&b, "}");
+    if (!b.failed)
+        text = apr_pstrmemdup(bx->p, b.data, b.len);
+    *len = text ? b.len : 0;
+    llmgw_json_buf_free(&b);
+    return text;
+}
+
+static void body_release(body_t *body)
+{
+    json_decref(body->output_config);
+    json_decref(body->system);
+    json_decref(body->tools);
+    json_decref(body->tool_choice);
+    json_decref(body->temperature);
+    json_decref(body->top_p);
+    json_decref(body->stop_sequences);
+}
+
+static apr_status_t build_body(build_t *bx, body_t *body)
+{
+    json_t *model = json_string(bx->call->model);
     apr_status_t rv;
 
-    if (json_object_set_new(body, "model", json_string(bx->call->model)) != 0)
+    if (!model)
         return fail(bx, "invalid_value", "model", "The model name is not valid UTF-8.");
+    json_decref(model);
     if ((rv = check_unsupported(bx)) != APR_SUCCESS || (rv = convert_messages(bx)) != APR_SUCCESS ||
         (rv = set_response_format(bx, body)) != APR_SUCCESS ||
         (rv = set_max_tokens(bx, body)) != APR_SUCCESS)
         return rv;
     set_system(bx, body);
-    json_object_set(body, "messages", bx->turns);
     if ((rv = set_tools(bx, body)) != APR_SUCCESS || (rv = set_sampling(bx, body)) != APR_SUCCESS ||
         (rv = set_stop(bx, body)) != APR_SUCCESS)
         return rv;
     set_metadata(bx, body);
-    if (bx->call->stream)
-        json_object_set_new(body, "stream", json_true());
     return APR_SUCCESS;
 }
 
@@ -1106,7 +1230,7 @@ apr_status_t llmgw_anthropic_build_request(llmgw_call_t *call, llmgw_http_reques
     const llmgw_backend_t *b = call->backend;
     const fixed_t *f;
     build_t bx;
-    json_t *body;
+    body_t body;
     apr_status_t rv;
 
     memset(&bx, 0, sizeof(bx));
@@ -1129,13 +1253,13 @@ apr_status_t llmgw_anthropic_build_request(llmgw_call_t *call, llmgw_http_reques
     bx.turns = json_array();
     bx.used_tools = json_object();
     bx.legacy_open = json_array();
-    body = json_object();
-    rv = build_body(&bx, body);
+    memset(&body, 0, sizeof(body));
+    rv = build_body(&bx, &body);
     if (rv == APR_SUCCESS) {
-        out->body = llmgw_json_dump(call->pool, body, &out->body_len);
+        out->body = write_body(&bx, &body, &out->body_len);
         rv = out->body ? APR_SUCCESS : APR_ENOMEM;
     }
-    json_decref(body);
+    body_release(&body);
     json_decref(bx.system);
     json_decref(bx.turns);
     json_decref(bx.used_tools);

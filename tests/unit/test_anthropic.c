@@ -44,6 +44,23 @@ static llmgw_call_t *request_call(const json_t *in, json_t *request)
                      make_backend(json_object_get(in, "backend")));
 }
 
+/* The body is written, not dumped (llmgw_json.h): still jansson's compact form, byte for byte. */
+static void assert_body_canonical(llmgw_call_t *call, const char *name)
+{
+    llmgw_http_request_t out;
+    llmgw_error_t *err = NULL;
+    json_t *j;
+    char *canon;
+
+    ck_assert_int_eq(P->build_request(call, &out, &err), APR_SUCCESS);
+    j = test_parse_json(out.body, out.body_len);
+    canon = json_dumps(j, JSON_COMPACT);
+    ck_assert_msg(strlen(canon) == out.body_len && memcmp(canon, out.body, out.body_len) == 0,
+                  "%s: the body is not jansson's compact form: %s", name, out.body);
+    free(canon);
+    json_decref(j);
+}
+
 START_TEST(request_vectors)
 {
     test_vector_t v = test_vector_at(DIRS, "request", _i);
@@ -56,6 +73,7 @@ START_TEST(request_vectors)
     if (!dropped)
         dropped = llmgw_json_pool_own(test_pool, json_array());
     ck_assert_json_eq(test_dropped_json(call), dropped);
+    assert_body_canonical(call, v.name);
 }
 END_TEST
 
