@@ -39,6 +39,7 @@ typedef struct {
     apr_pool_t *p;
     const json_t *req;   /* the client's body, borrowed, never modified */
     json_t *system;      /* text blocks for `system` (new reference) */
+    json_t *system_text; /* or, until a second one comes, the one plain string (borrowed) */
     int system_plain;    /* every system block came from a plain string */
     json_t *turns;       /* [{"role","content":[blocks]}] (new reference) */
     json_t *used_tools;  /* names of tools called in the history (new reference) */
@@ -270,11 +271,40 @@ static void add_turn(build_t *bx, const char *role, json_t *blocks)
         return;
     }
     if (last && str_eq(llmgw_json_str(last, "role"), role)) {
-        json_array_extend(json_object_get(last, "content"), blocks);
+        json_t *content = json_object_get(last, "content");
+
+        if (json_is_string(content)) {
+            /* A text turn (add_text_turn) takes blocks after it. */
+            json_t *first = json_array();
+            push_text(first, content);
+            json_object_set_new(last, "content", first);
+            content = first;
+        }
+        json_array_extend(content, blocks);
         json_decref(blocks);
         return;
     }
     json_array_append_new(bx->turns, json_pack("{s:s, s:o}", "role", role, "content", blocks));
+}
+
+/*
+ * A user message that is one non-empty string, the usual one, as a turn in
+ * the API's short form from the start: no block to make and undo
+ * (shorten_turn). 0 when it must join the previous user turn as a block.
+ */
+static int add_text_turn(build_t *bx, json_t *text)
+{
+    size_t n = json_array_size(bx->turns);
+    json_t *last = n ? json_array_get(bx->turns, n - 1) : NULL;
+    json_t *turn;
+
+    if (last && str_eq(llmgw_json_str(last, "role"), "user"))
+        return 0;
+    turn = json_object();
+    json_object_set_new_nocheck(turn, "role", json_string_nocheck("user"));
+    json_object_set_nocheck(turn, "content", text);
+    json_array_append_new(bx->turns, turn);
+    return 1;
 }
 
 static int tool_id_ok(const char *id)
@@ -304,12 +334,28 @@ static const char *tool_id(apr_pool_t *p, const char *id)
     return apr_pstrcat(p, "t_", hex, NULL);
 }
 
+/* The one plain system string, kept aside (system_message), as a block after all. */
+static void system_blocks(build_t *bx)
+{
+    if (bx->system_text)
+        push_text(bx->system, bx->system_text);
+    bx->system_text = NULL;
+}
+
 static apr_status_t system_message(build_t *bx, const json_t *m, const char *param)
 {
     json_t *content = json_object_get(m, "content");
-    json_t *blocks = json_array();
+    json_t *blocks;
     apr_status_t rv;
 
+    /* The usual system prompt, one string, becomes `system` as it is (set_system). */
+    if (json_is_string(content) && !is_empty_string(content) && !bx->system_text &&
+        json_array_size(bx->system) == 0) {
+        bx->system_text = content;
+        return APR_SUCCESS;
+    }
+    system_blocks(bx);
+    blocks = json_array();
     rv = text_parts(bx, content, apr_pstrcat(bx->p, param, ".content", NULL), 0, blocks);
     if (rv == APR_SUCCESS) {
         if (!json_is_string(content) && json_array_size(blocks) > 0)
@@ -326,6 +372,8 @@ static apr_status_t user_message(build_t *bx, const json_t *m, const char *param
     json_t *blocks, *part;
     size_t j;
 
+    if (json_is_string(content) && !is_empty_string(content) && add_text_turn(bx, content))
+        return APR_SUCCESS;
     param = apr_pstrcat(bx->p, param, ".content", NULL);
     if (json_is_string(content) || llmgw_json_is_absent(content)) {
         blocks = json_array();
@@ -540,9 +588,13 @@ static apr_status_t one_message(build_t *bx, const json_t *m, size_t i)
 static void results_first(json_t *turn)
 {
     json_t *content = json_object_get(turn, "content");
-    json_t *sorted = json_array(), *rest = json_array(), *b;
+    json_t *sorted, *rest, *b;
     size_t i;
 
+    if (!json_is_array(content))
+        return; /* a text turn */
+    sorted = json_array();
+    rest = json_array();
     json_array_foreach (content, i, b) {
         int result = str_eq(llmgw_json_str(b, "type"), "tool_result");
         json_array_append(result ? sorted : rest, b);
@@ -927,15 +979,33 @@ static const struct {
      "reasoning effort is not mapped to Anthropic thinking"},
 };
 
+#define UNSUPPORTED_COUNT (sizeof(unsupported_params) / sizeof(unsupported_params[0]))
+
 static apr_status_t check_unsupported(build_t *bx)
 {
-    size_t i;
+    const json_t *given[UNSUPPORTED_COUNT] = {0};
+    const char *key;
+    size_t key_len, i;
+    json_t *v;
 
-    for (i = 0; i < sizeof(unsupported_params) / sizeof(unsupported_params[0]); i++) {
-        json_t *v = json_object_get(bx->req, unsupported_params[i].name);
+    /* One pass over the handful of members a client sends, not a lookup
+     * per name; refused in the table's order all the same. */
+    json_object_keylen_foreach((json_t *)bx->req, key, key_len, v)
+    {
+        if (strlen(key) != key_len)
+            continue; /* a NUL inside: no parameter's name */
+        for (i = 0; i < UNSUPPORTED_COUNT; i++) {
+            if (key[0] == unsupported_params[i].name[0] &&
+                strcmp(key, unsupported_params[i].name) == 0) {
+                given[i] = v;
+                break;
+            }
+        }
+    }
+    for (i = 0; i < UNSUPPORTED_COUNT; i++) {
         apr_status_t rv;
 
-        if (unsupported_params[i].harmless(v))
+        if (unsupported_params[i].harmless(given[i]))
             continue;
         rv = refuse_param(bx, unsupported_params[i].name, unsupported_params[i].code,
                           unsupported_params[i].why);
@@ -1026,6 +1096,7 @@ static void add_system_text(build_t *bx, const char *text)
 {
     json_t *s = json_string(text);
 
+    system_blocks(bx);
     json_array_append_new(bx->system, text_block(s));
     json_decref(s);
 }
@@ -1057,6 +1128,10 @@ static void set_system(build_t *bx, body_t *body)
 {
     size_t n = json_array_size(bx->system);
 
+    if (bx->system_text) {
+        body->system = json_incref(bx->system_text);
+        return;
+    }
     if (n == 0)
         return;
     if (n == 1 && bx->system_plain)
