@@ -599,27 +599,61 @@ static apr_status_t google_stream_init(llmgw_stream_t *st)
     return APR_SUCCESS;
 }
 
-/* Frame @p j as "data: <json>\n\n", hand it to the client, and release @p j. */
-static apr_status_t emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, json_t *j)
-{
-    apr_status_t rv = llmgw_prov_emit_json(st, kind, j);
-
-    json_decref(j);
-    return rv;
-}
-
-/* A chunk for choice @p k carrying @p delta (stolen). */
-static json_t *chunk(llmgw_stream_t *st, int k, json_t *delta, const char *finish)
+/*
+ * Start the frame of a chunk in @p b (initialised): the fields every chunk
+ * shares. Chunks are written, not built and dumped (llmgw_json.h): there is
+ * one per token.
+ */
+static void chunk_open(llmgw_stream_t *st, llmgw_json_buf_t *b)
 {
     gstream_t *gs = st->priv;
-    json_t *c = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s?}]}", "id", gs->id, "object",
-                          "chat.completion.chunk", "created", (json_int_t)st->call->created,
-                          "model", gs->model, "choices", "index", k, "delta", delta, "logprobs",
-                          "finish_reason", finish);
 
-    if (c && st->call->include_usage)
-        json_object_set_new(c, "usage", json_null());
-    return c;
+    llmgw_prov_frame_open(b);
+    llmgw_json_buf_lit(b, "{\"id\":");
+    llmgw_json_buf_str(b, gs->id);
+    llmgw_json_buf_lit(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
+    llmgw_json_buf_int(b, st->call->created);
+    llmgw_json_buf_lit(b, ",\"model\":");
+    llmgw_json_buf_str(b, gs->model);
+}
+
+/*
+ * Emit the chunk for choice @p k with @p delta (stolen), or, when @p delta
+ * is NULL, the text delta {"content": @p text}; @p logprobs (stolen) or
+ * null; @p finish or null.
+ */
+static apr_status_t emit_chunk(llmgw_stream_t *st, llmgw_chunk_kind_e kind, int k, json_t *delta,
+                               const char *text, json_t *logprobs, const char *finish)
+{
+    llmgw_json_buf_t b;
+
+    llmgw_json_buf_init(&b);
+    chunk_open(st, &b);
+    llmgw_json_buf_lit(&b, ",\"choices\":[{\"index\":");
+    llmgw_json_buf_int(&b, k);
+    llmgw_json_buf_lit(&b, ",\"delta\":");
+    if (delta) {
+        llmgw_json_buf_value(&b, delta);
+    }
+    else {
+        llmgw_json_buf_lit(&b, "{\"content\":");
+        llmgw_json_buf_str(&b, text);
+        llmgw_json_buf_lit(&b, "}");
+    }
+    llmgw_json_buf_lit(&b, ",\"logprobs\":");
+    llmgw_json_buf_value(&b, logprobs);
+    llmgw_json_buf_lit(&b, ",\"finish_reason\":");
+    if (finish)
+        llmgw_json_buf_str(&b, finish);
+    else
+        llmgw_json_buf_lit(&b, "null");
+    llmgw_json_buf_lit(&b, "}]");
+    if (st->call->include_usage)
+        llmgw_json_buf_lit(&b, ",\"usage\":null");
+    llmgw_json_buf_lit(&b, "}");
+    json_decref(delta);
+    json_decref(logprobs);
+    return llmgw_prov_emit_frame(st, kind, &b);
 }
 
 /* Id and model come with the first event; they are fixed for the whole stream. */
@@ -663,20 +697,17 @@ static apr_status_t emit_role(llmgw_stream_t *st, int k, gcand_t *c)
     if (c->role_sent)
         return APR_SUCCESS;
     c->role_sent = 1;
-    return emit_json(
-        st, LLMGW_CHUNK_PREAMBLE,
-        chunk(st, k, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
+    return emit_chunk(st, LLMGW_CHUNK_PREAMBLE, k,
+                      json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL,
+                      NULL);
 }
 
 static apr_status_t emit_text(llmgw_stream_t *st, int k, const char *text, const json_t *lr)
 {
     gstream_t *gs = st->priv;
-    json_t *c = chunk(st, k, json_pack("{s:s}", "content", text), NULL);
 
-    if (c && lr && gs->logprobs)
-        json_object_set_new(json_array_get(json_object_get(c, "choices"), 0), "logprobs",
-                            logprobs_json(lr));
-    return emit_json(st, LLMGW_CHUNK_CONTENT, c);
+    return emit_chunk(st, LLMGW_CHUNK_CONTENT, k, NULL, text,
+                      lr && gs->logprobs ? logprobs_json(lr) : NULL, NULL);
 }
 
 /* A functionCall arrives whole: one chunk with the complete arguments (6.9). */
@@ -693,11 +724,12 @@ static apr_status_t emit_tool_call(llmgw_stream_t *st, int k, gcand_t *c, const 
         delta = c->ntools == 0 ? json_pack("{s:o}", "function_call", legacy_call(tc)) : NULL;
         json_decref(tc);
         c->ntools++;
-        return delta ? emit_json(st, LLMGW_CHUNK_CONTENT, chunk(st, k, delta, NULL)) : APR_SUCCESS;
+        return delta ? emit_chunk(st, LLMGW_CHUNK_CONTENT, k, delta, NULL, NULL, NULL)
+                     : APR_SUCCESS;
     }
     json_object_set_new(tc, "index", json_integer(c->ntools++));
     delta = json_pack("{s:[o]}", "tool_calls", tc);
-    return emit_json(st, LLMGW_CHUNK_CONTENT, chunk(st, k, delta, NULL));
+    return emit_chunk(st, LLMGW_CHUNK_CONTENT, k, delta, NULL, NULL, NULL);
 }
 
 static void note_finish(llmgw_stream_t *st, gcand_t *c, const char *native)
@@ -806,6 +838,24 @@ static apr_status_t on_event(llmgw_stream_t *st, const json_t *ev)
     return rv;
 }
 
+/* The chunk that carries the usage, after every choice finished. */
+static apr_status_t emit_usage_chunk(llmgw_stream_t *st)
+{
+    gstream_t *gs = st->priv;
+    json_t *usage = usage_json(&gs->usage);
+    llmgw_json_buf_t b;
+
+    llmgw_json_buf_init(&b);
+    chunk_open(st, &b);
+    llmgw_json_buf_lit(&b, ",\"choices\":[],\"usage\":");
+    if (!usage)
+        b.failed = 1;
+    llmgw_json_buf_value(&b, usage);
+    llmgw_json_buf_lit(&b, "}");
+    json_decref(usage);
+    return llmgw_prov_emit_frame(st, LLMGW_CHUNK_FINAL, &b);
+}
+
 /* Finish chunks for every candidate, the usage chunk if asked, then [DONE]. */
 static apr_status_t finalize(llmgw_stream_t *st)
 {
@@ -825,17 +875,14 @@ static apr_status_t finalize(llmgw_stream_t *st)
             finish = gs->legacy ? "function_call" : "tool_calls";
         rv = emit_role(st, k, c);
         if (rv == APR_SUCCESS && c->filtered && !c->blocked && c->ntools == 0)
-            rv = emit_json(
-                st, LLMGW_CHUNK_CONTENT,
-                chunk(st, k, json_pack("{s:o}", "refusal", filter_refusal(c->filtered)), NULL));
+            rv = emit_chunk(st, LLMGW_CHUNK_CONTENT, k,
+                            json_pack("{s:o}", "refusal", filter_refusal(c->filtered)), NULL, NULL,
+                            NULL);
         if (rv == APR_SUCCESS)
-            rv = emit_json(st, LLMGW_CHUNK_CONTENT, chunk(st, k, json_object(), finish));
+            rv = emit_chunk(st, LLMGW_CHUNK_CONTENT, k, json_object(), NULL, NULL, finish);
     }
     if (rv == APR_SUCCESS && st->call->include_usage && st->usage_seen)
-        rv = emit_json(st, LLMGW_CHUNK_FINAL,
-                       json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", gs->id, "object",
-                                 "chat.completion.chunk", "created", (json_int_t)st->call->created,
-                                 "model", gs->model, "choices", "usage", usage_json(&gs->usage)));
+        rv = emit_usage_chunk(st);
     if (rv == APR_SUCCESS)
         rv = llmgw_prov_emit_done(st);
     return rv;

@@ -435,6 +435,23 @@ START_TEST(stream_vectors)
 }
 END_TEST
 
+/*
+ * A chat client's stream (frames_only: the chunk objects are not read, so
+ * they are not made) gets the same bytes as one whose chunks are read, and
+ * every chunk is jansson's compact serialisation of itself (made-up ids
+ * differ from run to run: masked).
+ */
+START_TEST(stream_frames_only_same_bytes)
+{
+    test_vector_t v = test_vector_at(DIRS, "stream", _i);
+    json_t *c = json_object_get(v.in, "call"), *req = json_object_get(v.in, "request");
+    const char *only = test_stream_bytes(P, stream_call(c, req), &v, NULL, 1);
+    const char *full = test_stream_bytes(P, stream_call(c, req), &v, NULL, 0);
+
+    ck_assert_str_eq(mask_ids(only), mask_ids(full));
+}
+END_TEST
+
 static const char *TEXT_EVENT = "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{"
                                 "\"text\":\"Hi\"}]},\"index\":0}],\"responseId\":\"r1\"}";
 static const char *FINISH_EVENT =
@@ -585,6 +602,7 @@ static Suite *google_suite(void)
 
     tc = test_fixture("stream");
     tcase_add_loop_test(tc, stream_vectors, 0, test_vector_count(DIRS, "stream"));
+    tcase_add_loop_test(tc, stream_frames_only_same_bytes, 0, test_vector_count(DIRS, "stream"));
     tcase_add_test(tc, stream_emit_failure_propagates);
     tcase_add_test(tc, stream_emit_failure_at_end);
     tcase_add_test(tc, stream_nothing_after_done);

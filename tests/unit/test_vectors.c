@@ -626,6 +626,44 @@ static apr_status_t play_stream(const llmgw_provider_t *P, llmgw_stream_t *st, c
     return rv;
 }
 
+/* Collects the frames' bytes; each chunk must be jansson's compact form of its JSON. */
+static apr_status_t bytes_emit(void *baton, llmgw_chunk_kind_e kind, const json_t *chunk,
+                               const char *data, apr_size_t len)
+{
+    const char **all = baton;
+    const char *payload = data + 6;
+    apr_size_t plen = len - 8;
+
+    (void)kind;
+    (void)chunk;
+    if (!(plen == 6 && memcmp(payload, "[DONE]", 6) == 0)) {
+        json_t *j = test_parse_json(payload, plen);
+        char *canon = json_dumps(j, JSON_COMPACT);
+
+        ck_assert_msg(strlen(canon) == plen && memcmp(canon, payload, plen) == 0,
+                      "chunk is not jansson's compact form: %.*s", (int)plen, payload);
+        free(canon);
+        json_decref(j);
+    }
+    *all = apr_pstrcat(test_pool, *all, apr_pstrmemdup(test_pool, data, len), NULL);
+    return APR_SUCCESS;
+}
+
+const char *test_stream_bytes(const llmgw_provider_t *P, llmgw_call_t *call, const test_vector_t *v,
+                              test_feed_fn feed, int frames_only)
+{
+    llmgw_stream_t *st = apr_pcalloc(test_pool, sizeof(*st));
+    const char *all = "";
+
+    st->call = call;
+    st->emit = bytes_emit;
+    st->baton = &all;
+    st->frames_only = frames_only;
+    ck_assert_int_eq(P->stream_init(st), APR_SUCCESS);
+    play_stream(P, st, v->in, feed);
+    return all;
+}
+
 /* A client that did not ask for usage sees no usage member at all. */
 static void assert_no_usage_member(const json_t *frames, const char *name)
 {

@@ -184,6 +184,16 @@ void test_check_stream(const llmgw_provider_t *P, llmgw_stream_t *st, const test
                        const test_vector_t *v, test_feed_fn feed);
 
 /**
+ * Every frame stream vector @p v makes on @p call (played as
+ * test_check_stream plays it), as one string, with
+ * llmgw_stream_t.frames_only set to @p frames_only. Each chunk must be
+ * jansson's compact serialisation of itself: translators write chunks
+ * rather than dump them (llmgw_json.h), and must not differ from a dump.
+ */
+const char *test_stream_bytes(const llmgw_provider_t *P, llmgw_call_t *call, const test_vector_t *v,
+                              test_feed_fn feed, int frames_only);
+
+/**
  * After an emit failure of the client's connection: no upstream fault is
  * recorded, nothing counts as delivered, and @p frames frames went out.
  */
