@@ -1197,6 +1197,10 @@ static void write_turns(llmgw_json_buf_t *b, const json_t *turns)
 
         if (i > 0)
             llmgw_json_buf_lit(b, ",");
+        if (json_object_size(turn) != 2 || !content) {
+            llmgw_json_buf_value(b, turn); /* any other shape: as jansson writes it */
+            continue;
+        }
         llmgw_json_buf_lit(b, "{\"role\":");
         llmgw_json_buf_value(b, json_object_get(turn, "role"));
         llmgw_json_buf_lit(b, ",\"content\":");
