@@ -421,22 +421,12 @@ static apr_status_t anthropic_stream_init(llmgw_stream_t *st)
     return APR_SUCCESS;
 }
 
-/*
- * Start the frame of a chunk in @p b (initialised): the fields every chunk
- * shares. Chunks are written, not built and dumped (llmgw_json.h): there is
- * one per token.
- */
+/* Chunks are written, not built and dumped (llmgw_json.h): there is one per token. */
 static void chunk_open(llmgw_stream_t *st, llmgw_json_buf_t *b)
 {
     anth_stream_t *as = st->priv;
 
-    llmgw_prov_frame_open(b);
-    llmgw_json_buf_lit(b, "{\"id\":");
-    llmgw_json_buf_str(b, as->id);
-    llmgw_json_buf_lit(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
-    llmgw_json_buf_int(b, st->call->created);
-    llmgw_json_buf_lit(b, ",\"model\":");
-    llmgw_json_buf_str(b, st->model ? st->model : st->call->model);
+    llmgw_prov_chunk_open(b, as->id, st->call->created, st->model ? st->model : st->call->model);
 }
 
 /* chunk_open, then choice 0 up to its delta, which the caller writes. */
@@ -450,15 +440,8 @@ static void delta_open(llmgw_stream_t *st, llmgw_json_buf_t *b)
 static apr_status_t delta_close(llmgw_stream_t *st, llmgw_chunk_kind_e kind, llmgw_json_buf_t *b,
                                 const char *finish)
 {
-    llmgw_json_buf_lit(b, ",\"logprobs\":null,\"finish_reason\":");
-    if (finish)
-        llmgw_json_buf_str(b, finish);
-    else
-        llmgw_json_buf_lit(b, "null");
-    llmgw_json_buf_lit(b, "}]");
-    if (st->call->include_usage)
-        llmgw_json_buf_lit(b, ",\"usage\":null");
-    llmgw_json_buf_lit(b, "}");
+    llmgw_json_buf_lit(b, ",\"logprobs\":null");
+    llmgw_prov_chunk_close(b, finish, st->call->include_usage);
     return llmgw_prov_emit_frame(st, kind, b);
 }
 

@@ -599,22 +599,12 @@ static apr_status_t google_stream_init(llmgw_stream_t *st)
     return APR_SUCCESS;
 }
 
-/*
- * Start the frame of a chunk in @p b (initialised): the fields every chunk
- * shares. Chunks are written, not built and dumped (llmgw_json.h): there is
- * one per token.
- */
+/* Chunks are written, not built and dumped (llmgw_json.h): there is one per token. */
 static void chunk_open(llmgw_stream_t *st, llmgw_json_buf_t *b)
 {
     gstream_t *gs = st->priv;
 
-    llmgw_prov_frame_open(b);
-    llmgw_json_buf_lit(b, "{\"id\":");
-    llmgw_json_buf_str(b, gs->id);
-    llmgw_json_buf_lit(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
-    llmgw_json_buf_int(b, st->call->created);
-    llmgw_json_buf_lit(b, ",\"model\":");
-    llmgw_json_buf_str(b, gs->model);
+    llmgw_prov_chunk_open(b, gs->id, st->call->created, gs->model);
 }
 
 /*
@@ -642,15 +632,7 @@ static apr_status_t emit_chunk(llmgw_stream_t *st, llmgw_chunk_kind_e kind, int 
     }
     llmgw_json_buf_lit(&b, ",\"logprobs\":");
     llmgw_json_buf_value(&b, logprobs);
-    llmgw_json_buf_lit(&b, ",\"finish_reason\":");
-    if (finish)
-        llmgw_json_buf_str(&b, finish);
-    else
-        llmgw_json_buf_lit(&b, "null");
-    llmgw_json_buf_lit(&b, "}]");
-    if (st->call->include_usage)
-        llmgw_json_buf_lit(&b, ",\"usage\":null");
-    llmgw_json_buf_lit(&b, "}");
+    llmgw_prov_chunk_close(&b, finish, st->call->include_usage);
     json_decref(delta);
     json_decref(logprobs);
     return llmgw_prov_emit_frame(st, kind, &b);

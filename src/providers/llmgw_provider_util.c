@@ -495,6 +495,31 @@ void llmgw_prov_frame_open(llmgw_json_buf_t *b)
     llmgw_json_buf_add(b, SSE_PREFIX, SSE_PREFIX_LEN);
 }
 
+void llmgw_prov_chunk_open(llmgw_json_buf_t *b, const char *id, apr_int64_t created,
+                           const char *model)
+{
+    llmgw_prov_frame_open(b);
+    llmgw_json_buf_lit(b, "{\"id\":");
+    llmgw_json_buf_str(b, id);
+    llmgw_json_buf_lit(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
+    llmgw_json_buf_int(b, created);
+    llmgw_json_buf_lit(b, ",\"model\":");
+    llmgw_json_buf_str(b, model);
+}
+
+void llmgw_prov_chunk_close(llmgw_json_buf_t *b, const char *finish, int usage_null)
+{
+    llmgw_json_buf_lit(b, ",\"finish_reason\":");
+    if (finish)
+        llmgw_json_buf_str(b, finish);
+    else
+        llmgw_json_buf_lit(b, "null");
+    llmgw_json_buf_lit(b, "}]");
+    if (usage_null)
+        llmgw_json_buf_lit(b, ",\"usage\":null");
+    llmgw_json_buf_lit(b, "}");
+}
+
 apr_status_t llmgw_prov_emit_frame(llmgw_stream_t *st, llmgw_chunk_kind_e kind, llmgw_json_buf_t *b)
 {
     json_t *chunk = NULL;

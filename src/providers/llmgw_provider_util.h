@@ -255,6 +255,21 @@ apr_status_t llmgw_prov_emit_raw(llmgw_stream_t *st, llmgw_chunk_kind_e kind, co
 void llmgw_prov_frame_open(llmgw_json_buf_t *b);
 
 /**
+ * Start the frame of a chat chunk in @p b (initialised): "data: " and the
+ * members every chunk of a stream shares (id, object, created, model). The
+ * caller writes the choices; llmgw_prov_chunk_close ends a chunk of one.
+ */
+void llmgw_prov_chunk_open(llmgw_json_buf_t *b, const char *id, apr_int64_t created,
+                           const char *model);
+
+/**
+ * End the one choice of a chunk whose members up to logprobs are written:
+ * its finish_reason (@p finish, or null), then `"usage":null` when
+ * @p usage_null (the client asked for usage: every chunk but the last).
+ */
+void llmgw_prov_chunk_close(llmgw_json_buf_t *b, const char *finish, int usage_null);
+
+/**
  * End the frame @p b holds (llmgw_prov_frame_open, then one chunk written
  * with the llmgw_json_buf_* writers) and hand it to st->emit, as
  * llmgw_prov_emit_json does. The chunk object emit receives is read back
