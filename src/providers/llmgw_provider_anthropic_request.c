@@ -41,7 +41,7 @@ typedef struct {
     json_t *system;      /* text blocks for `system` (new reference) */
     json_t *system_text; /* or, until a second one comes, the one plain string (borrowed) */
     int system_plain;    /* every system block came from a plain string */
-    json_t *turns;       /* [{"role","content":[blocks]}] (new reference) */
+    json_t *turns;       /* [{"role","content": [blocks] or a string}] (new reference) */
     json_t *used_tools;  /* names of tools called in the history (new reference) */
     json_t *legacy_open; /* legacy calls awaiting their result: [{"name","id"}] */
     int legacy;          /* the client used `functions` */
@@ -990,8 +990,7 @@ static apr_status_t check_unsupported(build_t *bx)
 
     /* One pass over the handful of members a client sends, not a lookup
      * per name; refused in the table's order all the same. */
-    json_object_keylen_foreach((json_t *)bx->req, key, key_len, v)
-    {
+    json_object_keylen_foreach ((json_t *)bx->req, key, key_len, v) {
         if (strlen(key) != key_len)
             continue; /* a NUL inside: no parameter's name */
         for (i = 0; i < UNSUPPORTED_COUNT; i++) {

@@ -490,16 +490,10 @@ apr_status_t llmgw_prov_emit_raw(llmgw_stream_t *st, llmgw_chunk_kind_e kind, co
     return rv;
 }
 
-void llmgw_prov_frame_open(llmgw_json_buf_t *b)
-{
-    llmgw_json_buf_add(b, SSE_PREFIX, SSE_PREFIX_LEN);
-}
-
 void llmgw_prov_chunk_open(llmgw_json_buf_t *b, const char *id, apr_int64_t created,
                            const char *model)
 {
-    llmgw_prov_frame_open(b);
-    llmgw_json_buf_lit(b, "{\"id\":");
+    llmgw_json_buf_lit(b, SSE_PREFIX "{\"id\":");
     llmgw_json_buf_str(b, id);
     llmgw_json_buf_lit(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
     llmgw_json_buf_int(b, created);

@@ -251,9 +251,6 @@ apr_status_t llmgw_prov_emit_json(llmgw_stream_t *st, llmgw_chunk_kind_e kind, c
 apr_status_t llmgw_prov_emit_raw(llmgw_stream_t *st, llmgw_chunk_kind_e kind, const json_t *j,
                                  const char *text, apr_size_t len);
 
-/** Start the frame "data: " in @p b (initialised), for a chunk written after it. */
-void llmgw_prov_frame_open(llmgw_json_buf_t *b);
-
 /**
  * Start the frame of a chat chunk in @p b (initialised): "data: " and the
  * members every chunk of a stream shares (id, object, created, model). The
@@ -270,7 +267,7 @@ void llmgw_prov_chunk_open(llmgw_json_buf_t *b, const char *id, apr_int64_t crea
 void llmgw_prov_chunk_close(llmgw_json_buf_t *b, const char *finish, int usage_null);
 
 /**
- * End the frame @p b holds (llmgw_prov_frame_open, then one chunk written
+ * End the frame @p b holds (llmgw_prov_chunk_open, then the rest of the chunk written
  * with the llmgw_json_buf_* writers) and hand it to st->emit, as
  * llmgw_prov_emit_json does. The chunk object emit receives is read back
  * from the bytes, except for a frames-only stream (llmgw_stream_t), where
